@@ -1,0 +1,237 @@
+//! Wiring: identity, listener, prompts, the session, the front end, and exit codes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::mpsc;
+
+use crate::cli::Tool;
+use crate::config::{Config, IdentitySource};
+use crate::event::{Command, Event};
+use crate::fingerprint::Fingerprint;
+use crate::identity::{self, Identity, IdentityFiles};
+use crate::input::{self, Input};
+use crate::session::{self, SessionEnd, SessionError, SessionSetup};
+use crate::ui;
+
+/// The process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// A clean session, or a helper command that did its job.
+    Success = 0,
+    /// Any other error (I/O, bad files, lost input).
+    Failure = 1,
+    /// Invalid command-line or typed-in settings.
+    Usage = 2,
+    /// The peer is not the pinned one, or it refused our certificate.
+    Refused = 3,
+    /// Stopped by Ctrl-C.
+    Interrupted = 130,
+}
+
+/// Runs `chat certs` or `chat fingerprint`.
+pub fn run_tool(tool: Tool) -> Exit {
+    let result = match tool {
+        Tool::Certs { name, dir, force } => {
+            let files = IdentityFiles::named(&dir, &name);
+            identity::create(&files, &name, force).map(|identity| {
+                ui::status(&format!(
+                    "Created identity {name}: {} and {}",
+                    files.certificate.display(),
+                    files.private_key.display()
+                ));
+                ui::say(&format!("Fingerprint: {}", identity.fingerprint));
+            })
+        }
+        Tool::Fingerprint { file } => identity::load_certificate(&file)
+            .map(|certificate| ui::say(&Fingerprint::of(&certificate).to_string())),
+    };
+    match result {
+        Ok(()) => Exit::Success,
+        Err(err) => {
+            eprintln!("chat: error: {err}");
+            Exit::Failure
+        }
+    }
+}
+
+/// Runs a peer until its session ends.
+pub fn run_peer(config: Config) -> Exit {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("chat: error: cannot start the async runtime: {err}");
+            return Exit::Failure;
+        }
+    };
+    let exit = runtime.block_on(async {
+        match peer(config).await {
+            Ok(exit) => exit,
+            Err(err) => {
+                eprintln!("chat: error: {err:#}");
+                match err.downcast_ref::<SessionError>() {
+                    Some(SessionError::Refused(_)) => Exit::Refused,
+                    _ if err.is::<UsageError>() => Exit::Usage,
+                    _ => Exit::Failure,
+                }
+            }
+        }
+    });
+    // The standard input thread may be blocked in a read; do not wait for it.
+    runtime.shutdown_background();
+    exit
+}
+
+/// A typed-in answer that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+async fn peer(config: Config) -> Result<Exit> {
+    let identity = load_identity(&config.identity)?;
+    let listener = config
+        .listen
+        .bind()
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let port = listener
+        .local_addr()
+        .context("cannot read the listening port")?
+        .port();
+    ui::say(&format!("Fingerprint: {}", identity.fingerprint));
+    ui::say(&format!("Listening on port {port}"));
+
+    let mut lines = ui::spawn_line_reader();
+    let target = match config.connect {
+        Some(target) => target,
+        None => ask(&mut lines, "Enter the target port number: ", "--connect").await?,
+    };
+    let peer = match config.peer {
+        Some(peer) => peer,
+        None => {
+            ask(
+                &mut lines,
+                "Enter the peer's fingerprint: ",
+                "--peer-fingerprint",
+            )
+            .await?
+        }
+    };
+    if peer == identity.fingerprint {
+        ui::status(
+            "Note: the peer fingerprint is our own; this only works when talking to ourselves",
+        );
+    }
+
+    let (commands, commands_rx) = mpsc::channel(1024);
+    let (events, mut events_rx) = mpsc::unbounded_channel();
+    let verbose = config.verbose;
+    let printer = tokio::spawn(async move {
+        while let Some(event) = events_rx.recv().await {
+            ui::show(&event, verbose);
+        }
+    });
+    let interrupted = Arc::new(AtomicBool::new(false));
+    tokio::spawn(forward_input(lines, commands.clone()));
+    tokio::spawn(handle_ctrl_c(commands, interrupted.clone()));
+
+    let setup = SessionSetup {
+        listener,
+        identity,
+        peer,
+        target,
+    };
+    let end = session::run(setup, commands_rx, events.clone()).await;
+    if let Ok(SessionEnd::PeerLeft) = end {
+        let _ = events.send(Event::PeerLeft);
+    }
+    drop(events);
+    let _ = printer.await;
+    match end? {
+        SessionEnd::Quit if interrupted.load(Ordering::SeqCst) => Ok(Exit::Interrupted),
+        _ => Ok(Exit::Success),
+    }
+}
+
+fn load_identity(source: &IdentitySource) -> Result<Identity> {
+    match source {
+        IdentitySource::Named { dir, name } => {
+            let files = IdentityFiles::named(dir, name);
+            let (identity, created) = identity::load_or_create(&files, name)?;
+            if created {
+                ui::status(&format!(
+                    "Created identity {name}: {} and {}",
+                    files.certificate.display(),
+                    files.private_key.display()
+                ));
+            }
+            Ok(identity)
+        }
+        IdentitySource::Files(files) => Ok(identity::load(files)?),
+    }
+}
+
+/// Asks one question on standard input and parses the answer.
+async fn ask<T>(
+    lines: &mut mpsc::UnboundedReceiver<String>,
+    question: &str,
+    flag: &str,
+) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let Some(answer) = ui::prompt(question, lines).await else {
+        bail!(UsageError(format!(
+            "standard input ended before an answer; pass {flag} instead"
+        )));
+    };
+    answer
+        .parse::<T>()
+        .map_err(|err| UsageError(err.to_string()).into())
+}
+
+/// Turns typed lines into commands; end of input becomes `Finish`.
+async fn forward_input(
+    mut lines: mpsc::UnboundedReceiver<String>,
+    commands: mpsc::Sender<Command>,
+) {
+    while let Some(line) = lines.recv().await {
+        let command = match input::parse_line(&line) {
+            Input::Say(text) => Command::Send(text),
+            Input::Quit => Command::Quit,
+            Input::Help => {
+                ui::status(input::HELP);
+                continue;
+            }
+            Input::Invalid(reason) => {
+                ui::status(&reason);
+                continue;
+            }
+            Input::Nothing => continue,
+        };
+        let quit = command == Command::Quit;
+        if commands.send(command).await.is_err() || quit {
+            return;
+        }
+    }
+    let _ = commands.send(Command::Finish).await;
+}
+
+/// The first Ctrl-C quits gracefully; a second one exits at once.
+async fn handle_ctrl_c(commands: mpsc::Sender<Command>, interrupted: Arc<AtomicBool>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    interrupted.store(true, Ordering::SeqCst);
+    ui::status("Closing; press Ctrl-C again to exit at once");
+    let _ = commands.send(Command::Quit).await;
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(Exit::Interrupted as i32);
+    }
+}

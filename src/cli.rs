@@ -1,0 +1,168 @@
+//! The command line as clap sees it, and its conversion into a validated [`Config`].
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, IdentitySource, ListenAddr};
+use crate::fingerprint::Fingerprint;
+use crate::identity::{self, IdentityFiles};
+use crate::target::Target;
+
+const EXAMPLE: &str = "\
+Example: a session between two terminals
+  alice$ chat --name alice --listen 7001
+  Fingerprint: 3f1c...          (tell bob this line)
+  Listening on port 7001
+  Enter the target port number: 7002
+  Enter the peer's fingerprint: 9a0b...   (bob's Fingerprint line)
+
+  bob$ chat --name bob --listen 7002 --connect 7001 --peer-fingerprint 3f1c...
+
+Then each line typed in one window appears in the other as `name: text`.
+Check a fingerprint with: openssl x509 -in certs/alice.crt -noout -fingerprint -sha256
+Type /help in a session for its commands.";
+
+/// Peer-to-peer chat over mutually authenticated TLS 1.3, each side pinning the other's certificate.
+#[derive(Debug, Parser)]
+#[command(version, after_help = EXAMPLE, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Tool>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+/// Helpers that do not start a peer.
+#[derive(Debug, Subcommand)]
+pub enum Tool {
+    /// Create a self-signed identity: DIR/NAME.crt and DIR/NAME.key (ECDSA P-256), and print its fingerprint.
+    Certs {
+        /// The certificate's common name, shown to the peer, and the files' base name.
+        #[arg(long)]
+        name: String,
+        /// Folder for the two files.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Replace an existing identity (the old fingerprint stops working).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a certificate's SHA-256 fingerprint (64 lowercase hex digits).
+    Fingerprint {
+        /// A PEM certificate file.
+        file: PathBuf,
+    },
+}
+
+/// Options for running a peer.
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// Identity to use: certs/NAME.crt and certs/NAME.key, created if neither exists. [default: $USER, or "peer"]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Folder that holds named identities.
+    #[arg(long, value_name = "DIR", default_value = "certs")]
+    pub certs_dir: PathBuf,
+    /// Certificate file to present, instead of a named identity (needs --key).
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "name")]
+    pub cert: Option<PathBuf>,
+    /// Private key file for --cert; must not be readable by group or others.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Where to listen: PORT or HOST:PORT, IPv4 or IPv6. [default: all interfaces, a port the OS picks]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The peer's listener: PORT (on 127.0.0.1) or HOST:PORT. Asked for on standard input if absent.
+    #[arg(long, value_name = "TARGET")]
+    pub connect: Option<String>,
+    /// The SHA-256 fingerprint of the peer's certificate, the only one accepted. Hex, any case, colons and a
+    /// "sha256:" prefix allowed. Asked for on standard input if neither this nor --peer-cert is given.
+    #[arg(long, value_name = "FP", conflicts_with = "peer_cert")]
+    pub peer_fingerprint: Option<String>,
+    /// Take the peer's fingerprint from its certificate file.
+    #[arg(long, value_name = "FILE")]
+    pub peer_cert: Option<PathBuf>,
+    /// Folder where received files are stored (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub download_dir: PathBuf,
+    /// Show connection details such as the negotiated TLS cipher suite and key exchange.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Never draw progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl PeerArgs {
+    /// Validates everything that can be checked before the network is touched.
+    pub fn into_config(self) -> Result<Config> {
+        let identity = match (self.cert, self.key) {
+            (Some(certificate), Some(private_key)) => IdentitySource::Files(IdentityFiles {
+                certificate,
+                private_key,
+            }),
+            _ => {
+                let name = self.name.unwrap_or_else(default_name);
+                identity::validate_name(&name).context("--name")?;
+                IdentitySource::Named {
+                    dir: self.certs_dir,
+                    name,
+                }
+            }
+        };
+        let listen = match self.listen {
+            Some(text) => text.parse().context("--listen")?,
+            None => ListenAddr::AllInterfaces(0),
+        };
+        let connect = self
+            .connect
+            .map(|text| text.parse::<Target>())
+            .transpose()
+            .context("--connect")?;
+        let peer = match (self.peer_fingerprint, self.peer_cert) {
+            (Some(text), _) => Some(text.parse::<Fingerprint>().context("--peer-fingerprint")?),
+            (None, Some(path)) => {
+                let certificate = identity::load_certificate(&path).context("--peer-cert")?;
+                Some(Fingerprint::of(&certificate))
+            }
+            (None, None) => None,
+        };
+        Ok(Config {
+            identity,
+            listen,
+            connect,
+            peer,
+            download_dir: self.download_dir,
+            verbose: self.verbose,
+            progress: !self.no_progress,
+        })
+    }
+}
+
+/// The login name if it makes a valid identity name, else "peer".
+fn default_name() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|user| identity::validate_name(user).is_ok())
+        .unwrap_or_else(|| "peer".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rejects_a_malformed_fingerprint_before_anything_starts() {
+        let cli = Cli::try_parse_from(["chat", "--peer-fingerprint", "abc"]).unwrap();
+        let err = cli.peer.into_config().unwrap_err();
+        assert!(format!("{err:#}").contains("--peer-fingerprint"), "{err:#}");
+    }
+}

@@ -1,0 +1,124 @@
+//! The validated settings of a peer. Built once from the command line; the rest of
+//! the program sees only this.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+use crate::fingerprint::Fingerprint;
+use crate::identity::IdentityFiles;
+use crate::target::Target;
+
+/// Which identity to present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// `DIR/NAME.crt` and `DIR/NAME.key`, created if neither exists.
+    Named { dir: PathBuf, name: String },
+    /// Explicit files, which must exist.
+    Files(IdentityFiles),
+}
+
+/// Where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// Every interface, IPv6 and IPv4 where the system allows; port 0 lets the OS choose.
+    AllInterfaces(u16),
+    /// One address, or a host name resolved at start.
+    Host(String, u16),
+}
+
+/// A validated peer configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub identity: IdentitySource,
+    pub listen: ListenAddr,
+    /// Asked for on standard input when absent.
+    pub connect: Option<Target>,
+    /// Asked for on standard input when absent.
+    pub peer: Option<Fingerprint>,
+    pub download_dir: PathBuf,
+    pub verbose: bool,
+    pub progress: bool,
+}
+
+/// Why a `--listen` value is not usable.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0:?} is not PORT or HOST:PORT (write IPv6 addresses as [::1]:PORT)")]
+pub struct ListenAddrError(String);
+
+impl ListenAddr {
+    /// Binds a listener. For all interfaces, tries dual-stack IPv6 first, then IPv4.
+    pub async fn bind(&self) -> io::Result<TcpListener> {
+        match self {
+            ListenAddr::AllInterfaces(port) => {
+                match TcpListener::bind((Ipv6Addr::UNSPECIFIED, *port)).await {
+                    Ok(listener) => Ok(listener),
+                    Err(_) => TcpListener::bind((Ipv4Addr::UNSPECIFIED, *port)).await,
+                }
+            }
+            ListenAddr::Host(host, port) => TcpListener::bind((host.as_str(), *port)).await,
+        }
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = ListenAddrError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let malformed = || ListenAddrError(text.to_owned());
+        if let Ok(port) = text.parse::<u16>() {
+            return Ok(ListenAddr::AllInterfaces(port));
+        }
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(ListenAddr::Host(addr.ip().to_string(), addr.port()));
+        }
+        let (host, port) = text.rsplit_once(':').ok_or_else(malformed)?;
+        let port = port.parse::<u16>().map_err(|_| malformed())?;
+        let valid_host = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !valid_host {
+            return Err(malformed());
+        }
+        Ok(ListenAddr::Host(host.to_owned(), port))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::AllInterfaces(port) => write!(f, "*:{port}"),
+            ListenAddr::Host(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
+            ListenAddr::Host(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_listen_forms() {
+        assert_eq!("0".parse(), Ok(ListenAddr::AllInterfaces(0)));
+        assert_eq!("7000".parse(), Ok(ListenAddr::AllInterfaces(7000)));
+        assert_eq!(
+            "127.0.0.1:0".parse(),
+            Ok(ListenAddr::Host("127.0.0.1".into(), 0))
+        );
+        assert_eq!("[::1]:9".parse(), Ok(ListenAddr::Host("::1".into(), 9)));
+        assert_eq!(
+            "localhost:9".parse(),
+            Ok(ListenAddr::Host("localhost".into(), 9))
+        );
+        for bad in ["", "70000", "host", "::1:9", "a b:1", "host:x"] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The vocabulary between the core and the front end: commands in, events out.
+//!
+//! The core never prints; everything a user should learn leaves it as an [`Event`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::tls::TlsSummary;
+
+/// What the user asked for, already parsed from a typed line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send a chat line.
+    Send(String),
+    /// Standard input ended: deliver what is queued, close our direction, wait for the peer.
+    Finish,
+    /// Close both directions now (`/quit`, Ctrl-C).
+    Quit,
+}
+
+/// Which of the two connections an event concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The connection we dialled; it carries what we type.
+    Outbound,
+    /// The connection the peer dialled; it carries what the peer types.
+    Inbound,
+}
+
+/// Something the user should see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The peer is not reachable yet; we keep trying.
+    Waiting { target: String, reason: String },
+    /// One more failed attempt, for verbose output.
+    Retrying {
+        target: String,
+        reason: String,
+        delay: Duration,
+    },
+    /// A connection is authenticated and greeted.
+    Connected {
+        direction: Direction,
+        peer: String,
+        addr: SocketAddr,
+        tls: TlsSummary,
+    },
+    /// A chat line from the peer. `from` and `text` are untrusted.
+    Message { from: String, text: String },
+    /// A line typed before the connection was ready; it will be sent once it is.
+    Queued { pending: usize },
+    /// A connection attempt to our listener failed authentication or the handshake.
+    Rejected { addr: SocketAddr, reason: String },
+    /// The peer closed its sending direction cleanly.
+    PeerFinished { peer: String },
+    /// The inbound connection failed; we keep listening for the peer to come back.
+    InboundLost { peer: String, reason: String },
+    /// The outbound connection failed; unacknowledged lines will be sent again.
+    OutboundLost { reason: String },
+    /// The peer closed the connection we send on: it has left.
+    PeerLeft,
+    /// A line that cannot be sent because the peer has left.
+    NotSent { text: String },
+    /// Lines that were never acknowledged when we stopped.
+    Undelivered { lines: Vec<String> },
+}

@@ -1,0 +1,388 @@
+//! The wire format: the `Frame` enum, its encoding, and a pure, bounds-checked decoder.
+//!
+//! Every frame is `type: u8 | length: u32 big-endian | payload`. The decoder never
+//! allocates before the length has been checked against [`MAX_PAYLOAD_LEN`], and it
+//! never trusts a length inside a payload without checking it against the bytes present.
+//! `PROTOCOL.md` describes the same format for people writing another peer.
+
+use thiserror::Error;
+
+/// Bumped whenever the wire format changes incompatibly; carried in `Hello`.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Bytes before the payload: one type byte and a four-byte length.
+pub const HEADER_LEN: usize = 5;
+/// The largest payload any frame may declare. Larger lengths are rejected unread.
+pub const MAX_PAYLOAD_LEN: usize = 128 * 1024;
+/// The longest chat line, in bytes of UTF-8.
+pub const MAX_TEXT_LEN: usize = 64 * 1024;
+/// The longest peer name announced in `Hello`, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 64;
+
+const TYPE_HELLO: u8 = 0x01;
+const TYPE_MESSAGE: u8 = 0x02;
+const TYPE_ACK: u8 = 0x03;
+
+/// One unit of the protocol, as seen after decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// First frame in each direction of every connection.
+    Hello {
+        version: u16,
+        /// Random per process run; lets the receiver recognise resent messages after a reconnect.
+        session_id: u64,
+        name: String,
+    },
+    /// A chat line. `seq` counts from 1 within the sender's session.
+    Message { seq: u64, text: String },
+    /// Every `Message` with a sequence number up to and including `seq` has been shown.
+    Ack { seq: u64 },
+}
+
+/// Why a byte sequence is not a valid frame. Each variant closes the connection.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FrameError {
+    /// The type byte names no frame this version knows.
+    #[error("unknown frame type 0x{0:02x}")]
+    UnknownType(u8),
+    /// The length prefix exceeds [`MAX_PAYLOAD_LEN`].
+    #[error("frame of {len} bytes exceeds the limit of {MAX_PAYLOAD_LEN}")]
+    TooLarge { len: u64 },
+    /// The payload's size does not fit the frame type.
+    #[error("{frame} frame has a payload of {len} bytes, expected {expected}")]
+    BadLength {
+        frame: &'static str,
+        len: usize,
+        expected: &'static str,
+    },
+    /// A text field is not UTF-8.
+    #[error("{frame} frame carries invalid UTF-8")]
+    InvalidUtf8 { frame: &'static str },
+    /// A text field is longer than its limit.
+    #[error("{frame} frame text of {len} bytes exceeds the limit of {max}")]
+    TextTooLong {
+        frame: &'static str,
+        len: usize,
+        max: usize,
+    },
+}
+
+impl Frame {
+    /// A short name for messages and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Hello { .. } => "Hello",
+            Frame::Message { .. } => "Message",
+            Frame::Ack { .. } => "Ack",
+        }
+    }
+
+    /// Appends the encoded frame to `out`.
+    ///
+    /// Panics if a text field exceeds its limit: callers check user input first,
+    /// so an oversized field here is a bug, not a runtime condition.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.push(self.type_byte());
+        out.extend_from_slice(&[0; 4]);
+        match self {
+            Frame::Hello {
+                version,
+                session_id,
+                name,
+            } => {
+                assert!(name.len() <= MAX_NAME_LEN, "Hello name over limit");
+                out.extend_from_slice(&version.to_be_bytes());
+                out.extend_from_slice(&session_id.to_be_bytes());
+                out.extend_from_slice(name.as_bytes());
+            }
+            Frame::Message { seq, text } => {
+                assert!(text.len() <= MAX_TEXT_LEN, "Message text over limit");
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+            Frame::Ack { seq } => out.extend_from_slice(&seq.to_be_bytes()),
+        }
+        let payload_len = out.len() - start - HEADER_LEN;
+        debug_assert!(payload_len <= MAX_PAYLOAD_LEN);
+        let len = u32::try_from(payload_len).expect("payload bounded by MAX_PAYLOAD_LEN");
+        out[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    }
+
+    fn type_byte(&self) -> u8 {
+        match self {
+            Frame::Hello { .. } => TYPE_HELLO,
+            Frame::Message { .. } => TYPE_MESSAGE,
+            Frame::Ack { .. } => TYPE_ACK,
+        }
+    }
+
+    /// Decodes one frame from the front of `buf`.
+    ///
+    /// Returns `Ok(None)` when `buf` holds only part of a frame (read more and call
+    /// again), or the frame and the number of bytes it used.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
+        let Some(header) = buf.get(..HEADER_LEN) else {
+            if let Some(&kind) = buf.first() {
+                check_type(kind)?;
+            }
+            return Ok(None);
+        };
+        let kind = header[0];
+        check_type(kind)?;
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        if len as usize > MAX_PAYLOAD_LEN {
+            return Err(FrameError::TooLarge { len: len.into() });
+        }
+        let total = HEADER_LEN + len as usize;
+        let Some(payload) = buf.get(HEADER_LEN..total) else {
+            return Ok(None);
+        };
+        let frame = match kind {
+            TYPE_HELLO => decode_hello(payload)?,
+            TYPE_MESSAGE => {
+                let (seq, text) = split_u64(payload, "Message", "at least 8")?;
+                Frame::Message {
+                    seq,
+                    text: decode_text(text, "Message", MAX_TEXT_LEN)?,
+                }
+            }
+            TYPE_ACK => {
+                let (seq, rest) = split_u64(payload, "Ack", "exactly 8")?;
+                if !rest.is_empty() {
+                    return Err(bad_length("Ack", payload, "exactly 8"));
+                }
+                Frame::Ack { seq }
+            }
+            _ => unreachable!("type checked above"),
+        };
+        Ok(Some((frame, total)))
+    }
+}
+
+fn check_type(kind: u8) -> Result<(), FrameError> {
+    match kind {
+        TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK => Ok(()),
+        other => Err(FrameError::UnknownType(other)),
+    }
+}
+
+fn decode_hello(payload: &[u8]) -> Result<Frame, FrameError> {
+    const EXPECTED: &str = "at least 10";
+    let Some((version, rest)) = payload.split_first_chunk::<2>() else {
+        return Err(bad_length("Hello", payload, EXPECTED));
+    };
+    let Some((session_id, name)) = rest.split_first_chunk::<8>() else {
+        return Err(bad_length("Hello", payload, EXPECTED));
+    };
+    Ok(Frame::Hello {
+        version: u16::from_be_bytes(*version),
+        session_id: u64::from_be_bytes(*session_id),
+        name: decode_text(name, "Hello", MAX_NAME_LEN)?,
+    })
+}
+
+fn split_u64<'a>(
+    payload: &'a [u8],
+    frame: &'static str,
+    expected: &'static str,
+) -> Result<(u64, &'a [u8]), FrameError> {
+    match payload.split_first_chunk::<8>() {
+        Some((value, rest)) => Ok((u64::from_be_bytes(*value), rest)),
+        None => Err(bad_length(frame, payload, expected)),
+    }
+}
+
+fn decode_text(bytes: &[u8], frame: &'static str, max: usize) -> Result<String, FrameError> {
+    if bytes.len() > max {
+        return Err(FrameError::TextTooLong {
+            frame,
+            len: bytes.len(),
+            max,
+        });
+    }
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| FrameError::InvalidUtf8 { frame })
+}
+
+fn bad_length(frame: &'static str, payload: &[u8], expected: &'static str) -> FrameError {
+    FrameError::BadLength {
+        frame,
+        len: payload.len(),
+        expected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(frame: &Frame) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame.encode(&mut out);
+        out
+    }
+
+    fn samples() -> Vec<Frame> {
+        vec![
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                session_id: 0x0102_0304_0506_0708,
+                name: "alice".into(),
+            },
+            Frame::Message {
+                seq: 1,
+                text: "héllo wörld".into(),
+            },
+            Frame::Message {
+                seq: u64::MAX,
+                text: String::new(),
+            },
+            Frame::Ack { seq: 42 },
+        ]
+    }
+
+    #[test]
+    fn round_trips_every_frame() {
+        for frame in samples() {
+            let bytes = encoded(&frame);
+            assert_eq!(Frame::decode(&bytes), Ok(Some((frame, bytes.len()))));
+        }
+    }
+
+    #[test]
+    fn message_has_documented_layout() {
+        let bytes = encoded(&Frame::Message {
+            seq: 7,
+            text: "hi".into(),
+        });
+        assert_eq!(bytes, b"\x02\x00\x00\x00\x0a\0\0\0\0\0\0\0\x07hi");
+    }
+
+    #[test]
+    fn hello_has_documented_layout() {
+        let bytes = encoded(&Frame::Hello {
+            version: 1,
+            session_id: 9,
+            name: "bob".into(),
+        });
+        assert_eq!(bytes, b"\x01\x00\x00\x00\x0d\x00\x01\0\0\0\0\0\0\0\x09bob");
+    }
+
+    #[test]
+    fn every_truncation_asks_for_more() {
+        for frame in samples() {
+            let bytes = encoded(&frame);
+            for cut in 0..bytes.len() {
+                assert_eq!(
+                    Frame::decode(&bytes[..cut]),
+                    Ok(None),
+                    "{frame:?} cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn decodes_first_of_two_frames() {
+        let mut bytes = encoded(&Frame::Ack { seq: 1 });
+        let first_len = bytes.len();
+        bytes.extend(encoded(&Frame::Ack { seq: 2 }));
+        assert_eq!(
+            Frame::decode(&bytes),
+            Ok(Some((Frame::Ack { seq: 1 }, first_len)))
+        );
+    }
+
+    #[test]
+    fn rejects_oversized_length_before_payload_arrives() {
+        let header = [TYPE_MESSAGE, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(
+            Frame::decode(&header),
+            Err(FrameError::TooLarge { len: 0xffff_ffff })
+        );
+        let just_over = (MAX_PAYLOAD_LEN as u32 + 1).to_be_bytes();
+        let header = [
+            TYPE_ACK,
+            just_over[0],
+            just_over[1],
+            just_over[2],
+            just_over[3],
+        ];
+        assert!(matches!(
+            Frame::decode(&header),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_unknown_type_from_first_byte() {
+        assert_eq!(Frame::decode(&[0x7f]), Err(FrameError::UnknownType(0x7f)));
+        assert_eq!(
+            Frame::decode(&[0x00, 0, 0, 0, 0]),
+            Err(FrameError::UnknownType(0))
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_utf8() {
+        let bytes = b"\x02\x00\x00\x00\x0a\0\0\0\0\0\0\0\x01\xff\xfe";
+        assert_eq!(
+            Frame::decode(bytes),
+            Err(FrameError::InvalidUtf8 { frame: "Message" })
+        );
+    }
+
+    #[test]
+    fn rejects_short_and_long_fixed_payloads() {
+        let short_ack = b"\x03\x00\x00\x00\x04\0\0\0\x01";
+        assert!(matches!(
+            Frame::decode(short_ack),
+            Err(FrameError::BadLength { frame: "Ack", .. })
+        ));
+        let long_ack = b"\x03\x00\x00\x00\x09\0\0\0\0\0\0\0\x01\x00";
+        assert!(matches!(
+            Frame::decode(long_ack),
+            Err(FrameError::BadLength { frame: "Ack", .. })
+        ));
+        let short_message = b"\x02\x00\x00\x00\x03abc";
+        assert!(matches!(
+            Frame::decode(short_message),
+            Err(FrameError::BadLength {
+                frame: "Message",
+                ..
+            })
+        ));
+        let short_hello = b"\x01\x00\x00\x00\x02\x00\x01";
+        assert!(matches!(
+            Frame::decode(short_hello),
+            Err(FrameError::BadLength { frame: "Hello", .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_overlong_text_fields() {
+        let mut bytes = vec![TYPE_HELLO];
+        let name = vec![b'a'; MAX_NAME_LEN + 1];
+        bytes.extend_from_slice(&((10 + name.len()) as u32).to_be_bytes());
+        bytes.extend_from_slice(&[0; 10]);
+        bytes.extend_from_slice(&name);
+        assert!(matches!(
+            Frame::decode(&bytes),
+            Err(FrameError::TextTooLong { frame: "Hello", .. })
+        ));
+
+        let mut bytes = vec![TYPE_MESSAGE];
+        let text = vec![b'a'; MAX_TEXT_LEN + 1];
+        bytes.extend_from_slice(&((8 + text.len()) as u32).to_be_bytes());
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.extend_from_slice(&text);
+        assert!(matches!(
+            Frame::decode(&bytes),
+            Err(FrameError::TextTooLong {
+                frame: "Message",
+                ..
+            })
+        ));
+    }
+}

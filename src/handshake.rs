@@ -1,0 +1,177 @@
+//! Turning a TCP stream into an authenticated, greeted [`Link`], for both roles.
+//!
+//! In TLS 1.3 the connecting side finishes its handshake before the listener has
+//! checked the client certificate. The listener therefore speaks first: its `Hello`
+//! is the proof that it accepted us, and the connector sends nothing until it arrives.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+
+use crate::connection::{Connection, ConnectionError};
+use crate::frame::{Frame, PROTOCOL_VERSION};
+use crate::identity::common_name;
+use crate::tls::{self, TlsSummary};
+
+/// How long a peer has to complete TLS and the greeting.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS connection to the pinned peer, after both greetings.
+#[derive(Debug)]
+pub struct Link {
+    pub connection: Connection<TlsStream<TcpStream>>,
+    /// The common name in the peer's pinned certificate (untrusted text).
+    pub peer_name: String,
+    /// The peer's per-run session id from its `Hello`.
+    pub peer_session: u64,
+    pub addr: SocketAddr,
+    pub tls: TlsSummary,
+}
+
+/// What we announce in our `Hello`.
+#[derive(Debug, Clone)]
+pub struct Greeting {
+    pub session_id: u64,
+    pub name: String,
+}
+
+/// Why a connection did not become a [`Link`].
+#[derive(Debug, Error)]
+pub enum HandshakeError {
+    /// TLS and the greeting did not finish within [`HANDSHAKE_TIMEOUT`].
+    #[error("handshake timed out after {}s", HANDSHAKE_TIMEOUT.as_secs())]
+    Timeout,
+    /// The TLS handshake failed; see [`tls::pin_mismatch`] and [`tls::received_alert`].
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
+    /// Reading or writing the greeting failed.
+    #[error("greeting failed: {0}")]
+    Greeting(#[from] ConnectionError),
+    /// The peer closed the connection before greeting.
+    #[error("the peer closed the connection before greeting")]
+    Closed,
+    /// The first frame was not a `Hello`.
+    #[error("expected Hello, received {0}")]
+    NotHello(&'static str),
+    /// The peer speaks another protocol version.
+    #[error("the peer speaks protocol version {0}, we speak {PROTOCOL_VERSION}")]
+    Version(u16),
+}
+
+impl HandshakeError {
+    /// The underlying I/O error of a failed TLS handshake or greeting, if any.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            HandshakeError::Tls(err) | HandshakeError::Greeting(ConnectionError::Io(err)) => {
+                Some(err)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Greeting {
+    /// A greeting with a fresh random session id.
+    pub fn new(name: String) -> Self {
+        let mut bytes = [0u8; 8];
+        tls::crypto_provider()
+            .secure_random
+            .fill(&mut bytes)
+            .expect("the system random number generator failed");
+        Greeting {
+            session_id: u64::from_be_bytes(bytes),
+            name,
+        }
+    }
+
+    fn hello(&self) -> Frame {
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            session_id: self.session_id,
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The listening side: TLS, then our `Hello`, then the peer's.
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    greeting: &Greeting,
+) -> Result<Link, HandshakeError> {
+    let handshake = async {
+        let tls = acceptor.accept(tcp).await.map_err(HandshakeError::Tls)?;
+        let mut connection = Connection::new(TlsStream::Server(tls));
+        connection.write_frame(&greeting.hello()).await?;
+        let peer_session = read_hello(&mut connection).await?;
+        Ok(into_link(connection, peer_session, addr))
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .unwrap_or(Err(HandshakeError::Timeout))
+}
+
+/// The connecting side: TLS, then the peer's `Hello` (proof it accepted us), then ours.
+pub async fn connect(
+    connector: &TlsConnector,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    greeting: &Greeting,
+) -> Result<Link, HandshakeError> {
+    let handshake = async {
+        let server_name = ServerName::IpAddress(addr.ip().into());
+        let tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(HandshakeError::Tls)?;
+        let mut connection = Connection::new(TlsStream::Client(tls));
+        let peer_session = read_hello(&mut connection).await?;
+        connection.write_frame(&greeting.hello()).await?;
+        Ok(into_link(connection, peer_session, addr))
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .unwrap_or(Err(HandshakeError::Timeout))
+}
+
+async fn read_hello(
+    connection: &mut Connection<TlsStream<TcpStream>>,
+) -> Result<u64, HandshakeError> {
+    match connection.read_frame().await? {
+        None => Err(HandshakeError::Closed),
+        Some(Frame::Hello {
+            version: PROTOCOL_VERSION,
+            session_id,
+            ..
+        }) => Ok(session_id),
+        Some(Frame::Hello { version, .. }) => Err(HandshakeError::Version(version)),
+        Some(other) => Err(HandshakeError::NotHello(other.kind())),
+    }
+}
+
+fn into_link(
+    connection: Connection<TlsStream<TcpStream>>,
+    peer_session: u64,
+    addr: SocketAddr,
+) -> Link {
+    let (_, state) = connection.stream().get_ref();
+    let peer_name = state
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(common_name)
+        .unwrap_or_else(|| "peer".to_owned());
+    let tls = tls::summarize(state);
+    Link {
+        connection,
+        peer_name,
+        peer_session,
+        addr,
+        tls,
+    }
+}

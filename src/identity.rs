@@ -1,0 +1,341 @@
+//! Our own identity: creating, saving and loading a self-signed certificate and its key.
+//!
+//! Keys are ECDSA P-256, made by rcgen through aws-lc-rs (the same provider rustls uses).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+
+use crate::fingerprint::Fingerprint;
+
+/// The longest name a certificate may be created with.
+pub const MAX_IDENTITY_NAME_LEN: usize = 64;
+
+/// A certificate we present and the key that proves we own it.
+#[derive(Debug)]
+pub struct Identity {
+    pub certificate: CertificateDer<'static>,
+    pub private_key: PrivateKeyDer<'static>,
+    pub fingerprint: Fingerprint,
+    /// The certificate's common name, as the peer will see it.
+    pub name: String,
+}
+
+/// Where an identity lives on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityFiles {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+/// Why an identity could not be created or loaded.
+#[derive(Debug, Error)]
+pub enum IdentityError {
+    /// The name cannot be used as a certificate name and file name.
+    #[error(
+        "invalid identity name {0:?}: use 1 to {MAX_IDENTITY_NAME_LEN} letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+    )]
+    InvalidName(String),
+    /// Creating would replace an identity that already exists.
+    #[error("{} already exists; pass --force to replace it", .0.display())]
+    AlreadyExists(PathBuf),
+    /// Only one of the two files exists.
+    #[error("{} exists but {} does not; restore it, or pass --force to make a new identity", .present.display(), .missing.display())]
+    Incomplete { present: PathBuf, missing: PathBuf },
+    /// The private key can be read by others, so it may no longer be private.
+    #[error(
+        "permissions {mode:04o} for '{path}' are too open: the private key must be readable only by you. Fix it with: chmod 600 '{path}'",
+        path = .path.display()
+    )]
+    KeyTooOpen { path: PathBuf, mode: u32 },
+    /// A file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+    /// A file is not the PEM we expect.
+    #[error("{}: {source}", .path.display())]
+    Pem { path: PathBuf, source: pem::Error },
+    /// rcgen could not generate the key or certificate.
+    #[error("generating the certificate failed: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+impl IdentityFiles {
+    /// `DIR/NAME.crt` and `DIR/NAME.key`.
+    pub fn named(dir: &Path, name: &str) -> Self {
+        IdentityFiles {
+            certificate: dir.join(format!("{name}.crt")),
+            private_key: dir.join(format!("{name}.key")),
+        }
+    }
+
+    /// Whether both, one or none of the files exist.
+    fn existing(&self) -> (bool, bool) {
+        (self.certificate.exists(), self.private_key.exists())
+    }
+}
+
+/// Checks that `name` is safe both as a certificate name and as part of a file name.
+pub fn validate_name(name: &str) -> Result<(), IdentityError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let valid = !name.is_empty()
+        && name.len() <= MAX_IDENTITY_NAME_LEN
+        && name.chars().all(allowed)
+        && !name.starts_with(['.', '-']);
+    if valid {
+        Ok(())
+    } else {
+        Err(IdentityError::InvalidName(name.to_owned()))
+    }
+}
+
+/// Creates a new identity called `name` and writes it to `files`.
+///
+/// Without `overwrite`, refuses if either file exists. The key file is created with
+/// mode 0600 from the start, so it is never readable by others even for an instant.
+pub fn create(
+    files: &IdentityFiles,
+    name: &str,
+    overwrite: bool,
+) -> Result<Identity, IdentityError> {
+    validate_name(name)?;
+    if !overwrite {
+        for path in [&files.certificate, &files.private_key] {
+            if path.exists() {
+                return Err(IdentityError::AlreadyExists(path.clone()));
+            }
+        }
+    }
+    let key_pair = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, name);
+    let certificate = params.self_signed(&key_pair)?;
+
+    for path in [&files.certificate, &files.private_key] {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
+        }
+    }
+    write_file(
+        &files.private_key,
+        key_pair.serialize_pem().as_bytes(),
+        0o600,
+        overwrite,
+    )?;
+    write_file(
+        &files.certificate,
+        certificate.pem().as_bytes(),
+        0o644,
+        overwrite,
+    )?;
+    load(files)
+}
+
+/// Loads the identity at `files`, or creates it if neither file exists.
+/// Returns whether it was created.
+pub fn load_or_create(
+    files: &IdentityFiles,
+    name: &str,
+) -> Result<(Identity, bool), IdentityError> {
+    match files.existing() {
+        (false, false) => Ok((create(files, name, false)?, true)),
+        _ => Ok((load(files)?, false)),
+    }
+}
+
+/// Loads an identity, refusing a private key that others can read.
+pub fn load(files: &IdentityFiles) -> Result<Identity, IdentityError> {
+    match files.existing() {
+        (true, false) => {
+            return Err(IdentityError::Incomplete {
+                present: files.certificate.clone(),
+                missing: files.private_key.clone(),
+            });
+        }
+        (false, true) => {
+            return Err(IdentityError::Incomplete {
+                present: files.private_key.clone(),
+                missing: files.certificate.clone(),
+            });
+        }
+        _ => {}
+    }
+    check_key_permissions(&files.private_key)?;
+    let certificate = load_certificate(&files.certificate)?;
+    let private_key = PrivateKeyDer::from_pem_file(&files.private_key)
+        .map_err(|source| pem_error(&files.private_key, source))?;
+    let name = common_name(&certificate).unwrap_or_default();
+    Ok(Identity {
+        fingerprint: Fingerprint::of(&certificate),
+        certificate,
+        private_key,
+        name,
+    })
+}
+
+/// Reads the first certificate of a PEM file.
+pub fn load_certificate(path: &Path) -> Result<CertificateDer<'static>, IdentityError> {
+    CertificateDer::from_pem_file(path).map_err(|source| pem_error(path, source))
+}
+
+/// The subject's common name, if the certificate parses and has one.
+pub fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
+    let name = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(name.to_owned())
+}
+
+fn check_key_permissions(path: &Path) -> Result<(), IdentityError> {
+    let mode = fs::metadata(path)
+        .map_err(|source| io_error(path, source))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(IdentityError::KeyTooOpen {
+            path: path.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `contents` to a new file. With `overwrite`, the file is written beside the
+/// target and renamed over it, so a crash never leaves a half-written identity.
+fn write_file(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    overwrite: bool,
+) -> Result<(), IdentityError> {
+    let staging = if overwrite {
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(".new");
+        path.with_file_name(name)
+    } else {
+        path.to_owned()
+    };
+    if overwrite {
+        let _ = fs::remove_file(&staging);
+    }
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&staging)
+        .and_then(|mut file| {
+            file.write_all(contents)?;
+            file.sync_all()
+        });
+    if let Err(source) = result {
+        if source.kind() == io::ErrorKind::AlreadyExists {
+            return Err(IdentityError::AlreadyExists(staging));
+        }
+        let _ = fs::remove_file(&staging);
+        return Err(io_error(&staging, source));
+    }
+    if overwrite {
+        fs::rename(&staging, path).map_err(|source| io_error(path, source))?;
+    }
+    Ok(())
+}
+
+fn io_error(path: &Path, source: io::Error) -> IdentityError {
+    IdentityError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn pem_error(path: &Path, source: pem::Error) -> IdentityError {
+    match source {
+        pem::Error::Io(source) => io_error(path, source),
+        source => IdentityError::Pem {
+            path: path.to_owned(),
+            source,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names_and_rejects_paths() {
+        for good in ["alice", "Bob-2", "host.example", "a_b"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(MAX_IDENTITY_NAME_LEN + 1);
+        for bad in [
+            "",
+            ".hidden",
+            "-flag",
+            "a/b",
+            "../x",
+            "a b",
+            "é",
+            long.as_str(),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn created_identity_loads_with_private_key_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = IdentityFiles::named(dir.path(), "alice");
+        let created = create(&files, "alice", false).unwrap();
+        assert_eq!(created.name, "alice");
+        let mode = fs::metadata(&files.private_key)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let loaded = load(&files).unwrap();
+        assert_eq!(loaded.fingerprint, created.fingerprint);
+        assert_eq!(loaded.fingerprint, Fingerprint::of(&loaded.certificate));
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = IdentityFiles::named(dir.path(), "bob");
+        let first = create(&files, "bob", false).unwrap();
+        assert!(matches!(
+            create(&files, "bob", false),
+            Err(IdentityError::AlreadyExists(_))
+        ));
+        assert_eq!(load(&files).unwrap().fingerprint, first.fingerprint);
+        let second = create(&files, "bob", true).unwrap();
+        assert_ne!(second.fingerprint, first.fingerprint);
+        assert_eq!(load(&files).unwrap().fingerprint, second.fingerprint);
+    }
+
+    #[test]
+    fn refuses_key_readable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = IdentityFiles::named(dir.path(), "carol");
+        create(&files, "carol", false).unwrap();
+        fs::set_permissions(&files.private_key, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load(&files).unwrap_err();
+        assert!(matches!(err, IdentityError::KeyTooOpen { mode: 0o644, .. }));
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn reports_half_an_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = IdentityFiles::named(dir.path(), "dave");
+        create(&files, "dave", false).unwrap();
+        fs::remove_file(&files.private_key).unwrap();
+        assert!(matches!(
+            load_or_create(&files, "dave"),
+            Err(IdentityError::Incomplete { .. })
+        ));
+    }
+}

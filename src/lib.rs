@@ -1,0 +1,23 @@
+//! `chat`: two-party chat over mutually pinned TLS 1.3.
+//!
+//! The library holds everything but the terminal front end's entry point, so that
+//! integration tests can speak the protocol in-process.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod event;
+pub mod fingerprint;
+pub mod frame;
+pub mod handshake;
+pub mod identity;
+pub mod inbound;
+pub mod input;
+pub mod listener;
+pub mod outbound;
+pub mod sanitize;
+pub mod session;
+pub mod target;
+pub mod tls;
+pub mod ui;

@@ -1,0 +1,424 @@
+//! The sending direction: dial the peer (retrying while it is not up), send what the
+//! user types, and keep every line until the peer acknowledges it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+
+use crate::connection::ConnectionError;
+use crate::event::{Command, Direction, Event};
+use crate::frame::Frame;
+use crate::handshake::{self, Greeting, HandshakeError, Link};
+use crate::target::Target;
+use crate::tls;
+
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long a clean close waits for the peer to close its side back.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Lines in flight, in order, each with its sequence number.
+#[derive(Debug)]
+pub struct Outbox {
+    next_seq: u64,
+    /// The highest sequence number ever written; acknowledgements beyond it are lies.
+    highest_sent: u64,
+    unsent: VecDeque<(u64, String)>,
+    unacked: VecDeque<(u64, String)>,
+}
+
+/// The peer acknowledged a line we never sent.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("the peer acknowledged message {acked}, but only {sent} were sent")]
+pub struct AckBeyondSent {
+    pub acked: u64,
+    pub sent: u64,
+}
+
+/// How the sending direction ended.
+#[derive(Debug)]
+pub enum OutboundEnd {
+    /// Everything was delivered and both sides closed cleanly.
+    Finished,
+    /// The peer closed our connection; anything unacknowledged was reported.
+    PeerLeft,
+    /// We stopped on request; anything unacknowledged was reported.
+    Quit,
+    /// The peer is not the one we pinned, or it refused us. Retrying cannot help.
+    Refused(String),
+}
+
+/// Why one connected stretch of the sending direction ended.
+#[derive(Debug, Error)]
+enum LinkError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Ack(#[from] AckBeyondSent),
+    #[error("unexpected {0} frame")]
+    Unexpected(&'static str),
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            next_seq: 1,
+            highest_sent: 0,
+            unsent: VecDeque::new(),
+            unacked: VecDeque::new(),
+        }
+    }
+}
+
+impl Outbox {
+    pub fn push(&mut self, text: String) {
+        self.unsent.push_back((self.next_seq, text));
+        self.next_seq += 1;
+    }
+
+    /// The next line to write; it stays kept until acknowledged.
+    pub fn take_unsent(&mut self) -> Option<Frame> {
+        let (seq, text) = self.unsent.pop_front()?;
+        let frame = Frame::Message {
+            seq,
+            text: text.clone(),
+        };
+        self.unacked.push_back((seq, text));
+        self.highest_sent = self.highest_sent.max(seq);
+        Some(frame)
+    }
+
+    /// Drops every line up to and including `seq`.
+    pub fn acknowledge(&mut self, seq: u64) -> Result<(), AckBeyondSent> {
+        if seq > self.highest_sent {
+            return Err(AckBeyondSent {
+                acked: seq,
+                sent: self.highest_sent,
+            });
+        }
+        while self.unacked.front().is_some_and(|(s, _)| *s <= seq) {
+            self.unacked.pop_front();
+        }
+        Ok(())
+    }
+
+    /// After a reconnect, unacknowledged lines go out again, ahead of newer ones.
+    pub fn resend_unacknowledged(&mut self) {
+        while let Some(line) = self.unacked.pop_back() {
+            self.unsent.push_front(line);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.unsent.is_empty() && self.unacked.is_empty()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.unsent.len() + self.unacked.len()
+    }
+
+    /// Everything not yet acknowledged, oldest first.
+    pub fn drain(&mut self) -> Vec<String> {
+        self.resend_unacknowledged();
+        self.unsent.drain(..).map(|(_, text)| text).collect()
+    }
+}
+
+/// Everything needed to reach the peer.
+pub struct Dialer {
+    pub target: Target,
+    pub connector: TlsConnector,
+    pub greeting: Greeting,
+}
+
+impl Dialer {
+    /// Connects, retrying with capped exponential backoff while the peer is unreachable.
+    /// Returns an error only when retrying cannot help.
+    async fn dial(&self, events: &mpsc::UnboundedSender<Event>) -> Result<Link, String> {
+        let mut delay = FIRST_RETRY_DELAY;
+        let mut told_user = false;
+        loop {
+            let reason = match self.try_dial().await {
+                Ok(link) => return Ok(link),
+                Err(DialFailure::Fatal(reason)) => return Err(reason),
+                Err(DialFailure::Retry(reason)) => reason,
+            };
+            let target = self.target.to_string();
+            if !told_user {
+                told_user = true;
+                let _ = events.send(Event::Waiting {
+                    target: target.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            let _ = events.send(Event::Retrying {
+                target,
+                reason,
+                delay,
+            });
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+        }
+    }
+
+    async fn try_dial(&self) -> Result<Link, DialFailure> {
+        let addrs = self
+            .target
+            .resolve()
+            .await
+            .map_err(|err| DialFailure::Retry(err.to_string()))?;
+        let mut last_error = String::from("no address");
+        for addr in addrs {
+            let tcp = match TcpStream::connect(addr).await {
+                Ok(tcp) => tcp,
+                Err(err) => {
+                    last_error = err.to_string();
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            return handshake::connect(&self.connector, tcp, addr, &self.greeting)
+                .await
+                .map_err(|err| classify(addr, err));
+        }
+        Err(DialFailure::Retry(last_error))
+    }
+}
+
+enum DialFailure {
+    Retry(String),
+    Fatal(String),
+}
+
+/// Pin mismatches and refusals are final; everything else may be a peer still starting.
+fn classify(addr: std::net::SocketAddr, err: HandshakeError) -> DialFailure {
+    if let Some(io) = err.io_error() {
+        if let Some(mismatch) = tls::pin_mismatch(io) {
+            return DialFailure::Fatal(format!(
+                "the peer at {addr} is not the one we trust: {mismatch}"
+            ));
+        }
+        if let Some(alert) = tls::received_alert(io) {
+            return DialFailure::Fatal(format!(
+                "the peer at {addr} refused our certificate (TLS alert {alert:?}); check that it pinned our fingerprint"
+            ));
+        }
+    }
+    match err {
+        HandshakeError::Version(_) | HandshakeError::NotHello(_) => {
+            DialFailure::Fatal(format!("the peer at {addr} broke the greeting: {err}"))
+        }
+        other => DialFailure::Retry(other.to_string()),
+    }
+}
+
+/// Runs the sending direction until it finishes, the peer leaves, or we quit.
+pub async fn run(
+    dialer: Dialer,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) -> OutboundEnd {
+    let mut outbox = Outbox::default();
+    let mut input = Input {
+        commands,
+        finishing: false,
+    };
+    loop {
+        if input.finishing && outbox.is_empty() {
+            return OutboundEnd::Finished;
+        }
+        let dial = dialer.dial(&events);
+        tokio::pin!(dial);
+        let link = loop {
+            tokio::select! {
+                result = &mut dial => match result {
+                    Ok(link) => break link,
+                    Err(reason) => {
+                        report_undelivered(&mut outbox, &events);
+                        return OutboundEnd::Refused(reason);
+                    }
+                },
+                command = input.next() => match command {
+                    Command::Send(text) => {
+                        outbox.push(text);
+                        let _ = events.send(Event::Queued { pending: outbox.pending() });
+                    }
+                    Command::Quit => {
+                        report_undelivered(&mut outbox, &events);
+                        return OutboundEnd::Quit;
+                    }
+                    Command::Finish if outbox.is_empty() => return OutboundEnd::Finished,
+                    Command::Finish => {}
+                },
+            }
+        };
+        let _ = events.send(Event::Connected {
+            direction: Direction::Outbound,
+            peer: link.peer_name.clone(),
+            addr: link.addr,
+            tls: link.tls.clone(),
+        });
+        outbox.resend_unacknowledged();
+        match send_on(link, &mut outbox, &mut input).await {
+            Ok(end) => {
+                if !matches!(end, OutboundEnd::Finished) {
+                    report_undelivered(&mut outbox, &events);
+                }
+                return end;
+            }
+            Err(err) => {
+                let _ = events.send(Event::OutboundLost {
+                    reason: err.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Sends on one connection until it ends. An error means: reconnect and resend.
+async fn send_on(
+    link: Link,
+    outbox: &mut Outbox,
+    input: &mut Input,
+) -> Result<OutboundEnd, LinkError> {
+    let (mut reader, mut writer) = link.connection.into_split();
+    loop {
+        while let Some(frame) = outbox.take_unsent() {
+            writer.write_frame(&frame).await?;
+        }
+        if input.finishing && outbox.is_empty() {
+            writer.shutdown().await?;
+            let closed_back = async {
+                loop {
+                    match reader.read_frame().await? {
+                        None => return Ok::<_, LinkError>(()),
+                        Some(Frame::Ack { .. }) => {}
+                        Some(other) => return Err(LinkError::Unexpected(other.kind())),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed_back).await;
+            return Ok(OutboundEnd::Finished);
+        }
+        tokio::select! {
+            frame = reader.read_frame() => match frame? {
+                Some(Frame::Ack { seq }) => outbox.acknowledge(seq)?,
+                Some(other) => return Err(LinkError::Unexpected(other.kind())),
+                None => return Ok(OutboundEnd::PeerLeft),
+            },
+            command = input.next() => match command {
+                Command::Send(text) => outbox.push(text),
+                Command::Quit => {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
+                    return Ok(OutboundEnd::Quit);
+                }
+                Command::Finish => {}
+            },
+        }
+    }
+}
+
+/// The user's commands; remembers when input has ended so a closed channel is read only once.
+struct Input {
+    commands: mpsc::Receiver<Command>,
+    finishing: bool,
+}
+
+impl Input {
+    /// The next command. `Finish` is reported once, and a closed channel counts as
+    /// `Finish`; after that, only further commands (such as `Quit`) wake this up.
+    async fn next(&mut self) -> Command {
+        loop {
+            let command = match self.commands.recv().await {
+                Some(command) => command,
+                None if self.finishing => return std::future::pending().await,
+                None => Command::Finish,
+            };
+            if command == Command::Finish {
+                if self.finishing {
+                    continue;
+                }
+                self.finishing = true;
+            }
+            return command;
+        }
+    }
+}
+
+fn report_undelivered(outbox: &mut Outbox, events: &mpsc::UnboundedSender<Event>) {
+    let lines = outbox.drain();
+    if !lines.is_empty() {
+        let _ = events.send(Event::Undelivered { lines });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(outbox: &mut Outbox) -> Vec<(u64, String)> {
+        std::iter::from_fn(|| match outbox.take_unsent()? {
+            Frame::Message { seq, text } => Some((seq, text)),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn numbers_lines_from_one_and_keeps_them_until_acked() {
+        let mut outbox = Outbox::default();
+        outbox.push("a".into());
+        outbox.push("b".into());
+        assert_eq!(texts(&mut outbox), [(1, "a".into()), (2, "b".into())]);
+        assert!(!outbox.is_empty());
+        outbox.acknowledge(1).unwrap();
+        assert_eq!(outbox.pending(), 1);
+        outbox.acknowledge(2).unwrap();
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn resends_unacknowledged_before_newer_lines() {
+        let mut outbox = Outbox::default();
+        for line in ["a", "b", "c"] {
+            outbox.push(line.into());
+        }
+        let _ = texts(&mut outbox);
+        outbox.acknowledge(1).unwrap();
+        outbox.push("d".into());
+        outbox.resend_unacknowledged();
+        let seqs: Vec<u64> = texts(&mut outbox).into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(seqs, [2, 3, 4]);
+    }
+
+    #[test]
+    fn refuses_an_ack_for_a_line_never_sent() {
+        let mut outbox = Outbox::default();
+        outbox.push("a".into());
+        outbox.push("b".into());
+        outbox.take_unsent();
+        assert_eq!(
+            outbox.acknowledge(2),
+            Err(AckBeyondSent { acked: 2, sent: 1 })
+        );
+        assert_eq!(outbox.acknowledge(1), Ok(()));
+        assert_eq!(outbox.acknowledge(1), Ok(()));
+    }
+
+    #[test]
+    fn drain_returns_everything_unacknowledged_in_order() {
+        let mut outbox = Outbox::default();
+        for line in ["a", "b", "c"] {
+            outbox.push(line.into());
+        }
+        outbox.take_unsent();
+        outbox.take_unsent();
+        outbox.acknowledge(1).unwrap();
+        assert_eq!(outbox.drain(), ["b", "c"]);
+        assert!(outbox.is_empty());
+    }
+}

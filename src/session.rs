@@ -1,0 +1,191 @@
+//! One peer's session: the listener and the receiving direction, the sending
+//! direction, and the rules for when the whole thing is over.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::event::{Command, Direction, Event};
+use crate::fingerprint::Fingerprint;
+use crate::handshake::{Greeting, Link};
+use crate::identity::Identity;
+use crate::inbound::{self, InboundEnd, ReceiveState};
+use crate::listener;
+use crate::outbound::{self, Dialer, OutboundEnd};
+use crate::target::Target;
+use crate::tls::{self, TlsConfigError};
+
+/// How long quitting waits for both directions to close.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Everything a session needs, already validated.
+pub struct SessionSetup {
+    pub listener: TcpListener,
+    pub identity: Identity,
+    pub peer: Fingerprint,
+    pub target: Target,
+}
+
+/// How a session ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Both sides finished sending and closed cleanly.
+    Finished,
+    /// The peer closed both directions.
+    PeerLeft,
+    /// We quit on request.
+    Quit,
+}
+
+/// Why a session failed.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    /// The peer is not the pinned one, or refused our certificate.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+}
+
+/// The receiving connection currently in use, if any.
+struct Receiver {
+    task: JoinHandle<InboundEnd>,
+    close: oneshot::Sender<()>,
+    peer: String,
+}
+
+/// Runs until both directions are finished, the user quits, or the peer refuses us.
+pub async fn run(
+    setup: SessionSetup,
+    mut commands: mpsc::Receiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<SessionEnd, SessionError> {
+    let greeting = Greeting::new(setup.identity.name.clone());
+    let acceptor = TlsAcceptor::from(tls::server_config(&setup.identity, setup.peer)?);
+    let connector = TlsConnector::from(tls::client_config(&setup.identity, setup.peer)?);
+
+    let (links_tx, mut links) = mpsc::channel::<Link>(4);
+    let listening = tokio::spawn(listener::run(
+        setup.listener,
+        acceptor,
+        greeting.clone(),
+        links_tx,
+        events.clone(),
+    ));
+    let _stop_listening = AbortOnDrop(listening);
+
+    let dialer = Dialer {
+        target: setup.target,
+        connector,
+        greeting,
+    };
+    let (outgoing, outgoing_rx) = mpsc::channel(1024);
+    let mut sending = Some(tokio::spawn(outbound::run(
+        dialer,
+        outgoing_rx,
+        events.clone(),
+    )));
+    let mut sending_ended: Option<OutboundEnd> = None;
+
+    let received = Arc::new(Mutex::new(ReceiveState::default()));
+    let mut receiver: Option<Receiver> = None;
+    let mut peer_finished = false;
+
+    loop {
+        if let (Some(end), true) = (&sending_ended, peer_finished) {
+            return Ok(match end {
+                OutboundEnd::PeerLeft => SessionEnd::PeerLeft,
+                _ => SessionEnd::Finished,
+            });
+        }
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Quit) => {
+                    quit(&outgoing, sending.take(), receiver.take()).await;
+                    return Ok(SessionEnd::Quit);
+                }
+                Some(Command::Send(text)) if sending_ended.is_some() => {
+                    let _ = events.send(Event::NotSent { text });
+                }
+                Some(command) => {
+                    let _ = outgoing.send(command).await;
+                }
+                None => {
+                    let _ = outgoing.send(Command::Finish).await;
+                }
+            },
+            Some(link) = links.recv() => {
+                if let Some(old) = receiver.take() {
+                    old.task.abort();
+                }
+                let _ = events.send(Event::Connected {
+                    direction: Direction::Inbound,
+                    peer: link.peer_name.clone(),
+                    addr: link.addr,
+                    tls: link.tls.clone(),
+                });
+                peer_finished = false;
+                let peer = link.peer_name.clone();
+                let (close, close_rx) = oneshot::channel();
+                let task = tokio::spawn(inbound::receive(link, received.clone(), events.clone(), close_rx));
+                receiver = Some(Receiver { task, close, peer });
+            }
+            end = async { (&mut receiver.as_mut().expect("guarded").task).await }, if receiver.is_some() => {
+                let peer = receiver.take().expect("guarded").peer;
+                match end {
+                    Ok(InboundEnd::Finished) => {
+                        peer_finished = true;
+                        let _ = events.send(Event::PeerFinished { peer });
+                    }
+                    Ok(InboundEnd::Lost(err)) => {
+                        let _ = events.send(Event::InboundLost { peer, reason: err.to_string() });
+                    }
+                    Ok(InboundEnd::Closed) | Err(_) => {}
+                }
+            }
+            end = async { sending.as_mut().expect("guarded").await }, if sending.is_some() => {
+                sending = None;
+                match end.expect("the sending task never panics") {
+                    OutboundEnd::Refused(reason) => return Err(SessionError::Refused(reason)),
+                    end => sending_ended = Some(end),
+                }
+            }
+        }
+    }
+}
+
+/// Closes both directions at once, waiting briefly for each close to go out.
+async fn quit(
+    outgoing: &mpsc::Sender<Command>,
+    sending: Option<JoinHandle<OutboundEnd>>,
+    receiver: Option<Receiver>,
+) {
+    let _ = outgoing.send(Command::Quit).await;
+    let receiving = receiver.map(|receiver| {
+        let _ = receiver.close.send(());
+        receiver.task
+    });
+    let _ = tokio::time::timeout(QUIT_TIMEOUT, async {
+        if let Some(task) = sending {
+            let _ = task.await;
+        }
+        if let Some(task) = receiving {
+            let _ = task.await;
+        }
+    })
+    .await;
+}
+
+/// Stops a background task when the session ends, however it ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,249 @@
+//! All TLS policy in one place: TLS 1.3 only, aws-lc-rs with X25519MLKEM768 first,
+//! and verifiers that trust exactly one pinned certificate in each direction.
+//!
+//! The verifiers replace chain validation with a fingerprint comparison, but still
+//! check the handshake signature through the crypto provider: that signature is what
+//! proves the peer holds the private key of the pinned certificate.
+
+use std::io;
+use std::sync::Arc;
+
+use rustls::client::Resumption;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::aws_lc_rs::{self, kx_group};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::NoServerSessionStorage;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, CommonState, DigitallySignedStruct,
+    DistinguishedName, OtherError, ServerConfig, SignatureScheme,
+};
+use thiserror::Error;
+
+use crate::fingerprint::Fingerprint;
+use crate::identity::Identity;
+
+/// Application protocol name, so a `chat` connection cannot be confused with another protocol.
+pub const ALPN: &[u8] = b"chat/1";
+
+/// The peer presented a certificate other than the pinned one.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("certificate fingerprint mismatch: expected {expected}, presented {presented}")]
+pub struct PinMismatch {
+    pub expected: Fingerprint,
+    pub presented: Fingerprint,
+}
+
+/// Why a TLS configuration could not be built from our identity.
+#[derive(Debug, Error)]
+#[error("cannot use our certificate and key for TLS: {0}")]
+pub struct TlsConfigError(#[from] rustls::Error);
+
+/// What was negotiated, for verbose output and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSummary {
+    pub version: String,
+    pub cipher_suite: String,
+    pub key_exchange: String,
+}
+
+/// aws-lc-rs, preferring the post-quantum hybrid and keeping classic groups for other clients.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    let mut provider = aws_lc_rs::default_provider();
+    provider.kx_groups = vec![
+        kx_group::X25519MLKEM768,
+        kx_group::X25519,
+        kx_group::SECP256R1,
+    ];
+    Arc::new(provider)
+}
+
+/// The listening side: requires a client certificate and accepts only `pin`.
+pub fn server_config(
+    identity: &Identity,
+    pin: Fingerprint,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let provider = crypto_provider();
+    let verifier = PinVerifier {
+        pin,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(
+            vec![identity.certificate.clone()],
+            identity.private_key.clone_key(),
+        )?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
+/// The connecting side: presents our certificate and accepts only a server matching `pin`.
+pub fn client_config(
+    identity: &Identity,
+    pin: Fingerprint,
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let provider = crypto_provider();
+    let verifier = PinVerifier {
+        pin,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(
+            vec![identity.certificate.clone()],
+            identity.private_key.clone_key(),
+        )?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.enable_sni = false;
+    config.resumption = Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Reads what a finished handshake negotiated.
+pub fn summarize(state: &CommonState) -> TlsSummary {
+    let unknown = || "unknown".to_owned();
+    TlsSummary {
+        version: state
+            .protocol_version()
+            .map_or_else(unknown, |v| format!("{v:?}")),
+        cipher_suite: state
+            .negotiated_cipher_suite()
+            .map_or_else(unknown, |s| format!("{:?}", s.suite())),
+        key_exchange: state
+            .negotiated_key_exchange_group()
+            .map_or_else(unknown, |g| format!("{:?}", g.name())),
+    }
+}
+
+/// The pin mismatch behind a failed handshake, if that is why it failed.
+pub fn pin_mismatch(err: &io::Error) -> Option<&PinMismatch> {
+    match rustls_error(err)? {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => other.0.downcast_ref(),
+        _ => None,
+    }
+}
+
+/// The alert the peer sent, if the handshake or connection failed because of one.
+pub fn received_alert(err: &io::Error) -> Option<AlertDescription> {
+    match rustls_error(err)? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
+}
+
+fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
+    err.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// Trusts exactly one certificate, the one whose fingerprint is `pin`; serves as the
+/// server verifier on the connecting side and the client verifier on the listening side.
+#[derive(Debug)]
+struct PinVerifier {
+    pin: Fingerprint,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl PinVerifier {
+    fn check_pin(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let presented = Fingerprint::of(end_entity);
+        if presented == self.pin {
+            return Ok(());
+        }
+        let mismatch = PinMismatch {
+            expected: self.pin,
+            presented,
+        };
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(mismatch)),
+        )))
+    }
+
+    fn refuse_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not supported".into()))
+    }
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check_pin(end_entity)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Self::refuse_tls12()
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for PinVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check_pin(end_entity)
+            .map(|()| ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Self::refuse_tls12()
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,135 @@
+//! The terminal front end: reading typed lines, prompting, and printing events.
+//!
+//! Peer messages go to standard output as `name: text`; status lines go to standard
+//! error, so a script can read the conversation alone. Everything that came from
+//! the network is passed through [`sanitize::for_terminal`] first.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use tokio::sync::mpsc;
+
+use crate::event::{Direction, Event};
+use crate::sanitize::for_terminal;
+
+/// Reads standard input on its own thread, one line at a time, so that a blocked
+/// read never holds up the async runtime or its shutdown. The channel closes at end of input.
+pub fn spawn_line_reader() -> mpsc::UnboundedReceiver<String> {
+    let (lines, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            match stdin.read_until(b'\n', &mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buffer);
+                    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                    if lines.send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Prints `question` without a newline and waits for the next typed line. When the
+/// answer does not come from a terminal (which echoes it), ends the prompt's line
+/// so that later output starts on a line of its own.
+pub async fn prompt(question: &str, lines: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
+    print!("{question}");
+    let _ = io::stdout().flush();
+    let answer = lines.recv().await;
+    if !io::stdin().is_terminal() {
+        println!();
+    }
+    answer
+}
+
+/// Prints a line on standard output.
+pub fn say(line: &str) {
+    println!("{line}");
+}
+
+/// Prints a status line on standard error.
+pub fn status(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Shows one event from the core.
+pub fn show(event: &Event, verbose: bool) {
+    match event {
+        Event::Message { from, text } => {
+            say(&format!("{}: {}", for_terminal(from), for_terminal(text)))
+        }
+        Event::Waiting { target, reason } => status(&format!(
+            "Waiting for the peer at {target} ({}); retrying until it is up",
+            for_terminal(reason)
+        )),
+        Event::Retrying {
+            target,
+            reason,
+            delay,
+        } if verbose => status(&format!(
+            "[verbose] {target}: {}; next attempt in {} ms",
+            for_terminal(reason),
+            delay.as_millis()
+        )),
+        Event::Retrying { .. } => {}
+        Event::Connected {
+            direction,
+            peer,
+            addr,
+            tls,
+        } => {
+            let peer = for_terminal(peer);
+            match direction {
+                Direction::Outbound => status(&format!("Connected to {peer} at {addr}")),
+                Direction::Inbound => status(&format!("{peer} connected from {addr}")),
+            }
+            if verbose {
+                let way = match direction {
+                    Direction::Outbound => "outbound",
+                    Direction::Inbound => "inbound",
+                };
+                status(&format!(
+                    "[verbose] {way} TLS: {} {} {}",
+                    tls.version, tls.cipher_suite, tls.key_exchange
+                ));
+            }
+        }
+        Event::Queued { pending: 1 } => {
+            status("Not connected yet: lines are queued and will be sent once connected")
+        }
+        Event::Queued { .. } => {}
+        Event::Rejected { addr, reason } => status(&format!(
+            "Rejected connection from {addr}: {}",
+            for_terminal(reason)
+        )),
+        Event::PeerFinished { peer } => {
+            status(&format!("{} has finished sending", for_terminal(peer)))
+        }
+        Event::InboundLost { peer, reason } => status(&format!(
+            "Connection from {} lost: {}; waiting for it to come back",
+            for_terminal(peer),
+            for_terminal(reason)
+        )),
+        Event::OutboundLost { reason } => status(&format!(
+            "Connection to the peer lost: {}; reconnecting",
+            for_terminal(reason)
+        )),
+        Event::PeerLeft => status("The peer closed the connection"),
+        Event::NotSent { text } => status(&format!(
+            "Not sent, the peer has left: {}",
+            for_terminal(text)
+        )),
+        Event::Undelivered { lines } => {
+            status(&format!("{} line(s) were not delivered:", lines.len()));
+            for line in lines {
+                status(&format!("  {}", for_terminal(line)));
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! A harness that runs real `chat` processes in a temporary folder and waits,
+//! always with a deadline, for the lines a user would see.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chat");
+/// Generous, because CI machines are slow; a passing test never waits this long.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A temporary folder holding identities and the peers' working directories.
+pub struct World {
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        World {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.path().join("certs")
+    }
+
+    /// Creates an identity with `chat certs` and returns its fingerprint.
+    pub fn identity(&self, name: &str) -> String {
+        let output = Command::new(BIN)
+            .args(["certs", "--name", name, "--dir"])
+            .arg(self.certs())
+            .output()
+            .expect("run chat certs");
+        assert!(output.status.success(), "chat certs failed: {output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let fingerprint = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("Fingerprint: "))
+            .expect("chat certs prints the fingerprint")
+            .to_owned();
+        assert_eq!(fingerprint.len(), 64);
+        fingerprint
+    }
+
+    /// Starts a peer called `name` with its identity from this world's certs folder,
+    /// listening on 127.0.0.1 with a port the OS picks, plus `extra` arguments.
+    pub fn peer(&self, name: &str, extra: &[&str]) -> Peer {
+        let workdir = self.path().join(format!("{name}-home"));
+        std::fs::create_dir_all(&workdir).unwrap();
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            name.into(),
+            "--certs-dir".into(),
+            self.certs().display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Peer::start(&workdir, &args)
+    }
+}
+
+/// A running `chat` process.
+pub struct Peer {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<(Stream, String)>,
+    /// Every line received so far, in arrival order.
+    pub history: Vec<(Stream, String)>,
+    /// Index into `history` of the next line `expect` looks at, per stream.
+    cursor: [usize; 2],
+    pub fingerprint: String,
+    pub port: u16,
+    pub workdir: PathBuf,
+}
+
+impl Peer {
+    /// Starts the binary and waits for its `Fingerprint:` and `Listening on port` lines.
+    pub fn start(workdir: &Path, args: &[String]) -> Peer {
+        let mut peer = Self::spawn(workdir, args);
+        let fingerprint = peer.expect(Stream::Stdout, "Fingerprint: ");
+        peer.fingerprint = fingerprint["Fingerprint: ".len()..].to_owned();
+        let listening = peer.expect(Stream::Stdout, "Listening on port ");
+        peer.port = listening["Listening on port ".len()..].parse().unwrap();
+        peer
+    }
+
+    /// Starts the binary without waiting for anything.
+    pub fn spawn(workdir: &Path, args: &[String]) -> Peer {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(workdir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chat");
+        let (tx, lines) = mpsc::channel();
+        read_lines(child.stdout.take().unwrap(), Stream::Stdout, tx.clone());
+        read_lines(child.stderr.take().unwrap(), Stream::Stderr, tx);
+        Peer {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            history: Vec::new(),
+            cursor: [0, 0],
+            fingerprint: String::new(),
+            port: 0,
+            workdir: workdir.to_owned(),
+        }
+    }
+
+    /// Types one line.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Ends standard input, as Ctrl-D or the end of a script does.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for a line on `stream` containing `needle`, after the last line matched
+    /// on that stream, and returns it. Panics with everything seen on timeout.
+    pub fn expect(&mut self, stream: Stream, needle: &str) -> String {
+        self.expect_where(stream, needle, |line| line.contains(needle))
+    }
+
+    /// Like [`Peer::expect`], with a predicate.
+    pub fn expect_where(
+        &mut self,
+        stream: Stream,
+        description: &str,
+        mut matches: impl FnMut(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let slot = stream as usize;
+        loop {
+            while self.cursor[slot] < self.history.len() {
+                let index = self.cursor[slot];
+                self.cursor[slot] += 1;
+                let (from, line) = &self.history[index];
+                if *from == stream && matches(line) {
+                    return line.clone();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.history.push(line),
+                Err(_) => panic!(
+                    "timed out waiting for {stream:?} line {description:?}; seen:\n{}",
+                    self.transcript()
+                ),
+            }
+        }
+    }
+
+    /// Waits until a line on `stream` containing `needle` has been seen at any time,
+    /// for events whose order relative to others does not matter. Leaves the cursor alone.
+    pub fn expect_seen(&mut self, stream: Stream, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut checked = 0;
+        loop {
+            let found = self.history[checked..]
+                .iter()
+                .find(|(from, line)| *from == stream && line.contains(needle));
+            if let Some((_, line)) = found {
+                return line.clone();
+            }
+            checked = self.history.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.history.push(line),
+                Err(_) => panic!(
+                    "timed out waiting for {stream:?} line {needle:?}; seen:\n{}",
+                    self.transcript()
+                ),
+            }
+        }
+    }
+
+    /// Collects output until the process closes both streams, with a deadline.
+    pub fn drain(&mut self) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.history.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("process did not exit; seen:\n{}", self.transcript())
+                }
+            }
+        }
+    }
+
+    /// Waits for the process to exit: its output streams close when it does, so
+    /// draining them with a deadline bounds the wait.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.drain();
+        self.child.wait().expect("wait for chat")
+    }
+
+    /// Sends a signal by name, as a user's `kill -NAME` would.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// All output so far, for failure messages.
+    pub fn transcript(&self) -> String {
+        self.history
+            .iter()
+            .map(|(stream, line)| format!("  {stream:?}: {line}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Every line seen on `stream` so far.
+    pub fn lines_on(&self, stream: Stream) -> Vec<&str> {
+        self.history
+            .iter()
+            .filter(|(from, _)| *from == stream)
+            .map(|(_, line)| line.as_str())
+            .collect()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_lines(stream: impl Read + Send + 'static, tag: Stream, tx: mpsc::Sender<(Stream, String)>) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            match reader.read_until(b'\n', &mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buffer)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_owned();
+                    if tx.send((tag, line)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Two peers, alice and bob, connected both ways, following the original flow:
+/// alice is asked for the target, bob is given it on the command line.
+pub struct Pair {
+    pub world: World,
+    pub alice: Peer,
+    pub bob: Peer,
+}
+
+impl Pair {
+    pub fn connect(extra: &[&str]) -> Pair {
+        let world = World::new();
+        let alice_fp = world.identity("alice");
+        let bob_fp = world.identity("bob");
+        let mut alice_args = vec!["--peer-fingerprint", &bob_fp];
+        alice_args.extend_from_slice(extra);
+        let mut alice = world.peer("alice", &alice_args);
+        let alice_port = alice.port.to_string();
+        let mut bob_args = vec!["--connect", &alice_port, "--peer-fingerprint", &alice_fp];
+        bob_args.extend_from_slice(extra);
+        let mut bob = world.peer("bob", &bob_args);
+        alice.send(&bob.port.to_string());
+        // A prompt's line ends once the answer is read, when input is not a terminal.
+        alice.expect(Stream::Stdout, "Enter the target port number: ");
+        alice.expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+        alice.expect_seen(Stream::Stderr, "bob connected from 127.0.0.1:");
+        bob.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+        bob.expect_seen(Stream::Stderr, "alice connected from 127.0.0.1:");
+        Pair { world, alice, bob }
+    }
+}
