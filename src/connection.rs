@@ -96,6 +96,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         write_frame_to(&mut self.stream, &mut self.buffer, frame).await
     }
 
+    /// The underlying stream, for writing bytes that are not frames (tests of hostile peers).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.stream
+    }
+
     /// Ends our direction cleanly (for TLS, sends close_notify).
     pub async fn shutdown(&mut self) -> Result<(), ConnectionError> {
         Ok(self.stream.shutdown().await?)

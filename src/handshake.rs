@@ -47,7 +47,7 @@ pub enum HandshakeError {
     #[error("handshake timed out after {}s", HANDSHAKE_TIMEOUT.as_secs())]
     Timeout,
     /// The TLS handshake failed; see [`tls::pin_mismatch`] and [`tls::received_alert`].
-    #[error("TLS handshake failed: {0}")]
+    #[error("TLS handshake failed: {}", tls::explain(.0))]
     Tls(io::Error),
     /// Reading or writing the greeting failed.
     #[error("greeting failed: {0}")]

@@ -130,6 +130,14 @@ pub fn pin_mismatch(err: &io::Error) -> Option<&PinMismatch> {
     }
 }
 
+/// A readable account of a failed handshake; names both fingerprints on a pin mismatch.
+pub fn explain(err: &io::Error) -> String {
+    match pin_mismatch(err) {
+        Some(mismatch) => mismatch.to_string(),
+        None => err.to_string(),
+    }
+}
+
 /// The alert the peer sent, if the handshake or connection failed because of one.
 pub fn received_alert(err: &io::Error) -> Option<AlertDescription> {
     match rustls_error(err)? {

@@ -59,6 +59,17 @@ impl World {
         fingerprint
     }
 
+    /// The fingerprint of the identity `name`, as `chat fingerprint` prints it.
+    pub fn identity_fingerprint(&self, name: &str) -> String {
+        let output = Command::new(BIN)
+            .arg("fingerprint")
+            .arg(self.certs().join(format!("{name}.crt")))
+            .output()
+            .expect("run chat fingerprint");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
     /// Starts a peer called `name` with its identity from this world's certs folder,
     /// listening on 127.0.0.1 with a port the OS picks, plus `extra` arguments.
     pub fn peer(&self, name: &str, extra: &[&str]) -> Peer {

@@ -1,0 +1,29 @@
+# Everything builds and tests with the committed Cargo.lock.
+CARGO ?= cargo
+NAMES ?= alice bob
+ARGS ?=
+BIN := target/release/chat
+
+.PHONY: build certs run test
+
+build:
+	$(CARGO) build --release --locked
+
+# Creates certs/NAME.crt and certs/NAME.key for each of NAMES, skipping existing ones.
+certs: build
+	@for name in $(NAMES); do \
+		if [ -e certs/$$name.crt ] || [ -e certs/$$name.key ]; then \
+			echo "certs/$$name: exists, skipped"; \
+		else \
+			$(BIN) certs --name $$name --dir certs || exit 1; \
+		fi; \
+	done
+
+# make run ARGS="--name alice --listen 7001"
+run:
+	$(CARGO) run --release --locked -- $(ARGS)
+
+test:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) test --locked
