@@ -13,7 +13,8 @@ use crate::fingerprint::Fingerprint;
 use crate::identity::{self, Identity, IdentityFiles};
 use crate::input::{self, Input};
 use crate::session::{self, SessionEnd, SessionError, SessionSetup};
-use crate::ui;
+use crate::transfer::incoming::ReceiveLimits;
+use crate::ui::{self, Bars, Screen};
 
 /// The process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,12 @@ async fn peer(config: Config) -> Result<Exit> {
     ui::say(&format!("Fingerprint: {}", identity.fingerprint));
     ui::say(&format!("Listening on port {port}"));
 
+    std::fs::create_dir_all(&config.download_dir).with_context(|| {
+        format!(
+            "cannot create the download folder {}",
+            config.download_dir.display()
+        )
+    })?;
     let mut lines = ui::spawn_line_reader();
     let target = match config.connect {
         Some(target) => target,
@@ -130,21 +137,29 @@ async fn peer(config: Config) -> Result<Exit> {
 
     let (commands, commands_rx) = mpsc::channel(1024);
     let (events, mut events_rx) = mpsc::unbounded_channel();
-    let verbose = config.verbose;
-    let printer = tokio::spawn(async move {
-        while let Some(event) = events_rx.recv().await {
-            ui::show(&event, verbose);
-        }
-    });
+    let screen = Screen::new(config.progress, config.verbose);
+    let printer = {
+        let screen = screen.clone();
+        tokio::spawn(async move {
+            let mut bars = Bars::default();
+            while let Some(event) = events_rx.recv().await {
+                screen.show(&event, &mut bars);
+            }
+        })
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
-    tokio::spawn(forward_input(lines, commands.clone()));
-    tokio::spawn(handle_ctrl_c(commands, interrupted.clone()));
+    tokio::spawn(forward_input(lines, commands.clone(), screen.clone()));
+    tokio::spawn(handle_ctrl_c(commands, interrupted.clone(), screen));
 
     let setup = SessionSetup {
         listener,
         identity,
         peer,
         target,
+        limits: ReceiveLimits {
+            dir: config.download_dir,
+            max_file_size: config.max_file_size,
+        },
     };
     let end = session::run(setup, commands_rx, events.clone()).await;
     if let Ok(SessionEnd::PeerLeft) = end {
@@ -200,17 +215,19 @@ where
 async fn forward_input(
     mut lines: mpsc::UnboundedReceiver<String>,
     commands: mpsc::Sender<Command>,
+    screen: Screen,
 ) {
     while let Some(line) = lines.recv().await {
         let command = match input::parse_line(&line) {
             Input::Say(text) => Command::Send(text),
+            Input::Transfer(path) => Command::Transfer(path),
             Input::Quit => Command::Quit,
             Input::Help => {
-                ui::status(input::HELP);
+                screen.status(input::HELP);
                 continue;
             }
             Input::Invalid(reason) => {
-                ui::status(&reason);
+                screen.status(&reason);
                 continue;
             }
             Input::Nothing => continue,
@@ -224,12 +241,16 @@ async fn forward_input(
 }
 
 /// The first Ctrl-C quits gracefully; a second one exits at once.
-async fn handle_ctrl_c(commands: mpsc::Sender<Command>, interrupted: Arc<AtomicBool>) {
+async fn handle_ctrl_c(
+    commands: mpsc::Sender<Command>,
+    interrupted: Arc<AtomicBool>,
+    screen: Screen,
+) {
     if tokio::signal::ctrl_c().await.is_err() {
         return;
     }
     interrupted.store(true, Ordering::SeqCst);
-    ui::status("Closing; press Ctrl-C again to exit at once");
+    screen.status("Closing; press Ctrl-C again to exit at once");
     let _ = commands.send(Command::Quit).await;
     if tokio::signal::ctrl_c().await.is_ok() {
         std::process::exit(Exit::Interrupted as i32);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, IdentitySource, ListenAddr};
+use crate::config::{self, Config, IdentitySource, ListenAddr};
 use crate::fingerprint::Fingerprint;
 use crate::identity::{self, IdentityFiles};
 use crate::target::Target;
@@ -20,7 +20,9 @@ Example: a session between two terminals
 
   bob$ chat --name bob --listen 7002 --connect 7001 --peer-fingerprint 3f1c...
 
-Then each line typed in one window appears in the other as `name: text`.
+Then each line typed in one window appears in the other as `name: text`,
+and `transfer FILE` sends a file, stored in the peer's --download-dir once its
+size and SHA-256 are verified.
 Check a fingerprint with: openssl x509 -in certs/alice.crt -noout -fingerprint -sha256
 Type /help in a session for its commands.";
 
@@ -87,6 +89,10 @@ pub struct PeerArgs {
     /// Folder where received files are stored (created if missing).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub download_dir: PathBuf,
+    /// Refuse offered files larger than SIZE (bytes, or with K, M, G, T suffix). [default: no limit
+    /// beyond the free space in the download folder]
+    #[arg(long, value_name = "SIZE")]
+    pub max_file_size: Option<String>,
     /// Show connection details such as the negotiated TLS cipher suite and key exchange.
     #[arg(short, long)]
     pub verbose: bool,
@@ -129,12 +135,18 @@ impl PeerArgs {
             }
             (None, None) => None,
         };
+        let max_file_size = self
+            .max_file_size
+            .map(|text| config::parse_size(&text))
+            .transpose()
+            .context("--max-file-size")?;
         Ok(Config {
             identity,
             listen,
             connect,
             peer,
             download_dir: self.download_dir,
+            max_file_size,
             verbose: self.verbose,
             progress: !self.no_progress,
         })

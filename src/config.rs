@@ -42,6 +42,8 @@ pub struct Config {
     /// Asked for on standard input when absent.
     pub peer: Option<Fingerprint>,
     pub download_dir: PathBuf,
+    /// Offers larger than this are refused.
+    pub max_file_size: Option<u64>,
     pub verbose: bool,
     pub progress: bool,
 }
@@ -50,6 +52,31 @@ pub struct Config {
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{0:?} is not PORT or HOST:PORT (write IPv6 addresses as [::1]:PORT)")]
 pub struct ListenAddrError(String);
+
+/// Why a size is not usable.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0:?} is not a size: use bytes, or a number with K, M, G or T (powers of 1024)")]
+pub struct SizeError(String);
+
+/// Parses `1048576`, `512K`, `100M`, `4G`, `1T` (also `KiB`, `MB`...: all powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
+    let error = || SizeError(text.to_owned());
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits_end);
+    let number: u64 = number.parse().map_err(|_| error())?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(error()),
+    };
+    number.checked_mul(1 << shift).ok_or_else(error)
+}
 
 impl ListenAddr {
     /// Binds a listener. For all interfaces, tries dual-stack IPv6 first, then IPv4.
@@ -103,6 +130,19 @@ impl fmt::Display for ListenAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1500"), Ok(1500));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("100 MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("4g"), Ok(4 << 30));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        for bad in ["", "G", "1.5G", "12X", "-1", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_listen_forms() {

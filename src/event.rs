@@ -3,6 +3,7 @@
 //! The core never prints; everything a user should learn leaves it as an [`Event`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::tls::TlsSummary;
@@ -12,6 +13,8 @@ use crate::tls::TlsSummary;
 pub enum Command {
     /// Send a chat line.
     Send(String),
+    /// Send a file.
+    Transfer(PathBuf),
     /// Standard input ended: deliver what is queued, close our direction, wait for the peer.
     Finish,
     /// Close both directions now (`/quit`, Ctrl-C).
@@ -25,6 +28,15 @@ pub enum Direction {
     Outbound,
     /// The connection the peer dialled; it carries what the peer types.
     Inbound,
+}
+
+/// Which stretch of a transfer a progress report belongs to. Sending ids
+/// (`Hashing`, `Sending`) and receiving ids (`Receiving`) are separate spaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Hashing,
+    Sending,
+    Receiving,
 }
 
 /// Something the user should see.
@@ -63,4 +75,35 @@ pub enum Event {
     NotSent { text: String },
     /// Lines that were never acknowledged when we stopped.
     Undelivered { lines: Vec<String> },
+    /// A file is queued to send; hashing starts.
+    TransferQueued { id: u64, name: String, size: u64 },
+    /// Progress of one phase of a transfer.
+    TransferProgress {
+        id: u64,
+        phase: Phase,
+        done: u64,
+        total: u64,
+    },
+    /// We accepted an offer and are receiving. `name` is the sanitised local name.
+    TransferIncoming {
+        id: u64,
+        name: String,
+        size: u64,
+        from: String,
+    },
+    /// A received file was verified and stored.
+    TransferSaved {
+        id: u64,
+        path: PathBuf,
+        sha256: String,
+    },
+    /// The peer verified and stored a file we sent.
+    TransferDelivered { id: u64, name: String, peer: String },
+    /// A transfer failed or was refused; `receiving` tells which side we are.
+    TransferFailed {
+        id: u64,
+        name: String,
+        receiving: bool,
+        reason: String,
+    },
 }

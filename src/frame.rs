@@ -17,10 +17,21 @@ pub const MAX_PAYLOAD_LEN: usize = 128 * 1024;
 pub const MAX_TEXT_LEN: usize = 64 * 1024;
 /// The longest peer name announced in `Hello`, in bytes of UTF-8.
 pub const MAX_NAME_LEN: usize = 64;
+/// The most file data one `Chunk` carries. Small enough that a chat line never waits long.
+pub const MAX_CHUNK_LEN: usize = 64 * 1024;
+/// The longest file name in an `Offer`, in bytes of UTF-8 (the usual file-system limit).
+pub const MAX_FILE_NAME_LEN: usize = 255;
+/// The longest explanation in a `Verdict` or `Cancel`, in bytes of UTF-8.
+pub const MAX_REASON_LEN: usize = 1024;
 
 const TYPE_HELLO: u8 = 0x01;
 const TYPE_MESSAGE: u8 = 0x02;
 const TYPE_ACK: u8 = 0x03;
+const TYPE_OFFER: u8 = 0x10;
+const TYPE_ACCEPT: u8 = 0x11;
+const TYPE_CHUNK: u8 = 0x12;
+const TYPE_VERDICT: u8 = 0x13;
+const TYPE_CANCEL: u8 = 0x14;
 
 /// One unit of the protocol, as seen after decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +47,39 @@ pub enum Frame {
     Message { seq: u64, text: String },
     /// Every `Message` with a sequence number up to and including `seq` has been shown.
     Ack { seq: u64 },
+    /// The sender proposes a file. `name` is untrusted; `size` and `sha256` are binding.
+    Offer {
+        id: u64,
+        size: u64,
+        sha256: [u8; 32],
+        name: String,
+    },
+    /// The receiver takes the offer; data starts at byte `offset` (0 in this version).
+    Accept { id: u64, offset: u64 },
+    /// The next bytes of an accepted file (1 to [`MAX_CHUNK_LEN`] bytes).
+    Chunk { id: u64, data: Vec<u8> },
+    /// The receiver's final word on an offer.
+    Verdict {
+        id: u64,
+        status: VerdictStatus,
+        detail: String,
+    },
+    /// The sender abandons an offer; the receiver discards what it has.
+    Cancel { id: u64, reason: String },
+}
+
+/// The outcome a `Verdict` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum VerdictStatus {
+    /// Size and SHA-256 matched; the file is stored under its final name.
+    Verified = 0,
+    /// Refused before any data: bad name, too large, no room, or a local error.
+    Rejected = 1,
+    /// All bytes arrived but their SHA-256 differs from the offer; nothing was kept.
+    Corrupt = 2,
+    /// Receiving failed part way (for example, the disk filled up); nothing was kept.
+    Failed = 3,
 }
 
 /// Why a byte sequence is not a valid frame. Each variant closes the connection.
@@ -57,6 +101,9 @@ pub enum FrameError {
     /// A text field is not UTF-8.
     #[error("{frame} frame carries invalid UTF-8")]
     InvalidUtf8 { frame: &'static str },
+    /// A `Verdict` status byte this version does not define.
+    #[error("unknown verdict status {0}")]
+    UnknownStatus(u8),
     /// A text field is longer than its limit.
     #[error("{frame} frame text of {len} bytes exceeds the limit of {max}")]
     TextTooLong {
@@ -73,6 +120,11 @@ impl Frame {
             Frame::Hello { .. } => "Hello",
             Frame::Message { .. } => "Message",
             Frame::Ack { .. } => "Ack",
+            Frame::Offer { .. } => "Offer",
+            Frame::Accept { .. } => "Accept",
+            Frame::Chunk { .. } => "Chunk",
+            Frame::Verdict { .. } => "Verdict",
+            Frame::Cancel { .. } => "Cancel",
         }
     }
 
@@ -101,6 +153,41 @@ impl Frame {
                 out.extend_from_slice(text.as_bytes());
             }
             Frame::Ack { seq } => out.extend_from_slice(&seq.to_be_bytes()),
+            Frame::Offer {
+                id,
+                size,
+                sha256,
+                name,
+            } => {
+                assert!(name.len() <= MAX_FILE_NAME_LEN, "Offer name over limit");
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&size.to_be_bytes());
+                out.extend_from_slice(sha256);
+                out.extend_from_slice(name.as_bytes());
+            }
+            Frame::Accept { id, offset } => {
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&offset.to_be_bytes());
+            }
+            Frame::Chunk { id, data } => {
+                assert!(
+                    (1..=MAX_CHUNK_LEN).contains(&data.len()),
+                    "Chunk size out of range"
+                );
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(data);
+            }
+            Frame::Verdict { id, status, detail } => {
+                assert!(detail.len() <= MAX_REASON_LEN, "Verdict detail over limit");
+                out.extend_from_slice(&id.to_be_bytes());
+                out.push(*status as u8);
+                out.extend_from_slice(detail.as_bytes());
+            }
+            Frame::Cancel { id, reason } => {
+                assert!(reason.len() <= MAX_REASON_LEN, "Cancel reason over limit");
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(reason.as_bytes());
+            }
         }
         let payload_len = out.len() - start - HEADER_LEN;
         debug_assert!(payload_len <= MAX_PAYLOAD_LEN);
@@ -113,6 +200,11 @@ impl Frame {
             Frame::Hello { .. } => TYPE_HELLO,
             Frame::Message { .. } => TYPE_MESSAGE,
             Frame::Ack { .. } => TYPE_ACK,
+            Frame::Offer { .. } => TYPE_OFFER,
+            Frame::Accept { .. } => TYPE_ACCEPT,
+            Frame::Chunk { .. } => TYPE_CHUNK,
+            Frame::Verdict { .. } => TYPE_VERDICT,
+            Frame::Cancel { .. } => TYPE_CANCEL,
         }
     }
 
@@ -153,6 +245,44 @@ impl Frame {
                 }
                 Frame::Ack { seq }
             }
+            TYPE_OFFER => decode_offer(payload)?,
+            TYPE_ACCEPT => {
+                let (id, rest) = split_u64(payload, "Accept", "exactly 16")?;
+                let (offset, rest) = split_u64(rest, "Accept", "exactly 16")
+                    .map_err(|_| bad_length("Accept", payload, "exactly 16"))?;
+                if !rest.is_empty() {
+                    return Err(bad_length("Accept", payload, "exactly 16"));
+                }
+                Frame::Accept { id, offset }
+            }
+            TYPE_CHUNK => {
+                let (id, data) = split_u64(payload, "Chunk", "9 to 65544")?;
+                if data.is_empty() || data.len() > MAX_CHUNK_LEN {
+                    return Err(bad_length("Chunk", payload, "9 to 65544"));
+                }
+                Frame::Chunk {
+                    id,
+                    data: data.to_vec(),
+                }
+            }
+            TYPE_VERDICT => {
+                let (id, rest) = split_u64(payload, "Verdict", "at least 9")?;
+                let Some((&status, detail)) = rest.split_first() else {
+                    return Err(bad_length("Verdict", payload, "at least 9"));
+                };
+                Frame::Verdict {
+                    id,
+                    status: VerdictStatus::from_byte(status)?,
+                    detail: decode_text(detail, "Verdict", MAX_REASON_LEN)?,
+                }
+            }
+            TYPE_CANCEL => {
+                let (id, reason) = split_u64(payload, "Cancel", "at least 8")?;
+                Frame::Cancel {
+                    id,
+                    reason: decode_text(reason, "Cancel", MAX_REASON_LEN)?,
+                }
+            }
             _ => unreachable!("type checked above"),
         };
         Ok(Some((frame, total)))
@@ -161,9 +291,36 @@ impl Frame {
 
 fn check_type(kind: u8) -> Result<(), FrameError> {
     match kind {
-        TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK => Ok(()),
+        TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK | TYPE_OFFER | TYPE_ACCEPT | TYPE_CHUNK
+        | TYPE_VERDICT | TYPE_CANCEL => Ok(()),
         other => Err(FrameError::UnknownType(other)),
     }
+}
+
+impl VerdictStatus {
+    fn from_byte(byte: u8) -> Result<Self, FrameError> {
+        match byte {
+            0 => Ok(VerdictStatus::Verified),
+            1 => Ok(VerdictStatus::Rejected),
+            2 => Ok(VerdictStatus::Corrupt),
+            3 => Ok(VerdictStatus::Failed),
+            other => Err(FrameError::UnknownStatus(other)),
+        }
+    }
+}
+
+fn decode_offer(payload: &[u8]) -> Result<Frame, FrameError> {
+    const EXPECTED: &str = "at least 48";
+    let short = || bad_length("Offer", payload, EXPECTED);
+    let (id, rest) = payload.split_first_chunk::<8>().ok_or_else(short)?;
+    let (size, rest) = rest.split_first_chunk::<8>().ok_or_else(short)?;
+    let (sha256, name) = rest.split_first_chunk::<32>().ok_or_else(short)?;
+    Ok(Frame::Offer {
+        id: u64::from_be_bytes(*id),
+        size: u64::from_be_bytes(*size),
+        sha256: *sha256,
+        name: decode_text(name, "Offer", MAX_FILE_NAME_LEN)?,
+    })
 }
 
 fn decode_hello(payload: &[u8]) -> Result<Frame, FrameError> {
@@ -239,6 +396,30 @@ mod tests {
                 text: String::new(),
             },
             Frame::Ack { seq: 42 },
+            Frame::Offer {
+                id: 3,
+                size: 5 << 32,
+                sha256: [0xab; 32],
+                name: "film (1).mkv".into(),
+            },
+            Frame::Accept { id: 3, offset: 0 },
+            Frame::Chunk {
+                id: 3,
+                data: vec![7; MAX_CHUNK_LEN],
+            },
+            Frame::Chunk {
+                id: u64::MAX,
+                data: vec![0],
+            },
+            Frame::Verdict {
+                id: 3,
+                status: VerdictStatus::Corrupt,
+                detail: "expected ab…, got cd…".into(),
+            },
+            Frame::Cancel {
+                id: 3,
+                reason: String::new(),
+            },
         ]
     }
 
@@ -357,6 +538,84 @@ mod tests {
         assert!(matches!(
             Frame::decode(short_hello),
             Err(FrameError::BadLength { frame: "Hello", .. })
+        ));
+    }
+
+    #[test]
+    fn transfer_frames_have_documented_layout() {
+        let offer = encoded(&Frame::Offer {
+            id: 1,
+            size: 2,
+            sha256: [0x11; 32],
+            name: "a".into(),
+        });
+        let mut expected = b"\x10\x00\x00\x00\x31\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x02".to_vec();
+        expected.extend([0x11; 32]);
+        expected.push(b'a');
+        assert_eq!(offer, expected);
+        assert_eq!(
+            encoded(&Frame::Accept { id: 1, offset: 0 }),
+            b"\x11\x00\x00\x00\x10\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0"
+        );
+        assert_eq!(
+            encoded(&Frame::Chunk {
+                id: 1,
+                data: b"xy".to_vec()
+            }),
+            b"\x12\x00\x00\x00\x0a\0\0\0\0\0\0\0\x01xy"
+        );
+        assert_eq!(
+            encoded(&Frame::Verdict {
+                id: 1,
+                status: VerdictStatus::Verified,
+                detail: "ok".into()
+            }),
+            b"\x13\x00\x00\x00\x0b\0\0\0\0\0\0\0\x01\x00ok"
+        );
+        assert_eq!(
+            encoded(&Frame::Cancel {
+                id: 1,
+                reason: "no".into()
+            }),
+            b"\x14\x00\x00\x00\x0a\0\0\0\0\0\0\0\x01no"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_transfer_frames() {
+        let empty_chunk = b"\x12\x00\x00\x00\x08\0\0\0\0\0\0\0\x01";
+        assert!(matches!(
+            Frame::decode(empty_chunk),
+            Err(FrameError::BadLength { frame: "Chunk", .. })
+        ));
+        let mut big_chunk = vec![TYPE_CHUNK];
+        big_chunk.extend_from_slice(&((8 + MAX_CHUNK_LEN + 1) as u32).to_be_bytes());
+        big_chunk.extend(vec![0; 8 + MAX_CHUNK_LEN + 1]);
+        assert!(matches!(
+            Frame::decode(&big_chunk),
+            Err(FrameError::BadLength { frame: "Chunk", .. })
+        ));
+        let short_offer = b"\x10\x00\x00\x00\x10\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x02";
+        assert!(matches!(
+            Frame::decode(short_offer),
+            Err(FrameError::BadLength { frame: "Offer", .. })
+        ));
+        let long_accept = b"\x11\x00\x00\x00\x11\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\0";
+        assert!(matches!(
+            Frame::decode(long_accept),
+            Err(FrameError::BadLength {
+                frame: "Accept",
+                ..
+            })
+        ));
+        let bad_status = b"\x13\x00\x00\x00\x09\0\0\0\0\0\0\0\x01\x09";
+        assert_eq!(Frame::decode(bad_status), Err(FrameError::UnknownStatus(9)));
+        let mut long_name = vec![TYPE_OFFER];
+        long_name.extend_from_slice(&((48 + MAX_FILE_NAME_LEN + 1) as u32).to_be_bytes());
+        long_name.extend(vec![b'a'; 48 + MAX_FILE_NAME_LEN + 1]);
+        assert!(matches!(
+            Frame::decode(&long_name),
+            Err(FrameError::TextTooLong { frame: "Offer", .. })
         ));
     }
 

@@ -11,6 +11,9 @@ use crate::connection::{ConnectionError, FrameWriter};
 use crate::event::Event;
 use crate::frame::Frame;
 use crate::handshake::Link;
+use crate::transfer::TransferViolation;
+use crate::transfer::incoming::ReceiveLimits;
+use crate::transfer::receiving::Receiving;
 
 /// How long closing waits for our last acknowledgement and close_notify to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,6 +45,8 @@ pub enum InboundError {
     /// A frame that has no meaning on this direction.
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
+    #[error("protocol error: {0}")]
+    Transfer(#[from] TransferViolation),
     #[error(transparent)]
     Connection(#[from] ConnectionError),
 }
@@ -83,69 +88,113 @@ impl ReceiveState {
 pub async fn receive(
     link: Link,
     state: Arc<Mutex<ReceiveState>>,
+    limits: ReceiveLimits,
     events: mpsc::UnboundedSender<Event>,
     mut close: oneshot::Receiver<()>,
 ) -> InboundEnd {
     let session = link.peer_session;
+    let peer = link.peer_name.clone();
     let (mut reader, writer) = link.connection.into_split();
     let (acks, acks_rx) = watch::channel(0u64);
-    let acknowledger = tokio::spawn(acknowledge(writer, acks_rx));
+    let (replies, replies_rx) = mpsc::unbounded_channel();
+    let answering = tokio::spawn(answer(writer, acks_rx, replies_rx));
+    let mut files = Receiving::new(limits, peer.clone(), replies, events.clone());
 
     let end = loop {
         let frame = tokio::select! {
             frame = reader.read_frame() => frame,
             _ = &mut close => break InboundEnd::Closed,
         };
-        let seq = match frame {
+        let result = match frame {
             Ok(None) => break InboundEnd::Finished,
-            Err(err) => break InboundEnd::Lost(err.into()),
-            Ok(Some(Frame::Message { seq, text })) => {
-                let arrival = state
-                    .lock()
-                    .expect("receive state poisoned")
-                    .arrive(session, seq);
-                match arrival {
-                    Ok(Arrival::Show) => {
-                        let from = link.peer_name.clone();
-                        let _ = events.send(Event::Message { from, text });
-                        seq
-                    }
-                    Ok(Arrival::Duplicate) => seq,
-                    Err(err) => break InboundEnd::Lost(err),
-                }
+            Err(err) => Err(err.into()),
+            Ok(Some(frame)) => {
+                handle(frame, session, &state, &peer, &acks, &mut files, &events).await
             }
-            Ok(Some(other)) => break InboundEnd::Lost(InboundError::Unexpected(other.kind())),
         };
-        acks.send_replace(seq);
+        if let Err(err) = result {
+            break InboundEnd::Lost(err);
+        }
     };
+    let why = match &end {
+        InboundEnd::Finished => "the sender closed the connection",
+        InboundEnd::Closed => "we closed the connection",
+        InboundEnd::Lost(_) => "the connection was lost",
+    };
+    files.abandon(why).await;
+    drop(files);
     drop(acks);
     if !matches!(end, InboundEnd::Lost(_)) {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, acknowledger).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, answering).await;
     }
     end
 }
 
-/// Writes cumulative acknowledgements as they change, so reading never waits on writing.
-/// When the receiver is done, sends the last one and closes our side with close_notify.
-async fn acknowledge<W>(
+async fn handle(
+    frame: Frame,
+    session: u64,
+    state: &Mutex<ReceiveState>,
+    peer: &str,
+    acks: &watch::Sender<u64>,
+    files: &mut Receiving,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<(), InboundError> {
+    match frame {
+        Frame::Message { seq, text } => {
+            let arrival = state
+                .lock()
+                .expect("receive state poisoned")
+                .arrive(session, seq)?;
+            if arrival == Arrival::Show {
+                let from = peer.to_owned();
+                let _ = events.send(Event::Message { from, text });
+            }
+            acks.send_replace(seq);
+        }
+        Frame::Offer {
+            id,
+            size,
+            sha256,
+            name,
+        } => files.offer(id, &name, size, sha256)?,
+        Frame::Chunk { id, data } => files.chunk(id, data).await?,
+        Frame::Cancel { id, reason } => files.cancel(id, &reason).await?,
+        other => return Err(InboundError::Unexpected(other.kind())),
+    }
+    Ok(())
+}
+
+/// Writes acknowledgements and transfer replies, so reading never waits on writing.
+/// Acknowledgements are cumulative, so only the latest is kept. When the receiver is
+/// done, sends what is left and closes our side with close_notify.
+async fn answer<W>(
     mut writer: FrameWriter<W>,
     mut acks: watch::Receiver<u64>,
+    mut replies: mpsc::UnboundedReceiver<Frame>,
 ) -> Result<(), ConnectionError>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let mut sent = 0;
-    loop {
-        let open = acks.changed().await.is_ok();
-        let seq = *acks.borrow_and_update();
-        if seq != sent {
-            writer.write_frame(&Frame::Ack { seq }).await?;
-            sent = seq;
-        }
-        if !open {
-            return writer.shutdown().await;
+    let mut acked = 0;
+    let mut acks_open = true;
+    let mut replies_open = true;
+    while acks_open || replies_open {
+        tokio::select! {
+            changed = acks.changed(), if acks_open => {
+                acks_open = changed.is_ok();
+                let seq = *acks.borrow_and_update();
+                if seq != acked {
+                    writer.write_frame(&Frame::Ack { seq }).await?;
+                    acked = seq;
+                }
+            }
+            reply = replies.recv(), if replies_open => match reply {
+                Some(frame) => writer.write_frame(&frame).await?,
+                None => replies_open = false,
+            },
         }
     }
+    writer.shutdown().await
 }
 
 #[cfg(test)]

@@ -20,4 +20,5 @@ pub mod sanitize;
 pub mod session;
 pub mod target;
 pub mod tls;
+pub mod transfer;
 pub mod ui;

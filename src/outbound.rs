@@ -15,6 +15,8 @@ use crate::frame::Frame;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
 use crate::target::Target;
 use crate::tls;
+use crate::transfer::TransferViolation;
+use crate::transfer::sending::Sending;
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -61,6 +63,8 @@ enum LinkError {
     Ack(#[from] AckBeyondSent),
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
+    #[error("protocol error: {0}")]
+    Transfer(#[from] TransferViolation),
 }
 
 impl Default for Outbox {
@@ -223,12 +227,13 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
 ) -> OutboundEnd {
     let mut outbox = Outbox::default();
+    let mut files = Sending::new(events.clone());
     let mut input = Input {
         commands,
         finishing: false,
     };
     loop {
-        if input.finishing && outbox.is_empty() {
+        if input.finishing && outbox.is_empty() && files.is_idle() {
             return OutboundEnd::Finished;
         }
         let dial = dialer.dial(&events);
@@ -239,6 +244,7 @@ pub async fn run(
                     Ok(link) => break link,
                     Err(reason) => {
                         report_undelivered(&mut outbox, &events);
+                        files.abandon("not sent: the peer refused the connection");
                         return OutboundEnd::Refused(reason);
                     }
                 },
@@ -247,11 +253,13 @@ pub async fn run(
                         outbox.push(text);
                         let _ = events.send(Event::Queued { pending: outbox.pending() });
                     }
+                    Command::Transfer(path) => files.enqueue(path),
                     Command::Quit => {
                         report_undelivered(&mut outbox, &events);
+                        files.abandon("not sent: we quit");
                         return OutboundEnd::Quit;
                     }
-                    Command::Finish if outbox.is_empty() => return OutboundEnd::Finished,
+                    Command::Finish if outbox.is_empty() && files.is_idle() => return OutboundEnd::Finished,
                     Command::Finish => {}
                 },
             }
@@ -263,34 +271,41 @@ pub async fn run(
             tls: link.tls.clone(),
         });
         outbox.resend_unacknowledged();
-        match send_on(link, &mut outbox, &mut input).await {
+        match send_on(link, &mut outbox, &mut files, &mut input).await {
             Ok(end) => {
                 if !matches!(end, OutboundEnd::Finished) {
                     report_undelivered(&mut outbox, &events);
+                    files.abandon(match end {
+                        OutboundEnd::Quit => "not sent: we quit",
+                        _ => "not sent: the peer left",
+                    });
                 }
                 return end;
             }
             Err(err) => {
-                let _ = events.send(Event::OutboundLost {
-                    reason: err.to_string(),
-                });
+                let reason = err.to_string();
+                files.connection_lost(&reason);
+                let _ = events.send(Event::OutboundLost { reason });
             }
         }
     }
 }
 
 /// Sends on one connection until it ends. An error means: reconnect and resend.
+/// Chat lines always go before file data, which moves in chunks of at most 64 KiB.
 async fn send_on(
     link: Link,
     outbox: &mut Outbox,
+    files: &mut Sending,
     input: &mut Input,
 ) -> Result<OutboundEnd, LinkError> {
+    let peer = link.peer_name;
     let (mut reader, mut writer) = link.connection.into_split();
     loop {
         while let Some(frame) = outbox.take_unsent() {
             writer.write_frame(&frame).await?;
         }
-        if input.finishing && outbox.is_empty() {
+        if input.finishing && outbox.is_empty() && files.is_idle() {
             writer.shutdown().await?;
             let closed_back = async {
                 loop {
@@ -305,19 +320,24 @@ async fn send_on(
             return Ok(OutboundEnd::Finished);
         }
         tokio::select! {
-            frame = reader.read_frame() => match frame? {
-                Some(Frame::Ack { seq }) => outbox.acknowledge(seq)?,
-                Some(other) => return Err(LinkError::Unexpected(other.kind())),
-                None => return Ok(OutboundEnd::PeerLeft),
-            },
+            biased;
             command = input.next() => match command {
                 Command::Send(text) => outbox.push(text),
+                Command::Transfer(path) => files.enqueue(path),
                 Command::Quit => {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
                     return Ok(OutboundEnd::Quit);
                 }
                 Command::Finish => {}
             },
+            frame = reader.read_frame() => match frame? {
+                Some(Frame::Ack { seq }) => outbox.acknowledge(seq)?,
+                Some(Frame::Accept { id, offset }) => files.accepted(id, offset)?,
+                Some(Frame::Verdict { id, status, detail }) => files.verdict(id, status, &detail, &peer)?,
+                Some(other) => return Err(LinkError::Unexpected(other.kind())),
+                None => return Ok(OutboundEnd::PeerLeft),
+            },
+            frame = files.next_frame() => writer.write_frame(&frame).await?,
         }
     }
 }

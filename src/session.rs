@@ -19,6 +19,7 @@ use crate::listener;
 use crate::outbound::{self, Dialer, OutboundEnd};
 use crate::target::Target;
 use crate::tls::{self, TlsConfigError};
+use crate::transfer::incoming::ReceiveLimits;
 
 /// How long quitting waits for both directions to close.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -29,6 +30,7 @@ pub struct SessionSetup {
     pub identity: Identity,
     pub peer: Fingerprint,
     pub target: Target,
+    pub limits: ReceiveLimits,
 }
 
 /// How a session ended without error.
@@ -132,7 +134,13 @@ pub async fn run(
                 peer_finished = false;
                 let peer = link.peer_name.clone();
                 let (close, close_rx) = oneshot::channel();
-                let task = tokio::spawn(inbound::receive(link, received.clone(), events.clone(), close_rx));
+                let task = tokio::spawn(inbound::receive(
+                    link,
+                    received.clone(),
+                    setup.limits.clone(),
+                    events.clone(),
+                    close_rx,
+                ));
                 receiver = Some(Receiver { task, close, peer });
             }
             end = async { (&mut receiver.as_mut().expect("guarded").task).await }, if receiver.is_some() => {

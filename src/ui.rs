@@ -4,11 +4,13 @@
 //! error, so a script can read the conversation alone. Everything that came from
 //! the network is passed through [`sanitize::for_terminal`] first.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, IsTerminal, Write};
 
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
 
-use crate::event::{Direction, Event};
+use crate::event::{Direction, Event, Phase};
 use crate::sanitize::for_terminal;
 
 /// Reads standard input on its own thread, one line at a time, so that a blocked
@@ -48,6 +50,132 @@ pub async fn prompt(question: &str, lines: &mut mpsc::UnboundedReceiver<String>)
     answer
 }
 
+/// The terminal: prints lines above any progress bars, and owns the bars.
+///
+/// Bars draw on standard error and hide themselves when it is not a terminal.
+/// Lines are printed inside `suspend`, never with `MultiProgress::println`, which
+/// drops lines while the bars are hidden.
+#[derive(Clone)]
+pub struct Screen {
+    bars: MultiProgress,
+    verbose: bool,
+}
+
+/// Progress bars by transfer, for the printer task.
+#[derive(Default)]
+pub struct Bars {
+    by_transfer: HashMap<(bool, u64), ProgressBar>,
+}
+
+impl Screen {
+    pub fn new(progress: bool, verbose: bool) -> Self {
+        let target = if progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Screen {
+            bars: MultiProgress::with_draw_target(target),
+            verbose,
+        }
+    }
+
+    /// Prints a line on standard output.
+    pub fn say(&self, line: &str) {
+        self.bars.suspend(|| say(line));
+    }
+
+    /// Prints a status line on standard error.
+    pub fn status(&self, line: &str) {
+        self.bars.suspend(|| status(line));
+    }
+
+    /// Shows one event from the core.
+    pub fn show(&self, event: &Event, bars: &mut Bars) {
+        match event {
+            Event::TransferQueued { id, name, size } => {
+                let bar = self.bar(*size, &format!("hashing {}", for_terminal(name)));
+                bars.by_transfer.insert((false, *id), bar);
+            }
+            Event::TransferIncoming {
+                id,
+                name,
+                size,
+                from,
+            } => {
+                self.status(&format!(
+                    "Receiving {} ({}) from {}",
+                    for_terminal(name),
+                    HumanBytes(*size),
+                    for_terminal(from)
+                ));
+                let bar = self.bar(*size, &format!("receiving {}", for_terminal(name)));
+                bars.by_transfer.insert((true, *id), bar);
+            }
+            Event::TransferProgress {
+                id, phase, done, ..
+            } => {
+                let receiving = *phase == Phase::Receiving;
+                if let Some(bar) = bars.by_transfer.get(&(receiving, *id)) {
+                    if *phase == Phase::Sending && bar.prefix().starts_with("hashing") {
+                        bar.set_prefix(bar.prefix().replacen("hashing", "sending", 1));
+                        bar.reset();
+                    }
+                    bar.set_position(*done);
+                }
+            }
+            Event::TransferSaved { id, path, sha256 } => {
+                self.remove_bar(bars, (true, *id));
+                self.status(&format!(
+                    "Saved {} (verified, sha256 {sha256})",
+                    for_terminal(&path.display().to_string())
+                ));
+            }
+            Event::TransferDelivered { id, name, peer } => {
+                self.remove_bar(bars, (false, *id));
+                self.status(&format!(
+                    "{} delivered and verified by {}",
+                    for_terminal(name),
+                    for_terminal(peer)
+                ));
+            }
+            Event::TransferFailed {
+                id,
+                name,
+                receiving,
+                reason,
+            } => {
+                self.remove_bar(bars, (*receiving, *id));
+                let what = if *receiving { "Receiving" } else { "Sending" };
+                self.status(&format!(
+                    "{what} {} failed: {}",
+                    for_terminal(name),
+                    for_terminal(reason)
+                ));
+            }
+            other => self.bars.suspend(|| show(other, self.verbose)),
+        }
+    }
+
+    fn bar(&self, size: u64, prefix: &str) -> ProgressBar {
+        let style = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
+        let bar = self.bars.add(ProgressBar::new(size).with_style(style));
+        bar.set_prefix(prefix.to_owned());
+        bar
+    }
+
+    fn remove_bar(&self, bars: &mut Bars, key: (bool, u64)) {
+        if let Some(bar) = bars.by_transfer.remove(&key) {
+            bar.finish_and_clear();
+            self.bars.remove(&bar);
+        }
+    }
+}
+
 /// Prints a line on standard output.
 pub fn say(line: &str) {
     println!("{line}");
@@ -58,8 +186,8 @@ pub fn status(line: &str) {
     eprintln!("{line}");
 }
 
-/// Shows one event from the core.
-pub fn show(event: &Event, verbose: bool) {
+/// Shows one event that needs no progress bar.
+fn show(event: &Event, verbose: bool) {
     match event {
         Event::Message { from, text } => {
             say(&format!("{}: {}", for_terminal(from), for_terminal(text)))
@@ -131,5 +259,11 @@ pub fn show(event: &Event, verbose: bool) {
                 status(&format!("  {}", for_terminal(line)));
             }
         }
+        Event::TransferQueued { .. }
+        | Event::TransferIncoming { .. }
+        | Event::TransferProgress { .. }
+        | Event::TransferSaved { .. }
+        | Event::TransferDelivered { .. }
+        | Event::TransferFailed { .. } => {}
     }
 }

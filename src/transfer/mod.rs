@@ -1,0 +1,82 @@
+//! File transfer: the sending and receiving state machines, the files they read and
+//! write, and progress reports. Nothing here draws; progress leaves as events.
+
+pub mod incoming;
+pub mod name;
+pub mod outgoing;
+pub mod receiving;
+pub mod sending;
+
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::event::{Event, Phase};
+use crate::frame::MAX_REASON_LEN;
+
+/// How often progress is reported at most, so events never flood the front end.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A transfer frame that contradicts the protocol state; the connection is closed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TransferViolation {
+    #[error("an Offer reuses transfer id {0}")]
+    ReusedId(u64),
+    #[error("a {frame} frame names transfer id {id}, which is not active")]
+    UnknownId { frame: &'static str, id: u64 },
+    #[error("transfer {id}: {detail}")]
+    Overflow { id: u64, detail: String },
+    #[error("transfer {id}: Accept with offset {offset} for a file of {size} bytes")]
+    BadOffset { id: u64, offset: u64, size: u64 },
+    #[error("transfer {0}: verified before all data was sent")]
+    EarlyVerdict(u64),
+}
+
+/// Reports progress of one transfer phase, at most every [`PROGRESS_INTERVAL`] and always at the end.
+pub struct ProgressReporter {
+    events: mpsc::UnboundedSender<Event>,
+    id: u64,
+    phase: Phase,
+    total: u64,
+    last: Option<Instant>,
+}
+
+impl ProgressReporter {
+    pub fn new(events: mpsc::UnboundedSender<Event>, id: u64, phase: Phase, total: u64) -> Self {
+        ProgressReporter {
+            events,
+            id,
+            phase,
+            total,
+            last: None,
+        }
+    }
+
+    pub fn update(&mut self, done: u64) {
+        let due = self
+            .last
+            .is_none_or(|last| last.elapsed() >= PROGRESS_INTERVAL);
+        if due || done == self.total {
+            self.last = Some(Instant::now());
+            let _ = self.events.send(Event::TransferProgress {
+                id: self.id,
+                phase: self.phase,
+                done,
+                total: self.total,
+            });
+        }
+    }
+}
+
+/// Shortens an explanation to what a `Verdict` or `Cancel` frame may carry.
+fn truncate(mut text: String) -> String {
+    if text.len() > MAX_REASON_LEN {
+        let mut end = MAX_REASON_LEN;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}

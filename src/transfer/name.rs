@@ -1,0 +1,159 @@
+//! Received file names are untrusted: validate them, and pick a free local name.
+
+use thiserror::Error;
+
+use crate::frame::MAX_FILE_NAME_LEN;
+
+/// Why an offered file name is refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("the file name is empty")]
+    Empty,
+    #[error("the file name {0:?} refers to a folder")]
+    DotName(String),
+    #[error("the file name contains a path separator or NUL")]
+    Separator,
+    #[error("the file name contains control characters")]
+    Control,
+    #[error("the file name is longer than {MAX_FILE_NAME_LEN} bytes")]
+    TooLong,
+    #[error("the file name {0:?} is a reserved device name")]
+    DeviceName(String),
+}
+
+/// Windows device names, refused with or without an extension so that a file
+/// received here can be copied anywhere.
+const DEVICE_NAMES: &[&str] = &[
+    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "COM1", "COM2", "COM3", "COM4", "COM5",
+    "COM6", "COM7", "COM8", "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8",
+    "LPT9",
+];
+
+/// Checks an offered name and returns the name to store the file under.
+///
+/// A leading `.` would make a hidden file, so leading dots become `_`
+/// (`.bashrc` is stored as `_bashrc`).
+pub fn sanitize(offered: &str) -> Result<String, NameError> {
+    if offered.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if offered == "." || offered == ".." {
+        return Err(NameError::DotName(offered.to_owned()));
+    }
+    if offered.contains(['/', '\\', '\0']) {
+        return Err(NameError::Separator);
+    }
+    if offered.chars().any(char::is_control) {
+        return Err(NameError::Control);
+    }
+    if offered.len() > MAX_FILE_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    let stem = offered.split('.').next().unwrap_or_default();
+    let stem = stem.trim_end_matches(' ');
+    if DEVICE_NAMES
+        .iter()
+        .any(|device| device.eq_ignore_ascii_case(stem))
+    {
+        return Err(NameError::DeviceName(offered.to_owned()));
+    }
+    let visible_from = offered.len() - offered.trim_start_matches('.').len();
+    Ok(format!(
+        "{}{}",
+        "_".repeat(visible_from),
+        &offered[visible_from..]
+    ))
+}
+
+/// The `n`th alternative for `name`: `name` itself for 0, then `name (1).ext`, ...
+/// The number goes before the first dot, so `a.tar.gz` becomes `a (1).tar.gz`.
+pub fn numbered(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_owned();
+    }
+    match name.find('.') {
+        Some(dot) if dot > 0 => format!("{} ({n}){}", &name[..dot], &name[dot..]),
+        _ => format!("{name} ({n})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_ordinary_names() {
+        for name in [
+            "film.mkv",
+            "my notes.txt",
+            "日本語.pdf",
+            "a..b",
+            "CONSOLE.txt",
+            "com10",
+        ] {
+            assert_eq!(sanitize(name).as_deref(), Ok(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn refuses_traversal_and_absolute_paths() {
+        assert_eq!(sanitize(""), Err(NameError::Empty));
+        assert!(matches!(sanitize("."), Err(NameError::DotName(_))));
+        assert!(matches!(sanitize(".."), Err(NameError::DotName(_))));
+        for name in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "a/b",
+            "..\\win.ini",
+            "C:\\x",
+            "a\0b",
+        ] {
+            assert_eq!(sanitize(name), Err(NameError::Separator), "{name}");
+        }
+    }
+
+    #[test]
+    fn refuses_control_characters() {
+        for name in [
+            "a\nb",
+            "a\rb",
+            "\x1b[31mred",
+            "tab\there",
+            "del\x7f",
+            "c1\u{9b}",
+        ] {
+            assert_eq!(sanitize(name), Err(NameError::Control), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_overlong_names() {
+        assert_eq!(sanitize(&"a".repeat(256)), Err(NameError::TooLong));
+        assert!(sanitize(&"a".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn refuses_device_names_with_or_without_extension() {
+        for name in ["CON", "con", "nul.txt", "Com1.tar.gz", "LPT9", "aux .txt"] {
+            assert!(
+                matches!(sanitize(name), Err(NameError::DeviceName(_))),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn hidden_names_become_visible() {
+        assert_eq!(sanitize(".bashrc").as_deref(), Ok("_bashrc"));
+        assert_eq!(sanitize("...x").as_deref(), Ok("___x"));
+    }
+
+    #[test]
+    fn numbers_alternatives_before_the_extension() {
+        assert_eq!(numbered("film.mkv", 0), "film.mkv");
+        assert_eq!(numbered("film.mkv", 1), "film (1).mkv");
+        assert_eq!(numbered("a.tar.gz", 2), "a (2).tar.gz");
+        assert_eq!(numbered("README", 3), "README (3)");
+        assert_eq!(numbered("_bashrc", 1), "_bashrc (1)");
+    }
+}

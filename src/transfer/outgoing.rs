@@ -1,0 +1,212 @@
+//! Sending one file: hash it first (the offer carries the SHA-256), then stream it in
+//! chunks from a thread of its own, refusing to send bytes that no longer match the
+//! offer because the file changed in between.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
+
+/// Read size while hashing; large reads keep system-call overhead negligible.
+const HASH_READ_LEN: usize = 1 << 20;
+/// Chunks read ahead of the network: bounds memory per transfer.
+const CHUNKS_AHEAD: usize = 16;
+
+/// A file measured and hashed, ready to offer.
+#[derive(Debug, Clone)]
+pub struct PreparedFile {
+    pub path: PathBuf,
+    /// The base name that goes on the wire.
+    pub name: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    modified: Option<SystemTime>,
+}
+
+/// Why a file cannot be sent. All are local: nothing has been sent.
+#[derive(Debug, Error)]
+pub enum SendError {
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{} is not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    #[error("{} has no usable file name (it must be UTF-8, at most {MAX_FILE_NAME_LEN} bytes)", .0.display())]
+    BadName(PathBuf),
+    #[error("{} changed while it was being sent; the transfer was stopped", .0.display())]
+    Changed(PathBuf),
+}
+
+impl PreparedFile {
+    /// Checks that `path` is a readable regular file and hashes it, calling
+    /// `progress` with the bytes hashed so far. Blocking: run it off the async threads.
+    pub fn prepare(
+        path: &Path,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<PreparedFile, SendError> {
+        let io_error = |source| SendError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .filter(|name| !name.is_empty() && name.len() <= MAX_FILE_NAME_LEN)
+            .ok_or_else(|| SendError::BadName(path.to_owned()))?
+            .to_owned();
+        let mut file = File::open(path).map_err(io_error)?;
+        let metadata = file.metadata().map_err(io_error)?;
+        if !metadata.is_file() {
+            return Err(SendError::NotAFile(path.to_owned()));
+        }
+        let size = metadata.len();
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; HASH_READ_LEN];
+        let mut hashed = 0u64;
+        loop {
+            let read = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(io_error(err)),
+            };
+            hasher.update(&buffer[..read]);
+            hashed += read as u64;
+            progress(hashed, size);
+        }
+        let prepared = PreparedFile {
+            path: path.to_owned(),
+            name,
+            size,
+            sha256: hasher.finalize().into(),
+            modified: metadata.modified().ok(),
+        };
+        if hashed != size || !prepared.unchanged(&file) {
+            return Err(SendError::Changed(path.to_owned()));
+        }
+        Ok(prepared)
+    }
+
+    /// Streams the file's bytes from `offset` on a thread of its own. The channel
+    /// closes after the last chunk; an `Err` instead means: stop and cancel.
+    pub fn stream(&self, offset: u64) -> mpsc::Receiver<Result<Vec<u8>, SendError>> {
+        let (chunks, rx) = mpsc::channel(CHUNKS_AHEAD);
+        let prepared = self.clone();
+        std::thread::spawn(move || {
+            if let Err(err) = prepared.send_chunks(offset, &chunks) {
+                let _ = chunks.blocking_send(Err(err));
+            }
+        });
+        rx
+    }
+
+    fn send_chunks(
+        &self,
+        offset: u64,
+        chunks: &mpsc::Sender<Result<Vec<u8>, SendError>>,
+    ) -> Result<(), SendError> {
+        let io_error = |source| SendError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut file = File::open(&self.path).map_err(io_error)?;
+        if !self.unchanged(&file) {
+            return Err(SendError::Changed(self.path.clone()));
+        }
+        io::Seek::seek(&mut file, io::SeekFrom::Start(offset)).map_err(io_error)?;
+        let mut remaining = self.size - offset.min(self.size);
+        while remaining > 0 {
+            let want = MAX_CHUNK_LEN.min(remaining as usize);
+            let mut chunk = vec![0u8; want];
+            if let Err(err) = file.read_exact(&mut chunk) {
+                return Err(match err.kind() {
+                    io::ErrorKind::UnexpectedEof => SendError::Changed(self.path.clone()),
+                    _ => io_error(err),
+                });
+            }
+            remaining -= want as u64;
+            if remaining == 0 && !self.unchanged(&file) {
+                return Err(SendError::Changed(self.path.clone()));
+            }
+            if chunks.blocking_send(Ok(chunk)).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Size and modification time as when hashed: cheap, and enough to catch an
+    /// edit; the receiver's hash check catches anything subtler.
+    fn unchanged(&self, file: &File) -> bool {
+        file.metadata()
+            .is_ok_and(|now| now.len() == self.size && now.modified().ok() == self.modified)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(
+        mut rx: mpsc::Receiver<Result<Vec<u8>, SendError>>,
+    ) -> Result<Vec<u8>, SendError> {
+        let mut all = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            let chunk = chunk?;
+            assert!((1..=MAX_CHUNK_LEN).contains(&chunk.len()));
+            all.extend(chunk);
+        }
+        Ok(all)
+    }
+
+    #[tokio::test]
+    async fn hashes_then_streams_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut last = (0, 0);
+        let prepared = PreparedFile::prepare(&path, |done, total| last = (done, total)).unwrap();
+        assert_eq!(last, (200_000, 200_000));
+        assert_eq!(prepared.name, "data.bin");
+        assert_eq!(prepared.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
+        assert_eq!(collect(prepared.stream(0)).await.unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn refuses_folders_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            PreparedFile::prepare(dir.path(), |_, _| {}),
+            Err(SendError::NotAFile(_) | SendError::BadName(_))
+        ));
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(matches!(
+            PreparedFile::prepare(&sub, |_, _| {}),
+            Err(SendError::NotAFile(_))
+        ));
+        assert!(matches!(
+            PreparedFile::prepare(&dir.path().join("missing"), |_, _| {}),
+            Err(SendError::Io { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_after_hashing_is_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moving.txt");
+        std::fs::write(&path, b"original").unwrap();
+        let prepared = PreparedFile::prepare(&path, |_, _| {}).unwrap();
+        std::fs::write(&path, b"original plus more").unwrap();
+        assert!(matches!(
+            collect(prepared.stream(0)).await,
+            Err(SendError::Changed(_))
+        ));
+    }
+}

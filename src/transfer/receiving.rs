@@ -1,0 +1,253 @@
+//! The receiver's side of transfers on one connection: checks each offer, feeds
+//! chunks to the disk, and answers every offer with `Accept` or a `Verdict`.
+
+use std::collections::HashMap;
+
+use tokio::sync::mpsc;
+
+use super::incoming::{Incoming, Outcome, ReceiveLimits};
+use super::{ProgressReporter, TransferViolation, truncate};
+use crate::event::{Event, Phase};
+use crate::frame::{Frame, VerdictStatus};
+
+/// Offers that may be receiving at once; more are refused.
+pub const MAX_ACTIVE_TRANSFERS: usize = 4;
+
+/// Transfers arriving on one connection.
+pub struct Receiving {
+    limits: ReceiveLimits,
+    peer: String,
+    active: HashMap<u64, Incoming>,
+    /// Transfers that failed part way: their remaining in-flight bytes are dropped.
+    discarding: HashMap<u64, u64>,
+    replies: mpsc::UnboundedSender<Frame>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Receiving {
+    pub fn new(
+        limits: ReceiveLimits,
+        peer: String,
+        replies: mpsc::UnboundedSender<Frame>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        Receiving {
+            limits,
+            peer,
+            active: HashMap::new(),
+            discarding: HashMap::new(),
+            replies,
+            events,
+        }
+    }
+
+    /// Handles an `Offer`: accept it, or refuse it with a `Verdict` and a message on both sides.
+    pub fn offer(
+        &mut self,
+        id: u64,
+        name: &str,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Result<(), TransferViolation> {
+        if self.active.contains_key(&id) || self.discarding.contains_key(&id) {
+            return Err(TransferViolation::ReusedId(id));
+        }
+        if self.active.len() >= MAX_ACTIVE_TRANSFERS {
+            self.refuse(
+                id,
+                name,
+                format!("more than {MAX_ACTIVE_TRANSFERS} transfers at once"),
+            );
+            return Ok(());
+        }
+        let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size);
+        let incoming = match Incoming::start(&self.limits, name, size, sha256, move |done| {
+            progress.update(done)
+        }) {
+            Ok(incoming) => incoming,
+            Err(reason) => {
+                self.refuse(id, name, reason.to_string());
+                return Ok(());
+            }
+        };
+        let _ = self.events.send(Event::TransferIncoming {
+            id,
+            name: incoming.name.clone(),
+            size,
+            from: self.peer.clone(),
+        });
+        let _ = self.replies.send(Frame::Accept { id, offset: 0 });
+        if incoming.is_complete() {
+            self.judge(id, incoming);
+        } else {
+            self.active.insert(id, incoming);
+        }
+        Ok(())
+    }
+
+    /// Handles a `Chunk`: more bytes than declared, or an unknown id, break the protocol.
+    pub async fn chunk(&mut self, id: u64, data: Vec<u8>) -> Result<(), TransferViolation> {
+        if let Some(remaining) = self.discarding.get_mut(&id) {
+            *remaining =
+                remaining
+                    .checked_sub(data.len() as u64)
+                    .ok_or(TransferViolation::Overflow {
+                        id,
+                        detail: "more bytes than the offer declared".into(),
+                    })?;
+            if *remaining == 0 {
+                self.discarding.remove(&id);
+            }
+            return Ok(());
+        }
+        let incoming = self
+            .active
+            .get_mut(&id)
+            .ok_or(TransferViolation::UnknownId { frame: "Chunk", id })?;
+        let early_failure =
+            incoming
+                .write(data)
+                .await
+                .map_err(|overflow| TransferViolation::Overflow {
+                    id,
+                    detail: overflow.to_string(),
+                })?;
+        if let Some(outcome) = early_failure {
+            let incoming = self.active.remove(&id).expect("present above");
+            if incoming.remaining() > 0 {
+                self.discarding.insert(id, incoming.remaining());
+            }
+            self.report(id, incoming.name, outcome);
+        } else if incoming.is_complete() {
+            let incoming = self.active.remove(&id).expect("present above");
+            self.judge(id, incoming);
+        }
+        Ok(())
+    }
+
+    /// Handles a `Cancel`: the sender gave up; discard what arrived.
+    pub async fn cancel(&mut self, id: u64, reason: &str) -> Result<(), TransferViolation> {
+        if self.discarding.remove(&id).is_some() {
+            return Ok(());
+        }
+        let incoming = self
+            .active
+            .remove(&id)
+            .ok_or(TransferViolation::UnknownId {
+                frame: "Cancel",
+                id,
+            })?;
+        let name = incoming.name.clone();
+        incoming.finish().await;
+        self.fail(id, &name, format!("the sender cancelled: {reason}"));
+        Ok(())
+    }
+
+    /// The connection ended: every unfinished file is discarded.
+    pub async fn abandon(&mut self, reason: &str) {
+        for (id, incoming) in std::mem::take(&mut self.active) {
+            let name = incoming.name.clone();
+            let received = incoming.size - incoming.remaining();
+            let size = incoming.size;
+            incoming.finish().await;
+            self.fail(
+                id,
+                &name,
+                format!("incomplete ({received} of {size} bytes), {reason}; nothing was kept"),
+            );
+        }
+    }
+
+    /// All bytes are in: verify on the disk thread, then report on both sides.
+    fn judge(&self, id: u64, incoming: Incoming) {
+        let (replies, events, name) = (
+            self.replies.clone(),
+            self.events.clone(),
+            incoming.name.clone(),
+        );
+        tokio::spawn(async move {
+            let outcome = incoming.finish().await;
+            let (event, verdict) = describe(id, name, outcome);
+            let _ = events.send(event);
+            let _ = replies.send(verdict);
+        });
+    }
+
+    fn report(&self, id: u64, name: String, outcome: Outcome) {
+        let (event, verdict) = describe(id, name, outcome);
+        let _ = self.events.send(event);
+        let _ = self.replies.send(verdict);
+    }
+
+    fn refuse(&self, id: u64, name: &str, reason: String) {
+        self.fail(id, name, format!("refused: {reason}"));
+        let _ = self.replies.send(Frame::Verdict {
+            id,
+            status: VerdictStatus::Rejected,
+            detail: truncate(reason),
+        });
+    }
+
+    fn fail(&self, id: u64, name: &str, reason: String) {
+        let _ = self.events.send(Event::TransferFailed {
+            id,
+            name: name.to_owned(),
+            receiving: true,
+            reason,
+        });
+    }
+}
+
+/// The local event and the verdict frame for an outcome.
+fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
+    match outcome {
+        Outcome::Saved { path, sha256 } => (
+            Event::TransferSaved {
+                id,
+                path: path.clone(),
+                sha256: hex::encode(sha256),
+            },
+            Frame::Verdict {
+                id,
+                status: VerdictStatus::Verified,
+                detail: format!(
+                    "saved as {}",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            },
+        ),
+        Outcome::Corrupt { expected, actual } => {
+            let reason = format!(
+                "SHA-256 mismatch: expected {}, received {}; nothing was kept",
+                hex::encode(expected),
+                hex::encode(actual)
+            );
+            (
+                Event::TransferFailed {
+                    id,
+                    name,
+                    receiving: true,
+                    reason: reason.clone(),
+                },
+                Frame::Verdict {
+                    id,
+                    status: VerdictStatus::Corrupt,
+                    detail: reason,
+                },
+            )
+        }
+        Outcome::Failed(reason) => (
+            Event::TransferFailed {
+                id,
+                name,
+                receiving: true,
+                reason: format!("{reason}; nothing was kept"),
+            },
+            Frame::Verdict {
+                id,
+                status: VerdictStatus::Failed,
+                detail: truncate(reason),
+            },
+        ),
+    }
+}

@@ -1,0 +1,270 @@
+//! The sender's side of transfers: a queue of files, each hashed as soon as it is
+//! queued, then offered, streamed and judged one at a time.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::outgoing::{PreparedFile, SendError};
+use super::{ProgressReporter, TransferViolation, truncate};
+use crate::event::{Event, Phase};
+use crate::frame::{Frame, VerdictStatus};
+
+/// A file waiting its turn; its hash is being computed meanwhile.
+struct Queued {
+    id: u64,
+    name: String,
+    hashing: JoinHandle<Result<PreparedFile, SendError>>,
+}
+
+/// The transfer on the wire now.
+enum Head {
+    Hashing(Queued),
+    Offered(u64, PreparedFile),
+    Streaming {
+        id: u64,
+        file: PreparedFile,
+        chunks: mpsc::Receiver<Result<Vec<u8>, SendError>>,
+        progress: ProgressReporter,
+        sent: u64,
+    },
+    AwaitingVerdict(u64, PreparedFile),
+}
+
+/// All outgoing transfers of one session.
+pub struct Sending {
+    next_id: u64,
+    queue: VecDeque<Queued>,
+    head: Option<Head>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Sending {
+    pub fn new(events: mpsc::UnboundedSender<Event>) -> Self {
+        Sending {
+            next_id: 1,
+            queue: VecDeque::new(),
+            head: None,
+            events,
+        }
+    }
+
+    /// Queues `path` and starts hashing it on a blocking thread.
+    pub fn enqueue(&mut self, path: PathBuf) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        let size = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
+        let _ = self.events.send(Event::TransferQueued {
+            id,
+            name: name.clone(),
+            size,
+        });
+        let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Hashing, size);
+        let hashing = tokio::task::spawn_blocking(move || {
+            PreparedFile::prepare(&path, |done, _| progress.update(done))
+        });
+        self.queue.push_back(Queued { id, name, hashing });
+    }
+
+    /// True when nothing is queued or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.head.is_none() && self.queue.is_empty()
+    }
+
+    /// The next frame to write: an `Offer`, a `Chunk` or a `Cancel`. Waits while
+    /// there is nothing to send. Cancel-safe, so it can sit in a `select!`.
+    pub async fn next_frame(&mut self) -> Frame {
+        loop {
+            match &mut self.head {
+                None => match self.queue.pop_front() {
+                    Some(queued) => self.head = Some(Head::Hashing(queued)),
+                    None => return std::future::pending().await,
+                },
+                Some(Head::Hashing(queued)) => {
+                    let result = (&mut queued.hashing).await;
+                    let Some(Head::Hashing(queued)) = self.head.take() else {
+                        unreachable!("head checked above");
+                    };
+                    match result {
+                        Ok(Ok(file)) => {
+                            let frame = Frame::Offer {
+                                id: queued.id,
+                                size: file.size,
+                                sha256: file.sha256,
+                                name: file.name.clone(),
+                            };
+                            self.head = Some(Head::Offered(queued.id, file));
+                            return frame;
+                        }
+                        Ok(Err(err)) => self.fail(queued.id, &queued.name, err.to_string()),
+                        Err(err) => {
+                            self.fail(queued.id, &queued.name, format!("hashing stopped: {err}"))
+                        }
+                    }
+                }
+                Some(Head::Streaming {
+                    id,
+                    chunks,
+                    progress,
+                    sent,
+                    ..
+                }) => match chunks.recv().await {
+                    Some(Ok(data)) => {
+                        *sent += data.len() as u64;
+                        progress.update(*sent);
+                        return Frame::Chunk { id: *id, data };
+                    }
+                    Some(Err(err)) => {
+                        let (id, reason) = (*id, err.to_string());
+                        let name = self.head.take().map(|head| head.name()).unwrap_or_default();
+                        self.fail(id, &name, reason.clone());
+                        return Frame::Cancel {
+                            id,
+                            reason: truncate(reason),
+                        };
+                    }
+                    None => {
+                        let Some(Head::Streaming { id, file, .. }) = self.head.take() else {
+                            unreachable!("head checked above");
+                        };
+                        self.head = Some(Head::AwaitingVerdict(id, file));
+                    }
+                },
+                Some(Head::Offered(..) | Head::AwaitingVerdict(..)) => {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+
+    /// The receiver accepted offer `id`; start streaming from `offset`.
+    pub fn accepted(&mut self, id: u64, offset: u64) -> Result<(), TransferViolation> {
+        let Some(Head::Offered(offered, file)) = self
+            .head
+            .take_if(|head| matches!(head, Head::Offered(o, _) if *o == id))
+        else {
+            return Err(TransferViolation::UnknownId {
+                frame: "Accept",
+                id,
+            });
+        };
+        if offset > file.size {
+            return Err(TransferViolation::BadOffset {
+                id,
+                offset,
+                size: file.size,
+            });
+        }
+        let mut progress =
+            ProgressReporter::new(self.events.clone(), offered, Phase::Sending, file.size);
+        progress.update(offset);
+        self.head = Some(Head::Streaming {
+            id: offered,
+            chunks: file.stream(offset),
+            file,
+            progress,
+            sent: offset,
+        });
+        Ok(())
+    }
+
+    /// The receiver's final word on transfer `id`.
+    pub fn verdict(
+        &mut self,
+        id: u64,
+        status: VerdictStatus,
+        detail: &str,
+        peer: &str,
+    ) -> Result<(), TransferViolation> {
+        let Some(head) = self.head.take_if(|head| head.id() == Some(id)) else {
+            return Err(TransferViolation::UnknownId {
+                frame: "Verdict",
+                id,
+            });
+        };
+        let name = head.name();
+        match (status, &head) {
+            (VerdictStatus::Verified, Head::AwaitingVerdict(..)) => {
+                let _ = self.events.send(Event::TransferDelivered {
+                    id,
+                    name,
+                    peer: peer.to_owned(),
+                });
+            }
+            (VerdictStatus::Verified, _) => {
+                self.head = Some(head);
+                return Err(TransferViolation::EarlyVerdict(id));
+            }
+            (status, _) => {
+                let what = match status {
+                    VerdictStatus::Rejected => "refused by the peer",
+                    VerdictStatus::Corrupt => "arrived corrupt",
+                    _ => "failed at the peer",
+                };
+                self.fail(id, &name, format!("{what}: {detail}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection dropped: whatever was on the wire failed; queued files wait.
+    pub fn connection_lost(&mut self, reason: &str) {
+        if let Some(head) = self.head.take_if(|head| !matches!(head, Head::Hashing(_))) {
+            self.fail(
+                head.id().unwrap_or_default(),
+                &head.name(),
+                format!("connection lost: {reason}"),
+            );
+        }
+    }
+
+    /// We are quitting: everything queued or in flight fails.
+    pub fn abandon(&mut self, reason: &str) {
+        if let Some(head) = self.head.take() {
+            self.fail(
+                head.id().unwrap_or_default(),
+                &head.name(),
+                reason.to_owned(),
+            );
+        }
+        for queued in std::mem::take(&mut self.queue) {
+            queued.hashing.abort();
+            self.fail(queued.id, &queued.name, reason.to_owned());
+        }
+    }
+
+    fn fail(&self, id: u64, name: &str, reason: String) {
+        let _ = self.events.send(Event::TransferFailed {
+            id,
+            name: name.to_owned(),
+            receiving: false,
+            reason,
+        });
+    }
+}
+
+impl Head {
+    fn id(&self) -> Option<u64> {
+        match self {
+            Head::Hashing(queued) => Some(queued.id),
+            Head::Offered(id, _) | Head::AwaitingVerdict(id, _) | Head::Streaming { id, .. } => {
+                Some(*id)
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Head::Hashing(queued) => queued.name.clone(),
+            Head::Offered(_, file)
+            | Head::AwaitingVerdict(_, file)
+            | Head::Streaming { file, .. } => file.name.clone(),
+        }
+    }
+}
