@@ -1,0 +1,227 @@
+//! `transfer FILE` between two real processes: the bytes that land on disk, the
+//! names they land under, and what both users are told.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Pair, Stream};
+use sha2::{Digest, Sha256};
+
+/// Deterministic bytes that do not repeat with any short period.
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Files in `dir`, sorted, for exact assertions about what landed.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Sends `data` as `name` from alice to bob and checks the bytes bob stores.
+fn send_and_verify(pair: &mut Pair, name: &str, data: &[u8]) {
+    std::fs::write(pair.alice.workdir.join(name), data).unwrap();
+    pair.alice.send(&format!("transfer {name}"));
+    let saved = pair.bob.expect(Stream::Stderr, "Saved ");
+    assert!(saved.contains(&sha256_hex(data)), "{saved}");
+    assert!(saved.contains("verified"), "{saved}");
+    pair.alice.expect(
+        Stream::Stderr,
+        &format!("{name} delivered and verified by bob"),
+    );
+    let received = std::fs::read(pair.bob.workdir.join(name)).unwrap();
+    assert_eq!(received.len(), data.len(), "{name}");
+    assert_eq!(sha256_hex(&received), sha256_hex(data), "{name}");
+}
+
+#[test]
+fn files_of_boundary_sizes_arrive_intact() {
+    let mut pair = Pair::connect(&[]);
+    for (i, size) in [0usize, 1, 65_535, 65_536, 65_537, 3 * 65_536 + 17]
+        .into_iter()
+        .enumerate()
+    {
+        send_and_verify(
+            &mut pair,
+            &format!("size-{size}.bin"),
+            &pseudo_random(size, i as u64),
+        );
+    }
+    let left: Vec<_> = listing(&pair.bob.workdir)
+        .into_iter()
+        .filter(|name| name.ends_with(".part"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn tens_of_mebibytes_arrive_intact_while_chat_continues() {
+    let mut pair = Pair::connect(&[]);
+    let data = pseudo_random(40 << 20, 7);
+    std::fs::write(pair.alice.workdir.join("big.bin"), &data).unwrap();
+    pair.alice.send("transfer big.bin");
+    pair.bob
+        .expect(Stream::Stderr, "Receiving big.bin (40.00 MiB) from alice");
+    for i in 0..20 {
+        pair.alice.send(&format!("during {i}"));
+        pair.bob.send(&format!("reply {i}"));
+    }
+    for i in 0..20 {
+        pair.bob
+            .expect(Stream::Stdout, &format!("alice: during {i}"));
+        pair.alice
+            .expect(Stream::Stdout, &format!("bob: reply {i}"));
+    }
+    pair.bob.expect(Stream::Stderr, "Saved ");
+    pair.alice
+        .expect(Stream::Stderr, "big.bin delivered and verified by bob");
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("big.bin")).unwrap(),
+        data
+    );
+}
+
+#[test]
+fn names_with_spaces_unicode_and_folders_arrive_as_base_names() {
+    let mut pair = Pair::connect(&[]);
+    send_and_verify(&mut pair, "my holiday notes.txt", b"spaces");
+    send_and_verify(&mut pair, "résumé – 日本.pdf", b"unicode");
+    let folder = pair.alice.workdir.join("deep/er");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("nested.txt"), b"nested").unwrap();
+    pair.alice.send("transfer \"deep/er/nested.txt\"");
+    pair.bob.expect(Stream::Stderr, "Saved ");
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("nested.txt")).unwrap(),
+        b"nested"
+    );
+    assert!(!pair.bob.workdir.join("deep").exists());
+}
+
+#[test]
+fn a_name_collision_keeps_both_files() {
+    let mut pair = Pair::connect(&[]);
+    std::fs::write(pair.bob.workdir.join("report.txt"), b"bob's own").unwrap();
+    std::fs::write(pair.alice.workdir.join("report.txt"), b"from alice").unwrap();
+    pair.alice.send("transfer report.txt");
+    let saved = pair.bob.expect(Stream::Stderr, "Saved ");
+    assert!(saved.contains("report (1).txt"), "{saved}");
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("report.txt")).unwrap(),
+        b"bob's own"
+    );
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("report (1).txt")).unwrap(),
+        b"from alice"
+    );
+}
+
+#[test]
+fn a_missing_file_or_a_folder_is_a_local_error_and_chat_goes_on() {
+    let mut pair = Pair::connect(&[]);
+    pair.alice.send("transfer no-such-file.bin");
+    let failed = pair
+        .alice
+        .expect(Stream::Stderr, "Sending no-such-file.bin failed");
+    assert!(failed.contains("No such file"), "{failed}");
+    std::fs::create_dir(pair.alice.workdir.join("a-folder")).unwrap();
+    pair.alice.send("transfer a-folder");
+    pair.alice.expect(Stream::Stderr, "not a regular file");
+    pair.alice.send("still here");
+    pair.bob.expect(Stream::Stdout, "alice: still here");
+    assert!(
+        !pair
+            .bob
+            .history
+            .iter()
+            .any(|(_, line)| line.contains("Receiving"))
+    );
+}
+
+#[test]
+fn two_queued_transfers_both_arrive() {
+    let mut pair = Pair::connect(&[]);
+    let first = pseudo_random(3 << 20, 1);
+    let second = pseudo_random(2 << 20, 2);
+    std::fs::write(pair.alice.workdir.join("first.bin"), &first).unwrap();
+    std::fs::write(pair.alice.workdir.join("second.bin"), &second).unwrap();
+    pair.alice.send("transfer first.bin");
+    pair.alice.send("transfer second.bin");
+    pair.alice
+        .expect_seen(Stream::Stderr, "first.bin delivered and verified by bob");
+    pair.alice
+        .expect_seen(Stream::Stderr, "second.bin delivered and verified by bob");
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("first.bin")).unwrap(),
+        first
+    );
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("second.bin")).unwrap(),
+        second
+    );
+}
+
+#[test]
+fn a_sender_killed_mid_transfer_leaves_nothing_and_the_receiver_runs_on() {
+    let mut pair = Pair::connect(&[]);
+    let data = pseudo_random(128 << 20, 3);
+    std::fs::write(pair.alice.workdir.join("huge.bin"), &data).unwrap();
+    pair.alice.send("transfer huge.bin");
+    pair.bob.expect(Stream::Stderr, "Receiving huge.bin");
+    pair.alice.signal("KILL");
+    let failed = pair.bob.expect(Stream::Stderr, "Receiving huge.bin failed");
+    assert!(failed.contains("incomplete"), "{failed}");
+    assert!(pair.bob.is_running());
+    let left = listing(&pair.bob.workdir);
+    assert!(left.is_empty(), "nothing may remain: {left:?}");
+}
+
+#[test]
+fn offers_over_the_size_limit_are_refused_on_both_sides() {
+    let mut pair = Pair::connect(&["--max-file-size", "1K"]);
+    std::fs::write(pair.alice.workdir.join("big.txt"), vec![b'x'; 2048]).unwrap();
+    pair.alice.send("transfer big.txt");
+    let refused = pair.bob.expect(Stream::Stderr, "Receiving big.txt failed");
+    assert!(refused.contains("limit of 1024"), "{refused}");
+    let told = pair.alice.expect(Stream::Stderr, "Sending big.txt failed");
+    assert!(told.contains("refused by the peer"), "{told}");
+    assert!(listing(&pair.bob.workdir).is_empty());
+}
+
+#[test]
+fn files_go_to_the_download_folder_which_is_created() {
+    let mut pair = Pair::connect(&["--download-dir", "incoming/files"]);
+    std::fs::write(pair.alice.workdir.join("a.txt"), b"into the folder").unwrap();
+    pair.alice.send("transfer a.txt");
+    pair.bob
+        .expect(Stream::Stderr, "Saved incoming/files/a.txt");
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("incoming/files/a.txt")).unwrap(),
+        b"into the folder"
+    );
+}
+
+#[test]
+fn a_chat_line_starting_with_transfer_can_be_sent_as_text() {
+    let mut pair = Pair::connect(&[]);
+    pair.alice.send("/say transfer complete, thanks");
+    pair.bob
+        .expect(Stream::Stdout, "alice: transfer complete, thanks");
+}
