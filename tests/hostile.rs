@@ -4,11 +4,12 @@
 
 mod common;
 
-use chat::frame::{Frame, MAX_PAYLOAD_LEN};
+use chat::frame::{Frame, MAX_PAYLOAD_LEN, VerdictStatus};
 use chat::handshake::{self, Greeting, Link};
 use chat::identity::{self, IdentityFiles};
 use chat::tls;
 use common::{Peer, Stream, World};
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -24,7 +25,10 @@ impl Scene {
         let world = World::new();
         let alice_fp = world.identity("alice");
         let bob_fp = world.identity("bob");
-        let mut alice = world.peer("alice", &["--peer-fingerprint", &bob_fp]);
+        let mut alice = world.peer(
+            "alice",
+            &["--peer-fingerprint", &bob_fp, "--download-dir", "downloads"],
+        );
         alice.send("1");
         Scene {
             world,
@@ -130,4 +134,165 @@ impl<W: tokio::io::AsyncWrite + Unpin> WriteRaw for chat::connection::FrameWrite
         stream.write_all(bytes).await.unwrap();
         stream.flush().await.unwrap();
     }
+}
+
+fn offer(id: u64, name: &str, data: &[u8]) -> Frame {
+    Frame::Offer {
+        id,
+        size: data.len() as u64,
+        sha256: Sha256::digest(data).into(),
+        name: name.into(),
+    }
+}
+
+/// What alice's working folder holds: only the download folder, and in it `expected`.
+fn assert_stored(scene: &Scene, expected: &[&str]) {
+    let list = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(list(&scene.alice.workdir), ["downloads"]);
+    assert_eq!(list(&scene.alice.workdir.join("downloads")), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_sender_never_gets_a_file_stored() {
+    let mut scene = Scene::new();
+
+    // Wrong hash: every byte arrives, the verdict says corrupt, nothing is kept.
+    let mut link = scene.dial_as_bob().await;
+    let claimed = offer(1, "lie.txt", b"the truth");
+    link.connection.write_frame(&claimed).await.unwrap();
+    assert_eq!(
+        link.connection.read_frame().await.unwrap(),
+        Some(Frame::Accept { id: 1, offset: 0 })
+    );
+    let lie = Frame::Chunk {
+        id: 1,
+        data: b"the lies!".to_vec(),
+    };
+    link.connection.write_frame(&lie).await.unwrap();
+    match link.connection.read_frame().await.unwrap() {
+        Some(Frame::Verdict {
+            id: 1,
+            status,
+            detail,
+        }) => {
+            assert_eq!(status, VerdictStatus::Corrupt);
+            assert!(detail.contains("SHA-256 mismatch"), "{detail}");
+        }
+        other => panic!("expected a verdict, got {other:?}"),
+    }
+    let failed = scene
+        .alice
+        .expect(Stream::Stderr, "Receiving lie.txt failed");
+    assert!(failed.contains("SHA-256 mismatch"), "{failed}");
+    assert_stored(&scene, &[]);
+
+    // A traversal name is refused before any data.
+    link.connection
+        .write_frame(&offer(2, "../escape.txt", b"x"))
+        .await
+        .unwrap();
+    match link.connection.read_frame().await.unwrap() {
+        Some(Frame::Verdict { id: 2, status, .. }) => assert_eq!(status, VerdictStatus::Rejected),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    scene.alice.expect(
+        Stream::Stderr,
+        "refused: the file name contains a path separator",
+    );
+
+    // More bytes than declared: a protocol error that closes the connection.
+    link.connection
+        .write_frame(&offer(3, "short.txt", b"abc"))
+        .await
+        .unwrap();
+    link.connection.read_frame().await.unwrap();
+    let too_much = Frame::Chunk {
+        id: 3,
+        data: b"abcdef".to_vec(),
+    };
+    link.connection.write_frame(&too_much).await.unwrap();
+    let lost = scene
+        .alice
+        .expect(Stream::Stderr, "Connection from bob lost");
+    assert!(lost.contains("more bytes arrived"), "{lost}");
+    scene
+        .alice
+        .expect_seen(Stream::Stderr, "Receiving short.txt failed");
+    assert_stored(&scene, &[]);
+
+    // Fewer bytes, then a clean close: incomplete, nothing kept.
+    let mut link = scene.dial_as_bob().await;
+    let data = vec![7u8; 100_000];
+    link.connection
+        .write_frame(&offer(4, "half.bin", &data))
+        .await
+        .unwrap();
+    link.connection.read_frame().await.unwrap();
+    let half = Frame::Chunk {
+        id: 4,
+        data: data[..50_000].to_vec(),
+    };
+    link.connection.write_frame(&half).await.unwrap();
+    link.connection.shutdown().await.unwrap();
+    let failed = scene
+        .alice
+        .expect(Stream::Stderr, "Receiving half.bin failed");
+    assert!(
+        failed.contains("incomplete (50000 of 100000 bytes)"),
+        "{failed}"
+    );
+    assert_stored(&scene, &[]);
+
+    // Chunks for an id never offered, and a reused id, are protocol errors.
+    let mut link = scene.dial_as_bob().await;
+    let stray = Frame::Chunk {
+        id: 99,
+        data: vec![1],
+    };
+    link.connection.write_frame(&stray).await.unwrap();
+    let lost = scene
+        .alice
+        .expect(Stream::Stderr, "Connection from bob lost");
+    assert!(
+        lost.contains("transfer id 99, which is not active"),
+        "{lost}"
+    );
+    let mut link = scene.dial_as_bob().await;
+    link.connection
+        .write_frame(&offer(5, "a", &data))
+        .await
+        .unwrap();
+    link.connection
+        .write_frame(&offer(5, "b", &data))
+        .await
+        .unwrap();
+    let lost = scene
+        .alice
+        .expect(Stream::Stderr, "Connection from bob lost");
+    assert!(lost.contains("reuses transfer id 5"), "{lost}");
+
+    // And an honest file still lands.
+    let mut link = scene.dial_as_bob().await;
+    link.connection
+        .write_frame(&offer(6, "honest.txt", b"ok"))
+        .await
+        .unwrap();
+    link.connection.read_frame().await.unwrap();
+    let chunk = Frame::Chunk {
+        id: 6,
+        data: b"ok".to_vec(),
+    };
+    link.connection.write_frame(&chunk).await.unwrap();
+    match link.connection.read_frame().await.unwrap() {
+        Some(Frame::Verdict { id: 6, status, .. }) => assert_eq!(status, VerdictStatus::Verified),
+        other => panic!("expected a verdict, got {other:?}"),
+    }
+    assert_stored(&scene, &["honest.txt"]);
 }
