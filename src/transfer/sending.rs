@@ -190,7 +190,10 @@ impl Sending {
         };
         let name = head.name();
         match (status, &head) {
-            (VerdictStatus::Verified, Head::AwaitingVerdict(..)) => {
+            (VerdictStatus::Verified, Head::AwaitingVerdict(..))
+            | (VerdictStatus::Verified, Head::Streaming { .. })
+                if head.all_sent() =>
+            {
                 let _ = self.events.send(Event::TransferDelivered {
                     id,
                     name,
@@ -250,6 +253,15 @@ impl Sending {
 }
 
 impl Head {
+    /// Whether every byte is on the wire (the reading thread may not have said so yet).
+    fn all_sent(&self) -> bool {
+        match self {
+            Head::AwaitingVerdict(..) => true,
+            Head::Streaming { file, sent, .. } => *sent == file.size,
+            _ => false,
+        }
+    }
+
     fn id(&self) -> Option<u64> {
         match self {
             Head::Hashing(queued) => Some(queued.id),
