@@ -4,7 +4,7 @@ NAMES ?= alice bob
 ARGS ?=
 BIN := target/release/chat
 
-.PHONY: build certs run test
+.PHONY: build certs run test bench
 
 build:
 	$(CARGO) build --release --locked
@@ -27,3 +27,8 @@ test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked
+
+# chat vs OpenSSL's tools (and scp if sshd is installed), 1 GiB on loopback.
+# BENCH_MIB, BENCH_ROUNDS and BENCH_DIR change the defaults.
+bench:
+	$(CARGO) bench --locked --bench transfer

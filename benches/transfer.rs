@@ -1,0 +1,487 @@
+//! `make bench` (`cargo bench --bench transfer`): a file sent by `chat` against the same work done by OpenSSL's tools
+//! (and scp, where an sshd is installed), on loopback, alternating the contenders over
+//! several rounds and reporting medians.
+//!
+//! Settings (environment): `BENCH_MIB` (file size, default 1024), `BENCH_ROUNDS`
+//! (default 3), `BENCH_DIR` (scratch folder, default a new folder in /dev/shm if it
+//! exists, so the disk's speed is not what is measured).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const CHAT: &str = env!("CARGO_BIN_EXE_chat");
+const WAIT: Duration = Duration::from_secs(300);
+
+fn main() {
+    let mib: u64 = env_or("BENCH_MIB", 1024);
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let scratch = scratch_dir();
+    println!(
+        "bench: {mib} MiB file, {rounds} rounds, scratch {}",
+        scratch.display()
+    );
+    let file = scratch.join("payload.bin");
+    make_random_file(&file, mib << 20);
+    let certs = scratch.join("certs");
+    for name in ["alice", "bob"] {
+        run(Command::new(CHAT)
+            .args(["certs", "--force", "--name", name, "--dir"])
+            .arg(&certs));
+    }
+    let openssl_present = Command::new("openssl").arg("version").output().is_ok();
+    let scp = Scp::start(&scratch);
+    if !openssl_present {
+        println!("SKIPPED openssl contender: the openssl command is not installed");
+    }
+    if let Err(reason) = &scp {
+        println!("SKIPPED scp contender: {reason}");
+    }
+
+    let (mut chat_secs, mut openssl_secs, mut scp_secs) = (vec![], vec![], vec![]);
+    let (mut latencies, mut rss_sender, mut rss_receiver) = (vec![], vec![], vec![]);
+    for round in 1..=rounds {
+        let run = chat_round(&scratch, &file);
+        println!(
+            "round {round}: chat {:.2} s ({:.0} MiB/s), peak RSS sender {} MiB receiver {} MiB, chat latency median {:.1} ms max {:.1} ms",
+            run.seconds,
+            mib as f64 / run.seconds,
+            run.rss_sender_kib / 1024,
+            run.rss_receiver_kib / 1024,
+            median(&run.latencies_ms),
+            run.latencies_ms.iter().cloned().fold(0.0, f64::max)
+        );
+        chat_secs.push(run.seconds);
+        latencies.extend(run.latencies_ms);
+        rss_sender.push(run.rss_sender_kib);
+        rss_receiver.push(run.rss_receiver_kib);
+        if openssl_present {
+            let seconds = openssl_round(&scratch, &file);
+            println!(
+                "round {round}: openssl {seconds:.2} s ({:.0} MiB/s)",
+                mib as f64 / seconds
+            );
+            openssl_secs.push(seconds);
+        }
+        if let Ok(scp) = &scp {
+            let seconds = scp.round(&file);
+            println!(
+                "round {round}: scp {seconds:.2} s ({:.0} MiB/s)",
+                mib as f64 / seconds
+            );
+            scp_secs.push(seconds);
+        }
+    }
+
+    println!("\nmedians over {rounds} rounds, {mib} MiB:");
+    let chat = median(&chat_secs);
+    println!("  chat     {:>7.0} MiB/s  ({chat:.2} s)", mib as f64 / chat);
+    if !openssl_secs.is_empty() {
+        let openssl = median(&openssl_secs);
+        println!(
+            "  openssl  {:>7.0} MiB/s  ({openssl:.2} s)",
+            mib as f64 / openssl
+        );
+        println!("  ratio chat/openssl: {:.2}x", openssl / chat);
+    }
+    if !scp_secs.is_empty() {
+        let scp = median(&scp_secs);
+        println!("  scp      {:>7.0} MiB/s  ({scp:.2} s)", mib as f64 / scp);
+        println!("  ratio chat/scp: {:.2}x", scp / chat);
+    }
+    println!(
+        "  chat peak RSS: sender {} MiB, receiver {} MiB",
+        rss_sender.iter().max().unwrap_or(&0) / 1024,
+        rss_receiver.iter().max().unwrap_or(&0) / 1024
+    );
+    println!(
+        "  chat line latency during transfer: median {:.1} ms, max {:.1} ms ({} lines)",
+        median(&latencies),
+        latencies.iter().cloned().fold(0.0, f64::max),
+        latencies.len()
+    );
+    if std::env::var_os("BENCH_DIR").is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+}
+
+struct ChatRun {
+    seconds: f64,
+    rss_sender_kib: u64,
+    rss_receiver_kib: u64,
+    latencies_ms: Vec<f64>,
+}
+
+/// One `chat` transfer: from the `transfer` line to bob's "Saved" line, with a
+/// timestamped chat line sent every 20 ms meanwhile.
+fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
+    let downloads = scratch.join("chat-downloads");
+    let _ = std::fs::remove_dir_all(&downloads);
+    let certs = scratch.join("certs");
+    let fp = |name: &str| {
+        let out = run(Command::new(CHAT)
+            .arg("fingerprint")
+            .arg(certs.join(format!("{name}.crt"))));
+        out.trim().to_owned()
+    };
+    let (alice_fp, bob_fp) = (fp("alice"), fp("bob"));
+    let common = |name: &str| {
+        let mut command = Command::new(CHAT);
+        command
+            .args([
+                "--name",
+                name,
+                "--listen",
+                "127.0.0.1:0",
+                "--no-progress",
+                "--certs-dir",
+            ])
+            .arg(&certs)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut alice = Proc::spawn(common("alice").args(["--peer-fingerprint", &bob_fp]));
+    let alice_port = alice.wait_line(|l| l.strip_prefix("Listening on port ").map(str::to_owned));
+    let mut bob = Proc::spawn(
+        common("bob")
+            .args([
+                "--connect",
+                &alice_port,
+                "--peer-fingerprint",
+                &alice_fp,
+                "--download-dir",
+            ])
+            .arg(&downloads),
+    );
+    let bob_port = bob.wait_line(|l| l.strip_prefix("Listening on port ").map(str::to_owned));
+    alice.send(&bob_port);
+    alice.wait_line(|l| l.contains("Connected to bob").then_some(()));
+    bob.wait_line(|l| l.contains("Connected to alice").then_some(()));
+
+    let start = Instant::now();
+    alice.send(&format!("transfer {}", file.display()));
+    let mut latencies = Vec::new();
+    let mut rss = (0, 0);
+    let mut last_ping = Instant::now() - Duration::from_secs(1);
+    loop {
+        if last_ping.elapsed() >= Duration::from_millis(20) {
+            alice.send(&format!("ping {}", now_micros()));
+            last_ping = Instant::now();
+        }
+        rss = (
+            rss.0.max(peak_rss_kib(&alice.child)),
+            rss.1.max(peak_rss_kib(&bob.child)),
+        );
+        let Ok(line) = bob.lines.recv_timeout(Duration::from_millis(5)) else {
+            assert!(start.elapsed() < WAIT, "chat transfer did not finish");
+            continue;
+        };
+        if let Some(sent) = line.strip_prefix("alice: ping ") {
+            let sent: u128 = sent.parse().unwrap();
+            latencies.push((now_micros() - sent) as f64 / 1000.0);
+        }
+        if line.starts_with("Saved ") {
+            break;
+        }
+        assert!(!line.contains("failed"), "chat transfer failed: {line}");
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    rss = (
+        rss.0.max(peak_rss_kib(&alice.child)),
+        rss.1.max(peak_rss_kib(&bob.child)),
+    );
+    alice.send("/quit");
+    alice.finish();
+    bob.finish();
+    ChatRun {
+        seconds,
+        rss_sender_kib: rss.0,
+        rss_receiver_kib: rss.1,
+        latencies_ms: latencies,
+    }
+}
+
+/// OpenSSL's tools doing the same work: hash, then mutual TLS 1.3 through
+/// s_server/s_client, the receiver teeing to a file and into `openssl dgst`.
+fn openssl_round(scratch: &Path, file: &Path) -> f64 {
+    let certs = scratch.join("certs");
+    let out = scratch.join("openssl-received.bin");
+    let port = free_port();
+    let (a_crt, a_key) = (certs.join("alice.crt"), certs.join("alice.key"));
+    let (b_crt, b_key) = (certs.join("bob.crt"), certs.join("bob.key"));
+    let start = Instant::now();
+    run(Command::new("openssl").args(["dgst", "-sha256"]).arg(file));
+    let server = format!(
+        "openssl s_server -quiet -naccept 1 -tls1_3 -accept 127.0.0.1:{port} -cert {} -key {} -Verify 1 -CAfile {} \
+         | tee {} | openssl dgst -sha256",
+        b_crt.display(),
+        b_key.display(),
+        a_crt.display(),
+        out.display()
+    );
+    let mut receiver = Command::new("sh")
+        .args(["-c", &server])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = format!(
+        "openssl s_client -nocommands -tls1_3 -connect 127.0.0.1:{port} -cert {} -key {} -CAfile {} -verify_return_error < {}",
+        a_crt.display(),
+        a_key.display(),
+        b_crt.display(),
+        file.display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = Command::new("sh")
+            .args(["-c", &client])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if status.success() || Instant::now() > deadline {
+            break;
+        }
+    }
+    let mut digest = String::new();
+    receiver
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut digest)
+        .unwrap();
+    receiver.wait().unwrap();
+    let seconds = start.elapsed().as_secs_f64();
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        std::fs::metadata(file).unwrap().len()
+    );
+    let _ = std::fs::remove_file(&out);
+    seconds
+}
+
+/// A private sshd on loopback, if OpenSSH's server is installed.
+struct Scp {
+    daemon: Child,
+    port: u16,
+    key: PathBuf,
+    target: PathBuf,
+}
+
+impl Scp {
+    fn start(scratch: &Path) -> Result<Scp, String> {
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|path| Path::new(path).exists())
+            .ok_or("sshd is not installed (install openssh-server to compare with scp)")?;
+        let dir = scratch.join("ssh");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        for (key, file) in [("ed25519", "host"), ("ed25519", "user")] {
+            let _ = std::fs::remove_file(dir.join(file));
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", key, "-N", "", "-f"])
+                .arg(dir.join(file)));
+        }
+        std::fs::copy(dir.join("user.pub"), dir.join("authorized_keys"))
+            .map_err(|e| e.to_string())?;
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nStrictModes no\nPidFile none\n",
+            dir.join("host").display(),
+            dir.join("authorized_keys").display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).map_err(|e| e.to_string())?;
+        let daemon = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        std::fs::create_dir_all("/run/sshd").ok();
+        Ok(Scp {
+            daemon,
+            port,
+            key: dir.join("user"),
+            target: scratch.join("scp-received.bin"),
+        })
+    }
+
+    fn round(&self, file: &Path) -> f64 {
+        let start = Instant::now();
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        run(Command::new("scp")
+            .args([
+                "-q",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-P",
+            ])
+            .arg(self.port.to_string())
+            .arg("-i")
+            .arg(&self.key)
+            .arg(file)
+            .arg(format!("{user}@127.0.0.1:{}", self.target.display())));
+        let seconds = start.elapsed().as_secs_f64();
+        let _ = std::fs::remove_file(&self.target);
+        seconds
+    }
+}
+
+impl Drop for Scp {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// A running `chat` with its output lines on a channel (stdout and stderr merged).
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(command: &mut Command) -> Proc {
+        let mut child = command.spawn().expect("start chat");
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Proc { child, lines }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+    }
+
+    fn wait_line<T>(&mut self, mut matches: impl FnMut(&str) -> Option<T>) -> T {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(WAIT)
+                .expect("chat said nothing in time");
+            if let Some(found) = matches(&line) {
+                return found;
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            let _ = self.lines.recv_timeout(Duration::from_millis(50));
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn peak_rss_kib(child: &Child) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn make_random_file(path: &Path, len: u64) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == len) {
+        return;
+    }
+    let mut urandom = std::fs::File::open("/dev/urandom").unwrap();
+    let mut out = std::fs::File::create(path).unwrap();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = buffer.len().min(left as usize);
+        urandom.read_exact(&mut buffer[..n]).unwrap();
+        out.write_all(&buffer[..n]).unwrap();
+        left -= n as u64;
+    }
+}
+
+fn scratch_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BENCH_DIR") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        return dir;
+    }
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("chat-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("{command:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn now_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[sorted.len() / 2]
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
