@@ -292,18 +292,26 @@ impl Scp {
             .map_err(|e| e.to_string())?;
         let port = free_port();
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nStrictModes no\nPidFile none\n",
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nStrictModes no\nPidFile none\nSubsystem sftp internal-sftp\n",
             dir.join("host").display(),
             dir.join("authorized_keys").display()
         );
         std::fs::write(dir.join("sshd_config"), config).map_err(|e| e.to_string())?;
+        // sshd refuses to start without its privilege-separation folder.
+        std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
         let daemon = Command::new(sshd)
             .args(["-D", "-e", "-f"])
             .arg(dir.join("sshd_config"))
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| e.to_string())?;
-        std::fs::create_dir_all("/run/sshd").ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("the private sshd did not start listening".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Ok(Scp {
             daemon,
             port,
