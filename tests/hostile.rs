@@ -8,7 +8,7 @@ use chat::frame::{Frame, MAX_PAYLOAD_LEN, VerdictStatus};
 use chat::handshake::{self, Greeting, Link};
 use chat::identity::{self, IdentityFiles};
 use chat::tls;
-use common::{Peer, Stream, World};
+use common::{Peer, Stream, World, listing};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -147,16 +147,8 @@ fn offer(id: u64, name: &str, data: &[u8]) -> Frame {
 
 /// What alice's working folder holds: only the download folder, and in it `expected`.
 fn assert_stored(scene: &Scene, expected: &[&str]) {
-    let list = |dir: &std::path::Path| {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(list(&scene.alice.workdir), ["downloads"]);
-    assert_eq!(list(&scene.alice.workdir.join("downloads")), expected);
+    assert_eq!(listing(&scene.alice.workdir), ["downloads"]);
+    assert_eq!(listing(&scene.alice.workdir.join("downloads")), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

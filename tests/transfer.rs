@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Pair, Stream};
+use common::{Pair, Stream, listing};
 use sha2::{Digest, Sha256};
 
 /// Deterministic bytes that do not repeat with any short period.
@@ -23,16 +21,6 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
-}
-
-/// Files in `dir`, sorted, for exact assertions about what landed.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// Sends `data` as `name` from alice to bob and checks the bytes bob stores.

@@ -21,6 +21,16 @@ pub enum Stream {
     Stderr,
 }
 
+/// The names in `dir`, sorted, for exact assertions about what landed on disk.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// A temporary folder holding identities and the peers' working directories.
 pub struct World {
     pub dir: tempfile::TempDir,
