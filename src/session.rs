@@ -114,6 +114,14 @@ pub async fn run(
                 Some(Command::Send(text)) if sending_ended.is_some() => {
                     let _ = events.send(Event::NotSent { text });
                 }
+                Some(Command::Transfer(path)) if sending_ended.is_some() => {
+                    let _ = events.send(Event::TransferFailed {
+                        id: 0,
+                        name: path.display().to_string(),
+                        receiving: false,
+                        reason: "not sent: the peer has left".into(),
+                    });
+                }
                 Some(command) => {
                     let _ = outgoing.send(command).await;
                 }
