@@ -149,7 +149,7 @@ async fn peer(config: Config) -> Result<Exit> {
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     tokio::spawn(forward_input(lines, commands.clone(), screen.clone()));
-    tokio::spawn(handle_ctrl_c(commands, interrupted.clone(), screen));
+    tokio::spawn(handle_signals(commands, interrupted.clone(), screen));
 
     let setup = SessionSetup {
         listener,
@@ -160,6 +160,7 @@ async fn peer(config: Config) -> Result<Exit> {
             dir: config.download_dir,
             max_file_size: config.max_file_size,
         },
+        retry_for: config.retry_for,
     };
     let end = session::run(setup, commands_rx, events.clone()).await;
     if let Ok(SessionEnd::PeerLeft) = end {
@@ -240,17 +241,27 @@ async fn forward_input(
     let _ = commands.send(Command::Finish).await;
 }
 
-/// The first Ctrl-C quits gracefully; a second one exits at once.
-async fn handle_ctrl_c(
+/// The first Ctrl-C quits gracefully; a second one exits at once. SIGTERM quits
+/// gracefully too, like `/quit`.
+async fn handle_signals(
     commands: mpsc::Sender<Command>,
     interrupted: Arc<AtomicBool>,
     screen: Screen,
 ) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            if result.is_err() {
+                return;
+            }
+            interrupted.store(true, Ordering::SeqCst);
+            screen.status("Closing; press Ctrl-C again to exit at once");
+        }
+        Some(()) = async { terminate.as_mut()?.recv().await } => {
+            screen.status("Terminated: closing");
+        }
     }
-    interrupted.store(true, Ordering::SeqCst);
-    screen.status("Closing; press Ctrl-C again to exit at once");
     let _ = commands.send(Command::Quit).await;
     if tokio::signal::ctrl_c().await.is_ok() {
         std::process::exit(Exit::Interrupted as i32);

@@ -93,6 +93,10 @@ pub struct PeerArgs {
     /// beyond the free space in the download folder]
     #[arg(long, value_name = "SIZE")]
     pub max_file_size: Option<String>,
+    /// How long to keep trying to reach the peer, at start or after a connection drops
+    /// (seconds, or with s, m or h).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub retry_for: String,
     /// Show connection details such as the negotiated TLS cipher suite and key exchange.
     #[arg(short, long)]
     pub verbose: bool,
@@ -140,6 +144,7 @@ impl PeerArgs {
             .map(|text| config::parse_size(&text))
             .transpose()
             .context("--max-file-size")?;
+        let retry_for = config::parse_duration(&self.retry_for).context("--retry-for")?;
         Ok(Config {
             identity,
             listen,
@@ -147,6 +152,7 @@ impl PeerArgs {
             peer,
             download_dir: self.download_dir,
             max_file_size,
+            retry_for,
             verbose: self.verbose,
             progress: !self.no_progress,
         })

@@ -6,6 +6,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -44,6 +45,8 @@ pub struct Config {
     pub download_dir: PathBuf,
     /// Offers larger than this are refused.
     pub max_file_size: Option<u64>,
+    /// How long to keep trying to reach the peer without a connection.
+    pub retry_for: Duration,
     pub verbose: bool,
     pub progress: bool,
 }
@@ -76,6 +79,31 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
         _ => return Err(error()),
     };
     number.checked_mul(1 << shift).ok_or_else(error)
+}
+
+/// Why a duration is not usable.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error(
+    "{0:?} is not a duration: use seconds, or a number with s, m or h (for example 90s, 5m, 1h)"
+)]
+pub struct DurationError(String);
+
+/// Parses `90`, `90s`, `5m`, `2h`.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let error = || DurationError(text.to_owned());
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits_end);
+    let number: u64 = number.parse().map_err(|_| error())?;
+    let seconds = match unit {
+        "" | "s" => Some(number),
+        "m" => number.checked_mul(60),
+        "h" => number.checked_mul(3600),
+        _ => None,
+    };
+    seconds.map(Duration::from_secs).ok_or_else(error)
 }
 
 impl ListenAddr {
@@ -130,6 +158,17 @@ impl fmt::Display for ListenAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "m", "1.5m", "5 min", "-1", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_sizes() {

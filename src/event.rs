@@ -50,9 +50,10 @@ pub enum Event {
         reason: String,
         delay: Duration,
     },
-    /// A connection is authenticated and greeted.
+    /// A connection is authenticated and greeted; `again` after an earlier one was lost.
     Connected {
         direction: Direction,
+        again: bool,
         peer: String,
         addr: SocketAddr,
         tls: TlsSummary,
@@ -69,6 +70,8 @@ pub enum Event {
     InboundLost { peer: String, reason: String },
     /// The outbound connection failed; unacknowledged lines will be sent again.
     OutboundLost { reason: String },
+    /// We stopped trying to reach the peer; `--retry-for` ran out.
+    GaveUp { target: String, reason: String },
     /// The peer closed the connection we send on: it has left.
     PeerLeft,
     /// A line that cannot be sent because the peer has left.

@@ -52,6 +52,8 @@ pub enum OutboundEnd {
     Quit,
     /// The peer is not the one we pinned, or it refused us. Retrying cannot help.
     Refused(String),
+    /// The peer stayed unreachable for longer than `--retry-for`.
+    GaveUp(String),
 }
 
 /// Why one connected stretch of the sending direction ended.
@@ -137,21 +139,33 @@ pub struct Dialer {
     pub target: Target,
     pub connector: TlsConnector,
     pub greeting: Greeting,
+    pub retry_for: Duration,
 }
 
 impl Dialer {
-    /// Connects, retrying with capped exponential backoff while the peer is unreachable.
-    /// Returns an error only when retrying cannot help.
-    async fn dial(&self, events: &mpsc::UnboundedSender<Event>) -> Result<Link, String> {
+    /// Connects, retrying with capped exponential backoff while the peer is unreachable,
+    /// for at most `retry_for`. Returns an error when retrying cannot help or time is up.
+    async fn dial(&self, events: &mpsc::UnboundedSender<Event>) -> Result<Link, OutboundEnd> {
         let mut delay = FIRST_RETRY_DELAY;
         let mut told_user = false;
+        let started = tokio::time::Instant::now();
         loop {
             let reason = match self.try_dial().await {
                 Ok(link) => return Ok(link),
-                Err(DialFailure::Fatal(reason)) => return Err(reason),
+                Err(DialFailure::Fatal(reason)) => return Err(OutboundEnd::Refused(reason)),
                 Err(DialFailure::Retry(reason)) => reason,
             };
             let target = self.target.to_string();
+            if started.elapsed() >= self.retry_for {
+                let _ = events.send(Event::GaveUp {
+                    target: target.clone(),
+                    reason: reason.clone(),
+                });
+                return Err(OutboundEnd::GaveUp(format!(
+                    "the peer at {target} was unreachable for {}s ({reason})",
+                    self.retry_for.as_secs()
+                )));
+            }
             if !told_user {
                 told_user = true;
                 let _ = events.send(Event::Waiting {
@@ -164,7 +178,8 @@ impl Dialer {
                 reason,
                 delay,
             });
-            tokio::time::sleep(delay).await;
+            let left = self.retry_for.saturating_sub(started.elapsed());
+            tokio::time::sleep(delay.min(left)).await;
             delay = (delay * 2).min(MAX_RETRY_DELAY);
         }
     }
@@ -228,6 +243,7 @@ pub async fn run(
 ) -> OutboundEnd {
     let mut outbox = Outbox::default();
     let mut files = Sending::new(events.clone());
+    let mut connected_before = false;
     let mut input = Input {
         commands,
         finishing: false,
@@ -242,10 +258,10 @@ pub async fn run(
             tokio::select! {
                 result = &mut dial => match result {
                     Ok(link) => break link,
-                    Err(reason) => {
+                    Err(end) => {
                         report_undelivered(&mut outbox, &events);
-                        files.abandon("not sent: the peer refused the connection");
-                        return OutboundEnd::Refused(reason);
+                        files.abandon("not sent: the peer could not be reached");
+                        return end;
                     }
                 },
                 command = input.next() => match command {
@@ -266,6 +282,7 @@ pub async fn run(
         };
         let _ = events.send(Event::Connected {
             direction: Direction::Outbound,
+            again: std::mem::replace(&mut connected_before, true),
             peer: link.peer_name.clone(),
             addr: link.addr,
             tls: link.tls.clone(),

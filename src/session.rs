@@ -31,6 +31,8 @@ pub struct SessionSetup {
     pub peer: Fingerprint,
     pub target: Target,
     pub limits: ReceiveLimits,
+    /// How long to keep trying to reach the peer without a connection.
+    pub retry_for: Duration,
 }
 
 /// How a session ended without error.
@@ -50,6 +52,9 @@ pub enum SessionError {
     /// The peer is not the pinned one, or refused our certificate.
     #[error("{0}")]
     Refused(String),
+    /// The peer stayed unreachable for longer than `--retry-for`.
+    #[error("{0}")]
+    Unreachable(String),
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
 }
@@ -85,6 +90,7 @@ pub async fn run(
         target: setup.target,
         connector,
         greeting,
+        retry_for: setup.retry_for,
     };
     let (outgoing, outgoing_rx) = mpsc::channel(1024);
     let mut sending = Some(tokio::spawn(outbound::run(
@@ -97,6 +103,7 @@ pub async fn run(
     let received = Arc::new(Mutex::new(ReceiveState::default()));
     let mut receiver: Option<Receiver> = None;
     let mut peer_finished = false;
+    let mut heard_before = false;
 
     loop {
         if let (Some(end), true) = (&sending_ended, peer_finished) {
@@ -135,6 +142,7 @@ pub async fn run(
                 }
                 let _ = events.send(Event::Connected {
                     direction: Direction::Inbound,
+                    again: std::mem::replace(&mut heard_before, true),
                     peer: link.peer_name.clone(),
                     addr: link.addr,
                     tls: link.tls.clone(),
@@ -168,6 +176,7 @@ pub async fn run(
                 sending = None;
                 match end.expect("the sending task never panics") {
                     OutboundEnd::Refused(reason) => return Err(SessionError::Refused(reason)),
+                    OutboundEnd::GaveUp(reason) => return Err(SessionError::Unreachable(reason)),
                     end => sending_ended = Some(end),
                 }
             }

@@ -208,14 +208,17 @@ fn show(event: &Event, verbose: bool) {
         Event::Retrying { .. } => {}
         Event::Connected {
             direction,
+            again,
             peer,
             addr,
             tls,
         } => {
             let peer = for_terminal(peer);
-            match direction {
-                Direction::Outbound => status(&format!("Connected to {peer} at {addr}")),
-                Direction::Inbound => status(&format!("{peer} connected from {addr}")),
+            match (direction, again) {
+                (Direction::Outbound, false) => status(&format!("Connected to {peer} at {addr}")),
+                (Direction::Outbound, true) => status(&format!("Reconnected to {peer} at {addr}")),
+                (Direction::Inbound, false) => status(&format!("{peer} connected from {addr}")),
+                (Direction::Inbound, true) => status(&format!("{peer} reconnected from {addr}")),
             }
             if verbose {
                 let way = match direction {
@@ -249,6 +252,10 @@ fn show(event: &Event, verbose: bool) {
             for_terminal(reason)
         )),
         Event::PeerLeft => status("The peer closed the connection"),
+        Event::GaveUp { target, reason } => status(&format!(
+            "Gave up reaching the peer at {target}: {}",
+            for_terminal(reason)
+        )),
         Event::NotSent { text } => status(&format!(
             "Not sent, the peer has left: {}",
             for_terminal(text)

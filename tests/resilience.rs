@@ -1,0 +1,138 @@
+//! Connections that drop and peers that restart: nothing typed is lost or shown twice.
+
+mod common;
+
+use common::{Pair, Peer, Stream, World};
+
+/// Restarts bob with the same identity, the same listening port and the same target.
+fn restart_bob(world: &World, port: u16, alice_port: u16, alice_fp: &str) -> Peer {
+    let home = world.path().join("bob-home");
+    Peer::start(
+        &home,
+        &[
+            "--name".into(),
+            "bob".into(),
+            "--certs-dir".into(),
+            world.certs().display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--connect".into(),
+            alice_port.to_string(),
+            "--peer-fingerprint".into(),
+            alice_fp.into(),
+        ],
+    )
+}
+
+#[test]
+fn a_restarted_peer_is_picked_up_and_queued_lines_arrive_once() {
+    let Pair {
+        world,
+        mut alice,
+        mut bob,
+    } = Pair::connect(&[]);
+    let alice_fp = world.identity_fingerprint("alice");
+    for i in 0..50 {
+        alice.send(&format!("before {i}"));
+    }
+    for i in 0..50 {
+        bob.expect(Stream::Stdout, &format!("alice: before {i}"));
+    }
+    let bob_port = bob.port;
+    bob.signal("KILL");
+    bob.wait();
+    alice.expect(Stream::Stderr, "Connection to the peer lost");
+    for i in 0..20 {
+        alice.send(&format!("while down {i}"));
+    }
+    let mut bob = restart_bob(&world, bob_port, alice.port, &alice_fp);
+    alice.expect_seen(Stream::Stderr, "Reconnected to bob at 127.0.0.1:");
+    alice.expect_seen(Stream::Stderr, "bob reconnected from 127.0.0.1:");
+    for i in 0..20 {
+        bob.expect(Stream::Stdout, &format!("alice: while down {i}"));
+    }
+    bob.send("back");
+    alice.expect(Stream::Stdout, "bob: back");
+    alice.send("done");
+    bob.expect(Stream::Stdout, "alice: done");
+    let shown: Vec<_> = bob
+        .lines_on(Stream::Stdout)
+        .into_iter()
+        .filter(|line| line.starts_with("alice: "))
+        .collect();
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("alice: while down {i}"))
+        .chain(["alice: done".to_owned()])
+        .collect();
+    assert_eq!(shown, expected, "each line exactly once, in order");
+}
+
+#[test]
+fn sigterm_quits_like_quit() {
+    let Pair {
+        mut alice, mut bob, ..
+    } = Pair::connect(&[]);
+    bob.signal("TERM");
+    assert_eq!(bob.wait().code(), Some(0), "{}", bob.transcript());
+    alice.expect(Stream::Stderr, "The peer closed the connection");
+    assert_eq!(alice.wait().code(), Some(0));
+}
+
+#[test]
+fn gives_up_after_retry_for_and_reports_what_was_not_delivered() {
+    let world = World::new();
+    let bob_fp = world.identity("bob");
+    world.identity("alice");
+    let mut alice = world.peer(
+        "alice",
+        &[
+            "--connect",
+            "1",
+            "--peer-fingerprint",
+            &bob_fp,
+            "--retry-for",
+            "1s",
+        ],
+    );
+    alice.send("never delivered");
+    alice.expect(Stream::Stderr, "Gave up reaching the peer at 127.0.0.1:1");
+    alice.expect(Stream::Stderr, "1 line(s) were not delivered");
+    alice.expect(Stream::Stderr, "never delivered");
+    assert_eq!(alice.wait().code(), Some(1));
+}
+
+#[test]
+fn ten_thousand_lines_each_way_arrive_in_order_exactly_once() {
+    let Pair {
+        mut alice, mut bob, ..
+    } = Pair::connect(&[]);
+    const LINES: usize = 10_000;
+    let writer = |peer: &mut Peer, from: &str| {
+        let burst: String = (0..LINES).map(|i| format!("{from} {i}\n")).collect();
+        peer.send(burst.trim_end());
+    };
+    writer(&mut alice, "a");
+    writer(&mut bob, "b");
+    for i in 0..LINES {
+        let line = bob.expect_where(Stream::Stdout, "a line from alice", |l| {
+            l.starts_with("alice: ")
+        });
+        assert_eq!(line, format!("alice: a {i}"));
+        let line = alice.expect_where(Stream::Stdout, "a line from bob", |l| {
+            l.starts_with("bob: ")
+        });
+        assert_eq!(line, format!("bob: b {i}"));
+    }
+    alice.close_stdin();
+    bob.close_stdin();
+    assert!(alice.wait().success());
+    assert!(bob.wait().success());
+    for (peer, prefix) in [(&alice, "bob: "), (&bob, "alice: ")] {
+        let count = peer
+            .lines_on(Stream::Stdout)
+            .iter()
+            .filter(|line| line.starts_with(prefix))
+            .count();
+        assert_eq!(count, LINES);
+    }
+}
