@@ -102,6 +102,20 @@ pub enum Event {
     },
     /// The peer verified and stored a file we sent.
     TransferDelivered { id: u64, name: String, peer: String },
+    /// A transfer stopped part way and will resume; `receiving` tells which side we are.
+    TransferInterrupted {
+        id: u64,
+        name: String,
+        receiving: bool,
+        reason: String,
+    },
+    /// Something worth a line about a transfer in progress, such as where it resumes.
+    TransferNote {
+        id: u64,
+        name: String,
+        receiving: bool,
+        note: String,
+    },
     /// A transfer failed or was refused; `receiving` tells which side we are.
     TransferFailed {
         id: u64,

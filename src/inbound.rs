@@ -116,12 +116,15 @@ pub async fn receive(
             break InboundEnd::Lost(err);
         }
     };
-    let why = match &end {
-        InboundEnd::Finished => "the sender closed the connection",
-        InboundEnd::Closed => "we closed the connection",
-        InboundEnd::Lost(_) => "the connection was lost",
+    let (why, keep_partial) = match &end {
+        InboundEnd::Finished => ("the sender closed the connection", true),
+        InboundEnd::Closed => ("we closed the connection", true),
+        InboundEnd::Lost(InboundError::Connection(err)) if err.is_disconnect() => {
+            ("the connection was lost", true)
+        }
+        InboundEnd::Lost(_) => ("the sender broke the protocol", false),
     };
-    files.abandon(why).await;
+    files.abandon(why, keep_partial).await;
     drop(files);
     drop(acks);
     if !matches!(end, InboundEnd::Lost(_)) {

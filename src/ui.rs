@@ -139,6 +139,33 @@ impl Screen {
                     for_terminal(peer)
                 ));
             }
+            Event::TransferInterrupted {
+                id,
+                name,
+                receiving,
+                reason,
+            } => {
+                self.remove_bar(bars, (*receiving, *id));
+                let what = if *receiving { "Receiving" } else { "Sending" };
+                self.status(&format!(
+                    "{what} {} interrupted: {}",
+                    for_terminal(name),
+                    for_terminal(reason)
+                ));
+            }
+            Event::TransferNote {
+                name,
+                receiving,
+                note,
+                ..
+            } => {
+                let what = if *receiving { "Receiving" } else { "Sending" };
+                self.status(&format!(
+                    "{what} {}: {}",
+                    for_terminal(name),
+                    for_terminal(note)
+                ));
+            }
             Event::TransferFailed {
                 id,
                 name,
@@ -271,6 +298,8 @@ fn show(event: &Event, verbose: bool) {
         | Event::TransferProgress { .. }
         | Event::TransferSaved { .. }
         | Event::TransferDelivered { .. }
+        | Event::TransferInterrupted { .. }
+        | Event::TransferNote { .. }
         | Event::TransferFailed { .. } => {}
     }
 }

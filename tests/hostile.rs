@@ -219,7 +219,8 @@ async fn a_lying_sender_never_gets_a_file_stored() {
         .expect_seen(Stream::Stderr, "Receiving short.txt failed");
     assert_stored(&scene, &[]);
 
-    // Fewer bytes, then a clean close: incomplete, nothing kept.
+    // Fewer bytes, then a clean close: incomplete; no final name, only the clearly
+    // named partial file and its description, kept for a resume.
     let mut link = scene.dial_as_bob().await;
     let data = vec![7u8; 100_000];
     link.connection
@@ -233,14 +234,14 @@ async fn a_lying_sender_never_gets_a_file_stored() {
     };
     link.connection.write_frame(&half).await.unwrap();
     link.connection.shutdown().await.unwrap();
-    let failed = scene
+    let interrupted = scene
         .alice
-        .expect(Stream::Stderr, "Receiving half.bin failed");
+        .expect(Stream::Stderr, "Receiving half.bin interrupted");
     assert!(
-        failed.contains("incomplete (50000 of 100000 bytes)"),
-        "{failed}"
+        interrupted.contains("incomplete (50000 of 100000 bytes)"),
+        "{interrupted}"
     );
-    assert_stored(&scene, &[]);
+    assert_stored(&scene, &["half.bin.part", "half.bin.part.meta"]);
 
     // Chunks for an id never offered, and a reused id, are protocol errors.
     let mut link = scene.dial_as_bob().await;
@@ -286,5 +287,8 @@ async fn a_lying_sender_never_gets_a_file_stored() {
         Some(Frame::Verdict { id: 6, status, .. }) => assert_eq!(status, VerdictStatus::Verified),
         other => panic!("expected a verdict, got {other:?}"),
     }
-    assert_stored(&scene, &["honest.txt"]);
+    assert_stored(
+        &scene,
+        &["half.bin.part", "half.bin.part.meta", "honest.txt"],
+    );
 }

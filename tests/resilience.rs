@@ -136,3 +136,150 @@ fn ten_thousand_lines_each_way_arrive_in_order_exactly_once() {
         assert_eq!(count, LINES);
     }
 }
+
+/// Waits, with a deadline, until `path` holds at least `bytes`, so that a kill
+/// lands in the middle of a transfer rather than before it.
+fn wait_for_size(path: &std::path::Path, bytes: u64) {
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    while std::fs::metadata(path).map_or(0, |m| m.len()) < bytes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never grew",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
+    let Pair {
+        world,
+        mut alice,
+        mut bob,
+    } = Pair::connect(&[]);
+    let alice_fp = world.identity_fingerprint("alice");
+    let data = pseudo_random(128 << 20, 11);
+    std::fs::write(alice.workdir.join("film.bin"), &data).unwrap();
+    alice.send("transfer film.bin");
+    bob.expect(Stream::Stderr, "Receiving film.bin");
+    wait_for_size(&bob.workdir.join("film.bin.part"), 4 << 20);
+    let bob_port = bob.port;
+    bob.signal("KILL");
+    bob.wait();
+    alice.expect(Stream::Stderr, "Sending film.bin: connection lost");
+    alice.send("typed while bob was down");
+
+    let mut bob = restart_bob(&world, bob_port, alice.port, &alice_fp);
+    let resumed = bob.expect(Stream::Stderr, "Receiving film.bin: resuming at");
+    assert!(!resumed.ends_with("at 0 B"), "{resumed}");
+    alice.expect(Stream::Stderr, "Sending film.bin: resuming at");
+    bob.expect(Stream::Stdout, "alice: typed while bob was down");
+    bob.expect_seen(Stream::Stderr, "Saved ./film.bin (verified");
+    alice.expect_seen(Stream::Stderr, "film.bin delivered and verified by bob");
+    assert_eq!(std::fs::read(bob.workdir.join("film.bin")).unwrap(), data);
+    assert_eq!(common::listing(&bob.workdir), ["film.bin"]);
+}
+
+#[test]
+fn a_restarted_sender_repeating_transfer_resumes_from_the_kept_part() {
+    let Pair {
+        world,
+        mut alice,
+        mut bob,
+    } = Pair::connect(&[]);
+    let bob_fp = world.identity_fingerprint("bob");
+    let data = pseudo_random(128 << 20, 12);
+    std::fs::write(alice.workdir.join("disk.img"), &data).unwrap();
+    alice.send("transfer disk.img");
+    bob.expect(Stream::Stderr, "Receiving disk.img");
+    wait_for_size(&bob.workdir.join("disk.img.part"), 4 << 20);
+    let alice_port = alice.port;
+    alice.signal("KILL");
+    alice.wait();
+    bob.expect(Stream::Stderr, "Receiving disk.img interrupted");
+
+    let alice_home = world.path().join("alice-home");
+    let mut alice = Peer::start(
+        &alice_home,
+        &[
+            "--name".into(),
+            "alice".into(),
+            "--certs-dir".into(),
+            world.certs().display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{alice_port}"),
+            "--connect".into(),
+            bob.port.to_string(),
+            "--peer-fingerprint".into(),
+            bob_fp,
+        ],
+    );
+    alice.send("transfer disk.img");
+    alice.expect(Stream::Stderr, "Sending disk.img: resuming at");
+    bob.expect(Stream::Stderr, "Receiving disk.img: resuming at");
+    bob.expect(Stream::Stderr, "Saved ./disk.img (verified");
+    alice.expect(Stream::Stderr, "disk.img delivered and verified by bob");
+    assert_eq!(std::fs::read(bob.workdir.join("disk.img")).unwrap(), data);
+    assert_eq!(common::listing(&bob.workdir), ["disk.img"]);
+}
+
+#[test]
+fn a_kept_part_that_does_not_match_ends_in_a_clean_full_restart() {
+    let Pair {
+        world,
+        mut alice,
+        mut bob,
+    } = Pair::connect(&[]);
+    let bob_fp = world.identity_fingerprint("bob");
+    let data = pseudo_random(64 << 20, 13);
+    std::fs::write(alice.workdir.join("x.bin"), &data).unwrap();
+    alice.send("transfer x.bin");
+    bob.expect(Stream::Stderr, "Receiving x.bin");
+    wait_for_size(&bob.workdir.join("x.bin.part"), 1 << 20);
+    let alice_port = alice.port;
+    alice.signal("KILL");
+    alice.wait();
+    bob.expect(Stream::Stderr, "Receiving x.bin interrupted");
+    // Damage the kept prefix, as a disk error or a meddling user might.
+    let part = bob.workdir.join("x.bin.part");
+    let mut kept = std::fs::read(&part).unwrap();
+    kept[0] ^= 0xff;
+    std::fs::write(&part, &kept).unwrap();
+
+    let alice_home = world.path().join("alice-home");
+    let mut alice = Peer::start(
+        &alice_home,
+        &[
+            "--name".into(),
+            "alice".into(),
+            "--certs-dir".into(),
+            world.certs().display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{alice_port}"),
+            "--connect".into(),
+            bob.port.to_string(),
+            "--peer-fingerprint".into(),
+            bob_fp,
+        ],
+    );
+    alice.send("transfer x.bin");
+    alice.expect(Stream::Stderr, "Sending x.bin: resuming at");
+    alice.expect(Stream::Stderr, "sending again from the start");
+    alice.expect(Stream::Stderr, "x.bin delivered and verified by bob");
+    bob.expect_seen(Stream::Stderr, "SHA-256 mismatch");
+    assert_eq!(std::fs::read(bob.workdir.join("x.bin")).unwrap(), data);
+    assert_eq!(common::listing(&bob.workdir), ["x.bin"]);
+}

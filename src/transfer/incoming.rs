@@ -1,10 +1,18 @@
 //! Receiving one file: a `.part` file created with `create_new`, written and hashed
 //! on its own thread as chunks arrive, then verified and moved to a free final name
-//! without ever replacing a file. On any failure the `.part` is removed.
+//! without ever replacing a file.
+//!
+//! Beside each `.part` lies a `.part.meta` naming the offer's size and SHA-256. When
+//! the data stops coming (a lost connection, a restart), both are kept, and a later
+//! offer of the same name, size and SHA-256 resumes where they end. On a wrong hash,
+//! a write error or a cancelled offer, both are removed.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -16,6 +24,9 @@ use super::name::{self, NameError};
 const CHUNKS_IN_FLIGHT: usize = 16;
 /// How many numbered alternatives to try before giving up on a name.
 const MAX_NAME_ATTEMPTS: u32 = 10_000;
+/// How many numbered `.part` files to look at for one to resume.
+const MAX_RESUME_CANDIDATES: u32 = 100;
+const META_HEADER: &str = "chat partial transfer v1";
 
 /// Where files go and how large they may be.
 #[derive(Debug, Clone)]
@@ -55,8 +66,10 @@ pub enum Outcome {
         expected: [u8; 32],
         actual: [u8; 32],
     },
-    /// Receiving stopped part way (I/O error, or the data stopped coming); nothing kept.
+    /// Receiving failed (an I/O error, or a cancelled offer); nothing kept.
     Failed(String),
+    /// The data stopped coming; `part` keeps the first `received` bytes for a resume.
+    Interrupted { part: PathBuf, received: u64 },
 }
 
 /// A file being received.
@@ -65,9 +78,12 @@ pub struct Incoming {
     /// The name the file will be stored under (before numbering).
     pub name: String,
     pub size: u64,
+    /// Bytes already held from an earlier, interrupted transfer of the same file.
+    pub offset: u64,
     received: u64,
     chunks: mpsc::Sender<Vec<u8>>,
     outcome: oneshot::Receiver<Outcome>,
+    keep_partial: Arc<AtomicBool>,
 }
 
 impl Incoming {
@@ -84,13 +100,22 @@ impl Incoming {
         if let Some(max) = limits.max_file_size.filter(|max| size > *max) {
             return Err(RefuseReason::TooLarge { size, max });
         }
+        let resumable = find_resumable(&limits.dir, &name, size, sha256)?;
+        let offset = resumable.as_ref().map_or(0, |(_, _, held)| *held);
         let available = free_space(&limits.dir)?;
-        if size > available {
-            return Err(RefuseReason::NoRoom { size, available });
+        if size - offset > available {
+            return Err(RefuseReason::NoRoom {
+                size: size - offset,
+                available,
+            });
         }
-        let (file, part) = create_part(&limits.dir, &name)?;
+        let (file, part) = match resumable {
+            Some((file, part, _)) => (file, part),
+            None => create_part(&limits.dir, &name, size, sha256)?,
+        };
         let (chunks, chunks_rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let (outcome_tx, outcome) = oneshot::channel();
+        let keep_partial = Arc::new(AtomicBool::new(true));
         let job = DiskJob {
             file,
             part,
@@ -98,6 +123,8 @@ impl Incoming {
             name: name.clone(),
             size,
             sha256,
+            offset,
+            keep_partial: keep_partial.clone(),
         };
         std::thread::spawn(move || {
             let _ = outcome_tx.send(job.run(chunks_rx, progress));
@@ -105,9 +132,11 @@ impl Incoming {
         Ok(Incoming {
             name,
             size,
-            received: 0,
+            offset,
+            received: offset,
             chunks,
             outcome,
+            keep_partial,
         })
     }
 
@@ -135,12 +164,16 @@ impl Incoming {
         Ok(self.outcome.try_recv().ok())
     }
 
-    /// After the last chunk (or to abandon the file early): waits for the verdict.
-    /// Abandoning before the last byte removes the `.part`.
-    pub async fn finish(self) -> Outcome {
+    /// After the last chunk, or to stop early: waits for the outcome. Stopping early
+    /// keeps the `.part` for a resume if `keep_partial`, and removes it otherwise.
+    pub async fn finish(self, keep_partial: bool) -> Outcome {
         let Incoming {
-            chunks, outcome, ..
+            chunks,
+            outcome,
+            keep_partial: keep,
+            ..
         } = self;
+        keep.store(keep_partial, Ordering::SeqCst);
         drop(chunks);
         outcome
             .await
@@ -161,6 +194,8 @@ struct DiskJob {
     name: String,
     size: u64,
     sha256: [u8; 32],
+    offset: u64,
+    keep_partial: Arc<AtomicBool>,
 }
 
 impl DiskJob {
@@ -170,10 +205,17 @@ impl DiskJob {
         mut progress: impl FnMut(u64),
     ) -> Outcome {
         let mut hasher = Sha256::new();
-        let mut written = 0u64;
+        if let Err(err) = self.hash_kept_prefix(&mut hasher) {
+            self.discard();
+            return Outcome::Failed(format!(
+                "reading the kept {} failed: {err}",
+                self.part.display()
+            ));
+        }
+        let mut written = self.offset;
         while let Some(data) = chunks.blocking_recv() {
             if let Err(err) = self.file.write_all(&data) {
-                let _ = std::fs::remove_file(&self.part);
+                self.discard();
                 return Outcome::Failed(format!("writing {} failed: {err}", self.part.display()));
             }
             hasher.update(&data);
@@ -181,7 +223,13 @@ impl DiskJob {
             progress(written);
         }
         if written != self.size {
-            let _ = std::fs::remove_file(&self.part);
+            if self.keep_partial.load(Ordering::SeqCst) && self.file.sync_data().is_ok() {
+                return Outcome::Interrupted {
+                    part: self.part.clone(),
+                    received: written,
+                };
+            }
+            self.discard();
             return Outcome::Failed(format!(
                 "incomplete: {written} of {} bytes arrived",
                 self.size
@@ -189,22 +237,47 @@ impl DiskJob {
         }
         let actual: [u8; 32] = hasher.finalize().into();
         if actual != self.sha256 {
-            let _ = std::fs::remove_file(&self.part);
+            self.discard();
             return Outcome::Corrupt {
                 expected: self.sha256,
                 actual,
             };
         }
         match self.file.sync_all().and_then(|()| self.place()) {
-            Ok(path) => Outcome::Saved {
-                path,
-                sha256: self.sha256,
-            },
+            Ok(path) => {
+                let _ = std::fs::remove_file(meta_path(&self.part));
+                Outcome::Saved {
+                    path,
+                    sha256: self.sha256,
+                }
+            }
             Err(err) => {
-                let _ = std::fs::remove_file(&self.part);
+                self.discard();
                 Outcome::Failed(format!("storing the file failed: {err}"))
             }
         }
+    }
+
+    /// Feeds the bytes kept from an interrupted transfer to the hash, and positions
+    /// the file after them.
+    fn hash_kept_prefix(&mut self, hasher: &mut Sha256) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut kept = (&self.file).take(self.offset);
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = kept.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+        self.file.seek(SeekFrom::Start(self.offset))?;
+        Ok(())
+    }
+
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.part);
+        let _ = std::fs::remove_file(meta_path(&self.part));
     }
 
     /// Moves the verified `.part` to the first free name, never replacing a file.
@@ -243,20 +316,90 @@ fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// Creates `<name>.part`, or `<name (n)>.part` if that is taken, never opening an existing file.
-fn create_part(dir: &Path, name: &str) -> io::Result<(File, PathBuf)> {
+/// Creates `<name>.part` and its `.meta`, or `<name (n)>.part` if either is taken,
+/// never opening an existing file.
+fn create_part(dir: &Path, name: &str, size: u64, sha256: [u8; 32]) -> io::Result<(File, PathBuf)> {
     for n in 0..MAX_NAME_ATTEMPTS {
         let part = dir.join(format!("{}.part", name::numbered(name, n)));
-        match OpenOptions::new().write(true).create_new(true).open(&part) {
-            Ok(file) => return Ok((file, part)),
+        if meta_path(&part).exists() {
+            continue;
+        }
+        let file = match OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&part)
+        {
+            Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(err) => return Err(err),
+        };
+        let meta = format!(
+            "{META_HEADER}\nsize {size}\nsha256 {}\n",
+            hex::encode(sha256)
+        );
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(meta_path(&part))
+            .and_then(|mut file| file.write_all(meta.as_bytes()));
+        match written {
+            Ok(()) => return Ok((file, part)),
+            Err(err) => {
+                let _ = std::fs::remove_file(&part);
+                if err.kind() != io::ErrorKind::AlreadyExists {
+                    return Err(err);
+                }
+            }
         }
     }
     Err(io::Error::new(
         io::ErrorKind::AlreadyExists,
         "no free .part name left",
     ))
+}
+
+/// A kept `.part` for this name whose `.meta` names the same size and SHA-256:
+/// the open file, its path and how many bytes it holds. Symbolic links are not followed.
+fn find_resumable(
+    dir: &Path,
+    name: &str,
+    size: u64,
+    sha256: [u8; 32],
+) -> io::Result<Option<(File, PathBuf, u64)>> {
+    let wanted = format!(
+        "{META_HEADER}\nsize {size}\nsha256 {}\n",
+        hex::encode(sha256)
+    );
+    for n in 0..MAX_RESUME_CANDIDATES {
+        let part = dir.join(format!("{}.part", name::numbered(name, n)));
+        let Ok(meta) = std::fs::read_to_string(meta_path(&part)) else {
+            continue;
+        };
+        if meta != wanted {
+            continue;
+        }
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&part)
+        {
+            Ok(file) => file,
+            Err(_) => continue,
+        };
+        let metadata = file.metadata()?;
+        if metadata.is_file() && metadata.len() <= size {
+            return Ok(Some((file, part, metadata.len())));
+        }
+    }
+    Ok(None)
+}
+
+fn meta_path(part: &Path) -> PathBuf {
+    let mut name = part.file_name().unwrap_or_default().to_owned();
+    name.push(".meta");
+    part.with_file_name(name)
 }
 
 fn free_space(dir: &Path) -> io::Result<u64> {
@@ -298,7 +441,7 @@ mod tests {
         assert_eq!(incoming.write(data[..5].to_vec()).await, Ok(None));
         assert_eq!(incoming.write(data[5..].to_vec()).await, Ok(None));
         assert!(incoming.is_complete());
-        let outcome = incoming.finish().await;
+        let outcome = incoming.finish(true).await;
         assert_eq!(
             outcome,
             Outcome::Saved {
@@ -317,7 +460,10 @@ mod tests {
         let mut incoming =
             Incoming::start(&limits(dir.path()), "b", 3, sha(b"abc"), |_| {}).unwrap();
         incoming.write(b"abd".to_vec()).await.unwrap();
-        assert!(matches!(incoming.finish().await, Outcome::Corrupt { .. }));
+        assert!(matches!(
+            incoming.finish(true).await,
+            Outcome::Corrupt { .. }
+        ));
         assert!(files_in(dir.path()).is_empty());
     }
 
@@ -334,9 +480,40 @@ mod tests {
             })
         );
         incoming.write(b"ab".to_vec()).await.unwrap();
-        assert_eq!(files_in(dir.path()), ["c.part"]);
-        assert!(matches!(incoming.finish().await, Outcome::Failed(_)));
+        assert_eq!(files_in(dir.path()), ["c.part", "c.part.meta"]);
+        assert!(matches!(incoming.finish(false).await, Outcome::Failed(_)));
         assert!(files_in(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_file_resumes_only_for_the_same_size_and_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        let mut first =
+            Incoming::start(&limits(dir.path()), "r.bin", 100_000, sha(&data), |_| {}).unwrap();
+        first.write(data[..30_000].to_vec()).await.unwrap();
+        let kept = first.finish(true).await;
+        assert_eq!(
+            kept,
+            Outcome::Interrupted {
+                part: dir.path().join("r.bin.part"),
+                received: 30_000
+            }
+        );
+
+        let other =
+            Incoming::start(&limits(dir.path()), "r.bin", 100_000, sha(b"other"), |_| {}).unwrap();
+        assert_eq!(other.offset, 0, "a different hash never resumes");
+        other.finish(false).await;
+
+        let mut resumed =
+            Incoming::start(&limits(dir.path()), "r.bin", 100_000, sha(&data), |_| {}).unwrap();
+        assert_eq!(resumed.offset, 30_000);
+        assert_eq!(resumed.remaining(), 70_000);
+        resumed.write(data[30_000..].to_vec()).await.unwrap();
+        assert!(matches!(resumed.finish(true).await, Outcome::Saved { .. }));
+        assert_eq!(std::fs::read(dir.path().join("r.bin")).unwrap(), data);
+        assert_eq!(files_in(dir.path()), ["r.bin"]);
     }
 
     #[tokio::test]
@@ -366,7 +543,7 @@ mod tests {
         let incoming =
             Incoming::start(&limits(dir.path()), ".hidden", 0, sha(b""), |_| {}).unwrap();
         assert!(incoming.is_complete());
-        let outcome = incoming.finish().await;
+        let outcome = incoming.finish(true).await;
         assert_eq!(
             outcome,
             Outcome::Saved {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 
 use super::incoming::{Incoming, Outcome, ReceiveLimits};
-use super::{ProgressReporter, TransferViolation, truncate};
+use super::{ProgressReporter, TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase};
 use crate::frame::{Frame, VerdictStatus};
 
@@ -76,7 +76,18 @@ impl Receiving {
             size,
             from: self.peer.clone(),
         });
-        let _ = self.replies.send(Frame::Accept { id, offset: 0 });
+        if incoming.offset > 0 {
+            let _ = self.events.send(Event::TransferNote {
+                id,
+                name: incoming.name.clone(),
+                receiving: true,
+                note: format!("resuming at {}", human_bytes(incoming.offset)),
+            });
+        }
+        let _ = self.replies.send(Frame::Accept {
+            id,
+            offset: incoming.offset,
+        });
         if incoming.is_complete() {
             self.judge(id, incoming);
         } else {
@@ -138,23 +149,31 @@ impl Receiving {
                 id,
             })?;
         let name = incoming.name.clone();
-        incoming.finish().await;
+        incoming.finish(false).await;
         self.fail(id, &name, format!("the sender cancelled: {reason}"));
         Ok(())
     }
 
-    /// The connection ended: every unfinished file is discarded.
-    pub async fn abandon(&mut self, reason: &str) {
+    /// The connection ended: every unfinished file keeps its `.part` for a resume,
+    /// unless `keep_partial` is false (the sender broke the protocol).
+    pub async fn abandon(&mut self, reason: &str, keep_partial: bool) {
         for (id, incoming) in std::mem::take(&mut self.active) {
             let name = incoming.name.clone();
-            let received = incoming.size - incoming.remaining();
             let size = incoming.size;
-            incoming.finish().await;
-            self.fail(
-                id,
-                &name,
-                format!("incomplete ({received} of {size} bytes), {reason}; nothing was kept"),
-            );
+            match incoming.finish(keep_partial).await {
+                Outcome::Interrupted { part, received } => {
+                    let _ = self.events.send(Event::TransferInterrupted {
+                        id,
+                        name,
+                        receiving: true,
+                        reason: format!(
+                            "incomplete ({received} of {size} bytes), {reason}; kept {} to resume",
+                            part.display()
+                        ),
+                    });
+                }
+                outcome => self.report(id, name, outcome),
+            }
         }
     }
 
@@ -166,7 +185,7 @@ impl Receiving {
             incoming.name.clone(),
         );
         tokio::spawn(async move {
-            let outcome = incoming.finish().await;
+            let outcome = incoming.finish(true).await;
             let (event, verdict) = describe(id, name, outcome);
             let _ = events.send(event);
             let _ = replies.send(verdict);
@@ -236,6 +255,19 @@ fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
                 },
             )
         }
+        Outcome::Interrupted { received, .. } => (
+            Event::TransferFailed {
+                id,
+                name,
+                receiving: true,
+                reason: format!("stopped after {received} bytes"),
+            },
+            Frame::Verdict {
+                id,
+                status: VerdictStatus::Failed,
+                detail: format!("stopped after {received} bytes"),
+            },
+        ),
         Outcome::Failed(reason) => (
             Event::TransferFailed {
                 id,

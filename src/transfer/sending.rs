@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::outgoing::{PreparedFile, SendError};
-use super::{ProgressReporter, TransferViolation, truncate};
+use super::{ProgressReporter, TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase};
 use crate::frame::{Frame, VerdictStatus};
 
@@ -22,6 +22,8 @@ struct Queued {
 /// The transfer on the wire now.
 enum Head {
     Hashing(Queued),
+    /// Hashed; to be offered on the current or next connection (again, after a drop).
+    Ready(u64, PreparedFile),
     Offered(u64, PreparedFile),
     Streaming {
         id: u64,
@@ -38,6 +40,8 @@ pub struct Sending {
     next_id: u64,
     queue: VecDeque<Queued>,
     head: Option<Head>,
+    /// Where the receiver said the head's data starts (non-zero when resuming).
+    head_offset: u64,
     events: mpsc::UnboundedSender<Event>,
 }
 
@@ -47,6 +51,7 @@ impl Sending {
             next_id: 1,
             queue: VecDeque::new(),
             head: None,
+            head_offset: 0,
             events,
         }
     }
@@ -136,6 +141,19 @@ impl Sending {
                         self.head = Some(Head::AwaitingVerdict(id, file));
                     }
                 },
+                Some(Head::Ready(..)) => {
+                    let Some(Head::Ready(id, file)) = self.head.take() else {
+                        unreachable!("head checked above");
+                    };
+                    let frame = Frame::Offer {
+                        id,
+                        size: file.size,
+                        sha256: file.sha256,
+                        name: file.name.clone(),
+                    };
+                    self.head = Some(Head::Offered(id, file));
+                    return frame;
+                }
                 Some(Head::Offered(..) | Head::AwaitingVerdict(..)) => {
                     return std::future::pending().await;
                 }
@@ -161,6 +179,14 @@ impl Sending {
                 size: file.size,
             });
         }
+        if offset > 0 {
+            self.note(
+                offered,
+                &file.name,
+                format!("resuming at {}", human_bytes(offset)),
+            );
+        }
+        self.head_offset = offset;
         let mut progress =
             ProgressReporter::new(self.events.clone(), offered, Phase::Sending, file.size);
         progress.update(offset);
@@ -204,6 +230,20 @@ impl Sending {
                 self.head = Some(head);
                 return Err(TransferViolation::EarlyVerdict(id));
             }
+            (
+                VerdictStatus::Corrupt,
+                Head::AwaitingVerdict(_, file) | Head::Streaming { file, .. },
+            ) if self.head_offset > 0 => {
+                let file = file.clone();
+                self.note(
+                    id,
+                    &name,
+                    "the part kept by the receiver did not match; sending again from the start"
+                        .into(),
+                );
+                self.head_offset = 0;
+                self.head = Some(Head::Ready(id, file));
+            }
             (status, _) => {
                 let what = match status {
                     VerdictStatus::Rejected => "refused by the peer",
@@ -216,15 +256,31 @@ impl Sending {
         Ok(())
     }
 
-    /// The connection dropped: whatever was on the wire failed; queued files wait.
+    /// The connection dropped: the file on the wire is offered again after the
+    /// reconnect, and the receiver's kept `.part` lets it resume; queued files wait.
     pub fn connection_lost(&mut self, reason: &str) {
-        if let Some(head) = self.head.take_if(|head| !matches!(head, Head::Hashing(_))) {
-            self.fail(
-                head.id().unwrap_or_default(),
-                &head.name(),
-                format!("connection lost: {reason}"),
-            );
-        }
+        let on_the_wire = self.head.take_if(|head| {
+            matches!(
+                head,
+                Head::Offered(..) | Head::Streaming { .. } | Head::AwaitingVerdict(..)
+            )
+        });
+        let Some(head) = on_the_wire else {
+            return;
+        };
+        let (id, name) = (head.id().unwrap_or_default(), head.name());
+        let file = match head {
+            Head::Offered(_, file)
+            | Head::AwaitingVerdict(_, file)
+            | Head::Streaming { file, .. } => file,
+            Head::Hashing(_) | Head::Ready(..) => unreachable!("taken only when on the wire"),
+        };
+        self.note(
+            id,
+            &name,
+            format!("connection lost ({reason}); it resumes after reconnecting"),
+        );
+        self.head = Some(Head::Ready(id, file));
     }
 
     /// We are quitting: everything queued or in flight fails.
@@ -240,6 +296,15 @@ impl Sending {
             queued.hashing.abort();
             self.fail(queued.id, &queued.name, reason.to_owned());
         }
+    }
+
+    fn note(&self, id: u64, name: &str, note: String) {
+        let _ = self.events.send(Event::TransferNote {
+            id,
+            name: name.to_owned(),
+            receiving: false,
+            note,
+        });
     }
 
     fn fail(&self, id: u64, name: &str, reason: String) {
@@ -265,16 +330,18 @@ impl Head {
     fn id(&self) -> Option<u64> {
         match self {
             Head::Hashing(queued) => Some(queued.id),
-            Head::Offered(id, _) | Head::AwaitingVerdict(id, _) | Head::Streaming { id, .. } => {
-                Some(*id)
-            }
+            Head::Ready(id, _)
+            | Head::Offered(id, _)
+            | Head::AwaitingVerdict(id, _)
+            | Head::Streaming { id, .. } => Some(*id),
         }
     }
 
     fn name(&self) -> String {
         match self {
             Head::Hashing(queued) => queued.name.clone(),
-            Head::Offered(_, file)
+            Head::Ready(_, file)
+            | Head::Offered(_, file)
             | Head::AwaitingVerdict(_, file)
             | Head::Streaming { file, .. } => file.name.clone(),
         }
