@@ -314,7 +314,11 @@ pub struct Pair {
 
 impl Pair {
     pub fn connect(extra: &[&str]) -> Pair {
-        let world = World::new();
+        Self::connect_in(World::new(), extra)
+    }
+
+    /// Like [`Pair::connect`], in a world the caller has prepared.
+    pub fn connect_in(world: World, extra: &[&str]) -> Pair {
         let alice_fp = world.identity("alice");
         let bob_fp = world.identity("bob");
         let mut alice_args = vec!["--peer-fingerprint", &bob_fp];
