@@ -292,3 +292,72 @@ async fn a_lying_sender_never_gets_a_file_stored() {
         &["half.bin.part", "half.bin.part.meta", "honest.txt"],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_lengths_on_every_frame_type_are_refused_before_reading() {
+    let mut scene = Scene::new();
+    for kind in [0x01u8, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14] {
+        let link = scene.dial_as_bob().await;
+        let mut writer = link.connection.into_split().1;
+        writer.write_raw(&[kind, 0xff, 0xff, 0xff, 0xff]).await;
+        let lost = scene
+            .alice
+            .expect(Stream::Stderr, "Connection from bob lost");
+        assert!(lost.contains("exceeds the limit"), "type {kind:#x}: {lost}");
+    }
+    assert!(scene.alice.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_byte_at_a_time_stream_still_works() {
+    let mut scene = Scene::new();
+    let link = scene.dial_as_bob().await;
+    let mut writer = link.connection.into_split().1;
+    for byte in message(1, "slowly, byte by byte") {
+        writer.write_raw(&[byte]).await;
+    }
+    scene
+        .alice
+        .expect(Stream::Stdout, "bob: slowly, byte by byte");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_offers_is_refused_beyond_the_limit() {
+    let mut scene = Scene::new();
+    let mut link = scene.dial_as_bob().await;
+    let data = vec![1u8; 10];
+    for id in 1..=100 {
+        link.connection
+            .write_frame(&offer(id, &format!("f{id}"), &data))
+            .await
+            .unwrap();
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 1..=100 {
+        match link.connection.read_frame().await.unwrap() {
+            Some(Frame::Accept { .. }) => accepted += 1,
+            Some(Frame::Verdict {
+                status: VerdictStatus::Rejected,
+                detail,
+                ..
+            }) => {
+                assert!(detail.contains("transfers at once"), "{detail}");
+                refused += 1;
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((accepted, refused), (4, 96));
+    link.connection
+        .write_frame(&message_frame(1, "still heard"))
+        .await
+        .unwrap();
+    scene.alice.expect(Stream::Stdout, "bob: still heard");
+}
+
+fn message_frame(seq: u64, text: &str) -> Frame {
+    Frame::Message {
+        seq,
+        text: text.into(),
+    }
+}
