@@ -21,8 +21,17 @@ pub enum ConnectionError {
     #[error("connection closed in the middle of a frame")]
     Truncated,
     /// The transport failed, including a TLS stream that ended without close_notify.
-    #[error("{0}")]
+    #[error("{}", describe_io(.0))]
     Io(#[from] std::io::Error),
+}
+
+/// rustls reports a TCP close without close_notify as `UnexpectedEof` with a long
+/// explanation; a user only needs to know that the connection dropped.
+fn describe_io(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::UnexpectedEof => "the connection dropped (no TLS close_notify)".into(),
+        _ => err.to_string(),
+    }
 }
 
 impl ConnectionError {

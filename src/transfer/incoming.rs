@@ -334,6 +334,9 @@ fn create_part(dir: &Path, name: &str, size: u64, sha256: [u8; 32]) -> io::Resul
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(err) => return Err(err),
         };
+        if !lock(&file) {
+            return Err(io::Error::other("cannot lock a new .part file"));
+        }
         let meta = format!(
             "{META_HEADER}\nsize {size}\nsha256 {}\n",
             hex::encode(sha256)
@@ -388,12 +391,23 @@ fn find_resumable(
             Ok(file) => file,
             Err(_) => continue,
         };
+        // A part still being written or verified by another transfer is locked:
+        // resuming it could write into a file after it was verified and renamed.
+        if !lock(&file) {
+            continue;
+        }
         let metadata = file.metadata()?;
         if metadata.is_file() && metadata.len() <= size {
             return Ok(Some((file, part, metadata.len())));
         }
     }
     Ok(None)
+}
+
+/// Takes the exclusive lock that marks a `.part` as owned by one transfer, in this
+/// process or another; it is released when the file is closed.
+fn lock(file: &File) -> bool {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
 }
 
 fn meta_path(part: &Path) -> PathBuf {
@@ -483,6 +497,25 @@ mod tests {
         assert_eq!(files_in(dir.path()), ["c.part", "c.part.meta"]);
         assert!(matches!(incoming.finish(false).await, Outcome::Failed(_)));
         assert!(files_in(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_part_still_being_verified_is_never_resumed() {
+        // Found by the fuzzer: the same offer twice in a row, the second arriving
+        // while the first is being verified, must not write into the first file.
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"hello fuzz".to_vec();
+        let mut first =
+            Incoming::start(&limits(dir.path()), "a.txt", 10, sha(&data), |_| {}).unwrap();
+        first.write(data.clone()).await.unwrap();
+        let mut second =
+            Incoming::start(&limits(dir.path()), "a.txt", 10, sha(&data), |_| {}).unwrap();
+        assert_eq!(second.offset, 0);
+        second.write(b"hello fezz".to_vec()).await.unwrap();
+        assert!(matches!(first.finish(true).await, Outcome::Saved { .. }));
+        assert!(matches!(second.finish(true).await, Outcome::Corrupt { .. }));
+        assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), data);
+        assert_eq!(files_in(dir.path()), ["a.txt"]);
     }
 
     #[tokio::test]
