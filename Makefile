@@ -26,7 +26,7 @@ run:
 test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) test --locked
+	$(CARGO) test --locked -- --show-output
 
 # chat vs OpenSSL's tools (and scp if sshd is installed), 1 GiB on loopback.
 # BENCH_MIB, BENCH_ROUNDS and BENCH_DIR change the defaults.

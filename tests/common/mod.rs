@@ -115,7 +115,13 @@ pub struct Peer {
 impl Peer {
     /// Starts the binary and waits for its `Fingerprint:` and `Listening on port` lines.
     pub fn start(workdir: &Path, args: &[String]) -> Peer {
-        let mut peer = Self::spawn(workdir, args);
+        Self::start_in(&[], workdir, args)
+    }
+
+    /// Like [`Peer::start`], with the binary run through `wrapper` (for example
+    /// `ip netns exec NAME`).
+    pub fn start_in(wrapper: &[&str], workdir: &Path, args: &[String]) -> Peer {
+        let mut peer = Self::spawn_in(wrapper, workdir, args);
         let fingerprint = peer.expect(Stream::Stdout, "Fingerprint: ");
         peer.fingerprint = fingerprint["Fingerprint: ".len()..].to_owned();
         let listening = peer.expect(Stream::Stdout, "Listening on port ");
@@ -125,7 +131,19 @@ impl Peer {
 
     /// Starts the binary without waiting for anything.
     pub fn spawn(workdir: &Path, args: &[String]) -> Peer {
-        let mut child = Command::new(BIN)
+        Self::spawn_in(&[], workdir, args)
+    }
+
+    fn spawn_in(wrapper: &[&str], workdir: &Path, args: &[String]) -> Peer {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(args)
             .current_dir(workdir)
             .stdin(Stdio::piped())
