@@ -75,6 +75,15 @@ fn main() {
         }
     }
 
+    let (siege, siege_rss) = siege_round(&scratch);
+    println!(
+        "siege: chat line latency with 200 hostile connections on the listener: median {:.1} ms, max {:.1} ms ({} lines); listener peak RSS {} MiB",
+        median(&siege),
+        siege.iter().cloned().fold(0.0, f64::max),
+        siege.len(),
+        siege_rss / 1024
+    );
+
     println!("\nmedians over {rounds} rounds, {mib} MiB:");
     let chat = median(&chat_secs);
     println!("  chat     {:>7.0} MiB/s  ({chat:.2} s)", mib as f64 / chat);
@@ -107,6 +116,64 @@ fn main() {
     }
 }
 
+/// Chat-line latency from alice to bob while 200 hostile connections hit bob's
+/// listener: 150 idle, 30 sending garbage, 20 TLS 1.3 clients with unpinned
+/// certificates. Returns the latencies in milliseconds and bob's peak RSS in KiB.
+fn siege_round(scratch: &Path) -> (Vec<f64>, u64) {
+    let (mut alice, mut bob, bob_port) = start_pair(scratch);
+    let idle: Vec<_> = (0..150)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", bob_port)).ok())
+        .collect();
+    let garbage: Vec<_> = (0..30)
+        .filter_map(|_| {
+            let mut socket = std::net::TcpStream::connect(("127.0.0.1", bob_port)).ok()?;
+            socket.write_all(b"\x16\x03\x01\xff\xffgarbage").ok()?;
+            Some(socket)
+        })
+        .collect();
+    let bob_fp: chat::fingerprint::Fingerprint = run(Command::new(CHAT)
+        .arg("fingerprint")
+        .arg(scratch.join("certs/bob.crt")))
+    .trim()
+    .parse()
+    .unwrap();
+    let strangers_dir = scratch.join("strangers");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let strangers: Vec<_> = (0..20)
+        .map(|i| {
+            let name = format!("stranger{i}");
+            let files = chat::identity::IdentityFiles::named(&strangers_dir, &name);
+            let identity = chat::identity::create(&files, &name, true).unwrap();
+            let connector = tokio_rustls::TlsConnector::from(
+                chat::tls::client_config(&identity, bob_fp).unwrap(),
+            );
+            runtime.spawn(async move {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], bob_port));
+                if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await {
+                    let greeting = chat::handshake::Greeting::new(name);
+                    let _ = chat::handshake::connect(&connector, tcp, addr, &greeting).await;
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        alice.send(&format!("ping {}", now_micros()));
+        let line = bob.wait_line(|line| line.strip_prefix("alice: ping ").map(str::to_owned));
+        latencies.push((now_micros() - line.parse::<u128>().unwrap()) as f64 / 1000.0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rss = peak_rss_kib(&bob.child);
+    for stranger in strangers {
+        stranger.abort();
+    }
+    drop((idle, garbage));
+    alice.send("/quit");
+    alice.finish();
+    bob.finish();
+    (latencies, rss)
+}
+
 struct ChatRun {
     seconds: f64,
     rss_sender_kib: u64,
@@ -116,7 +183,9 @@ struct ChatRun {
 
 /// One `chat` transfer: from the `transfer` line to bob's "Saved" line, with a
 /// timestamped chat line sent every 20 ms meanwhile.
-fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
+/// Starts alice and bob on loopback, connected both ways, bob receiving into
+/// `chat-downloads`. Also returns bob's listening port.
+fn start_pair(scratch: &Path) -> (Proc, Proc, u16) {
     let downloads = scratch.join("chat-downloads");
     let _ = std::fs::remove_dir_all(&downloads);
     let certs = scratch.join("certs");
@@ -162,6 +231,12 @@ fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
     alice.wait_line(|l| l.contains("Connected to bob").then_some(()));
     bob.wait_line(|l| l.contains("Connected to alice").then_some(()));
 
+    let bob_port = bob_port.parse().expect("a port number");
+    (alice, bob, bob_port)
+}
+
+fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
+    let (mut alice, bob, _) = start_pair(scratch);
     let start = Instant::now();
     alice.send(&format!("transfer {}", file.display()));
     let mut latencies = Vec::new();
