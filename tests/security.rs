@@ -80,6 +80,9 @@ fn a_certificate_named_like_the_peer_is_still_a_stranger() {
     let impostor = World::new();
     impostor.identity("bob");
     let mut alice = world.peer("alice", &["--peer-fingerprint", &real_bob_fp]);
+    // Alice dials a port where nobody answers, so that only her listener is judged
+    // (dialling the impostor would end her run with a refusal of her own).
+    alice.send("1");
     let alice_port = alice.port.to_string();
     let impostor_home = impostor.path().join("home");
     std::fs::create_dir_all(&impostor_home).unwrap();
@@ -98,7 +101,7 @@ fn a_certificate_named_like_the_peer_is_still_a_stranger() {
             alice_fp,
         ],
     );
-    alice.send(&fake_bob.port.to_string());
+    assert_ne!(fake_bob.fingerprint, real_bob_fp);
     let rejected = alice.expect(Stream::Stderr, "Rejected connection");
     assert!(
         rejected.contains(&format!("expected {real_bob_fp}")),
