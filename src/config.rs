@@ -64,12 +64,7 @@ pub struct SizeError(String);
 /// Parses `1048576`, `512K`, `100M`, `4G`, `1T` (also `KiB`, `MB`...: all powers of 1024).
 pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     let error = || SizeError(text.to_owned());
-    let trimmed = text.trim();
-    let digits_end = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(digits_end);
-    let number: u64 = number.parse().map_err(|_| error())?;
+    let (number, unit) = split_number(text).ok_or_else(error)?;
     let shift = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 0,
         "K" | "KB" | "KIB" => 10,
@@ -79,6 +74,16 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
         _ => return Err(error()),
     };
     number.checked_mul(1 << shift).ok_or_else(error)
+}
+
+/// Splits `12abc` into 12 and `abc`, after trimming; `None` without leading digits.
+fn split_number(text: &str) -> Option<(u64, &str)> {
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits_end);
+    Some((number.parse().ok()?, unit))
 }
 
 /// Why a duration is not usable.
@@ -91,12 +96,7 @@ pub struct DurationError(String);
 /// Parses `90`, `90s`, `5m`, `2h`.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let error = || DurationError(text.to_owned());
-    let trimmed = text.trim();
-    let digits_end = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(digits_end);
-    let number: u64 = number.parse().map_err(|_| error())?;
+    let (number, unit) = split_number(text).ok_or_else(error)?;
     let seconds = match unit {
         "" | "s" => Some(number),
         "m" => number.checked_mul(60),

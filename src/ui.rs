@@ -146,26 +146,14 @@ impl Screen {
                 reason,
             } => {
                 self.remove_bar(bars, (*receiving, *id));
-                let what = if *receiving { "Receiving" } else { "Sending" };
-                self.status(&format!(
-                    "{what} {} interrupted: {}",
-                    for_terminal(name),
-                    for_terminal(reason)
-                ));
+                self.transfer_line(name, *receiving, "interrupted: ", reason);
             }
             Event::TransferNote {
                 name,
                 receiving,
                 note,
                 ..
-            } => {
-                let what = if *receiving { "Receiving" } else { "Sending" };
-                self.status(&format!(
-                    "{what} {}: {}",
-                    for_terminal(name),
-                    for_terminal(note)
-                ));
-            }
+            } => self.transfer_line(name, *receiving, "", note),
             Event::TransferFailed {
                 id,
                 name,
@@ -173,15 +161,21 @@ impl Screen {
                 reason,
             } => {
                 self.remove_bar(bars, (*receiving, *id));
-                let what = if *receiving { "Receiving" } else { "Sending" };
-                self.status(&format!(
-                    "{what} {} failed: {}",
-                    for_terminal(name),
-                    for_terminal(reason)
-                ));
+                self.transfer_line(name, *receiving, "failed: ", reason);
             }
             other => self.bars.suspend(|| show(other, self.verbose)),
         }
+    }
+
+    /// `Sending NAME: …` or `Receiving NAME: …`, with peer-supplied text made safe.
+    fn transfer_line(&self, name: &str, receiving: bool, what: &str, detail: &str) {
+        let side = if receiving { "Receiving" } else { "Sending" };
+        let separator = if what.is_empty() { ": " } else { " " };
+        self.status(&format!(
+            "{side} {}{separator}{what}{}",
+            for_terminal(name),
+            for_terminal(detail)
+        ));
     }
 
     fn bar(&self, size: u64, prefix: &str) -> ProgressBar {

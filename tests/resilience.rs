@@ -2,27 +2,7 @@
 
 mod common;
 
-use common::{Pair, Peer, Stream, World};
-
-/// Restarts bob with the same identity, the same listening port and the same target.
-fn restart_bob(world: &World, port: u16, alice_port: u16, alice_fp: &str) -> Peer {
-    let home = world.path().join("bob-home");
-    Peer::start(
-        &home,
-        &[
-            "--name".into(),
-            "bob".into(),
-            "--certs-dir".into(),
-            world.certs().display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--connect".into(),
-            alice_port.to_string(),
-            "--peer-fingerprint".into(),
-            alice_fp.into(),
-        ],
-    )
-}
+use common::{Pair, Peer, Stream, World, pseudo_random};
 
 #[test]
 fn a_restarted_peer_is_picked_up_and_queued_lines_arrive_once() {
@@ -45,7 +25,7 @@ fn a_restarted_peer_is_picked_up_and_queued_lines_arrive_once() {
     for i in 0..20 {
         alice.send(&format!("while down {i}"));
     }
-    let mut bob = restart_bob(&world, bob_port, alice.port, &alice_fp);
+    let mut bob = world.restart("bob", bob_port, alice.port, &alice_fp);
     alice.expect_seen(Stream::Stderr, "Reconnected to bob at 127.0.0.1:");
     alice.expect_seen(Stream::Stderr, "bob reconnected from 127.0.0.1:");
     for i in 0..20 {
@@ -151,18 +131,6 @@ fn wait_for_size(path: &std::path::Path, bytes: u64) {
     }
 }
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 #[test]
 fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
     let Pair {
@@ -182,7 +150,7 @@ fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
     alice.expect(Stream::Stderr, "Sending film.bin: connection lost");
     alice.send("typed while bob was down");
 
-    let mut bob = restart_bob(&world, bob_port, alice.port, &alice_fp);
+    let mut bob = world.restart("bob", bob_port, alice.port, &alice_fp);
     let resumed = bob.expect(Stream::Stderr, "Receiving film.bin: resuming at");
     assert!(!resumed.ends_with("at 0 B"), "{resumed}");
     alice.expect(Stream::Stderr, "Sending film.bin: resuming at");
@@ -211,22 +179,7 @@ fn a_restarted_sender_repeating_transfer_resumes_from_the_kept_part() {
     alice.wait();
     bob.expect(Stream::Stderr, "Receiving disk.img interrupted");
 
-    let alice_home = world.path().join("alice-home");
-    let mut alice = Peer::start(
-        &alice_home,
-        &[
-            "--name".into(),
-            "alice".into(),
-            "--certs-dir".into(),
-            world.certs().display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{alice_port}"),
-            "--connect".into(),
-            bob.port.to_string(),
-            "--peer-fingerprint".into(),
-            bob_fp,
-        ],
-    );
+    let mut alice = world.restart("alice", alice_port, bob.port, &bob_fp);
     alice.send("transfer disk.img");
     alice.expect(Stream::Stderr, "Sending disk.img: resuming at");
     bob.expect(Stream::Stderr, "Receiving disk.img: resuming at");
@@ -259,22 +212,7 @@ fn a_kept_part_that_does_not_match_ends_in_a_clean_full_restart() {
     kept[0] ^= 0xff;
     std::fs::write(&part, &kept).unwrap();
 
-    let alice_home = world.path().join("alice-home");
-    let mut alice = Peer::start(
-        &alice_home,
-        &[
-            "--name".into(),
-            "alice".into(),
-            "--certs-dir".into(),
-            world.certs().display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{alice_port}"),
-            "--connect".into(),
-            bob.port.to_string(),
-            "--peer-fingerprint".into(),
-            bob_fp,
-        ],
-    );
+    let mut alice = world.restart("alice", alice_port, bob.port, &bob_fp);
     alice.send("transfer x.bin");
     alice.expect(Stream::Stderr, "Sending x.bin: resuming at");
     alice.expect(Stream::Stderr, "sending again from the start");

@@ -3,21 +3,8 @@
 
 mod common;
 
-use common::{Pair, Stream, listing};
+use common::{Pair, Stream, listing, pseudo_random};
 use sha2::{Digest, Sha256};
-
-/// Deterministic bytes that do not repeat with any short period.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))

@@ -21,6 +21,19 @@ pub enum Stream {
     Stderr,
 }
 
+/// Deterministic bytes that do not repeat with any short period.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
 /// The names in `dir`, sorted, for exact assertions about what landed on disk.
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -67,6 +80,26 @@ impl World {
             .to_owned();
         assert_eq!(fingerprint.len(), 64);
         fingerprint
+    }
+
+    /// Starts `name` again in its usual folder, listening on `port` and dialling
+    /// `target` on 127.0.0.1, pinning `peer_fp`: a peer restarted as a user would.
+    pub fn restart(&self, name: &str, port: u16, target: u16, peer_fp: &str) -> Peer {
+        Peer::start(
+            &self.path().join(format!("{name}-home")),
+            &[
+                "--name".into(),
+                name.into(),
+                "--certs-dir".into(),
+                self.certs().display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--connect".into(),
+                target.to_string(),
+                "--peer-fingerprint".into(),
+                peer_fp.into(),
+            ],
+        )
     }
 
     /// The fingerprint of the identity `name`, as `chat fingerprint` prints it.
