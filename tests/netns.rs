@@ -12,130 +12,63 @@ use sha2::{Digest, Sha256};
 /// Two namespaces and the veth pair between them, removed when dropped.
 struct Link {
     namespaces: [String; 2],
+    devices: [String; 2],
 }
 
 impl Link {
     fn create() -> Result<Link, String> {
         let tag = std::process::id() % 10_000;
-        let namespaces = [format!("chat{tag}a"), format!("chat{tag}b")];
-        let link = Link { namespaces };
-        let [a, b] = &link.namespaces;
-        let (va, vb) = (format!("vc{tag}a"), format!("vc{tag}b"));
-        let steps: Vec<Vec<String>> = vec![
-            vec!["netns".into(), "add".into(), a.clone()],
-            vec!["netns".into(), "add".into(), b.clone()],
-            vec![
-                "link".into(),
-                "add".into(),
-                va.clone(),
-                "type".into(),
-                "veth".into(),
-                "peer".into(),
-                "name".into(),
-                vb.clone(),
-            ],
-            vec![
-                "link".into(),
-                "set".into(),
-                va.clone(),
-                "netns".into(),
-                a.clone(),
-            ],
-            vec![
-                "link".into(),
-                "set".into(),
-                vb.clone(),
-                "netns".into(),
-                b.clone(),
-            ],
-            vec![
-                "-n".into(),
-                a.clone(),
-                "addr".into(),
-                "add".into(),
-                "10.203.0.1/24".into(),
-                "dev".into(),
-                va.clone(),
-            ],
-            vec![
-                "-n".into(),
-                b.clone(),
-                "addr".into(),
-                "add".into(),
-                "10.203.0.2/24".into(),
-                "dev".into(),
-                vb.clone(),
-            ],
-            vec![
-                "-n".into(),
-                a.clone(),
-                "link".into(),
-                "set".into(),
-                va.clone(),
-                "up".into(),
-            ],
-            vec![
-                "-n".into(),
-                b.clone(),
-                "link".into(),
-                "set".into(),
-                vb.clone(),
-                "up".into(),
-            ],
-            vec![
-                "-n".into(),
-                a.clone(),
-                "link".into(),
-                "set".into(),
-                "lo".into(),
-                "up".into(),
-            ],
-            vec![
-                "-n".into(),
-                b.clone(),
-                "link".into(),
-                "set".into(),
-                "lo".into(),
-                "up".into(),
-            ],
+        let link = Link {
+            namespaces: [format!("chat{tag}a"), format!("chat{tag}b")],
+            devices: [format!("vc{tag}a"), format!("vc{tag}b")],
+        };
+        let ([a, b], [va, vb]) = (&link.namespaces, &link.devices);
+        let steps = [
+            format!("netns add {a}"),
+            format!("netns add {b}"),
+            format!("link add {va} type veth peer name {vb}"),
+            format!("link set {va} netns {a}"),
+            format!("link set {vb} netns {b}"),
+            format!("-n {a} addr add 10.203.0.1/24 dev {va}"),
+            format!("-n {b} addr add 10.203.0.2/24 dev {vb}"),
+            format!("-n {a} link set {va} up"),
+            format!("-n {b} link set {vb} up"),
+            format!("-n {a} link set lo up"),
+            format!("-n {b} link set lo up"),
         ];
         for step in steps {
-            let output = Command::new("ip")
-                .args(&step)
-                .output()
-                .map_err(|e| format!("ip: {e}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "ip {}: {}",
-                    step.join(" "),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
+            run("ip", &step)?;
         }
         Ok(link)
     }
 
     /// Adds the impairment on both ends; the error says why it could not.
     fn impair(&self) -> Result<(), String> {
-        let tag = std::process::id() % 10_000;
-        for (namespace, device) in self
-            .namespaces
-            .iter()
-            .zip([format!("vc{tag}a"), format!("vc{tag}b")])
-        {
-            let output = Command::new("ip")
-                .args([
-                    "netns", "exec", namespace, "tc", "qdisc", "add", "dev", &device, "root",
-                    "netem",
-                ])
-                .args(["delay", "50ms", "loss", "1%", "reorder", "25%", "50%"])
-                .output()
-                .map_err(|e| format!("tc: {e}"))?;
-            if !output.status.success() {
-                return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-            }
+        for (namespace, device) in self.namespaces.iter().zip(&self.devices) {
+            run(
+                "ip",
+                &format!(
+                    "netns exec {namespace} tc qdisc add dev {device} root netem delay 50ms loss 1% reorder 25% 50%"
+                ),
+            )?;
         }
         Ok(())
+    }
+}
+
+/// Runs `program` with the white-space separated `args`; the error carries its stderr.
+fn run(program: &str, args: &str) -> Result<(), String> {
+    let output = Command::new(program)
+        .args(args.split_whitespace())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 

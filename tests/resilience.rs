@@ -161,25 +161,32 @@ fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
     assert_eq!(common::listing(&bob.workdir), ["film.bin"]);
 }
 
-#[test]
-fn a_restarted_sender_repeating_transfer_resumes_from_the_kept_part() {
+/// Starts alice sending a `size`-byte file called `name` to bob, kills alice once bob
+/// holds at least `held` bytes of it, and restarts alice on the same port. Returns the
+/// restarted alice, bob (who kept the part), the world and the file's bytes.
+fn interrupt_sender(name: &str, size: usize, held: u64, seed: u64) -> (World, Peer, Peer, Vec<u8>) {
     let Pair {
         world,
         mut alice,
         mut bob,
     } = Pair::connect(&[]);
     let bob_fp = world.identity_fingerprint("bob");
-    let data = pseudo_random(128 << 20, 12);
-    std::fs::write(alice.workdir.join("disk.img"), &data).unwrap();
-    alice.send("transfer disk.img");
-    bob.expect(Stream::Stderr, "Receiving disk.img");
-    wait_for_size(&bob.workdir.join("disk.img.part"), 4 << 20);
+    let data = pseudo_random(size, seed);
+    std::fs::write(alice.workdir.join(name), &data).unwrap();
+    alice.send(&format!("transfer {name}"));
+    bob.expect(Stream::Stderr, &format!("Receiving {name}"));
+    wait_for_size(&bob.workdir.join(format!("{name}.part")), held);
     let alice_port = alice.port;
     alice.signal("KILL");
     alice.wait();
-    bob.expect(Stream::Stderr, "Receiving disk.img interrupted");
+    bob.expect(Stream::Stderr, &format!("Receiving {name} interrupted"));
+    let alice = world.restart("alice", alice_port, bob.port, &bob_fp);
+    (world, alice, bob, data)
+}
 
-    let mut alice = world.restart("alice", alice_port, bob.port, &bob_fp);
+#[test]
+fn a_restarted_sender_repeating_transfer_resumes_from_the_kept_part() {
+    let (_world, mut alice, mut bob, data) = interrupt_sender("disk.img", 128 << 20, 4 << 20, 12);
     alice.send("transfer disk.img");
     alice.expect(Stream::Stderr, "Sending disk.img: resuming at");
     bob.expect(Stream::Stderr, "Receiving disk.img: resuming at");
@@ -191,28 +198,13 @@ fn a_restarted_sender_repeating_transfer_resumes_from_the_kept_part() {
 
 #[test]
 fn a_kept_part_that_does_not_match_ends_in_a_clean_full_restart() {
-    let Pair {
-        world,
-        mut alice,
-        mut bob,
-    } = Pair::connect(&[]);
-    let bob_fp = world.identity_fingerprint("bob");
-    let data = pseudo_random(64 << 20, 13);
-    std::fs::write(alice.workdir.join("x.bin"), &data).unwrap();
-    alice.send("transfer x.bin");
-    bob.expect(Stream::Stderr, "Receiving x.bin");
-    wait_for_size(&bob.workdir.join("x.bin.part"), 1 << 20);
-    let alice_port = alice.port;
-    alice.signal("KILL");
-    alice.wait();
-    bob.expect(Stream::Stderr, "Receiving x.bin interrupted");
+    let (_world, mut alice, mut bob, data) = interrupt_sender("x.bin", 64 << 20, 1 << 20, 13);
     // Damage the kept prefix, as a disk error or a meddling user might.
     let part = bob.workdir.join("x.bin.part");
     let mut kept = std::fs::read(&part).unwrap();
     kept[0] ^= 0xff;
     std::fs::write(&part, &kept).unwrap();
 
-    let mut alice = world.restart("alice", alice_port, bob.port, &bob_fp);
     alice.send("transfer x.bin");
     alice.expect(Stream::Stderr, "Sending x.bin: resuming at");
     alice.expect(Stream::Stderr, "sending again from the start");
