@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use chat::frame::{Frame, HEADER_LEN};
 use chat::inbound::ReceiveState;
 use chat::transfer::incoming::ReceiveLimits;
+use chat::transfer::parts::PARTS_DIR;
 use chat::transfer::receiving::Receiving;
 use sha2::{Digest, Sha256};
 
@@ -41,10 +42,7 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
     let root = scratch.join(run.to_string());
     let downloads = root.join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
-    let limits = ReceiveLimits {
-        dir: downloads.clone(),
-        max_file_size: Some(1 << 20),
-    };
+    let limits = ReceiveLimits::new(downloads.clone(), Some(1 << 20));
     let (replies, mut replies_rx) = tokio::sync::mpsc::unbounded_channel();
     let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut files = Receiving::new(limits, "fuzz".into(), replies, events);
@@ -70,6 +68,7 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
                 declared.push((name.clone(), sha256));
                 files
                     .offer(id, &name, size, sha256)
+                    .await
                     .map_err(|e| e.to_string())
             }
             Frame::Chunk { id, data } => files.chunk(id, data).await.map_err(|e| e.to_string()),
@@ -99,7 +98,7 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
     for entry in std::fs::read_dir(&downloads).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".part") || name.ends_with(".part.meta") {
+        if name == PARTS_DIR {
             continue;
         }
         let hash: [u8; 32] = Sha256::digest(std::fs::read(entry.path()).unwrap()).into();

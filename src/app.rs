@@ -156,10 +156,7 @@ async fn peer(config: Config) -> Result<Exit> {
         identity,
         peer,
         target,
-        limits: ReceiveLimits {
-            dir: config.download_dir,
-            max_file_size: config.max_file_size,
-        },
+        limits: ReceiveLimits::new(config.download_dir, config.max_file_size),
         retry_for: config.retry_for,
     };
     let end = session::run(setup, commands_rx, events.clone()).await;

@@ -159,7 +159,7 @@ async fn handle(
             size,
             sha256,
             name,
-        } => files.offer(id, &name, size, sha256)?,
+        } => files.offer(id, &name, size, sha256).await?,
         Frame::Chunk { id, data } => files.chunk(id, data).await?,
         Frame::Cancel { id, reason } => files.cancel(id, &reason).await?,
         other => return Err(InboundError::Unexpected(other.kind())),

@@ -16,6 +16,7 @@ pub mod inbound;
 pub mod input;
 pub mod listener;
 pub mod outbound;
+pub mod platform;
 pub mod sanitize;
 pub mod session;
 pub mod target;

@@ -56,7 +56,7 @@ fn a_full_disk_fails_the_transfer_removes_the_part_and_tells_the_sender() {
     };
     let mut pair = Pair::connect_in(world, &["--download-dir", "full"]);
     // Exactly the free space: the offer passes the free-space check, but the
-    // `.part.meta` beside it takes a page, so the last write hits ENOSPC.
+    // private parts folder and the meta in it take pages, so the last write hits ENOSPC.
     let data = vec![0x5a; 1 << 20];
     std::fs::write(pair.alice.workdir.join("fill.bin"), &data).unwrap();
     pair.alice.send("transfer fill.bin");

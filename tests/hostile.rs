@@ -8,7 +8,7 @@ use chat::frame::{Frame, MAX_PAYLOAD_LEN, VerdictStatus};
 use chat::handshake::{self, Greeting, Link};
 use chat::identity::{self, IdentityFiles};
 use chat::tls;
-use common::{Peer, Stream, World, listing};
+use common::{PARTS_DIR, Peer, Stream, World, kept_counts, listing};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -241,7 +241,8 @@ async fn a_lying_sender_never_gets_a_file_stored() {
         interrupted.contains("incomplete (50000 of 100000 bytes)"),
         "{interrupted}"
     );
-    assert_stored(&scene, &["half.bin.part", "half.bin.part.meta"]);
+    assert_stored(&scene, &[PARTS_DIR]);
+    assert_eq!(kept_counts(&scene.alice.workdir.join("downloads")), (1, 1));
 
     // Chunks for an id never offered, and a reused id, are protocol errors.
     let mut link = scene.dial_as_bob().await;
@@ -287,10 +288,7 @@ async fn a_lying_sender_never_gets_a_file_stored() {
         Some(Frame::Verdict { id: 6, status, .. }) => assert_eq!(status, VerdictStatus::Verified),
         other => panic!("expected a verdict, got {other:?}"),
     }
-    assert_stored(
-        &scene,
-        &["half.bin.part", "half.bin.part.meta", "honest.txt"],
-    );
+    assert_stored(&scene, &[PARTS_DIR, "honest.txt"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,18 +119,6 @@ fn ten_thousand_lines_each_way_arrive_in_order_exactly_once() {
 
 /// Waits, with a deadline, until `path` holds at least `bytes`, so that a kill
 /// lands in the middle of a transfer rather than before it.
-fn wait_for_size(path: &std::path::Path, bytes: u64) {
-    let deadline = std::time::Instant::now() + common::TIMEOUT;
-    while std::fs::metadata(path).map_or(0, |m| m.len()) < bytes {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never grew",
-            path.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
     let Pair {
@@ -143,7 +131,7 @@ fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
     std::fs::write(alice.workdir.join("film.bin"), &data).unwrap();
     alice.send("transfer film.bin");
     bob.expect(Stream::Stderr, "Receiving film.bin");
-    wait_for_size(&bob.workdir.join("film.bin.part"), 4 << 20);
+    common::wait_for_kept_part(&bob.workdir, 4 << 20);
     let bob_port = bob.port;
     bob.signal("KILL");
     bob.wait();
@@ -175,7 +163,7 @@ fn interrupt_sender(name: &str, size: usize, held: u64, seed: u64) -> (World, Pe
     std::fs::write(alice.workdir.join(name), &data).unwrap();
     alice.send(&format!("transfer {name}"));
     bob.expect(Stream::Stderr, &format!("Receiving {name}"));
-    wait_for_size(&bob.workdir.join(format!("{name}.part")), held);
+    common::wait_for_kept_part(&bob.workdir, held);
     let alice_port = alice.port;
     alice.signal("KILL");
     alice.wait();
@@ -200,10 +188,12 @@ fn a_restarted_sender_repeating_transfer_resumes_from_the_kept_part() {
 fn a_kept_part_that_does_not_match_ends_in_a_clean_full_restart() {
     let (_world, mut alice, mut bob, data) = interrupt_sender("x.bin", 64 << 20, 1 << 20, 13);
     // Damage the kept prefix, as a disk error or a meddling user might.
-    let part = bob.workdir.join("x.bin.part");
-    let mut kept = std::fs::read(&part).unwrap();
+    let [part] = &common::kept_parts(&bob.workdir)[..] else {
+        panic!("one kept part expected");
+    };
+    let mut kept = std::fs::read(part).unwrap();
     kept[0] ^= 0xff;
-    std::fs::write(&part, &kept).unwrap();
+    std::fs::write(part, &kept).unwrap();
 
     alice.send("transfer x.bin");
     alice.expect(Stream::Stderr, "Sending x.bin: resuming at");

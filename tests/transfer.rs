@@ -39,11 +39,7 @@ fn files_of_boundary_sizes_arrive_intact() {
             &pseudo_random(size, i as u64),
         );
     }
-    let left: Vec<_> = listing(&pair.bob.workdir)
-        .into_iter()
-        .filter(|name| name.ends_with(".part"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert!(!pair.bob.workdir.join(common::PARTS_DIR).exists());
 }
 
 #[test]
@@ -166,11 +162,10 @@ fn a_sender_killed_mid_transfer_leaves_no_final_file_and_the_receiver_runs_on() 
         .expect(Stream::Stderr, "Receiving huge.bin interrupted");
     assert!(interrupted.contains("kept"), "{interrupted}");
     assert!(pair.bob.is_running());
-    // Only the partial file, clearly named, and its description are left, for a resume.
-    assert_eq!(
-        listing(&pair.bob.workdir),
-        ["huge.bin.part", "huge.bin.part.meta"]
-    );
+    // Only the partial file and its description are left, in the private folder,
+    // for a resume.
+    assert_eq!(listing(&pair.bob.workdir), [common::PARTS_DIR]);
+    assert_eq!(common::kept_counts(&pair.bob.workdir), (1, 1));
     pair.bob.send("still running");
 }
 

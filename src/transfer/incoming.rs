@@ -1,38 +1,51 @@
-//! Receiving one file: a `.part` file created with `create_new`, written and hashed
-//! on its own thread as chunks arrive, then verified and moved to a free final name
-//! without ever replacing a file.
+//! Receiving one file: a private part file (see [`super::parts`]), written and
+//! hashed on its own thread as chunks arrive, then verified and moved to a free final
+//! name without ever replacing a file.
 //!
-//! Beside each `.part` lies a `.part.meta` naming the offer's size and SHA-256. When
-//! the data stops coming (a lost connection, a restart), both are kept, and a later
-//! offer of the same name, size and SHA-256 resumes where they end. On a wrong hash,
-//! a write error or a cancelled offer, both are removed.
+//! When the data stops coming (a lost connection, a restart), the part is kept, and a
+//! later offer of the same name, size and SHA-256 resumes where it ends. On a wrong
+//! hash, a write error or a cancelled offer, it is removed.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::name::{self, NameError};
+use super::parts::{self, Meta, OwnedPart};
+use crate::platform;
 
 /// Chunks buffered between the network and the disk thread: bounds memory per transfer.
 const CHUNKS_IN_FLIGHT: usize = 16;
-/// How many numbered alternatives to try before giving up on a name.
-const MAX_NAME_ATTEMPTS: u32 = 10_000;
-/// How many numbered `.part` files to look at for one to resume.
-const MAX_RESUME_CANDIDATES: u32 = 100;
-const META_HEADER: &str = "chat partial transfer v1";
+/// Files being received or verified at once, across every connection of a session.
+pub const MAX_ACTIVE_TRANSFERS: usize = 4;
 
-/// Where files go and how large they may be.
+/// Where files go, how large they may be, and how many may be in progress at once.
 #[derive(Debug, Clone)]
 pub struct ReceiveLimits {
     pub dir: PathBuf,
     pub max_file_size: Option<u64>,
+    /// One permit per file being received, written or verified.
+    slots: Arc<Semaphore>,
+}
+
+impl ReceiveLimits {
+    pub fn new(dir: PathBuf, max_file_size: Option<u64>) -> Self {
+        ReceiveLimits {
+            dir,
+            max_file_size,
+            slots: Arc::new(Semaphore::new(MAX_ACTIVE_TRANSFERS)),
+        }
+    }
+
+    /// A slot for one more file, if fewer than [`MAX_ACTIVE_TRANSFERS`] are in progress.
+    pub fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
 }
 
 /// Why an offer is refused before any data is accepted.
@@ -87,37 +100,43 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Validates an offer and opens its `.part` file. `progress` is called from the
-    /// disk thread with the number of bytes written so far.
+    /// Validates an offer and opens its part file. This touches the disk: call it
+    /// off the async runtime. `progress` is called from the disk thread with the
+    /// number of bytes written so far. `slot` is held until the outcome is known.
     pub fn start(
         limits: &ReceiveLimits,
         offered_name: &str,
         size: u64,
         sha256: [u8; 32],
+        slot: OwnedSemaphorePermit,
         progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<Incoming, RefuseReason> {
         let name = name::sanitize(offered_name)?;
         if let Some(max) = limits.max_file_size.filter(|max| size > *max) {
             return Err(RefuseReason::TooLarge { size, max });
         }
-        let resumable = find_resumable(&limits.dir, &name, size, sha256)?;
-        let offset = resumable.as_ref().map_or(0, |(_, _, held)| *held);
-        let available = free_space(&limits.dir)?;
+        let meta = Meta {
+            name: name.clone(),
+            size,
+            sha256,
+        };
+        let resumable = parts::find_resumable(&limits.dir, &meta)?;
+        let offset = resumable.as_ref().map_or(0, |part| part.held);
+        let available = platform::free_space(&limits.dir)?;
         if size - offset > available {
             return Err(RefuseReason::NoRoom {
                 size: size - offset,
                 available,
             });
         }
-        let (file, part) = match resumable {
-            Some((file, part, _)) => (file, part),
-            None => create_part(&limits.dir, &name, size, sha256)?,
+        let part = match resumable {
+            Some(part) => part,
+            None => parts::create(&limits.dir, &meta)?,
         };
         let (chunks, chunks_rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let (outcome_tx, outcome) = oneshot::channel();
         let keep_partial = Arc::new(AtomicBool::new(true));
         let job = DiskJob {
-            file,
             part,
             dir: limits.dir.clone(),
             name: name.clone(),
@@ -126,9 +145,13 @@ impl Incoming {
             offset,
             keep_partial: keep_partial.clone(),
         };
-        std::thread::spawn(move || {
-            let _ = outcome_tx.send(job.run(chunks_rx, progress));
-        });
+        std::thread::Builder::new()
+            .name("chat-disk".into())
+            .spawn(move || {
+                let outcome = job.run(chunks_rx, progress);
+                drop(slot);
+                let _ = outcome_tx.send(outcome);
+            })?;
         Ok(Incoming {
             name,
             size,
@@ -165,7 +188,7 @@ impl Incoming {
     }
 
     /// After the last chunk, or to stop early: waits for the outcome. Stopping early
-    /// keeps the `.part` for a resume if `keep_partial`, and removes it otherwise.
+    /// keeps the part for a resume if `keep_partial`, and removes it otherwise.
     pub async fn finish(self, keep_partial: bool) -> Outcome {
         let Incoming {
             chunks,
@@ -187,9 +210,11 @@ impl Incoming {
     }
 }
 
+/// The disk thread's work. It owns the part (and so its lock) from start to end:
+/// the hash it checks is of the bytes written through, or read back from, the very
+/// file it renames.
 struct DiskJob {
-    file: File,
-    part: PathBuf,
+    part: OwnedPart,
     dir: PathBuf,
     name: String,
     size: u64,
@@ -206,30 +231,27 @@ impl DiskJob {
     ) -> Outcome {
         let mut hasher = Sha256::new();
         if let Err(err) = self.hash_kept_prefix(&mut hasher) {
-            self.discard();
-            return Outcome::Failed(format!(
-                "reading the kept {} failed: {err}",
-                self.part.display()
-            ));
+            self.part.discard();
+            return Outcome::Failed(format!("reading the kept part failed: {err}"));
         }
         let mut written = self.offset;
         while let Some(data) = chunks.blocking_recv() {
-            if let Err(err) = self.file.write_all(&data) {
-                self.discard();
-                return Outcome::Failed(format!("writing {} failed: {err}", self.part.display()));
+            if let Err(err) = self.part.file.write_all(&data) {
+                self.part.discard();
+                return Outcome::Failed(format!("writing the file failed: {err}"));
             }
             hasher.update(&data);
             written += data.len() as u64;
             progress(written);
         }
         if written != self.size {
-            if self.keep_partial.load(Ordering::SeqCst) && self.file.sync_data().is_ok() {
+            if self.keep_partial.load(Ordering::SeqCst) && self.part.file.sync_data().is_ok() {
                 return Outcome::Interrupted {
-                    part: self.part.clone(),
+                    part: self.part.path.clone(),
                     received: written,
                 };
             }
-            self.discard();
+            self.part.discard();
             return Outcome::Failed(format!(
                 "incomplete: {written} of {} bytes arrived",
                 self.size
@@ -237,32 +259,31 @@ impl DiskJob {
         }
         let actual: [u8; 32] = hasher.finalize().into();
         if actual != self.sha256 {
-            self.discard();
+            self.part.discard();
             return Outcome::Corrupt {
                 expected: self.sha256,
                 actual,
             };
         }
-        match self.file.sync_all().and_then(|()| self.place()) {
-            Ok(path) => {
-                let _ = std::fs::remove_file(meta_path(&self.part));
-                Outcome::Saved {
-                    path,
-                    sha256: self.sha256,
-                }
-            }
-            Err(err) => {
-                self.discard();
-                Outcome::Failed(format!("storing the file failed: {err}"))
-            }
+        if let Err(err) = self.part.file.sync_all() {
+            self.part.discard();
+            return Outcome::Failed(format!("storing the file failed: {err}"));
+        }
+        match self.part.place(&self.dir, &self.name) {
+            Ok(path) => Outcome::Saved {
+                path,
+                sha256: self.sha256,
+            },
+            Err(err) => Outcome::Failed(format!("storing the file failed: {err}")),
         }
     }
 
     /// Feeds the bytes kept from an interrupted transfer to the hash, and positions
     /// the file after them.
     fn hash_kept_prefix(&mut self, hasher: &mut Sha256) -> io::Result<()> {
-        self.file.seek(SeekFrom::Start(0))?;
-        let mut kept = (&self.file).take(self.offset);
+        let file = &mut self.part.file;
+        file.seek(SeekFrom::Start(0))?;
+        let mut kept = (&*file).take(self.offset);
         let mut buffer = vec![0u8; 1 << 20];
         loop {
             let read = kept.read(&mut buffer)?;
@@ -271,165 +292,28 @@ impl DiskJob {
             }
             hasher.update(&buffer[..read]);
         }
-        self.file.seek(SeekFrom::Start(self.offset))?;
+        file.seek(SeekFrom::Start(self.offset))?;
         Ok(())
     }
-
-    fn discard(&self) {
-        let _ = std::fs::remove_file(&self.part);
-        let _ = std::fs::remove_file(meta_path(&self.part));
-    }
-
-    /// Moves the verified `.part` to the first free name, never replacing a file.
-    fn place(&self) -> io::Result<PathBuf> {
-        for n in 0..MAX_NAME_ATTEMPTS {
-            let target = self.dir.join(name::numbered(&self.name, n));
-            match rename_no_replace(&self.part, &target) {
-                Ok(()) => {
-                    if let Ok(dir) = File::open(&self.dir) {
-                        let _ = dir.sync_all();
-                    }
-                    return Ok(target);
-                }
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(err) => return Err(err),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "no free file name left",
-        ))
-    }
-}
-
-/// `renameat2(RENAME_NOREPLACE)`, or a hard link and unlink where the file system
-/// lacks it; either fails with `AlreadyExists` rather than replace `to`.
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    use rustix::fs::{CWD, RenameFlags, renameat_with};
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
-            std::fs::hard_link(from, to)?;
-            std::fs::remove_file(from)
-        }
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// Creates `<name>.part` and its `.meta`, or `<name (n)>.part` if either is taken,
-/// never opening an existing file.
-fn create_part(dir: &Path, name: &str, size: u64, sha256: [u8; 32]) -> io::Result<(File, PathBuf)> {
-    for n in 0..MAX_NAME_ATTEMPTS {
-        let part = dir.join(format!("{}.part", name::numbered(name, n)));
-        if meta_path(&part).exists() {
-            continue;
-        }
-        let file = match OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&part)
-        {
-            Ok(file) => file,
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(err),
-        };
-        if !lock(&file) {
-            return Err(io::Error::other("cannot lock a new .part file"));
-        }
-        let meta = format!(
-            "{META_HEADER}\nsize {size}\nsha256 {}\n",
-            hex::encode(sha256)
-        );
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(meta_path(&part))
-            .and_then(|mut file| file.write_all(meta.as_bytes()));
-        match written {
-            Ok(()) => return Ok((file, part)),
-            Err(err) => {
-                let _ = std::fs::remove_file(&part);
-                if err.kind() != io::ErrorKind::AlreadyExists {
-                    return Err(err);
-                }
-            }
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "no free .part name left",
-    ))
-}
-
-/// A kept `.part` for this name whose `.meta` names the same size and SHA-256:
-/// the open file, its path and how many bytes it holds. Symbolic links are not followed.
-fn find_resumable(
-    dir: &Path,
-    name: &str,
-    size: u64,
-    sha256: [u8; 32],
-) -> io::Result<Option<(File, PathBuf, u64)>> {
-    let wanted = format!(
-        "{META_HEADER}\nsize {size}\nsha256 {}\n",
-        hex::encode(sha256)
-    );
-    for n in 0..MAX_RESUME_CANDIDATES {
-        let part = dir.join(format!("{}.part", name::numbered(name, n)));
-        let Ok(meta) = std::fs::read_to_string(meta_path(&part)) else {
-            continue;
-        };
-        if meta != wanted {
-            continue;
-        }
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&part)
-        {
-            Ok(file) => file,
-            Err(_) => continue,
-        };
-        // A part still being written or verified by another transfer is locked:
-        // resuming it could write into a file after it was verified and renamed.
-        if !lock(&file) {
-            continue;
-        }
-        let metadata = file.metadata()?;
-        if metadata.is_file() && metadata.len() <= size {
-            return Ok(Some((file, part, metadata.len())));
-        }
-    }
-    Ok(None)
-}
-
-/// Takes the exclusive lock that marks a `.part` as owned by one transfer, in this
-/// process or another; it is released when the file is closed.
-fn lock(file: &File) -> bool {
-    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
-}
-
-fn meta_path(part: &Path) -> PathBuf {
-    let mut name = part.file_name().unwrap_or_default().to_owned();
-    name.push(".meta");
-    part.with_file_name(name)
-}
-
-fn free_space(dir: &Path) -> io::Result<u64> {
-    let stats = rustix::fs::statvfs(dir)?;
-    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn limits(dir: &Path) -> ReceiveLimits {
-        ReceiveLimits {
-            dir: dir.to_owned(),
-            max_file_size: Some(1 << 20),
-        }
+        ReceiveLimits::new(dir.to_owned(), Some(1 << 20))
+    }
+
+    fn start(
+        limits: &ReceiveLimits,
+        name: &str,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Result<Incoming, RefuseReason> {
+        let slot = limits.try_slot().expect("a free slot");
+        Incoming::start(limits, name, size, sha256, slot, |_| {})
     }
 
     fn sha(data: &[u8]) -> [u8; 32] {
@@ -450,8 +334,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
         let data = b"hello world".to_vec();
-        let mut incoming =
-            Incoming::start(&limits(dir.path()), "a.txt", 11, sha(&data), |_| {}).unwrap();
+        let mut incoming = start(&limits(dir.path()), "a.txt", 11, sha(&data)).unwrap();
         assert_eq!(incoming.write(data[..5].to_vec()).await, Ok(None));
         assert_eq!(incoming.write(data[5..].to_vec()).await, Ok(None));
         assert!(incoming.is_complete());
@@ -469,10 +352,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn received_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut incoming = start(&limits(dir.path()), "p", 1, sha(b"p")).unwrap();
+        incoming.write(b"p".to_vec()).await.unwrap();
+        incoming.finish(true).await;
+        let mode = std::fs::metadata(dir.path().join("p"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
     async fn wrong_hash_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut incoming =
-            Incoming::start(&limits(dir.path()), "b", 3, sha(b"abc"), |_| {}).unwrap();
+        let mut incoming = start(&limits(dir.path()), "b", 3, sha(b"abc")).unwrap();
         incoming.write(b"abd".to_vec()).await.unwrap();
         assert!(matches!(
             incoming.finish(true).await,
@@ -484,8 +380,7 @@ mod tests {
     #[tokio::test]
     async fn excess_bytes_are_refused_and_early_end_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut incoming =
-            Incoming::start(&limits(dir.path()), "c", 3, sha(b"abc"), |_| {}).unwrap();
+        let mut incoming = start(&limits(dir.path()), "c", 3, sha(b"abc")).unwrap();
         assert_eq!(
             incoming.write(b"abcd".to_vec()).await,
             Err(Overflow {
@@ -494,7 +389,7 @@ mod tests {
             })
         );
         incoming.write(b"ab".to_vec()).await.unwrap();
-        assert_eq!(files_in(dir.path()), ["c.part", "c.part.meta"]);
+        assert_eq!(files_in(dir.path()), [parts::PARTS_DIR]);
         assert!(matches!(incoming.finish(false).await, Outcome::Failed(_)));
         assert!(files_in(dir.path()).is_empty());
     }
@@ -504,12 +399,11 @@ mod tests {
         // Found by the fuzzer: the same offer twice in a row, the second arriving
         // while the first is being verified, must not write into the first file.
         let dir = tempfile::tempdir().unwrap();
+        let limits = limits(dir.path());
         let data = b"hello fuzz".to_vec();
-        let mut first =
-            Incoming::start(&limits(dir.path()), "a.txt", 10, sha(&data), |_| {}).unwrap();
+        let mut first = start(&limits, "a.txt", 10, sha(&data)).unwrap();
         first.write(data.clone()).await.unwrap();
-        let mut second =
-            Incoming::start(&limits(dir.path()), "a.txt", 10, sha(&data), |_| {}).unwrap();
+        let mut second = start(&limits, "a.txt", 10, sha(&data)).unwrap();
         assert_eq!(second.offset, 0);
         second.write(b"hello fezz".to_vec()).await.unwrap();
         assert!(matches!(first.finish(true).await, Outcome::Saved { .. }));
@@ -521,26 +415,21 @@ mod tests {
     #[tokio::test]
     async fn an_interrupted_file_resumes_only_for_the_same_size_and_hash() {
         let dir = tempfile::tempdir().unwrap();
+        let limits = limits(dir.path());
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-        let mut first =
-            Incoming::start(&limits(dir.path()), "r.bin", 100_000, sha(&data), |_| {}).unwrap();
+        let mut first = start(&limits, "r.bin", 100_000, sha(&data)).unwrap();
         first.write(data[..30_000].to_vec()).await.unwrap();
-        let kept = first.finish(true).await;
-        assert_eq!(
-            kept,
-            Outcome::Interrupted {
-                part: dir.path().join("r.bin.part"),
-                received: 30_000
-            }
-        );
+        let Outcome::Interrupted { part, received } = first.finish(true).await else {
+            panic!("an interrupted transfer keeps its part");
+        };
+        assert_eq!(received, 30_000);
+        assert_eq!(part.parent().unwrap(), dir.path().join(parts::PARTS_DIR));
 
-        let other =
-            Incoming::start(&limits(dir.path()), "r.bin", 100_000, sha(b"other"), |_| {}).unwrap();
+        let other = start(&limits, "r.bin", 100_000, sha(b"other")).unwrap();
         assert_eq!(other.offset, 0, "a different hash never resumes");
         other.finish(false).await;
 
-        let mut resumed =
-            Incoming::start(&limits(dir.path()), "r.bin", 100_000, sha(&data), |_| {}).unwrap();
+        let mut resumed = start(&limits, "r.bin", 100_000, sha(&data)).unwrap();
         assert_eq!(resumed.offset, 30_000);
         assert_eq!(resumed.remaining(), 70_000);
         resumed.write(data[30_000..].to_vec()).await.unwrap();
@@ -552,19 +441,16 @@ mod tests {
     #[tokio::test]
     async fn refuses_bad_names_and_oversized_offers_before_creating_anything() {
         let dir = tempfile::tempdir().unwrap();
-        let refuse =
-            |name: &str, size| Incoming::start(&limits(dir.path()), name, size, [0; 32], |_| {});
+        let limits = limits(dir.path());
+        let refuse = |name: &str, size| start(&limits, name, size, [0; 32]);
         assert!(matches!(refuse("../x", 1), Err(RefuseReason::Name(_))));
         assert!(matches!(
             refuse("x", (1 << 20) + 1),
             Err(RefuseReason::TooLarge { .. })
         ));
-        let unlimited = ReceiveLimits {
-            dir: dir.path().to_owned(),
-            max_file_size: None,
-        };
+        let unlimited = ReceiveLimits::new(dir.path().to_owned(), None);
         assert!(matches!(
-            Incoming::start(&unlimited, "x", u64::MAX, [0; 32], |_| {}),
+            start(&unlimited, "x", u64::MAX, [0; 32]),
             Err(RefuseReason::NoRoom { .. })
         ));
         assert!(files_in(dir.path()).is_empty());
@@ -573,8 +459,7 @@ mod tests {
     #[tokio::test]
     async fn empty_file_is_verified_without_chunks() {
         let dir = tempfile::tempdir().unwrap();
-        let incoming =
-            Incoming::start(&limits(dir.path()), ".hidden", 0, sha(b""), |_| {}).unwrap();
+        let incoming = start(&limits(dir.path()), ".hidden", 0, sha(b"")).unwrap();
         assert!(incoming.is_complete());
         let outcome = incoming.finish(true).await;
         assert_eq!(
@@ -585,5 +470,72 @@ mod tests {
             }
         );
         assert_eq!(std::fs::read(dir.path().join("_hidden")).unwrap(), b"");
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_held_until_the_file_is_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = limits(dir.path());
+        let held: Vec<_> = (0..MAX_ACTIVE_TRANSFERS)
+            .map(|i| start(&limits, &format!("f{i}"), 0, sha(b"")).unwrap())
+            .collect();
+        assert!(limits.try_slot().is_none(), "empty files count too");
+        for incoming in held {
+            incoming.finish(true).await;
+        }
+        assert!(limits.try_slot().is_some());
+    }
+
+    /// Same-name offers, some honest, some lying about their hash, some cut short,
+    /// interleaved on many threads: every stored file holds exactly the bytes whose
+    /// hash its outcome reports, and that hash is the honest one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn interleaved_same_name_offers_never_store_bytes_under_a_wrong_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let honest = sha(&data);
+        let mut tasks = Vec::new();
+        for worker in 0..MAX_ACTIVE_TRANSFERS {
+            let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+            let data = data.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut saved = Vec::new();
+                for round in 0..40 {
+                    let kind = (worker + round) % 3;
+                    let slot = limits.try_slot().unwrap();
+                    let claimed = if kind == 1 { sha(b"a lie") } else { honest };
+                    let mut incoming =
+                        Incoming::start(&limits, "r.bin", 200_000, claimed, slot, |_| {}).unwrap();
+                    let offset = incoming.offset as usize;
+                    let end = if kind == 2 {
+                        offset.max(100_000)
+                    } else {
+                        200_000
+                    };
+                    for chunk in data[offset..end].chunks(65_536) {
+                        incoming.write(chunk.to_vec()).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    if let Outcome::Saved { path, sha256 } = incoming.finish(true).await {
+                        saved.push((path, sha256));
+                    }
+                }
+                saved
+            }));
+        }
+        let mut stored = 0;
+        for task in tasks {
+            for (path, reported) in task.await.unwrap() {
+                assert_eq!(reported, honest, "{}", path.display());
+                assert_eq!(
+                    sha(&std::fs::read(&path).unwrap()),
+                    reported,
+                    "{}",
+                    path.display()
+                );
+                stored += 1;
+            }
+        }
+        assert!(stored > 0);
     }
 }

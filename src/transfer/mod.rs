@@ -4,6 +4,7 @@
 pub mod incoming;
 pub mod name;
 pub mod outgoing;
+pub mod parts;
 pub mod receiving;
 pub mod sending;
 

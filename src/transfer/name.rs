@@ -19,6 +19,8 @@ pub enum NameError {
     TooLong,
     #[error("the file name {0:?} is a reserved device name")]
     DeviceName(String),
+    #[error("the file name {0:?} ends like an unfinished transfer (.part, .part.meta)")]
+    PartSuffix(String),
 }
 
 /// Windows device names, refused with or without an extension so that a file
@@ -56,6 +58,10 @@ pub fn sanitize(offered: &str) -> Result<String, NameError> {
         .any(|device| device.eq_ignore_ascii_case(stem))
     {
         return Err(NameError::DeviceName(offered.to_owned()));
+    }
+    let lowercase = offered.to_lowercase();
+    if lowercase.ends_with(".part") || lowercase.ends_with(".part.meta") {
+        return Err(NameError::PartSuffix(offered.to_owned()));
     }
     let visible_from = offered.len() - offered.trim_start_matches('.').len();
     Ok(format!(
@@ -140,6 +146,17 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn refuses_names_of_unfinished_transfers() {
+        for name in ["movie.mkv.part", "movie.mkv.part.meta", "x.PART", ".part"] {
+            assert!(
+                matches!(sanitize(name), Err(NameError::PartSuffix(_))),
+                "{name}"
+            );
+        }
+        assert!(sanitize("partition.img").is_ok());
     }
 
     #[test]

@@ -5,13 +5,10 @@ use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 
-use super::incoming::{Incoming, Outcome, ReceiveLimits};
+use super::incoming::{Incoming, MAX_ACTIVE_TRANSFERS, Outcome, ReceiveLimits};
 use super::{ProgressReporter, TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase};
 use crate::frame::{Frame, VerdictStatus};
-
-/// Offers that may be receiving at once; more are refused.
-pub const MAX_ACTIVE_TRANSFERS: usize = 4;
 
 /// Transfers arriving on one connection.
 pub struct Receiving {
@@ -41,8 +38,10 @@ impl Receiving {
         }
     }
 
-    /// Handles an `Offer`: accept it, or refuse it with a `Verdict` and a message on both sides.
-    pub fn offer(
+    /// Handles an `Offer`: accept it, or refuse it with a `Verdict` and a message on both
+    /// sides. The disk work runs off the async runtime, and reading from the
+    /// connection waits for it.
+    pub async fn offer(
         &mut self,
         id: u64,
         name: &str,
@@ -52,21 +51,31 @@ impl Receiving {
         if self.active.contains_key(&id) || self.discarding.contains_key(&id) {
             return Err(TransferViolation::ReusedId(id));
         }
-        if self.active.len() >= MAX_ACTIVE_TRANSFERS {
+        let Some(slot) = self.limits.try_slot() else {
             self.refuse(
                 id,
                 name,
                 format!("more than {MAX_ACTIVE_TRANSFERS} transfers at once"),
             );
             return Ok(());
-        }
+        };
         let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size);
-        let incoming = match Incoming::start(&self.limits, name, size, sha256, move |done| {
-            progress.update(done)
-        }) {
-            Ok(incoming) => incoming,
-            Err(reason) => {
+        let limits = self.limits.clone();
+        let offered = name.to_owned();
+        let started = tokio::task::spawn_blocking(move || {
+            Incoming::start(&limits, &offered, size, sha256, slot, move |done| {
+                progress.update(done)
+            })
+        })
+        .await;
+        let incoming = match started {
+            Ok(Ok(incoming)) => incoming,
+            Ok(Err(reason)) => {
                 self.refuse(id, name, reason.to_string());
+                return Ok(());
+            }
+            Err(panicked) => {
+                self.refuse(id, name, format!("the receiver failed: {panicked}"));
                 return Ok(());
             }
         };

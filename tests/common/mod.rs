@@ -44,6 +44,53 @@ pub fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The folder inside a download folder where unfinished transfers are kept.
+pub const PARTS_DIR: &str = ".chat-parts";
+
+/// The kept part files (without their metas) under `download_dir`, sorted.
+pub fn kept_parts(download_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(download_dir.join(PARTS_DIR)) else {
+        return Vec::new();
+    };
+    let mut parts: Vec<PathBuf> = entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "part"))
+        .collect();
+    parts.sort();
+    parts
+}
+
+/// What the private parts folder holds: how many parts and how many metas.
+pub fn kept_counts(download_dir: &Path) -> (usize, usize) {
+    let names = match std::fs::read_dir(download_dir.join(PARTS_DIR)) {
+        Ok(_) => listing(&download_dir.join(PARTS_DIR)),
+        Err(_) => Vec::new(),
+    };
+    let parts = names.iter().filter(|name| name.ends_with(".part")).count();
+    let metas = names.iter().filter(|name| name.ends_with(".meta")).count();
+    (parts, metas)
+}
+
+/// Waits, with a deadline, until one kept part under `download_dir` holds at least
+/// `bytes`, and returns its path.
+pub fn wait_for_kept_part(download_dir: &Path, bytes: u64) -> PathBuf {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let grown = kept_parts(download_dir)
+            .into_iter()
+            .find(|part| std::fs::metadata(part).map_or(0, |m| m.len()) >= bytes);
+        if let Some(part) = grown {
+            return part;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no kept part in {} grew to {bytes} bytes",
+            download_dir.display()
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A temporary folder holding identities and the peers' working directories.
 pub struct World {
     pub dir: tempfile::TempDir,

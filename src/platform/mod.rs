@@ -1,0 +1,8 @@
+//! Every call whose form differs between operating systems: private files and
+//! folders, opening without following links, locks, renames that never replace, and
+//! free space. The rest of the code stays free of `cfg`.
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::*;

@@ -1,0 +1,113 @@
+//! The Unix side of [`crate::platform`].
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use rustix::fs::{CWD, OFlags, RenameFlags, renameat_with};
+
+/// Creates a file that did not exist, readable and writable by its owner alone.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
+/// Opens an existing file that must be ours alone: the last component is never
+/// followed if it is a link, a FIFO or device never blocks the open, and the open
+/// handle must be a regular file owned by us with no other hard link (a second link
+/// could make our writes land in a file outside our folder).
+pub fn open_private_file(path: &Path, write: bool) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.file_type().is_file() {
+        return Err(refused(path, "is not a regular file"));
+    }
+    if metadata.uid() != rustix::process::geteuid().as_raw() {
+        return Err(refused(path, "belongs to another user"));
+    }
+    if metadata.nlink() != 1 {
+        return Err(refused(path, "has other hard links"));
+    }
+    Ok(file)
+}
+
+/// Creates `path` as a folder only its owner can enter, or checks that the existing
+/// one is exactly that: a real folder (not a link), ours, closed to everyone else.
+pub fn ensure_private_dir(path: &Path) -> io::Result<()> {
+    match DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => return Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err),
+    }
+    let metadata = std::fs::symlink_metadata(path)?;
+    if !metadata.file_type().is_dir() {
+        return Err(refused(path, "is not a folder"));
+    }
+    if metadata.uid() != rustix::process::geteuid().as_raw() {
+        return Err(refused(path, "belongs to another user"));
+    }
+    if metadata.permissions().mode() & 0o077 != 0 {
+        return Err(refused(
+            path,
+            &format!(
+                "is open to other users (mode {:o}); run: chmod 700 {}",
+                metadata.permissions().mode() & 0o777,
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// True when `path` (not followed if it is a link) is the very file `file` is open on.
+pub fn is_same_file(file: &File, path: &Path) -> io::Result<bool> {
+    let open = file.metadata()?;
+    let named = match std::fs::symlink_metadata(path) {
+        Ok(named) => named,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    Ok(open.dev() == named.dev() && open.ino() == named.ino())
+}
+
+/// Moves `from` to `to`, failing with `AlreadyExists` rather than replace `to`:
+/// `renameat2(RENAME_NOREPLACE)`, or a hard link and unlink where the file system
+/// lacks it.
+pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Makes a rename or removal in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Bytes an unprivileged user may still write under `dir`.
+pub fn free_space(dir: &Path) -> io::Result<u64> {
+    let stats = rustix::fs::statvfs(dir)?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+fn refused(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{} {why}", path.display()),
+    )
+}

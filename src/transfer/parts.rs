@@ -1,0 +1,375 @@
+//! Unfinished transfers, kept where no received name can reach: a private folder
+//! `.chat-parts` (mode 0700) inside the download folder. Each transfer writes its own
+//! part file under a random name, `<32 hex digits>.part`, beside a `.meta` that names
+//! the offer (file name, size, SHA-256) it belongs to.
+//!
+//! Ownership is a lock on the open part file. Whoever holds it is the only one who may
+//! write, remove or rename that part, and a lock taken on a part that is no longer at
+//! its path (because its owner finished with it first) is worth nothing: [`claim`]
+//! checks, after locking, that the path still names the locked file. Together with
+//! names that are never reused, that makes it impossible for one transfer to write
+//! into, verify or rename another transfer's bytes.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::name;
+use crate::platform;
+
+/// The private folder's name. Received names never start with a dot.
+pub const PARTS_DIR: &str = ".chat-parts";
+const META_HEADER: &str = "chat partial transfer v2";
+/// A meta is four short lines; anything larger was not written by us.
+const MAX_META_LEN: u64 = 512;
+/// How many kept parts one offer looks through for one to resume.
+const MAX_KEPT_PARTS: usize = 1000;
+/// How many times a free final name is looked for when others take it meanwhile.
+const MAX_PLACE_ATTEMPTS: u32 = 8;
+/// How many numbered alternatives a name has.
+const MAX_NAME_NUMBER: u32 = 100_000;
+
+/// What a kept part holds: the offer it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub name: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+impl Meta {
+    fn encode(&self) -> String {
+        format!(
+            "{META_HEADER}\nsize {}\nsha256 {}\nname {}\n",
+            self.size,
+            hex::encode(self.sha256),
+            self.name
+        )
+    }
+
+    /// The exact format [`Meta::encode`] writes, or nothing.
+    fn parse(text: &str) -> Option<Meta> {
+        let mut lines = text.strip_suffix('\n')?.split('\n');
+        if lines.next()? != META_HEADER {
+            return None;
+        }
+        let size = lines.next()?.strip_prefix("size ")?;
+        let sha256 = lines.next()?.strip_prefix("sha256 ")?;
+        let name = lines.next()?.strip_prefix("name ")?;
+        if lines.next().is_some() || size.starts_with('+') {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(sha256, &mut digest).ok()?;
+        Some(Meta {
+            name: name.to_owned(),
+            size: size.parse().ok()?,
+            sha256: digest,
+        })
+    }
+}
+
+/// A part file this transfer owns: open, locked, and still at `path`.
+#[derive(Debug)]
+pub struct OwnedPart {
+    pub file: File,
+    pub path: PathBuf,
+    /// Bytes it already holds.
+    pub held: u64,
+}
+
+/// A kept part whose meta matches an offer, open but not yet locked.
+#[derive(Debug)]
+pub struct Candidate {
+    file: File,
+    path: PathBuf,
+}
+
+/// Starts a new part for `meta` under a name nobody has used.
+pub fn create(dir: &Path, meta: &Meta) -> io::Result<OwnedPart> {
+    let parts = dir.join(PARTS_DIR);
+    let path = parts.join(format!("{}.part", random_hex()));
+    // Another transfer may remove the folder once it is empty, between our two steps.
+    let mut attempts = 0;
+    let file = loop {
+        platform::ensure_private_dir(&parts)?;
+        match platform::create_private_file(&path) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            result => break result?,
+        }
+    };
+    if file.try_lock().is_err() {
+        let _ = std::fs::remove_file(&path);
+        return Err(io::Error::other("cannot lock a new part file"));
+    }
+    let written = platform::create_private_file(&meta_path(&path))
+        .and_then(|mut meta_file| meta_file.write_all(meta.encode().as_bytes()));
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(meta_path(&path));
+        let _ = std::fs::remove_file(&path);
+        return Err(err);
+    }
+    Ok(OwnedPart {
+        file,
+        path,
+        held: 0,
+    })
+}
+
+/// A kept part of this very offer that no other transfer owns, locked for us.
+pub fn find_resumable(dir: &Path, meta: &Meta) -> io::Result<Option<OwnedPart>> {
+    for candidate in candidates(dir, meta)? {
+        if let Some(owned) = claim(candidate, meta.size)? {
+            return Ok(Some(owned));
+        }
+    }
+    Ok(None)
+}
+
+/// Kept parts whose meta names this offer, opened without following links. A part
+/// or meta we did not create (another owner, a link, a FIFO, a second hard link, an
+/// oversized meta) is passed over.
+pub fn candidates(dir: &Path, meta: &Meta) -> io::Result<Vec<Candidate>> {
+    let parts = dir.join(PARTS_DIR);
+    let entries = match std::fs::read_dir(&parts) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    platform::ensure_private_dir(&parts)?;
+    let mut found = Vec::new();
+    for entry in entries.take(MAX_KEPT_PARTS) {
+        let meta_file = entry?.path();
+        if meta_file.extension().is_none_or(|ext| ext != "meta") {
+            continue;
+        }
+        if read_meta(&meta_file).ok().as_ref() != Some(meta) {
+            continue;
+        }
+        let path = meta_file.with_extension("part");
+        if let Ok(file) = platform::open_private_file(&path, true) {
+            found.push(Candidate { file, path });
+        }
+    }
+    Ok(found)
+}
+
+/// Locks a candidate. The lock only counts if the part is still where it was found
+/// and still has its meta: an owner renames or removes a part only while holding
+/// the lock, so after locking, a part that moved is one we must not touch.
+pub fn claim(candidate: Candidate, size: u64) -> io::Result<Option<OwnedPart>> {
+    let Candidate { file, path } = candidate;
+    if file.try_lock().is_err() {
+        return Ok(None);
+    }
+    if !platform::is_same_file(&file, &path)?
+        || std::fs::symlink_metadata(meta_path(&path)).is_err()
+    {
+        return Ok(None);
+    }
+    let held = file.metadata()?.len();
+    if held > size {
+        return Ok(None);
+    }
+    Ok(Some(OwnedPart { file, path, held }))
+}
+
+impl OwnedPart {
+    /// Removes the part and its meta.
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(meta_path(&self.path));
+        let _ = std::fs::remove_file(&self.path);
+        remove_parts_dir_if_empty(&self.path);
+    }
+
+    /// Moves this part, verified by its owner, to the first free variant of `name`
+    /// in `dir`, never replacing a file. The meta goes first, so the part can never
+    /// again be taken for one to resume.
+    pub fn place(self, dir: &Path, name: &str) -> io::Result<PathBuf> {
+        if !platform::is_same_file(&self.file, &self.path)? {
+            return Err(io::Error::other("the part file was moved by someone else"));
+        }
+        std::fs::remove_file(meta_path(&self.path))?;
+        for _ in 0..MAX_PLACE_ATTEMPTS {
+            let target = dir.join(first_free_name(dir, name)?);
+            match platform::rename_no_replace(&self.path, &target) {
+                Ok(()) => {
+                    let _ = platform::sync_dir(dir);
+                    remove_parts_dir_if_empty(&self.path);
+                    return Ok(target);
+                }
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) => {
+                    let _ = std::fs::remove_file(&self.path);
+                    return Err(err);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&self.path);
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "other files kept taking the free name",
+        ))
+    }
+}
+
+/// `name`, or `name (n).ext` with the smallest `n` not taken, from one listing.
+fn first_free_name(dir: &Path, name: &str) -> io::Result<String> {
+    let taken: HashSet<_> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|entry| entry.file_name()))
+        .collect();
+    (0..MAX_NAME_NUMBER)
+        .map(|n| name::numbered(name, n))
+        .find(|candidate| !taken.contains(std::ffi::OsStr::new(candidate)))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::AlreadyExists, "no free file name left"))
+}
+
+fn read_meta(path: &Path) -> io::Result<Meta> {
+    let file = platform::open_private_file(path, false)?;
+    let mut text = String::new();
+    file.take(MAX_META_LEN + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_META_LEN {
+        return Err(io::Error::other("meta file too large"));
+    }
+    Meta::parse(&text).ok_or_else(|| io::Error::other("not a meta file"))
+}
+
+fn meta_path(part: &Path) -> PathBuf {
+    part.with_extension("meta")
+}
+
+fn remove_parts_dir_if_empty(part: &Path) {
+    if let Some(parts) = part.parent() {
+        let _ = std::fs::remove_dir(parts);
+    }
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    crate::tls::crypto_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .expect("the system random number generator failed");
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str, size: u64, tag: u8) -> Meta {
+        Meta {
+            name: name.into(),
+            size,
+            sha256: [tag; 32],
+        }
+    }
+
+    fn kept(dir: &Path, meta: &Meta, bytes: &[u8]) -> PathBuf {
+        let mut part = create(dir, meta).unwrap();
+        part.file.write_all(bytes).unwrap();
+        part.path.clone()
+    }
+
+    #[test]
+    fn meta_round_trips_and_parsing_is_exact() {
+        let m = meta("a b.txt", 7, 3);
+        assert_eq!(Meta::parse(&m.encode()), Some(m.clone()));
+        let text = m.encode();
+        assert_eq!(Meta::parse(text.trim_end()), None);
+        assert_eq!(Meta::parse(&format!("{text}extra\n")), None);
+        assert_eq!(Meta::parse(&text.replace("size 7", "size +7")), None);
+        assert_eq!(Meta::parse(&text.replace("v2", "v1")), None);
+    }
+
+    #[test]
+    fn a_part_finished_by_its_owner_cannot_be_claimed_afterwards() {
+        // The race from a flood of same-name offers: B finds A's part while A owns
+        // it, A stores it and lets go, C starts a new part of the same name, and only
+        // then does B take the lock. B must end up with nothing, not with A's stored
+        // file nor with C's bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let offer = meta("r.bin", 3, 1);
+        let mut a = create(dir.path(), &offer).unwrap();
+        a.file.write_all(b"abc").unwrap();
+        let mut b = candidates(dir.path(), &offer).unwrap();
+        assert_eq!(b.len(), 1, "B sees A's part");
+        let stored = a.place(dir.path(), "r.bin").unwrap();
+        let _c = create(dir.path(), &meta("r.bin", 3, 2)).unwrap();
+        assert_eq!(claim(b.pop().unwrap(), 3).unwrap().map(|p| p.path), None);
+        assert_eq!(std::fs::read(stored).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn a_part_its_owner_still_holds_is_never_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let offer = meta("r.bin", 10, 1);
+        let _owner = create(dir.path(), &offer).unwrap();
+        assert!(find_resumable(dir.path(), &offer).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_kept_part_resumes_for_the_same_offer_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let offer = meta("r.bin", 10, 1);
+        let path = kept(dir.path(), &offer, b"abcd");
+        assert!(
+            find_resumable(dir.path(), &meta("r.bin", 10, 2))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            find_resumable(dir.path(), &meta("other", 10, 1))
+                .unwrap()
+                .is_none()
+        );
+        let resumed = find_resumable(dir.path(), &offer).unwrap().unwrap();
+        assert_eq!((resumed.path, resumed.held), (path, 4));
+    }
+
+    #[test]
+    fn parts_and_metas_we_did_not_make_are_passed_over() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let offer = meta("r.bin", 10, 1);
+        let linked = kept(dir.path(), &offer, b"ab");
+        std::fs::hard_link(&linked, dir.path().join("outside")).unwrap();
+        let planted = dir.path().join(PARTS_DIR).join("planted.part");
+        std::fs::write(dir.path().join("target"), b"").unwrap();
+        symlink(dir.path().join("target"), &planted).unwrap();
+        std::fs::write(planted.with_extension("meta"), offer.encode()).unwrap();
+        let fifo = dir.path().join(PARTS_DIR).join("fifo.meta");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RWXU).unwrap();
+        std::fs::write(fifo.with_extension("part"), b"").unwrap();
+        let oversized = dir.path().join(PARTS_DIR).join("big.meta");
+        std::fs::write(&oversized, format!("{}{}", offer.encode(), " ".repeat(600))).unwrap();
+        std::fs::write(oversized.with_extension("part"), b"").unwrap();
+        assert!(find_resumable(dir.path(), &offer).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_parts_folder_open_to_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let parts = dir.path().join(PARTS_DIR);
+        std::fs::create_dir(&parts).unwrap();
+        std::fs::set_permissions(&parts, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = create(dir.path(), &meta("x", 1, 1)).unwrap_err();
+        assert!(err.to_string().contains("open to other users"), "{err}");
+        std::fs::remove_dir(&parts).unwrap();
+        std::os::unix::fs::symlink(dir.path(), &parts).unwrap();
+        assert!(create(dir.path(), &meta("x", 1, 1)).is_err());
+    }
+
+    #[test]
+    fn placing_picks_the_first_free_name_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
+        std::fs::write(dir.path().join("a (1).txt"), b"old").unwrap();
+        let part = create(dir.path(), &meta("a.txt", 0, 1)).unwrap();
+        let stored = part.place(dir.path(), "a.txt").unwrap();
+        assert_eq!(stored, dir.path().join("a (2).txt"));
+        assert!(!dir.path().join(PARTS_DIR).exists());
+    }
+}
