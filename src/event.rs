@@ -72,8 +72,11 @@ pub enum Event {
     OutboundLost { reason: String },
     /// We stopped trying to reach the peer; `--retry-for` ran out.
     GaveUp { target: String, reason: String },
-    /// The peer closed the connection we send on: it has left.
+    /// The peer said it leaves (`Leave`; a bare `close_notify` from a version-1 peer).
     PeerLeft,
+    /// After the pinned peer had answered before, whoever answers now fails
+    /// authentication: a stranger on its port, or a forged refusal. We keep trying.
+    Distrusted { reason: String },
     /// A line that cannot be sent because the peer has left.
     NotSent { text: String },
     /// Lines that were never acknowledged when we stopped.

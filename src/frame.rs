@@ -7,8 +7,10 @@
 
 use thiserror::Error;
 
-/// Bumped whenever the wire format changes incompatibly; carried in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version, negotiated by ALPN and repeated in `Hello`.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest version still spoken, for peers that offer only `chat/1`.
+pub const OLDEST_PROTOCOL_VERSION: u16 = 1;
 /// Bytes before the payload: one type byte and a four-byte length.
 pub const HEADER_LEN: usize = 5;
 /// The largest payload any frame may declare. Larger lengths are rejected unread.
@@ -27,6 +29,7 @@ pub const MAX_REASON_LEN: usize = 1024;
 const TYPE_HELLO: u8 = 0x01;
 const TYPE_MESSAGE: u8 = 0x02;
 const TYPE_ACK: u8 = 0x03;
+const TYPE_LEAVE: u8 = 0x04;
 const TYPE_OFFER: u8 = 0x10;
 const TYPE_ACCEPT: u8 = 0x11;
 const TYPE_CHUNK: u8 = 0x12;
@@ -47,6 +50,9 @@ pub enum Frame {
     Message { seq: u64, text: String },
     /// Every `Message` with a sequence number up to and including `seq` has been shown.
     Ack { seq: u64 },
+    /// The sender quit: it will show no more lines and take no more files (version 2).
+    /// Only this frame, never a bare close, makes a peer report lines as undelivered.
+    Leave,
     /// The sender proposes a file. `name` is untrusted; `size` and `sha256` are binding.
     Offer {
         id: u64,
@@ -120,6 +126,7 @@ impl Frame {
             Frame::Hello { .. } => "Hello",
             Frame::Message { .. } => "Message",
             Frame::Ack { .. } => "Ack",
+            Frame::Leave => "Leave",
             Frame::Offer { .. } => "Offer",
             Frame::Accept { .. } => "Accept",
             Frame::Chunk { .. } => "Chunk",
@@ -153,6 +160,7 @@ impl Frame {
                 out.extend_from_slice(text.as_bytes());
             }
             Frame::Ack { seq } => out.extend_from_slice(&seq.to_be_bytes()),
+            Frame::Leave => {}
             Frame::Offer {
                 id,
                 size,
@@ -200,6 +208,7 @@ impl Frame {
             Frame::Hello { .. } => TYPE_HELLO,
             Frame::Message { .. } => TYPE_MESSAGE,
             Frame::Ack { .. } => TYPE_ACK,
+            Frame::Leave => TYPE_LEAVE,
             Frame::Offer { .. } => TYPE_OFFER,
             Frame::Accept { .. } => TYPE_ACCEPT,
             Frame::Chunk { .. } => TYPE_CHUNK,
@@ -245,6 +254,8 @@ impl Frame {
                 }
                 Frame::Ack { seq }
             }
+            TYPE_LEAVE if payload.is_empty() => Frame::Leave,
+            TYPE_LEAVE => return Err(bad_length("Leave", payload, "exactly 0")),
             TYPE_OFFER => decode_offer(payload)?,
             TYPE_ACCEPT => {
                 let (id, rest) = split_u64(payload, "Accept", "exactly 16")?;
@@ -291,8 +302,8 @@ impl Frame {
 
 fn check_type(kind: u8) -> Result<(), FrameError> {
     match kind {
-        TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK | TYPE_OFFER | TYPE_ACCEPT | TYPE_CHUNK
-        | TYPE_VERDICT | TYPE_CANCEL => Ok(()),
+        TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK | TYPE_LEAVE | TYPE_OFFER | TYPE_ACCEPT
+        | TYPE_CHUNK | TYPE_VERDICT | TYPE_CANCEL => Ok(()),
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -374,6 +385,18 @@ fn bad_length(frame: &'static str, payload: &[u8], expected: &'static str) -> Fr
 mod tests {
     use super::*;
 
+    #[test]
+    fn leave_is_a_bare_header_and_refuses_a_payload() {
+        let mut out = Vec::new();
+        Frame::Leave.encode(&mut out);
+        assert_eq!(out, [0x04, 0, 0, 0, 0]);
+        assert_eq!(Frame::decode(&out), Ok(Some((Frame::Leave, 5))));
+        assert!(matches!(
+            Frame::decode(&[0x04, 0, 0, 0, 1, 0]),
+            Err(FrameError::BadLength { frame: "Leave", .. })
+        ));
+    }
+
     fn encoded(frame: &Frame) -> Vec<u8> {
         let mut out = Vec::new();
         frame.encode(&mut out);
@@ -396,6 +419,7 @@ mod tests {
                 text: String::new(),
             },
             Frame::Ack { seq: 42 },
+            Frame::Leave,
             Frame::Offer {
                 id: 3,
                 size: 5 << 32,
@@ -667,6 +691,7 @@ mod properties {
             }),
             (any::<u64>(), text(200)).prop_map(|(seq, text)| Frame::Message { seq, text }),
             any::<u64>().prop_map(|seq| Frame::Ack { seq }),
+            Just(Frame::Leave),
             (any::<u64>(), any::<u64>(), any::<[u8; 32]>(), text(60)).prop_map(
                 |(id, size, sha256, name)| {
                     Frame::Offer {

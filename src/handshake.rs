@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::connection::{Connection, ConnectionError};
-use crate::frame::{Frame, PROTOCOL_VERSION};
+use crate::frame::Frame;
 use crate::identity::common_name;
 use crate::tls::{self, TlsSummary};
 
@@ -29,6 +29,8 @@ pub struct Link {
     pub peer_name: String,
     /// The peer's per-run session id from its `Hello`.
     pub peer_session: u64,
+    /// The protocol version both sides speak on this link (ALPN, confirmed by `Hello`).
+    pub version: u16,
     pub addr: SocketAddr,
     pub tls: TlsSummary,
 }
@@ -58,9 +60,9 @@ pub enum HandshakeError {
     /// The first frame was not a `Hello`.
     #[error("expected Hello, received {0}")]
     NotHello(&'static str),
-    /// The peer speaks another protocol version.
-    #[error("the peer speaks protocol version {0}, we speak {PROTOCOL_VERSION}")]
-    Version(u16),
+    /// The peer's `Hello` names another version than the one TLS negotiated.
+    #[error("the peer's Hello says protocol version {got}, but version {agreed} was agreed")]
+    Version { got: u16, agreed: u16 },
 }
 
 impl HandshakeError {
@@ -89,9 +91,9 @@ impl Greeting {
         }
     }
 
-    fn hello(&self) -> Frame {
+    fn hello(&self, version: u16) -> Frame {
         Frame::Hello {
-            version: PROTOCOL_VERSION,
+            version,
             session_id: self.session_id,
             name: self.name.clone(),
         }
@@ -107,10 +109,11 @@ pub async fn accept(
 ) -> Result<Link, HandshakeError> {
     let handshake = async {
         let tls = acceptor.accept(tcp).await.map_err(HandshakeError::Tls)?;
+        let version = tls::negotiated_version(tls.get_ref().1);
         let mut connection = Connection::new(TlsStream::Server(tls));
-        connection.write_frame(&greeting.hello()).await?;
-        let peer_session = read_hello(&mut connection).await?;
-        Ok(into_link(connection, peer_session, addr))
+        connection.write_frame(&greeting.hello(version)).await?;
+        let peer_session = read_hello(&mut connection, version).await?;
+        Ok(into_link(connection, peer_session, version, addr))
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
@@ -130,10 +133,11 @@ pub async fn connect(
             .connect(server_name, tcp)
             .await
             .map_err(HandshakeError::Tls)?;
+        let version = tls::negotiated_version(tls.get_ref().1);
         let mut connection = Connection::new(TlsStream::Client(tls));
-        let peer_session = read_hello(&mut connection).await?;
-        connection.write_frame(&greeting.hello()).await?;
-        Ok(into_link(connection, peer_session, addr))
+        let peer_session = read_hello(&mut connection, version).await?;
+        connection.write_frame(&greeting.hello(version)).await?;
+        Ok(into_link(connection, peer_session, version, addr))
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
@@ -142,15 +146,19 @@ pub async fn connect(
 
 async fn read_hello(
     connection: &mut Connection<TlsStream<TcpStream>>,
+    agreed: u16,
 ) -> Result<u64, HandshakeError> {
     match connection.read_frame().await? {
         None => Err(HandshakeError::Closed),
         Some(Frame::Hello {
-            version: PROTOCOL_VERSION,
+            version,
             session_id,
             ..
-        }) => Ok(session_id),
-        Some(Frame::Hello { version, .. }) => Err(HandshakeError::Version(version)),
+        }) if version == agreed => Ok(session_id),
+        Some(Frame::Hello { version, .. }) => Err(HandshakeError::Version {
+            got: version,
+            agreed,
+        }),
         Some(other) => Err(HandshakeError::NotHello(other.kind())),
     }
 }
@@ -158,6 +166,7 @@ async fn read_hello(
 fn into_link(
     connection: Connection<TlsStream<TcpStream>>,
     peer_session: u64,
+    version: u16,
     addr: SocketAddr,
 ) -> Link {
     let (_, state) = connection.stream().get_ref();
@@ -171,6 +180,7 @@ fn into_link(
         connection,
         peer_name,
         peer_session,
+        version,
         addr,
         tls,
     }

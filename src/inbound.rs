@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::connection::{ConnectionError, FrameWriter};
 use crate::event::Event;
@@ -42,6 +43,9 @@ pub enum InboundError {
     /// Sequence numbers skipped ahead: a line would be lost.
     #[error("message {got} arrived but {expected} was next")]
     Gap { expected: u64, got: u64 },
+    /// Sequence numbers start at 1; 0 is never valid (nor is wrapping past `u64::MAX`).
+    #[error("message with sequence number 0")]
+    ZeroSeq,
     /// A frame that has no meaning on this direction.
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
@@ -67,7 +71,15 @@ impl ReceiveState {
     ///
     /// The first message of a session we have not seen sets the baseline, because
     /// an earlier run of ours may already have shown the lines before it.
+    /// The highest sequence number shown: what an acknowledgement may claim.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
     pub fn arrive(&mut self, session: u64, seq: u64) -> Result<Arrival, InboundError> {
+        if seq == 0 {
+            return Err(InboundError::ZeroSeq);
+        }
         if self.session != Some(session) {
             self.session = Some(session);
             self.delivered = seq.saturating_sub(1);
@@ -85,6 +97,11 @@ impl ReceiveState {
 }
 
 /// Receives on `link` until the peer finishes, the link fails, or `close` fires.
+///
+/// How it ends decides how the connection is closed: after the peer finished, with
+/// our last answers and `close_notify`; when we quit, with `Leave` first (version 2);
+/// when it was lost or broke the protocol, with no `close_notify` at all, so that the
+/// peer sees a loss too and reconnects rather than conclude that we left.
 pub async fn receive(
     link: Link,
     state: Arc<Mutex<ReceiveState>>,
@@ -93,11 +110,13 @@ pub async fn receive(
     mut close: oneshot::Receiver<()>,
 ) -> InboundEnd {
     let session = link.peer_session;
+    let says_leave = link.version >= 2;
     let peer = link.peer_name.clone();
     let (mut reader, writer) = link.connection.into_split();
     let (acks, acks_rx) = watch::channel(0u64);
     let (replies, replies_rx) = mpsc::unbounded_channel();
-    let answering = tokio::spawn(answer(writer, acks_rx, replies_rx));
+    let goodbye = replies.clone();
+    let mut answering = Answering(tokio::spawn(answer(writer, acks_rx, replies_rx)));
     let mut files = Receiving::new(limits, peer.clone(), replies, events.clone());
 
     let end = loop {
@@ -106,7 +125,7 @@ pub async fn receive(
             _ = &mut close => break InboundEnd::Closed,
         };
         let result = match frame {
-            Ok(None) => break InboundEnd::Finished,
+            Ok(None) | Ok(Some(Frame::Leave)) => break InboundEnd::Finished,
             Err(err) => Err(err.into()),
             Ok(Some(frame)) => {
                 handle(frame, session, &state, &peer, &acks, &mut files, &events).await
@@ -127,10 +146,27 @@ pub async fn receive(
     files.abandon(why, keep_partial).await;
     drop(files);
     drop(acks);
-    if !matches!(end, InboundEnd::Lost(_)) {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, answering).await;
+    if let InboundEnd::Closed = end
+        && says_leave
+    {
+        let _ = goodbye.send(Frame::Leave);
     }
+    drop(goodbye);
+    if !matches!(end, InboundEnd::Lost(_)) {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut answering.0).await;
+    }
+    drop(answering);
     end
+}
+
+/// The task that writes our answers; dropping it closes our direction without
+/// `close_notify`.
+struct Answering(JoinHandle<Result<(), ConnectionError>>);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn handle(
@@ -144,15 +180,16 @@ async fn handle(
 ) -> Result<(), InboundError> {
     match frame {
         Frame::Message { seq, text } => {
-            let arrival = state
-                .lock()
-                .expect("receive state poisoned")
-                .arrive(session, seq)?;
+            let (arrival, delivered) = {
+                let mut state = state.lock().expect("receive state poisoned");
+                (state.arrive(session, seq)?, state.delivered())
+            };
             if arrival == Arrival::Show {
                 let from = peer.to_owned();
                 let _ = events.send(Event::Message { from, text });
             }
-            acks.send_replace(seq);
+            // Acknowledgements never go backwards, even for a resent line.
+            acks.send_replace(delivered);
         }
         Frame::Offer {
             id,
@@ -234,6 +271,14 @@ mod tests {
         assert_eq!(state.arrive(8, 57).unwrap(), Arrival::Show);
         assert_eq!(state.arrive(8, 58).unwrap(), Arrival::Show);
         assert_eq!(state.arrive(8, 57).unwrap(), Arrival::Duplicate);
+    }
+
+    #[test]
+    fn refuses_sequence_number_zero() {
+        let mut state = ReceiveState::default();
+        assert!(matches!(state.arrive(7, 0), Err(InboundError::ZeroSeq)));
+        state.arrive(7, 1).unwrap();
+        assert!(matches!(state.arrive(7, 0), Err(InboundError::ZeroSeq)));
     }
 
     #[test]

@@ -67,6 +67,10 @@ enum LinkError {
     Unexpected(&'static str),
     #[error("protocol error: {0}")]
     Transfer(#[from] TransferViolation),
+    /// A version-2 peer closed the connection without saying it leaves: whatever
+    /// closed it (a middlebox, a crash, a replaced connection), it was not a goodbye.
+    #[error("the peer closed the connection without leaving")]
+    ClosedWithoutLeave,
 }
 
 impl Default for Outbox {
@@ -145,14 +149,30 @@ pub struct Dialer {
 impl Dialer {
     /// Connects, retrying with capped exponential backoff while the peer is unreachable,
     /// for at most `retry_for`. Returns an error when retrying cannot help or time is up.
-    async fn dial(&self, events: &mpsc::UnboundedSender<Event>) -> Result<Link, OutboundEnd> {
+    ///
+    /// A wrong certificate or a refusal is final only before the pinned peer has ever
+    /// answered: afterwards it may be a stranger holding the port while the peer
+    /// restarts, or a forged alert, so it is reported and retried.
+    async fn dial(
+        &self,
+        events: &mpsc::UnboundedSender<Event>,
+        connected_before: bool,
+    ) -> Result<Link, OutboundEnd> {
         let mut delay = FIRST_RETRY_DELAY;
         let mut told_user = false;
         let started = tokio::time::Instant::now();
         loop {
             let reason = match self.try_dial().await {
                 Ok(link) => return Ok(link),
-                Err(DialFailure::Fatal(reason)) => return Err(OutboundEnd::Refused(reason)),
+                Err(DialFailure::Fatal(reason)) if !connected_before => {
+                    return Err(OutboundEnd::Refused(reason));
+                }
+                Err(DialFailure::Fatal(reason)) => {
+                    let _ = events.send(Event::Distrusted {
+                        reason: reason.clone(),
+                    });
+                    reason
+                }
                 Err(DialFailure::Retry(reason)) => reason,
             };
             let target = self.target.to_string();
@@ -228,8 +248,8 @@ fn classify(addr: std::net::SocketAddr, err: HandshakeError) -> DialFailure {
         }
     }
     match err {
-        HandshakeError::Version(_) | HandshakeError::NotHello(_) => {
-            DialFailure::Fatal(format!("the peer at {addr} broke the greeting: {err}"))
+        HandshakeError::Version { .. } | HandshakeError::NotHello(_) => {
+            DialFailure::Retry(format!("the peer at {addr} broke the greeting: {err}"))
         }
         other => DialFailure::Retry(other.to_string()),
     }
@@ -252,7 +272,7 @@ pub async fn run(
         if input.finishing && outbox.is_empty() && files.is_idle() {
             return OutboundEnd::Finished;
         }
-        let dial = dialer.dial(&events);
+        let dial = dialer.dial(&events, connected_before);
         tokio::pin!(dial);
         let link = loop {
             tokio::select! {
@@ -317,6 +337,7 @@ async fn send_on(
     input: &mut Input,
 ) -> Result<OutboundEnd, LinkError> {
     let peer = link.peer_name;
+    let says_leave = link.version >= 2;
     let (mut reader, mut writer) = link.connection.into_split();
     loop {
         while let Some(frame) = outbox.take_unsent() {
@@ -327,7 +348,7 @@ async fn send_on(
             let closed_back = async {
                 loop {
                     match reader.read_frame().await? {
-                        None => return Ok::<_, LinkError>(()),
+                        None | Some(Frame::Leave) => return Ok::<_, LinkError>(()),
                         Some(Frame::Ack { .. }) => {}
                         Some(other) => return Err(LinkError::Unexpected(other.kind())),
                     }
@@ -342,7 +363,13 @@ async fn send_on(
                 Command::Send(text) => outbox.push(text),
                 Command::Transfer(path) => files.enqueue(path),
                 Command::Quit => {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                        if says_leave {
+                            writer.write_frame(&Frame::Leave).await?;
+                        }
+                        writer.shutdown().await
+                    })
+                    .await;
                     return Ok(OutboundEnd::Quit);
                 }
                 Command::Finish => {}
@@ -351,7 +378,9 @@ async fn send_on(
                 Some(Frame::Ack { seq }) => outbox.acknowledge(seq)?,
                 Some(Frame::Accept { id, offset }) => files.accepted(id, offset)?,
                 Some(Frame::Verdict { id, status, detail }) => files.verdict(id, status, &detail, &peer)?,
+                Some(Frame::Leave) if says_leave => return Ok(OutboundEnd::PeerLeft),
                 Some(other) => return Err(LinkError::Unexpected(other.kind())),
+                None if says_leave => return Err(LinkError::ClosedWithoutLeave),
                 None => return Ok(OutboundEnd::PeerLeft),
             },
             frame = files.next_frame() => writer.write_frame(&frame).await?,

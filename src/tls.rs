@@ -24,8 +24,19 @@ use thiserror::Error;
 use crate::fingerprint::Fingerprint;
 use crate::identity::Identity;
 
-/// Application protocol name, so a `chat` connection cannot be confused with another protocol.
-pub const ALPN: &[u8] = b"chat/1";
+/// Application protocol names, newest first, so that a `chat` connection cannot be
+/// confused with another protocol and the two peers agree on a version. The listener
+/// picks the first of its own that the dialer offers.
+pub const ALPN: [&[u8]; 2] = [b"chat/2", b"chat/1"];
+
+/// The protocol version a finished handshake agreed on: 2 for `chat/2`, else 1 (a
+/// dialer that offers no ALPN is not refused for that alone).
+pub fn negotiated_version(state: &CommonState) -> u16 {
+    match state.alpn_protocol() {
+        Some(b"chat/2") => 2,
+        _ => 1,
+    }
+}
 
 /// The peer presented a certificate other than the pinned one.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -76,7 +87,7 @@ pub fn server_config(
             vec![identity.certificate.clone()],
             identity.private_key.clone_key(),
         )?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = ALPN.iter().map(|name| name.to_vec()).collect();
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
@@ -100,7 +111,7 @@ pub fn client_config(
             vec![identity.certificate.clone()],
             identity.private_key.clone_key(),
         )?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = ALPN.iter().map(|name| name.to_vec()).collect();
     config.enable_sni = false;
     config.resumption = Resumption::disabled();
     Ok(Arc::new(config))

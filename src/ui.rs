@@ -273,6 +273,10 @@ fn show(event: &Event, verbose: bool) {
             for_terminal(reason)
         )),
         Event::PeerLeft => status("The peer closed the connection"),
+        Event::Distrusted { reason } => status(&format!(
+            "Warning: {}; still trying to reach the pinned peer",
+            for_terminal(reason)
+        )),
         Event::GaveUp { target, reason } => status(&format!(
             "Gave up reaching the peer at {target}: {}",
             for_terminal(reason)

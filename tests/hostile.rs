@@ -359,3 +359,63 @@ fn message_frame(seq: u64, text: &str) -> Frame {
         text: text.into(),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_for_a_protocol_error_gets_no_close_notify() {
+    // A close_notify would tell a dialer written from PROTOCOL.md that alice left.
+    let mut scene = Scene::new();
+    let link = scene.dial_as_bob().await;
+    let (mut reader, mut writer) = link.connection.into_split();
+    writer.write_raw(&[0x7f, 0, 0, 0, 0]).await;
+    scene
+        .alice
+        .expect(Stream::Stderr, "Connection from bob lost");
+    match reader.read_frame().await {
+        Err(chat::connection::ConnectionError::Io(err)) => {
+            assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}")
+        }
+        other => panic!("expected a close without close_notify, got {other:?}"),
+    }
+}
+
+/// Dials alice as bob offering only `alpn`, and returns the greeted link.
+async fn dial_as_bob_speaking(scene: &Scene, alpn: &[u8]) -> Link {
+    let bob = identity::load(&IdentityFiles::named(&scene.world.certs(), "bob")).unwrap();
+    let mut config = (*tls::client_config(&bob, scene.alice_fp.parse().unwrap()).unwrap()).clone();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = TlsConnector::from(std::sync::Arc::new(config));
+    let addr = ([127, 0, 0, 1], scene.alice.port).into();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    handshake::connect(&connector, tcp, addr, &Greeting::new("bob".into()))
+        .await
+        .expect("bob is pinned and should be greeted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_says_leave_to_version_2_and_closes_plainly_for_version_1() {
+    for (alpn, version, goodbye) in [
+        (&b"chat/2"[..], 2, vec![Some(Frame::Leave), None]),
+        (&b"chat/1"[..], 1, vec![None]),
+    ] {
+        let mut scene = Scene::new();
+        let link = dial_as_bob_speaking(&scene, alpn).await;
+        assert_eq!(link.version, version);
+        let (mut reader, mut writer) = link.connection.into_split();
+        writer.write_raw(&message(1, "hi")).await;
+        scene.alice.expect(Stream::Stdout, "bob: hi");
+        scene.alice.send("/quit");
+        let mut seen = Vec::new();
+        loop {
+            match reader.read_frame().await.unwrap() {
+                Some(Frame::Ack { .. }) => {}
+                Some(frame) => seen.push(Some(frame)),
+                None => {
+                    seen.push(None);
+                    break;
+                }
+            }
+        }
+        assert_eq!(seen, goodbye, "version {version}");
+        assert_eq!(scene.alice.wait().code(), Some(0));
+    }
+}

@@ -59,6 +59,38 @@ fn sigterm_quits_like_quit() {
 }
 
 #[test]
+fn a_stranger_on_the_port_of_a_peer_once_reached_is_warned_about_and_outlasted() {
+    let Pair {
+        world,
+        mut alice,
+        mut bob,
+    } = Pair::connect(&[]);
+    let alice_fp = world.identity_fingerprint("alice");
+    world.identity("mallory");
+    let bob_port = bob.port;
+    bob.signal("KILL");
+    bob.wait();
+    alice.expect(Stream::Stderr, "Connection to the peer lost");
+    // Mallory takes bob's port while bob is down; she dials nowhere, so she stays.
+    std::fs::create_dir_all(world.path().join("mallory-home")).unwrap();
+    let mut mallory = world.restart("mallory", bob_port, 1, &alice_fp);
+    let warning = alice.expect(Stream::Stderr, "Warning: ");
+    assert!(warning.contains("is not the one we trust"), "{warning}");
+    assert!(warning.contains("still trying"), "{warning}");
+    alice.send("typed while mallory held the port");
+    mallory.signal("KILL");
+    mallory.wait();
+
+    let mut bob = world.restart("bob", bob_port, alice.port, &alice_fp);
+    alice.expect_seen(Stream::Stderr, "Reconnected to bob at 127.0.0.1:");
+    bob.expect(Stream::Stdout, "alice: typed while mallory held the port");
+    alice.close_stdin();
+    bob.close_stdin();
+    assert_eq!(alice.wait().code(), Some(0), "{}", alice.transcript());
+    assert_eq!(bob.wait().code(), Some(0), "{}", bob.transcript());
+}
+
+#[test]
 fn gives_up_after_retry_for_and_reports_what_was_not_delivered() {
     let world = World::new();
     let bob_fp = world.identity("bob");
@@ -117,8 +149,6 @@ fn ten_thousand_lines_each_way_arrive_in_order_exactly_once() {
     }
 }
 
-/// Waits, with a deadline, until `path` holds at least `bytes`, so that a kill
-/// lands in the middle of a transfer rather than before it.
 #[test]
 fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
     let Pair {
