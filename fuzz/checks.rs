@@ -43,7 +43,7 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
     let downloads = root.join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
     let limits = ReceiveLimits::new(downloads.clone(), Some(1 << 20));
-    let (replies, mut replies_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (replies, mut replies_rx) = tokio::sync::mpsc::channel(1 << 16);
     let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut files = Receiving::new(limits, "fuzz".into(), replies, events);
     let state = Arc::new(Mutex::new(ReceiveState::default()));

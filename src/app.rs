@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc;
@@ -14,7 +15,12 @@ use crate::identity::{self, Identity, IdentityFiles};
 use crate::input::{self, Input};
 use crate::session::{self, SessionEnd, SessionError, SessionSetup};
 use crate::transfer::incoming::ReceiveLimits;
-use crate::ui::{self, Bars, Screen};
+use crate::ui::{self, Screen};
+
+/// How long a stop signal gives the graceful close before the process ends anyway.
+const STOP_DEADLINE: Duration = Duration::from_secs(7);
+/// How long the end of a session waits for its last lines to be printed.
+const PRINTER_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +58,7 @@ pub fn run_tool(tool: Tool) -> Exit {
     match result {
         Ok(()) => Exit::Success,
         Err(err) => {
-            eprintln!("chat: error: {err}");
+            ui::status(&format!("chat: error: {err}"));
             Exit::Failure
         }
     }
@@ -60,13 +66,16 @@ pub fn run_tool(tool: Tool) -> Exit {
 
 /// Runs a peer until its session ends.
 pub fn run_peer(config: Config) -> Exit {
+    exit_on_panic();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("chat: error: cannot start the async runtime: {err}");
+            ui::status(&format!(
+                "chat: error: cannot start the async runtime: {err}"
+            ));
             return Exit::Failure;
         }
     };
@@ -74,7 +83,7 @@ pub fn run_peer(config: Config) -> Exit {
         match peer(config).await {
             Ok(exit) => exit,
             Err(err) => {
-                eprintln!("chat: error: {err:#}");
+                ui::status(&format!("chat: error: {err:#}"));
                 match err.downcast_ref::<SessionError>() {
                     Some(SessionError::Refused(_)) => Exit::Refused,
                     _ if err.is::<UsageError>() => Exit::Usage,
@@ -86,6 +95,17 @@ pub fn run_peer(config: Config) -> Exit {
     // The standard input thread may be blocked in a read; do not wait for it.
     runtime.shutdown_background();
     exit
+}
+
+/// A panic in any thread or task ends the program with the panic's message, instead
+/// of leaving a half-alive peer that still acknowledges lines it will never show.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        ui::status("chat: internal error; exiting");
+        std::process::exit(Exit::Failure as i32);
+    }));
 }
 
 /// A typed-in answer that cannot be used.
@@ -136,20 +156,18 @@ async fn peer(config: Config) -> Result<Exit> {
     }
 
     let (commands, commands_rx) = mpsc::channel(1024);
-    let (events, mut events_rx) = mpsc::unbounded_channel();
+    let (events, events_rx) = mpsc::unbounded_channel();
     let screen = Screen::new(config.progress, config.verbose);
-    let printer = {
-        let screen = screen.clone();
-        tokio::spawn(async move {
-            let mut bars = Bars::default();
-            while let Some(event) = events_rx.recv().await {
-                screen.show(&event, &mut bars);
-            }
-        })
-    };
+    let printed = ui::spawn_printer(screen, events_rx, commands.clone())
+        .context("cannot start the printing thread")?;
     let interrupted = Arc::new(AtomicBool::new(false));
-    tokio::spawn(forward_input(lines, commands.clone(), screen.clone()));
-    tokio::spawn(handle_signals(commands, interrupted.clone(), screen));
+    // Weak: the printer finishes once the session's own senders are gone.
+    tokio::spawn(forward_input(lines, commands.clone(), events.downgrade()));
+    tokio::spawn(handle_signals(
+        commands,
+        interrupted.clone(),
+        events.downgrade(),
+    ));
 
     let setup = SessionSetup {
         listener,
@@ -164,7 +182,8 @@ async fn peer(config: Config) -> Result<Exit> {
         let _ = events.send(Event::PeerLeft);
     }
     drop(events);
-    let _ = printer.await;
+    // A terminal that stopped reading must not keep the process alive.
+    let _ = tokio::time::timeout(PRINTER_DRAIN_TIMEOUT, printed).await;
     match end? {
         SessionEnd::Quit if interrupted.load(Ordering::SeqCst) => Ok(Exit::Interrupted),
         _ => Ok(Exit::Success),
@@ -213,19 +232,20 @@ where
 async fn forward_input(
     mut lines: mpsc::UnboundedReceiver<String>,
     commands: mpsc::Sender<Command>,
-    screen: Screen,
+    events: mpsc::WeakUnboundedSender<Event>,
 ) {
+    let note = |text: &str| note(&events, text);
     while let Some(line) = lines.recv().await {
         let command = match input::parse_line(&line) {
             Input::Say(text) => Command::Send(text),
             Input::Transfer(path) => Command::Transfer(path),
             Input::Quit => Command::Quit,
             Input::Help => {
-                screen.status(input::HELP);
+                note(input::HELP);
                 continue;
             }
             Input::Invalid(reason) => {
-                screen.status(&reason);
+                note(&reason);
                 continue;
             }
             Input::Nothing => continue,
@@ -239,28 +259,48 @@ async fn forward_input(
 }
 
 /// The first Ctrl-C quits gracefully; a second one exits at once. SIGTERM quits
-/// gracefully too, like `/quit`.
+/// gracefully too, like `/quit`. Either way the process is gone within
+/// [`STOP_DEADLINE`], whatever state it is in: a watchdog thread, which needs
+/// nothing from the async runtime, ends it if the graceful close does not.
 async fn handle_signals(
     commands: mpsc::Sender<Command>,
     interrupted: Arc<AtomicBool>,
-    screen: Screen,
+    events: mpsc::WeakUnboundedSender<Event>,
 ) {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
+    let (note, exit) = tokio::select! {
         result = tokio::signal::ctrl_c() => {
             if result.is_err() {
                 return;
             }
             interrupted.store(true, Ordering::SeqCst);
-            screen.status("Closing; press Ctrl-C again to exit at once");
+            ("Closing; press Ctrl-C again to exit at once", Exit::Interrupted)
         }
         Some(()) = async { terminate.as_mut()?.recv().await } => {
-            screen.status("Terminated: closing");
+            ("Terminated: closing", Exit::Failure)
         }
-    }
+    };
+    self::note(&events, note);
+    let _ = std::thread::Builder::new()
+        .name("chat-stop-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(STOP_DEADLINE);
+            ui::status(&format!(
+                "chat: did not close within {} s; exiting",
+                STOP_DEADLINE.as_secs()
+            ));
+            std::process::exit(exit as i32);
+        });
     let _ = commands.send(Command::Quit).await;
     if tokio::signal::ctrl_c().await.is_ok() {
         std::process::exit(Exit::Interrupted as i32);
+    }
+}
+
+/// Shows a line of the front end's own among the events, while anyone still prints.
+fn note(events: &mpsc::WeakUnboundedSender<Event>, text: &str) {
+    if let Some(events) = events.upgrade() {
+        let _ = events.send(Event::Note { text: text.into() });
     }
 }

@@ -4,7 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::tls::TlsSummary;
 
@@ -58,8 +61,15 @@ pub enum Event {
         addr: SocketAddr,
         tls: TlsSummary,
     },
-    /// A chat line from the peer. `from` and `text` are untrusted.
-    Message { from: String, text: String },
+    /// A chat line from the peer. `from` and `text` are untrusted. The line is
+    /// acknowledged to the peer only once the front end reports it written.
+    Message {
+        from: String,
+        text: String,
+        shown: Shown,
+    },
+    /// A line the front end itself wants shown among the others (help, a typing slip).
+    Note { text: String },
     /// A line typed before the connection was ready; it will be sent once it is.
     Queued { pending: usize },
     /// A connection attempt to our listener failed authentication or the handshake.
@@ -127,3 +137,46 @@ pub enum Event {
         reason: String,
     },
 }
+
+/// How far the peer's lines have been written out: the sender's session and the
+/// highest sequence number written. Shared by every connection of a session, so a
+/// line written after its connection was lost is acknowledged on the next one.
+pub type ShownWatch = Arc<watch::Sender<(u64, u64)>>;
+
+/// The receipt that travels with a peer's line to the screen.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    session: u64,
+    seq: u64,
+    progress: ShownWatch,
+}
+
+impl Shown {
+    pub fn new(session: u64, seq: u64, progress: ShownWatch) -> Self {
+        Shown {
+            session,
+            seq,
+            progress,
+        }
+    }
+
+    /// The line is on the screen (or in the pipe): it may be acknowledged.
+    pub fn written(&self) {
+        self.progress.send_if_modified(|(session, seq)| {
+            if *session != self.session || *seq < self.seq {
+                (*session, *seq) = (self.session, self.seq);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+impl PartialEq for Shown {
+    fn eq(&self, other: &Self) -> bool {
+        (self.session, self.seq) == (other.session, other.seq)
+    }
+}
+
+impl Eq for Shown {}

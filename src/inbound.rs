@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::connection::{ConnectionError, FrameWriter};
-use crate::event::Event;
+use crate::event::{Event, Shown, ShownWatch};
 use crate::frame::Frame;
 use crate::handshake::Link;
 use crate::transfer::TransferViolation;
@@ -18,6 +18,10 @@ use crate::transfer::receiving::Receiving;
 
 /// How long closing waits for our last acknowledgement and close_notify to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Lines accepted but not yet written out before reading from the peer pauses.
+pub const MAX_UNSHOWN_LINES: u64 = 256;
+/// Verdicts and acceptances waiting to be written before reading from the peer pauses.
+const REPLIES_IN_FLIGHT: usize = 64;
 
 /// What we remember about the peer's messages across its reconnects.
 #[derive(Debug, Default)]
@@ -98,6 +102,10 @@ impl ReceiveState {
 
 /// Receives on `link` until the peer finishes, the link fails, or `close` fires.
 ///
+/// A line is acknowledged only once the front end has written it (`shown`), and at
+/// most [`MAX_UNSHOWN_LINES`] wait to be written: past that, reading from the peer
+/// pauses, so a stalled terminal holds the lines at the sender, never in memory here.
+///
 /// How it ends decides how the connection is closed: after the peer finished, with
 /// our last answers and `close_notify`; when we quit, with `Leave` first (version 2);
 /// when it was lost or broke the protocol, with no `close_notify` at all, so that the
@@ -105,6 +113,7 @@ impl ReceiveState {
 pub async fn receive(
     link: Link,
     state: Arc<Mutex<ReceiveState>>,
+    shown: ShownWatch,
     limits: ReceiveLimits,
     events: mpsc::UnboundedSender<Event>,
     mut close: oneshot::Receiver<()>,
@@ -113,23 +122,41 @@ pub async fn receive(
     let says_leave = link.version >= 2;
     let peer = link.peer_name.clone();
     let (mut reader, writer) = link.connection.into_split();
-    let (acks, acks_rx) = watch::channel(0u64);
-    let (replies, replies_rx) = mpsc::unbounded_channel();
+    let (replies, replies_rx) = mpsc::channel(REPLIES_IN_FLIGHT);
     let goodbye = replies.clone();
-    let mut answering = Answering(tokio::spawn(answer(writer, acks_rx, replies_rx)));
+    let mut written = shown.subscribe();
+    let acks = Acks {
+        session,
+        shown: shown.subscribe(),
+    };
+    let mut answering = Answering(tokio::spawn(answer(writer, acks, replies_rx)));
     let mut files = Receiving::new(limits, peer.clone(), replies, events.clone());
+    let incoming = Incoming {
+        session,
+        peer: &peer,
+        state: &state,
+        shown: &shown,
+        events: &events,
+    };
 
     let end = loop {
+        let backlog = async {
+            let delivered = state.lock().expect("receive state poisoned").delivered();
+            let _ = written
+                .wait_for(|&(s, seq)| {
+                    s != session || delivered - seq.min(delivered) < MAX_UNSHOWN_LINES
+                })
+                .await;
+        };
         let frame = tokio::select! {
-            frame = reader.read_frame() => frame,
+            biased;
             _ = &mut close => break InboundEnd::Closed,
+            frame = async { backlog.await; reader.read_frame().await } => frame,
         };
         let result = match frame {
             Ok(None) | Ok(Some(Frame::Leave)) => break InboundEnd::Finished,
             Err(err) => Err(err.into()),
-            Ok(Some(frame)) => {
-                handle(frame, session, &state, &peer, &acks, &mut files, &events).await
-            }
+            Ok(Some(frame)) => incoming.handle(frame, &mut files).await,
         };
         if let Err(err) = result {
             break InboundEnd::Lost(err);
@@ -145,15 +172,24 @@ pub async fn receive(
     };
     files.abandon(why, keep_partial).await;
     drop(files);
-    drop(acks);
     if let InboundEnd::Closed = end
         && says_leave
     {
-        let _ = goodbye.send(Frame::Leave);
+        let _ = goodbye.try_send(Frame::Leave);
     }
     drop(goodbye);
+    let closing = matches!(end, InboundEnd::Closed);
+    let linger = async {
+        // After our Leave, read and discard until the peer closes: closing with its
+        // data unread would reset the connection, and a reset can overtake the
+        // Leave, so that the peer would see a loss and keep trying.
+        while closing && matches!(reader.read_frame().await, Ok(Some(_))) {}
+    };
     if !matches!(end, InboundEnd::Lost(_)) {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut answering.0).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            tokio::join!(&mut answering.0, linger)
+        })
+        .await;
     }
     drop(answering);
     end
@@ -169,70 +205,97 @@ impl Drop for Answering {
     }
 }
 
-async fn handle(
-    frame: Frame,
+/// What handling one frame needs besides the transfers.
+struct Incoming<'a> {
     session: u64,
-    state: &Mutex<ReceiveState>,
-    peer: &str,
-    acks: &watch::Sender<u64>,
-    files: &mut Receiving,
-    events: &mpsc::UnboundedSender<Event>,
-) -> Result<(), InboundError> {
-    match frame {
-        Frame::Message { seq, text } => {
-            let (arrival, delivered) = {
-                let mut state = state.lock().expect("receive state poisoned");
-                (state.arrive(session, seq)?, state.delivered())
-            };
-            if arrival == Arrival::Show {
-                let from = peer.to_owned();
-                let _ = events.send(Event::Message { from, text });
+    peer: &'a str,
+    state: &'a Mutex<ReceiveState>,
+    shown: &'a ShownWatch,
+    events: &'a mpsc::UnboundedSender<Event>,
+}
+
+impl Incoming<'_> {
+    async fn handle(&self, frame: Frame, files: &mut Receiving) -> Result<(), InboundError> {
+        match frame {
+            Frame::Message { seq, text } => {
+                let (arrival, new_session) = {
+                    let mut state = self.state.lock().expect("receive state poisoned");
+                    let new_session = state.session != Some(self.session);
+                    (state.arrive(self.session, seq)?, new_session)
+                };
+                if new_session {
+                    // The lines before a new session's first are taken as shown (by an
+                    // earlier run of ours); count what waits to be written from there.
+                    self.shown.send_replace((self.session, seq - 1));
+                }
+                if arrival == Arrival::Show {
+                    let _ = self.events.send(Event::Message {
+                        from: self.peer.to_owned(),
+                        text,
+                        shown: Shown::new(self.session, seq, self.shown.clone()),
+                    });
+                }
             }
-            // Acknowledgements never go backwards, even for a resent line.
-            acks.send_replace(delivered);
+            Frame::Offer {
+                id,
+                size,
+                sha256,
+                name,
+            } => files.offer(id, &name, size, sha256).await?,
+            Frame::Chunk { id, data } => files.chunk(id, data).await?,
+            Frame::Cancel { id, reason } => files.cancel(id, &reason).await?,
+            other => return Err(InboundError::Unexpected(other.kind())),
         }
-        Frame::Offer {
-            id,
-            size,
-            sha256,
-            name,
-        } => files.offer(id, &name, size, sha256).await?,
-        Frame::Chunk { id, data } => files.chunk(id, data).await?,
-        Frame::Cancel { id, reason } => files.cancel(id, &reason).await?,
-        other => return Err(InboundError::Unexpected(other.kind())),
+        Ok(())
     }
-    Ok(())
+}
+
+/// Which written lines this connection acknowledges: those of its sender's session.
+struct Acks {
+    session: u64,
+    shown: watch::Receiver<(u64, u64)>,
+}
+
+impl Acks {
+    /// The acknowledgement to send now, if it moved past `acked`. Acknowledgements
+    /// never go backwards, even for a resent line.
+    fn due(&mut self, acked: u64) -> Option<u64> {
+        let (session, seq) = *self.shown.borrow_and_update();
+        (session == self.session && seq > acked).then_some(seq)
+    }
 }
 
 /// Writes acknowledgements and transfer replies, so reading never waits on writing.
-/// Acknowledgements are cumulative, so only the latest is kept. When the receiver is
-/// done, sends what is left and closes our side with close_notify.
+/// Acknowledgements are cumulative, so only the latest is sent, including, first of
+/// all, lines written before this connection existed. When the receiver is done,
+/// sends what is left and closes our side with close_notify.
 async fn answer<W>(
     mut writer: FrameWriter<W>,
-    mut acks: watch::Receiver<u64>,
-    mut replies: mpsc::UnboundedReceiver<Frame>,
+    mut acks: Acks,
+    mut replies: mpsc::Receiver<Frame>,
 ) -> Result<(), ConnectionError>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
     let mut acked = 0;
-    let mut acks_open = true;
-    let mut replies_open = true;
-    while acks_open || replies_open {
+    acks.shown.mark_changed();
+    loop {
         tokio::select! {
-            changed = acks.changed(), if acks_open => {
-                acks_open = changed.is_ok();
-                let seq = *acks.borrow_and_update();
-                if seq != acked {
+            biased;
+            Ok(()) = acks.shown.changed() => {
+                if let Some(seq) = acks.due(acked) {
                     writer.write_frame(&Frame::Ack { seq }).await?;
                     acked = seq;
                 }
             }
-            reply = replies.recv(), if replies_open => match reply {
+            reply = replies.recv() => match reply {
                 Some(frame) => writer.write_frame(&frame).await?,
-                None => replies_open = false,
+                None => break,
             },
         }
+    }
+    if let Some(seq) = acks.due(acked) {
+        writer.write_frame(&Frame::Ack { seq }).await?;
     }
     writer.shutdown().await
 }

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         None => match cli.peer.into_config() {
             Ok(config) => app::run_peer(config),
             Err(err) => {
-                eprintln!("chat: error: {err:#}");
+                chat::ui::status(&format!("chat: error: {err:#}"));
                 Exit::Usage
             }
         },

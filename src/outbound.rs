@@ -279,7 +279,7 @@ pub async fn run(
                 result = &mut dial => match result {
                     Ok(link) => break link,
                     Err(end) => {
-                        report_undelivered(&mut outbox, &events);
+                        report_undelivered(&mut outbox, &mut input, &events);
                         files.abandon("not sent: the peer could not be reached");
                         return end;
                     }
@@ -291,7 +291,7 @@ pub async fn run(
                     }
                     Command::Transfer(path) => files.enqueue(path),
                     Command::Quit => {
-                        report_undelivered(&mut outbox, &events);
+                        report_undelivered(&mut outbox, &mut input, &events);
                         files.abandon("not sent: we quit");
                         return OutboundEnd::Quit;
                     }
@@ -311,7 +311,7 @@ pub async fn run(
         match send_on(link, &mut outbox, &mut files, &mut input).await {
             Ok(end) => {
                 if !matches!(end, OutboundEnd::Finished) {
-                    report_undelivered(&mut outbox, &events);
+                    report_undelivered(&mut outbox, &mut input, &events);
                     files.abandon(match end {
                         OutboundEnd::Quit => "not sent: we quit",
                         _ => "not sent: the peer left",
@@ -415,7 +415,30 @@ impl Input {
     }
 }
 
-fn report_undelivered(outbox: &mut Outbox, events: &mpsc::UnboundedSender<Event>) {
+/// Lists every line not acknowledged, including those still waiting in the command
+/// channel, so that a line typed just before the end is reported, never dropped.
+fn report_undelivered(
+    outbox: &mut Outbox,
+    input: &mut Input,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    // Closed first: a command sent from now on comes back to its sender, and none
+    // can slip in between this drain and the channel being dropped.
+    input.commands.close();
+    while let Ok(command) = input.commands.try_recv() {
+        match command {
+            Command::Send(text) => outbox.push(text),
+            Command::Transfer(path) => {
+                let _ = events.send(Event::TransferFailed {
+                    id: 0,
+                    name: path.display().to_string(),
+                    receiving: false,
+                    reason: "not sent: the session ended".into(),
+                });
+            }
+            Command::Finish | Command::Quit => {}
+        }
+    }
     let lines = outbox.drain();
     if !lines.is_empty() {
         let _ = events.send(Event::Undelivered { lines });

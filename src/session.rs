@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::event::{Command, Direction, Event};
+use crate::event::{Command, Direction, Event, ShownWatch};
 use crate::fingerprint::Fingerprint;
 use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
@@ -101,6 +101,7 @@ pub async fn run(
     let mut sending_ended: Option<OutboundEnd> = None;
 
     let received = Arc::new(Mutex::new(ReceiveState::default()));
+    let shown: ShownWatch = Arc::new(watch::channel((0, 0)).0);
     let mut receiver: Option<Receiver> = None;
     let mut peer_finished = false;
     let mut heard_before = false;
@@ -118,19 +119,12 @@ pub async fn run(
                     quit(&outgoing, sending.take(), receiver.take()).await;
                     return Ok(SessionEnd::Quit);
                 }
-                Some(Command::Send(text)) if sending_ended.is_some() => {
-                    let _ = events.send(Event::NotSent { text });
-                }
-                Some(Command::Transfer(path)) if sending_ended.is_some() => {
-                    let _ = events.send(Event::TransferFailed {
-                        id: 0,
-                        name: path.display().to_string(),
-                        receiving: false,
-                        reason: "not sent: the peer has left".into(),
-                    });
-                }
+                Some(command) if sending_ended.is_some() => not_sent(command, &events),
                 Some(command) => {
-                    let _ = outgoing.send(command).await;
+                    // The sending task may have just ended: report, never drop.
+                    if let Err(mpsc::error::SendError(command)) = outgoing.send(command).await {
+                        not_sent(command, &events);
+                    }
                 }
                 None => {
                     let _ = outgoing.send(Command::Finish).await;
@@ -153,6 +147,7 @@ pub async fn run(
                 let task = tokio::spawn(inbound::receive(
                     link,
                     received.clone(),
+                    shown.clone(),
                     setup.limits.clone(),
                     events.clone(),
                     close_rx,
@@ -181,6 +176,24 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// Tells the user that a line or file typed after the sending side ended goes nowhere.
+fn not_sent(command: Command, events: &mpsc::UnboundedSender<Event>) {
+    match command {
+        Command::Send(text) => {
+            let _ = events.send(Event::NotSent { text });
+        }
+        Command::Transfer(path) => {
+            let _ = events.send(Event::TransferFailed {
+                id: 0,
+                name: path.display().to_string(),
+                receiving: false,
+                reason: "not sent: the peer has left".into(),
+            });
+        }
+        Command::Finish | Command::Quit => {}
     }
 }
 

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::event::{Direction, Event, Phase};
+use crate::event::{Command, Direction, Event, Phase};
 use crate::sanitize::for_terminal;
 
 /// Reads standard input on its own thread, one line at a time, so that a blocked
@@ -37,15 +37,56 @@ pub fn spawn_line_reader() -> mpsc::UnboundedReceiver<String> {
     rx
 }
 
+/// Shows the core's events on a thread of its own, so that a terminal that stops
+/// reading (Ctrl-S, a pager, a slow link) never blocks the async runtime. A peer's
+/// line counts as shown once written; if standard output is gone, the session is
+/// asked to quit and no later line is acknowledged. `finished` fires when the
+/// events channel has closed and everything before it was shown.
+pub fn spawn_printer(
+    screen: Screen,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    quit: mpsc::Sender<Command>,
+) -> io::Result<oneshot::Receiver<()>> {
+    let (finished, finished_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("chat-printer".into())
+        .spawn(move || {
+            let mut bars = Bars::default();
+            let mut output_open = true;
+            while let Some(event) = events.blocking_recv() {
+                if let Event::Message { .. } = event
+                    && !output_open
+                {
+                    continue;
+                }
+                match (screen.show(&event, &mut bars), &event) {
+                    (Ok(()), Event::Message { shown, .. }) => shown.written(),
+                    (Ok(()), _) => {}
+                    (Err(err), _) => {
+                        output_open = false;
+                        screen.status(&format!(
+                            "chat: cannot write to standard output ({err}); quitting"
+                        ));
+                        let _ = quit.blocking_send(Command::Quit);
+                    }
+                }
+            }
+            let _ = finished.send(());
+        })?;
+    Ok(finished_rx)
+}
+
 /// Prints `question` without a newline and waits for the next typed line. When the
 /// answer does not come from a terminal (which echoes it), ends the prompt's line
 /// so that later output starts on a line of its own.
 pub async fn prompt(question: &str, lines: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
-    print!("{question}");
-    let _ = io::stdout().flush();
+    let mut stdout = io::stdout();
+    let _ = stdout
+        .write_all(question.as_bytes())
+        .and_then(|()| stdout.flush());
     let answer = lines.recv().await;
     if !io::stdin().is_terminal() {
-        println!();
+        say("");
     }
     answer
 }
@@ -90,9 +131,17 @@ impl Screen {
         self.bars.suspend(|| status(line));
     }
 
-    /// Shows one event from the core.
-    pub fn show(&self, event: &Event, bars: &mut Bars) {
+    /// Shows one event from the core. Fails only if a peer's line could not be
+    /// written to standard output; it must then not be acknowledged.
+    pub fn show(&self, event: &Event, bars: &mut Bars) -> io::Result<()> {
         match event {
+            Event::Message { from, text, .. } => {
+                let line = format!("{}: {}", for_terminal(from), for_terminal(text));
+                return self
+                    .bars
+                    .suspend(|| write_line(&mut io::stdout().lock(), &line));
+            }
+            Event::Note { text } => self.status(text),
             Event::TransferQueued { id, name, size } => {
                 let bar = self.bar(*size, &format!("hashing {}", for_terminal(name)));
                 bars.by_transfer.insert((false, *id), bar);
@@ -165,6 +214,7 @@ impl Screen {
             }
             other => self.bars.suspend(|| show(other, self.verbose)),
         }
+        Ok(())
     }
 
     /// `Sending NAME: …` or `Receiving NAME: …`, with peer-supplied text made safe.
@@ -197,22 +247,29 @@ impl Screen {
     }
 }
 
-/// Prints a line on standard output.
+/// Prints a line on standard output. A closed output is not this line's problem:
+/// peer lines go through [`Screen::show`], which reports it.
 pub fn say(line: &str) {
-    println!("{line}");
+    let _ = write_line(&mut io::stdout().lock(), line);
 }
 
-/// Prints a status line on standard error.
+/// Prints a status line on standard error, where nothing is acknowledged.
 pub fn status(line: &str) {
-    eprintln!("{line}");
+    let _ = write_line(&mut io::stderr().lock(), line);
+}
+
+/// Writes one whole line and flushes it, reporting any failure instead of panicking
+/// as `println!` does when the reader has gone away.
+fn write_line(out: &mut impl Write, line: &str) -> io::Result<()> {
+    out.write_all(line.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// Shows one event that needs no progress bar.
 fn show(event: &Event, verbose: bool) {
     match event {
-        Event::Message { from, text } => {
-            say(&format!("{}: {}", for_terminal(from), for_terminal(text)))
-        }
+        Event::Message { .. } | Event::Note { .. } => {}
         Event::Waiting { target, reason } => status(&format!(
             "Waiting for the peer at {target} ({}); retrying until it is up",
             for_terminal(reason)

@@ -416,6 +416,7 @@ async fn quitting_says_leave_to_version_2_and_closes_plainly_for_version_1() {
             }
         }
         assert_eq!(seen, goodbye, "version {version}");
+        drop((reader, writer));
         assert_eq!(scene.alice.wait().code(), Some(0));
     }
 }

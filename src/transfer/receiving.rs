@@ -17,7 +17,7 @@ pub struct Receiving {
     active: HashMap<u64, Incoming>,
     /// Transfers that failed part way: their remaining in-flight bytes are dropped.
     discarding: HashMap<u64, u64>,
-    replies: mpsc::UnboundedSender<Frame>,
+    replies: mpsc::Sender<Frame>,
     events: mpsc::UnboundedSender<Event>,
 }
 
@@ -25,7 +25,7 @@ impl Receiving {
     pub fn new(
         limits: ReceiveLimits,
         peer: String,
-        replies: mpsc::UnboundedSender<Frame>,
+        replies: mpsc::Sender<Frame>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Self {
         Receiving {
@@ -56,7 +56,8 @@ impl Receiving {
                 id,
                 name,
                 format!("more than {MAX_ACTIVE_TRANSFERS} transfers at once"),
-            );
+            )
+            .await;
             return Ok(());
         };
         let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size);
@@ -71,11 +72,12 @@ impl Receiving {
         let incoming = match started {
             Ok(Ok(incoming)) => incoming,
             Ok(Err(reason)) => {
-                self.refuse(id, name, reason.to_string());
+                self.refuse(id, name, reason.to_string()).await;
                 return Ok(());
             }
             Err(panicked) => {
-                self.refuse(id, name, format!("the receiver failed: {panicked}"));
+                self.refuse(id, name, format!("the receiver failed: {panicked}"))
+                    .await;
                 return Ok(());
             }
         };
@@ -93,10 +95,13 @@ impl Receiving {
                 note: format!("resuming at {}", human_bytes(incoming.offset)),
             });
         }
-        let _ = self.replies.send(Frame::Accept {
-            id,
-            offset: incoming.offset,
-        });
+        let _ = self
+            .replies
+            .send(Frame::Accept {
+                id,
+                offset: incoming.offset,
+            })
+            .await;
         if incoming.is_complete() {
             self.judge(id, incoming);
         } else {
@@ -137,7 +142,7 @@ impl Receiving {
             if incoming.remaining() > 0 {
                 self.discarding.insert(id, incoming.remaining());
             }
-            self.report(id, incoming.name, outcome);
+            self.report(id, incoming.name, outcome).await;
         } else if incoming.is_complete() {
             let incoming = self.active.remove(&id).expect("present above");
             self.judge(id, incoming);
@@ -181,7 +186,7 @@ impl Receiving {
                         ),
                     });
                 }
-                outcome => self.report(id, name, outcome),
+                outcome => self.report_now(id, name, outcome),
             }
         }
     }
@@ -197,23 +202,33 @@ impl Receiving {
             let outcome = incoming.finish(true).await;
             let (event, verdict) = describe(id, name, outcome);
             let _ = events.send(event);
-            let _ = replies.send(verdict);
+            let _ = replies.send(verdict).await;
         });
     }
 
-    fn report(&self, id: u64, name: String, outcome: Outcome) {
+    /// Reports an outcome on both sides; waits while the peer is not reading replies.
+    async fn report(&self, id: u64, name: String, outcome: Outcome) {
         let (event, verdict) = describe(id, name, outcome);
         let _ = self.events.send(event);
-        let _ = self.replies.send(verdict);
+        let _ = self.replies.send(verdict).await;
     }
 
-    fn refuse(&self, id: u64, name: &str, reason: String) {
+    /// Reports an outcome while the connection is ending: the verdict goes out only
+    /// if there is room for it, because nobody may be writing any more.
+    fn report_now(&self, id: u64, name: String, outcome: Outcome) {
+        let (event, verdict) = describe(id, name, outcome);
+        let _ = self.events.send(event);
+        let _ = self.replies.try_send(verdict);
+    }
+
+    async fn refuse(&self, id: u64, name: &str, reason: String) {
         self.fail(id, name, format!("refused: {reason}"));
-        let _ = self.replies.send(Frame::Verdict {
+        let refusal = Frame::Verdict {
             id,
             status: VerdictStatus::Rejected,
             detail: truncate(reason),
-        });
+        };
+        let _ = self.replies.send(refusal).await;
     }
 
     fn fail(&self, id: u64, name: &str, reason: String) {

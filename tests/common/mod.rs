@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -207,6 +207,49 @@ impl Peer {
         let listening = peer.expect(Stream::Stdout, "Listening on port ");
         peer.port = listening["Listening on port ".len()..].parse().unwrap();
         peer
+    }
+
+    /// Like [`Peer::start`], but standard output is handed back unread once the two
+    /// ready lines are in, as a terminal or pipe that stops being read: the harness
+    /// sees only standard error.
+    pub fn start_with_stalled_stdout(workdir: &Path, args: &[String]) -> (Peer, ChildStdout) {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(workdir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chat");
+        let mut stdout = child.stdout.take().unwrap();
+        // Byte by byte, so that nothing after the ready lines is taken from the pipe.
+        let mut ready = Vec::new();
+        let mut byte = [0u8];
+        while ready.iter().filter(|&&b| b == b'\n').count() < 2 {
+            assert_eq!(stdout.read(&mut byte).unwrap(), 1, "chat exited early");
+            ready.push(byte[0]);
+        }
+        let ready = String::from_utf8(ready).unwrap();
+        let (tx, lines) = mpsc::channel();
+        read_lines(child.stderr.take().unwrap(), Stream::Stderr, tx);
+        let field = |prefix: &str| {
+            ready
+                .lines()
+                .find_map(|line| line.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} in {ready:?}"))
+                .to_owned()
+        };
+        let peer = Peer {
+            stdin: child.stdin.take(),
+            fingerprint: field("Fingerprint: "),
+            port: field("Listening on port ").parse().unwrap(),
+            child,
+            lines,
+            history: Vec::new(),
+            cursor: [0, 0],
+            workdir: workdir.to_owned(),
+        };
+        (peer, stdout)
     }
 
     /// Starts the binary without waiting for anything.
