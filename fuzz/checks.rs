@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chat::frame::{Frame, HEADER_LEN};
+use chat::frame::{Frame, HEADER_LEN, PROTOCOL_VERSION};
 use chat::inbound::ReceiveState;
 use chat::transfer::incoming::ReceiveLimits;
 use chat::transfer::parts::PARTS_DIR;
@@ -45,7 +45,7 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
     let limits = ReceiveLimits::new(downloads.clone(), Some(1 << 20));
     let (replies, mut replies_rx) = tokio::sync::mpsc::channel(1 << 16);
     let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut files = Receiving::new(limits, "fuzz".into(), replies, events);
+    let mut files = Receiving::new(limits, "fuzz".into(), PROTOCOL_VERSION, replies, events);
     let state = Arc::new(Mutex::new(ReceiveState::default()));
     let mut declared: Vec<(String, [u8; 32])> = Vec::new();
     let mut offset = 0;

@@ -130,7 +130,7 @@ pub async fn receive(
         shown: shown.subscribe(),
     };
     let mut answering = Answering(tokio::spawn(answer(writer, acks, replies_rx)));
-    let mut files = Receiving::new(limits, peer.clone(), replies, events.clone());
+    let mut files = Receiving::new(limits, peer.clone(), link.version, replies, events.clone());
     let incoming = Incoming {
         session,
         peer: &peer,

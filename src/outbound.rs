@@ -338,6 +338,7 @@ async fn send_on(
 ) -> Result<OutboundEnd, LinkError> {
     let peer = link.peer_name;
     let says_leave = link.version >= 2;
+    files.connected(link.version);
     let (mut reader, mut writer) = link.connection.into_split();
     loop {
         while let Some(frame) = outbox.take_unsent() {

@@ -55,6 +55,12 @@ impl Conn {
         let _ = socket.shutdown(Shutdown::Write);
     }
 
+    /// From now on drops what travels `way`, sending nothing in its place: bytes lost
+    /// on the path, with no FIN.
+    fn lose(&self, way: Way) {
+        *self.ended[way as usize].lock().unwrap() = true;
+    }
+
     /// Closes both sockets at once, without any TLS close (no SO_LINGER 0 in std).
     fn reset(&self) {
         let _ = self.down.shutdown(Shutdown::Both);
@@ -494,4 +500,37 @@ fn quit_through_the_proxies_ends_the_other_side_promptly() {
 #[test]
 fn quit_while_the_other_side_types_ends_it_promptly_and_lists_what_was_lost() {
     quit_through_the_proxies(true);
+}
+
+#[test]
+fn a_verdict_lost_after_the_file_was_stored_is_not_stored_twice() {
+    let mut s = Session::start();
+    let data = pseudo_random(FILE_SIZE, 41);
+    std::fs::write(s.peers[ALICE].workdir.join("big.bin"), &data).unwrap();
+    s.peers[ALICE].send("transfer big.bin");
+    s.peers[BOB].expect(Stream::Stderr, "Receiving big.bin");
+    let conn = s.proxies[ALICE].current();
+    let deadline = Instant::now() + TIMEOUT;
+    while conn.forwarded(Way::ToListener) < FAULT_AFTER {
+        assert!(Instant::now() < deadline, "the transfer never started");
+        thread::sleep(Duration::from_millis(1));
+    }
+    // From here bob's answers to alice, his verdict among them, are lost on the path.
+    conn.lose(Way::ToDialer);
+    s.peers[BOB].expect(Stream::Stderr, "Saved ./big.bin (verified");
+    conn.reset();
+    s.peers[ALICE].expect(Stream::Stderr, "big.bin delivered and verified by bob");
+    let note = s.peers[BOB].expect(Stream::Stderr, "already saved as ./big.bin");
+    assert!(note.contains("not stored again"), "{note}");
+    s.peers.iter_mut().for_each(Peer::close_stdin);
+    let mut problems = wait_both(&mut s.peers);
+    let stored = common::listing(&s.peers[BOB].workdir);
+    if stored != ["big.bin"] {
+        problems.push(format!("bob's folder holds {stored:?}"));
+    }
+    match std::fs::read(s.peers[BOB].workdir.join("big.bin")) {
+        Ok(got) if sha256_hex(&got) == sha256_hex(&data) => {}
+        other => problems.push(format!("bob's big.bin: {:?}", other.map(|got| got.len()))),
+    }
+    s.assert_clean(&problems);
 }

@@ -8,8 +8,8 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::name::{self, NameError};
 use super::parts::{self, Meta, OwnedPart};
+use super::stored::StoredFiles;
 use crate::platform;
 
 /// Chunks buffered between the network and the disk thread: bounds memory per transfer.
@@ -31,6 +32,7 @@ pub struct ReceiveLimits {
     pub max_file_size: Option<u64>,
     /// One permit per file being received, written or verified.
     slots: Arc<Semaphore>,
+    stored: Arc<Mutex<StoredFiles>>,
 }
 
 impl ReceiveLimits {
@@ -39,7 +41,24 @@ impl ReceiveLimits {
             dir,
             max_file_size,
             slots: Arc::new(Semaphore::new(MAX_ACTIVE_TRANSFERS)),
+            stored: Arc::default(),
         }
+    }
+
+    /// Where this session already stored exactly this offer (same name after the
+    /// name rules, size and SHA-256), if the file is still there unchanged. Reads
+    /// file metadata: call it off the async runtime.
+    pub fn already_stored(
+        &self,
+        offered_name: &str,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Option<PathBuf> {
+        let name = name::sanitize(offered_name).ok()?;
+        self.stored
+            .lock()
+            .expect("stored files poisoned")
+            .find(&name, size, sha256)
     }
 
     /// A slot for one more file, if fewer than [`MAX_ACTIVE_TRANSFERS`] are in progress.
@@ -144,6 +163,7 @@ impl Incoming {
             sha256,
             offset,
             keep_partial: keep_partial.clone(),
+            stored: limits.stored.clone(),
         };
         std::thread::Builder::new()
             .name("chat-disk".into())
@@ -221,6 +241,7 @@ struct DiskJob {
     sha256: [u8; 32],
     offset: u64,
     keep_partial: Arc<AtomicBool>,
+    stored: Arc<Mutex<StoredFiles>>,
 }
 
 impl DiskJob {
@@ -270,10 +291,18 @@ impl DiskJob {
             return Outcome::Failed(format!("storing the file failed: {err}"));
         }
         match self.part.place(&self.dir, &self.name) {
-            Ok(path) => Outcome::Saved {
-                path,
-                sha256: self.sha256,
-            },
+            Ok(path) => {
+                self.stored.lock().expect("stored files poisoned").remember(
+                    &self.name,
+                    self.size,
+                    self.sha256,
+                    &path,
+                );
+                Outcome::Saved {
+                    path,
+                    sha256: self.sha256,
+                }
+            }
             Err(err) => Outcome::Failed(format!("storing the file failed: {err}")),
         }
     }

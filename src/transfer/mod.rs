@@ -7,6 +7,7 @@ pub mod outgoing;
 pub mod parts;
 pub mod receiving;
 pub mod sending;
+pub mod stored;
 
 use std::time::{Duration, Instant};
 

@@ -19,12 +19,17 @@ pub struct Receiving {
     discarding: HashMap<u64, u64>,
     replies: mpsc::Sender<Frame>,
     events: mpsc::UnboundedSender<Event>,
+    /// Whether the sender understands "already stored" (protocol version 2).
+    answers_stored: bool,
 }
 
 impl Receiving {
+    /// `version` is the link's protocol version: from 2 on, an offer of a file this
+    /// session already stored is answered with its verdict instead of a second copy.
     pub fn new(
         limits: ReceiveLimits,
         peer: String,
+        version: u16,
         replies: mpsc::Sender<Frame>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Self {
@@ -35,6 +40,7 @@ impl Receiving {
             discarding: HashMap::new(),
             replies,
             events,
+            answers_stored: version >= 2,
         }
     }
 
@@ -63,14 +69,23 @@ impl Receiving {
         let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size);
         let limits = self.limits.clone();
         let offered = name.to_owned();
+        let answers_stored = self.answers_stored;
         let started = tokio::task::spawn_blocking(move || {
+            if answers_stored && let Some(path) = limits.already_stored(&offered, size, sha256) {
+                return Ok(Start::AlreadyStored(path));
+            }
             Incoming::start(&limits, &offered, size, sha256, slot, move |done| {
                 progress.update(done)
             })
+            .map(Start::Receiving)
         })
         .await;
         let incoming = match started {
-            Ok(Ok(incoming)) => incoming,
+            Ok(Ok(Start::Receiving(incoming))) => incoming,
+            Ok(Ok(Start::AlreadyStored(path))) => {
+                self.already_stored(id, &path).await;
+                return Ok(());
+            }
             Ok(Err(reason)) => {
                 self.refuse(id, name, reason.to_string()).await;
                 return Ok(());
@@ -231,6 +246,24 @@ impl Receiving {
         let _ = self.replies.send(refusal).await;
     }
 
+    /// The offer is a file this session stored already, offered again because its
+    /// verdict was lost: say so on both sides, store nothing.
+    async fn already_stored(&self, id: u64, path: &std::path::Path) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let _ = self.events.send(Event::TransferNote {
+            id,
+            name: name.clone().into_owned(),
+            receiving: true,
+            note: format!("already saved as {}; not stored again", path.display()),
+        });
+        let verdict = Frame::Verdict {
+            id,
+            status: VerdictStatus::Verified,
+            detail: truncate(format!("already saved as {name}")),
+        };
+        let _ = self.replies.send(verdict).await;
+    }
+
     fn fail(&self, id: u64, name: &str, reason: String) {
         let _ = self.events.send(Event::TransferFailed {
             id,
@@ -239,6 +272,12 @@ impl Receiving {
             reason,
         });
     }
+}
+
+/// What an offer turned into.
+enum Start {
+    Receiving(Incoming),
+    AlreadyStored(std::path::PathBuf),
 }
 
 /// The local event and the verdict frame for an outcome.

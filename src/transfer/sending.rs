@@ -42,6 +42,8 @@ pub struct Sending {
     head: Option<Head>,
     /// Where the receiver said the head's data starts (non-zero when resuming).
     head_offset: u64,
+    /// The protocol version of the current connection.
+    version: u16,
     events: mpsc::UnboundedSender<Event>,
 }
 
@@ -52,8 +54,14 @@ impl Sending {
             queue: VecDeque::new(),
             head: None,
             head_offset: 0,
+            version: 1,
             events,
         }
+    }
+
+    /// A new connection carries the transfers from now on.
+    pub fn connected(&mut self, version: u16) {
+        self.version = version;
     }
 
     /// Queues `path` and starts hashing it on a blocking thread.
@@ -173,11 +181,14 @@ impl Sending {
             });
         };
         if offset > file.size {
-            return Err(TransferViolation::BadOffset {
+            // The connection is closed for this; the file must still end visibly.
+            let violation = TransferViolation::BadOffset {
                 id,
                 offset,
                 size: file.size,
-            });
+            };
+            self.fail(id, &file.name, format!("not sent: {violation}"));
+            return Err(violation);
         }
         if offset > 0 {
             self.note(
@@ -220,6 +231,15 @@ impl Sending {
             | (VerdictStatus::Verified, Head::Streaming { .. })
                 if head.all_sent() =>
             {
+                let _ = self.events.send(Event::TransferDelivered {
+                    id,
+                    name,
+                    peer: peer.to_owned(),
+                });
+            }
+            // Version 2: the receiver stored this very file before and its verdict
+            // was lost with a connection; nothing more needs to be sent.
+            (VerdictStatus::Verified, Head::Offered(..)) if self.version >= 2 => {
                 let _ = self.events.send(Event::TransferDelivered {
                     id,
                     name,
@@ -345,5 +365,39 @@ impl Head {
             | Head::AwaitingVerdict(_, file)
             | Head::Streaming { file, .. } => file.name.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_accept_past_the_end_fails_the_transfer_visibly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.txt");
+        std::fs::write(&path, b"four").unwrap();
+        let (events, mut events_rx) = mpsc::unbounded_channel();
+        let mut sending = Sending::new(events);
+        sending.enqueue(path);
+        let Frame::Offer { id, size, .. } = sending.next_frame().await else {
+            panic!("an offer comes first");
+        };
+        assert!(matches!(
+            sending.accepted(id, size + 1),
+            Err(TransferViolation::BadOffset { .. })
+        ));
+        assert!(sending.is_idle(), "nothing is left to offer again silently");
+        let failed =
+            std::iter::from_fn(|| events_rx.try_recv().ok()).find_map(|event| match event {
+                Event::TransferFailed { name, reason, .. } => Some((name, reason)),
+                _ => None,
+            });
+        let (name, reason) = failed.expect("the user is told");
+        assert_eq!(name, "f.txt");
+        assert!(
+            reason.contains("offset 5 for a file of 4 bytes"),
+            "{reason}"
+        );
     }
 }
