@@ -16,6 +16,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 use crate::connection::{Connection, ConnectionError};
 use crate::frame::Frame;
 use crate::identity::common_name;
+use crate::platform;
 use crate::tls::{self, TlsSummary};
 
 /// How long a peer has to complete TLS and the greeting.
@@ -107,6 +108,7 @@ pub async fn accept(
     addr: SocketAddr,
     greeting: &Greeting,
 ) -> Result<Link, HandshakeError> {
+    let _ = platform::detect_dead_peer(&tcp);
     let handshake = async {
         let tls = acceptor.accept(tcp).await.map_err(HandshakeError::Tls)?;
         let version = tls::negotiated_version(tls.get_ref().1);
@@ -127,6 +129,7 @@ pub async fn connect(
     addr: SocketAddr,
     greeting: &Greeting,
 ) -> Result<Link, HandshakeError> {
+    let _ = platform::detect_dead_peer(&tcp);
     let handshake = async {
         let server_name = ServerName::IpAddress(addr.ip().into());
         let tls = connector

@@ -71,6 +71,10 @@ enum LinkError {
     /// closed it (a middlebox, a crash, a replaced connection), it was not a goodbye.
     #[error("the peer closed the connection without leaving")]
     ClosedWithoutLeave,
+    /// We ended our lines, but the peer's answering `close_notify` never came: it
+    /// may not know that we finished, so the end is delivered again.
+    #[error("the peer did not confirm the end of our lines within {}s", CLOSE_TIMEOUT.as_secs())]
+    CloseUnconfirmed,
 }
 
 impl Default for Outbox {
@@ -269,7 +273,9 @@ pub async fn run(
         finishing: false,
     };
     loop {
-        if input.finishing && outbox.is_empty() && files.is_idle() {
+        // Once the peer has known us, our end is clean only when it confirms it, so a
+        // close cut short by a lost connection is delivered again on a new one.
+        if input.finishing && outbox.is_empty() && files.is_idle() && !connected_before {
             return OutboundEnd::Finished;
         }
         let dial = dialer.dial(&events, connected_before);
@@ -295,7 +301,9 @@ pub async fn run(
                         files.abandon("not sent: we quit");
                         return OutboundEnd::Quit;
                     }
-                    Command::Finish if outbox.is_empty() && files.is_idle() => return OutboundEnd::Finished,
+                    Command::Finish if outbox.is_empty() && files.is_idle() && !connected_before => {
+                        return OutboundEnd::Finished;
+                    }
                     Command::Finish => {}
                 },
             }
@@ -355,8 +363,11 @@ async fn send_on(
                     }
                 }
             };
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed_back).await;
-            return Ok(OutboundEnd::Finished);
+            return match tokio::time::timeout(CLOSE_TIMEOUT, closed_back).await {
+                Ok(Ok(())) => Ok(OutboundEnd::Finished),
+                Ok(Err(err)) => Err(err),
+                Err(_) => Err(LinkError::CloseUnconfirmed),
+            };
         }
         tokio::select! {
             biased;

@@ -5,6 +5,9 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
+
+use chat::platform::DEAD_PEER_TIMEOUT;
 
 use common::{Peer, Stream, World, listing};
 use sha2::{Digest, Sha256};
@@ -16,11 +19,12 @@ struct Link {
 }
 
 impl Link {
-    fn create() -> Result<Link, String> {
+    /// `test` tells apart the links of tests running at once in one process.
+    fn create(test: char) -> Result<Link, String> {
         let tag = std::process::id() % 10_000;
         let link = Link {
-            namespaces: [format!("chat{tag}a"), format!("chat{tag}b")],
-            devices: [format!("vc{tag}a"), format!("vc{tag}b")],
+            namespaces: [format!("chat{tag}{test}a"), format!("chat{tag}{test}b")],
+            devices: [format!("vc{tag}{test}a"), format!("vc{tag}{test}b")],
         };
         let ([a, b], [va, vb]) = (&link.namespaces, &link.devices);
         let steps = [
@@ -84,7 +88,7 @@ impl Drop for Link {
 
 #[test]
 fn a_transfer_and_chat_survive_an_impaired_link() {
-    let link = match Link::create() {
+    let link = match Link::create('i') {
         Ok(link) => link,
         Err(reason) => {
             println!("SKIPPED network-namespace test: {reason}");
@@ -101,6 +105,34 @@ fn a_transfer_and_chat_survive_an_impaired_link() {
         }
     };
     let world = World::new();
+    let (mut alice, mut bob) = connect_across(&world, &link);
+
+    let size = if impaired { 64 << 20 } else { 16 << 20 };
+    let data: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(alice.workdir.join("over-the-wire.bin"), &data).unwrap();
+    alice.send("transfer over-the-wire.bin");
+    for i in 0..50 {
+        alice.send(&format!("line {i}"));
+    }
+    for i in 0..50 {
+        bob.expect(Stream::Stdout, &format!("alice: line {i}"));
+    }
+    let saved = bob.expect(Stream::Stderr, "Saved ");
+    assert!(
+        saved.contains(&hex::encode(Sha256::digest(&data))),
+        "{saved}"
+    );
+    assert_eq!(
+        std::fs::read(bob.workdir.join("over-the-wire.bin")).unwrap(),
+        data
+    );
+    assert_eq!(listing(&bob.workdir), ["over-the-wire.bin"]);
+}
+
+/// Alice in the first namespace and bob in the second, connected both ways.
+fn connect_across(world: &World, link: &Link) -> (Peer, Peer) {
     let alice_fp = world.identity("alice");
     let bob_fp = world.identity("bob");
     let home = |name: &str| {
@@ -139,26 +171,46 @@ fn a_transfer_and_chat_survive_an_impaired_link() {
     bob.send(&format!("10.203.0.1:{}", alice.port));
     alice.expect_seen(Stream::Stderr, "Connected to bob at 10.203.0.2:");
 
-    let size = if impaired { 64 << 20 } else { 16 << 20 };
-    let data: Vec<u8> = (0..size as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    std::fs::write(alice.workdir.join("over-the-wire.bin"), &data).unwrap();
-    alice.send("transfer over-the-wire.bin");
-    for i in 0..50 {
-        alice.send(&format!("line {i}"));
-    }
-    for i in 0..50 {
-        bob.expect(Stream::Stdout, &format!("alice: line {i}"));
-    }
-    let saved = bob.expect(Stream::Stderr, "Saved ");
-    assert!(
-        saved.contains(&hex::encode(Sha256::digest(&data))),
-        "{saved}"
-    );
-    assert_eq!(
-        std::fs::read(bob.workdir.join("over-the-wire.bin")).unwrap(),
-        data
-    );
-    assert_eq!(listing(&bob.workdir), ["over-the-wire.bin"]);
+    (alice, bob)
+}
+
+#[test]
+fn a_silently_dead_link_is_noticed_and_the_chat_resumes_when_it_is_back() {
+    let link = match Link::create('d') {
+        Ok(link) => link,
+        Err(reason) => {
+            println!("SKIPPED network-namespace test: {reason}");
+            return;
+        }
+    };
+    let world = World::new();
+    let (mut alice, mut bob) = connect_across(&world, &link);
+    bob.expect_seen(Stream::Stderr, "Connected to alice at 10.203.0.1:");
+    // Bob's end goes down: alice's packets are dropped without a word, as when a
+    // cable is pulled or a NAT forgets the connection.
+    let [_, ns_b] = &link.namespaces;
+    let [_, dev_b] = &link.devices;
+    run("ip", &format!("-n {ns_b} link set {dev_b} down")).unwrap();
+    alice.send("typed into the void");
+    let noticed = DEAD_PEER_TIMEOUT + Duration::from_secs(15);
+    alice.expect_within(noticed, Stream::Stderr, "a lost connection", |line| {
+        line.starts_with("Connection to the peer lost")
+    });
+    run("ip", &format!("-n {ns_b} link set {dev_b} up")).unwrap();
+    alice.expect_within(noticed, Stream::Stderr, "a reconnect", |line| {
+        line.starts_with("Reconnected to bob at 10.203.0.2:")
+    });
+    bob.expect_within(noticed, Stream::Stdout, "the line", |line| {
+        line == "alice: typed into the void"
+    });
+    alice.close_stdin();
+    bob.close_stdin();
+    assert_eq!(alice.wait().code(), Some(0), "{}", alice.transcript());
+    assert_eq!(bob.wait().code(), Some(0), "{}", bob.transcript());
+    let shown = bob.lines_on(Stream::Stdout);
+    let times = shown
+        .iter()
+        .filter(|l| **l == "alice: typed into the void")
+        .count();
+    assert_eq!(times, 1, "{}", bob.transcript());
 }

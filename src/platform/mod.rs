@@ -6,3 +6,6 @@
 mod unix;
 #[cfg(unix)]
 pub use unix::*;
+
+/// How long a silently dead connection may go unnoticed.
+pub const DEAD_PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);

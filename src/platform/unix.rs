@@ -7,6 +7,11 @@ use std::path::Path;
 
 use rustix::fs::{CWD, OFlags, RenameFlags, renameat_with};
 
+use super::DEAD_PEER_TIMEOUT;
+
+/// Unanswered keepalive probes before an idle connection counts as dead.
+const KEEPALIVE_PROBES: u32 = 3;
+
 /// Creates a file that did not exist, readable and writable by its owner alone.
 pub fn create_private_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
@@ -97,6 +102,22 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
 /// Makes a rename or removal in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Makes the kernel notice a peer that vanished silently (a cable pulled, a NAT that
+/// forgot us, a machine that lost power) within [`DEAD_PEER_TIMEOUT`]: keepalive
+/// probes when the connection is idle, and a limit on how long sent data may stay
+/// unacknowledged when it is not. Without these, TCP takes about 15 minutes.
+pub fn detect_dead_peer(socket: &impl std::os::fd::AsFd) -> io::Result<()> {
+    use rustix::net::sockopt;
+    let interval = DEAD_PEER_TIMEOUT / (KEEPALIVE_PROBES + 2);
+    sockopt::set_socket_keepalive(socket, true)?;
+    sockopt::set_tcp_keepidle(socket, interval * 2)?;
+    sockopt::set_tcp_keepintvl(socket, interval)?;
+    sockopt::set_tcp_keepcnt(socket, KEEPALIVE_PROBES)?;
+    let timeout_ms = u32::try_from(DEAD_PEER_TIMEOUT.as_millis()).unwrap_or(u32::MAX);
+    sockopt::set_tcp_user_timeout(socket, timeout_ms)?;
+    Ok(())
 }
 
 /// Bytes an unprivileged user may still write under `dir`.

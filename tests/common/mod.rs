@@ -313,9 +313,21 @@ impl Peer {
         &mut self,
         stream: Stream,
         description: &str,
+        matches: impl FnMut(&str) -> bool,
+    ) -> String {
+        self.expect_within(TIMEOUT, stream, description, matches)
+    }
+
+    /// Like [`Peer::expect_where`], with a deadline of `within` instead of [`TIMEOUT`],
+    /// for events whose timing the kernel decides (a dead link noticed).
+    pub fn expect_within(
+        &mut self,
+        within: Duration,
+        stream: Stream,
+        description: &str,
         mut matches: impl FnMut(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + within;
         let slot = stream as usize;
         loop {
             while self.cursor[slot] < self.history.len() {
