@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::connection::{Connection, ConnectionError};
-use crate::frame::Frame;
+use crate::frame::{Frame, MAX_NAME_LEN};
 use crate::identity::common_name;
 use crate::platform;
 use crate::tls::{self, TlsSummary};
@@ -79,8 +79,15 @@ impl HandshakeError {
 }
 
 impl Greeting {
-    /// A greeting with a fresh random session id.
-    pub fn new(name: String) -> Self {
+    /// A greeting with a fresh random session id. The name is informational (the
+    /// peer shows the name in our certificate) and is cut, at a character boundary,
+    /// to what `Hello` may carry: a certificate made elsewhere may have a longer one.
+    pub fn new(mut name: String) -> Self {
+        let mut end = name.len().min(MAX_NAME_LEN);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
         let mut bytes = [0u8; 8];
         tls::crypto_provider()
             .secure_random
@@ -186,5 +193,22 @@ fn into_link(
         version,
         addr,
         tls,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_certificate_name_is_cut_to_what_hello_carries() {
+        let greeting = Greeting::new("é".repeat(40));
+        assert_eq!(greeting.name, "é".repeat(32));
+        let mut out = Vec::new();
+        greeting.hello(2).encode(&mut out);
+        assert!(matches!(
+            Frame::decode(&out),
+            Ok(Some((Frame::Hello { .. }, _)))
+        ));
     }
 }

@@ -3,8 +3,8 @@
 //! Keys are ECDSA P-256, made by rcgen through aws-lc-rs (the same provider rustls uses).
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
@@ -13,9 +13,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
 use crate::fingerprint::Fingerprint;
+use crate::platform;
 
 /// The longest name a certificate may be created with.
 pub const MAX_IDENTITY_NAME_LEN: usize = 64;
+/// A PEM private key is well under a kilobyte; anything far larger is not one.
+const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
 
 /// A certificate we present and the key that proves we own it.
 #[derive(Debug)]
@@ -54,6 +57,12 @@ pub enum IdentityError {
         path = .path.display()
     )]
     KeyTooOpen { path: PathBuf, mode: u32 },
+    /// Others may replace the files in the identity's folder.
+    #[error(
+        "permissions {mode:04o} for the folder '{path}' are too open: others could replace the identity in it. Fix it with: chmod go-w '{path}'",
+        path = .path.display()
+    )]
+    FolderTooOpen { path: PathBuf, mode: u32 },
     /// A file could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
@@ -165,9 +174,10 @@ pub fn load(files: &IdentityFiles) -> Result<Identity, IdentityError> {
         }
         _ => {}
     }
-    check_key_permissions(&files.private_key)?;
+    check_folder(&files.private_key)?;
+    let key_pem = read_private_key(&files.private_key)?;
     let certificate = load_certificate(&files.certificate)?;
-    let private_key = PrivateKeyDer::from_pem_file(&files.private_key)
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|source| pem_error(&files.private_key, source))?;
     let name = common_name(&certificate).unwrap_or_default();
     Ok(Identity {
@@ -190,18 +200,36 @@ pub fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
     Some(name.to_owned())
 }
 
-fn check_key_permissions(path: &Path) -> Result<(), IdentityError> {
-    let mode = fs::metadata(path)
-        .map_err(|source| io_error(path, source))?
-        .permissions()
-        .mode();
+/// Reads the private key, refusing one that others can read, or a link, or a file
+/// that is not ours; the checks are made on the open file.
+fn read_private_key(path: &Path) -> Result<Vec<u8>, IdentityError> {
+    let (file, mode) = platform::open_secret(path).map_err(|source| io_error(path, source))?;
     if mode & 0o077 != 0 {
         return Err(IdentityError::KeyTooOpen {
             path: path.to_owned(),
-            mode: mode & 0o7777,
+            mode,
         });
     }
-    Ok(())
+    let mut pem = Vec::new();
+    file.take(MAX_KEY_FILE_LEN)
+        .read_to_end(&mut pem)
+        .map_err(|source| io_error(path, source))?;
+    Ok(pem)
+}
+
+/// Refuses an identity whose folder others may write to.
+fn check_folder(key: &Path) -> Result<(), IdentityError> {
+    let dir = match key.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match platform::writable_by_others(dir).map_err(|source| io_error(dir, source))? {
+        Some(mode) => Err(IdentityError::FolderTooOpen {
+            path: dir.to_owned(),
+            mode,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Writes `contents` to a new file. With `overwrite`, the file is written beside the
@@ -264,6 +292,7 @@ fn pem_error(path: &Path, source: pem::Error) -> IdentityError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn accepts_ordinary_names_and_rejects_paths() {
@@ -325,6 +354,25 @@ mod tests {
         let err = load(&files).unwrap_err();
         assert!(matches!(err, IdentityError::KeyTooOpen { mode: 0o644, .. }));
         assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_key_that_is_a_link_and_a_folder_others_can_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = IdentityFiles::named(dir.path(), "erin");
+        create(&files, "erin", false).unwrap();
+        let real = dir.path().join("elsewhere.key");
+        fs::rename(&files.private_key, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &files.private_key).unwrap();
+        assert!(matches!(load(&files), Err(IdentityError::Io { .. })));
+        fs::remove_file(&files.private_key).unwrap();
+        fs::rename(&real, &files.private_key).unwrap();
+        assert!(load(&files).is_ok());
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = load(&files).unwrap_err();
+        assert!(matches!(err, IdentityError::FolderTooOpen { .. }), "{err}");
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
     }
 
     #[test]

@@ -46,6 +46,32 @@ pub fn open_private_file(path: &Path, write: bool) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens a file that holds a secret of ours (a private key): the last component is
+/// never followed if it is a link, a FIFO never blocks the open, and the open handle
+/// must be a regular file we own. Returns it with its permission bits, checked on
+/// the handle itself so that the file cannot be swapped between check and read.
+pub fn open_secret(path: &Path) -> io::Result<(File, u32)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.file_type().is_file() {
+        return Err(refused(path, "is not a regular file"));
+    }
+    if metadata.uid() != rustix::process::geteuid().as_raw() {
+        return Err(refused(path, "belongs to another user"));
+    }
+    Ok((file, metadata.permissions().mode() & 0o7777))
+}
+
+/// The permission bits of `dir` if others than its owner may change what is in it
+/// (group- or world-writable), as ssh's StrictModes refuses.
+pub fn writable_by_others(dir: &Path) -> io::Result<Option<u32>> {
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    Ok((mode & 0o022 != 0).then_some(mode & 0o7777))
+}
+
 /// Creates `path` as a folder only its owner can enter, or checks that the existing
 /// one is exactly that: a real folder (not a link), ours, closed to everyone else.
 pub fn ensure_private_dir(path: &Path) -> io::Result<()> {

@@ -2,7 +2,10 @@
 
 use thiserror::Error;
 
+use unicode_normalization::UnicodeNormalization;
+
 use crate::frame::MAX_FILE_NAME_LEN;
+use crate::sanitize::is_invisible;
 
 /// Why an offered file name is refused.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -15,6 +18,8 @@ pub enum NameError {
     Separator,
     #[error("the file name contains control characters")]
     Control,
+    #[error("the file name contains an invisible character (U+{0:04X})")]
+    Invisible(u32),
     #[error("the file name is longer than {MAX_FILE_NAME_LEN} bytes")]
     TooLong,
     #[error("the file name {0:?} is a reserved device name")]
@@ -33,25 +38,32 @@ const DEVICE_NAMES: &[&str] = &[
 
 /// Checks an offered name and returns the name to store the file under.
 ///
-/// A leading `.` would make a hidden file, so leading dots become `_`
-/// (`.bashrc` is stored as `_bashrc`).
+/// The name is put in Unicode normal form C, so that one name has one spelling.
+/// Invisible characters (format characters, fillers, noncharacters) are refused: they
+/// let `invoice\u{202E}fdp.exe` pass for a PDF. Trailing dots and spaces are dropped
+/// (Windows would drop them too, and they hide an extension). A leading `.` would
+/// make a hidden file, so leading dots become `_` (`.bashrc` is stored as `_bashrc`);
+/// a leading `-` could be read as an option by a command given the name, so it gets a
+/// `_` before it.
 pub fn sanitize(offered: &str) -> Result<String, NameError> {
-    if offered.is_empty() {
-        return Err(NameError::Empty);
+    let normal: String = offered.nfc().collect();
+    if normal == "." || normal == ".." {
+        return Err(NameError::DotName(normal));
     }
-    if offered == "." || offered == ".." {
-        return Err(NameError::DotName(offered.to_owned()));
-    }
-    if offered.contains(['/', '\\', '\0']) {
+    if normal.contains(['/', '\\', '\0']) {
         return Err(NameError::Separator);
     }
-    if offered.chars().any(char::is_control) {
+    if normal.chars().any(char::is_control) {
         return Err(NameError::Control);
     }
-    if offered.len() > MAX_FILE_NAME_LEN {
-        return Err(NameError::TooLong);
+    if let Some(invisible) = normal.chars().find(|&c| is_invisible(c)) {
+        return Err(NameError::Invisible(invisible as u32));
     }
-    let stem = offered.split('.').next().unwrap_or_default();
+    let trimmed = normal.trim_end_matches(['.', ' ']);
+    if trimmed.is_empty() {
+        return Err(NameError::Empty);
+    }
+    let stem = trimmed.split('.').next().unwrap_or_default();
     let stem = stem.trim_end_matches(' ');
     if DEVICE_NAMES
         .iter()
@@ -59,16 +71,22 @@ pub fn sanitize(offered: &str) -> Result<String, NameError> {
     {
         return Err(NameError::DeviceName(offered.to_owned()));
     }
-    let lowercase = offered.to_lowercase();
+    let lowercase = trimmed.to_lowercase();
     if lowercase.ends_with(".part") || lowercase.ends_with(".part.meta") {
         return Err(NameError::PartSuffix(offered.to_owned()));
     }
-    let visible_from = offered.len() - offered.trim_start_matches('.').len();
-    Ok(format!(
-        "{}{}",
-        "_".repeat(visible_from),
-        &offered[visible_from..]
-    ))
+    let visible_from = trimmed.len() - trimmed.trim_start_matches('.').len();
+    let rest = &trimmed[visible_from..];
+    let guard = if visible_from == 0 && rest.starts_with('-') {
+        "_"
+    } else {
+        ""
+    };
+    let stored = format!("{}{guard}{rest}", "_".repeat(visible_from));
+    if stored.len() > MAX_FILE_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    Ok(stored)
 }
 
 /// The `n`th alternative for `name`: `name` itself for 0, then `name (1).ext`, ...
@@ -157,6 +175,35 @@ mod tests {
             );
         }
         assert!(sanitize("partition.img").is_ok());
+    }
+
+    #[test]
+    fn refuses_invisible_characters() {
+        for (name, code) in [
+            ("invoice\u{202e}fdp.exe", 0x202e),
+            ("report\u{200b}.pdf", 0x200b),
+            ("\u{3164}", 0x3164),
+            ("tag\u{e0041}", 0xe0041),
+            ("bom\u{feff}", 0xfeff),
+        ] {
+            assert_eq!(sanitize(name), Err(NameError::Invisible(code)), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn normalises_trims_and_guards_names() {
+        assert_eq!(sanitize("e\u{301}.txt").as_deref(), Ok("\u{e9}.txt"));
+        assert_eq!(sanitize("report.pdf. . ").as_deref(), Ok("report.pdf"));
+        assert_eq!(sanitize(". .."), Err(NameError::Empty));
+        assert_eq!(
+            sanitize("--checkpoint-action=exec=sh x.sh").as_deref(),
+            Ok("_--checkpoint-action=exec=sh x.sh")
+        );
+        assert!(matches!(sanitize("nul. "), Err(NameError::DeviceName(_))));
+        assert_eq!(
+            sanitize(&format!("-{}", "a".repeat(254))),
+            Err(NameError::TooLong)
+        );
     }
 
     #[test]
