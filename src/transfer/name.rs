@@ -95,10 +95,19 @@ pub fn numbered(name: &str, n: u32) -> String {
     if n == 0 {
         return name.to_owned();
     }
-    match name.find('.') {
-        Some(dot) if dot > 0 => format!("{} ({n}){}", &name[..dot], &name[dot..]),
-        _ => format!("{name} ({n})"),
+    let (stem, extension) = match name.find('.') {
+        Some(dot) if dot > 0 => name.split_at(dot),
+        _ => (name, ""),
+    };
+    let suffix = format!(" ({n})");
+    // A long name keeps its number and extension: the stem gives way.
+    let mut room = MAX_FILE_NAME_LEN
+        .saturating_sub(suffix.len() + extension.len())
+        .min(stem.len());
+    while !stem.is_char_boundary(room) {
+        room -= 1;
     }
+    format!("{}{suffix}{extension}", &stem[..room])
 }
 
 #[cfg(test)]
@@ -219,5 +228,13 @@ mod tests {
         assert_eq!(numbered("a.tar.gz", 2), "a (2).tar.gz");
         assert_eq!(numbered("README", 3), "README (3)");
         assert_eq!(numbered("_bashrc", 1), "_bashrc (1)");
+        let long = format!("{}.tar.gz", "é".repeat(124));
+        let alternative = numbered(&long, 12);
+        assert!(
+            alternative.len() <= MAX_FILE_NAME_LEN,
+            "{}",
+            alternative.len()
+        );
+        assert!(alternative.ends_with(" (12).tar.gz"), "{alternative}");
     }
 }
