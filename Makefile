@@ -32,3 +32,4 @@ test:
 # BENCH_MIB, BENCH_ROUNDS and BENCH_DIR change the defaults.
 bench:
 	$(CARGO) bench --locked --bench transfer
+	$(CARGO) bench --locked --bench floods
