@@ -72,14 +72,16 @@ impl Sending {
             || path.display().to_string(),
             |name| name.to_string_lossy().into_owned(),
         );
-        let size = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
-        let _ = self.events.send(Event::TransferQueued {
-            id,
-            name: name.clone(),
-            size,
-        });
-        let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Hashing, size);
+        let (events, queued_name) = (self.events.clone(), name.clone());
+        // Even the size is asked of the file system off the async runtime.
         let hashing = tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
+            let _ = events.send(Event::TransferQueued {
+                id,
+                name: queued_name,
+                size,
+            });
+            let mut progress = ProgressReporter::new(events, id, Phase::Hashing, size);
             PreparedFile::prepare(&path, |done, _| progress.update(done))
         });
         self.queue.push_back(Queued { id, name, hashing });
