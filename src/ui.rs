@@ -10,7 +10,10 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::{mpsc, oneshot};
 
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
 use crate::event::{Command, Direction, Event, Phase};
+use crate::platform;
 use crate::sanitize::for_terminal;
 
 /// Reads standard input on its own thread, one line at a time, so that a blocked
@@ -100,6 +103,9 @@ pub async fn prompt(question: &str, lines: &mut mpsc::UnboundedReceiver<String>)
 pub struct Screen {
     bars: MultiProgress,
     verbose: bool,
+    /// Peer lines on a terminal are wrapped by us, each continuation row marked, so
+    /// that no padding can make a row of a peer's line pass for a status line.
+    stdout_is_terminal: bool,
 }
 
 /// Progress bars by transfer, for the printer task.
@@ -118,6 +124,7 @@ impl Screen {
         Screen {
             bars: MultiProgress::with_draw_target(target),
             verbose,
+            stdout_is_terminal: io::stdout().is_terminal(),
         }
     }
 
@@ -137,9 +144,14 @@ impl Screen {
         match event {
             Event::Message { from, text, .. } => {
                 let line = format!("{}: {}", for_terminal(from), for_terminal(text));
-                return self
-                    .bars
-                    .suspend(|| write_line(&mut io::stdout().lock(), &line));
+                let rows = match self.stdout_is_terminal.then(platform::stdout_columns) {
+                    Some(Some(columns)) => wrap_marked(&line, columns),
+                    _ => vec![line],
+                };
+                return self.bars.suspend(|| {
+                    let mut out = io::stdout().lock();
+                    rows.iter().try_for_each(|row| write_line(&mut out, row))
+                });
             }
             Event::Note { text } => self.status(text),
             Event::TransferQueued { id, name, size } => {
@@ -258,6 +270,32 @@ pub fn status(line: &str) {
     let _ = write_line(&mut io::stderr().lock(), line);
 }
 
+/// The rows `line` takes on a terminal `columns` wide, every row after the first
+/// starting with [`CONTINUATION`]: a peer cannot pad its text so that a row of it
+/// starts where a status line would.
+pub fn wrap_marked(line: &str, columns: usize) -> Vec<String> {
+    let marker_width = CONTINUATION.width();
+    let columns = columns.max(marker_width + 2);
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    let mut width = 0;
+    for c in line.chars() {
+        let char_width = c.width().unwrap_or(0);
+        if width + char_width > columns {
+            rows.push(std::mem::take(&mut row));
+            row.push_str(CONTINUATION);
+            width = marker_width;
+        }
+        row.push(c);
+        width += char_width;
+    }
+    rows.push(row);
+    rows
+}
+
+/// How a continuation row of a peer's line starts on a terminal.
+pub const CONTINUATION: &str = "  \u{21b3} ";
+
 /// Writes one whole line and flushes it, reporting any failure instead of panicking
 /// as `println!` does when the reader has gone away.
 fn write_line(out: &mut impl Write, line: &str) -> io::Result<()> {
@@ -356,5 +394,28 @@ fn show(event: &Event, verbose: bool) {
         | Event::TransferInterrupted { .. }
         | Event::TransferNote { .. }
         | Event::TransferFailed { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_padded_line_cannot_start_a_row_like_a_status_line() {
+        let fake = format!("alice: hi{}Saved ./x (verified, sha256 00)", " ".repeat(71));
+        let rows = wrap_marked(&fake, 80);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].len(), 80);
+        assert!(rows[1].starts_with(CONTINUATION), "{rows:?}");
+        assert!(rows.iter().all(|row| row.width() <= 80), "{rows:?}");
+    }
+
+    #[test]
+    fn wide_characters_wrap_by_their_width() {
+        let rows = wrap_marked(&"日".repeat(10), 8);
+        assert_eq!(rows[0], "日".repeat(4));
+        assert!(rows.iter().all(|row| row.width() <= 8), "{rows:?}");
+        assert_eq!(wrap_marked("short", 80), ["short"]);
     }
 }

@@ -146,6 +146,12 @@ pub fn detect_dead_peer(socket: &impl std::os::fd::AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// The width in columns of the terminal standard output is, if it is one.
+pub fn stdout_columns() -> Option<usize> {
+    let size = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;
+    (size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
 /// Bytes an unprivileged user may still write under `dir`.
 pub fn free_space(dir: &Path) -> io::Result<u64> {
     let stats = rustix::fs::statvfs(dir)?;
