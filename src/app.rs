@@ -133,7 +133,7 @@ async fn peer(config: Config) -> Result<Exit> {
             config.download_dir.display()
         )
     })?;
-    let mut lines = ui::spawn_line_reader();
+    let mut lines = ui::spawn_line_reader().context("cannot start reading standard input")?;
     let target = match config.connect {
         Some(target) => target,
         None => ask(&mut lines, "Enter the target port number: ", "--connect").await?,
@@ -209,11 +209,7 @@ fn load_identity(source: &IdentitySource) -> Result<Identity> {
 }
 
 /// Asks one question on standard input and parses the answer.
-async fn ask<T>(
-    lines: &mut mpsc::UnboundedReceiver<String>,
-    question: &str,
-    flag: &str,
-) -> Result<T>
+async fn ask<T>(lines: &mut mpsc::Receiver<String>, question: &str, flag: &str) -> Result<T>
 where
     T: std::str::FromStr,
     T::Err: std::fmt::Display,
@@ -230,7 +226,7 @@ where
 
 /// Turns typed lines into commands; end of input becomes `Finish`.
 async fn forward_input(
-    mut lines: mpsc::UnboundedReceiver<String>,
+    mut lines: mpsc::Receiver<String>,
     commands: mpsc::Sender<Command>,
     events: mpsc::WeakUnboundedSender<Event>,
 ) {

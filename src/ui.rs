@@ -17,28 +17,35 @@ use crate::platform;
 use crate::sanitize::for_terminal;
 
 /// Reads standard input on its own thread, one line at a time, so that a blocked
-/// read never holds up the async runtime or its shutdown. The channel closes at end of input.
-pub fn spawn_line_reader() -> mpsc::UnboundedReceiver<String> {
-    let (lines, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        let mut stdin = io::stdin().lock();
-        let mut buffer = Vec::new();
-        loop {
-            buffer.clear();
-            match stdin.read_until(b'\n', &mut buffer) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buffer);
-                    let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                    if lines.send(line).is_err() {
-                        return;
+/// read never holds up the async runtime or its shutdown. The channel closes at end
+/// of input; it is bounded, so a script that pipes in more than the peer takes is
+/// simply read more slowly.
+pub fn spawn_line_reader() -> io::Result<mpsc::Receiver<String>> {
+    let (lines, rx) = mpsc::channel(LINES_AHEAD);
+    std::thread::Builder::new()
+        .name("chat-stdin".into())
+        .spawn(move || {
+            let mut stdin = io::stdin().lock();
+            let mut buffer = Vec::new();
+            loop {
+                buffer.clear();
+                match stdin.read_until(b'\n', &mut buffer) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buffer);
+                        let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                        if lines.blocking_send(line).is_err() {
+                            return;
+                        }
                     }
                 }
             }
-        }
-    });
-    rx
+        })?;
+    Ok(rx)
 }
+
+/// Typed lines read ahead of the session.
+const LINES_AHEAD: usize = 256;
 
 /// Shows the core's events on a thread of its own, so that a terminal that stops
 /// reading (Ctrl-S, a pager, a slow link) never blocks the async runtime. A peer's
@@ -82,7 +89,7 @@ pub fn spawn_printer(
 /// Prints `question` without a newline and waits for the next typed line. When the
 /// answer does not come from a terminal (which echoes it), ends the prompt's line
 /// so that later output starts on a line of its own.
-pub async fn prompt(question: &str, lines: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
+pub async fn prompt(question: &str, lines: &mut mpsc::Receiver<String>) -> Option<String> {
     let mut stdout = io::stdout();
     let _ = stdout
         .write_all(question.as_bytes())

@@ -97,11 +97,20 @@ impl PreparedFile {
     pub fn stream(&self, offset: u64) -> mpsc::Receiver<Result<Vec<u8>, SendError>> {
         let (chunks, rx) = mpsc::channel(CHUNKS_AHEAD);
         let prepared = self.clone();
-        std::thread::spawn(move || {
-            if let Err(err) = prepared.send_chunks(offset, &chunks) {
-                let _ = chunks.blocking_send(Err(err));
-            }
-        });
+        let failed = chunks.clone();
+        let spawned = std::thread::Builder::new()
+            .name("chat-read".into())
+            .spawn(move || {
+                if let Err(err) = prepared.send_chunks(offset, &chunks) {
+                    let _ = chunks.blocking_send(Err(err));
+                }
+            });
+        if let Err(source) = spawned {
+            let _ = failed.try_send(Err(SendError::Io {
+                path: self.path.clone(),
+                source,
+            }));
+        }
         rx
     }
 
