@@ -49,7 +49,7 @@ pub async fn run(
             events.clone(),
         );
         tokio::spawn(async move {
-            let result = handshake::accept(&acceptor, tcp, addr, &greeting).await;
+            let result = handshake::accept(&acceptor, tcp, addr, &greeting, |_| true).await;
             drop(permit);
             match result {
                 Ok(link) => {
