@@ -18,6 +18,7 @@ pub mod input;
 pub mod listener;
 pub mod outbound;
 pub mod platform;
+pub mod rejections;
 pub mod sanitize;
 pub mod session;
 pub mod target;
