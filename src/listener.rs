@@ -74,6 +74,12 @@ pub async fn run(
             reporter: reporter.clone(),
         };
         admit(&table, &reporter, tcp, addr, start);
+        // Let the handshakes run before the next accept. Accepting is quick and a
+        // crowd keeps the backlog full, so without this the loop could accept (and
+        // shed for) a hundred connections in one go before the newest handshake has
+        // read the ClientHello already waiting in its socket. It would then look
+        // silent, and be the oldest silent one, exactly when the next ones arrive.
+        tokio::task::yield_now().await;
     }
 }
 
