@@ -17,10 +17,11 @@
 //!   still without a complete ClientHello goes before one whose TLS handshake is under
 //!   way. A real client sends its ClientHello in its first packet, so the connection
 //!   that has said nothing for longest is the likeliest to be stalling on purpose, and
-//!   it is the nearest to its own deadline anyway. A random choice (OpenSSH's
-//!   MaxStartups drops at random) would also defeat the crowd. But any newcomer could
-//!   then hit the real peer in the moment between its accept and its first read, while
-//!   it still counts as silent; oldest-first never picks it then, because it is the newest.
+//!   it is the nearest to its own deadline anyway. A random victim, in the spirit of
+//!   OpenSSH's MaxStartups random early drop, would also defeat the crowd. But any
+//!   newcomer could then hit the real peer in the moment between its accept and its
+//!   first read, while it still counts as silent; oldest-first never picks it then,
+//!   because it is the newest.
 //! - **Addresses are counted by what one party controls.** IPv4 by address, IPv6 by
 //!   its /64 prefix: a single IPv6 subnet has 2^64 addresses. IPv4-mapped IPv6
 //!   addresses (a dual-stack listener) count as their IPv4 address.
