@@ -5,6 +5,15 @@
 //! Settings (environment): `BENCH_MIB` (file size, default 1024), `BENCH_ROUNDS`
 //! (default 3), `BENCH_DIR` (scratch folder, default a new folder in /dev/shm if it
 //! exists, so the disk's speed is not what is measured).
+//!
+//! Then a siege: a crowd of 1,000 hostile connections (the one in
+//! `tests/common/crowd.rs`) churns against one peer's listener while the other peer
+//! chats; the bench reports chat-line latency, the time the real peer takes to
+//! complete its handshake (TLS and greeting) through the crowd, and the
+//! listener's peak RSS.
+
+#[path = "../tests/common/crowd.rs"]
+mod crowd;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,6 +23,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CHAT: &str = env!("CARGO_BIN_EXE_chat");
 const WAIT: Duration = Duration::from_secs(300);
+/// Hostile connections in the siege.
+const SIEGE_CROWD: usize = 1000;
+/// Times the real peer dials the besieged listener, each timed.
+const SIEGE_HANDSHAKES: usize = 20;
 
 fn main() {
     let mib: u64 = env_or("BENCH_MIB", 1024);
@@ -75,13 +88,29 @@ fn main() {
         }
     }
 
-    let (siege, siege_rss) = siege_round(&scratch);
+    let siege = siege_round(&scratch);
     println!(
-        "siege: chat line latency with 200 hostile connections on the listener: median {:.1} ms, max {:.1} ms ({} lines); listener peak RSS {} MiB",
-        median(&siege),
-        siege.iter().cloned().fold(0.0, f64::max),
-        siege.len(),
-        siege_rss / 1024
+        "siege: {} hostile connections from {} addresses, {} opened in {:.1} s ({:.0}/s), at most {} open at once",
+        siege.crowd,
+        siege.sources,
+        siege.opened,
+        siege.seconds,
+        siege.opened as f64 / siege.seconds,
+        siege.peak_open
+    );
+    println!(
+        "siege: real peer's handshake (TCP connect to greeting done): median {:.1} ms, max {:.1} ms over {} ({} failed)",
+        median(&siege.handshakes_ms),
+        siege.handshakes_ms.iter().cloned().fold(0.0, f64::max),
+        siege.handshakes_ms.len(),
+        siege.failed_handshakes
+    );
+    println!(
+        "siege: chat line latency: median {:.1} ms, max {:.1} ms ({} lines); listener peak RSS {} MiB",
+        median(&siege.latencies_ms),
+        siege.latencies_ms.iter().cloned().fold(0.0, f64::max),
+        siege.latencies_ms.len(),
+        siege.rss_kib / 1024
     );
 
     println!("\nmedians over {rounds} rounds, {mib} MiB:");
@@ -116,62 +145,112 @@ fn main() {
     }
 }
 
-/// Chat-line latency from alice to bob while 200 hostile connections hit bob's
-/// listener: 150 idle, 30 sending garbage, 20 TLS 1.3 clients with unpinned
-/// certificates. Returns the latencies in milliseconds and bob's peak RSS in KiB.
-fn siege_round(scratch: &Path) -> (Vec<f64>, u64) {
+/// What the siege measured.
+struct Siege {
+    crowd: usize,
+    sources: usize,
+    /// Hostile connections opened while the siege ran, and for how long it ran.
+    opened: u64,
+    seconds: f64,
+    peak_open: u64,
+    latencies_ms: Vec<f64>,
+    handshakes_ms: Vec<f64>,
+    failed_handshakes: usize,
+    rss_kib: u64,
+}
+
+/// Bob's listener under a churning crowd of [`SIEGE_CROWD`] hostile connections:
+/// the latency of chat lines from alice to bob, then [`SIEGE_HANDSHAKES`] times
+/// the real peer (alice's identity, dialling from this process) completing TLS
+/// and the greeting through the crowd, then bob's peak RSS.
+fn siege_round(scratch: &Path) -> Siege {
     let (mut alice, mut bob, bob_port) = start_pair(scratch);
-    let idle: Vec<_> = (0..150)
-        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", bob_port)).ok())
-        .collect();
-    let garbage: Vec<_> = (0..30)
-        .filter_map(|_| {
-            let mut socket = std::net::TcpStream::connect(("127.0.0.1", bob_port)).ok()?;
-            socket.write_all(b"\x16\x03\x01\xff\xffgarbage").ok()?;
-            Some(socket)
-        })
-        .collect();
     let bob_fp: chat::fingerprint::Fingerprint = run(Command::new(CHAT)
         .arg("fingerprint")
         .arg(scratch.join("certs/bob.crt")))
     .trim()
     .parse()
     .unwrap();
-    let strangers_dir = scratch.join("strangers");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let strangers: Vec<_> = (0..20)
-        .map(|i| {
-            let name = format!("stranger{i}");
-            let files = chat::identity::IdentityFiles::named(&strangers_dir, &name);
-            let identity = chat::identity::create(&files, &name, true).unwrap();
-            let connector = tokio_rustls::TlsConnector::from(
-                chat::tls::client_config(&identity, bob_fp).unwrap(),
-            );
-            runtime.spawn(async move {
-                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], bob_port));
-                if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await {
-                    let greeting = chat::handshake::Greeting::new(name);
-                    let _ = chat::handshake::connect(&connector, tcp, addr, &greeting).await;
-                }
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
+    let strangers = crowd::strangers(&scratch.join("strangers"), 10, bob_fp);
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], bob_port));
+    let started = Instant::now();
+    let crowd = crowd::Crowd::start(target, SIEGE_CROWD, strangers);
+    let size = crowd.size as u64;
+    crowd.wait_until(WAIT, "churning", |tally| {
+        tally.opened() >= 3 * size && tally.ended() >= 2 * size
+    });
+
+    let mut latencies_ms = Vec::new();
     for _ in 0..100 {
         alice.send(&format!("ping {}", now_micros()));
         let line = bob.wait_line(|line| line.strip_prefix("alice: ping ").map(str::to_owned));
-        latencies.push((now_micros() - line.parse::<u128>().unwrap()) as f64 / 1000.0);
+        latencies_ms.push((now_micros() - line.parse::<u128>().unwrap()) as f64 / 1000.0);
         std::thread::sleep(Duration::from_millis(20));
     }
-    let rss = peak_rss_kib(&bob.child);
-    for stranger in strangers {
-        stranger.abort();
-    }
-    drop((idle, garbage));
+    let (handshakes_ms, failed_handshakes) = real_peer_handshakes(scratch, target, bob_fp);
+    let rss_kib = peak_rss_kib(&bob.child);
+    let seconds = started.elapsed().as_secs_f64();
+    let siege = Siege {
+        crowd: crowd.size,
+        sources: crowd.sources,
+        opened: crowd.tally.opened(),
+        seconds,
+        peak_open: crowd.tally.peak_open(),
+        latencies_ms,
+        handshakes_ms,
+        failed_handshakes,
+        rss_kib,
+    };
+    drop(crowd);
     alice.send("/quit");
     alice.finish();
     bob.finish();
-    (latencies, rss)
+    siege
+}
+
+/// Dials `target` as alice, the peer bob pins, [`SIEGE_HANDSHAKES`] times, timing
+/// each from the TCP connect to the end of the greeting. Each link replaces alice's
+/// own inbound connection at bob, and is dropped at once; alice's process then
+/// dials back in by itself. Returns the times in milliseconds and the failures.
+fn real_peer_handshakes(
+    scratch: &Path,
+    target: std::net::SocketAddr,
+    bob_fp: chat::fingerprint::Fingerprint,
+) -> (Vec<f64>, usize) {
+    let files = chat::identity::IdentityFiles::named(&scratch.join("certs"), "alice");
+    let alice = chat::identity::load(&files).unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(chat::tls::client_config(&alice, bob_fp).unwrap());
+    let greeting = chat::handshake::Greeting::new("alice".into());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut times, mut failed) = (Vec::new(), 0);
+    for _ in 0..SIEGE_HANDSHAKES {
+        let started = Instant::now();
+        let result = runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(target)
+                .await
+                .map_err(|err| err.to_string())?;
+            chat::handshake::connect(&connector, tcp, target, &greeting)
+                .await
+                .map_err(|err| err.to_string())
+        });
+        match result {
+            Ok(link) => {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                drop(link);
+            }
+            Err(err) => {
+                failed += 1;
+                println!("siege: a handshake of the real peer failed: {err}");
+            }
+        }
+        // Let alice's process dial back in between two measurements.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    (times, failed)
 }
 
 struct ChatRun {

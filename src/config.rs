@@ -9,10 +9,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::fingerprint::Fingerprint;
 use crate::identity::IdentityFiles;
+use crate::platform;
 use crate::target::Target;
 
 /// Which identity to present.
@@ -106,19 +107,51 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     seconds.map(Duration::from_secs).ok_or_else(error)
 }
 
+/// Connections the kernel may hold, fully established, until we accept them.
+///
+/// std and tokio ask for 128. A crowd reopening connections faster than the listener
+/// sheds them fills that, and then the kernel drops every SYN, the real peer's too,
+/// whose connect then waits a second or more for its retransmission. The kernel caps
+/// the value at `net.core.somaxconn` (4096 by default on Linux, which is also
+/// what Go's listeners ask for); queued connections cost kernel memory only.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 impl ListenAddr {
     /// Binds a listener. For all interfaces, tries dual-stack IPv6 first, then IPv4.
+    /// For a host name, tries each of its addresses in turn.
     pub async fn bind(&self) -> io::Result<TcpListener> {
         match self {
             ListenAddr::AllInterfaces(port) => {
-                match TcpListener::bind((Ipv6Addr::UNSPECIFIED, *port)).await {
+                match listen_on((Ipv6Addr::UNSPECIFIED, *port).into()) {
                     Ok(listener) => Ok(listener),
-                    Err(_) => TcpListener::bind((Ipv4Addr::UNSPECIFIED, *port)).await,
+                    Err(_) => listen_on((Ipv4Addr::UNSPECIFIED, *port).into()),
                 }
             }
-            ListenAddr::Host(host, port) => TcpListener::bind((host.as_str(), *port)).await,
+            ListenAddr::Host(host, port) => {
+                let mut last_error = None;
+                for addr in tokio::net::lookup_host((host.as_str(), *port)).await? {
+                    match listen_on(addr) {
+                        Ok(listener) => return Ok(listener),
+                        Err(err) => last_error = Some(err),
+                    }
+                }
+                Err(last_error.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "the host has no address")
+                }))
+            }
         }
     }
+}
+
+/// Binds and listens on `addr` with [`LISTEN_BACKLOG`].
+fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    platform::allow_quick_rebind(&socket)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 impl FromStr for ListenAddr {

@@ -136,6 +136,9 @@ pub enum Event {
         receiving: bool,
         reason: String,
     },
+    /// During the last `window`, `count` more connections were rejected than were
+    /// reported one by one with [`Event::Rejected`] (a flood is summarised).
+    RejectedMore { count: u64, window: Duration },
 }
 
 /// How far the peer's lines have been written out: the sender's session and the

@@ -3,15 +3,20 @@
 //! In TLS 1.3 the connecting side finishes its handshake before the listener has
 //! checked the client certificate. The listener therefore speaks first: its `Hello`
 //! is the proof that it accepted us, and the connector sends nothing until it arrives.
+//!
+//! The listening side reports each [`Stage`] it reaches, so that the listener can
+//! tell a stranger that has said nothing from one whose TLS is under way, and the
+//! pinned peer from both.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use rustls::server::Acceptor;
 use thiserror::Error;
 use tokio::net::TcpStream;
-use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::connection::{Connection, ConnectionError};
 use crate::frame::{Frame, MAX_NAME_LEN};
@@ -21,6 +26,26 @@ use crate::tls::{self, TlsSummary};
 
 /// How long a peer has to complete TLS and the greeting.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an accepted connection has to deliver its whole ClientHello, within
+/// [`HANDSHAKE_TIMEOUT`]. A real client sends it in its first packet, right after the
+/// TCP handshake, so 3 s leaves room for a couple of retransmissions on a lossy link.
+/// A stranger that sends nothing, or a byte at a time, is gone after 3 s instead of
+/// holding a slot for 10.
+pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How far an accepted connection has got. The listener sheds the least advanced
+/// first, and never one that has authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// Accepted; its whole ClientHello has not arrived yet.
+    AwaitingClientHello,
+    /// The ClientHello is in; the TLS handshake is under way.
+    Tls,
+    /// TLS finished and the pin verifier accepted the certificate: the pinned peer,
+    /// now greeting.
+    Authenticated,
+}
 
 /// A TLS connection to the pinned peer, after both greetings.
 #[derive(Debug)]
@@ -49,6 +74,13 @@ pub enum HandshakeError {
     /// TLS and the greeting did not finish within [`HANDSHAKE_TIMEOUT`].
     #[error("handshake timed out after {}s", HANDSHAKE_TIMEOUT.as_secs())]
     Timeout,
+    /// No complete ClientHello arrived within [`CLIENT_HELLO_TIMEOUT`].
+    #[error("no complete TLS ClientHello within {}s", CLIENT_HELLO_TIMEOUT.as_secs())]
+    ClientHelloTimeout,
+    /// The listener gave this handshake's slot to a newer connection (and said so
+    /// when it did).
+    #[error("dropped for a newer connection")]
+    Shed,
     /// The TLS handshake failed; see [`tls::pin_mismatch`] and [`tls::received_alert`].
     #[error("TLS handshake failed: {}", tls::explain(.0))]
     Tls(io::Error),
@@ -108,16 +140,39 @@ impl Greeting {
     }
 }
 
-/// The listening side: TLS, then our `Hello`, then the peer's.
+/// The listening side: the ClientHello (within [`CLIENT_HELLO_TIMEOUT`]), the rest of
+/// TLS, then our `Hello`, then the peer's, all within [`HANDSHAKE_TIMEOUT`].
+///
+/// `reached` is told each [`Stage`] as it is reached; when it answers `false` the
+/// handshake stops with [`HandshakeError::Shed`]. rustls reads the ClientHello itself
+/// ([`LazyConfigAcceptor`]), so every byte goes through it and nothing is buffered
+/// here beyond what it keeps anyway.
 pub async fn accept(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     addr: SocketAddr,
     greeting: &Greeting,
+    mut reached: impl FnMut(Stage) -> bool,
 ) -> Result<Link, HandshakeError> {
     let _ = platform::detect_dead_peer(&tcp);
     let handshake = async {
-        let tls = acceptor.accept(tcp).await.map_err(HandshakeError::Tls)?;
+        let client_hello = LazyConfigAcceptor::new(Acceptor::default(), tcp);
+        let start = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, client_hello)
+            .await
+            .map_err(|_| HandshakeError::ClientHelloTimeout)?
+            .map_err(HandshakeError::Tls)?;
+        if !reached(Stage::Tls) {
+            return Err(HandshakeError::Shed);
+        }
+        let tls = start
+            .into_stream(acceptor.config().clone())
+            .await
+            .map_err(HandshakeError::Tls)?;
+        // The handshake completes only once the pin verifier has accepted the
+        // client's certificate and its signature has been checked.
+        if !reached(Stage::Authenticated) {
+            return Err(HandshakeError::Shed);
+        }
         let version = tls::negotiated_version(tls.get_ref().1);
         let mut connection = Connection::new(TlsStream::Server(tls));
         connection.write_frame(&greeting.hello(version)).await?;

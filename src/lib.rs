@@ -3,6 +3,7 @@
 //! The library holds everything but the terminal front end's entry point, so that
 //! integration tests can speak the protocol in-process.
 
+pub mod admission;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod input;
 pub mod listener;
 pub mod outbound;
 pub mod platform;
+pub mod rejections;
 pub mod sanitize;
 pub mod session;
 pub mod target;

@@ -1,18 +1,39 @@
-//! The accept loop: every connection gets its own bounded, time-limited handshake,
-//! so a stranger that sends nothing or garbage never keeps the real peer out.
+//! The accept loop: every connection gets a slot in a bounded table of handshakes
+//! ([`crate::admission`]), a short deadline for its ClientHello and a longer one for
+//! the rest. A crowd of strangers can push only itself out, never the pinned peer,
+//! and it is reported in summary ([`crate::rejections`]), not line by line.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{Admission, Limits, SlotId};
 use crate::event::Event;
-use crate::handshake::{self, Greeting, Link};
+use crate::handshake::{self, Greeting, HandshakeError, Link, Stage};
+use crate::rejections::Rejections;
 
-/// Handshakes allowed in flight at once; connections beyond it are closed at once.
+/// Handshakes in progress at once. A newcomer beyond it takes the slot of an
+/// unauthenticated one (see [`crate::admission`]), so this bounds memory and file
+/// descriptors, not who gets in.
 pub const MAX_PENDING_HANDSHAKES: usize = 128;
+/// Unauthenticated handshakes in progress from one address (one IPv6 /64): a
+/// crowd needs at least 16 addresses to fill the table, and the real peer's address
+/// never has to share its slots with more than 7 strangers.
+pub const MAX_PENDING_PER_ADDRESS: usize = 8;
+
+const LIMITS: Limits = Limits {
+    slots: MAX_PENDING_HANDSHAKES,
+    per_address: MAX_PENDING_PER_ADDRESS,
+};
+
+/// The handshakes in progress, each with the handle that stops its task.
+type Table = Arc<Mutex<Admission<AbortHandle>>>;
 
 /// Accepts connections until the task is dropped, sending each authenticated link to `links`.
 pub async fn run(
@@ -22,46 +43,170 @@ pub async fn run(
     links: mpsc::Sender<Link>,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let table: Table = Arc::new(Mutex::new(Admission::new(LIMITS)));
+    let reporter = Arc::new(Reporter::new(events));
     let greeting = Arc::new(greeting);
     loop {
-        let (tcp, addr) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(_) => {
-                // Out of file descriptors or a connection reset before accept:
-                // pause briefly rather than spin, and keep serving.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let summary_due = reporter.summary_due();
+        let (tcp, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    // Out of file descriptors or a connection reset before accept:
+                    // pause briefly rather than spin, and keep serving.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = tokio::time::sleep_until(summary_due.unwrap_or_else(Instant::now).into()),
+                if summary_due.is_some() => {
+                reporter.summarise();
                 continue;
             }
-        };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            let _ = events.send(Event::Rejected {
-                addr,
-                reason: format!("more than {MAX_PENDING_HANDSHAKES} handshakes in progress"),
-            });
-            continue;
+            // A handshake task started counting; look again at when the summary is due.
+            () = reporter.counting.notified(), if summary_due.is_none() => continue,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, greeting, links, events) = (
-            acceptor.clone(),
-            greeting.clone(),
-            links.clone(),
-            events.clone(),
-        );
-        tokio::spawn(async move {
-            let result = handshake::accept(&acceptor, tcp, addr, &greeting).await;
-            drop(permit);
-            match result {
-                Ok(link) => {
-                    let _ = links.send(link).await;
-                }
-                Err(err) => {
-                    let _ = events.send(Event::Rejected {
-                        addr,
-                        reason: err.to_string(),
-                    });
-                }
+        let start = Handshake {
+            acceptor: acceptor.clone(),
+            greeting: greeting.clone(),
+            links: links.clone(),
+            reporter: reporter.clone(),
+        };
+        admit(&table, &reporter, tcp, addr, start);
+        // Let the handshakes run before the next accept. Accepting is quick and a
+        // crowd keeps the backlog full, so without this the loop could accept (and
+        // shed for) a hundred connections in one go before the newest handshake has
+        // read the ClientHello already waiting in its socket. It would then look
+        // silent, and be the oldest silent one, exactly when the next ones arrive.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Gives the connection a slot (shedding someone if need be) and starts its handshake.
+fn admit(table: &Table, reporter: &Reporter, tcp: TcpStream, addr: SocketAddr, start: Handshake) {
+    let mut slots = lock(table);
+    let admitted = match slots.admit(addr) {
+        Ok(admitted) => admitted,
+        Err(full) => {
+            drop(slots);
+            reporter.reject(addr, full);
+            return;
+        }
+    };
+    if let Some(shed) = admitted.shed {
+        if let Some(task) = &shed.handle {
+            task.abort();
+        }
+        reporter.reject(shed.addr, &shed);
+    }
+    let slot = Slot {
+        table: table.clone(),
+        id: admitted.id,
+    };
+    // Spawned and attached under the lock: nothing can shed it before it has a handle.
+    let task = tokio::spawn(start.run(tcp, addr, slot));
+    slots.attach(admitted.id, task.abort_handle());
+}
+
+/// What one handshake task needs besides its connection.
+struct Handshake {
+    acceptor: TlsAcceptor,
+    greeting: Arc<Greeting>,
+    links: mpsc::Sender<Link>,
+    reporter: Arc<Reporter>,
+}
+
+impl Handshake {
+    async fn run(self, tcp: TcpStream, addr: SocketAddr, slot: Slot) {
+        let result = handshake::accept(&self.acceptor, tcp, addr, &self.greeting, |stage| {
+            slot.reached(stage)
+        })
+        .await;
+        drop(slot);
+        match result {
+            Ok(link) => {
+                let _ = self.links.send(link).await;
             }
+            // Reported when it was shed.
+            Err(HandshakeError::Shed) => {}
+            Err(err) => self.reporter.reject(addr, err),
+        }
+    }
+}
+
+/// A handshake's place in the table, given back when the task ends or is aborted.
+struct Slot {
+    table: Table,
+    id: SlotId,
+}
+
+impl Slot {
+    fn reached(&self, stage: Stage) -> bool {
+        lock(&self.table).advance(self.id, stage)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.table).release(self.id);
+    }
+}
+
+/// Sends `Rejected` events through the rate limit, and the summaries it owes.
+struct Reporter {
+    rejections: Mutex<Rejections>,
+    events: mpsc::UnboundedSender<Event>,
+    /// Signalled when a window starts counting, so that the accept loop, which
+    /// owns the timer, wakes up to schedule its summary.
+    counting: Notify,
+}
+
+impl Reporter {
+    fn new(events: mpsc::UnboundedSender<Event>) -> Self {
+        Reporter {
+            rejections: Mutex::new(Rejections::default()),
+            events,
+            counting: Notify::new(),
+        }
+    }
+
+    fn reject(&self, addr: SocketAddr, reason: impl Display) {
+        let mut rejections = lock(&self.rejections);
+        let recorded = rejections.record(Instant::now());
+        if let Some(summary) = recorded.summary {
+            self.send_summary(summary);
+        }
+        if recorded.tell {
+            let _ = self.events.send(Event::Rejected {
+                addr,
+                reason: reason.to_string(),
+            });
+        } else if rejections.just_started_counting() {
+            self.counting.notify_one();
+        }
+    }
+
+    fn summary_due(&self) -> Option<Instant> {
+        lock(&self.rejections).summary_due()
+    }
+
+    fn summarise(&self) {
+        if let Some(summary) = lock(&self.rejections).close_window(Instant::now()) {
+            self.send_summary(summary);
+        }
+    }
+
+    fn send_summary(&self, summary: crate::rejections::Summary) {
+        let _ = self.events.send(Event::RejectedMore {
+            count: summary.count,
+            window: summary.window,
         });
     }
+}
+
+/// A panic while holding the lock ends the program (see `app`), so a poisoned
+/// lock is never seen in practice; its data is still consistent between calls.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -393,6 +393,11 @@ fn show(event: &Event, verbose: bool) {
                 status(&format!("  {}", for_terminal(line)));
             }
         }
+        Event::RejectedMore { count, window } => status(&format!(
+            "… and {} more rejected connections in the last {} s",
+            thousands(*count),
+            window.as_secs()
+        )),
         Event::TransferQueued { .. }
         | Event::TransferIncoming { .. }
         | Event::TransferProgress { .. }
@@ -402,6 +407,19 @@ fn show(event: &Event, verbose: bool) {
         | Event::TransferNote { .. }
         | Event::TransferFailed { .. } => {}
     }
+}
+
+/// `3412` as `3,412`: a count from a flood reads at a glance.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -424,5 +442,14 @@ mod tests {
         assert_eq!(rows[0], "日".repeat(4));
         assert!(rows.iter().all(|row| row.width() <= 8), "{rows:?}");
         assert_eq!(wrap_marked("short", 80), ["short"]);
+    }
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        let cases = [(0, "0"), (999, "999"), (1000, "1,000"), (3412, "3,412")];
+        for (n, text) in cases {
+            assert_eq!(thousands(n), text);
+        }
+        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
     }
 }

@@ -1,6 +1,6 @@
 //! Every call whose form differs between operating systems: private files and
-//! folders, opening without following links, locks, renames that never replace, and
-//! free space. The rest of the code stays free of `cfg`.
+//! folders, opening without following links, locks, renames that never replace,
+//! free space, and rebinding a listening port. The rest of the code stays free of `cfg`.
 
 #[cfg(unix)]
 mod unix;

@@ -152,6 +152,13 @@ pub fn stdout_columns() -> Option<usize> {
     (size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
+/// Lets a restarted peer listen on its port again at once, while connections of
+/// its previous run linger in TIME_WAIT (`SO_REUSEADDR`, as std and tokio set on
+/// Unix; on Windows the same option would let another program take the port).
+pub fn allow_quick_rebind(socket: &tokio::net::TcpSocket) -> io::Result<()> {
+    socket.set_reuseaddr(true)
+}
+
 /// Bytes an unprivileged user may still write under `dir`.
 pub fn free_space(dir: &Path) -> io::Result<u64> {
     let stats = rustix::fs::statvfs(dir)?;
