@@ -8,7 +8,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::connection::{ConnectionError, FrameWriter};
+use crate::connection::{ConnectionError, FrameReader, FrameWriter};
 use crate::event::{Event, Shown, ShownWatch};
 use crate::frame::Frame;
 use crate::handshake::Link;
@@ -129,7 +129,7 @@ pub async fn receive(
         session,
         shown: shown.subscribe(),
     };
-    let mut answering = Answering(tokio::spawn(answer(writer, acks, replies_rx)));
+    let answering = Answering(tokio::spawn(answer(writer, acks, replies_rx)));
     let mut files = Receiving::new(limits, peer.clone(), link.version, replies, events.clone());
     let incoming = Incoming {
         session,
@@ -172,27 +172,36 @@ pub async fn receive(
     };
     files.abandon(why, keep_partial).await;
     drop(files);
-    if let InboundEnd::Closed = end
-        && says_leave
-    {
-        let _ = goodbye.try_send(Frame::Leave);
+    close_connection(&end, says_leave, goodbye, answering, reader).await;
+    end
+}
+
+/// Closes the connection as `end` requires: lost, by dropping it without
+/// `close_notify`; otherwise after our last answers (and `Leave`, when we quit).
+async fn close_connection<R: tokio::io::AsyncRead + Unpin>(
+    end: &InboundEnd,
+    says_leave: bool,
+    goodbye: mpsc::Sender<Frame>,
+    mut answering: Answering,
+    mut reader: FrameReader<R>,
+) {
+    if matches!(end, InboundEnd::Lost(_)) {
+        return;
     }
-    drop(goodbye);
-    let closing = matches!(end, InboundEnd::Closed);
-    let linger = async {
+    let quitting = matches!(end, InboundEnd::Closed);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if quitting && says_leave {
+            let _ = goodbye.send(Frame::Leave).await;
+        }
+        drop(goodbye);
         // After our Leave, read and discard until the peer closes: closing with its
         // data unread would reset the connection, and a reset can overtake the
         // Leave, so that the peer would see a loss and keep trying.
-        while closing && matches!(reader.read_frame().await, Ok(Some(_))) {}
-    };
-    if !matches!(end, InboundEnd::Lost(_)) {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            tokio::join!(&mut answering.0, linger)
-        })
-        .await;
-    }
-    drop(answering);
-    end
+        let linger =
+            async { while quitting && matches!(reader.read_frame().await, Ok(Some(_))) {} };
+        tokio::join!(&mut answering.0, linger)
+    })
+    .await;
 }
 
 /// The task that writes our answers; dropping it closes our direction without
