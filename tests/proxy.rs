@@ -241,3 +241,28 @@ fn a_verdict_lost_after_the_file_was_stored_is_not_stored_twice() {
     }
     s.assert_clean(&problems);
 }
+
+/// Every write through both proxies cut into pieces of 1 to 7 bytes, from the dialer
+/// and back: TLS records and frames arrive split anywhere, and nothing changes.
+#[test]
+fn writes_cut_into_pieces_of_one_to_seven_bytes_change_nothing() {
+    let mut s = Session::start();
+    for proxy in &s.proxies {
+        proxy.fragment(Some(7));
+    }
+    let data = pseudo_random(256 << 10, 38);
+    std::fs::write(s.peers[ALICE].workdir.join("small.bin"), &data).unwrap();
+    s.peers[ALICE].send("transfer small.bin");
+    type_lines(&mut s.peers, 0..LINES);
+    s.peers[ALICE].expect(Stream::Stderr, "small.bin delivered and verified by bob");
+    s.peers.iter_mut().for_each(Peer::close_stdin);
+    let mut problems = wait_both(&mut s.peers);
+    for (who, name) in NAMES.into_iter().enumerate() {
+        problems.extend(line_problem(&s.peers[1 - who], name, NAMES[1 - who]));
+    }
+    match std::fs::read(s.peers[BOB].workdir.join("small.bin")) {
+        Ok(got) if sha256_hex(&got) == sha256_hex(&data) => {}
+        other => problems.push(format!("bob's small.bin: {:?}", other.map(|got| got.len()))),
+    }
+    s.assert_clean(&problems);
+}

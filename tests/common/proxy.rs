@@ -1,6 +1,7 @@
 //! A user-space TCP proxy in front of a peer's listener that injects faults needing
 //! no key (half-closes either way, resets, stalls, lost bytes, black-holed
-//! connections), and a session of alice and bob each dialling the other through one.
+//! connections, writes cut into small pieces), and a session of alice and bob each
+//! dialling the other through one.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::{Peer, Stream, TIMEOUT, World};
+use super::{Peer, SeededRng, Stream, TIMEOUT, World};
 
 /// One direction of a proxied connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,11 @@ pub struct Conn {
     ended: [Mutex<bool>; 2],
     forwarded: [AtomicU64; 2],
     stalled_until: Mutex<Option<Instant>>,
+    /// The proxy's setting, read before every write: 0 forwards what each read
+    /// returned in one write, `n` cuts it into writes of 1 to `n` bytes.
+    max_piece: Arc<AtomicUsize>,
+    /// Where this connection's piece sizes come from, so that a seed replays them.
+    pieces_seed: u64,
 }
 
 impl Conn {
@@ -72,10 +78,11 @@ impl Conn {
 /// Copies one way of `conn` until its source ends, then passes the FIN on; a source
 /// that fails (a reset) closes both sockets.
 fn pump(conn: Arc<Conn>, way: Way) {
-    let (mut from, mut to) = match way {
+    let (mut from, to) = match way {
         Way::ToListener => (&conn.down, &conn.up),
         Way::ToDialer => (&conn.up, &conn.down),
     };
+    let mut pieces = SeededRng::new(conn.pieces_seed.wrapping_add(way as u64));
     let mut buffer = vec![0; 64 << 10];
     loop {
         let n = match from.read(&mut buffer) {
@@ -94,14 +101,35 @@ fn pump(conn: Arc<Conn>, way: Way) {
         if *ended {
             continue;
         }
+        let max_piece = conn.max_piece.load(Ordering::SeqCst);
         // The destination is gone. What it sent before it went is still to be read by
         // the other way, which then resets both: leave that way alone until then.
-        if to.write_all(&buffer[..n]).is_err() {
+        if write_in_pieces(to, &buffer[..n], max_piece, &mut pieces).is_err() {
             *ended = true;
             continue;
         }
         conn.forwarded[way as usize].fetch_add(n as u64, Ordering::SeqCst);
     }
+}
+
+/// Writes `data` whole when `max_piece` is 0, else in writes of 1 to `max_piece` bytes,
+/// each its own segment (the sockets have `TCP_NODELAY`): a reader then sees TLS
+/// records and frames split anywhere.
+fn write_in_pieces(
+    mut to: &TcpStream,
+    mut data: &[u8],
+    max_piece: usize,
+    pieces: &mut SeededRng,
+) -> std::io::Result<()> {
+    if max_piece == 0 {
+        return to.write_all(data);
+    }
+    while !data.is_empty() {
+        let piece = (pieces.below(max_piece as u64) as usize + 1).min(data.len());
+        to.write_all(&data[..piece])?;
+        data = &data[piece..];
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +143,10 @@ struct Shared {
     black_holed: Mutex<Vec<TcpStream>>,
     accepted: AtomicUsize,
     stopped: AtomicBool,
+    /// Largest write when cutting writes into pieces; 0 when not (see [`Conn`]).
+    max_piece: Arc<AtomicUsize>,
+    seed: u64,
+    forwarded_connections: AtomicU64,
 }
 
 impl Shared {
@@ -132,12 +164,15 @@ impl Shared {
         };
         let _ = down.set_nodelay(true);
         let _ = up.set_nodelay(true);
+        let number = self.forwarded_connections.fetch_add(1, Ordering::SeqCst);
         let conn = Arc::new(Conn {
             down,
             up,
             ended: Default::default(),
             forwarded: Default::default(),
             stalled_until: Mutex::new(None),
+            max_piece: self.max_piece.clone(),
+            pieces_seed: SeededRng::new(self.seed ^ number).next_u64(),
         });
         *self.current.lock().unwrap() = Some(conn.clone());
         for way in [Way::ToListener, Way::ToDialer] {
@@ -155,9 +190,17 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new() -> Proxy {
+        Self::seeded(0)
+    }
+
+    /// A proxy whose pieces, once [`Proxy::fragment`] asks for them, follow `seed`.
+    pub fn seeded(seed: u64) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            seed,
+            ..Shared::default()
+        });
         let accepting = shared.clone();
         thread::spawn(move || {
             for dialer in listener.incoming() {
@@ -193,6 +236,13 @@ impl Proxy {
     /// The next connection is accepted and then held open, silent, forever.
     pub fn black_hole_next(&self) {
         self.shared.black_hole_next.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, on every connection, forwards in writes of 1 to `max_piece` bytes
+    /// (`Some`), or as it reads (`None`).
+    pub fn fragment(&self, max_piece: Option<usize>) {
+        let max_piece = max_piece.map_or(0, |max| max.max(1));
+        self.shared.max_piece.store(max_piece, Ordering::SeqCst);
     }
 
     /// How many connections were accepted, and how many of them were black-holed.
