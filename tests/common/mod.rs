@@ -409,6 +409,44 @@ impl Peer {
         }
     }
 
+    /// Waits until a line on `stream` from `history[from]` on satisfies `matches`, at
+    /// most until `deadline`, and says whether one did. Unlike [`Peer::expect`] it
+    /// never panics, for callers that report a failure with context of their own; it
+    /// leaves the cursors alone. A process that has exited returns at once.
+    pub fn wait_for(
+        &mut self,
+        from: usize,
+        deadline: Instant,
+        stream: Stream,
+        mut matches: impl FnMut(&str) -> bool,
+    ) -> bool {
+        let mut checked = from.min(self.history.len());
+        loop {
+            let found = self.history[checked..]
+                .iter()
+                .any(|(from, line)| *from == stream && matches(line));
+            if found {
+                return true;
+            }
+            checked = self.history.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.history.push(line);
+                    self.collect();
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Moves every line already read from the process into `history`, without waiting.
+    pub fn collect(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.history.push(line);
+        }
+    }
+
     /// Collects output until the process closes both streams, with a deadline.
     pub fn drain(&mut self) {
         let deadline = Instant::now() + TIMEOUT;

@@ -270,14 +270,20 @@ pub const NAMES: [&str; 2] = ["alice", "bob"];
 pub struct Session {
     pub peers: [Peer; 2],
     pub proxies: [Proxy; 2],
+    /// Each peer's certificate fingerprint, to pin it when the other restarts.
+    pub fingerprints: [String; 2],
     pub world: World,
 }
 
 impl Session {
     pub fn start() -> Session {
+        Self::start_with([Proxy::new(), Proxy::new()])
+    }
+
+    /// Like [`Session::start`], through proxies the caller made (seeded ones, say).
+    pub fn start_with(proxies: [Proxy; 2]) -> Session {
         let world = World::new();
         let fingerprints = NAMES.map(|name| world.identity(name));
-        let proxies = [Proxy::new(), Proxy::new()];
         let start = |who: usize| {
             let target = proxies[who].port.to_string();
             let fingerprint = &fingerprints[1 - who];
@@ -302,6 +308,7 @@ impl Session {
         Session {
             peers,
             proxies,
+            fingerprints,
             world,
         }
     }
