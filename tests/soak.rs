@@ -533,10 +533,11 @@ impl Soak {
         let bob = &mut self.s.peers[BOB];
         while Instant::now() < deadline {
             let held = (kept_parts(&bob.workdir).iter())
+                .filter(|part| kept_for(part).as_deref() == Some(file))
                 .map(|part| std::fs::metadata(part).map_or(0, |m| m.len()))
                 .max();
             if let Some(held) = held.filter(|&held| held > 0) {
-                return format!("mid-file, {held} bytes of a part kept");
+                return format!("mid-file, {held} bytes of {file} kept");
             }
             bob.collect();
             if bob
@@ -704,16 +705,20 @@ impl Soak {
         for (_, problem) in stored_problems(&alice_home, &required, &allowed) {
             violations.push(format!("alice's download folder: {problem}"));
         }
-        // A part alice keeps can only be from a killed run of bob's that never finished
-        // a file.
-        let unfinished = (self.sent[BOB].iter())
-            .filter(|sent| sent.run < final_run && !alice_home.join(&sent.name).exists())
-            .count();
-        let alice_parts = kept_parts(&alice_home).len();
-        if alice_parts > unfinished {
-            violations.push(format!(
-                "alice keeps {alice_parts} part(s), but only {unfinished} of bob's files were cut off by a kill"
-            ));
+        // A part alice keeps can only be of a file that a killed run of bob's never
+        // finished sending.
+        for part in kept_parts(&alice_home) {
+            let cut_off = kept_for(&part).is_some_and(|name| {
+                (self.sent[BOB].iter()).any(|sent| {
+                    sent.name == name && sent.run < final_run && !alice_home.join(&name).exists()
+                })
+            });
+            if !cut_off {
+                violations.push(format!(
+                    "alice keeps a part that no kill of bob's explains: {}",
+                    describe_part(&part)
+                ));
+            }
         }
         (violations, warnings)
     }
@@ -772,6 +777,14 @@ impl Drop for Soak {
             eprintln!("soak seed {} failed\n{}", self.seed, self.context());
         }
     }
+}
+
+/// The name of the file a kept part is for, as its meta says.
+fn kept_for(part: &Path) -> Option<String> {
+    let meta = std::fs::read_to_string(part.with_extension("meta")).ok()?;
+    meta.lines()
+        .find_map(|line| line.strip_prefix("name "))
+        .map(str::to_owned)
 }
 
 /// A kept part, for a message: its size, and the offer its meta names.
