@@ -4,7 +4,7 @@ NAMES ?= alice bob
 ARGS ?=
 BIN := target/release/chat
 
-.PHONY: build certs run test bench
+.PHONY: build certs run test soak bench
 
 build:
 	$(CARGO) build --release --locked
@@ -27,6 +27,12 @@ test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked -- --show-output
+
+# The seeded soak under random faults (tests/soak.rs), for SOAK_SECONDS; it prints its
+# seed, and CHAT_SOAK_SEED=S make soak replays that run's actions.
+SOAK_SECONDS ?= 120
+soak:
+	CHAT_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --locked --release --test soak -- --nocapture
 
 # chat vs OpenSSL's tools (and scp if sshd is installed), 1 GiB on loopback.
 # BENCH_MIB, BENCH_ROUNDS and BENCH_DIR change the defaults.

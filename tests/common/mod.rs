@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -32,6 +34,40 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
             state as u8
         })
         .collect()
+}
+
+/// A seeded source of choices (SplitMix64), so that a run can be replayed from its seed.
+#[derive(Debug, Clone)]
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    pub fn new(seed: u64) -> Self {
+        SeededRng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number from 0 to `n - 1`; `n` must not be 0.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A number from `range`, both ends included.
+    pub fn within(&mut self, range: std::ops::RangeInclusive<u64>) -> u64 {
+        let (low, high) = range.into_inner();
+        low + self.below(high - low + 1)
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn percent(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
 }
 
 /// The names in `dir`, sorted, for exact assertions about what landed on disk.
@@ -370,6 +406,44 @@ impl Peer {
                     self.transcript()
                 ),
             }
+        }
+    }
+
+    /// Waits until a line on `stream` from `history[from]` on satisfies `matches`, at
+    /// most until `deadline`, and says whether one did. Unlike [`Peer::expect`] it
+    /// never panics, for callers that report a failure with context of their own; it
+    /// leaves the cursors alone. A process that has exited returns at once.
+    pub fn wait_for(
+        &mut self,
+        from: usize,
+        deadline: Instant,
+        stream: Stream,
+        mut matches: impl FnMut(&str) -> bool,
+    ) -> bool {
+        let mut checked = from.min(self.history.len());
+        loop {
+            let found = self.history[checked..]
+                .iter()
+                .any(|(from, line)| *from == stream && matches(line));
+            if found {
+                return true;
+            }
+            checked = self.history.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.history.push(line);
+                    self.collect();
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Moves every line already read from the process into `history`, without waiting.
+    pub fn collect(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.history.push(line);
         }
     }
 
