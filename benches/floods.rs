@@ -178,17 +178,9 @@ async fn dial_as_bob(world: &World, alice_fp: &str, port: u16) -> Link {
         .expect("bob is pinned")
 }
 
-/// A number from `/proc/PID/status`, such as `VmHWM:` (KiB) or `Threads:`.
+/// A number from `/proc/PID/status`, 0 once the process is gone.
 fn status_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(field))
-                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+    common::proc_status(pid, field).unwrap_or(0)
 }
 
 /// Stored files: the folder's entries but the hidden parts folder.

@@ -141,6 +141,18 @@ pub enum Event {
     RejectedMore { count: u64, window: Duration },
 }
 
+impl Event {
+    /// A `transfer` that never got as far as an offer.
+    pub fn transfer_not_sent(path: &std::path::Path, reason: &str) -> Event {
+        Event::TransferFailed {
+            id: 0,
+            name: path.display().to_string(),
+            receiving: false,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
 /// How far the peer's lines have been written out: the sender's session and the
 /// highest sequence number written. Shared by every connection of a session, so a
 /// line written after its connection was lost is acknowledged on the next one.

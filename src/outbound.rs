@@ -441,12 +441,10 @@ fn report_undelivered(
         match command {
             Command::Send(text) => outbox.push(text),
             Command::Transfer(path) => {
-                let _ = events.send(Event::TransferFailed {
-                    id: 0,
-                    name: path.display().to_string(),
-                    receiving: false,
-                    reason: "not sent: the session ended".into(),
-                });
+                let _ = events.send(Event::transfer_not_sent(
+                    &path,
+                    "not sent: the session ended",
+                ));
             }
             Command::Finish | Command::Quit => {}
         }

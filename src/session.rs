@@ -186,12 +186,10 @@ fn not_sent(command: Command, events: &mpsc::UnboundedSender<Event>) {
             let _ = events.send(Event::NotSent { text });
         }
         Command::Transfer(path) => {
-            let _ = events.send(Event::TransferFailed {
-                id: 0,
-                name: path.display().to_string(),
-                receiving: false,
-                reason: "not sent: the peer has left".into(),
-            });
+            let _ = events.send(Event::transfer_not_sent(
+                &path,
+                "not sent: the peer has left",
+            ));
         }
         Command::Finish | Command::Quit => {}
     }

@@ -122,19 +122,11 @@ fn hundreds_of_hostile_connections_do_not_stop_the_chat() {
     }
     alice.expect_seen(Stream::Stderr, "Rejected connection from 127.0.0.1:");
     assert!(alice.is_running());
-    let peak_kib = peak_rss_kib(alice.child.id());
+    let peak_kib =
+        common::proc_status(alice.child.id(), "VmHWM:").expect("VmHWM in /proc/PID/status");
     assert!(
         peak_kib < 64 * 1024,
         "alice's peak RSS grew to {peak_kib} KiB"
     );
     drop(idle);
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
 }

@@ -64,7 +64,8 @@ fn the_real_peer_gets_in_while_a_thousand_hostile_connections_churn() {
     // A window full of rejections ends in a summary line.
     let summary = alice.expect_seen(Stream::Stderr, "more rejected connections in the last 10 s");
     assert!(summary.starts_with("… and "), "{summary}");
-    let peak_kib = peak_rss_kib(alice.child.id());
+    let peak_kib =
+        common::proc_status(alice.child.id(), "VmHWM:").expect("VmHWM in /proc/PID/status");
     let tally = format!("{:?}", crowd.tally);
     drop(crowd);
 
@@ -109,13 +110,4 @@ fn expect_all(peer: &mut Peer, stream: Stream, needles: &[&str]) {
         });
         missing.retain(|needle| !line.contains(needle));
     }
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
 }

@@ -28,6 +28,24 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
 /// handle must be a regular file owned by us with no other hard link (a second link
 /// could make our writes land in a file outside our folder).
 pub fn open_private_file(path: &Path, write: bool) -> io::Result<File> {
+    let (file, metadata) = open_owned(path, write)?;
+    if metadata.nlink() != 1 {
+        return Err(refused(path, "has other hard links"));
+    }
+    Ok(file)
+}
+
+/// Opens a file that holds a secret of ours (a private key) as [`open_owned`] does,
+/// and returns it with its permission bits, read from the handle itself so that the
+/// file cannot be swapped between check and read.
+pub fn open_secret(path: &Path) -> io::Result<(File, u32)> {
+    let (file, metadata) = open_owned(path, false)?;
+    Ok((file, metadata.permissions().mode() & 0o7777))
+}
+
+/// Opens `path` without following a final link and without blocking on a FIFO, and
+/// checks on the open handle that it is a regular file we own.
+fn open_owned(path: &Path, write: bool) -> io::Result<(File, std::fs::Metadata)> {
     let file = OpenOptions::new()
         .read(true)
         .write(write)
@@ -40,29 +58,7 @@ pub fn open_private_file(path: &Path, write: bool) -> io::Result<File> {
     if metadata.uid() != rustix::process::geteuid().as_raw() {
         return Err(refused(path, "belongs to another user"));
     }
-    if metadata.nlink() != 1 {
-        return Err(refused(path, "has other hard links"));
-    }
-    Ok(file)
-}
-
-/// Opens a file that holds a secret of ours (a private key): the last component is
-/// never followed if it is a link, a FIFO never blocks the open, and the open handle
-/// must be a regular file we own. Returns it with its permission bits, checked on
-/// the handle itself so that the file cannot be swapped between check and read.
-pub fn open_secret(path: &Path) -> io::Result<(File, u32)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
-        .open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.file_type().is_file() {
-        return Err(refused(path, "is not a regular file"));
-    }
-    if metadata.uid() != rustix::process::geteuid().as_raw() {
-        return Err(refused(path, "belongs to another user"));
-    }
-    Ok((file, metadata.permissions().mode() & 0o7777))
+    Ok((file, metadata))
 }
 
 /// The permission bits of `dir` if others than its owner may change what is in it

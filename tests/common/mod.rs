@@ -249,14 +249,7 @@ impl Peer {
     /// ready lines are in, as a terminal or pipe that stops being read: the harness
     /// sees only standard error.
     pub fn start_with_stalled_stdout(workdir: &Path, args: &[String]) -> (Peer, ChildStdout) {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .current_dir(workdir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start chat");
+        let mut child = spawn_child(&[], workdir, args);
         let mut stdout = child.stdout.take().unwrap();
         // Byte by byte, so that nothing after the ready lines is taken from the pipe.
         let mut ready = Vec::new();
@@ -294,22 +287,7 @@ impl Peer {
     }
 
     fn spawn_in(wrapper: &[&str], workdir: &Path, args: &[String]) -> Peer {
-        let mut command = match wrapper.split_first() {
-            Some((program, rest)) => {
-                let mut command = Command::new(program);
-                command.args(rest).arg(BIN);
-                command
-            }
-            None => Command::new(BIN),
-        };
-        let mut child = command
-            .args(args)
-            .current_dir(workdir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start chat");
+        let mut child = spawn_child(wrapper, workdir, args);
         let (tx, lines) = mpsc::channel();
         read_lines(child.stdout.take().unwrap(), Stream::Stdout, tx.clone());
         read_lines(child.stderr.take().unwrap(), Stream::Stderr, tx);
@@ -508,6 +486,36 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the binary in `workdir`, through `wrapper` if any, with all three
+/// standard streams piped.
+fn spawn_child(wrapper: &[&str], workdir: &Path, args: &[String]) -> Child {
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(BIN);
+            command
+        }
+        None => Command::new(BIN),
+    };
+    command
+        .args(args)
+        .current_dir(workdir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chat")
+}
+
+/// A number from `/proc/PID/status`, such as `VmHWM:` (peak RSS, KiB) or `Threads:`.
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
 fn read_lines(stream: impl Read + Send + 'static, tag: Stream, tx: mpsc::Sender<(Stream, String)>) {
