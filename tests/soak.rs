@@ -569,7 +569,7 @@ impl Soak {
     fn finish(&mut self, outcome: Result<(), String>) {
         let mut problems = Vec::new();
         let stuck = outcome.and_then(|()| self.settle()).err();
-        let (violations, warnings) = match stuck {
+        let violations = match stuck {
             None => {
                 problems.extend(wait_both(&mut self.s.peers));
                 self.check()
@@ -581,16 +581,10 @@ impl Soak {
                     let _ = peer.child.kill();
                     peer.drain();
                 }
-                (Vec::new(), Vec::new())
+                Vec::new()
             }
         };
         problems.extend(violations);
-        for warning in &warnings {
-            println!("WARNING (soak seed {}): {warning}", self.seed);
-        }
-        if !warnings.is_empty() && problems.is_empty() {
-            println!("{}", self.context());
-        }
         self.reported = true;
         if !problems.is_empty() {
             panic!(
@@ -601,7 +595,7 @@ impl Soak {
                 self.context()
             );
         }
-        println!("{}", self.summary(&warnings));
+        println!("{}", self.summary());
     }
 
     fn settle(&mut self) -> Result<(), String> {
@@ -625,11 +619,9 @@ impl Soak {
         Ok(())
     }
 
-    /// Every invariant, over everything the processes printed and stored: violations,
-    /// and warnings for the one known limit (see `duplicate_problem`).
-    fn check(&self) -> (Vec<String>, Vec<String>) {
+    /// Every invariant, over everything the processes printed and stored.
+    fn check(&self) -> Vec<String> {
         let mut violations = Vec::new();
-        let mut warnings = Vec::new();
         let bobs: Vec<&Peer> = self.bobs();
         violations.extend(alice_lines_problems(&self.typed[ALICE], &bobs));
         violations.extend(bob_lines_problems(
@@ -662,11 +654,8 @@ impl Soak {
         }
         let bob_home = self.s.peers[BOB].workdir.clone();
         let all_sent: Vec<&Sent> = self.sent[ALICE].iter().collect();
-        for (name, problem) in stored_problems(&bob_home, &all_sent, &all_sent) {
-            match duplicate_problem(&name, &all_sent, &bobs) {
-                Some(warning) => warnings.push(warning),
-                None => violations.push(format!("bob's download folder: {problem}")),
-            }
+        for (_, problem) in stored_problems(&bob_home, &all_sent, &all_sent) {
+            violations.push(format!("bob's download folder: {problem}"));
         }
         let (parts, metas) = kept_counts(&bob_home);
         if parts > 0 || metas > 0 {
@@ -720,7 +709,7 @@ impl Soak {
                 ));
             }
         }
-        (violations, warnings)
+        violations
     }
 
     /// Every run of bob, oldest first.
@@ -748,11 +737,11 @@ impl Soak {
         text
     }
 
-    fn summary(&self, warnings: &[String]) -> String {
+    fn summary(&self) -> String {
         let lines_of = |who: usize| self.typed[who].len();
         let bytes_of = |who: usize| self.sent[who].iter().map(|sent| sent.size).sum::<u64>();
         format!(
-            "soak seed {}: passed after {:.0} s and {} actions: alice typed {} lines and sent {} files ({} bytes), bob typed {} lines and sent {} files ({} bytes), bob was killed {} times, {} warning(s)",
+            "soak seed {}: passed after {:.0} s and {} actions: alice typed {} lines and sent {} files ({} bytes), bob typed {} lines and sent {} files ({} bytes), bob was killed {} times",
             self.seed,
             self.started.elapsed().as_secs_f64(),
             self.actions,
@@ -763,7 +752,6 @@ impl Soak {
             self.sent[BOB].len(),
             bytes_of(BOB),
             self.dead_bobs.len(),
-            warnings.len()
         )
     }
 }
@@ -991,28 +979,4 @@ fn stored_problems(folder: &Path, required: &[&Sent], allowed: &[&Sent]) -> Vec<
         }
     }
     problems
-}
-
-/// Whether `stored`, a name that no file was sent under, is the second copy left
-/// by the known limit: bob remembers what he stored only within one run, so a file a
-/// run stored and was killed before its verdict reached alice is offered again and
-/// stored again by the next run. Returns the warning to print for it then.
-fn duplicate_problem(stored: &str, sent: &[&Sent], bobs: &[&Peer]) -> Option<String> {
-    let (stem, rest) = stored.split_once(" (")?;
-    let (_, extension) = rest.split_once(')')?;
-    let original = sent
-        .iter()
-        .find(|file| file.name == format!("{stem}{extension}"))?;
-    let saved_as = |bob: &Peer, name: &str| {
-        let line = format!("Saved ./{name} (verified, sha256 {})", original.sha256);
-        bob.lines_on(Stream::Stderr).contains(&line.as_str())
-    };
-    let second = bobs.iter().position(|bob| saved_as(bob, stored))?;
-    if second == 0 || saved_as(bobs[second], &original.name) {
-        return None;
-    }
-    Some(format!(
-        "{stored} is a second copy of {}: bob stored it in a run before run {second}, was killed before alice got the verdict, and his run {second} stored it again (it does not know what an earlier run stored)",
-        original.name
-    ))
 }

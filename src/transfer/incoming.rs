@@ -8,16 +8,16 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use super::in_progress::{Claim, InProgress};
 use super::name::{self, NameError};
 use super::parts::{self, Meta, OwnedPart};
-use super::stored::StoredFiles;
 use crate::platform;
 
 /// Chunks buffered between the network and the disk thread: bounds memory per transfer.
@@ -32,7 +32,15 @@ pub struct ReceiveLimits {
     pub max_file_size: Option<u64>,
     /// One permit per file being received, written or verified.
     slots: Arc<Semaphore>,
-    stored: Arc<Mutex<StoredFiles>>,
+    in_progress: InProgress,
+}
+
+/// What one transfer holds until its outcome is known: one of the session's slots,
+/// and its offer, which no other transfer of the session may work on meanwhile.
+#[derive(Debug)]
+pub struct Reservation {
+    _slot: OwnedSemaphorePermit,
+    _claim: Claim,
 }
 
 impl ReceiveLimits {
@@ -41,30 +49,31 @@ impl ReceiveLimits {
             dir,
             max_file_size,
             slots: Arc::new(Semaphore::new(MAX_ACTIVE_TRANSFERS)),
-            stored: Arc::default(),
+            in_progress: InProgress::default(),
         }
     }
 
-    /// Where this session already stored exactly this offer (same name after the
-    /// name rules, size and SHA-256), if the file is still there unchanged. Reads
-    /// file metadata: call it off the async runtime.
-    pub fn already_stored(
-        &self,
-        offered_name: &str,
-        size: u64,
-        sha256: [u8; 32],
-    ) -> Option<PathBuf> {
-        let name = name::sanitize(offered_name).ok()?;
-        self.stored
-            .lock()
-            .expect("stored files poisoned")
-            .find(&name, size, sha256)
+    /// Reserves the right to receive `meta`: first waits until no other transfer
+    /// of this session is receiving or verifying the same offer (an earlier copy on
+    /// a connection that was lost or replaced), then takes a slot. Nothing, if
+    /// [`MAX_ACTIVE_TRANSFERS`] files are in progress already.
+    pub async fn reserve(&self, meta: &Meta) -> Option<Reservation> {
+        let claim = self.in_progress.claim(meta).await;
+        let slot = self.slots.clone().try_acquire_owned().ok()?;
+        Some(Reservation {
+            _slot: slot,
+            _claim: claim,
+        })
     }
+}
 
-    /// A slot for one more file, if fewer than [`MAX_ACTIVE_TRANSFERS`] are in progress.
-    pub fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
-    }
+/// The offer `(offered_name, size, sha256)` with its name made safe to store.
+pub fn validate(offered_name: &str, size: u64, sha256: [u8; 32]) -> Result<Meta, NameError> {
+    Ok(Meta {
+        name: name::sanitize(offered_name)?,
+        size,
+        sha256,
+    })
 }
 
 /// Why an offer is refused before any data is accepted.
@@ -107,9 +116,8 @@ pub enum Outcome {
 /// A file being received.
 #[derive(Debug)]
 pub struct Incoming {
-    /// The name the file will be stored under (before numbering).
-    pub name: String,
-    pub size: u64,
+    /// The offer, with the name the file will be stored under (before numbering).
+    pub meta: Meta,
     /// Bytes already held from an earlier, interrupted transfer of the same file.
     pub offset: u64,
     received: u64,
@@ -119,26 +127,20 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Validates an offer and opens its part file. This touches the disk: call it
-    /// off the async runtime. `progress` is called from the disk thread with the
-    /// number of bytes written so far. `slot` is held until the outcome is known.
+    /// Checks a validated offer against the limits and opens its part file, resuming
+    /// a kept one. This touches the disk: call it off the async runtime. `progress`
+    /// is called from the disk thread with the number of bytes written so far.
+    /// `reservation` is held until the outcome is known.
     pub fn start(
         limits: &ReceiveLimits,
-        offered_name: &str,
-        size: u64,
-        sha256: [u8; 32],
-        slot: OwnedSemaphorePermit,
+        meta: Meta,
+        reservation: Reservation,
         progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<Incoming, RefuseReason> {
-        let name = name::sanitize(offered_name)?;
+        let size = meta.size;
         if let Some(max) = limits.max_file_size.filter(|max| size > *max) {
             return Err(RefuseReason::TooLarge { size, max });
         }
-        let meta = Meta {
-            name: name.clone(),
-            size,
-            sha256,
-        };
         let resumable = parts::find_resumable(&limits.dir, &meta)?;
         let offset = resumable.as_ref().map_or(0, |part| part.held);
         let available = platform::free_space(&limits.dir)?;
@@ -158,23 +160,19 @@ impl Incoming {
         let job = DiskJob {
             part,
             dir: limits.dir.clone(),
-            name: name.clone(),
-            size,
-            sha256,
+            meta: meta.clone(),
             offset,
             keep_partial: keep_partial.clone(),
-            stored: limits.stored.clone(),
         };
         std::thread::Builder::new()
             .name("chat-disk".into())
             .spawn(move || {
                 let outcome = job.run(chunks_rx, progress);
-                drop(slot);
+                drop(reservation);
                 let _ = outcome_tx.send(outcome);
             })?;
         Ok(Incoming {
-            name,
-            size,
+            meta,
             offset,
             received: offset,
             chunks,
@@ -184,11 +182,11 @@ impl Incoming {
     }
 
     pub fn remaining(&self) -> u64 {
-        self.size - self.received
+        self.meta.size - self.received
     }
 
     pub fn is_complete(&self) -> bool {
-        self.received == self.size
+        self.received == self.meta.size
     }
 
     /// Queues the next chunk for the disk. Refuses bytes beyond the declared size.
@@ -236,12 +234,9 @@ impl Incoming {
 struct DiskJob {
     part: OwnedPart,
     dir: PathBuf,
-    name: String,
-    size: u64,
-    sha256: [u8; 32],
+    meta: Meta,
     offset: u64,
     keep_partial: Arc<AtomicBool>,
-    stored: Arc<Mutex<StoredFiles>>,
 }
 
 impl DiskJob {
@@ -265,7 +260,8 @@ impl DiskJob {
             written += data.len() as u64;
             progress(written);
         }
-        if written != self.size {
+        let Meta { name, size, sha256 } = &self.meta;
+        if written != *size {
             if self.keep_partial.load(Ordering::SeqCst) && self.part.file.sync_data().is_ok() {
                 return Outcome::Interrupted {
                     part: self.part.path.clone(),
@@ -273,16 +269,13 @@ impl DiskJob {
                 };
             }
             self.part.discard();
-            return Outcome::Failed(format!(
-                "incomplete: {written} of {} bytes arrived",
-                self.size
-            ));
+            return Outcome::Failed(format!("incomplete: {written} of {size} bytes arrived"));
         }
         let actual: [u8; 32] = hasher.finalize().into();
-        if actual != self.sha256 {
+        if actual != *sha256 {
             self.part.discard();
             return Outcome::Corrupt {
-                expected: self.sha256,
+                expected: *sha256,
                 actual,
             };
         }
@@ -290,19 +283,11 @@ impl DiskJob {
             self.part.discard();
             return Outcome::Failed(format!("storing the file failed: {err}"));
         }
-        match self.part.place(&self.dir, &self.name) {
-            Ok(path) => {
-                self.stored.lock().expect("stored files poisoned").remember(
-                    &self.name,
-                    self.size,
-                    self.sha256,
-                    &path,
-                );
-                Outcome::Saved {
-                    path,
-                    sha256: self.sha256,
-                }
-            }
+        match self.part.place(&self.dir, name) {
+            Ok(path) => Outcome::Saved {
+                path,
+                sha256: *sha256,
+            },
             Err(err) => Outcome::Failed(format!("storing the file failed: {err}")),
         }
     }
@@ -312,14 +297,12 @@ impl DiskJob {
     fn hash_kept_prefix(&mut self, hasher: &mut Sha256) -> io::Result<()> {
         let file = &mut self.part.file;
         file.seek(SeekFrom::Start(0))?;
-        let mut kept = (&*file).take(self.offset);
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let read = kept.read(&mut buffer)?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
+        let hashed = super::hash_into(hasher, (&*file).take(self.offset), |_| {})?;
+        if hashed != self.offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the kept part is shorter than it was",
+            ));
         }
         file.seek(SeekFrom::Start(self.offset))?;
         Ok(())
@@ -335,14 +318,21 @@ mod tests {
         ReceiveLimits::new(dir.to_owned(), Some(1 << 20))
     }
 
-    fn start(
+    async fn start(
         limits: &ReceiveLimits,
         name: &str,
         size: u64,
         sha256: [u8; 32],
     ) -> Result<Incoming, RefuseReason> {
-        let slot = limits.try_slot().expect("a free slot");
-        Incoming::start(limits, name, size, sha256, slot, |_| {})
+        let meta = validate(name, size, sha256)?;
+        let reservation = limits.reserve(&meta).await.expect("a free slot");
+        Incoming::start(limits, meta, reservation, |_| {})
+    }
+
+    /// Polls `future` once: whether it is done at this point.
+    fn is_ready<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        future.poll(&mut context).is_ready()
     }
 
     fn sha(data: &[u8]) -> [u8; 32] {
@@ -363,7 +353,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
         let data = b"hello world".to_vec();
-        let mut incoming = start(&limits(dir.path()), "a.txt", 11, sha(&data)).unwrap();
+        let mut incoming = start(&limits(dir.path()), "a.txt", 11, sha(&data))
+            .await
+            .unwrap();
         assert_eq!(incoming.write(data[..5].to_vec()).await, Ok(None));
         assert_eq!(incoming.write(data[5..].to_vec()).await, Ok(None));
         assert!(incoming.is_complete());
@@ -384,7 +376,7 @@ mod tests {
     async fn received_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let mut incoming = start(&limits(dir.path()), "p", 1, sha(b"p")).unwrap();
+        let mut incoming = start(&limits(dir.path()), "p", 1, sha(b"p")).await.unwrap();
         incoming.write(b"p".to_vec()).await.unwrap();
         incoming.finish(true).await;
         let mode = std::fs::metadata(dir.path().join("p"))
@@ -397,7 +389,9 @@ mod tests {
     #[tokio::test]
     async fn wrong_hash_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut incoming = start(&limits(dir.path()), "b", 3, sha(b"abc")).unwrap();
+        let mut incoming = start(&limits(dir.path()), "b", 3, sha(b"abc"))
+            .await
+            .unwrap();
         incoming.write(b"abd".to_vec()).await.unwrap();
         assert!(matches!(
             incoming.finish(true).await,
@@ -409,7 +403,9 @@ mod tests {
     #[tokio::test]
     async fn excess_bytes_are_refused_and_early_end_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut incoming = start(&limits(dir.path()), "c", 3, sha(b"abc")).unwrap();
+        let mut incoming = start(&limits(dir.path()), "c", 3, sha(b"abc"))
+            .await
+            .unwrap();
         assert_eq!(
             incoming.write(b"abcd".to_vec()).await,
             Err(Overflow {
@@ -424,21 +420,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_part_still_being_verified_is_never_resumed() {
-        // Found by the fuzzer: the same offer twice in a row, the second arriving
-        // while the first is being verified, must not write into the first file.
+    async fn the_same_offer_again_waits_until_the_earlier_copy_is_stored() {
+        // Found by the fuzzer, then by the soak: the same offer again while the
+        // first copy is being verified (its verdict lost with the connection) must
+        // neither touch that copy nor store a second one. It waits, and then finds
+        // the stored file.
         let dir = tempfile::tempdir().unwrap();
         let limits = limits(dir.path());
         let data = b"hello fuzz".to_vec();
-        let mut first = start(&limits, "a.txt", 10, sha(&data)).unwrap();
+        let mut first = start(&limits, "a.txt", 10, sha(&data)).await.unwrap();
         first.write(data.clone()).await.unwrap();
-        let mut second = start(&limits, "a.txt", 10, sha(&data)).unwrap();
-        assert_eq!(second.offset, 0);
-        second.write(b"hello fezz".to_vec()).await.unwrap();
+        let meta = validate("a.txt", 10, sha(&data)).unwrap();
+        let mut again = std::pin::pin!(limits.reserve(&meta));
+        assert!(
+            !is_ready(again.as_mut()),
+            "reserved while the first copy runs"
+        );
         assert!(matches!(first.finish(true).await, Outcome::Saved { .. }));
-        assert!(matches!(second.finish(true).await, Outcome::Corrupt { .. }));
-        assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), data);
+        let _reserved = again.await.expect("a free slot");
+        assert_eq!(
+            super::super::stored::find(dir.path(), &meta),
+            Some(dir.path().join("a.txt"))
+        );
         assert_eq!(files_in(dir.path()), ["a.txt"]);
+    }
+
+    #[tokio::test]
+    async fn the_same_offer_again_resumes_the_part_the_earlier_copy_kept() {
+        // From the soak: a re-offer on a new connection while the replaced one's
+        // disk thread still held the part started again at 0 and left that part.
+        let dir = tempfile::tempdir().unwrap();
+        let limits = limits(dir.path());
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 249) as u8).collect();
+        let mut first = start(&limits, "r.bin", 50_000, sha(&data)).await.unwrap();
+        first.write(data[..20_000].to_vec()).await.unwrap();
+        let meta = validate("r.bin", 50_000, sha(&data)).unwrap();
+        let mut again = std::pin::pin!(limits.reserve(&meta));
+        assert!(
+            !is_ready(again.as_mut()),
+            "reserved while the first copy runs"
+        );
+        let ended = first.finish(true);
+        assert!(matches!(
+            ended.await,
+            Outcome::Interrupted {
+                received: 20_000,
+                ..
+            }
+        ));
+        let reservation = again.await.expect("a free slot");
+        let mut resumed = Incoming::start(&limits, meta.clone(), reservation, |_| {}).unwrap();
+        assert_eq!(resumed.offset, 20_000);
+        resumed.write(data[20_000..].to_vec()).await.unwrap();
+        assert!(matches!(resumed.finish(true).await, Outcome::Saved { .. }));
+        assert_eq!(std::fs::read(dir.path().join("r.bin")).unwrap(), data);
+        assert_eq!(files_in(dir.path()), ["r.bin"]);
     }
 
     #[tokio::test]
@@ -446,7 +482,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let limits = limits(dir.path());
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-        let mut first = start(&limits, "r.bin", 100_000, sha(&data)).unwrap();
+        let mut first = start(&limits, "r.bin", 100_000, sha(&data)).await.unwrap();
         first.write(data[..30_000].to_vec()).await.unwrap();
         let Outcome::Interrupted { part, received } = first.finish(true).await else {
             panic!("an interrupted transfer keeps its part");
@@ -454,11 +490,13 @@ mod tests {
         assert_eq!(received, 30_000);
         assert_eq!(part.parent().unwrap(), dir.path().join(parts::PARTS_DIR));
 
-        let other = start(&limits, "r.bin", 100_000, sha(b"other")).unwrap();
+        let other = start(&limits, "r.bin", 100_000, sha(b"other"))
+            .await
+            .unwrap();
         assert_eq!(other.offset, 0, "a different hash never resumes");
         other.finish(false).await;
 
-        let mut resumed = start(&limits, "r.bin", 100_000, sha(&data)).unwrap();
+        let mut resumed = start(&limits, "r.bin", 100_000, sha(&data)).await.unwrap();
         assert_eq!(resumed.offset, 30_000);
         assert_eq!(resumed.remaining(), 70_000);
         resumed.write(data[30_000..].to_vec()).await.unwrap();
@@ -471,15 +509,17 @@ mod tests {
     async fn refuses_bad_names_and_oversized_offers_before_creating_anything() {
         let dir = tempfile::tempdir().unwrap();
         let limits = limits(dir.path());
-        let refuse = |name: &str, size| start(&limits, name, size, [0; 32]);
-        assert!(matches!(refuse("../x", 1), Err(RefuseReason::Name(_))));
         assert!(matches!(
-            refuse("x", (1 << 20) + 1),
+            start(&limits, "../x", 1, [0; 32]).await,
+            Err(RefuseReason::Name(_))
+        ));
+        assert!(matches!(
+            start(&limits, "x", (1 << 20) + 1, [0; 32]).await,
             Err(RefuseReason::TooLarge { .. })
         ));
         let unlimited = ReceiveLimits::new(dir.path().to_owned(), None);
         assert!(matches!(
-            start(&unlimited, "x", u64::MAX, [0; 32]),
+            start(&unlimited, "x", u64::MAX, [0; 32]).await,
             Err(RefuseReason::NoRoom { .. })
         ));
         assert!(files_in(dir.path()).is_empty());
@@ -488,7 +528,9 @@ mod tests {
     #[tokio::test]
     async fn empty_file_is_verified_without_chunks() {
         let dir = tempfile::tempdir().unwrap();
-        let incoming = start(&limits(dir.path()), ".hidden", 0, sha(b"")).unwrap();
+        let incoming = start(&limits(dir.path()), ".hidden", 0, sha(b""))
+            .await
+            .unwrap();
         assert!(incoming.is_complete());
         let outcome = incoming.finish(true).await;
         assert_eq!(
@@ -505,14 +547,19 @@ mod tests {
     async fn a_slot_is_held_until_the_file_is_verified() {
         let dir = tempfile::tempdir().unwrap();
         let limits = limits(dir.path());
-        let held: Vec<_> = (0..MAX_ACTIVE_TRANSFERS)
-            .map(|i| start(&limits, &format!("f{i}"), 0, sha(b"")).unwrap())
-            .collect();
-        assert!(limits.try_slot().is_none(), "empty files count too");
+        let mut held = Vec::new();
+        for i in 0..MAX_ACTIVE_TRANSFERS {
+            held.push(start(&limits, &format!("f{i}"), 0, sha(b"")).await.unwrap());
+        }
+        let one_more = validate("g", 0, sha(b"")).unwrap();
+        assert!(
+            limits.reserve(&one_more).await.is_none(),
+            "empty files count too"
+        );
         for incoming in held {
             incoming.finish(true).await;
         }
-        assert!(limits.try_slot().is_some());
+        assert!(limits.reserve(&one_more).await.is_some());
     }
 
     /// Same-name offers, some honest, some lying about their hash, some cut short,
@@ -531,10 +578,8 @@ mod tests {
                 let mut saved = Vec::new();
                 for round in 0..40 {
                     let kind = (worker + round) % 3;
-                    let slot = limits.try_slot().unwrap();
                     let claimed = if kind == 1 { sha(b"a lie") } else { honest };
-                    let mut incoming =
-                        Incoming::start(&limits, "r.bin", 200_000, claimed, slot, |_| {}).unwrap();
+                    let mut incoming = start(&limits, "r.bin", 200_000, claimed).await.unwrap();
                     let offset = incoming.offset as usize;
                     let end = if kind == 2 {
                         offset.max(100_000)

@@ -1,6 +1,7 @@
 //! File transfer: the sending and receiving state machines, the files they read and
 //! write, and progress reports. Nothing here draws; progress leaves as events.
 
+pub mod in_progress;
 pub mod incoming;
 pub mod name;
 pub mod outgoing;
@@ -9,13 +10,18 @@ pub mod receiving;
 pub mod sending;
 pub mod stored;
 
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::event::{Event, Phase};
 use crate::frame::MAX_REASON_LEN;
+
+/// Read size while hashing; large reads keep system-call overhead negligible.
+const HASH_READ_LEN: usize = 1 << 20;
 
 /// How often progress is reported at most, so events never flood the front end.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -68,6 +74,28 @@ impl ProgressReporter {
                 total: self.total,
             });
         }
+    }
+}
+
+/// Feeds everything `reader` yields to `hasher`, calling `progress` with the bytes
+/// hashed so far; returns their count.
+fn hash_into(
+    hasher: &mut Sha256,
+    mut reader: impl Read,
+    mut progress: impl FnMut(u64),
+) -> io::Result<u64> {
+    let mut buffer = vec![0u8; HASH_READ_LEN];
+    let mut hashed = 0u64;
+    loop {
+        let read = match reader.read(&mut buffer) {
+            Ok(0) => return Ok(hashed),
+            Ok(read) => read,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        hasher.update(&buffer[..read]);
+        hashed += read as u64;
+        progress(hashed);
     }
 }
 

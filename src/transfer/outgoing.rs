@@ -13,8 +13,6 @@ use tokio::sync::mpsc;
 
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
 
-/// Read size while hashing; large reads keep system-call overhead negligible.
-const HASH_READ_LEN: usize = 1 << 20;
 /// Chunks read ahead of the network: bounds memory per transfer.
 const CHUNKS_AHEAD: usize = 16;
 
@@ -59,26 +57,15 @@ impl PreparedFile {
             .filter(|name| !name.is_empty() && name.len() <= MAX_FILE_NAME_LEN)
             .ok_or_else(|| SendError::BadName(path.to_owned()))?
             .to_owned();
-        let mut file = File::open(path).map_err(io_error)?;
+        let file = File::open(path).map_err(io_error)?;
         let metadata = file.metadata().map_err(io_error)?;
         if !metadata.is_file() {
             return Err(SendError::NotAFile(path.to_owned()));
         }
         let size = metadata.len();
         let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; HASH_READ_LEN];
-        let mut hashed = 0u64;
-        loop {
-            let read = match file.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(io_error(err)),
-            };
-            hasher.update(&buffer[..read]);
-            hashed += read as u64;
-            progress(hashed, size);
-        }
+        let hashed = super::hash_into(&mut hasher, &file, |hashed| progress(hashed, size))
+            .map_err(io_error)?;
         let prepared = PreparedFile {
             path: path.to_owned(),
             name,

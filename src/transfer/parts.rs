@@ -31,7 +31,7 @@ const MAX_PLACE_ATTEMPTS: u32 = 8;
 const MAX_NAME_NUMBER: u32 = 100_000;
 
 /// What a kept part holds: the offer it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Meta {
     pub name: String,
     pub size: u64,

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 
-use super::incoming::{Incoming, MAX_ACTIVE_TRANSFERS, Outcome, ReceiveLimits};
-use super::{ProgressReporter, TransferViolation, human_bytes, truncate};
+use super::incoming::{self, Incoming, MAX_ACTIVE_TRANSFERS, Outcome, ReceiveLimits};
+use super::{ProgressReporter, TransferViolation, human_bytes, stored, truncate};
 use crate::event::{Event, Phase};
 use crate::frame::{Frame, VerdictStatus};
 
@@ -24,8 +24,9 @@ pub struct Receiving {
 }
 
 impl Receiving {
-    /// `version` is the link's protocol version: from 2 on, an offer of a file this
-    /// session already stored is answered with its verdict instead of a second copy.
+    /// `version` is the link's protocol version: from 2 on, an offer of a file the
+    /// download folder already holds is answered with its verdict instead of a
+    /// second copy.
     pub fn new(
         limits: ReceiveLimits,
         peer: String,
@@ -57,7 +58,19 @@ impl Receiving {
         if self.active.contains_key(&id) || self.discarding.contains_key(&id) {
             return Err(TransferViolation::ReusedId(id));
         }
-        let Some(slot) = self.limits.try_slot() else {
+        let meta = match incoming::validate(name, size, sha256) {
+            Ok(meta) => meta,
+            Err(bad_name) => {
+                self.refuse(id, name, bad_name.to_string()).await;
+                return Ok(());
+            }
+        };
+        if let Some((earlier, _)) = self.active.iter().find(|(_, file)| file.meta == meta) {
+            let reason = format!("the same file is already arriving (transfer {earlier})");
+            self.refuse(id, name, reason).await;
+            return Ok(());
+        }
+        let Some(reservation) = self.limits.reserve(&meta).await else {
             self.refuse(
                 id,
                 name,
@@ -68,13 +81,12 @@ impl Receiving {
         };
         let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size);
         let limits = self.limits.clone();
-        let offered = name.to_owned();
         let answers_stored = self.answers_stored;
         let started = tokio::task::spawn_blocking(move || {
-            if answers_stored && let Some(path) = limits.already_stored(&offered, size, sha256) {
+            if answers_stored && let Some(path) = stored::find(&limits.dir, &meta) {
                 return Ok(Start::AlreadyStored(path));
             }
-            Incoming::start(&limits, &offered, size, sha256, slot, move |done| {
+            Incoming::start(&limits, meta, reservation, move |done| {
                 progress.update(done)
             })
             .map(Start::Receiving)
@@ -98,14 +110,14 @@ impl Receiving {
         };
         let _ = self.events.send(Event::TransferIncoming {
             id,
-            name: incoming.name.clone(),
+            name: incoming.meta.name.clone(),
             size,
             from: self.peer.clone(),
         });
         if incoming.offset > 0 {
             let _ = self.events.send(Event::TransferNote {
                 id,
-                name: incoming.name.clone(),
+                name: incoming.meta.name.clone(),
                 receiving: true,
                 note: format!("resuming at {}", human_bytes(incoming.offset)),
             });
@@ -157,7 +169,7 @@ impl Receiving {
             if incoming.remaining() > 0 {
                 self.discarding.insert(id, incoming.remaining());
             }
-            self.report(id, incoming.name, outcome).await;
+            self.report(id, incoming.meta.name, outcome).await;
         } else if incoming.is_complete() {
             let incoming = self.active.remove(&id).expect("present above");
             self.judge(id, incoming);
@@ -177,7 +189,7 @@ impl Receiving {
                 frame: "Cancel",
                 id,
             })?;
-        let name = incoming.name.clone();
+        let name = incoming.meta.name.clone();
         incoming.finish(false).await;
         self.fail(id, &name, format!("the sender cancelled: {reason}"));
         Ok(())
@@ -187,8 +199,8 @@ impl Receiving {
     /// unless `keep_partial` is false (the sender broke the protocol).
     pub async fn abandon(&mut self, reason: &str, keep_partial: bool) {
         for (id, incoming) in std::mem::take(&mut self.active) {
-            let name = incoming.name.clone();
-            let size = incoming.size;
+            let name = incoming.meta.name.clone();
+            let size = incoming.meta.size;
             match incoming.finish(keep_partial).await {
                 Outcome::Interrupted { part, received } => {
                     let _ = self.events.send(Event::TransferInterrupted {
@@ -211,7 +223,7 @@ impl Receiving {
         let (replies, events, name) = (
             self.replies.clone(),
             self.events.clone(),
-            incoming.name.clone(),
+            incoming.meta.name.clone(),
         );
         tokio::spawn(async move {
             let outcome = incoming.finish(true).await;
@@ -246,8 +258,8 @@ impl Receiving {
         let _ = self.replies.send(refusal).await;
     }
 
-    /// The offer is a file this session stored already, offered again because its
-    /// verdict was lost: say so on both sides, store nothing.
+    /// The offer is a file the download folder holds already, typically offered
+    /// again because its verdict was lost: say so on both sides, store nothing.
     async fn already_stored(&self, id: u64, path: &std::path::Path) {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let _ = self.events.send(Event::TransferNote {
@@ -344,5 +356,136 @@ fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
                 detail: truncate(reason),
             },
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::PROTOCOL_VERSION;
+    use sha2::{Digest, Sha256};
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// One connection's receiving side, and the frames it answers with.
+    fn connection(limits: &ReceiveLimits) -> (Receiving, mpsc::Receiver<Frame>) {
+        let (replies, replies_rx) = mpsc::channel(64);
+        let (events, _) = mpsc::unbounded_channel();
+        let files = Receiving::new(
+            limits.clone(),
+            "alice".into(),
+            PROTOCOL_VERSION,
+            replies,
+            events,
+        );
+        (files, replies_rx)
+    }
+
+    async fn answer(replies: &mut mpsc::Receiver<Frame>) -> Frame {
+        tokio::time::timeout(Duration::from_secs(10), replies.recv())
+            .await
+            .expect("an answer in time")
+            .expect("the connection answers")
+    }
+
+    fn sha(data: &[u8]) -> [u8; 32] {
+        Sha256::digest(data).into()
+    }
+
+    fn stored_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn an_offer_repeated_on_a_new_connection_is_answered_already_saved() {
+        // The first connection delivered every byte, then was replaced before its
+        // verdict went out; the sender offers the file again on the next one.
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let data = vec![7u8; 300_000];
+        let (mut old, _old_replies) = connection(&limits);
+        old.offer(1, "b.bin", 300_000, sha(&data)).await.unwrap();
+        for chunk in data.chunks(65_536) {
+            old.chunk(1, chunk.to_vec()).await.unwrap();
+        }
+        let (mut new, mut replies) = connection(&limits);
+        new.offer(1, "b.bin", 300_000, sha(&data)).await.unwrap();
+        let Frame::Verdict { status, detail, .. } = answer(&mut replies).await else {
+            panic!("the repeated offer is answered with a verdict");
+        };
+        assert_eq!(
+            (status, detail.as_str()),
+            (VerdictStatus::Verified, "already saved as b.bin")
+        );
+        assert_eq!(stored_files(dir.path()), ["b.bin"]);
+        assert_eq!(std::fs::read(dir.path().join("b.bin")).unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn a_file_stored_before_a_restart_is_not_stored_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.bin"), b"stored by the last run").unwrap();
+        let restarted = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (mut files, mut replies) = connection(&restarted);
+        let sha256 = sha(b"stored by the last run");
+        files.offer(4, "b.bin", 22, sha256).await.unwrap();
+        assert!(matches!(
+            answer(&mut replies).await,
+            Frame::Verdict {
+                id: 4,
+                status: VerdictStatus::Verified,
+                ..
+            }
+        ));
+        files
+            .offer(5, "b.bin", 22, sha(b"different bytes, same size!"))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer(&mut replies).await,
+            Frame::Accept { id: 5, offset: 0 }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_file_twice_at_once_on_one_connection_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (mut files, mut replies) = connection(&limits);
+        files
+            .offer(1, "b.bin", 10, sha(b"0123456789"))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer(&mut replies).await,
+            Frame::Accept { id: 1, offset: 0 }
+        );
+        files
+            .offer(2, "b.bin", 10, sha(b"0123456789"))
+            .await
+            .unwrap();
+        let Frame::Verdict {
+            id: 2,
+            status: VerdictStatus::Rejected,
+            detail,
+        } = answer(&mut replies).await
+        else {
+            panic!("the second offer is refused");
+        };
+        assert!(detail.contains("already arriving (transfer 1)"), "{detail}");
+        files.chunk(1, b"0123456789".to_vec()).await.unwrap();
+        assert!(matches!(
+            answer(&mut replies).await,
+            Frame::Verdict {
+                id: 1,
+                status: VerdictStatus::Verified,
+                ..
+            }
+        ));
     }
 }

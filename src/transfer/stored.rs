@@ -1,96 +1,78 @@
-//! The files this session has stored, so that an offer repeated only because its
-//! verdict was lost (the connection dropped after the file was saved) is answered
-//! "already have it" instead of storing a second copy.
+//! Files already in the download folder. An offer of a file that is there already,
+//! byte for byte under its name or a numbered variant of it, is answered "already
+//! have it" instead of storing a second copy: typically the connection dropped, or
+//! the receiver was restarted, after the file was stored and before its verdict
+//! reached the sender, who then offers it again. The check reads the bytes on disk,
+//! so it holds across restarts and trusts no record.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-/// How many stored files are remembered; older ones are forgotten first.
-const MAX_REMEMBERED: usize = 256;
+use sha2::{Digest, Sha256};
 
-/// Recently stored files, by the offer that brought them.
-#[derive(Debug, Default)]
-pub struct StoredFiles {
-    entries: VecDeque<Entry>,
+use super::name;
+use super::parts::Meta;
+use crate::platform;
+
+/// How many variants of a name (`a.txt`, `a (1).txt`, …) are looked at.
+const MAX_VARIANTS_CHECKED: u32 = 32;
+
+/// Where the download folder `dir` holds exactly the file `meta` describes: a
+/// regular file of ours with its name (or a numbered variant), size and SHA-256.
+/// Reads and hashes files of the right size: call it off the async runtime.
+pub fn find(dir: &Path, meta: &Meta) -> Option<PathBuf> {
+    (0..MAX_VARIANTS_CHECKED)
+        .map(|n| dir.join(name::numbered(&meta.name, n)))
+        .find(|path| holds(path, meta))
 }
 
-#[derive(Debug)]
-struct Entry {
-    name: String,
-    size: u64,
-    sha256: [u8; 32],
-    path: PathBuf,
-    modified: SystemTime,
-}
-
-impl StoredFiles {
-    /// Remembers that the offer (`name`, `size`, `sha256`) was stored at `path`.
-    pub fn remember(&mut self, name: &str, size: u64, sha256: [u8; 32], path: &Path) {
-        let Ok(modified) = std::fs::symlink_metadata(path).and_then(|m| m.modified()) else {
-            return;
-        };
-        if self.entries.len() == MAX_REMEMBERED {
-            self.entries.pop_front();
-        }
-        self.entries.push_back(Entry {
-            name: name.to_owned(),
-            size,
-            sha256,
-            path: path.to_owned(),
-            modified,
-        });
+fn holds(path: &Path, meta: &Meta) -> bool {
+    let Ok(file) = platform::open_private_file(path, false) else {
+        return false;
+    };
+    if file.metadata().map(|m| m.len()).ok() != Some(meta.size) {
+        return false;
     }
-
-    /// Where this very offer was stored, if the file is still there as it was stored:
-    /// the same size and modification time, not replaced by a link. This reads the
-    /// file's metadata: call it off the async runtime.
-    pub fn find(&self, name: &str, size: u64, sha256: [u8; 32]) -> Option<PathBuf> {
-        self.entries
-            .iter()
-            .rev()
-            .filter(|entry| entry.name == name && entry.size == size && entry.sha256 == sha256)
-            .find(|entry| {
-                std::fs::symlink_metadata(&entry.path).is_ok_and(|now| {
-                    now.is_file()
-                        && now.len() == entry.size
-                        && now.modified().ok() == Some(entry.modified)
-                })
-            })
-            .map(|entry| entry.path.clone())
-    }
+    let mut hasher = Sha256::new();
+    super::hash_into(&mut hasher, &file, |_| {}).ok() == Some(meta.size)
+        && <[u8; 32]>::from(hasher.finalize()) == meta.sha256
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_a_stored_file_only_while_it_is_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.txt");
-        std::fs::write(&path, b"abc").unwrap();
-        let mut stored = StoredFiles::default();
-        stored.remember("a.txt", 3, [1; 32], &path);
-        assert_eq!(stored.find("a.txt", 3, [1; 32]), Some(path.clone()));
-        assert_eq!(stored.find("a.txt", 3, [2; 32]), None);
-        assert_eq!(stored.find("b.txt", 3, [1; 32]), None);
-        std::fs::write(&path, b"abcd").unwrap();
-        assert_eq!(stored.find("a.txt", 3, [1; 32]), None, "changed since");
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(stored.find("a.txt", 3, [1; 32]), None, "gone");
+    fn meta(name: &str, data: &[u8]) -> Meta {
+        Meta {
+            name: name.into(),
+            size: data.len() as u64,
+            sha256: Sha256::digest(data).into(),
+        }
     }
 
     #[test]
-    fn forgets_the_oldest_beyond_its_limit() {
+    fn finds_the_same_bytes_under_the_name_or_a_numbered_variant() {
         let dir = tempfile::tempdir().unwrap();
-        let mut stored = StoredFiles::default();
-        for i in 0..=MAX_REMEMBERED {
-            let path = dir.path().join(i.to_string());
-            std::fs::write(&path, b"").unwrap();
-            stored.remember(&i.to_string(), 0, [0; 32], &path);
+        let path = dir.path().join("a.txt");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(find(dir.path(), &meta("a.txt", b"abc")), Some(path));
+        assert_eq!(find(dir.path(), &meta("a.txt", b"abd")), None, "same size");
+        assert_eq!(find(dir.path(), &meta("b.txt", b"abc")), None);
+        std::fs::write(dir.path().join("a (7).txt"), b"other").unwrap();
+        assert_eq!(
+            find(dir.path(), &meta("a.txt", b"other")),
+            Some(dir.path().join("a (7).txt"))
+        );
+    }
+
+    #[test]
+    fn links_and_folders_never_count() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("real"), b"abc").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("a.txt")).unwrap();
+        std::fs::hard_link(dir.path().join("real"), dir.path().join("b.txt")).unwrap();
+        std::fs::create_dir(dir.path().join("c.txt")).unwrap();
+        for name in ["a.txt", "b.txt", "c.txt"] {
+            assert_eq!(find(dir.path(), &meta(name, b"abc")), None, "{name}");
         }
-        assert_eq!(stored.find("0", 0, [0; 32]), None);
-        assert!(stored.find("1", 0, [0; 32]).is_some());
     }
 }
