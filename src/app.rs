@@ -15,7 +15,8 @@ use crate::identity::{self, Identity, IdentityFiles};
 use crate::input::{self, Input};
 use crate::session::{self, SessionEnd, SessionError, SessionSetup};
 use crate::transfer::incoming::ReceiveLimits;
-use crate::ui::{self, Screen};
+use crate::ui;
+use crate::ui::plain::{self, Screen};
 
 /// How long a stop signal gives the graceful close before the process ends anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(7);
@@ -158,7 +159,7 @@ async fn peer(config: Config) -> Result<Exit> {
     let (commands, commands_rx) = mpsc::channel(1024);
     let (events, events_rx) = mpsc::unbounded_channel();
     let screen = Screen::new(config.progress, config.verbose);
-    let printed = ui::spawn_printer(screen, events_rx, commands.clone())
+    let printed = plain::spawn_printer(screen, events_rx, commands.clone())
         .context("cannot start the printing thread")?;
     let interrupted = Arc::new(AtomicBool::new(false));
     // Weak: the printer finishes once the session's own senders are gone.

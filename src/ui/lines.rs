@@ -1,0 +1,302 @@
+//! What each event says, as lines of text: shared by both front ends, which differ
+//! only in where and how they draw them. Pure, so it is tested with values.
+
+use indicatif::HumanBytes;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+use crate::event::{Direction, Event};
+use crate::sanitize::for_terminal;
+
+/// What kind of line it is: the plain front end sends peer lines to standard output
+/// and the rest to standard error; the interactive one colours them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// A line the peer typed.
+    Peer,
+    /// Something that happened: connected, saved, delivered.
+    Status,
+    /// Something that went wrong or needs attention.
+    Problem,
+    /// Detail for `--verbose`.
+    Detail,
+}
+
+/// One line to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub tone: Tone,
+    pub text: String,
+}
+
+impl Line {
+    fn status(text: String) -> Self {
+        Line {
+            tone: Tone::Status,
+            text,
+        }
+    }
+
+    fn problem(text: String) -> Self {
+        Line {
+            tone: Tone::Problem,
+            text,
+        }
+    }
+
+    fn detail(text: String) -> Self {
+        Line {
+            tone: Tone::Detail,
+            text,
+        }
+    }
+}
+
+/// The lines an event is shown as, the same in both front ends unless one of them
+/// says otherwise. Everything that came from the network is made safe first.
+pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
+    let one = |line| vec![line];
+    match event {
+        Event::Message { from, text, .. } => one(Line {
+            tone: Tone::Peer,
+            text: format!("{}: {}", for_terminal(from), for_terminal(text)),
+        }),
+        Event::Note { text } => one(Line::status(text.clone())),
+        Event::Waiting { target, reason } => one(Line::status(format!(
+            "Waiting for the peer at {target} ({}); retrying until it is up",
+            for_terminal(reason)
+        ))),
+        Event::Retrying {
+            target,
+            reason,
+            delay,
+        } if verbose => one(Line::detail(format!(
+            "[verbose] {target}: {}; next attempt in {} ms",
+            for_terminal(reason),
+            delay.as_millis()
+        ))),
+        Event::Retrying { .. } => Vec::new(),
+        Event::Connected {
+            direction,
+            again,
+            peer,
+            addr,
+            tls,
+        } => {
+            let peer = for_terminal(peer);
+            let mut lines = vec![Line::status(match (direction, again) {
+                (Direction::Outbound, false) => format!("Connected to {peer} at {addr}"),
+                (Direction::Outbound, true) => format!("Reconnected to {peer} at {addr}"),
+                (Direction::Inbound, false) => format!("{peer} connected from {addr}"),
+                (Direction::Inbound, true) => format!("{peer} reconnected from {addr}"),
+            })];
+            if verbose {
+                let way = match direction {
+                    Direction::Outbound => "outbound",
+                    Direction::Inbound => "inbound",
+                };
+                lines.push(Line::detail(format!(
+                    "[verbose] {way} TLS: {} {} {}",
+                    tls.version, tls.cipher_suite, tls.key_exchange
+                )));
+            }
+            lines
+        }
+        Event::Queued { pending: 1 } => one(Line::status(
+            "Not connected yet: lines are queued and will be sent once connected".into(),
+        )),
+        Event::Queued { .. } => Vec::new(),
+        Event::Rejected { addr, reason } => one(Line::problem(format!(
+            "Rejected connection from {addr}: {}",
+            for_terminal(reason)
+        ))),
+        Event::PeerFinished { peer } => one(Line::status(format!(
+            "{} has finished sending",
+            for_terminal(peer)
+        ))),
+        Event::InboundLost { peer, reason } => one(Line::problem(format!(
+            "Connection from {} lost: {}; waiting for it to come back",
+            for_terminal(peer),
+            for_terminal(reason)
+        ))),
+        Event::OutboundLost { reason } => one(Line::problem(format!(
+            "Connection to the peer lost: {}; reconnecting",
+            for_terminal(reason)
+        ))),
+        Event::PeerLeft => one(Line::status("The peer closed the connection".into())),
+        Event::Distrusted { reason } => one(Line::problem(format!(
+            "Warning: {}; still trying to reach the pinned peer",
+            for_terminal(reason)
+        ))),
+        Event::GaveUp { target, reason } => one(Line::problem(format!(
+            "Gave up reaching the peer at {target}: {}",
+            for_terminal(reason)
+        ))),
+        Event::NotSent { text } => one(Line::problem(format!(
+            "Not sent, the peer has left: {}",
+            for_terminal(text)
+        ))),
+        Event::Undelivered { lines } => {
+            let mut shown = vec![Line::problem(format!(
+                "{} line(s) were not delivered:",
+                lines.len()
+            ))];
+            shown.extend(
+                (lines.iter()).map(|line| Line::problem(format!("  {}", for_terminal(line)))),
+            );
+            shown
+        }
+        Event::RejectedMore { count, window } => one(Line::problem(format!(
+            "… and {} more rejected connections in the last {} s",
+            thousands(*count),
+            window.as_secs()
+        ))),
+        Event::TransferQueued { .. } | Event::TransferProgress { .. } => Vec::new(),
+        Event::TransferIncoming {
+            name, size, from, ..
+        } => one(Line::status(format!(
+            "Receiving {} ({}) from {}",
+            for_terminal(name),
+            HumanBytes(*size),
+            for_terminal(from)
+        ))),
+        Event::TransferSaved { path, sha256, .. } => one(Line::status(format!(
+            "Saved {} (verified, sha256 {sha256})",
+            for_terminal(&path.display().to_string())
+        ))),
+        Event::TransferDelivered { name, peer, .. } => one(Line::status(format!(
+            "{} delivered and verified by {}",
+            for_terminal(name),
+            for_terminal(peer)
+        ))),
+        Event::TransferInterrupted {
+            name,
+            receiving,
+            reason,
+            ..
+        } => one(Line::problem(transfer_line(
+            name,
+            *receiving,
+            "interrupted: ",
+            reason,
+        ))),
+        Event::TransferNote {
+            name,
+            receiving,
+            note,
+            ..
+        } => one(Line::status(transfer_line(name, *receiving, "", note))),
+        Event::TransferFailed {
+            name,
+            receiving,
+            reason,
+            ..
+        } => one(Line::problem(transfer_line(
+            name, *receiving, "failed: ", reason,
+        ))),
+    }
+}
+
+/// `Sending NAME: …` or `Receiving NAME: …`, with peer-supplied text made safe.
+fn transfer_line(name: &str, receiving: bool, what: &str, detail: &str) -> String {
+    let side = if receiving { "Receiving" } else { "Sending" };
+    let separator = if what.is_empty() { ": " } else { " " };
+    format!(
+        "{side} {}{separator}{what}{}",
+        for_terminal(name),
+        for_terminal(detail)
+    )
+}
+
+/// The rows `line` takes on a terminal `columns` wide, every row after the first
+/// starting with [`CONTINUATION`]: a peer cannot pad its text so that a row of it
+/// starts where a status line would.
+pub fn wrap_marked(line: &str, columns: usize) -> Vec<String> {
+    let marker_width = CONTINUATION.width();
+    let columns = columns.max(marker_width + 2);
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    let mut width = 0;
+    for c in line.chars() {
+        let char_width = c.width().unwrap_or(0);
+        if width + char_width > columns {
+            rows.push(std::mem::take(&mut row));
+            row.push_str(CONTINUATION);
+            width = marker_width;
+        }
+        row.push(c);
+        width += char_width;
+    }
+    rows.push(row);
+    rows
+}
+
+/// How a continuation row of a peer's line starts on a terminal.
+pub const CONTINUATION: &str = "  \u{21b3} ";
+
+/// `3412` as `3,412`: a count from a flood reads at a glance.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_padded_line_cannot_start_a_row_like_a_status_line() {
+        let fake = format!("alice: hi{}Saved ./x (verified, sha256 00)", " ".repeat(71));
+        let rows = wrap_marked(&fake, 80);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].len(), 80);
+        assert!(rows[1].starts_with(CONTINUATION), "{rows:?}");
+        assert!(rows.iter().all(|row| row.width() <= 80), "{rows:?}");
+    }
+
+    #[test]
+    fn wide_characters_wrap_by_their_width() {
+        let rows = wrap_marked(&"日".repeat(10), 8);
+        assert_eq!(rows[0], "日".repeat(4));
+        assert!(rows.iter().all(|row| row.width() <= 8), "{rows:?}");
+        assert_eq!(wrap_marked("short", 80), ["short"]);
+    }
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        let cases = [(0, "0"), (999, "999"), (1000, "1,000"), (3412, "3,412")];
+        for (n, text) in cases {
+            assert_eq!(thousands(n), text);
+        }
+        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn peer_text_is_made_safe_and_the_peer_speaks_on_its_own_tone() {
+        let shown = describe(
+            &Event::Note {
+                text: "hello".into(),
+            },
+            false,
+        );
+        assert_eq!(shown, [Line::status("hello".into())]);
+        let failed = describe(
+            &Event::TransferFailed {
+                id: 1,
+                name: "a\u{1b}[2J.txt".into(),
+                receiving: true,
+                reason: "refused".into(),
+            },
+            false,
+        );
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].tone, Tone::Problem);
+        assert!(!failed[0].text.contains('\u{1b}'), "{:?}", failed[0].text);
+    }
+}
