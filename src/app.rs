@@ -16,7 +16,7 @@ use crate::input::{self, Input};
 use crate::session::{self, SessionEnd, SessionError, SessionSetup};
 use crate::transfer::incoming::ReceiveLimits;
 use crate::ui;
-use crate::ui::plain::{self, Screen};
+use crate::ui::Console;
 
 /// How long a stop signal gives the graceful close before the process ends anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(7);
@@ -84,6 +84,7 @@ pub fn run_peer(config: Config) -> Exit {
         match peer(config).await {
             Ok(exit) => exit,
             Err(err) => {
+                ui::restore_terminal();
                 ui::status(&format!("chat: error: {err:#}"));
                 match err.downcast_ref::<SessionError>() {
                     Some(SessionError::Refused(_)) => Exit::Refused,
@@ -103,6 +104,7 @@ pub fn run_peer(config: Config) -> Exit {
 fn exit_on_panic() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        ui::restore_terminal();
         report(info);
         ui::status("chat: internal error; exiting");
         std::process::exit(Exit::Failure as i32);
@@ -134,32 +136,38 @@ async fn peer(config: Config) -> Result<Exit> {
             config.download_dir.display()
         )
     })?;
-    let mut lines = ui::spawn_line_reader().context("cannot start reading standard input")?;
+    let (mut console, mut lines) = Console::start(&identity.name, config.verbose)?;
     let target = match config.connect {
         Some(target) => target,
-        None => ask(&mut lines, "Enter the target port number: ", "--connect").await?,
+        None => {
+            let question = "Enter the target port number: ";
+            match ask(&console, &mut lines, question, "--connect").await {
+                Ok(target) => target,
+                Err(err) => return Err(console.close_with(err)),
+            }
+        }
     };
     let peer = match config.peer {
         Some(peer) => peer,
         None => {
-            ask(
-                &mut lines,
-                "Enter the peer's fingerprint: ",
-                "--peer-fingerprint",
-            )
-            .await?
+            let question = "Enter the peer's fingerprint: ";
+            match ask(&console, &mut lines, question, "--peer-fingerprint").await {
+                Ok(peer) => peer,
+                Err(err) => return Err(console.close_with(err)),
+            }
         }
     };
     if peer == identity.fingerprint {
-        ui::status(
+        console.note(
             "Note: the peer fingerprint is our own; this only works when talking to ourselves",
         );
     }
 
     let (commands, commands_rx) = mpsc::channel(1024);
     let (events, events_rx) = mpsc::unbounded_channel();
-    let screen = Screen::new(config.progress, config.verbose);
-    let printed = plain::spawn_printer(screen, events_rx, commands.clone())
+    let at_finish = console.at_finish();
+    let printed = console
+        .show(events_rx, commands.clone(), config.progress, config.verbose)
         .context("cannot start the printing thread")?;
     let interrupted = Arc::new(AtomicBool::new(false));
     // Weak: the printer finishes once the session's own senders are gone.
@@ -177,6 +185,7 @@ async fn peer(config: Config) -> Result<Exit> {
         target,
         limits: ReceiveLimits::new(config.download_dir, config.max_file_size),
         retry_for: config.retry_for,
+        at_finish,
     };
     let end = session::run(setup, commands_rx, events.clone()).await;
     if let Ok(SessionEnd::PeerLeft) = end {
@@ -209,20 +218,32 @@ fn load_identity(source: &IdentitySource) -> Result<Identity> {
     }
 }
 
-/// Asks one question on standard input and parses the answer.
-async fn ask<T>(lines: &mut mpsc::Receiver<String>, question: &str, flag: &str) -> Result<T>
+/// Asks one question and parses the answer. At a terminal a bad answer is asked
+/// again with the reason; from a script it ends the program, as a bad flag would.
+async fn ask<T>(
+    console: &Console,
+    lines: &mut mpsc::Receiver<String>,
+    question: &str,
+    flag: &str,
+) -> Result<T>
 where
     T: std::str::FromStr,
     T::Err: std::fmt::Display,
 {
-    let Some(answer) = ui::prompt(question, lines).await else {
-        bail!(UsageError(format!(
-            "standard input ended before an answer; pass {flag} instead"
-        )));
-    };
-    answer
-        .parse::<T>()
-        .map_err(|err| UsageError(err.to_string()).into())
+    loop {
+        let Some(answer) = console.prompt(question, lines).await else {
+            bail!(UsageError(format!(
+                "standard input ended before an answer; pass {flag} instead"
+            )));
+        };
+        match input::without_pasted_label(&answer).parse::<T>() {
+            Ok(value) => return Ok(value),
+            Err(err) if console.is_interactive() => {
+                console.note(&format!("{err}; try again (or Ctrl-C to stop)"));
+            }
+            Err(err) => return Err(UsageError(err.to_string()).into()),
+        }
+    }
 }
 
 /// Turns typed lines into commands; end of input becomes `Finish`.
@@ -283,6 +304,7 @@ async fn handle_signals(
         .name("chat-stop-watchdog".into())
         .spawn(move || {
             std::thread::sleep(STOP_DEADLINE);
+            ui::restore_terminal();
             ui::status(&format!(
                 "chat: did not close within {} s; exiting",
                 STOP_DEADLINE.as_secs()
@@ -291,6 +313,7 @@ async fn handle_signals(
         });
     let _ = commands.send(Command::Quit).await;
     if tokio::signal::ctrl_c().await.is_ok() {
+        ui::restore_terminal();
         std::process::exit(Exit::Interrupted as i32);
     }
 }

@@ -1,6 +1,6 @@
 //! What a typed line means: a chat line or a command. Pure, so it is tested with strings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::frame::MAX_TEXT_LEN;
 
@@ -30,16 +30,23 @@ Commands:
   /help          show this list
 Any other line is sent to the peer. End of input (Ctrl-D) sends what is queued and exits once the peer is done.";
 
-/// Interprets one line, without its line ending.
+/// Interprets one line, without its line ending. A file name may start with `~/`
+/// for the home folder.
 pub fn parse_line(line: &str) -> Input {
+    parse_line_at_home(line, std::env::home_dir().as_deref())
+}
+
+/// [`parse_line`], with the home folder given.
+pub fn parse_line_at_home(line: &str, home: Option<&Path>) -> Input {
     let trimmed = line.trim();
     if trimmed.is_empty() {
         return Input::Nothing;
     }
     if let Some(file) = line.strip_prefix("transfer ") {
-        return match unquote(file.trim()) {
-            "" => Input::Invalid("usage: transfer FILE".into()),
-            file => Input::Transfer(PathBuf::from(file)),
+        return match path_argument(file.trim()) {
+            Ok(file) if file.is_empty() => Input::Invalid("usage: transfer FILE".into()),
+            Ok(file) => Input::Transfer(expand_home(&file, file_is_unquoted(file_raw(line)), home)),
+            Err(reason) => Input::Invalid(reason),
         };
     }
     if trimmed == "transfer" {
@@ -65,17 +72,128 @@ pub fn parse_line(line: &str) -> Input {
     Input::Say(text.to_owned())
 }
 
-/// Removes one pair of matching quotes around a file name, if present.
-fn unquote(text: &str) -> &str {
-    for quote in ['"', '\''] {
-        if let Some(inner) = text
-            .strip_prefix(quote)
-            .and_then(|rest| rest.strip_suffix(quote))
-        {
-            return inner;
+fn file_raw(line: &str) -> &str {
+    line.strip_prefix("transfer ").unwrap_or(line).trim()
+}
+
+/// Whether the name begins outside quotes (a quoted `~` is a plain character).
+fn file_is_unquoted(raw: &str) -> bool {
+    !raw.starts_with(['"', '\'', '\\'])
+}
+
+/// The one file a `transfer` line names. Without quotes or backslashes, the whole
+/// rest of the line is the name, spaces and all, as it always was. With them, it is
+/// read as a shell would: `'…'` literally, `"…"` with `\"` and `\\`, and `\x` as x.
+pub fn path_argument(text: &str) -> Result<String, String> {
+    if !text.contains(['"', '\'', '\\']) {
+        return Ok(text.to_owned());
+    }
+    let words = shell_words(text).map_err(|unclosed| {
+        format!("the file name has an unclosed {unclosed}; close it, or escape it with \\")
+    })?;
+    match words.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Ok(String::new()),
+        _ => Err(
+            "transfer takes one file; quote a name that has spaces in it, or escape them with \\"
+                .into(),
+        ),
+    }
+}
+
+/// Splits `text` into words as a shell does (quotes and backslashes, nothing
+/// else). An unclosed quote is an error naming it.
+pub fn shell_words(text: &str) -> Result<Vec<String>, char> {
+    let (words, unclosed) = shell_words_so_far(text);
+    match unclosed {
+        Some(quote) => Err(quote),
+        None => Ok(words),
+    }
+}
+
+/// [`shell_words`] of a line still being typed: the words so far, and the quote
+/// still open at the end, if any.
+pub fn shell_words_so_far(text: &str) -> (Vec<String>, Option<char>) {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => words.extend(word.take()),
+            '\'' | '"' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        None => {
+                            words.push(word.take().unwrap_or_default());
+                            return (words, Some(c));
+                        }
+                        Some(end) if end == c => break,
+                        Some('\\') if c == '"' => match chars.next() {
+                            Some(escaped @ ('"' | '\\')) => current.push(escaped),
+                            Some(other) => {
+                                current.push('\\');
+                                current.push(other);
+                            }
+                            None => current.push('\\'),
+                        },
+                        Some(inner) => current.push(inner),
+                    }
+                }
+            }
+            '\\' => {
+                let current = word.get_or_insert_with(String::new);
+                if let Some(escaped) = chars.next() {
+                    current.push(escaped);
+                }
+            }
+            c => word.get_or_insert_with(String::new).push(c),
         }
     }
-    text
+    words.extend(word);
+    (words, None)
+}
+
+/// `~` or `~/…` (typed outside quotes) in the home folder.
+pub fn expand_home(file: &str, unquoted: bool, home: Option<&Path>) -> PathBuf {
+    match (unquoted, home) {
+        (true, Some(home)) if file == "~" => home.to_owned(),
+        (true, Some(home)) => match file.strip_prefix("~/") {
+            Some(rest) => home.join(rest),
+            None => PathBuf::from(file),
+        },
+        _ => PathBuf::from(file),
+    }
+}
+
+/// `name` as [`path_argument`] reads it back: as it is when that is unambiguous,
+/// with backslashes before spaces, quotes and backslashes otherwise.
+pub fn quote_path(name: &str) -> String {
+    let mut quoted = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_whitespace() || matches!(c, '"' | '\'' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted
+}
+
+/// An answer to a prompt without the label it was copied with: `Fingerprint: …`
+/// and `Listening on port N` as `chat` prints them, and OpenSSL's
+/// `sha256 Fingerprint=…`.
+pub fn without_pasted_label(answer: &str) -> &str {
+    let answer = answer.trim();
+    for label in ["Fingerprint:", "sha256 Fingerprint=", "Listening on port "] {
+        if let Some(rest) = answer
+            .get(..label.len())
+            .filter(|start| start.eq_ignore_ascii_case(label))
+            .map(|_| &answer[label.len()..])
+        {
+            return rest.trim();
+        }
+    }
+    answer
 }
 
 #[cfg(test)]
@@ -124,6 +242,58 @@ mod tests {
             parse_line("transferring"),
             Input::Say("transferring".into())
         );
+    }
+
+    #[test]
+    fn transfer_reads_quotes_backslashes_and_the_home_folder_as_a_shell_does() {
+        let home = Path::new("/home/al");
+        let parse = |line| parse_line_at_home(line, Some(home));
+        assert_eq!(
+            parse("transfer my\\ report.txt"),
+            Input::Transfer("my report.txt".into())
+        );
+        assert_eq!(
+            parse("transfer ~/notes.txt"),
+            Input::Transfer("/home/al/notes.txt".into())
+        );
+        assert_eq!(parse("transfer ~"), Input::Transfer("/home/al".into()));
+        assert_eq!(parse("transfer '~/x'"), Input::Transfer("~/x".into()));
+        assert_eq!(parse("transfer ~bob/x"), Input::Transfer("~bob/x".into()));
+        assert_eq!(
+            parse("transfer \"it's \\\"here\\\".txt\""),
+            Input::Transfer("it's \"here\".txt".into())
+        );
+        assert_eq!(parse("transfer a\\\\b"), Input::Transfer("a\\b".into()));
+        assert!(matches!(parse("transfer 'open"), Input::Invalid(r) if r.contains("unclosed '")));
+        assert!(matches!(parse("transfer 'a' 'b'"), Input::Invalid(r) if r.contains("one file")));
+    }
+
+    #[test]
+    fn pasted_labels_are_taken_off_answers() {
+        assert_eq!(without_pasted_label(" Fingerprint: ab cd "), "ab cd");
+        assert_eq!(without_pasted_label("SHA256 Fingerprint=AB:CD"), "AB:CD");
+        assert_eq!(without_pasted_label("Listening on port 7001"), "7001");
+        assert_eq!(without_pasted_label("7001"), "7001");
+        assert_eq!(without_pasted_label("Fingerprint"), "Fingerprint");
+    }
+
+    #[test]
+    fn quoted_paths_read_back_as_themselves() {
+        for name in [
+            "plain.txt",
+            "a b.txt",
+            "it's",
+            "back\\slash",
+            "q\"uote",
+            " lead",
+        ] {
+            let line = format!("transfer {}", quote_path(name));
+            assert_eq!(
+                parse_line_at_home(&line, None),
+                Input::Transfer(name.into()),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -33,6 +33,18 @@ pub struct SessionSetup {
     pub limits: ReceiveLimits,
     /// How long to keep trying to reach the peer without a connection.
     pub retry_for: Duration,
+    /// What `Finish` (the end of input) means: wait for the peer to finish too, or,
+    /// once what is queued is delivered, leave.
+    pub at_finish: AtFinish,
+}
+
+/// What the session does once our sending side has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtFinish {
+    /// Keep receiving until the peer finishes as well (scripts, pipes).
+    WaitForPeer,
+    /// Close both directions and end: Ctrl-D at a terminal.
+    Leave,
 }
 
 /// How a session ended without error.
@@ -105,13 +117,18 @@ pub async fn run(
     let mut receiver: Option<Receiver> = None;
     let mut peer_finished = false;
     let mut heard_before = false;
+    let mut leaving = false;
 
     loop {
-        if let (Some(end), true) = (&sending_ended, peer_finished) {
-            return Ok(match end {
+        if let (Some(end), true) = (&sending_ended, peer_finished || leaving) {
+            let end = match end {
                 OutboundEnd::PeerLeft => SessionEnd::PeerLeft,
                 _ => SessionEnd::Finished,
-            });
+            };
+            if !peer_finished {
+                quit(&outgoing, sending.take(), receiver.take()).await;
+            }
+            return Ok(end);
         }
         tokio::select! {
             command = commands.recv() => match command {
@@ -121,6 +138,7 @@ pub async fn run(
                 }
                 Some(command) if sending_ended.is_some() => not_sent(command, &events),
                 Some(command) => {
+                    leaving |= command == Command::Finish && setup.at_finish == AtFinish::Leave;
                     // The sending task may have just ended: report, never drop.
                     if let Err(mpsc::error::SendError(command)) = outgoing.send(command).await {
                         not_sent(command, &events);

@@ -167,3 +167,30 @@ fn refused(path: &Path, why: &str) -> io::Error {
         format!("{} {why}", path.display()),
     )
 }
+
+/// Writes `bytes` to standard output in as few system calls as it takes, with no
+/// buffer in between, so that a terminal never shows half a frame.
+pub fn write_stdout(mut bytes: &[u8]) -> io::Result<()> {
+    let stdout = io::stdout();
+    while !bytes.is_empty() {
+        match rustix::io::write(&stdout, bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => bytes = &bytes[written..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Throws away what was typed at the terminal and not yet read, so that nothing
+/// typed into `chat` is left for the shell once it exits.
+pub fn discard_typed_input() {
+    let _ = rustix::termios::tcflush(io::stdin(), rustix::termios::QueueSelector::IFlush);
+}
+
+/// Delivers Ctrl-C to ourselves as the terminal would outside raw mode, so that
+/// one handler serves the key and the signal.
+pub fn interrupt_self() {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::INT);
+}

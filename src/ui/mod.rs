@@ -5,12 +5,113 @@
 //! so that a script can read the conversation alone. Everything that came from the
 //! network is passed through [`crate::sanitize::for_terminal`] first.
 
+pub mod complete;
+pub mod editor;
+pub mod interactive;
 pub mod lines;
 pub mod plain;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
-use tokio::sync::mpsc;
+use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{Command, Event};
+use crate::session::AtFinish;
+use interactive::Interactive;
+
+/// The front end in use: chosen once, at start.
+pub enum Console {
+    Plain,
+    Interactive(Interactive),
+}
+
+impl Console {
+    /// The interactive front end when standard input and output are both terminals
+    /// (and `TERM` is not `dumb`), the plain one otherwise. Returns the typed lines.
+    pub fn start(
+        own_name: &str,
+        verbose: bool,
+    ) -> anyhow::Result<(Console, mpsc::Receiver<String>)> {
+        let terminal = io::stdin().is_terminal()
+            && io::stdout().is_terminal()
+            && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
+        if terminal {
+            let (console, lines) =
+                Interactive::start(own_name, verbose).context("cannot set up the terminal")?;
+            return Ok((Console::Interactive(console), lines));
+        }
+        let lines = spawn_line_reader().context("cannot start reading standard input")?;
+        Ok((Console::Plain, lines))
+    }
+
+    pub fn is_interactive(&self) -> bool {
+        matches!(self, Console::Interactive(_))
+    }
+
+    /// What the end of input means: at a terminal, Ctrl-D is leaving; from a
+    /// script, the end of what it had to say.
+    pub fn at_finish(&self) -> AtFinish {
+        match self {
+            Console::Plain => AtFinish::WaitForPeer,
+            Console::Interactive(_) => AtFinish::Leave,
+        }
+    }
+
+    /// Asks `question` and waits for the answer.
+    pub async fn prompt(
+        &self,
+        question: &str,
+        lines: &mut mpsc::Receiver<String>,
+    ) -> Option<String> {
+        match self {
+            Console::Plain => prompt(question, lines).await,
+            Console::Interactive(console) => {
+                console.ask(question);
+                lines.recv().await
+            }
+        }
+    }
+
+    /// A status line of the front end's own, before the session shows events.
+    pub fn note(&self, text: &str) {
+        match self {
+            Console::Plain => status(text),
+            Console::Interactive(console) => console.note(text),
+        }
+    }
+
+    /// Shows the core's events from now on; the receiver fires once they ended and
+    /// were all shown.
+    pub fn show(
+        &mut self,
+        events: mpsc::UnboundedReceiver<Event>,
+        quit: mpsc::Sender<Command>,
+        progress: bool,
+        verbose: bool,
+    ) -> io::Result<oneshot::Receiver<()>> {
+        match self {
+            Console::Plain => {
+                let screen = plain::Screen::new(progress, verbose);
+                plain::spawn_printer(screen, events, quit)
+            }
+            Console::Interactive(console) => console.attach(events, quit),
+        }
+    }
+
+    /// Gives the terminal back before `err` is reported.
+    pub fn close_with(self, err: anyhow::Error) -> anyhow::Error {
+        if let Console::Interactive(console) = self {
+            console.close();
+        }
+        err
+    }
+}
+
+/// Leaves raw mode if the interactive front end is using it: on every way out.
+pub fn restore_terminal() {
+    interactive::restore();
+}
 
 /// Reads standard input on its own thread, one line at a time, so that a blocked
 /// read never holds up the async runtime or its shutdown. The channel closes at end
@@ -41,7 +142,7 @@ pub fn spawn_line_reader() -> io::Result<mpsc::Receiver<String>> {
 }
 
 /// Typed lines read ahead of the session.
-const LINES_AHEAD: usize = 256;
+pub(crate) const LINES_AHEAD: usize = 256;
 
 /// Prints `question` without a newline and waits for the next typed line. When the
 /// answer does not come from a terminal (which echoes it), ends the prompt's line

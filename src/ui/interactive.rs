@@ -1,0 +1,766 @@
+//! The interactive front end, for a person at a terminal: an input line at the
+//! bottom that nothing overwrites, progress bars just above it, and everything else
+//! printed above both. One thread owns the terminal; keys, the core's events and
+//! the bars' redraws all reach it as [`Msg`]s, and each change is drawn as one
+//! frame in one write: erase the live rows (bars and input), print what is new,
+//! draw the live rows again.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self as term, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+use tokio::sync::{mpsc, oneshot};
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+use super::complete;
+use super::editor::{Edit, Editor};
+use super::lines::{self, Tone, wrap_marked};
+use crate::event::{Command, Event, Phase};
+use crate::input::{self, Input};
+use crate::platform;
+use crate::sanitize::for_terminal;
+
+/// How often bars are checked for a stall.
+const TICK: Duration = Duration::from_millis(500);
+/// No progress for this long, and a bar says it has stalled.
+const STALLED_AFTER: Duration = Duration::from_secs(3);
+/// Lines kept to draw the screen again after a resize.
+const KEPT_ROWS: usize = 500;
+
+/// Whether the terminal is in raw mode, so that every way out restores it.
+static RAW: AtomicBool = AtomicBool::new(false);
+
+/// What the terminal thread reacts to.
+enum Msg {
+    Key(term::Event),
+    Core(Event),
+    /// The core's events ended: draw the last frame and give the terminal back.
+    CoreClosed,
+    /// The question the input line asks, and whether answers are prompts.
+    Prompt(String),
+    /// A bar drew a new frame.
+    Redraw,
+}
+
+/// The interactive front end, seen from the rest of the program.
+pub struct Interactive {
+    messages: std_mpsc::Sender<Msg>,
+    finished: Option<oneshot::Receiver<()>>,
+}
+
+/// What to show for a line this side typed: `alice> text`.
+#[derive(Clone)]
+struct Me {
+    name: String,
+}
+
+impl Interactive {
+    /// Takes over the terminal. Lines typed and submitted arrive on the returned
+    /// channel, which closes on Ctrl-D at an empty line (leaving).
+    pub fn start(
+        own_name: &str,
+        verbose: bool,
+    ) -> io::Result<(Interactive, mpsc::Receiver<String>)> {
+        crossterm::terminal::enable_raw_mode()?;
+        RAW.store(true, Ordering::SeqCst);
+        let _ = platform::write_stdout(b"\x1b[?2004h");
+        let (messages, inbox) = std_mpsc::channel();
+        let (lines, lines_rx) = mpsc::channel(super::LINES_AHEAD);
+        let (finished, finished_rx) = oneshot::channel();
+        let keys = messages.clone();
+        std::thread::Builder::new()
+            .name("chat-keys".into())
+            .spawn(move || {
+                while let Ok(event) = term::read() {
+                    if keys.send(Msg::Key(event)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        let me = Me {
+            name: for_terminal(own_name).into_owned(),
+        };
+        let redraws = messages.clone();
+        std::thread::Builder::new()
+            .name("chat-terminal".into())
+            .spawn(move || {
+                let mut screen = Screen::new(me, verbose, lines, redraws);
+                screen.run(&inbox);
+                restore();
+                let _ = finished.send(());
+            })?;
+        Ok((
+            Interactive {
+                messages,
+                finished: Some(finished_rx),
+            },
+            lines_rx,
+        ))
+    }
+
+    /// Asks `question` on the input line; the answer arrives as a typed line.
+    pub fn ask(&self, question: &str) {
+        let _ = self.messages.send(Msg::Prompt(question.to_owned()));
+    }
+
+    /// Prints a line above the input line, as a status line.
+    pub fn note(&self, text: &str) {
+        let _ = self
+            .messages
+            .send(Msg::Core(Event::Note { text: text.into() }));
+    }
+
+    /// Shows the core's events from now on. Commands that the terminal itself
+    /// decides on (quit, because standard output is gone) go to `quit`. The
+    /// returned receiver fires once the events ended and the terminal is restored.
+    pub fn attach(
+        &mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        quit: mpsc::Sender<Command>,
+    ) -> io::Result<oneshot::Receiver<()>> {
+        let messages = self.messages.clone();
+        let _ = messages.send(Msg::Prompt(String::new()));
+        std::thread::Builder::new()
+            .name("chat-events".into())
+            .spawn(move || {
+                while let Some(event) = events.blocking_recv() {
+                    if messages.send(Msg::Core(event)).is_err() {
+                        let _ = quit.blocking_send(Command::Quit);
+                        return;
+                    }
+                }
+                let _ = messages.send(Msg::CoreClosed);
+            })?;
+        Ok(self.finished.take().expect("attached once"))
+    }
+
+    /// Ends the front end without a session (an error before it began).
+    pub fn close(self) {
+        let _ = self.messages.send(Msg::CoreClosed);
+        if let Some(finished) = self.finished {
+            let _ = finished.blocking_recv();
+        }
+    }
+}
+
+/// Gives the terminal back as it was: cooked mode, no bracketed paste, the cursor
+/// on a fresh row, and nothing typed left over for the shell. Safe to call from
+/// any thread, any number of times, including on the way out of a panic.
+pub fn restore() {
+    if RAW.swap(false, Ordering::SeqCst) {
+        let _ = platform::write_stdout(b"\x1b[?2004l\x1b[?25h");
+        platform::discard_typed_input();
+        let _ = crossterm::terminal::disable_raw_mode();
+    }
+}
+
+/// A progress bar of one transfer, drawn by indicatif into a row of ours.
+struct Bar {
+    bar: ProgressBar,
+    row: Arc<Mutex<String>>,
+    /// When its bytes began to move, for the summary line.
+    started: Instant,
+    last_progress: Instant,
+    stalled: bool,
+}
+
+/// The rows indicatif draws for one bar: it writes into a buffer, and a flush makes
+/// the buffer the bar's row and asks the terminal thread to draw.
+#[derive(Debug)]
+struct BarRow {
+    row: Arc<Mutex<String>>,
+    drawing: Mutex<String>,
+    columns: Arc<std::sync::atomic::AtomicU16>,
+    redraw: Mutex<std_mpsc::Sender<Msg>>,
+}
+
+impl TermLike for BarRow {
+    fn width(&self) -> u16 {
+        self.columns.load(Ordering::Relaxed).saturating_sub(1)
+    }
+    fn move_cursor_up(&self, _: usize) -> io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_down(&self, _: usize) -> io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_right(&self, _: usize) -> io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_left(&self, _: usize) -> io::Result<()> {
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        self.write_str(s)
+    }
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        self.drawing.lock().expect("bar row poisoned").push_str(s);
+        Ok(())
+    }
+    fn clear_line(&self) -> io::Result<()> {
+        self.drawing.lock().expect("bar row poisoned").clear();
+        Ok(())
+    }
+    fn flush(&self) -> io::Result<()> {
+        let drawn = self
+            .drawing
+            .lock()
+            .expect("bar row poisoned")
+            .trim_end()
+            .to_owned();
+        *self.row.lock().expect("bar row poisoned") = drawn;
+        let _ = self
+            .redraw
+            .lock()
+            .expect("bar row poisoned")
+            .send(Msg::Redraw);
+        Ok(())
+    }
+}
+
+/// What the terminal shows and how to draw it again.
+struct Screen {
+    me: Me,
+    verbose: bool,
+    colour: bool,
+    editor: Editor,
+    prompt: Option<String>,
+    lines: Option<mpsc::Sender<String>>,
+    redraws: std_mpsc::Sender<Msg>,
+    columns: Arc<std::sync::atomic::AtomicU16>,
+    bars: HashMap<(bool, u64), Bar>,
+    /// Bars in the order they appeared.
+    bar_order: Vec<(bool, u64)>,
+    /// Rows printed recently, for a redraw after a resize.
+    kept: VecDeque<String>,
+    /// New rows to print above the live ones in the next frame.
+    pending: Vec<String>,
+    /// How many rows the live part took when last drawn.
+    live_rows: usize,
+    peer: Option<String>,
+    output_open: bool,
+    leaving: bool,
+}
+
+impl Screen {
+    fn new(
+        me: Me,
+        verbose: bool,
+        lines: mpsc::Sender<String>,
+        redraws: std_mpsc::Sender<Msg>,
+    ) -> Self {
+        let columns = crossterm::terminal::size().map_or(80, |(columns, _)| columns);
+        Screen {
+            me,
+            verbose,
+            colour: std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty()),
+            editor: Editor::default(),
+            prompt: None,
+            lines: Some(lines),
+            redraws,
+            columns: Arc::new(columns.into()),
+            bars: HashMap::new(),
+            bar_order: Vec::new(),
+            kept: VecDeque::new(),
+            pending: Vec::new(),
+            live_rows: 0,
+            peer: None,
+            output_open: true,
+            leaving: false,
+        }
+    }
+
+    fn run(&mut self, inbox: &std_mpsc::Receiver<Msg>) {
+        self.draw();
+        loop {
+            let msg = match inbox.recv_timeout(TICK) {
+                Ok(msg) => msg,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    self.check_stalls();
+                    continue;
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match msg {
+                Msg::Key(event) => self.key(event),
+                Msg::Core(event) => self.core(event),
+                Msg::Prompt(question) => {
+                    self.prompt = (!question.is_empty()).then_some(question);
+                }
+                Msg::Redraw => {}
+                Msg::CoreClosed => break,
+            }
+            if !self.draw() {
+                self.output_open = false;
+            }
+        }
+        self.bars.clear();
+        self.bar_order.clear();
+        self.leaving = true;
+        self.draw_final();
+    }
+
+    fn columns(&self) -> usize {
+        usize::from(self.columns.load(Ordering::Relaxed)).max(10)
+    }
+
+    fn key(&mut self, event: term::Event) {
+        match event {
+            term::Event::Key(key) if key.kind != KeyEventKind::Release => self.press(key),
+            term::Event::Paste(text) if !self.leaving => {
+                self.editor.apply(Edit::Paste(text));
+            }
+            term::Event::Resize(..) => {
+                let columns = crossterm::terminal::size().map_or(80, |(columns, _)| columns);
+                self.columns.store(columns, Ordering::Relaxed);
+                self.redraw_everything();
+            }
+            _ => {}
+        }
+    }
+
+    fn press(&mut self, key: KeyEvent) {
+        let control = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        if control && key.code == KeyCode::Char('c') {
+            if self.prompt.is_some() {
+                restore();
+                std::process::exit(130);
+            }
+            platform::interrupt_self();
+            return;
+        }
+        if self.leaving {
+            return;
+        }
+        let edit = match key.code {
+            KeyCode::Char('d') if control && self.editor.is_empty() => {
+                self.leave();
+                return;
+            }
+            KeyCode::Char('d') if control => Edit::DeleteUnder,
+            KeyCode::Char('a') if control => Edit::Start,
+            KeyCode::Char('e') if control => Edit::End,
+            KeyCode::Char('w') if control => Edit::DeleteWordBefore,
+            KeyCode::Char('u') if control => Edit::DeleteToStart,
+            KeyCode::Char('k') if control => Edit::DeleteToEnd,
+            KeyCode::Char('b') if control => Edit::Left,
+            KeyCode::Char('f') if control => Edit::Right,
+            KeyCode::Char('p') if control => Edit::Older,
+            KeyCode::Char('n') if control => Edit::Newer,
+            KeyCode::Char('b') if alt => Edit::WordLeft,
+            KeyCode::Char('f') if alt => Edit::WordRight,
+            KeyCode::Char(_) if control || alt => return,
+            KeyCode::Char(c) => Edit::Insert(c),
+            KeyCode::Enter => Edit::Submit,
+            KeyCode::Backspace => Edit::DeleteBefore,
+            KeyCode::Delete => Edit::DeleteUnder,
+            KeyCode::Left if control || alt => Edit::WordLeft,
+            KeyCode::Right if control || alt => Edit::WordRight,
+            KeyCode::Left => Edit::Left,
+            KeyCode::Right => Edit::Right,
+            KeyCode::Home => Edit::Start,
+            KeyCode::End => Edit::End,
+            KeyCode::Up => Edit::Older,
+            KeyCode::Down => Edit::Newer,
+            KeyCode::Tab => {
+                self.complete();
+                return;
+            }
+            _ => return,
+        };
+        if let Some(line) = self.editor.apply(edit) {
+            self.submit(line);
+        }
+    }
+
+    fn submit(&mut self, line: String) {
+        match &self.prompt {
+            Some(question) => {
+                let answered = format!("{question}{}", for_terminal(&line));
+                self.push(Paint::Dim, &answered);
+            }
+            None => self.echo(&line),
+        }
+        let refused = match &self.lines {
+            Some(lines) => lines.try_send(line).is_err(),
+            None => false,
+        };
+        if refused {
+            self.push(
+                Paint::Problem,
+                "Not sent: too many typed lines are still waiting to go out",
+            );
+        }
+    }
+
+    /// Shows what this side typed, as the peer will see it (`alice> text`), or a
+    /// command as it was typed.
+    fn echo(&mut self, line: &str) {
+        let text = for_terminal(line);
+        match input::parse_line(line) {
+            Input::Nothing => {}
+            Input::Say(_) => {
+                let name = format!("{}>", self.me.name);
+                let shown = format!("{name} {text}");
+                let rows = wrap_marked(&shown, self.columns());
+                self.push_rows(rows, name.len(), Paint::Own);
+            }
+            _ => self.push(Paint::Dim, &format!("> {text}")),
+        }
+    }
+
+    fn leave(&mut self) {
+        self.leaving = true;
+        self.lines = None;
+        self.push(
+            Paint::Dim,
+            "Leaving: delivering what is queued, then closing",
+        );
+    }
+
+    fn complete(&mut self) {
+        let before = self.editor.before_cursor();
+        if let Some(completion) = complete::transfer_argument(&before) {
+            self.editor
+                .replace_before_cursor(completion.from, &completion.replacement);
+            if completion.choices.len() > 1 {
+                let choices = completion.choices.join("  ");
+                self.push(Paint::Dim, &choices);
+            }
+        }
+    }
+
+    fn core(&mut self, event: Event) {
+        match &event {
+            Event::Message { from, text, shown } => {
+                if !self.output_open {
+                    return;
+                }
+                let name = for_terminal(from).into_owned();
+                let line = format!("{name}: {}", for_terminal(text));
+                let rows = wrap_marked(&line, self.columns());
+                self.push_rows(rows, name.len() + 1, Paint::Peer);
+                if self.draw() {
+                    shown.written();
+                } else {
+                    self.output_open = false;
+                }
+                return;
+            }
+            Event::Connected { peer, .. } => self.peer = Some(for_terminal(peer).into_owned()),
+            Event::PeerLeft => {
+                let peer = self.peer.clone().unwrap_or_else(|| "The peer".into());
+                self.push(Paint::Status, &format!("{peer} left"));
+                return;
+            }
+            _ => {}
+        }
+        let summary = self.track_bars(&event);
+        for line in lines::describe(&event, self.verbose) {
+            let paint = match line.tone {
+                Tone::Peer => Paint::Peer,
+                Tone::Status => Paint::Status,
+                Tone::Problem => Paint::Problem,
+                Tone::Detail => Paint::Dim,
+            };
+            match &summary {
+                Some(summary) => self.push(paint, &format!("{} ({summary})", line.text)),
+                None => self.push(paint, &line.text),
+            }
+        }
+    }
+
+    /// Starts, moves and ends bars; for a finished transfer, the summary of how
+    /// long it took.
+    fn track_bars(&mut self, event: &Event) -> Option<String> {
+        match event {
+            Event::TransferQueued { id, name, size } => {
+                self.add_bar(
+                    (false, *id),
+                    *size,
+                    &format!("hashing {}", for_terminal(name)),
+                );
+            }
+            Event::TransferIncoming { id, name, size, .. } => {
+                self.add_bar(
+                    (true, *id),
+                    *size,
+                    &format!("receiving {}", for_terminal(name)),
+                );
+            }
+            Event::TransferProgress {
+                id, phase, done, ..
+            } => {
+                let receiving = *phase == Phase::Receiving;
+                if let Some(bar) = self.bars.get_mut(&(receiving, *id)) {
+                    if *phase == Phase::Sending && bar.bar.prefix().starts_with("hashing") {
+                        bar.bar
+                            .set_prefix(bar.bar.prefix().replacen("hashing", "sending", 1));
+                        bar.bar.reset();
+                        bar.started = Instant::now();
+                    }
+                    bar.last_progress = Instant::now();
+                    if bar.stalled {
+                        bar.stalled = false;
+                        bar.bar.set_style(bar_style(false));
+                    }
+                    bar.bar.set_position(*done);
+                }
+            }
+            Event::TransferSaved { id, .. } => return self.end_bar((true, *id), true),
+            Event::TransferDelivered { id, .. } => return self.end_bar((false, *id), true),
+            Event::TransferInterrupted { id, receiving, .. }
+            | Event::TransferFailed { id, receiving, .. } => {
+                self.end_bar((*receiving, *id), false);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn add_bar(&mut self, key: (bool, u64), size: u64, prefix: &str) {
+        let row = Arc::new(Mutex::new(String::new()));
+        let target = BarRow {
+            row: row.clone(),
+            drawing: Mutex::new(String::new()),
+            columns: self.columns.clone(),
+            redraw: Mutex::new(self.redraws.clone()),
+        };
+        let bar = ProgressBar::with_draw_target(
+            Some(size),
+            ProgressDrawTarget::term_like_with_hz(Box::new(target), 10),
+        )
+        .with_style(bar_style(false))
+        .with_prefix(prefix.to_owned());
+        bar.tick();
+        let now = Instant::now();
+        self.bars.insert(
+            key,
+            Bar {
+                bar,
+                row,
+                started: now,
+                last_progress: now,
+                stalled: false,
+            },
+        );
+        self.bar_order.push(key);
+    }
+
+    fn end_bar(&mut self, key: (bool, u64), done: bool) -> Option<String> {
+        self.bar_order.retain(|k| *k != key);
+        let bar = self.bars.remove(&key)?;
+        bar.bar.finish_and_clear();
+        if !done {
+            return None;
+        }
+        let size = bar.bar.length().unwrap_or(0);
+        let seconds = bar.started.elapsed().as_secs_f64();
+        let rate = if seconds > 0.0 {
+            format!(", {}/s", HumanBytes((size as f64 / seconds) as u64))
+        } else {
+            String::new()
+        };
+        Some(format!("{} in {seconds:.1} s{rate}", HumanBytes(size)))
+    }
+
+    fn check_stalls(&mut self) {
+        let mut changed = false;
+        for bar in self.bars.values_mut() {
+            let quiet = bar.last_progress.elapsed();
+            if quiet >= STALLED_AFTER && !bar.bar.is_finished() {
+                if !bar.stalled {
+                    bar.stalled = true;
+                    bar.bar.set_style(bar_style(true));
+                }
+                bar.bar.set_message(format!("{} s", quiet.as_secs()));
+                changed = true;
+            }
+        }
+        if changed {
+            self.draw();
+        }
+    }
+
+    fn push(&mut self, paint: Paint, text: &str) {
+        let rows = wrap_marked(text, self.columns());
+        let whole = rows.first().map_or(0, String::len);
+        self.push_rows(rows, whole, paint);
+    }
+
+    /// Queues rows to print; the first `head` bytes of the first row (a name) or
+    /// every row (a status line) get `paint`.
+    fn push_rows(&mut self, rows: Vec<String>, head: usize, paint: Paint) {
+        for (i, row) in rows.into_iter().enumerate() {
+            let painted = match paint {
+                Paint::Peer | Paint::Own if i == 0 && self.colour => {
+                    let (name, rest) = row.split_at(head.min(row.len()));
+                    format!("{}{name}\x1b[0m{rest}", paint.code())
+                }
+                Paint::Peer | Paint::Own => row,
+                _ if self.colour => format!("{}{row}\x1b[0m", paint.code()),
+                _ => row,
+            };
+            if self.kept.len() == KEPT_ROWS {
+                self.kept.pop_front();
+            }
+            self.kept.push_back(painted.clone());
+            self.pending.push(painted);
+        }
+    }
+
+    /// Draws one frame; false if standard output could not be written.
+    fn draw(&mut self) -> bool {
+        let mut frame = String::from("\x1b[?2026h\r");
+        if self.live_rows > 1 {
+            frame.push_str(&format!("\x1b[{}A", self.live_rows - 1));
+        }
+        frame.push_str("\x1b[J");
+        for row in self.pending.drain(..) {
+            frame.push_str(&row);
+            frame.push_str("\r\n");
+        }
+        let live = self.live_part();
+        self.live_rows = live.rows.len() + 1;
+        for row in &live.rows {
+            frame.push_str(row);
+            frame.push_str("\r\n");
+        }
+        frame.push_str(&live.input);
+        frame.push('\r');
+        if live.cursor > 0 {
+            frame.push_str(&format!("\x1b[{}C", live.cursor));
+        }
+        frame.push_str("\x1b[?2026l");
+        platform::write_stdout(frame.as_bytes()).is_ok()
+    }
+
+    /// The last frame: whatever is pending, and the live rows gone.
+    fn draw_final(&mut self) {
+        let mut frame = String::from("\r");
+        if self.live_rows > 1 {
+            frame.push_str(&format!("\x1b[{}A", self.live_rows - 1));
+        }
+        frame.push_str("\x1b[J");
+        for row in self.pending.drain(..) {
+            frame.push_str(&row);
+            frame.push_str("\r\n");
+        }
+        let _ = platform::write_stdout(frame.as_bytes());
+    }
+
+    /// After a resize the old rows may have been reflowed by the terminal: clear the
+    /// screen and print what fits of the recent rows again, then the live part.
+    fn redraw_everything(&mut self) {
+        let height = crossterm::terminal::size().map_or(24, |(_, rows)| usize::from(rows));
+        let live = self.live_part().rows.len() + 1;
+        let room = height.saturating_sub(live);
+        let skip = self.kept.len().saturating_sub(room);
+        let mut frame = String::from("\x1b[H\x1b[2J");
+        for row in self.kept.iter().skip(skip) {
+            frame.push_str(row);
+            frame.push_str("\r\n");
+        }
+        let _ = platform::write_stdout(frame.as_bytes());
+        self.pending.clear();
+        self.live_rows = 0;
+    }
+
+    fn live_part(&self) -> Live {
+        let columns = self.columns();
+        let rows = (self.bar_order.iter())
+            .filter_map(|key| self.bars.get(key))
+            .map(|bar| {
+                let row = bar.row.lock().expect("bar row poisoned").clone();
+                let row = truncate_to_width(&row, columns - 1);
+                if self.colour {
+                    format!("\x1b[2m{row}\x1b[0m")
+                } else {
+                    row
+                }
+            })
+            .collect();
+        if self.leaving {
+            return Live {
+                rows,
+                input: String::new(),
+                cursor: 0,
+            };
+        }
+        let prompt = match &self.prompt {
+            Some(question) => question.clone(),
+            None => format!("{}> ", self.me.name),
+        };
+        let (input, cursor) = self.editor.view(&prompt, columns);
+        let input = if self.colour {
+            let prompt_shown: String = input.chars().take(prompt.chars().count()).collect();
+            let rest: String = input.chars().skip(prompt.chars().count()).collect();
+            format!("\x1b[1m{prompt_shown}\x1b[0m{rest}")
+        } else {
+            input
+        };
+        Live {
+            rows,
+            input,
+            cursor,
+        }
+    }
+}
+
+/// The rows below the messages: bars, then the input line.
+struct Live {
+    rows: Vec<String>,
+    input: String,
+    cursor: usize,
+}
+
+/// How a row is coloured.
+#[derive(Clone, Copy)]
+enum Paint {
+    Peer,
+    Own,
+    Status,
+    Problem,
+    Dim,
+}
+
+impl Paint {
+    fn code(self) -> &'static str {
+        match self {
+            Paint::Peer => "\x1b[1;32m",
+            Paint::Own => "\x1b[1;36m",
+            Paint::Status | Paint::Dim => "\x1b[2m",
+            Paint::Problem => "\x1b[31m",
+        }
+    }
+}
+
+fn bar_style(stalled: bool) -> ProgressStyle {
+    let template = if stalled {
+        "{prefix} [{bar:20}] {bytes}/{total_bytes} stalled for {msg}"
+    } else {
+        "{prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
+    };
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .progress_chars("=> ")
+}
+
+/// The longest start of `text` at most `columns` wide.
+fn truncate_to_width(text: &str, columns: usize) -> String {
+    if text.width() <= columns {
+        return text.to_owned();
+    }
+    let mut width = 0;
+    text.chars()
+        .take_while(|c| {
+            width += c.width().unwrap_or(0);
+            width <= columns
+        })
+        .collect()
+}

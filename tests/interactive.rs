@@ -1,0 +1,215 @@
+//! The interactive front end in a real pseudo-terminal, read through a terminal
+//! emulator: what a person at the terminal sees. The peer on the other side is a
+//! plain `chat` reading from a pipe.
+
+mod common;
+
+use common::pty::Terminal;
+use common::{Peer, Stream, World, pseudo_random};
+use sha2::{Digest, Sha256};
+
+/// alice at a terminal, bob from a script, connected both ways.
+struct Session {
+    world: World,
+    alice: Terminal,
+    bob: Peer,
+}
+
+const WIDE: (u16, u16) = (100, 30);
+
+impl Session {
+    fn start(size: (u16, u16), env: &[(&str, &str)]) -> Session {
+        let (world, mut alice, bob) = Self::until_the_port_prompt(size, env);
+        alice.line(&bob.port.to_string());
+        let mut session = Session { world, alice, bob };
+        session.wait_connected();
+        session
+    }
+
+    /// Starts both; alice waits at her first prompt, for the port to dial.
+    fn until_the_port_prompt(size: (u16, u16), env: &[(&str, &str)]) -> (World, Terminal, Peer) {
+        let world = World::new();
+        let alice_fp = world.identity("alice");
+        let bob_fp = world.identity("bob");
+        let home = world.path().join("alice-home");
+        std::fs::create_dir_all(&home).unwrap();
+        let args: Vec<String> = [
+            "--name",
+            "alice",
+            "--certs-dir",
+            &world.certs().display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-fingerprint",
+            &bob_fp,
+        ]
+        .map(String::from)
+        .into();
+        let alice = Terminal::start(&home, &args, size, env);
+        let listening = alice.wait_for_text("Listening on port ");
+        let port = listening
+            .trim_start_matches("Listening on port ")
+            .to_owned();
+        alice.wait_for_text("Enter the target port number:");
+        let bob = world.peer(
+            "bob",
+            &["--connect", &port, "--peer-fingerprint", &alice_fp],
+        );
+        (world, alice, bob)
+    }
+
+    fn wait_connected(&mut self) {
+        self.alice.wait_for_text("Connected to bob at 127.0.0.1:");
+        self.alice.wait_for_text("bob connected from 127.0.0.1:");
+        self.bob
+            .expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    }
+
+    fn alice_home(&self) -> std::path::PathBuf {
+        self.world.path().join("alice-home")
+    }
+}
+
+#[test]
+fn a_partly_typed_line_survives_an_incoming_message_and_stays_editable() {
+    let mut s = Session::start(WIDE, &[]);
+    s.alice.keys("so the plan is");
+    s.alice.wait_for_text("alice> so the plan is");
+    s.bob.send("hey, quick question");
+    s.alice.wait_for_text("bob: hey, quick question");
+    assert_eq!(s.alice.cursor_row(), "alice> so the plan is");
+    s.alice.line(" simple");
+    s.bob.expect(Stream::Stdout, "alice: so the plan is simple");
+    s.alice.wait_for_text("alice> so the plan is simple");
+    assert_eq!(s.alice.cursor_row(), "alice>");
+}
+
+#[test]
+fn arrow_keys_edit_the_line_and_up_recalls_the_last_one() {
+    let mut s = Session::start(WIDE, &[]);
+    s.alice.keys("helo world");
+    s.alice.keys("\x1b[H"); // Home
+    s.alice.keys("\x1b[C\x1b[C\x1b[C"); // three times Right
+    s.alice.keys("l");
+    s.alice.wait_for_text("alice> hello world");
+    s.alice.keys("\r");
+    s.bob.expect(Stream::Stdout, "alice: hello world");
+    s.alice.keys("\x1b[A"); // Up
+    s.alice.wait_for_text("alice> hello world");
+    s.alice.keys("\x17again\r"); // Ctrl-W deletes "world"
+    s.bob.expect(Stream::Stdout, "alice: hello again");
+    s.alice.keys("x\x1b[D\x1b[Dqq"); // Left past the start stops there
+    s.alice.wait_for_text("alice> qqx");
+}
+
+#[test]
+fn tab_completes_the_file_after_transfer() {
+    let mut s = Session::start(WIDE, &[]);
+    let data = pseudo_random(100_000, 7);
+    std::fs::write(s.alice_home().join("report 2026.txt"), &data).unwrap();
+    s.alice.keys("transfer rep\t");
+    s.alice.wait_for_text("alice> transfer report\\ 2026.txt");
+    s.alice.keys("\r");
+    let saved = s.bob.expect(Stream::Stderr, "Saved ");
+    assert!(
+        saved.contains(&hex::encode(Sha256::digest(&data))),
+        "{saved}"
+    );
+    s.alice
+        .wait_for_text("report 2026.txt delivered and verified by bob");
+}
+
+#[test]
+fn a_bad_port_is_asked_again_and_the_listening_port_stays() {
+    let (world, mut alice, bob) = Session::until_the_port_prompt(WIDE, &[]);
+    alice.line("7oo2");
+    alice.wait_for_text("try again");
+    alice.line("");
+    alice.line(&format!("Listening on port {}", bob.port));
+    let mut s = Session { world, alice, bob };
+    s.wait_connected();
+    let listening = (s.alice.history().iter())
+        .filter(|row| row.starts_with("Listening on port "))
+        .count();
+    assert_eq!(listening, 1);
+}
+
+#[test]
+fn ctrl_d_leaves_and_nothing_typed_after_it_is_sent() {
+    let mut s = Session::start(WIDE, &[]);
+    s.alice.line("last words");
+    s.bob.expect(Stream::Stdout, "alice: last words");
+    s.alice.keys("\x04");
+    s.alice.keys("hello?\r");
+    assert_eq!(s.alice.wait_exit(), 0);
+    s.bob
+        .expect(Stream::Stderr, "The peer closed the connection");
+    s.bob.collect();
+    assert!(
+        !(s.bob.lines_on(Stream::Stdout).iter()).any(|line| line.contains("hello?")),
+        "{}",
+        s.bob.transcript()
+    );
+}
+
+#[test]
+fn typing_during_transfers_leaves_one_summary_line_and_no_bar_frames() {
+    for size in [WIDE, (40, 20)] {
+        let mut s = Session::start(size, &[]);
+        let data = pseudo_random(48 << 20, 3);
+        std::fs::write(s.alice_home().join("big.bin"), &data).unwrap();
+        s.alice.line("transfer big.bin");
+        for i in 0..3 {
+            s.alice.line(&format!("typed during it {i}"));
+            s.bob
+                .expect(Stream::Stdout, &format!("alice: typed during it {i}"));
+        }
+        s.bob.send("and bob talks too");
+        s.alice
+            .wait_for_text("big.bin delivered and verified by bob");
+        s.alice.wait_for_text("bob: and bob talks too");
+        let history = s.alice.history();
+        let bars = (history.iter()).filter(|row| row.contains(" [") && row.contains("big.bin"));
+        assert_eq!(bars.count(), 0, "stale bar rows:\n{}", history.join("\n"));
+        let summaries = (history.iter()).filter(|row| row.contains("delivered and verified"));
+        assert_eq!(summaries.count(), 1, "{}", history.join("\n"));
+        for i in 0..3 {
+            let typed = format!("alice> typed during it {i}");
+            assert!(
+                history.contains(&typed),
+                "{typed} missing:\n{}",
+                history.join("\n")
+            );
+        }
+        let columns = usize::from(size.0);
+        assert!(
+            (history.iter())
+                .all(|row| unicode_width::UnicodeWidthStr::width(row.as_str()) <= columns),
+            "{}",
+            history.join("\n")
+        );
+    }
+}
+
+#[test]
+fn names_are_coloured_unless_no_color_is_set() {
+    for (env, coloured) in [(&[][..], true), (&[("NO_COLOR", "1")][..], false)] {
+        let mut s = Session::start(WIDE, env);
+        s.bob.send("colours?");
+        let row = s.alice.wait_for_text("bob: colours?");
+        let _ = row;
+        let colour = s.alice.with_screen(|screen| {
+            let rows: Vec<String> = screen.rows(0, 100).collect();
+            let at = rows
+                .iter()
+                .position(|row| row.starts_with("bob: colours?"))
+                .unwrap();
+            screen.cell(at as u16, 0).unwrap().fgcolor()
+        });
+        assert_eq!(
+            colour != vt100::Color::Default,
+            coloured,
+            "{colour:?} with {env:?}"
+        );
+    }
+}
