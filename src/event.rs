@@ -74,6 +74,9 @@ pub enum Event {
     Queued { pending: usize },
     /// A connection attempt to our listener failed authentication or the handshake.
     Rejected { addr: SocketAddr, reason: String },
+    /// A connection made before we listened for real (while at our prompts) was
+    /// closed by its sender before its handshake: shown only in verbose mode.
+    GaveUpWaiting { addr: SocketAddr },
     /// The peer closed its sending direction cleanly.
     PeerFinished { peer: String },
     /// The inbound connection failed; we keep listening for the peer to come back.

@@ -99,6 +99,14 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// The other side closed the connection before the handshake was done.
+    pub fn is_closed_by_client(&self) -> bool {
+        matches!(self, HandshakeError::Closed)
+            || self
+                .io_error()
+                .is_some_and(|err| err.kind() == io::ErrorKind::UnexpectedEof)
+    }
+
     /// The underlying I/O error of a failed TLS handshake or greeting, if any.
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {

@@ -27,6 +27,9 @@ pub const MAX_PENDING_HANDSHAKES: usize = 128;
 /// never has to share its slots with more than 7 strangers.
 pub const MAX_PENDING_PER_ADDRESS: usize = 8;
 
+/// Connections accepted this soon after serving began were waiting in the backlog.
+const BACKLOG_DRAINED_AFTER: Duration = Duration::from_secs(1);
+
 const LIMITS: Limits = Limits {
     slots: MAX_PENDING_HANDSHAKES,
     per_address: MAX_PENDING_PER_ADDRESS,
@@ -44,6 +47,7 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let table: Table = Arc::new(Mutex::new(Admission::new(LIMITS)));
+    let serving_since = Instant::now();
     let reporter = Arc::new(Reporter::new(events));
     let greeting = Arc::new(greeting);
     loop {
@@ -68,6 +72,7 @@ pub async fn run(
         };
         let _ = tcp.set_nodelay(true);
         let start = Handshake {
+            waited_in_backlog: serving_since.elapsed() < BACKLOG_DRAINED_AFTER,
             acceptor: acceptor.clone(),
             greeting: greeting.clone(),
             links: links.clone(),
@@ -111,6 +116,9 @@ fn admit(table: &Table, reporter: &Reporter, tcp: TcpStream, addr: SocketAddr, s
 
 /// What one handshake task needs besides its connection.
 struct Handshake {
+    /// Accepted as we began serving: it was made while we were not yet listening
+    /// for real (at our prompts), and its sender may long have given up.
+    waited_in_backlog: bool,
     acceptor: TlsAcceptor,
     greeting: Arc<Greeting>,
     links: mpsc::Sender<Link>,
@@ -130,6 +138,11 @@ impl Handshake {
             }
             // Reported when it was shed.
             Err(HandshakeError::Shed) => {}
+            // The pinned peer's early attempts, which it gave up while we were at
+            // our prompts, are not an attack; it has retried since.
+            Err(err) if self.waited_in_backlog && err.is_closed_by_client() => {
+                let _ = self.reporter.events.send(Event::GaveUpWaiting { addr });
+            }
             Err(err) => self.reporter.reject(addr, err),
         }
     }

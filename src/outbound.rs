@@ -255,6 +255,10 @@ fn classify(addr: std::net::SocketAddr, err: HandshakeError) -> DialFailure {
         HandshakeError::Version { .. } | HandshakeError::NotHello(_) => {
             DialFailure::Retry(format!("the peer at {addr} broke the greeting: {err}"))
         }
+        HandshakeError::Timeout => DialFailure::Retry(format!(
+            "the connection was accepted, but the peer has not answered within {}s; it may still be at its prompts",
+            handshake::HANDSHAKE_TIMEOUT.as_secs()
+        )),
         other => DialFailure::Retry(other.to_string()),
     }
 }

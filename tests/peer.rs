@@ -220,3 +220,36 @@ fn identity_is_created_on_first_run_and_reused() {
             .any(|(_, line)| line.contains("Created identity"))
     );
 }
+
+#[test]
+fn a_peer_still_at_its_prompts_is_waited_for_without_false_alarms() {
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    let mut alice = world.peer("alice", &["--peer-fingerprint", &bob_fp]);
+    let alice_port = alice.port.to_string();
+    let mut bob = world.peer(
+        "bob",
+        &["--connect", &alice_port, "--peer-fingerprint", &alice_fp],
+    );
+    // Alice's listening socket takes the connection, but she is still at her prompt.
+    let waiting = bob.expect(Stream::Stderr, "Waiting for the peer at ");
+    assert!(
+        waiting.contains("the connection was accepted, but the peer has not answered within 10s; it may still be at its prompts"),
+        "{waiting}"
+    );
+    alice.send(&bob.port.to_string());
+    alice.expect_seen(Stream::Stderr, "bob connected from 127.0.0.1:");
+    bob.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    alice.send("made it");
+    bob.expect(Stream::Stdout, "alice: made it");
+    alice.close_stdin();
+    bob.close_stdin();
+    assert_eq!(alice.wait().code(), Some(0), "{}", alice.transcript());
+    assert_eq!(bob.wait().code(), Some(0), "{}", bob.transcript());
+    alice.drain();
+    let alarms: Vec<_> = (alice.lines_on(Stream::Stderr).into_iter())
+        .filter(|line| line.starts_with("Rejected connection"))
+        .collect();
+    assert!(alarms.is_empty(), "{}", alice.transcript());
+}

@@ -112,6 +112,10 @@ fn a_missing_file_or_a_folder_is_a_local_error_and_chat_goes_on() {
         .alice
         .expect(Stream::Stderr, "Sending no-such-file.bin failed");
     assert!(failed.contains("No such file"), "{failed}");
+    assert!(
+        failed.ends_with("to send it as a message instead, type: /say transfer no-such-file.bin"),
+        "{failed}"
+    );
     std::fs::create_dir(pair.alice.workdir.join("a-folder")).unwrap();
     pair.alice.send("transfer a-folder");
     pair.alice.expect(Stream::Stderr, "not a regular file");

@@ -32,6 +32,8 @@ pub struct PreparedFile {
 pub enum SendError {
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error("{}: {source}; to send it as a message instead, type: /say transfer {}", .path.display(), .path.display())]
+    Missing { path: PathBuf, source: io::Error },
     #[error("{} is not a regular file", .0.display())]
     NotAFile(PathBuf),
     #[error("{} has no usable file name (it must be UTF-8, at most {MAX_FILE_NAME_LEN} bytes)", .0.display())]
@@ -57,7 +59,13 @@ impl PreparedFile {
             .filter(|name| !name.is_empty() && name.len() <= MAX_FILE_NAME_LEN)
             .ok_or_else(|| SendError::BadName(path.to_owned()))?
             .to_owned();
-        let file = File::open(path).map_err(io_error)?;
+        let file = File::open(path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => SendError::Missing {
+                path: path.to_owned(),
+                source,
+            },
+            _ => io_error(source),
+        })?;
         let metadata = file.metadata().map_err(io_error)?;
         if !metadata.is_file() {
             return Err(SendError::NotAFile(path.to_owned()));
@@ -189,7 +197,7 @@ mod tests {
         ));
         assert!(matches!(
             PreparedFile::prepare(&dir.path().join("missing"), |_, _| {}),
-            Err(SendError::Io { .. })
+            Err(SendError::Missing { .. })
         ));
     }
 

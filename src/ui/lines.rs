@@ -109,6 +109,10 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             "Rejected connection from {addr}: {}",
             for_terminal(reason)
         ))),
+        Event::GaveUpWaiting { addr } if verbose => one(Line::detail(format!(
+            "[verbose] {addr} gave up a connection it made while we were not yet ready"
+        ))),
+        Event::GaveUpWaiting { .. } => Vec::new(),
         Event::PeerFinished { peer } => one(Line::status(format!(
             "{} has finished sending",
             for_terminal(peer)
