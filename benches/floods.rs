@@ -16,6 +16,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chat::fingerprint::Fingerprint;
 use chat::frame::Frame;
 use chat::handshake::{self, Greeting, Link};
 use chat::identity::{self, IdentityFiles};
@@ -169,8 +170,9 @@ async fn flood(stall_output: bool, frames: impl ExactSizeIterator<Item = Frame>)
 
 async fn dial_as_bob(world: &World, alice_fp: &str, port: u16) -> Link {
     let bob = identity::load(&IdentityFiles::named(&world.certs(), "bob")).unwrap();
-    let connector =
-        TlsConnector::from(tls::client_config(&bob, alice_fp.parse().unwrap()).unwrap());
+    let connector = TlsConnector::from(
+        tls::client_config(&bob, alice_fp.parse::<Fingerprint>().unwrap()).unwrap(),
+    );
     let addr = ([127, 0, 0, 1], port).into();
     let tcp = TcpStream::connect(addr).await.unwrap();
     handshake::connect(&connector, tcp, addr, &Greeting::new("bob".into()))

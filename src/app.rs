@@ -14,6 +14,7 @@ use crate::fingerprint::Fingerprint;
 use crate::identity::{self, Identity, IdentityFiles};
 use crate::input::{self, Input};
 use crate::session::{self, SessionEnd, SessionError, SessionSetup};
+use crate::tls::Pin;
 use crate::transfer::incoming::ReceiveLimits;
 use crate::ui;
 use crate::ui::Console;
@@ -166,8 +167,16 @@ async fn peer(config: Config) -> Result<Exit> {
     let (commands, commands_rx) = mpsc::channel(1024);
     let (events, events_rx) = mpsc::unbounded_channel();
     let at_finish = console.at_finish();
+    let wrong_pin = console.wrong_pin();
+    let pin = Pin::new(peer);
     let printed = console
-        .show(events_rx, commands.clone(), config.progress, config.verbose)
+        .show(
+            events_rx,
+            commands.clone(),
+            pin.clone(),
+            config.progress,
+            config.verbose,
+        )
         .context("cannot start the printing thread")?;
     let interrupted = Arc::new(AtomicBool::new(false));
     // Weak: the printer finishes once the session's own senders are gone.
@@ -181,7 +190,8 @@ async fn peer(config: Config) -> Result<Exit> {
     let setup = SessionSetup {
         listener,
         identity,
-        peer,
+        pin,
+        wrong_pin,
         target,
         limits: ReceiveLimits::new(config.download_dir, config.max_file_size),
         retry_for: config.retry_for,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::tls::TlsSummary;
+use crate::tls::{PinMismatch, TlsSummary};
 
 /// What the user asked for, already parsed from a typed line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +77,12 @@ pub enum Event {
     /// A connection made before we listened for real (while at our prompts) was
     /// closed by its sender before its handshake: shown only in verbose mode.
     GaveUpWaiting { addr: SocketAddr },
+    /// The peer at `target` presented another certificate than the pinned one,
+    /// before we ever reached it; we keep trying, in case the pin is entered again.
+    WrongPin {
+        target: String,
+        mismatch: PinMismatch,
+    },
     /// The peer closed its sending direction cleanly.
     PeerFinished { peer: String },
     /// The inbound connection failed; we keep listening for the peer to come back.

@@ -14,7 +14,7 @@ use crate::event::{Command, Direction, Event};
 use crate::frame::Frame;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
 use crate::target::Target;
-use crate::tls;
+use crate::tls::{self, Pin, PinMismatch};
 use crate::transfer::TransferViolation;
 use crate::transfer::sending::Sending;
 
@@ -148,6 +148,19 @@ pub struct Dialer {
     pub connector: TlsConnector,
     pub greeting: Greeting,
     pub retry_for: Duration,
+    /// The pin the connector checks; a new one restarts the attempts at once.
+    pub pin: Pin,
+    pub wrong_pin: WrongPin,
+}
+
+/// What a wrong certificate before the first connection means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongPin {
+    /// The end: exit status 3 (scripts, pipes).
+    Fatal,
+    /// Say so, and keep trying while the person re-enters the fingerprint (or the
+    /// other side corrects ours).
+    AskAgain,
 }
 
 impl Dialer {
@@ -164,14 +177,31 @@ impl Dialer {
     ) -> Result<Link, OutboundEnd> {
         let mut delay = FIRST_RETRY_DELAY;
         let mut told_user = false;
-        let started = tokio::time::Instant::now();
+        let mut started = tokio::time::Instant::now();
+        let mut pin_changes = self.pin.changes();
+        let mut last_mismatch = None;
         loop {
             let reason = match self.try_dial().await {
                 Ok(link) => return Ok(link),
-                Err(DialFailure::Fatal(reason)) if !connected_before => {
+                Err(DialFailure::Fatal { reason, .. })
+                    if !connected_before && self.wrong_pin == WrongPin::Fatal =>
+                {
                     return Err(OutboundEnd::Refused(reason));
                 }
-                Err(DialFailure::Fatal(reason)) => {
+                Err(DialFailure::Fatal {
+                    reason,
+                    mismatch: Some(mismatch),
+                }) if !connected_before => {
+                    if last_mismatch.replace(mismatch.clone()) != Some(mismatch.clone()) {
+                        let _ = events.send(Event::WrongPin {
+                            target: self.target.to_string(),
+                            mismatch,
+                        });
+                    }
+                    reason
+                }
+                Err(DialFailure::Fatal { reason, .. }) if !connected_before => reason,
+                Err(DialFailure::Fatal { reason, .. }) => {
                     let _ = events.send(Event::Distrusted {
                         reason: reason.clone(),
                     });
@@ -203,8 +233,13 @@ impl Dialer {
                 delay,
             });
             let left = self.retry_for.saturating_sub(started.elapsed());
-            tokio::time::sleep(delay.min(left)).await;
-            delay = (delay * 2).min(MAX_RETRY_DELAY);
+            tokio::select! {
+                () = tokio::time::sleep(delay.min(left)) => delay = (delay * 2).min(MAX_RETRY_DELAY),
+                Ok(()) = pin_changes.changed() => {
+                    delay = FIRST_RETRY_DELAY;
+                    started = tokio::time::Instant::now();
+                }
+            }
         }
     }
 
@@ -234,21 +269,29 @@ impl Dialer {
 
 enum DialFailure {
     Retry(String),
-    Fatal(String),
+    /// A wrong certificate, or the peer refused ours.
+    Fatal {
+        reason: String,
+        mismatch: Option<PinMismatch>,
+    },
 }
 
 /// Pin mismatches and refusals are final; everything else may be a peer still starting.
 fn classify(addr: std::net::SocketAddr, err: HandshakeError) -> DialFailure {
     if let Some(io) = err.io_error() {
         if let Some(mismatch) = tls::pin_mismatch(io) {
-            return DialFailure::Fatal(format!(
-                "the peer at {addr} is not the one we trust: {mismatch}"
-            ));
+            return DialFailure::Fatal {
+                reason: format!("the peer at {addr} is not the one we trust: {mismatch}"),
+                mismatch: Some(mismatch.clone()),
+            };
         }
         if let Some(alert) = tls::received_alert(io) {
-            return DialFailure::Fatal(format!(
-                "the peer at {addr} refused our certificate (TLS alert {alert:?}); check that it pinned our fingerprint"
-            ));
+            return DialFailure::Fatal {
+                reason: format!(
+                    "the peer at {addr} refused our certificate (TLS alert {alert:?}); check that it pinned our fingerprint"
+                ),
+                mismatch: None,
+            };
         }
     }
     match err {

@@ -11,14 +11,13 @@ use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::event::{Command, Direction, Event, ShownWatch};
-use crate::fingerprint::Fingerprint;
 use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
 use crate::inbound::{self, InboundEnd, ReceiveState};
 use crate::listener;
-use crate::outbound::{self, Dialer, OutboundEnd};
+use crate::outbound::{self, Dialer, OutboundEnd, WrongPin};
 use crate::target::Target;
-use crate::tls::{self, TlsConfigError};
+use crate::tls::{self, Pin, TlsConfigError};
 use crate::transfer::incoming::ReceiveLimits;
 
 /// How long quitting waits for both directions to close.
@@ -28,7 +27,9 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct SessionSetup {
     pub listener: TcpListener,
     pub identity: Identity,
-    pub peer: Fingerprint,
+    /// The peer's pin, shared with the front end, which may let a person enter it again.
+    pub pin: Pin,
+    pub wrong_pin: WrongPin,
     pub target: Target,
     pub limits: ReceiveLimits,
     /// How long to keep trying to reach the peer without a connection.
@@ -85,8 +86,8 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<SessionEnd, SessionError> {
     let greeting = Greeting::new(setup.identity.name.clone());
-    let acceptor = TlsAcceptor::from(tls::server_config(&setup.identity, setup.peer)?);
-    let connector = TlsConnector::from(tls::client_config(&setup.identity, setup.peer)?);
+    let acceptor = TlsAcceptor::from(tls::server_config(&setup.identity, setup.pin.clone())?);
+    let connector = TlsConnector::from(tls::client_config(&setup.identity, setup.pin.clone())?);
 
     let (links_tx, mut links) = mpsc::channel::<Link>(4);
     let listening = tokio::spawn(listener::run(
@@ -103,6 +104,8 @@ pub async fn run(
         connector,
         greeting,
         retry_for: setup.retry_for,
+        pin: setup.pin.clone(),
+        wrong_pin: setup.wrong_pin,
     };
     let (outgoing, outgoing_rx) = mpsc::channel(1024);
     let mut sending = Some(tokio::spawn(outbound::run(

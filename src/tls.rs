@@ -20,6 +20,7 @@ use rustls::{
     DistinguishedName, OtherError, ServerConfig, SignatureScheme,
 };
 use thiserror::Error;
+use tokio::sync::watch;
 
 use crate::fingerprint::Fingerprint;
 use crate::identity::Identity;
@@ -70,14 +71,45 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(provider)
 }
 
+/// The one fingerprint a session trusts, read by both of its verifiers at every
+/// handshake. A person who mistyped it may enter it again; handshakes from then on
+/// check the new one.
+#[derive(Debug, Clone)]
+pub struct Pin(Arc<watch::Sender<Fingerprint>>);
+
+impl Pin {
+    pub fn new(fingerprint: Fingerprint) -> Self {
+        Pin(Arc::new(watch::Sender::new(fingerprint)))
+    }
+
+    pub fn current(&self) -> Fingerprint {
+        *self.0.borrow()
+    }
+
+    pub fn replace(&self, fingerprint: Fingerprint) {
+        self.0.send_replace(fingerprint);
+    }
+
+    /// Changes from now on.
+    pub fn changes(&self) -> watch::Receiver<Fingerprint> {
+        self.0.subscribe()
+    }
+}
+
+impl From<Fingerprint> for Pin {
+    fn from(fingerprint: Fingerprint) -> Self {
+        Pin::new(fingerprint)
+    }
+}
+
 /// The listening side: requires a client certificate and accepts only `pin`.
 pub fn server_config(
     identity: &Identity,
-    pin: Fingerprint,
+    pin: impl Into<Pin>,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let provider = crypto_provider();
     let verifier = PinVerifier {
-        pin,
+        pin: pin.into(),
         algorithms: provider.signature_verification_algorithms,
     };
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -96,11 +128,11 @@ pub fn server_config(
 /// The connecting side: presents our certificate and accepts only a server matching `pin`.
 pub fn client_config(
     identity: &Identity,
-    pin: Fingerprint,
+    pin: impl Into<Pin>,
 ) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let provider = crypto_provider();
     let verifier = PinVerifier {
-        pin,
+        pin: pin.into(),
         algorithms: provider.signature_verification_algorithms,
     };
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -165,18 +197,19 @@ fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
 /// server verifier on the connecting side and the client verifier on the listening side.
 #[derive(Debug)]
 struct PinVerifier {
-    pin: Fingerprint,
+    pin: Pin,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl PinVerifier {
     fn check_pin(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let presented = Fingerprint::of(end_entity);
-        if presented == self.pin {
+        let expected = self.pin.current();
+        if presented == expected {
             return Ok(());
         }
         let mismatch = PinMismatch {
-            expected: self.pin,
+            expected,
             presented,
         };
         Err(rustls::Error::InvalidCertificate(CertificateError::Other(

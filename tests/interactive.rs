@@ -213,3 +213,54 @@ fn names_are_coloured_unless_no_color_is_set() {
         );
     }
 }
+
+#[test]
+fn a_mistyped_fingerprint_is_entered_again_and_neither_side_exits() {
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    let flipped = if bob_fp.as_bytes()[20] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    let typo = format!("{}{flipped}{}", &bob_fp[..20], &bob_fp[21..]);
+    let certs = world.certs().display().to_string();
+    let start = |name: &str, extra: &[&str]| {
+        let home = world.path().join(format!("{name}-home"));
+        std::fs::create_dir_all(&home).unwrap();
+        let mut args: Vec<String> = [
+            "--name",
+            name,
+            "--certs-dir",
+            &certs,
+            "--listen",
+            "127.0.0.1:0",
+        ]
+        .map(String::from)
+        .into();
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        let terminal = Terminal::start(&home, &args, WIDE, &[]);
+        let listening = terminal.wait_for_text("Listening on port ");
+        let port = listening
+            .trim_start_matches("Listening on port ")
+            .to_owned();
+        (terminal, port)
+    };
+    let (mut alice, alice_port) = start("alice", &["--peer-fingerprint", &typo]);
+    let (bob, bob_port) = start(
+        "bob",
+        &["--connect", &alice_port, "--peer-fingerprint", &alice_fp],
+    );
+    alice.wait_for_text("Enter the target port number:");
+    alice.line(&bob_port);
+    alice.wait_for_text("is not the one whose fingerprint was given");
+    alice.wait_for_text("^^^^ first difference");
+    alice.wait_for_text("Enter the peer's fingerprint again:");
+    bob.wait_for_text("refused our certificate");
+    alice.line(&format!("Fingerprint: {bob_fp}"));
+    alice.wait_for_text("Connected to bob at 127.0.0.1:");
+    bob.wait_for_text("Connected to alice at 127.0.0.1:");
+    alice.line("fixed it");
+    bob.wait_for_text("alice: fixed it");
+}

@@ -20,9 +20,11 @@ use super::complete;
 use super::editor::{Edit, Editor};
 use super::lines::{self, Tone, wrap_marked};
 use crate::event::{Command, Event, Phase};
+use crate::fingerprint::Fingerprint;
 use crate::input::{self, Input};
 use crate::platform;
 use crate::sanitize::for_terminal;
+use crate::tls::Pin;
 
 /// How often bars are checked for a stall.
 const TICK: Duration = Duration::from_millis(500);
@@ -30,6 +32,9 @@ const TICK: Duration = Duration::from_millis(500);
 const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// Lines kept to draw the screen again after a resize.
 const KEPT_ROWS: usize = 500;
+
+/// What the input line asks after the peer presented another certificate.
+const REPIN_QUESTION: &str = "Enter the peer's fingerprint again: ";
 
 /// Whether the terminal is in raw mode, so that every way out restores it.
 static RAW: AtomicBool = AtomicBool::new(false);
@@ -40,8 +45,10 @@ enum Msg {
     Core(Event),
     /// The core's events ended: draw the last frame and give the terminal back.
     CoreClosed,
-    /// The question the input line asks, and whether answers are prompts.
+    /// The question the input line asks; empty for none.
     Prompt(String),
+    /// From now on, a re-entered fingerprint replaces this pin.
+    Pin(Pin),
     /// A bar drew a new frame.
     Redraw,
 }
@@ -121,9 +128,11 @@ impl Interactive {
         &mut self,
         mut events: mpsc::UnboundedReceiver<Event>,
         quit: mpsc::Sender<Command>,
+        pin: Pin,
     ) -> io::Result<oneshot::Receiver<()>> {
         let messages = self.messages.clone();
         let _ = messages.send(Msg::Prompt(String::new()));
+        let _ = messages.send(Msg::Pin(pin));
         std::thread::Builder::new()
             .name("chat-events".into())
             .spawn(move || {
@@ -242,6 +251,10 @@ struct Screen {
     /// How many rows the live part took when last drawn.
     live_rows: usize,
     peer: Option<String>,
+    /// The session's pin, once it runs.
+    pin: Option<Pin>,
+    /// Whether the input line asks for the peer's fingerprint again.
+    asking_for_pin: bool,
     output_open: bool,
     leaving: bool,
 }
@@ -269,6 +282,8 @@ impl Screen {
             pending: Vec::new(),
             live_rows: 0,
             peer: None,
+            pin: None,
+            asking_for_pin: false,
             output_open: true,
             leaving: false,
         }
@@ -291,6 +306,7 @@ impl Screen {
                 Msg::Prompt(question) => {
                     self.prompt = (!question.is_empty()).then_some(question);
                 }
+                Msg::Pin(pin) => self.pin = Some(pin),
                 Msg::Redraw => {}
                 Msg::CoreClosed => break,
             }
@@ -327,7 +343,7 @@ impl Screen {
         let control = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         if control && key.code == KeyCode::Char('c') {
-            if self.prompt.is_some() {
+            if self.pin.is_none() {
                 restore();
                 std::process::exit(130);
             }
@@ -379,6 +395,10 @@ impl Screen {
     }
 
     fn submit(&mut self, line: String) {
+        if self.asking_for_pin {
+            self.repin(&line);
+            return;
+        }
         match &self.prompt {
             Some(question) => {
                 let answered = format!("{question}{}", for_terminal(&line));
@@ -411,6 +431,24 @@ impl Screen {
                 self.push_rows(rows, name.len(), Paint::Own);
             }
             _ => self.push(Paint::Dim, &format!("> {text}")),
+        }
+    }
+
+    /// An answer to "the fingerprint again": a valid one becomes the pin, and the
+    /// attempts start over at once.
+    fn repin(&mut self, answer: &str) {
+        let question = self.prompt.clone().unwrap_or_default();
+        self.push(Paint::Dim, &format!("{question}{}", for_terminal(answer)));
+        match input::without_pasted_label(answer).parse::<Fingerprint>() {
+            Ok(fingerprint) => {
+                if let Some(pin) = &self.pin {
+                    pin.replace(fingerprint);
+                }
+                self.asking_for_pin = false;
+                self.prompt = None;
+                self.push(Paint::Status, "Trying again with the new fingerprint");
+            }
+            Err(err) => self.push(Paint::Problem, &format!("{err}; try again")),
         }
     }
 
@@ -453,6 +491,10 @@ impl Screen {
                 return;
             }
             Event::Connected { peer, .. } => self.peer = Some(for_terminal(peer).into_owned()),
+            Event::WrongPin { .. } if self.pin.is_some() => {
+                self.asking_for_pin = true;
+                self.prompt = Some(REPIN_QUESTION.into());
+            }
             Event::PeerLeft => {
                 let peer = self.peer.clone().unwrap_or_else(|| "The peer".into());
                 self.push(Paint::Status, &format!("{peer} left"));

@@ -5,6 +5,7 @@ use indicatif::HumanBytes;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::event::{Direction, Event};
+use crate::fingerprint::Fingerprint;
 use crate::sanitize::for_terminal;
 
 /// What kind of line it is: the plain front end sends peer lines to standard output
@@ -113,6 +114,17 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             "[verbose] {addr} gave up a connection it made while we were not yet ready"
         ))),
         Event::GaveUpWaiting { .. } => Vec::new(),
+        Event::WrongPin { target, mismatch } => {
+            let mut lines = vec![Line::problem(format!(
+                "The peer at {target} is not the one whose fingerprint was given:"
+            ))];
+            lines.extend(
+                compare_fingerprints(&mismatch.expected, &mismatch.presented)
+                    .into_iter()
+                    .map(Line::problem),
+            );
+            lines
+        }
         Event::PeerFinished { peer } => one(Line::status(format!(
             "{} has finished sending",
             for_terminal(peer)
@@ -200,6 +212,28 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
     }
 }
 
+/// Two fingerprints in groups of 4 hex digits, 8 groups a row, the rows of each
+/// half one above the other, and a `^^^^` under the first group that differs.
+pub fn compare_fingerprints(given: &Fingerprint, presented: &Fingerprint) -> Vec<String> {
+    let groups = |fingerprint: &Fingerprint| -> Vec<String> {
+        let hex = fingerprint.to_string();
+        (0..16).map(|i| hex[i * 4..i * 4 + 4].to_owned()).collect()
+    };
+    let (given, presented) = (groups(given), groups(presented));
+    let first_difference = (0..16).find(|&i| given[i] != presented[i]);
+    let mut rows = Vec::new();
+    for half in [0..8, 8..16] {
+        let start = half.start;
+        rows.push(format!("  given      {}", given[half.clone()].join(" ")));
+        rows.push(format!("  presented  {}", presented[half].join(" ")));
+        if let Some(at) = first_difference.filter(|at| (start..start + 8).contains(at)) {
+            let offset = 13 + (at - start) * 5;
+            rows.push(format!("{}^^^^ first difference", " ".repeat(offset)));
+        }
+    }
+    rows
+}
+
 /// `Sending NAME: …` or `Receiving NAME: …`, with peer-supplied text made safe.
 fn transfer_line(name: &str, receiving: bool, what: &str, detail: &str) -> String {
     let side = if receiving { "Receiving" } else { "Sending" };
@@ -270,6 +304,23 @@ mod tests {
         assert_eq!(rows[0], "日".repeat(4));
         assert!(rows.iter().all(|row| row.width() <= 8), "{rows:?}");
         assert_eq!(wrap_marked("short", 80), ["short"]);
+    }
+
+    #[test]
+    fn fingerprints_are_compared_in_groups_with_the_first_difference_marked() {
+        let given: Fingerprint = "7254".repeat(16).parse().unwrap();
+        let presented: Fingerprint = format!("{}7255{}", "7254".repeat(9), "7254".repeat(6))
+            .parse()
+            .unwrap();
+        let rows = compare_fingerprints(&given, &presented);
+        assert_eq!(rows.len(), 5, "{rows:#?}");
+        assert_eq!(rows[2], format!("  given      {}", ["7254"; 8].join(" ")));
+        assert_eq!(
+            rows[3],
+            "  presented  7254 7255 7254 7254 7254 7254 7254 7254"
+        );
+        assert_eq!(rows[4], "                  ^^^^ first difference");
+        assert!(rows.iter().all(|row| row.len() <= 60), "{rows:#?}");
     }
 
     #[test]

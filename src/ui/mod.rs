@@ -17,7 +17,9 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{Command, Event};
+use crate::outbound::WrongPin;
 use crate::session::AtFinish;
+use crate::tls::Pin;
 use interactive::Interactive;
 
 /// The front end in use: chosen once, at start.
@@ -58,6 +60,14 @@ impl Console {
         }
     }
 
+    /// What a wrong pin means: at a terminal, the person can enter it again.
+    pub fn wrong_pin(&self) -> WrongPin {
+        match self {
+            Console::Plain => WrongPin::Fatal,
+            Console::Interactive(_) => WrongPin::AskAgain,
+        }
+    }
+
     /// Asks `question` and waits for the answer.
     pub async fn prompt(
         &self,
@@ -87,6 +97,7 @@ impl Console {
         &mut self,
         events: mpsc::UnboundedReceiver<Event>,
         quit: mpsc::Sender<Command>,
+        pin: Pin,
         progress: bool,
         verbose: bool,
     ) -> io::Result<oneshot::Receiver<()>> {
@@ -95,7 +106,7 @@ impl Console {
                 let screen = plain::Screen::new(progress, verbose);
                 plain::spawn_printer(screen, events, quit)
             }
-            Console::Interactive(console) => console.attach(events, quit),
+            Console::Interactive(console) => console.attach(events, quit, pin),
         }
     }
 
