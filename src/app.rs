@@ -272,6 +272,14 @@ async fn forward_input(
                 note(input::HELP);
                 continue;
             }
+            Input::Transfers => {
+                ask_front_end(&events, Event::ListTransfers);
+                continue;
+            }
+            Input::Cancel { transfer, keep } => {
+                ask_front_end(&events, Event::CancelRequest { transfer, keep });
+                continue;
+            }
             Input::Invalid(reason) => {
                 note(&reason);
                 continue;
@@ -325,6 +333,13 @@ async fn handle_signals(
     if tokio::signal::ctrl_c().await.is_ok() {
         ui::restore_terminal();
         std::process::exit(Exit::Interrupted as i32);
+    }
+}
+
+/// Passes a request that the front end answers from what it has shown.
+fn ask_front_end(events: &mpsc::WeakUnboundedSender<Event>, request: Event) {
+    if let Some(events) = events.upgrade() {
+        let _ = events.send(request);
     }
 }
 

@@ -22,6 +22,39 @@ pub enum Command {
     Finish,
     /// Close both directions now (`/quit`, Ctrl-C).
     Quit,
+    /// Stop one transfer (`/cancel`); an arriving file's part is kept for a resume
+    /// only if `keep`.
+    Cancel { transfer: TransferId, keep: bool },
+}
+
+/// A transfer as the person sees it: sent files and arriving files are numbered
+/// separately, so the direction is part of its name (`s1`, `r1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TransferId {
+    pub receiving: bool,
+    pub id: u64,
+}
+
+impl std::fmt::Display for TransferId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = if self.receiving { 'r' } else { 's' };
+        write!(f, "{side}{}", self.id)
+    }
+}
+
+impl std::str::FromStr for TransferId {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{text:?} is not a transfer; /transfers lists them (s1, r2, …)");
+        let (receiving, number) = match text.split_at_checked(1).ok_or_else(bad)? {
+            ("s", number) => (false, number),
+            ("r", number) => (true, number),
+            _ => return Err(bad()),
+        };
+        let id = number.parse().map_err(|_| bad())?;
+        Ok(TransferId { receiving, id })
+    }
 }
 
 /// Which of the two connections an event concerns.
@@ -70,6 +103,14 @@ pub enum Event {
     },
     /// A line the front end itself wants shown among the others (help, a typing slip).
     Note { text: String },
+    /// `/transfers`, for the front end, which lists what it has seen.
+    ListTransfers,
+    /// `/cancel`, for the front end, which knows which transfer is meant and
+    /// answers with [`Command::Cancel`].
+    CancelRequest {
+        transfer: Option<TransferId>,
+        keep: bool,
+    },
     /// A line typed before the connection was ready; it will be sent once it is.
     Queued { pending: usize },
     /// A connection attempt to our listener failed authentication or the handshake.

@@ -100,6 +100,14 @@ impl ReceiveState {
     }
 }
 
+/// What the session may ask of a receiving connection while it runs.
+pub struct Controls {
+    /// Fires when we quit.
+    pub close: oneshot::Receiver<()>,
+    /// Arriving files the person cancelled, and whether to keep their parts.
+    pub cancels: mpsc::Receiver<(u64, bool)>,
+}
+
 /// Receives on `link` until the peer finishes, the link fails, or `close` fires.
 ///
 /// A line is acknowledged only once the front end has written it (`shown`), and at
@@ -116,8 +124,12 @@ pub async fn receive(
     shown: ShownWatch,
     limits: ReceiveLimits,
     events: mpsc::UnboundedSender<Event>,
-    mut close: oneshot::Receiver<()>,
+    controls: Controls,
 ) -> InboundEnd {
+    let Controls {
+        mut close,
+        mut cancels,
+    } = controls;
     let session = link.peer_session;
     let says_leave = link.version >= 2;
     let peer = link.peer_name.clone();
@@ -151,6 +163,12 @@ pub async fn receive(
         let frame = tokio::select! {
             biased;
             _ = &mut close => break InboundEnd::Closed,
+            Some((id, keep)) = cancels.recv() => {
+                if let Err(why) = files.cancel_here(id, keep).await {
+                    let _ = events.send(Event::Note { text: why });
+                }
+                continue;
+            }
             frame = async { backlog.await; reader.read_frame().await } => frame,
         };
         let result = match frame {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::event::TransferId;
 use crate::frame::MAX_TEXT_LEN;
 
 /// One line of user input, interpreted.
@@ -15,6 +16,13 @@ pub enum Input {
     Help,
     /// `transfer FILE`: send a file.
     Transfer(PathBuf),
+    /// `/transfers`: list them.
+    Transfers,
+    /// `/cancel [ID] [keep]`: stop a transfer (the only one running if no ID).
+    Cancel {
+        transfer: Option<TransferId>,
+        keep: bool,
+    },
     /// Nothing to do (an empty line).
     Nothing,
     /// A line we refuse, with the reason.
@@ -25,6 +33,10 @@ pub enum Input {
 pub const HELP: &str = "\
 Commands:
   transfer FILE  send FILE (a path; quotes around it are optional)
+  /transfers     list this session's transfers with their IDs (s1 sent, r1 received)
+  /cancel [ID] [keep]
+                 stop a transfer in either direction (the only one running if no ID);
+                 for a file arriving here, 'keep' keeps what arrived so that it can resume
   /quit          close both connections and exit (Ctrl-C does the same)
   /say TEXT      send TEXT as it is, even if it starts with '/' or 'transfer '
   /help          show this list
@@ -55,10 +67,15 @@ pub fn parse_line_at_home(line: &str, home: Option<&Path>) -> Input {
     let text = if let Some(rest) = line.strip_prefix("/say ") {
         rest
     } else if let Some(command) = trimmed.strip_prefix('/') {
-        return match command {
-            "quit" => Input::Quit,
-            "help" => Input::Help,
-            other => Input::Invalid(format!("unknown command /{other}; type /help for the list")),
+        let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
+        return match name {
+            "quit" if rest.is_empty() => Input::Quit,
+            "help" if rest.is_empty() => Input::Help,
+            "transfers" if rest.is_empty() => Input::Transfers,
+            "cancel" => parse_cancel(rest),
+            _ => Input::Invalid(format!(
+                "unknown command /{command}; type /help for the list"
+            )),
         };
     } else {
         line
@@ -70,6 +87,22 @@ pub fn parse_line_at_home(line: &str, home: Option<&Path>) -> Input {
         ));
     }
     Input::Say(text.to_owned())
+}
+
+/// `/cancel`'s arguments: an optional transfer ID, then optionally `keep`.
+fn parse_cancel(arguments: &str) -> Input {
+    let words: Vec<&str> = arguments.split_whitespace().collect();
+    let (transfer, keep) = match words.as_slice() {
+        [] => (None, false),
+        ["keep"] => (None, true),
+        [id] => (Some(*id), false),
+        [id, "keep"] => (Some(*id), true),
+        _ => return Input::Invalid("usage: /cancel [ID] [keep]".into()),
+    };
+    match transfer.map(str::parse).transpose() {
+        Ok(transfer) => Input::Cancel { transfer, keep },
+        Err(reason) => Input::Invalid(reason),
+    }
 }
 
 fn file_raw(line: &str) -> &str {
@@ -294,6 +327,46 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn cancel_takes_an_optional_id_and_keep() {
+        let s1 = "s1".parse().ok();
+        assert_eq!(parse_line("/transfers"), Input::Transfers);
+        assert_eq!(
+            parse_line("/cancel"),
+            Input::Cancel {
+                transfer: None,
+                keep: false
+            }
+        );
+        assert_eq!(
+            parse_line("/cancel s1"),
+            Input::Cancel {
+                transfer: s1,
+                keep: false
+            }
+        );
+        assert_eq!(
+            parse_line("/cancel keep"),
+            Input::Cancel {
+                transfer: None,
+                keep: true
+            }
+        );
+        assert_eq!(
+            parse_line("/cancel r2 keep"),
+            Input::Cancel {
+                transfer: "r2".parse().ok(),
+                keep: true
+            }
+        );
+        assert!(matches!(parse_line("/cancel 2"), Input::Invalid(_)));
+        assert!(matches!(
+            parse_line("/cancel s1 keep now"),
+            Input::Invalid(_)
+        ));
+        assert!(matches!(parse_line("/quit now"), Input::Invalid(_)));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
 use crate::connection::ConnectionError;
-use crate::event::{Command, Direction, Event};
+use crate::event::{Command, Direction, Event, TransferId};
 use crate::frame::Frame;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
 use crate::target::Target;
@@ -343,6 +343,7 @@ pub async fn run(
                         let _ = events.send(Event::Queued { pending: outbox.pending() });
                     }
                     Command::Transfer(path) => files.enqueue(path),
+                    Command::Cancel { transfer, .. } => files.cancel(transfer.id),
                     Command::Quit => {
                         report_undelivered(&mut outbox, &mut input, &events);
                         files.abandon("not sent: we quit");
@@ -421,6 +422,7 @@ async fn send_on(
             command = input.next() => match command {
                 Command::Send(text) => outbox.push(text),
                 Command::Transfer(path) => files.enqueue(path),
+                Command::Cancel { transfer, .. } => files.cancel(transfer.id),
                 Command::Quit => {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                         if says_leave {
@@ -493,6 +495,7 @@ fn report_undelivered(
                     "not sent: the session ended",
                 ));
             }
+            Command::Cancel { transfer, .. } => cancel_too_late(transfer, events),
             Command::Finish | Command::Quit => {}
         }
     }
@@ -500,6 +503,13 @@ fn report_undelivered(
     if !lines.is_empty() {
         let _ = events.send(Event::Undelivered { lines });
     }
+}
+
+/// A cancel that arrived as the session ended.
+fn cancel_too_late(transfer: TransferId, events: &mpsc::UnboundedSender<Event>) {
+    let _ = events.send(Event::Note {
+        text: format!("nothing to cancel as {transfer}: the session is ending"),
+    });
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::event::{Command, Direction, Event, ShownWatch};
+use crate::event::{Command, Direction, Event, ShownWatch, TransferId};
 use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
 use crate::inbound::{self, InboundEnd, ReceiveState};
@@ -20,6 +20,8 @@ use crate::target::Target;
 use crate::tls::{self, Pin, TlsConfigError};
 use crate::transfer::incoming::ReceiveLimits;
 
+/// Cancels typed ahead of the receiving connection.
+const CANCELS_IN_FLIGHT: usize = 16;
 /// How long quitting waits for both directions to close.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -76,6 +78,8 @@ pub enum SessionError {
 struct Receiver {
     task: JoinHandle<InboundEnd>,
     close: oneshot::Sender<()>,
+    /// Arriving files the person cancels, with whether to keep their parts.
+    cancels: mpsc::Sender<(u64, bool)>,
     peer: String,
 }
 
@@ -139,6 +143,9 @@ pub async fn run(
                     quit(&outgoing, sending.take(), receiver.take()).await;
                     return Ok(SessionEnd::Quit);
                 }
+                Some(Command::Cancel { transfer, keep }) if transfer.receiving => {
+                    cancel_arriving(receiver.as_ref(), transfer, keep, &events);
+                }
                 Some(command) if sending_ended.is_some() => not_sent(command, &events),
                 Some(command) => {
                     leaving |= command == Command::Finish && setup.at_finish == AtFinish::Leave;
@@ -165,15 +172,16 @@ pub async fn run(
                 peer_finished = false;
                 let peer = link.peer_name.clone();
                 let (close, close_rx) = oneshot::channel();
+                let (cancels, cancels_rx) = mpsc::channel(CANCELS_IN_FLIGHT);
                 let task = tokio::spawn(inbound::receive(
                     link,
                     received.clone(),
                     shown.clone(),
                     setup.limits.clone(),
                     events.clone(),
-                    close_rx,
+                    inbound::Controls { close: close_rx, cancels: cancels_rx },
                 ));
-                receiver = Some(Receiver { task, close, peer });
+                receiver = Some(Receiver { task, close, cancels, peer });
             }
             end = async { (&mut receiver.as_mut().expect("guarded").task).await }, if receiver.is_some() => {
                 let peer = receiver.take().expect("guarded").peer;
@@ -200,6 +208,22 @@ pub async fn run(
     }
 }
 
+/// Hands a cancel of an arriving file to the connection it arrives on.
+fn cancel_arriving(
+    receiver: Option<&Receiver>,
+    transfer: TransferId,
+    keep: bool,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let handed =
+        receiver.is_some_and(|receiver| receiver.cancels.try_send((transfer.id, keep)).is_ok());
+    if !handed {
+        let _ = events.send(Event::Note {
+            text: format!("nothing to cancel as {transfer}: no file is arriving now"),
+        });
+    }
+}
+
 /// Tells the user that a line or file typed after the sending side ended goes nowhere.
 fn not_sent(command: Command, events: &mpsc::UnboundedSender<Event>) {
     match command {
@@ -211,6 +235,11 @@ fn not_sent(command: Command, events: &mpsc::UnboundedSender<Event>) {
                 &path,
                 "not sent: the peer has left",
             ));
+        }
+        Command::Cancel { transfer, .. } => {
+            let _ = events.send(Event::Note {
+                text: format!("nothing to cancel as {transfer}: the peer has left"),
+            });
         }
         Command::Finish | Command::Quit => {}
     }

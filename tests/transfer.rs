@@ -205,3 +205,56 @@ fn a_chat_line_starting_with_transfer_can_be_sent_as_text() {
     pair.bob
         .expect(Stream::Stdout, "alice: transfer complete, thanks");
 }
+
+/// A file of `size` bytes that costs no time to write (sparse, all zeros).
+fn sparse_file(path: &std::path::Path, size: u64) {
+    std::fs::File::create(path).unwrap().set_len(size).unwrap();
+}
+
+#[test]
+fn the_sender_cancels_and_both_sides_are_told() {
+    let mut pair = Pair::connect(&[]);
+    sparse_file(&pair.alice.workdir.join("big.bin"), 1 << 30);
+    pair.alice.send("transfer big.bin");
+    pair.bob
+        .expect(Stream::Stderr, "Receiving big.bin (1.00 GiB) from alice");
+    pair.alice.send("/cancel");
+    pair.alice
+        .expect(Stream::Stderr, "Sending big.bin failed: cancelled");
+    let told = pair
+        .bob
+        .expect(Stream::Stderr, "Receiving big.bin failed: ");
+    assert!(told.contains("the sender cancelled"), "{told}");
+    pair.alice.send("/transfers");
+    pair.alice
+        .expect(Stream::Stderr, "  s1    big.bin (1.00 GiB): cancelled");
+    assert_eq!(common::kept_counts(&pair.bob.workdir), (0, 0));
+    pair.alice.send("still talking");
+    pair.bob.expect(Stream::Stdout, "alice: still talking");
+}
+
+#[test]
+fn the_receiver_cancels_keeping_the_part_and_a_later_offer_resumes() {
+    let mut pair = Pair::connect(&[]);
+    sparse_file(&pair.alice.workdir.join("big.bin"), 1 << 30);
+    pair.alice.send("transfer big.bin");
+    pair.bob
+        .expect(Stream::Stderr, "Receiving big.bin (1.00 GiB) from alice");
+    common::wait_for_kept_part(&pair.bob.workdir, 16 << 20);
+    pair.bob.send("/cancel r1 keep");
+    let kept = pair
+        .bob
+        .expect(Stream::Stderr, "Receiving big.bin failed: cancelled; kept ");
+    assert!(kept.contains("to resume"), "{kept}");
+    let told = pair
+        .alice
+        .expect(Stream::Stderr, "Sending big.bin failed: ");
+    assert!(told.contains("cancelled by the receiver"), "{told}");
+    assert_eq!(common::kept_counts(&pair.bob.workdir), (1, 1));
+    pair.alice.send("transfer big.bin");
+    pair.bob.expect(Stream::Stderr, "resuming at");
+    let saved = pair.bob.expect(Stream::Stderr, "Saved ./big.bin (verified");
+    let zeros = hex::encode(Sha256::digest(vec![0u8; 1 << 30]));
+    assert!(saved.contains(&zeros), "{saved}");
+    assert_eq!(common::kept_counts(&pair.bob.workdir), (0, 0));
+}

@@ -195,6 +195,36 @@ impl Receiving {
         Ok(())
     }
 
+    /// The person here cancelled transfer `id`: the sender is told with a `Verdict`
+    /// of status Failed, which stops it, and what arrived is kept for a resume only
+    /// if `keep`. Says why not when the file is not arriving (any more).
+    pub async fn cancel_here(&mut self, id: u64, keep: bool) -> Result<(), String> {
+        let Some(incoming) = self.active.remove(&id) else {
+            return Err(format!(
+                "no file is arriving as transfer {id} (a file that has fully arrived is being verified)"
+            ));
+        };
+        if incoming.remaining() > 0 {
+            self.discarding.insert(id, incoming.remaining());
+        }
+        let (name, size) = (incoming.meta.name.clone(), incoming.meta.size);
+        let reason = match incoming.finish(keep).await {
+            Outcome::Interrupted { part, received } => format!(
+                "cancelled; kept {received} of {size} bytes in {} to resume",
+                part.display()
+            ),
+            _ => "cancelled; nothing was kept".into(),
+        };
+        self.fail(id, &name, reason);
+        let verdict = Frame::Verdict {
+            id,
+            status: VerdictStatus::Failed,
+            detail: "cancelled by the receiver".into(),
+        };
+        let _ = self.replies.send(verdict).await;
+        Ok(())
+    }
+
     /// The connection ended: every unfinished file keeps its `.part` for a resume,
     /// unless `keep_partial` is false (the sender broke the protocol).
     pub async fn abandon(&mut self, reason: &str, keep_partial: bool) {

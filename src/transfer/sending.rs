@@ -44,8 +44,15 @@ pub struct Sending {
     head_offset: u64,
     /// The protocol version of the current connection.
     version: u16,
+    /// The head was cancelled while offered: cancel it once the receiver accepts.
+    cancel_on_accept: Option<u64>,
+    /// A `Cancel` to write before anything else.
+    pending_cancel: Option<Frame>,
     events: mpsc::UnboundedSender<Event>,
 }
+
+/// How a transfer the person cancelled ends.
+const CANCELLED: &str = "cancelled";
 
 impl Sending {
     pub fn new(events: mpsc::UnboundedSender<Event>) -> Self {
@@ -55,6 +62,8 @@ impl Sending {
             head: None,
             head_offset: 0,
             version: 1,
+            cancel_on_accept: None,
+            pending_cancel: None,
             events,
         }
     }
@@ -95,6 +104,9 @@ impl Sending {
     /// The next frame to write: an `Offer`, a `Chunk` or a `Cancel`. Waits while
     /// there is nothing to send. Cancel-safe, so it can sit in a `select!`.
     pub async fn next_frame(&mut self) -> Frame {
+        if let Some(cancel) = self.pending_cancel.take() {
+            return cancel;
+        }
         loop {
             match &mut self.head {
                 None => match self.queue.pop_front() {
@@ -199,6 +211,14 @@ impl Sending {
                 format!("resuming at {}", human_bytes(offset)),
             );
         }
+        if self.cancel_on_accept.take() == Some(id) && offset < file.size {
+            self.fail(id, &file.name, CANCELLED.into());
+            self.pending_cancel = Some(Frame::Cancel {
+                id,
+                reason: CANCELLED.into(),
+            });
+            return Ok(());
+        }
         self.head_offset = offset;
         let mut progress =
             ProgressReporter::new(self.events.clone(), offered, Phase::Sending, file.size);
@@ -210,6 +230,55 @@ impl Sending {
             progress,
             sent: offset,
         });
+        Ok(())
+    }
+
+    /// The person cancelled transfer `id`, queued or on its way. Says why not when
+    /// it is too late: every byte was sent, and the receiver is verifying them.
+    pub fn cancel(&mut self, id: u64) {
+        if let Err(why) = self.try_cancel(id) {
+            let _ = self.events.send(Event::Note { text: why });
+        }
+    }
+
+    fn try_cancel(&mut self, id: u64) -> Result<(), String> {
+        if let Some(at) = self.queue.iter().position(|queued| queued.id == id) {
+            let queued = self.queue.remove(at).expect("found above");
+            queued.hashing.abort();
+            self.fail(id, &queued.name, CANCELLED.into());
+            return Ok(());
+        }
+        let Some(head) = self.head.take_if(|head| head.id() == Some(id)) else {
+            return Err(format!("no file is being sent as transfer {id}"));
+        };
+        let name = head.name();
+        match head {
+            Head::Hashing(queued) => queued.hashing.abort(),
+            Head::Ready(..) => {}
+            Head::Offered(..) => {
+                self.cancel_on_accept = Some(id);
+                self.head = Some(head);
+                self.note(
+                    id,
+                    &name,
+                    "cancelling once the peer answers the offer".into(),
+                );
+                return Ok(());
+            }
+            Head::Streaming { .. } if !head.all_sent() => {
+                self.pending_cancel = Some(Frame::Cancel {
+                    id,
+                    reason: CANCELLED.into(),
+                });
+            }
+            Head::Streaming { .. } | Head::AwaitingVerdict(..) => {
+                self.head = Some(head);
+                return Err(format!(
+                    "too late to cancel {name}: every byte was sent, and the peer is verifying it"
+                ));
+            }
+        }
+        self.fail(id, &name, CANCELLED.into());
         Ok(())
     }
 
@@ -287,10 +356,15 @@ impl Sending {
                 Head::Offered(..) | Head::Streaming { .. } | Head::AwaitingVerdict(..)
             )
         });
+        self.pending_cancel = None;
         let Some(head) = on_the_wire else {
             return;
         };
         let (id, name) = (head.id().unwrap_or_default(), head.name());
+        if self.cancel_on_accept.take() == Some(id) {
+            self.fail(id, &name, CANCELLED.into());
+            return;
+        }
         let file = match head {
             Head::Offered(_, file)
             | Head::AwaitingVerdict(_, file)

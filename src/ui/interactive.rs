@@ -19,6 +19,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 use super::complete;
 use super::editor::{Edit, Editor};
 use super::lines::{self, Tone, wrap_marked};
+use super::transfers::TransferTable;
 use crate::event::{Command, Event, Phase};
 use crate::fingerprint::Fingerprint;
 use crate::input::{self, Input};
@@ -47,8 +48,12 @@ enum Msg {
     CoreClosed,
     /// The question the input line asks; empty for none.
     Prompt(String),
-    /// From now on, a re-entered fingerprint replaces this pin.
-    Pin(Pin),
+    /// The session runs: a re-entered fingerprint replaces `pin`, and the terminal's
+    /// own commands (a resolved `/cancel`) go to `commands`.
+    Session {
+        pin: Pin,
+        commands: mpsc::Sender<Command>,
+    },
     /// A bar drew a new frame.
     Redraw,
 }
@@ -132,7 +137,10 @@ impl Interactive {
     ) -> io::Result<oneshot::Receiver<()>> {
         let messages = self.messages.clone();
         let _ = messages.send(Msg::Prompt(String::new()));
-        let _ = messages.send(Msg::Pin(pin));
+        let _ = messages.send(Msg::Session {
+            pin,
+            commands: quit.clone(),
+        });
         std::thread::Builder::new()
             .name("chat-events".into())
             .spawn(move || {
@@ -253,6 +261,8 @@ struct Screen {
     peer: Option<String>,
     /// The session's pin, once it runs.
     pin: Option<Pin>,
+    commands: Option<mpsc::Sender<Command>>,
+    transfers: TransferTable,
     /// Whether the input line asks for the peer's fingerprint again.
     asking_for_pin: bool,
     output_open: bool,
@@ -283,6 +293,8 @@ impl Screen {
             live_rows: 0,
             peer: None,
             pin: None,
+            commands: None,
+            transfers: TransferTable::default(),
             asking_for_pin: false,
             output_open: true,
             leaving: false,
@@ -306,7 +318,10 @@ impl Screen {
                 Msg::Prompt(question) => {
                     self.prompt = (!question.is_empty()).then_some(question);
                 }
-                Msg::Pin(pin) => self.pin = Some(pin),
+                Msg::Session { pin, commands } => {
+                    self.pin = Some(pin);
+                    self.commands = Some(commands);
+                }
                 Msg::Redraw => {}
                 Msg::CoreClosed => break,
             }
@@ -474,7 +489,29 @@ impl Screen {
     }
 
     fn core(&mut self, event: Event) {
+        self.transfers.observe(&event);
         match &event {
+            Event::ListTransfers => {
+                for line in self.transfers.listing() {
+                    self.push(Paint::Status, &line);
+                }
+                return;
+            }
+            Event::CancelRequest { transfer, keep } => {
+                match self.transfers.resolve(*transfer) {
+                    Ok(transfer) => {
+                        let cancel = Command::Cancel {
+                            transfer,
+                            keep: *keep,
+                        };
+                        if let Some(commands) = &self.commands {
+                            let _ = commands.try_send(cancel);
+                        }
+                    }
+                    Err(why) => self.push(Paint::Problem, &why),
+                }
+                return;
+            }
             Event::Message { from, text, shown } => {
                 if !self.output_open {
                     return;

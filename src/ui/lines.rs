@@ -62,6 +62,8 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             text: format!("{}: {}", for_terminal(from), for_terminal(text)),
         }),
         Event::Note { text } => one(Line::status(text.clone())),
+        // Answered by the front end from its transfer table.
+        Event::ListTransfers | Event::CancelRequest { .. } => Vec::new(),
         Event::Waiting { target, reason } => one(Line::status(format!(
             "Waiting for the peer at {target} ({}); retrying until it is up",
             for_terminal(reason)

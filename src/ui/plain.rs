@@ -8,6 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::{mpsc, oneshot};
 
 use super::lines::{self, Tone, wrap_marked};
+use super::transfers::TransferTable;
 use super::{status, write_line};
 use crate::event::{Command, Event, Phase};
 use crate::platform;
@@ -28,8 +29,30 @@ pub fn spawn_printer(
         .name("chat-printer".into())
         .spawn(move || {
             let mut bars = Bars::default();
+            let mut transfers = TransferTable::default();
             let mut output_open = true;
             while let Some(event) = events.blocking_recv() {
+                transfers.observe(&event);
+                match &event {
+                    Event::ListTransfers => {
+                        transfers
+                            .listing()
+                            .iter()
+                            .for_each(|line| screen.status(line));
+                        continue;
+                    }
+                    Event::CancelRequest { transfer, keep } => {
+                        match transfers.resolve(*transfer) {
+                            Ok(transfer) => {
+                                let keep = *keep;
+                                let _ = quit.blocking_send(Command::Cancel { transfer, keep });
+                            }
+                            Err(why) => screen.status(&why),
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
                 if let Event::Message { .. } = event
                     && !output_open
                 {
