@@ -137,7 +137,7 @@ async fn peer(config: Config) -> Result<Exit> {
             config.download_dir.display()
         )
     })?;
-    let (mut console, mut lines) = Console::start(&identity.name, config.verbose)?;
+    let (mut console, mut lines) = Console::start(&identity.name, config.look)?;
     let target = match config.connect {
         Some(target) => target,
         None => {
@@ -170,13 +170,7 @@ async fn peer(config: Config) -> Result<Exit> {
     let wrong_pin = console.wrong_pin();
     let pin = Pin::new(peer);
     let printed = console
-        .show(
-            events_rx,
-            commands.clone(),
-            pin.clone(),
-            config.progress,
-            config.verbose,
-        )
+        .show(events_rx, commands.clone(), pin.clone())
         .context("cannot start the printing thread")?;
     let interrupted = Arc::new(AtomicBool::new(false));
     // Weak: the printer finishes once the session's own senders are gone.

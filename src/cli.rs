@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config, IdentitySource, ListenAddr};
+use crate::config::{self, Config, IdentitySource, ListenAddr, Look};
 use crate::fingerprint::Fingerprint;
 use crate::identity::{self, IdentityFiles};
 use crate::target::Target;
@@ -103,6 +103,9 @@ pub struct PeerArgs {
     /// Never draw progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Start every line shown with the local time, as [HH:MM].
+    #[arg(long)]
+    pub timestamps: bool,
 }
 
 impl PeerArgs {
@@ -153,8 +156,11 @@ impl PeerArgs {
             download_dir: self.download_dir,
             max_file_size,
             retry_for,
-            verbose: self.verbose,
-            progress: !self.no_progress,
+            look: Look {
+                verbose: self.verbose,
+                progress: !self.no_progress,
+                timestamps: self.timestamps,
+            },
         })
     }
 }

@@ -48,8 +48,18 @@ pub struct Config {
     pub max_file_size: Option<u64>,
     /// How long to keep trying to reach the peer without a connection.
     pub retry_for: Duration,
+    pub look: Look,
+}
+
+/// How the front end shows things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Look {
+    /// Connection details and retries.
     pub verbose: bool,
+    /// Progress bars.
     pub progress: bool,
+    /// `[HH:MM]` before every line.
+    pub timestamps: bool,
 }
 
 /// Why a `--listen` value is not usable.

@@ -19,7 +19,11 @@ const WIDE: (u16, u16) = (100, 30);
 
 impl Session {
     fn start(size: (u16, u16), env: &[(&str, &str)]) -> Session {
-        let (world, mut alice, bob) = Self::until_the_port_prompt(size, env);
+        Self::start_with(size, env, &[])
+    }
+
+    fn start_with(size: (u16, u16), env: &[(&str, &str)], extra: &[&str]) -> Session {
+        let (world, mut alice, bob) = Self::until_the_port_prompt_with(size, env, extra);
         alice.line(&bob.port.to_string());
         let mut session = Session { world, alice, bob };
         session.wait_connected();
@@ -28,6 +32,14 @@ impl Session {
 
     /// Starts both; alice waits at her first prompt, for the port to dial.
     fn until_the_port_prompt(size: (u16, u16), env: &[(&str, &str)]) -> (World, Terminal, Peer) {
+        Self::until_the_port_prompt_with(size, env, &[])
+    }
+
+    fn until_the_port_prompt_with(
+        size: (u16, u16),
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> (World, Terminal, Peer) {
         let world = World::new();
         let alice_fp = world.identity("alice");
         let bob_fp = world.identity("bob");
@@ -45,6 +57,10 @@ impl Session {
         ]
         .map(String::from)
         .into();
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
         let alice = Terminal::start(&home, &args, size, env);
         let listening = alice.wait_for_text("Listening on port ");
         let port = listening
@@ -263,4 +279,66 @@ fn a_mistyped_fingerprint_is_entered_again_and_neither_side_exits() {
     bob.wait_for_text("Connected to alice at 127.0.0.1:");
     alice.line("fixed it");
     bob.wait_for_text("alice: fixed it");
+}
+
+/// A file of `size` bytes that costs no time to write (sparse, all zeros).
+fn sparse_file(path: &std::path::Path, size: u64) {
+    std::fs::File::create(path).unwrap().set_len(size).unwrap();
+}
+
+#[test]
+fn a_bar_that_gets_nothing_says_it_has_stalled() {
+    let mut s = Session::start(WIDE, &[]);
+    sparse_file(&s.alice_home().join("big.bin"), 2 << 30);
+    s.alice.line("transfer big.bin");
+    s.alice.wait_for_text("sending big.bin [");
+    s.bob.signal("STOP");
+    let stalled = s.alice.wait_for_text("stalled for");
+    assert!(stalled.starts_with("sending big.bin ["), "{stalled}");
+    s.bob.signal("CONT");
+    s.alice
+        .wait_for_text("big.bin delivered and verified by bob");
+}
+
+#[test]
+fn a_resize_keeps_the_typed_line_whole_and_nothing_wider_than_the_window() {
+    let mut s = Session::start(WIDE, &[]);
+    s.alice.keys("half of a longer thought");
+    s.alice.wait_for_text("alice> half of a longer thought");
+    s.alice.resize(40, 20);
+    s.bob
+        .send(&format!("a reply long enough to wrap {}", "x".repeat(40)));
+    s.alice.wait_for_text("bob: a reply long enough to wrap");
+    s.alice
+        .wait_for("the input line after the resize", |screen| {
+            let (row, _) = screen.cursor_position();
+            let rows: Vec<String> = screen.rows(0, 40).collect();
+            rows[usize::from(row)].trim_end() == "alice> half of a longer thought"
+        });
+    let rows = s.alice.rows();
+    assert!(
+        rows.iter().all(|row| row.chars().count() <= 40),
+        "{}",
+        rows.join("\n")
+    );
+    s.alice.line(", finished");
+    s.bob
+        .expect(Stream::Stdout, "alice: half of a longer thought, finished");
+}
+
+#[test]
+fn timestamps_start_every_line_when_asked_for() {
+    let mut s = Session::start_with(WIDE, &[], &["--timestamps"]);
+    s.bob.send("what time is it");
+    let row = s.alice.wait_for_text("bob: what time is it");
+    let stamp = row.split(' ').next().unwrap();
+    let digits: Vec<char> = stamp.chars().collect();
+    assert!(
+        digits.len() == 7 && digits[0] == '[' && digits[3] == ':' && digits[6] == ']',
+        "{row}"
+    );
+    s.alice.line("noon");
+    s.bob.expect(Stream::Stdout, "alice: noon");
+    let own = s.alice.wait_for_text("] alice> noon");
+    assert!(own.starts_with('['), "{own}");
 }

@@ -20,6 +20,7 @@ use super::complete;
 use super::editor::{Edit, Editor};
 use super::lines::{self, Tone, wrap_marked};
 use super::transfers::TransferTable;
+use crate::config::Look;
 use crate::event::{Command, Event, Phase};
 use crate::fingerprint::Fingerprint;
 use crate::input::{self, Input};
@@ -73,10 +74,7 @@ struct Me {
 impl Interactive {
     /// Takes over the terminal. Lines typed and submitted arrive on the returned
     /// channel, which closes on Ctrl-D at an empty line (leaving).
-    pub fn start(
-        own_name: &str,
-        verbose: bool,
-    ) -> io::Result<(Interactive, mpsc::Receiver<String>)> {
+    pub fn start(own_name: &str, look: Look) -> io::Result<(Interactive, mpsc::Receiver<String>)> {
         crossterm::terminal::enable_raw_mode()?;
         RAW.store(true, Ordering::SeqCst);
         let _ = platform::write_stdout(b"\x1b[?2004h");
@@ -100,7 +98,7 @@ impl Interactive {
         std::thread::Builder::new()
             .name("chat-terminal".into())
             .spawn(move || {
-                let mut screen = Screen::new(me, verbose, lines, redraws);
+                let mut screen = Screen::new(me, look, lines, redraws);
                 screen.run(&inbox);
                 restore();
                 let _ = finished.send(());
@@ -243,6 +241,8 @@ impl TermLike for BarRow {
 struct Screen {
     me: Me,
     verbose: bool,
+    progress: bool,
+    timestamps: bool,
     colour: bool,
     editor: Editor,
     prompt: Option<String>,
@@ -272,14 +272,16 @@ struct Screen {
 impl Screen {
     fn new(
         me: Me,
-        verbose: bool,
+        look: Look,
         lines: mpsc::Sender<String>,
         redraws: std_mpsc::Sender<Msg>,
     ) -> Self {
         let columns = crossterm::terminal::size().map_or(80, |(columns, _)| columns);
         Screen {
             me,
-            verbose,
+            verbose: look.verbose,
+            progress: look.progress,
+            timestamps: look.timestamps,
             colour: std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty()),
             editor: Editor::default(),
             prompt: None,
@@ -440,7 +442,7 @@ impl Screen {
         match input::parse_line(line) {
             Input::Nothing => {}
             Input::Say(_) => {
-                let name = format!("{}>", self.me.name);
+                let name = format!("{}{}>", self.stamp(), self.me.name);
                 let shown = format!("{name} {text}");
                 let rows = wrap_marked(&shown, self.columns());
                 self.push_rows(rows, name.len(), Paint::Own);
@@ -516,7 +518,7 @@ impl Screen {
                 if !self.output_open {
                     return;
                 }
-                let name = for_terminal(from).into_owned();
+                let name = format!("{}{}", self.stamp(), for_terminal(from));
                 let line = format!("{name}: {}", for_terminal(text));
                 let rows = wrap_marked(&line, self.columns());
                 self.push_rows(rows, name.len() + 1, Paint::Peer);
@@ -666,8 +668,18 @@ impl Screen {
         }
     }
 
+    /// `[HH:MM] ` with `--timestamps`, else nothing.
+    fn stamp(&self) -> String {
+        if self.timestamps {
+            lines::timestamp()
+        } else {
+            String::new()
+        }
+    }
+
     fn push(&mut self, paint: Paint, text: &str) {
-        let rows = wrap_marked(text, self.columns());
+        let text = format!("{}{text}", self.stamp());
+        let rows = wrap_marked(&text, self.columns());
         let whole = rows.first().map_or(0, String::len);
         self.push_rows(rows, whole, paint);
     }
@@ -752,7 +764,12 @@ impl Screen {
 
     fn live_part(&self) -> Live {
         let columns = self.columns();
-        let rows = (self.bar_order.iter())
+        let shown_bars = if self.progress {
+            &self.bar_order[..]
+        } else {
+            &[]
+        };
+        let rows = (shown_bars.iter())
             .filter_map(|key| self.bars.get(key))
             .map(|bar| {
                 let row = bar.row.lock().expect("bar row poisoned").clone();

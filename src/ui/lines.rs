@@ -236,6 +236,11 @@ pub fn compare_fingerprints(given: &Fingerprint, presented: &Fingerprint) -> Vec
     rows
 }
 
+/// `[HH:MM] ` in local time, for `--timestamps`.
+pub fn timestamp() -> String {
+    jiff::Zoned::now().strftime("[%H:%M] ").to_string()
+}
+
 /// `Sending NAME: …` or `Receiving NAME: …`, with peer-supplied text made safe.
 fn transfer_line(name: &str, receiving: bool, what: &str, detail: &str) -> String {
     let side = if receiving { "Receiving" } else { "Sending" };

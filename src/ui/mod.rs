@@ -17,6 +17,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::Look;
 use crate::event::{Command, Event};
 use crate::outbound::WrongPin;
 use crate::session::AtFinish;
@@ -25,27 +26,24 @@ use interactive::Interactive;
 
 /// The front end in use: chosen once, at start.
 pub enum Console {
-    Plain,
+    Plain(Look),
     Interactive(Interactive),
 }
 
 impl Console {
     /// The interactive front end when standard input and output are both terminals
     /// (and `TERM` is not `dumb`), the plain one otherwise. Returns the typed lines.
-    pub fn start(
-        own_name: &str,
-        verbose: bool,
-    ) -> anyhow::Result<(Console, mpsc::Receiver<String>)> {
+    pub fn start(own_name: &str, look: Look) -> anyhow::Result<(Console, mpsc::Receiver<String>)> {
         let terminal = io::stdin().is_terminal()
             && io::stdout().is_terminal()
             && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
         if terminal {
             let (console, lines) =
-                Interactive::start(own_name, verbose).context("cannot set up the terminal")?;
+                Interactive::start(own_name, look).context("cannot set up the terminal")?;
             return Ok((Console::Interactive(console), lines));
         }
         let lines = spawn_line_reader().context("cannot start reading standard input")?;
-        Ok((Console::Plain, lines))
+        Ok((Console::Plain(look), lines))
     }
 
     pub fn is_interactive(&self) -> bool {
@@ -56,7 +54,7 @@ impl Console {
     /// script, the end of what it had to say.
     pub fn at_finish(&self) -> AtFinish {
         match self {
-            Console::Plain => AtFinish::WaitForPeer,
+            Console::Plain(_) => AtFinish::WaitForPeer,
             Console::Interactive(_) => AtFinish::Leave,
         }
     }
@@ -64,7 +62,7 @@ impl Console {
     /// What a wrong pin means: at a terminal, the person can enter it again.
     pub fn wrong_pin(&self) -> WrongPin {
         match self {
-            Console::Plain => WrongPin::Fatal,
+            Console::Plain(_) => WrongPin::Fatal,
             Console::Interactive(_) => WrongPin::AskAgain,
         }
     }
@@ -76,7 +74,7 @@ impl Console {
         lines: &mut mpsc::Receiver<String>,
     ) -> Option<String> {
         match self {
-            Console::Plain => prompt(question, lines).await,
+            Console::Plain(_) => prompt(question, lines).await,
             Console::Interactive(console) => {
                 console.ask(question);
                 lines.recv().await
@@ -87,7 +85,7 @@ impl Console {
     /// A status line of the front end's own, before the session shows events.
     pub fn note(&self, text: &str) {
         match self {
-            Console::Plain => status(text),
+            Console::Plain(_) => status(text),
             Console::Interactive(console) => console.note(text),
         }
     }
@@ -99,12 +97,10 @@ impl Console {
         events: mpsc::UnboundedReceiver<Event>,
         quit: mpsc::Sender<Command>,
         pin: Pin,
-        progress: bool,
-        verbose: bool,
     ) -> io::Result<oneshot::Receiver<()>> {
         match self {
-            Console::Plain => {
-                let screen = plain::Screen::new(progress, verbose);
+            Console::Plain(look) => {
+                let screen = plain::Screen::new(*look);
                 plain::spawn_printer(screen, events, quit)
             }
             Console::Interactive(console) => console.attach(events, quit, pin),

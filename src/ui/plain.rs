@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::lines::{self, Tone, wrap_marked};
 use super::transfers::TransferTable;
 use super::{status, write_line};
+use crate::config::Look;
 use crate::event::{Command, Event, Phase};
 use crate::platform;
 use crate::sanitize::for_terminal;
@@ -84,6 +85,7 @@ pub fn spawn_printer(
 pub struct Screen {
     bars: MultiProgress,
     verbose: bool,
+    timestamps: bool,
     /// Peer lines on a terminal are wrapped by us, each continuation row marked, so
     /// that no padding can make a row of a peer's line pass for a status line.
     stdout_is_terminal: bool,
@@ -96,15 +98,16 @@ pub struct Bars {
 }
 
 impl Screen {
-    pub fn new(progress: bool, verbose: bool) -> Self {
-        let target = if progress {
+    pub fn new(look: Look) -> Self {
+        let target = if look.progress {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()
         };
         Screen {
             bars: MultiProgress::with_draw_target(target),
-            verbose,
+            verbose: look.verbose,
+            timestamps: look.timestamps,
             stdout_is_terminal: io::stdout().is_terminal(),
         }
     }
@@ -146,7 +149,10 @@ impl Screen {
             }
             _ => {}
         }
-        for line in lines::describe(event, self.verbose) {
+        for mut line in lines::describe(event, self.verbose) {
+            if self.timestamps {
+                line.text.insert_str(0, &lines::timestamp());
+            }
             if line.tone != Tone::Peer {
                 self.status(&line.text);
                 continue;
