@@ -151,6 +151,45 @@ fn a_bad_port_is_asked_again_and_the_listening_port_stays() {
 }
 
 #[test]
+fn after_ctrl_d_nothing_typed_is_left_for_the_shell() {
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    let home = world.path().join("alice-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let certs = world.certs().display().to_string();
+    let args: Vec<String> = [
+        "--name",
+        "alice",
+        "--certs-dir",
+        &certs,
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-fingerprint",
+        &bob_fp,
+    ]
+    .map(String::from)
+    .into();
+    let mut alice = Terminal::start_before_a_shell(&home, &args, WIDE, &[]);
+    let listening = alice.wait_for_text("Listening on port ");
+    let port = listening
+        .trim_start_matches("Listening on port ")
+        .to_owned();
+    let mut bob = world.peer(
+        "bob",
+        &["--connect", &port, "--peer-fingerprint", &alice_fp],
+    );
+    alice.wait_for_text("Enter the target port number:");
+    alice.line(&bob.port.to_string());
+    alice.wait_for_text("Connected to bob at 127.0.0.1:");
+    alice.keys("\x04");
+    alice.keys("git reset --hard\r");
+    let left = alice.wait_for_text("left:[");
+    assert_eq!(left, "left:[] status:0");
+    bob.expect(Stream::Stderr, "The peer closed the connection");
+}
+
+#[test]
 fn ctrl_d_leaves_and_nothing_typed_after_it_is_sent() {
     let mut s = Session::start(WIDE, &[]);
     s.alice.line("last words");
@@ -341,4 +380,86 @@ fn timestamps_start_every_line_when_asked_for() {
     s.bob.expect(Stream::Stdout, "alice: noon");
     let own = s.alice.wait_for_text("] alice> noon");
     assert!(own.starts_with('['), "{own}");
+}
+
+/// The README's walkthrough with both people at 120×40 terminals: a large file
+/// moves while both type; afterwards each screen holds the conversation and one
+/// summary line, and no bar frame.
+#[test]
+fn two_people_at_terminals_chat_through_a_large_transfer_and_both_screens_stay_clean() {
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    let certs = world.certs().display().to_string();
+    let start = |name: &str, extra: &[&str]| {
+        let home = world.path().join(format!("{name}-home"));
+        std::fs::create_dir_all(&home).unwrap();
+        let mut args: Vec<String> = [
+            "--name",
+            name,
+            "--certs-dir",
+            &certs,
+            "--listen",
+            "127.0.0.1:0",
+        ]
+        .map(String::from)
+        .into();
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        let terminal = Terminal::start(&home, &args, (120, 40), &[]);
+        let listening = terminal.wait_for_text("Listening on port ");
+        let port = listening
+            .trim_start_matches("Listening on port ")
+            .to_owned();
+        (terminal, port, home)
+    };
+    let (mut alice, alice_port, alice_home) = start("alice", &[]);
+    let (mut bob, bob_port, bob_home) = start("bob", &["--connect", &alice_port]);
+    alice.wait_for_text("Enter the target port number:");
+    alice.line(&bob_port);
+    alice.wait_for_text("Enter the peer's fingerprint:");
+    alice.line(&bob_fp);
+    bob.wait_for_text("Enter the peer's fingerprint:");
+    bob.line(&format!("Fingerprint: {alice_fp}"));
+    alice.wait_for_text("Connected to bob at 127.0.0.1:");
+    bob.wait_for_text("Connected to alice at 127.0.0.1:");
+
+    sparse_file(&alice_home.join("big.bin"), 1 << 30);
+    alice.line("transfer big.bin");
+    bob.wait_for_text("Receiving big.bin (1.00 GiB) from alice");
+    for i in 0..3 {
+        alice.line(&format!("alice typing {i}"));
+        bob.line(&format!("bob typing {i}"));
+        bob.wait_for_text(&format!("alice: alice typing {i}"));
+        alice.wait_for_text(&format!("bob: bob typing {i}"));
+    }
+    alice.wait_for_text("big.bin delivered and verified by bob");
+    bob.wait_for_text("Saved ./big.bin (verified");
+    assert_eq!(
+        std::fs::metadata(bob_home.join("big.bin")).unwrap().len(),
+        1 << 30
+    );
+
+    for (who, terminal, summary) in [
+        ("alice", &alice, "big.bin delivered and verified by bob"),
+        ("bob", &bob, "Saved ./big.bin (verified"),
+    ] {
+        let history = terminal.history();
+        let shown = history.join("\n");
+        let bars = (history.iter())
+            .filter(|row| row.contains("big.bin ["))
+            .count();
+        assert_eq!(bars, 0, "{who}'s scrollback holds bar frames:\n{shown}");
+        let summaries = (history.iter()).filter(|row| row.contains(summary)).count();
+        assert_eq!(summaries, 1, "{who}:\n{shown}");
+        let other = if who == "alice" { "bob" } else { "alice" };
+        for i in 0..3 {
+            let own = format!("{who}> {who} typing {i}");
+            let theirs = format!("{other}: {other} typing {i}");
+            assert!(history.contains(&own), "{who} misses {own:?}:\n{shown}");
+            assert!(
+                history.contains(&theirs),
+                "{who} misses {theirs:?}:\n{shown}"
+            );
+        }
+    }
 }

@@ -29,6 +29,31 @@ impl Terminal {
     /// Starts `chat ARGS` in `workdir` on a `columns`×`rows` terminal. `env` is
     /// added to a small fixed environment (`TERM=xterm-256color`, `HOME`).
     pub fn start(workdir: &Path, args: &[String], size: (u16, u16), env: &[(&str, &str)]) -> Self {
+        Self::start_program(BIN, workdir, args, size, env)
+    }
+
+    /// Like [`Terminal::start`], then, once `chat` has exited, a shell on the same
+    /// terminal reads for 2 s and prints whatever was left unread: `left:[…]`.
+    pub fn start_before_a_shell(
+        workdir: &Path,
+        args: &[String],
+        size: (u16, u16),
+        env: &[(&str, &str)],
+    ) -> Self {
+        let script =
+            r#""$0" "$@"; status=$?; read -r -t 2 left; echo "left:[$left] status:$status""#;
+        let mut shell_args = vec!["-c".to_owned(), script.to_owned(), BIN.to_owned()];
+        shell_args.extend_from_slice(args);
+        Self::start_program("/bin/bash", workdir, &shell_args, size, env)
+    }
+
+    fn start_program(
+        program: &str,
+        workdir: &Path,
+        args: &[String],
+        size: (u16, u16),
+        env: &[(&str, &str)],
+    ) -> Self {
         let (columns, rows) = size;
         let pty = native_pty_system()
             .openpty(PtySize {
@@ -38,7 +63,7 @@ impl Terminal {
                 pixel_height: 0,
             })
             .expect("open a pseudo-terminal");
-        let mut command = CommandBuilder::new(BIN);
+        let mut command = CommandBuilder::new(program);
         command.args(args);
         command.cwd(workdir);
         command.env_clear();
