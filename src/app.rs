@@ -129,6 +129,10 @@ async fn peer(config: Config) -> Result<Exit> {
         .context("cannot read the listening port")?
         .port();
     ui::say(&format!("Fingerprint: {}", identity.fingerprint));
+    ui::status(&format!(
+        "Your fingerprint, to read out: {}",
+        identity.fingerprint.grouped()
+    ));
     ui::say(&format!("Listening on port {port}"));
 
     std::fs::create_dir_all(&config.download_dir).with_context(|| {
@@ -164,13 +168,20 @@ async fn peer(config: Config) -> Result<Exit> {
         );
     }
 
+    console.note(&ui::lines::safety_line(&identity.fingerprint, &peer));
+
     let (commands, commands_rx) = mpsc::channel(1024);
     let (events, events_rx) = mpsc::unbounded_channel();
     let at_finish = console.at_finish();
     let wrong_pin = console.wrong_pin();
     let pin = Pin::new(peer);
     let printed = console
-        .show(events_rx, commands.clone(), pin.clone())
+        .show(
+            events_rx,
+            commands.clone(),
+            pin.clone(),
+            identity.fingerprint,
+        )
         .context("cannot start the printing thread")?;
     let interrupted = Arc::new(AtomicBool::new(false));
     // Weak: the printer finishes once the session's own senders are gone.

@@ -33,6 +33,41 @@ impl Fingerprint {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The 64 hex digits in groups of 4, for a person to read or compare:
+    /// `7254 87da 85cb …`.
+    pub fn grouped(&self) -> String {
+        let hex = self.to_string();
+        let groups: Vec<&str> = (0..16).map(|i| &hex[i * 4..i * 4 + 4]).collect();
+        groups.join(" ")
+    }
+}
+
+/// What two people compare to know that each pinned the other's certificate: 6
+/// groups of 5 digits, the same whichever side computes it. The SHA-256 of
+/// `chat safety number v1`, a zero byte, then the two fingerprints in ascending
+/// byte order; each group is the next 5 bytes of that hash read as a big-endian
+/// number, modulo 100000 (PROTOCOL.md, "Safety number").
+pub fn safety_number(one: &Fingerprint, other: &Fingerprint) -> String {
+    let (low, high) = if one.0 <= other.0 {
+        (one, other)
+    } else {
+        (other, one)
+    };
+    let mut hash = Sha256::new();
+    hash.update(b"chat safety number v1\0");
+    hash.update(low.0);
+    hash.update(high.0);
+    let digest = hash.finalize();
+    let groups: Vec<String> = digest
+        .chunks(5)
+        .take(6)
+        .map(|bytes| {
+            let value = bytes.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b));
+            format!("{:05}", value % 100_000)
+        })
+        .collect();
+    groups.join(" ")
 }
 
 impl FromStr for Fingerprint {
@@ -113,6 +148,34 @@ mod tests {
         ] {
             assert_eq!(spelling.parse::<Fingerprint>(), Ok(expected), "{spelling}");
         }
+    }
+
+    #[test]
+    fn groups_of_four_for_people() {
+        let fingerprint: Fingerprint = HEX.parse().unwrap();
+        assert_eq!(
+            fingerprint.grouped(),
+            "9f86 d081 884c 7d65 9a2f eaa0 c55a d015 a3bf 4f1b 2b0b 822c d15d 6c15 b0f0 0a08"
+        );
+    }
+
+    #[test]
+    fn the_safety_number_is_the_same_on_both_sides_and_differs_for_another_pair() {
+        let a: Fingerprint = HEX.parse().unwrap();
+        let b = Fingerprint::of(b"bob");
+        let c = Fingerprint::of(b"carol");
+        let number = safety_number(&a, &b);
+        assert_eq!(number, safety_number(&b, &a));
+        assert_ne!(number, safety_number(&a, &c));
+        let groups: Vec<&str> = number.split(' ').collect();
+        assert_eq!(groups.len(), 6);
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.len() == 5 && g.bytes().all(|d| d.is_ascii_digit()))
+        );
+        // The example in PROTOCOL.md, computed there by another implementation.
+        assert_eq!(number, "69546 09777 01764 94769 58323 90345");
     }
 
     #[test]

@@ -182,6 +182,8 @@ fn after_ctrl_d_nothing_typed_is_left_for_the_shell() {
     alice.wait_for_text("Enter the target port number:");
     alice.line(&bob.port.to_string());
     alice.wait_for_text("Connected to bob at 127.0.0.1:");
+    alice.wait_for_text("bob connected from 127.0.0.1:");
+    bob.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
     alice.keys("\x04");
     alice.keys("git reset --hard\r");
     let left = alice.wait_for_text("left:[");

@@ -253,3 +253,18 @@ fn a_peer_still_at_its_prompts_is_waited_for_without_false_alarms() {
         .collect();
     assert!(alarms.is_empty(), "{}", alice.transcript());
 }
+
+#[test]
+fn both_sides_show_the_same_safety_number_and_a_grouped_fingerprint() {
+    let Pair {
+        mut alice, mut bob, ..
+    } = Pair::connect(&[]);
+    let alice_number = alice.expect_seen(Stream::Stderr, "Safety number: ");
+    let bob_number = bob.expect_seen(Stream::Stderr, "Safety number: ");
+    assert_eq!(alice_number, bob_number);
+    let grouped = alice.expect_seen(Stream::Stderr, "Your fingerprint, to read out: ");
+    let digits: String = grouped["Your fingerprint, to read out: ".len()..]
+        .split(' ')
+        .collect();
+    assert_eq!(digits, alice.fingerprint);
+}

@@ -53,6 +53,8 @@ enum Msg {
     /// own commands (a resolved `/cancel`) go to `commands`.
     Session {
         pin: Pin,
+        /// Our own fingerprint, for the safety number after a new pin.
+        own: Fingerprint,
         commands: mpsc::Sender<Command>,
     },
     /// A bar drew a new frame.
@@ -132,11 +134,13 @@ impl Interactive {
         mut events: mpsc::UnboundedReceiver<Event>,
         quit: mpsc::Sender<Command>,
         pin: Pin,
+        own: Fingerprint,
     ) -> io::Result<oneshot::Receiver<()>> {
         let messages = self.messages.clone();
         let _ = messages.send(Msg::Prompt(String::new()));
         let _ = messages.send(Msg::Session {
             pin,
+            own,
             commands: quit.clone(),
         });
         std::thread::Builder::new()
@@ -262,6 +266,7 @@ struct Screen {
     /// The session's pin, once it runs.
     pin: Option<Pin>,
     commands: Option<mpsc::Sender<Command>>,
+    own: Option<Fingerprint>,
     transfers: TransferTable,
     /// Whether the input line asks for the peer's fingerprint again.
     asking_for_pin: bool,
@@ -296,6 +301,7 @@ impl Screen {
             peer: None,
             pin: None,
             commands: None,
+            own: None,
             transfers: TransferTable::default(),
             asking_for_pin: false,
             output_open: true,
@@ -320,8 +326,9 @@ impl Screen {
                 Msg::Prompt(question) => {
                     self.prompt = (!question.is_empty()).then_some(question);
                 }
-                Msg::Session { pin, commands } => {
+                Msg::Session { pin, own, commands } => {
                     self.pin = Some(pin);
+                    self.own = Some(own);
                     self.commands = Some(commands);
                 }
                 Msg::Redraw => {}
@@ -464,6 +471,9 @@ impl Screen {
                 self.asking_for_pin = false;
                 self.prompt = None;
                 self.push(Paint::Status, "Trying again with the new fingerprint");
+                if let Some(own) = self.own {
+                    self.push(Paint::Status, &lines::safety_line(&own, &fingerprint));
+                }
             }
             Err(err) => self.push(Paint::Problem, &format!("{err}; try again")),
         }

@@ -236,6 +236,14 @@ pub fn compare_fingerprints(given: &Fingerprint, presented: &Fingerprint) -> Vec
     rows
 }
 
+/// The safety number line shown when a session starts, and after a new pin.
+pub fn safety_line(own: &Fingerprint, peer: &Fingerprint) -> String {
+    format!(
+        "Safety number: {} (the peer sees the same if each of you pinned the other)",
+        crate::fingerprint::safety_number(own, peer)
+    )
+}
+
 /// `[HH:MM] ` in local time, for `--timestamps`.
 pub fn timestamp() -> String {
     jiff::Zoned::now().strftime("[%H:%M] ").to_string()

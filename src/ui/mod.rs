@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Look;
 use crate::event::{Command, Event};
+use crate::fingerprint::Fingerprint;
 use crate::outbound::WrongPin;
 use crate::session::AtFinish;
 use crate::tls::Pin;
@@ -97,13 +98,14 @@ impl Console {
         events: mpsc::UnboundedReceiver<Event>,
         quit: mpsc::Sender<Command>,
         pin: Pin,
+        own: Fingerprint,
     ) -> io::Result<oneshot::Receiver<()>> {
         match self {
             Console::Plain(look) => {
                 let screen = plain::Screen::new(*look);
                 plain::spawn_printer(screen, events, quit)
             }
-            Console::Interactive(console) => console.attach(events, quit, pin),
+            Console::Interactive(console) => console.attach(events, quit, pin, own),
         }
     }
 
