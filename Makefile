@@ -19,9 +19,9 @@ certs: build
 		fi; \
 	done
 
-# make run ARGS="--name alice --listen 7001"
+# make run ARGS="--name alice --listen 7001": identities from certs/, as make certs made them.
 run:
-	$(CARGO) run --release --locked -- $(ARGS)
+	$(CARGO) run --release --locked -- --certs-dir certs $(ARGS)
 
 test:
 	$(CARGO) fmt --check

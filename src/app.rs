@@ -44,6 +44,13 @@ pub enum Exit {
 pub fn run_tool(tool: Tool) -> Exit {
     let result = match tool {
         Tool::Certs { name, dir, force } => {
+            let dir = match crate::config::identity_home(dir) {
+                Ok(dir) => dir,
+                Err(err) => {
+                    ui::status(&format!("chat: error: {err:#}"));
+                    return Exit::Failure;
+                }
+            };
             let files = IdentityFiles::named(&dir, &name);
             identity::create(&files, &name, force).map(|identity| {
                 ui::status(&format!(

@@ -23,7 +23,7 @@ Example: a session between two terminals
 Then each line typed in one window appears in the other as `name: text`,
 and `transfer FILE` sends a file, stored in the peer's --download-dir once its
 size and SHA-256 are verified.
-Check a fingerprint with: openssl x509 -in certs/alice.crt -noout -fingerprint -sha256
+Check a fingerprint with: openssl x509 -in ~/.config/chat/alice.crt -noout -fingerprint -sha256
 Type /help in a session for its commands.";
 
 /// Peer-to-peer chat over mutually authenticated TLS 1.3, each side pinning the other's certificate.
@@ -44,9 +44,9 @@ pub enum Tool {
         /// The certificate's common name, shown to the peer, and the files' base name.
         #[arg(long)]
         name: String,
-        /// Folder for the two files.
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
+        /// Folder for the two files. [default: the per-user folder, as for --certs-dir]
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Replace an existing identity (the old fingerprint stops working).
         #[arg(long)]
         force: bool,
@@ -61,12 +61,12 @@ pub enum Tool {
 /// Options for running a peer.
 #[derive(Debug, Args)]
 pub struct PeerArgs {
-    /// Identity to use: certs/NAME.crt and certs/NAME.key, created if neither exists. [default: $USER, or "peer"]
+    /// Identity to use: NAME.crt and NAME.key in the --certs-dir folder, created if neither exists. [default: $USER, or "peer"]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Folder that holds named identities.
-    #[arg(long, value_name = "DIR", default_value = "certs")]
-    pub certs_dir: PathBuf,
+    /// Folder that holds named identities. [default: $CHAT_HOME, else the per-user configuration folder's chat/: $XDG_CONFIG_HOME/chat or ~/.config/chat]
+    #[arg(long, value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
     /// Certificate file to present, instead of a named identity (needs --key).
     #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "name")]
     pub cert: Option<PathBuf>,
@@ -120,7 +120,7 @@ impl PeerArgs {
                 let name = self.name.unwrap_or_else(default_name);
                 identity::validate_name(&name).context("--name")?;
                 IdentitySource::Named {
-                    dir: self.certs_dir,
+                    dir: config::identity_home(self.certs_dir)?,
                     name,
                 }
             }

@@ -198,6 +198,25 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// Where named identities live: `explicit` (`--certs-dir`), else `$CHAT_HOME`, else
+/// the per-user configuration folder's `chat` (`$XDG_CONFIG_HOME/chat` or
+/// `~/.config/chat` on Linux), so that one user has one identity wherever `chat`
+/// is started.
+pub fn identity_home(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir);
+    }
+    if let Some(home) = std::env::var_os("CHAT_HOME").filter(|home| !home.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    match dirs::config_dir() {
+        Some(config) => Ok(config.join("chat")),
+        None => anyhow::bail!(
+            "cannot tell where your configuration folder is; pass --certs-dir DIR or set CHAT_HOME"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

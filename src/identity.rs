@@ -107,6 +107,18 @@ pub fn validate_name(name: &str) -> Result<(), IdentityError> {
 ///
 /// Without `overwrite`, refuses if either file exists. The key file is created with
 /// mode 0600 from the start, so it is never readable by others even for an instant.
+/// Creates the identity folder, if missing, open to its owner alone (its parents
+/// as the system makes them).
+fn create_folder(dir: &Path) -> io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    crate::platform::ensure_private_dir(dir)
+}
+
 pub fn create(
     files: &IdentityFiles,
     name: &str,
@@ -127,7 +139,7 @@ pub fn create(
 
     for path in [&files.certificate, &files.private_key] {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
+            create_folder(dir).map_err(|source| io_error(dir, source))?;
         }
     }
     write_file(

@@ -268,3 +268,58 @@ fn both_sides_show_the_same_safety_number_and_a_grouped_fingerprint() {
         .collect();
     assert_eq!(digits, alice.fingerprint);
 }
+
+/// Starts `chat --name zed` in `folder` with `env`, and returns the fingerprint it
+/// prints; the process is stopped after that.
+fn fingerprint_started_in(folder: &std::path::Path, env: &[(&str, &std::path::Path)]) -> String {
+    use std::io::BufRead;
+    std::fs::create_dir_all(folder).unwrap();
+    let mut command = std::process::Command::new(common::BIN);
+    command
+        .args(["--name", "zed", "--listen", "127.0.0.1:0", "--connect", "9"])
+        .args(["--peer-fingerprint", &"ab".repeat(32)])
+        .current_dir(folder)
+        .env_remove("CHAT_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    first
+        .trim()
+        .strip_prefix("Fingerprint: ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_owned()
+}
+
+#[test]
+fn one_identity_per_user_wherever_chat_is_started() {
+    let world = World::new();
+    let home = world.path().join("home");
+    let here = fingerprint_started_in(&world.path().join("a"), &[("HOME", &home)]);
+    let there = fingerprint_started_in(&world.path().join("b/c"), &[("HOME", &home)]);
+    assert_eq!(here, there);
+    let folder = home.join(".config/chat");
+    assert!(folder.join("zed.crt").is_file() && folder.join("zed.key").is_file());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&folder).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert!(!world.path().join("a/certs").exists());
+
+    let elsewhere = world.path().join("chat-home");
+    let own = fingerprint_started_in(
+        &world.path().join("a"),
+        &[("HOME", &home), ("CHAT_HOME", &elsewhere)],
+    );
+    assert_ne!(own, here, "CHAT_HOME holds an identity of its own");
+    assert!(elsewhere.join("zed.crt").is_file());
+}
