@@ -4,7 +4,7 @@ NAMES ?= alice bob
 ARGS ?=
 BIN := target/release/chat
 
-.PHONY: build certs run test soak bench
+.PHONY: build certs run test soak bench fuzz
 
 build:
 	$(CARGO) build --release --locked
@@ -39,3 +39,18 @@ soak:
 bench:
 	$(CARGO) bench --locked --bench transfer
 	$(CARGO) bench --locked --bench floods
+
+# Coverage-guided fuzzing with cargo fuzz (needs a nightly toolchain and
+# `cargo install cargo-fuzz --locked`; not part of make test): writes the seed corpus,
+# checks fuzz/Cargo.lock is up to date, then runs each target in turn, one at a time,
+# for FUZZ_SECONDS. A failure stops it; the input is in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= decoder receiver names sanitizer
+fuzz:
+	$(CARGO) +nightly metadata --locked --manifest-path fuzz/Cargo.toml --format-version 1 >/dev/null
+	$(CARGO) +nightly run --locked --manifest-path fuzz/Cargo.toml --example seeds
+	nice -n 10 $(CARGO) +nightly fuzz build
+	@for target in $(FUZZ_TARGETS); do \
+		echo "fuzz $$target for $(FUZZ_SECONDS) s"; \
+		nice -n 10 $(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done

@@ -1,15 +1,19 @@
-//! The invariants the fuzzer checks, shared with the regression tests that replay
-//! the inputs it found.
+//! The invariants the fuzz targets check (`fuzz/fuzz_targets/`), shared with the
+//! regression test that replays the inputs they found (`tests/fuzz_regressions.rs`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chat::frame::{Frame, HEADER_LEN, PROTOCOL_VERSION};
+use chat::frame::{Frame, HEADER_LEN, MAX_FILE_NAME_LEN, PROTOCOL_VERSION};
 use chat::inbound::ReceiveState;
+use chat::sanitize::{MAX_COMBINING_MARKS, for_terminal, is_invisible};
 use chat::transfer::incoming::ReceiveLimits;
+use chat::transfer::name::{numbered, sanitize};
 use chat::transfer::parts::PARTS_DIR;
 use chat::transfer::receiving::Receiving;
 use sha2::{Digest, Sha256};
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::is_nfc;
 
 /// Decoding never panics, never claims more bytes than it was given, and whatever it
 /// accepts re-encodes to exactly the bytes it consumed (the encoding is canonical).
@@ -35,58 +39,91 @@ pub fn check_decoder(input: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Feeds decoded frames to the receiving side as a connection would. Nothing may
-/// appear outside the download folder, and every file under a final name must hold
-/// exactly the bytes whose SHA-256 an offer of that name declared.
+/// Feeds decoded frames to the receiving side as connections would. A `Hello` ends
+/// the connection as a lost link does (unfinished parts are kept) and starts the next
+/// one on the same download folder and session, so resuming and "already saved" are
+/// reached too; any other frame the receiver must not get, or a protocol violation,
+/// ends the input. Nothing may appear outside the download folder, and every file
+/// under a final name must be a regular file whose name follows the name rules and
+/// which holds exactly the bytes whose SHA-256 an offer declared.
 pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<(), String> {
     let root = scratch.join(run.to_string());
     let downloads = root.join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
     let limits = ReceiveLimits::new(downloads.clone(), Some(1 << 20));
-    let (replies, mut replies_rx) = tokio::sync::mpsc::channel(1 << 16);
-    let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut files = Receiving::new(limits, "fuzz".into(), PROTOCOL_VERSION, replies, events);
     let state = Arc::new(Mutex::new(ReceiveState::default()));
+    let mut session = 7;
     let mut declared: Vec<(String, [u8; 32])> = Vec::new();
+    // Each connection's reply and event receivers: drained once the input is done, so
+    // that a verification still running overlaps the next connection.
+    let mut ended = Vec::new();
     let mut offset = 0;
-    let mut keep_partial = true;
-    while let Ok(Some((frame, used))) = Frame::decode(&input[offset..]) {
-        offset += used;
-        let result = match frame {
-            Frame::Message { seq, .. } => state
-                .lock()
-                .unwrap()
-                .arrive(7, seq)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Frame::Offer {
-                id,
-                size,
-                sha256,
-                name,
-            } => {
-                declared.push((name.clone(), sha256));
-                files
-                    .offer(id, &name, size, sha256)
-                    .await
-                    .map_err(|e| e.to_string())
+    loop {
+        let (replies, replies_rx) = tokio::sync::mpsc::channel(1 << 16);
+        let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut files = Receiving::new(
+            limits.clone(),
+            "fuzz".into(),
+            PROTOCOL_VERSION,
+            replies,
+            events,
+        );
+        let mut reconnect = false;
+        let mut keep_partial = true;
+        while let Ok(Some((frame, used))) = Frame::decode(&input[offset..]) {
+            offset += used;
+            let result = match frame {
+                Frame::Hello { session_id, .. } => {
+                    session = session_id;
+                    reconnect = true;
+                    break;
+                }
+                Frame::Message { seq, .. } => state
+                    .lock()
+                    .unwrap()
+                    .arrive(session, seq)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Frame::Offer {
+                    id,
+                    size,
+                    sha256,
+                    name,
+                } => {
+                    declared.push((name.clone(), sha256));
+                    files
+                        .offer(id, &name, size, sha256)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Frame::Chunk { id, data } => files.chunk(id, data).await.map_err(|e| e.to_string()),
+                Frame::Cancel { id, reason } => {
+                    files.cancel(id, &reason).await.map_err(|e| e.to_string())
+                }
+                _ => Err("frame not valid on this direction".into()),
+            };
+            if result.is_err() {
+                keep_partial = false;
+                break;
             }
-            Frame::Chunk { id, data } => files.chunk(id, data).await.map_err(|e| e.to_string()),
-            Frame::Cancel { id, reason } => {
-                files.cancel(id, &reason).await.map_err(|e| e.to_string())
-            }
-            _ => Err("frame not valid on this direction".into()),
+        }
+        let reason = if reconnect {
+            "the connection was lost"
+        } else {
+            "fuzz input ended"
         };
-        if result.is_err() {
-            keep_partial = false;
+        files.abandon(reason, keep_partial).await;
+        drop(files);
+        ended.push((replies_rx, events_rx));
+        if !reconnect {
             break;
         }
     }
-    files.abandon("fuzz input ended", keep_partial).await;
-    drop(files);
-    // Let verdict tasks finish: they hold clones of the reply sender.
-    while replies_rx.recv().await.is_some() {}
-    while events_rx.try_recv().is_ok() {}
+    // Let verdict tasks finish: they hold clones of the reply senders.
+    for (mut replies_rx, mut events_rx) in ended {
+        while replies_rx.recv().await.is_some() {}
+        while events_rx.try_recv().is_ok() {}
+    }
 
     let outside: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
@@ -101,6 +138,12 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
         if name == PARTS_DIR {
             continue;
         }
+        if !entry.file_type().unwrap().is_file() {
+            return Err(format!("{name:?} is not a regular file"));
+        }
+        if sanitize(&name).as_deref() != Ok(name.as_str()) {
+            return Err(format!("{name:?} was stored under a name the rules refuse"));
+        }
         let hash: [u8; 32] = Sha256::digest(std::fs::read(entry.path()).unwrap()).into();
         if !declared.iter().any(|(_, declared)| *declared == hash) {
             return Err(format!("{name} holds bytes no offer declared"));
@@ -108,4 +151,129 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
     }
     std::fs::remove_dir_all(&root).unwrap();
     Ok(())
+}
+
+/// Whatever `transfer::name::sanitize` accepts is one safe path component that the
+/// rules accept again unchanged, and so is each of its numbered alternatives, which
+/// stay within the file-name limit. The input is taken as UTF-8, invalid bytes
+/// replaced (offered names arrive as UTF-8 text).
+///
+/// Alternatives need not differ from each other nor from the name, and nothing in
+/// `numbered` says they do: cutting a long stem can leave what reads as its own
+/// number (`x (12 (9).txt` cut for alternative 9 gives `x (12 (9).txt` again). That
+/// costs one more candidate and no more, since the free name is looked for in the
+/// folder and the rename into place never replaces a file.
+pub fn check_name(input: &[u8]) -> Result<(), String> {
+    let offered = String::from_utf8_lossy(input);
+    let Ok(stored) = sanitize(&offered) else {
+        return Ok(());
+    };
+    let context = |problem: String| format!("{offered:?} stored as {stored:?}: {problem}");
+    safe_component(&stored).map_err(context)?;
+    if sanitize(&stored).as_deref() != Ok(stored.as_str()) {
+        return Err(context(format!(
+            "the rules change it again: {:?}",
+            sanitize(&stored)
+        )));
+    }
+    if numbered(&stored, 0) != stored {
+        return Err(context("alternative 0 is not the name itself".into()));
+    }
+    for n in [1, 2, 9, 10, 123, 99_999, u32::MAX] {
+        let alternative = numbered(&stored, n);
+        let context =
+            |problem: String| context(format!("alternative {n} {alternative:?} {problem}"));
+        if alternative.len() > MAX_FILE_NAME_LEN {
+            return Err(context(format!(
+                "is {} bytes, over {MAX_FILE_NAME_LEN}",
+                alternative.len()
+            )));
+        }
+        if !alternative.contains(&format!(" ({n})")) {
+            return Err(context("lost its number".into()));
+        }
+        if sanitize(&alternative).as_deref() != Ok(alternative.as_str()) {
+            return Err(context(format!(
+                "is not kept by the rules: {:?}",
+                sanitize(&alternative)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What `sanitize` promises of a name it returns.
+fn safe_component(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err("not a file name".into());
+    }
+    if name.contains(['/', '\\', '\0']) {
+        return Err("holds a path separator or NUL".into());
+    }
+    if name.len() > MAX_FILE_NAME_LEN {
+        return Err(format!("is {} bytes, over {MAX_FILE_NAME_LEN}", name.len()));
+    }
+    if !is_nfc(name) {
+        return Err("is not in normal form C".into());
+    }
+    if let Some(c) = name.chars().find(|&c| c.is_control() || is_invisible(c)) {
+        return Err(format!("holds U+{:04X}", c as u32));
+    }
+    if name.ends_with(['.', ' ']) {
+        return Err("ends with a dot or a space".into());
+    }
+    if name.starts_with(['.', '-']) {
+        return Err("starts with a dot or a dash".into());
+    }
+    let lowercase = name.to_lowercase();
+    if lowercase.ends_with(".part") || lowercase.ends_with(".part.meta") {
+        return Err("ends like an unfinished transfer".into());
+    }
+    Ok(())
+}
+
+/// `sanitize::for_terminal` leaves no control character (C0, DEL, C1: every escape
+/// sequence starts with one), no invisible character and no more than
+/// `MAX_COMBINING_MARKS` combining marks in a row, so its output needs no further
+/// escaping; text with none of these, printable ASCII for one, is left as it is.
+pub fn check_sanitizer(input: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(input);
+    let shown = for_terminal(&text);
+    if let Some(c) = shown.chars().find(|&c| c.is_control() || is_invisible(c)) {
+        return Err(format!("{text:?} is shown with U+{:04X}", c as u32));
+    }
+    if longest_run_of_marks(&shown) > MAX_COMBINING_MARKS {
+        return Err(format!(
+            "{text:?} is shown with {} combining marks in a row",
+            longest_run_of_marks(&shown)
+        ));
+    }
+    if for_terminal(&shown) != shown {
+        return Err(format!(
+            "{text:?} is shown as {shown:?}, which is escaped again"
+        ));
+    }
+    let ordinary = !text.chars().any(|c| c.is_control() || is_invisible(c))
+        && longest_run_of_marks(&text) <= MAX_COMBINING_MARKS;
+    if ordinary && shown != text {
+        return Err(format!("ordinary text {text:?} is shown as {shown:?}"));
+    }
+    let printable: String = input
+        .iter()
+        .filter(|b| (0x20..0x7f).contains(*b))
+        .map(|&b| char::from(b))
+        .collect();
+    if for_terminal(&printable) != printable {
+        return Err(format!("printable ASCII {printable:?} is changed"));
+    }
+    Ok(())
+}
+
+fn longest_run_of_marks(text: &str) -> usize {
+    let (mut run, mut longest) = (0, 0);
+    for c in text.chars() {
+        run = if is_combining_mark(c) { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
 }

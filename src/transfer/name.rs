@@ -95,11 +95,14 @@ pub fn numbered(name: &str, n: u32) -> String {
     if n == 0 {
         return name.to_owned();
     }
+    let suffix = format!(" ({n})");
+    // An extension with no room left for the number beside it is cut like a stem.
     let (stem, extension) = match name.find('.') {
-        Some(dot) if dot > 0 => name.split_at(dot),
+        Some(dot) if dot > 0 && name.len() - dot + suffix.len() <= MAX_FILE_NAME_LEN => {
+            name.split_at(dot)
+        }
         _ => (name, ""),
     };
-    let suffix = format!(" ({n})");
     // A long name keeps its number and extension: the stem gives way.
     let mut room = MAX_FILE_NAME_LEN
         .saturating_sub(suffix.len() + extension.len())
@@ -236,5 +239,23 @@ mod tests {
             alternative.len()
         );
         assert!(alternative.ends_with(" (12).tar.gz"), "{alternative}");
+    }
+
+    #[test]
+    fn an_extension_too_long_for_the_number_gives_way_too() {
+        // Found by the names fuzz target: the number and the extension alone were
+        // over the limit, so the second copy of such a file could not be stored.
+        let name = format!("a.{}", "x".repeat(253));
+        assert_eq!(sanitize(&name).as_deref(), Ok(name.as_str()));
+        for n in [1, 12, u32::MAX] {
+            let alternative = numbered(&name, n);
+            assert!(
+                alternative.len() <= MAX_FILE_NAME_LEN,
+                "{n}: {} bytes",
+                alternative.len()
+            );
+            assert!(alternative.ends_with(&format!(" ({n})")), "{alternative}");
+            assert_eq!(sanitize(&alternative).as_deref(), Ok(alternative.as_str()));
+        }
     }
 }
