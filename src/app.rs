@@ -104,6 +104,8 @@ pub fn run_peer(config: Config) -> Exit {
     });
     // The standard input thread may be blocked in a read; do not wait for it.
     runtime.shutdown_background();
+    // Also when the terminal thread did not finish in time.
+    ui::restore_terminal();
     exit
 }
 
@@ -155,7 +157,7 @@ async fn peer(config: Config) -> Result<Exit> {
             let question = "Enter the target port number: ";
             match ask(&console, &mut lines, question, "--connect").await {
                 Ok(target) => target,
-                Err(err) => return Err(console.close_with(err)),
+                Err(err) => return Err(console.close_with(err).await),
             }
         }
     };
@@ -165,7 +167,7 @@ async fn peer(config: Config) -> Result<Exit> {
             let question = "Enter the peer's fingerprint: ";
             match ask(&console, &mut lines, question, "--peer-fingerprint").await {
                 Ok(peer) => peer,
-                Err(err) => return Err(console.close_with(err)),
+                Err(err) => return Err(console.close_with(err).await),
             }
         }
     };

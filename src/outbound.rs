@@ -236,6 +236,8 @@ impl Dialer {
             tokio::select! {
                 () = tokio::time::sleep(delay.min(left)) => delay = (delay * 2).min(MAX_RETRY_DELAY),
                 Ok(()) = pin_changes.changed() => {
+                    // The same wrong fingerprint entered again is reported again.
+                    last_mismatch = None;
                     delay = FIRST_RETRY_DELAY;
                     started = tokio::time::Instant::now();
                 }

@@ -96,8 +96,16 @@ fn a_partly_typed_line_survives_an_incoming_message_and_stays_editable() {
     assert_eq!(s.alice.cursor_row(), "alice> so the plan is");
     s.alice.line(" simple");
     s.bob.expect(Stream::Stdout, "alice: so the plan is simple");
-    s.alice.wait_for_text("alice> so the plan is simple");
-    assert_eq!(s.alice.cursor_row(), "alice>");
+    s.alice
+        .wait_for("the line sent and the input line empty", |screen| {
+            let rows: Vec<String> = screen
+                .rows(0, 100)
+                .map(|r| r.trim_end().to_owned())
+                .collect();
+            let (cursor, _) = screen.cursor_position();
+            rows[usize::from(cursor)] == "alice>"
+                && rows.iter().any(|row| row == "alice> so the plan is simple")
+        });
 }
 
 #[test]
@@ -238,11 +246,10 @@ fn typing_during_transfers_leaves_one_summary_line_and_no_bar_frames() {
                 history.join("\n")
             );
         }
-        let columns = usize::from(size.0);
+        let wrapped = wrapped_rows(&s.alice);
         assert!(
-            (history.iter())
-                .all(|row| unicode_width::UnicodeWidthStr::width(row.as_str()) <= columns),
-            "{}",
+            wrapped.is_empty(),
+            "{wrapped:?} wrapped:\n{}",
             history.join("\n")
         );
     }
@@ -356,11 +363,11 @@ fn a_resize_keeps_the_typed_line_whole_and_nothing_wider_than_the_window() {
             let rows: Vec<String> = screen.rows(0, 40).collect();
             rows[usize::from(row)].trim_end() == "alice> half of a longer thought"
         });
-    let rows = s.alice.rows();
+    let wrapped = wrapped_rows(&s.alice);
     assert!(
-        rows.iter().all(|row| row.chars().count() <= 40),
-        "{}",
-        rows.join("\n")
+        wrapped.is_empty(),
+        "{wrapped:?} wrapped:\n{}",
+        s.alice.rows().join("\n")
     );
     s.alice.line(", finished");
     s.bob
@@ -464,4 +471,30 @@ fn two_people_at_terminals_chat_through_a_large_transfer_and_both_screens_stay_c
             );
         }
     }
+}
+
+#[test]
+fn ctrl_d_at_a_prompt_ends_with_a_usage_error_and_the_terminal_restored() {
+    let (_world, mut alice, _bob) = Session::until_the_port_prompt(WIDE, &[]);
+    alice.keys("\x04");
+    assert_eq!(alice.wait_exit(), 2);
+    alice.wait_for_text("standard input ended before an answer; pass --connect instead");
+}
+
+/// Rows on screen that the terminal had to wrap: a row of ours that did not fit.
+/// The lines printed before the interactive screen starts (down to `Listening on
+/// port`) are exempt: the fingerprint is printed whole so that it can be copied, and
+/// may wrap.
+fn wrapped_rows(terminal: &Terminal) -> Vec<String> {
+    terminal.with_screen(|screen| {
+        let (rows, columns) = screen.size();
+        let texts: Vec<String> = screen.rows(0, columns.get()).collect();
+        let first_of_ours = (texts.iter())
+            .position(|text| text.starts_with("Listening on port "))
+            .unwrap_or(0);
+        (0..rows.get())
+            .filter(|&row| usize::from(row) > first_of_ours && screen.row_wrapped(row))
+            .map(|row| texts[usize::from(row)].clone())
+            .collect()
+    })
 }

@@ -48,9 +48,14 @@ pub struct Sending {
     cancel_on_accept: Option<u64>,
     /// A `Cancel` to write before anything else.
     pending_cancel: Option<Frame>,
+    /// Transfers we cancelled on the wire: a `Verdict` the receiver sent before it
+    /// read our `Cancel` (its own cancel, a write error) may still arrive for them.
+    cancelled: VecDeque<u64>,
     events: mpsc::UnboundedSender<Event>,
 }
 
+/// How many cancelled transfers a crossing `Verdict` is forgiven for.
+const MAX_CANCELLED_REMEMBERED: usize = 64;
 /// How a transfer the person cancelled ends.
 const CANCELLED: &str = "cancelled";
 
@@ -64,6 +69,7 @@ impl Sending {
             version: 1,
             cancel_on_accept: None,
             pending_cancel: None,
+            cancelled: VecDeque::new(),
             events,
         }
     }
@@ -213,10 +219,7 @@ impl Sending {
         }
         if self.cancel_on_accept.take() == Some(id) && offset < file.size {
             self.fail(id, &file.name, CANCELLED.into());
-            self.pending_cancel = Some(Frame::Cancel {
-                id,
-                reason: CANCELLED.into(),
-            });
+            self.cancel_on_the_wire(id);
             return Ok(());
         }
         self.head_offset = offset;
@@ -266,10 +269,7 @@ impl Sending {
                 return Ok(());
             }
             Head::Streaming { .. } if !head.all_sent() => {
-                self.pending_cancel = Some(Frame::Cancel {
-                    id,
-                    reason: CANCELLED.into(),
-                });
+                self.cancel_on_the_wire(id);
             }
             Head::Streaming { .. } | Head::AwaitingVerdict(..) => {
                 self.head = Some(head);
@@ -282,6 +282,18 @@ impl Sending {
         Ok(())
     }
 
+    /// Queues our `Cancel` for `id`, and remembers it for a crossing `Verdict`.
+    fn cancel_on_the_wire(&mut self, id: u64) {
+        self.pending_cancel = Some(Frame::Cancel {
+            id,
+            reason: CANCELLED.into(),
+        });
+        if self.cancelled.len() == MAX_CANCELLED_REMEMBERED {
+            self.cancelled.pop_front();
+        }
+        self.cancelled.push_back(id);
+    }
+
     /// The receiver's final word on transfer `id`.
     pub fn verdict(
         &mut self,
@@ -291,6 +303,10 @@ impl Sending {
         peer: &str,
     ) -> Result<(), TransferViolation> {
         let Some(head) = self.head.take_if(|head| head.id() == Some(id)) else {
+            if let Some(at) = self.cancelled.iter().position(|&c| c == id) {
+                self.cancelled.remove(at);
+                return Ok(());
+            }
             return Err(TransferViolation::UnknownId {
                 frame: "Verdict",
                 id,

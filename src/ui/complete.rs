@@ -47,6 +47,14 @@ fn complete_in(before_cursor: &str, home: Option<&Path>) -> Option<Completion> {
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
+            // A name that would move the cursor or retitle the window is never
+            // shown or inserted; it can still be typed.
+            if name
+                .chars()
+                .any(|c| c.is_control() || crate::sanitize::is_invisible(c))
+            {
+                return None;
+            }
             let visible = !name.starts_with('.') || prefix.starts_with('.');
             (visible && name.starts_with(prefix)).then(|| {
                 let is_dir = entry.path().is_dir();
@@ -106,6 +114,7 @@ mod tests {
         std::fs::write(base.join("photos/a1.jpg"), b"").unwrap();
         std::fs::write(base.join("photos/a2.jpg"), b"").unwrap();
         std::fs::write(base.join(".hidden"), b"").unwrap();
+        std::fs::write(base.join("my \x1b]0;title\x07"), b"").unwrap();
         let at = |typed: &str| complete_in(&format!("transfer {typed}"), Some(base));
 
         assert_eq!(

@@ -32,8 +32,10 @@ use crate::tls::Pin;
 const TICK: Duration = Duration::from_millis(500);
 /// No progress for this long, and a bar says it has stalled.
 const STALLED_AFTER: Duration = Duration::from_secs(3);
+/// Rows at most that the echo of one typed line takes.
+const MAX_ECHO_ROWS: usize = 4;
 /// Lines kept to draw the screen again after a resize.
-const KEPT_ROWS: usize = 500;
+const KEPT_LINES: usize = 500;
 
 /// What the input line asks after the peer presented another certificate.
 const REPIN_QUESTION: &str = "Enter the peer's fingerprint again: ";
@@ -158,11 +160,12 @@ impl Interactive {
     }
 
     /// Ends the front end without a session (an error before it began).
-    pub fn close(self) {
+    pub async fn close(self) {
         let _ = self.messages.send(Msg::CoreClosed);
         if let Some(finished) = self.finished {
-            let _ = finished.blocking_recv();
+            let _ = tokio::time::timeout(Duration::from_secs(2), finished).await;
         }
+        restore();
     }
 }
 
@@ -184,6 +187,8 @@ struct Bar {
     /// When its bytes began to move, for the summary line.
     started: Instant,
     last_progress: Instant,
+    /// Whether bytes should be moving now: not while hashing, queued or verifying.
+    moving: bool,
     stalled: bool,
 }
 
@@ -257,7 +262,7 @@ struct Screen {
     /// Bars in the order they appeared.
     bar_order: Vec<(bool, u64)>,
     /// Rows printed recently, for a redraw after a resize.
-    kept: VecDeque<String>,
+    kept: VecDeque<Kept>,
     /// New rows to print above the live ones in the next frame.
     pending: Vec<String>,
     /// How many rows the live part took when last drawn.
@@ -311,13 +316,16 @@ impl Screen {
 
     fn run(&mut self, inbox: &std_mpsc::Receiver<Msg>) {
         self.draw();
+        let mut next_stall_check = Instant::now() + TICK;
         loop {
-            let msg = match inbox.recv_timeout(TICK) {
+            let now = Instant::now();
+            if now >= next_stall_check {
+                self.check_stalls();
+                next_stall_check = now + TICK;
+            }
+            let msg = match inbox.recv_timeout(next_stall_check.saturating_duration_since(now)) {
                 Ok(msg) => msg,
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                    self.check_stalls();
-                    continue;
-                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             };
             match msg {
@@ -445,14 +453,17 @@ impl Screen {
     /// Shows what this side typed, as the peer will see it (`alice> text`), or a
     /// command as it was typed.
     fn echo(&mut self, line: &str) {
-        let text = for_terminal(line);
+        let mut text = for_terminal(line).into_owned();
+        let longest = self.columns() * MAX_ECHO_ROWS;
+        if text.chars().count() > longest {
+            text = text.chars().take(longest).collect::<String>() + "…";
+        }
         match input::parse_line(line) {
             Input::Nothing => {}
             Input::Say(_) => {
                 let name = format!("{}{}>", self.stamp(), self.me.name);
                 let shown = format!("{name} {text}");
-                let rows = wrap_marked(&shown, self.columns());
-                self.push_rows(rows, name.len(), Paint::Own);
+                self.push_line(shown, name.len(), Paint::Own);
             }
             _ => self.push(Paint::Dim, &format!("> {text}")),
         }
@@ -530,8 +541,7 @@ impl Screen {
                 }
                 let name = format!("{}{}", self.stamp(), for_terminal(from));
                 let line = format!("{name}: {}", for_terminal(text));
-                let rows = wrap_marked(&line, self.columns());
-                self.push_rows(rows, name.len() + 1, Paint::Peer);
+                self.push_line(line, name.len() + 1, Paint::Peer);
                 if self.draw() {
                     shown.written();
                 } else {
@@ -596,6 +606,8 @@ impl Screen {
                         bar.started = Instant::now();
                     }
                     bar.last_progress = Instant::now();
+                    bar.moving = *phase != Phase::Hashing
+                        && bar.bar.length().is_some_and(|total| *done < total);
                     if bar.stalled {
                         bar.stalled = false;
                         bar.bar.set_style(bar_style(false));
@@ -637,6 +649,7 @@ impl Screen {
                 row,
                 started: now,
                 last_progress: now,
+                moving: key.0,
                 stalled: false,
             },
         );
@@ -664,7 +677,7 @@ impl Screen {
         let mut changed = false;
         for bar in self.bars.values_mut() {
             let quiet = bar.last_progress.elapsed();
-            if quiet >= STALLED_AFTER && !bar.bar.is_finished() {
+            if bar.moving && quiet >= STALLED_AFTER {
                 if !bar.stalled {
                     bar.stalled = true;
                     bar.bar.set_style(bar_style(true));
@@ -689,30 +702,35 @@ impl Screen {
 
     fn push(&mut self, paint: Paint, text: &str) {
         let text = format!("{}{text}", self.stamp());
-        let rows = wrap_marked(&text, self.columns());
-        let whole = rows.first().map_or(0, String::len);
-        self.push_rows(rows, whole, paint);
+        self.push_line(text, 0, paint);
     }
 
-    /// Queues rows to print; the first `head` bytes of the first row (a name) or
-    /// every row (a status line) get `paint`.
-    fn push_rows(&mut self, rows: Vec<String>, head: usize, paint: Paint) {
-        for (i, row) in rows.into_iter().enumerate() {
-            let painted = match paint {
+    /// Queues a line to print above the live rows, and keeps it for a redraw.
+    fn push_line(&mut self, text: String, head: usize, paint: Paint) {
+        let line = Kept { text, head, paint };
+        let rows = self.rows_of(&line, self.columns());
+        self.pending.extend(rows);
+        if self.kept.len() == KEPT_LINES {
+            self.kept.pop_front();
+        }
+        self.kept.push_back(line);
+    }
+
+    /// The rows `line` takes at `columns`, coloured: the first `head` bytes of a
+    /// name line (peer or own), every row of any other.
+    fn rows_of(&self, line: &Kept, columns: usize) -> Vec<String> {
+        let rows = wrap_marked(&line.text, columns);
+        (rows.into_iter().enumerate())
+            .map(|(i, row)| match line.paint {
                 Paint::Peer | Paint::Own if i == 0 && self.colour => {
-                    let (name, rest) = row.split_at(head.min(row.len()));
-                    format!("{}{name}\x1b[0m{rest}", paint.code())
+                    let (name, rest) = row.split_at(line.head.min(row.len()));
+                    format!("{}{name}\x1b[0m{rest}", line.paint.code())
                 }
                 Paint::Peer | Paint::Own => row,
-                _ if self.colour => format!("{}{row}\x1b[0m", paint.code()),
+                _ if self.colour => format!("{}{row}\x1b[0m", line.paint.code()),
                 _ => row,
-            };
-            if self.kept.len() == KEPT_ROWS {
-                self.kept.pop_front();
-            }
-            self.kept.push_back(painted.clone());
-            self.pending.push(painted);
-        }
+            })
+            .collect()
     }
 
     /// Draws one frame; false if standard output could not be written.
@@ -761,9 +779,19 @@ impl Screen {
         let height = crossterm::terminal::size().map_or(24, |(_, rows)| usize::from(rows));
         let live = self.live_part().rows.len() + 1;
         let room = height.saturating_sub(live);
-        let skip = self.kept.len().saturating_sub(room);
+        let columns = self.columns();
+        let mut rows: Vec<String> = Vec::new();
+        for line in self.kept.iter().rev() {
+            if rows.len() >= room {
+                break;
+            }
+            let mut these = self.rows_of(line, columns);
+            these.extend(rows);
+            rows = these;
+        }
+        let skip = rows.len().saturating_sub(room);
         let mut frame = String::from("\x1b[H\x1b[2J");
-        for row in self.kept.iter().skip(skip) {
+        for row in rows.iter().skip(skip) {
             frame.push_str(row);
             frame.push_str("\r\n");
         }
@@ -774,12 +802,21 @@ impl Screen {
 
     fn live_part(&self) -> Live {
         let columns = self.columns();
+        let height = crossterm::terminal::size().map_or(24, |(_, rows)| usize::from(rows));
+        // The bars, the input line and one row of messages must fit, or rows would
+        // scroll away on every frame.
+        let room = height.saturating_sub(2).max(1);
         let shown_bars = if self.progress {
             &self.bar_order[..]
         } else {
             &[]
         };
-        let rows = (shown_bars.iter())
+        let (shown_bars, more) = if shown_bars.len() > room {
+            (&shown_bars[..room - 1], shown_bars.len() - (room - 1))
+        } else {
+            (shown_bars, 0)
+        };
+        let mut rows: Vec<String> = (shown_bars.iter())
             .filter_map(|key| self.bars.get(key))
             .map(|bar| {
                 let row = bar.row.lock().expect("bar row poisoned").clone();
@@ -791,6 +828,12 @@ impl Screen {
                 }
             })
             .collect();
+        if more > 0 {
+            rows.push(truncate_to_width(
+                &format!("… and {more} more transfers (/transfers lists them)"),
+                columns - 1,
+            ));
+        }
         if self.leaving {
             return Live {
                 rows,
@@ -816,6 +859,14 @@ impl Screen {
             cursor,
         }
     }
+}
+
+/// A line printed above the live rows, kept to be wrapped again after a resize.
+struct Kept {
+    text: String,
+    /// Bytes of the name at its start, for a peer's or our own line.
+    head: usize,
+    paint: Paint,
 }
 
 /// The rows below the messages: bars, then the input line.

@@ -110,9 +110,9 @@ impl Console {
     }
 
     /// Gives the terminal back before `err` is reported.
-    pub fn close_with(self, err: anyhow::Error) -> anyhow::Error {
+    pub async fn close_with(self, err: anyhow::Error) -> anyhow::Error {
         if let Console::Interactive(console) = self {
-            console.close();
+            console.close().await;
         }
         err
     }
