@@ -289,26 +289,8 @@ fn a_mistyped_fingerprint_is_entered_again_and_neither_side_exits() {
         "0"
     };
     let typo = format!("{}{flipped}{}", &bob_fp[..20], &bob_fp[21..]);
-    let certs = world.certs().display().to_string();
     let start = |name: &str, extra: &[&str]| {
-        let home = world.path().join(format!("{name}-home"));
-        std::fs::create_dir_all(&home).unwrap();
-        let mut args: Vec<String> = [
-            "--name",
-            name,
-            "--certs-dir",
-            &certs,
-            "--listen",
-            "127.0.0.1:0",
-        ]
-        .map(String::from)
-        .into();
-        args.extend(extra.iter().map(|arg| arg.to_string()));
-        let terminal = Terminal::start(&home, &args, WIDE, &[]);
-        let listening = terminal.wait_for_text("Listening on port ");
-        let port = listening
-            .trim_start_matches("Listening on port ")
-            .to_owned();
+        let (terminal, port, _) = start_peer(&world, name, extra, WIDE);
         (terminal, port)
     };
     let (mut alice, alice_port) = start("alice", &["--peer-fingerprint", &typo]);
@@ -399,28 +381,7 @@ fn two_people_at_terminals_chat_through_a_large_transfer_and_both_screens_stay_c
     let world = World::new();
     let alice_fp = world.identity("alice");
     let bob_fp = world.identity("bob");
-    let certs = world.certs().display().to_string();
-    let start = |name: &str, extra: &[&str]| {
-        let home = world.path().join(format!("{name}-home"));
-        std::fs::create_dir_all(&home).unwrap();
-        let mut args: Vec<String> = [
-            "--name",
-            name,
-            "--certs-dir",
-            &certs,
-            "--listen",
-            "127.0.0.1:0",
-        ]
-        .map(String::from)
-        .into();
-        args.extend(extra.iter().map(|arg| arg.to_string()));
-        let terminal = Terminal::start(&home, &args, (120, 40), &[]);
-        let listening = terminal.wait_for_text("Listening on port ");
-        let port = listening
-            .trim_start_matches("Listening on port ")
-            .to_owned();
-        (terminal, port, home)
-    };
+    let start = |name: &str, extra: &[&str]| start_peer(&world, name, extra, (120, 40));
     let (mut alice, alice_port, alice_home) = start("alice", &[]);
     let (mut bob, bob_port, bob_home) = start("bob", &["--connect", &alice_port]);
     alice.wait_for_text("Enter the target port number:");
@@ -497,4 +458,34 @@ fn wrapped_rows(terminal: &Terminal) -> Vec<String> {
             .map(|row| texts[usize::from(row)].clone())
             .collect()
     })
+}
+
+/// Starts `name` at a terminal of `size`, listening on a port the OS picks, with
+/// its identity from `world`; returns the terminal, the port and its home folder.
+fn start_peer(
+    world: &World,
+    name: &str,
+    extra: &[&str],
+    size: (u16, u16),
+) -> (Terminal, String, std::path::PathBuf) {
+    let home = world.path().join(format!("{name}-home"));
+    std::fs::create_dir_all(&home).unwrap();
+    let certs = world.certs().display().to_string();
+    let mut args: Vec<String> = [
+        "--name",
+        name,
+        "--certs-dir",
+        &certs,
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .map(String::from)
+    .into();
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let terminal = Terminal::start(&home, &args, size, &[]);
+    let listening = terminal.wait_for_text("Listening on port ");
+    let port = listening
+        .trim_start_matches("Listening on port ")
+        .to_owned();
+    (terminal, port, home)
 }

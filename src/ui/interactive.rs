@@ -735,15 +735,8 @@ impl Screen {
 
     /// Draws one frame; false if standard output could not be written.
     fn draw(&mut self) -> bool {
-        let mut frame = String::from("\x1b[?2026h\r");
-        if self.live_rows > 1 {
-            frame.push_str(&format!("\x1b[{}A", self.live_rows - 1));
-        }
-        frame.push_str("\x1b[J");
-        for row in self.pending.drain(..) {
-            frame.push_str(&row);
-            frame.push_str("\r\n");
-        }
+        let mut frame = String::from("\x1b[?2026h");
+        self.erase_live_and_print_pending(&mut frame);
         let live = self.live_part();
         self.live_rows = live.rows.len() + 1;
         for row in &live.rows {
@@ -761,7 +754,15 @@ impl Screen {
 
     /// The last frame: whatever is pending, and the live rows gone.
     fn draw_final(&mut self) {
-        let mut frame = String::from("\r");
+        let mut frame = String::new();
+        self.erase_live_and_print_pending(&mut frame);
+        let _ = platform::write_stdout(frame.as_bytes());
+    }
+
+    /// Moves up over the live rows, erases to the end of the screen, and prints the
+    /// rows waiting to be printed.
+    fn erase_live_and_print_pending(&mut self, frame: &mut String) {
+        frame.push('\r');
         if self.live_rows > 1 {
             frame.push_str(&format!("\x1b[{}A", self.live_rows - 1));
         }
@@ -770,7 +771,6 @@ impl Screen {
             frame.push_str(&row);
             frame.push_str("\r\n");
         }
-        let _ = platform::write_stdout(frame.as_bytes());
     }
 
     /// After a resize the old rows may have been reflowed by the terminal: clear the
