@@ -186,6 +186,8 @@ struct Bar {
     row: Arc<Mutex<String>>,
     /// When its bytes began to move, for the summary line.
     started: Instant,
+    /// Where the bytes of this run began: not 0 when it resumed.
+    first_byte: Option<u64>,
     last_progress: Instant,
     /// Whether bytes should be moving now: not while hashing, queued or verifying.
     moving: bool,
@@ -606,6 +608,9 @@ impl Screen {
                         bar.started = Instant::now();
                     }
                     bar.last_progress = Instant::now();
+                    if *phase != Phase::Hashing {
+                        bar.first_byte.get_or_insert(*done);
+                    }
                     bar.moving = *phase != Phase::Hashing
                         && bar.bar.length().is_some_and(|total| *done < total);
                     if bar.stalled {
@@ -648,6 +653,7 @@ impl Screen {
                 bar,
                 row,
                 started: now,
+                first_byte: None,
                 last_progress: now,
                 moving: key.0,
                 stalled: false,
@@ -665,8 +671,9 @@ impl Screen {
         }
         let size = bar.bar.length().unwrap_or(0);
         let seconds = bar.started.elapsed().as_secs_f64();
+        let moved = size - bar.first_byte.unwrap_or(0).min(size);
         let rate = if seconds > 0.0 {
-            format!(", {}/s", HumanBytes((size as f64 / seconds) as u64))
+            format!(", {}/s", HumanBytes((moved as f64 / seconds) as u64))
         } else {
             String::new()
         };
