@@ -43,24 +43,9 @@ impl Session {
         let world = World::new();
         let alice_fp = world.identity("alice");
         let bob_fp = world.identity("bob");
-        let home = world.path().join("alice-home");
-        std::fs::create_dir_all(&home).unwrap();
-        let args: Vec<String> = [
-            "--name",
-            "alice",
-            "--certs-dir",
-            &world.certs().display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            "--peer-fingerprint",
-            &bob_fp,
-        ]
-        .map(String::from)
-        .into();
-        let args: Vec<String> = args
-            .into_iter()
-            .chain(extra.iter().map(|a| a.to_string()))
-            .collect();
+        let mut extra = extra.to_vec();
+        extra.extend(["--peer-fingerprint", &bob_fp]);
+        let (args, home) = peer_args(&world, "alice", &extra);
         let alice = Terminal::start(&home, &args, size, env);
         let listening = alice.wait_for_text("Listening on port ");
         let port = listening
@@ -163,21 +148,7 @@ fn after_ctrl_d_nothing_typed_is_left_for_the_shell() {
     let world = World::new();
     let alice_fp = world.identity("alice");
     let bob_fp = world.identity("bob");
-    let home = world.path().join("alice-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let certs = world.certs().display().to_string();
-    let args: Vec<String> = [
-        "--name",
-        "alice",
-        "--certs-dir",
-        &certs,
-        "--listen",
-        "127.0.0.1:0",
-        "--peer-fingerprint",
-        &bob_fp,
-    ]
-    .map(String::from)
-    .into();
+    let (args, home) = peer_args(&world, "alice", &["--peer-fingerprint", &bob_fp]);
     let mut alice = Terminal::start_before_a_shell(&home, &args, WIDE, &[]);
     let listening = alice.wait_for_text("Listening on port ");
     let port = listening
@@ -468,6 +439,18 @@ fn start_peer(
     extra: &[&str],
     size: (u16, u16),
 ) -> (Terminal, String, std::path::PathBuf) {
+    let (args, home) = peer_args(world, name, extra);
+    let terminal = Terminal::start(&home, &args, size, &[]);
+    let listening = terminal.wait_for_text("Listening on port ");
+    let port = listening
+        .trim_start_matches("Listening on port ")
+        .to_owned();
+    (terminal, port, home)
+}
+
+/// The arguments that start `name` with its identity from `world`, listening on a
+/// port the OS picks, plus `extra`; and its home folder, created.
+fn peer_args(world: &World, name: &str, extra: &[&str]) -> (Vec<String>, std::path::PathBuf) {
     let home = world.path().join(format!("{name}-home"));
     std::fs::create_dir_all(&home).unwrap();
     let certs = world.certs().display().to_string();
@@ -482,10 +465,5 @@ fn start_peer(
     .map(String::from)
     .into();
     args.extend(extra.iter().map(|arg| arg.to_string()));
-    let terminal = Terminal::start(&home, &args, size, &[]);
-    let listening = terminal.wait_for_text("Listening on port ");
-    let port = listening
-        .trim_start_matches("Listening on port ")
-        .to_owned();
-    (terminal, port, home)
+    (args, home)
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Pair, Stream, World};
+use common::{Pair, Peer, Stream, World};
 
 #[test]
 fn hundreds_of_lines_arrive_in_order_both_ways() {
@@ -97,14 +97,7 @@ fn interrupt_quits_with_status_130() {
 #[test]
 fn lines_typed_before_the_peer_is_up_are_queued_and_delivered() {
     let world = World::new();
-    let alice_fp = world.identity("alice");
-    let bob_fp = world.identity("bob");
-    let mut alice = world.peer("alice", &["--peer-fingerprint", &bob_fp]);
-    let alice_port = alice.port.to_string();
-    let mut bob = world.peer(
-        "bob",
-        &["--connect", &alice_port, "--peer-fingerprint", &alice_fp],
-    );
+    let (mut alice, mut bob) = alice_asked_for_the_port_and_bob_dialling(&world);
     for i in 0..5 {
         bob.send(&format!("early {i}"));
     }
@@ -224,14 +217,7 @@ fn identity_is_created_on_first_run_and_reused() {
 #[test]
 fn a_peer_still_at_its_prompts_is_waited_for_without_false_alarms() {
     let world = World::new();
-    let alice_fp = world.identity("alice");
-    let bob_fp = world.identity("bob");
-    let mut alice = world.peer("alice", &["--peer-fingerprint", &bob_fp]);
-    let alice_port = alice.port.to_string();
-    let mut bob = world.peer(
-        "bob",
-        &["--connect", &alice_port, "--peer-fingerprint", &alice_fp],
-    );
+    let (mut alice, mut bob) = alice_asked_for_the_port_and_bob_dialling(&world);
     // Alice's listening socket takes the connection, but she is still at her prompt.
     let waiting = bob.expect(Stream::Stderr, "Waiting for the peer at ");
     assert!(
@@ -322,4 +308,18 @@ fn one_identity_per_user_wherever_chat_is_started() {
     );
     assert_ne!(own, here, "CHAT_HOME holds an identity of its own");
     assert!(elsewhere.join("zed.crt").is_file());
+}
+
+/// alice, started first, asks for the port to dial; bob is told alice's port and
+/// starts dialling it at once.
+fn alice_asked_for_the_port_and_bob_dialling(world: &World) -> (Peer, Peer) {
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    let alice = world.peer("alice", &["--peer-fingerprint", &bob_fp]);
+    let alice_port = alice.port.to_string();
+    let bob = world.peer(
+        "bob",
+        &["--connect", &alice_port, "--peer-fingerprint", &alice_fp],
+    );
+    (alice, bob)
 }

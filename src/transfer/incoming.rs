@@ -312,6 +312,7 @@ impl DiskJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::names_in;
     use std::path::Path;
 
     fn limits(dir: &Path) -> ReceiveLimits {
@@ -339,15 +340,6 @@ mod tests {
         Sha256::digest(data).into()
     }
 
-    fn files_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
-
     #[tokio::test]
     async fn verified_file_takes_a_free_name_and_keeps_the_existing_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -369,7 +361,7 @@ mod tests {
         );
         assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"old");
         assert_eq!(std::fs::read(dir.path().join("a (1).txt")).unwrap(), data);
-        assert_eq!(files_in(dir.path()), ["a (1).txt", "a.txt"]);
+        assert_eq!(names_in(dir.path()), ["a (1).txt", "a.txt"]);
     }
 
     #[tokio::test]
@@ -397,7 +389,7 @@ mod tests {
             incoming.finish(true).await,
             Outcome::Corrupt { .. }
         ));
-        assert!(files_in(dir.path()).is_empty());
+        assert!(names_in(dir.path()).is_empty());
     }
 
     #[tokio::test]
@@ -414,9 +406,9 @@ mod tests {
             })
         );
         incoming.write(b"ab".to_vec()).await.unwrap();
-        assert_eq!(files_in(dir.path()), [parts::PARTS_DIR]);
+        assert_eq!(names_in(dir.path()), [parts::PARTS_DIR]);
         assert!(matches!(incoming.finish(false).await, Outcome::Failed(_)));
-        assert!(files_in(dir.path()).is_empty());
+        assert!(names_in(dir.path()).is_empty());
     }
 
     #[tokio::test]
@@ -442,7 +434,7 @@ mod tests {
             super::super::stored::find(dir.path(), &meta),
             Some(dir.path().join("a.txt"))
         );
-        assert_eq!(files_in(dir.path()), ["a.txt"]);
+        assert_eq!(names_in(dir.path()), ["a.txt"]);
     }
 
     #[tokio::test]
@@ -474,7 +466,7 @@ mod tests {
         resumed.write(data[20_000..].to_vec()).await.unwrap();
         assert!(matches!(resumed.finish(true).await, Outcome::Saved { .. }));
         assert_eq!(std::fs::read(dir.path().join("r.bin")).unwrap(), data);
-        assert_eq!(files_in(dir.path()), ["r.bin"]);
+        assert_eq!(names_in(dir.path()), ["r.bin"]);
     }
 
     #[tokio::test]
@@ -502,7 +494,7 @@ mod tests {
         resumed.write(data[30_000..].to_vec()).await.unwrap();
         assert!(matches!(resumed.finish(true).await, Outcome::Saved { .. }));
         assert_eq!(std::fs::read(dir.path().join("r.bin")).unwrap(), data);
-        assert_eq!(files_in(dir.path()), ["r.bin"]);
+        assert_eq!(names_in(dir.path()), ["r.bin"]);
     }
 
     #[tokio::test]
@@ -522,7 +514,7 @@ mod tests {
             start(&unlimited, "x", u64::MAX, [0; 32]).await,
             Err(RefuseReason::NoRoom { .. })
         ));
-        assert!(files_in(dir.path()).is_empty());
+        assert!(names_in(dir.path()).is_empty());
     }
 
     #[tokio::test]

@@ -393,8 +393,8 @@ fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
 mod tests {
     use super::*;
     use crate::frame::PROTOCOL_VERSION;
+    use crate::transfer::names_in;
     use sha2::{Digest, Sha256};
-    use std::path::Path;
     use std::time::Duration;
 
     /// One connection's receiving side, and the frames it answers with.
@@ -422,15 +422,6 @@ mod tests {
         Sha256::digest(data).into()
     }
 
-    fn stored_files(dir: &Path) -> Vec<String> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
-
     #[tokio::test]
     async fn an_offer_repeated_on_a_new_connection_is_answered_already_saved() {
         // The first connection delivered every byte, then was replaced before its
@@ -452,7 +443,7 @@ mod tests {
             (status, detail.as_str()),
             (VerdictStatus::Verified, "already saved as b.bin")
         );
-        assert_eq!(stored_files(dir.path()), ["b.bin"]);
+        assert_eq!(names_in(dir.path()), ["b.bin"]);
         assert_eq!(std::fs::read(dir.path().join("b.bin")).unwrap(), data);
     }
 

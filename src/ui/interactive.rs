@@ -250,6 +250,8 @@ impl TermLike for BarRow {
 
 /// What the terminal shows and how to draw it again.
 struct Screen {
+    /// Rows of the terminal, as of the last resize.
+    height: usize,
     me: Me,
     verbose: bool,
     progress: bool,
@@ -288,8 +290,9 @@ impl Screen {
         lines: mpsc::Sender<String>,
         redraws: std_mpsc::Sender<Msg>,
     ) -> Self {
-        let columns = crossterm::terminal::size().map_or(80, |(columns, _)| columns);
+        let (columns, height) = terminal_size();
         Screen {
+            height,
             me,
             verbose: look.verbose,
             progress: look.progress,
@@ -365,8 +368,9 @@ impl Screen {
                 self.editor.apply(Edit::Paste(text));
             }
             term::Event::Resize(..) => {
-                let columns = crossterm::terminal::size().map_or(80, |(columns, _)| columns);
+                let (columns, height) = terminal_size();
                 self.columns.store(columns, Ordering::Relaxed);
+                self.height = height;
                 self.redraw_everything();
             }
             _ => {}
@@ -783,9 +787,8 @@ impl Screen {
     /// After a resize the old rows may have been reflowed by the terminal: clear the
     /// screen and print what fits of the recent rows again, then the live part.
     fn redraw_everything(&mut self) {
-        let height = crossterm::terminal::size().map_or(24, |(_, rows)| usize::from(rows));
         let live = self.live_part().rows.len() + 1;
-        let room = height.saturating_sub(live);
+        let room = self.height.saturating_sub(live);
         let columns = self.columns();
         let mut rows: Vec<String> = Vec::new();
         for line in self.kept.iter().rev() {
@@ -809,10 +812,9 @@ impl Screen {
 
     fn live_part(&self) -> Live {
         let columns = self.columns();
-        let height = crossterm::terminal::size().map_or(24, |(_, rows)| usize::from(rows));
         // The bars, the input line and one row of messages must fit, or rows would
         // scroll away on every frame.
-        let room = height.saturating_sub(2).max(1);
+        let room = self.height.saturating_sub(2).max(1);
         let shown_bars = if self.progress {
             &self.bar_order[..]
         } else {
@@ -913,6 +915,11 @@ fn bar_style(stalled: bool) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .expect("valid template")
         .progress_chars("=> ")
+}
+
+/// Columns and rows of the terminal (80×24 if it cannot tell).
+fn terminal_size() -> (u16, usize) {
+    crossterm::terminal::size().map_or((80, 24), |(columns, rows)| (columns, usize::from(rows)))
 }
 
 /// The longest start of `text` at most `columns` wide.
