@@ -338,7 +338,7 @@ fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
             let sent: u128 = sent.parse().unwrap();
             latencies.push((now_micros() - sent) as f64 / 1000.0);
         }
-        if line.starts_with("Saved ") {
+        if line.starts_with("Saved ") && line.contains("(verified, sha256 ") {
             break;
         }
         assert!(!line.contains("failed"), "chat transfer failed: {line}");

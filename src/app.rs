@@ -1,5 +1,6 @@
 //! Wiring: identity, listener, prompts, the session, the front end, and exit codes.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -8,14 +9,17 @@ use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc;
 
 use crate::cli::Tool;
-use crate::config::{Config, IdentitySource};
+use crate::config::{Config, IdentitySource, Trust};
 use crate::event::{Command, Event};
 use crate::fingerprint::Fingerprint;
 use crate::identity::{self, Identity, IdentityFiles};
 use crate::input::{self, Input};
+use crate::known_peers::{self, KnownPeers};
+use crate::outbound::WrongPin;
 use crate::session::{self, SessionEnd, SessionError, SessionSetup};
 use crate::tls::Pin;
 use crate::transfer::incoming::ReceiveLimits;
+use crate::trust;
 use crate::ui;
 use crate::ui::Console;
 
@@ -63,6 +67,8 @@ pub fn run_tool(tool: Tool) -> Exit {
         }
         Tool::Fingerprint { file } => identity::load_certificate(&file)
             .map(|certificate| ui::say(&Fingerprint::of(&certificate).to_string())),
+        Tool::Peers { dir } => return known_peers_tool(dir, list_peers),
+        Tool::Forget { name, dir } => return known_peers_tool(dir, |path| forget(path, &name)),
     };
     match result {
         Ok(()) => Exit::Success,
@@ -70,6 +76,51 @@ pub fn run_tool(tool: Tool) -> Exit {
             ui::status(&format!("chat: error: {err}"));
             Exit::Failure
         }
+    }
+}
+
+/// Runs `chat peers` or `chat forget` on the known-peers file of the identity folder.
+fn known_peers_tool(dir: Option<PathBuf>, run: impl FnOnce(&Path) -> Result<()>) -> Exit {
+    let result =
+        crate::config::identity_home(dir).and_then(|home| run(&home.join(known_peers::FILE_NAME)));
+    match result {
+        Ok(()) => Exit::Success,
+        Err(err) => {
+            ui::status(&format!("chat: error: {err:#}"));
+            Exit::Failure
+        }
+    }
+}
+
+fn list_peers(path: &Path) -> Result<()> {
+    let peers = KnownPeers::load(path)?;
+    let mut any = false;
+    for entry in peers.entries() {
+        any = true;
+        let peer = entry.peer;
+        ui::say(&format!(
+            "{}  {}  first seen {}, last seen {}",
+            peer.name,
+            peer.fingerprint.abbreviated(),
+            peer.first_seen,
+            peer.last_seen
+        ));
+    }
+    if !any {
+        ui::status(&format!("No known peers yet in {}", path.display()));
+    }
+    Ok(())
+}
+
+fn forget(path: &Path, name: &str) -> Result<()> {
+    if known_peers::update(path, |peers| {
+        let removed = peers.remove(name);
+        (removed, removed)
+    })? {
+        ui::status(&format!("Removed {name} from {}", path.display()));
+        Ok(())
+    } else {
+        bail!("no peer called {name:?} in {}", path.display())
     }
 }
 
@@ -88,12 +139,26 @@ pub fn run_peer(config: Config) -> Exit {
             return Exit::Failure;
         }
     };
+    let known_peers = config.known_peers.clone();
+    let known = match &config.trust {
+        Trust::Known(entry) => Some(entry.clone()),
+        _ => None,
+    };
     let exit = runtime.block_on(async {
         match peer(config).await {
             Ok(exit) => exit,
             Err(err) => {
                 ui::restore_terminal();
-                ui::status(&format!("chat: error: {err:#}"));
+                let changed = match (err.downcast_ref::<SessionError>(), &known) {
+                    (Some(SessionError::Refused(refusal)), Some(entry)) => {
+                        trust::changed_certificate(&known_peers, entry, refusal)
+                    }
+                    _ => None,
+                };
+                match changed {
+                    Some(warning) => ui::status(&warning),
+                    None => ui::status(&format!("chat: error: {err:#}")),
+                }
                 match err.downcast_ref::<SessionError>() {
                     Some(SessionError::Refused(_)) => Exit::Refused,
                     _ if err.is::<UsageError>() => Exit::Usage,
@@ -161,9 +226,10 @@ async fn peer(config: Config) -> Result<Exit> {
             }
         }
     };
-    let peer = match config.peer {
-        Some(peer) => peer,
-        None => {
+    let peer = match &config.trust {
+        Trust::Given(peer) => *peer,
+        Trust::Known(entry) => entry.peer.fingerprint,
+        Trust::Ask => {
             let question = "Enter the peer's fingerprint: ";
             match ask(&console, &mut lines, question, "--peer-fingerprint").await {
                 Ok(peer) => peer,
@@ -177,12 +243,29 @@ async fn peer(config: Config) -> Result<Exit> {
         );
     }
 
+    if let Trust::Known(entry) = &config.trust {
+        console.note(&format!(
+            "Trusting {} as saved in known peers ({})",
+            entry.peer.name,
+            entry.peer.fingerprint.abbreviated()
+        ));
+    }
     console.note(&ui::lines::safety_line(&identity.fingerprint, &peer));
 
     let (commands, commands_rx) = mpsc::channel(1024);
-    let (events, events_rx) = mpsc::unbounded_channel();
+    let (events, session_events) = mpsc::unbounded_channel();
+    let (shown_events, events_rx) = mpsc::unbounded_channel();
+    tokio::spawn(trust::save_peers(
+        session_events,
+        shown_events,
+        config.known_peers.clone(),
+    ));
     let at_finish = console.at_finish();
-    let wrong_pin = console.wrong_pin();
+    // A saved pin is changed only by a person, with `chat forget`.
+    let wrong_pin = match config.trust {
+        Trust::Known(_) => WrongPin::Fatal,
+        _ => console.wrong_pin(),
+    };
     let pin = Pin::new(peer);
     let printed = console
         .show(

@@ -1,13 +1,14 @@
 //! The command line as clap sees it, and its conversion into a validated [`Config`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config, IdentitySource, ListenAddr, Look};
+use crate::config::{self, Config, IdentitySource, ListenAddr, Look, Trust};
 use crate::fingerprint::Fingerprint;
 use crate::identity::{self, IdentityFiles};
+use crate::known_peers::{Entry, KnownPeers};
 use crate::target::Target;
 
 const EXAMPLE: &str = "\
@@ -51,6 +52,20 @@ pub enum Tool {
         #[arg(long)]
         force: bool,
     },
+    /// List the peers saved in known_peers, the pins for --peer NAME.
+    Peers {
+        /// The identity folder that holds known_peers. [default: as for --certs-dir]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Remove a peer from known_peers, for example after it made a new identity.
+    Forget {
+        /// The peer's name in known_peers.
+        name: String,
+        /// The identity folder that holds known_peers. [default: as for --certs-dir]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Print a certificate's SHA-256 fingerprint (64 lowercase hex digits).
     Fingerprint {
         /// A PEM certificate file.
@@ -86,6 +101,10 @@ pub struct PeerArgs {
     /// Take the peer's fingerprint from its certificate file.
     #[arg(long, value_name = "FILE")]
     pub peer_cert: Option<PathBuf>,
+    /// Trust the peer saved under NAME in known_peers (see `chat peers`). Every peer reached with
+    /// --peer-fingerprint, --peer-cert or the prompt is saved there under its certificate's name.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["peer_fingerprint", "peer_cert"])]
+    pub peer: Option<String>,
     /// Folder where received files are stored (created if missing).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub download_dir: PathBuf,
@@ -134,13 +153,19 @@ impl PeerArgs {
             .map(|text| text.parse::<Target>())
             .transpose()
             .context("--connect")?;
-        let peer = match (self.peer_fingerprint, self.peer_cert) {
-            (Some(text), _) => Some(text.parse::<Fingerprint>().context("--peer-fingerprint")?),
-            (None, Some(path)) => {
-                let certificate = identity::load_certificate(&path).context("--peer-cert")?;
-                Some(Fingerprint::of(&certificate))
+        let known_peers = identity.known_peers();
+        let trust = match (self.peer_fingerprint, self.peer_cert, self.peer) {
+            (Some(text), _, _) => {
+                Trust::Given(text.parse::<Fingerprint>().context("--peer-fingerprint")?)
             }
-            (None, None) => None,
+            (None, Some(path), _) => {
+                let certificate = identity::load_certificate(&path).context("--peer-cert")?;
+                Trust::Given(Fingerprint::of(&certificate))
+            }
+            (None, None, Some(name)) => {
+                Trust::Known(find_known(&known_peers, &name).context("--peer")?)
+            }
+            (None, None, None) => Trust::Ask,
         };
         let max_file_size = self
             .max_file_size
@@ -152,7 +177,8 @@ impl PeerArgs {
             identity,
             listen,
             connect,
-            peer,
+            trust,
+            known_peers,
             download_dir: self.download_dir,
             max_file_size,
             retry_for,
@@ -163,6 +189,25 @@ impl PeerArgs {
             },
         })
     }
+}
+
+/// The entry for `name` in the known-peers file at `path`.
+fn find_known(path: &Path, name: &str) -> Result<Entry> {
+    let peers = KnownPeers::load(path)?;
+    if let Some(entry) = peers.find(name) {
+        return Ok(entry);
+    }
+    let names: Vec<String> = peers.entries().map(|entry| entry.peer.name).collect();
+    let known = if names.is_empty() {
+        "it lists no peer yet".to_owned()
+    } else {
+        format!("it lists {}", names.join(", "))
+    };
+    bail!(
+        "no peer called {name:?} in {} ({known}); a peer is saved there after a first \
+         session with --peer-fingerprint, --peer-cert or the prompt",
+        path.display()
+    )
 }
 
 /// The login name if it makes a valid identity name, else "peer".

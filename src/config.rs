@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::fingerprint::Fingerprint;
 use crate::identity::IdentityFiles;
+use crate::known_peers::{self, Entry};
 use crate::platform;
 use crate::target::Target;
 
@@ -23,6 +24,33 @@ pub enum IdentitySource {
     Named { dir: PathBuf, name: String },
     /// Explicit files, which must exist.
     Files(IdentityFiles),
+}
+
+/// Where the peer's pin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// `--peer-fingerprint` or `--peer-cert`; the peer is saved to known peers.
+    Given(Fingerprint),
+    /// Asked for on standard input; the peer is saved to known peers.
+    Ask,
+    /// `--peer NAME`: the pin saved in known peers, which a changed certificate
+    /// never replaces.
+    Known(Entry),
+}
+
+impl IdentitySource {
+    /// `known_peers` beside the identity: in the identity folder, or in the
+    /// folder of an explicit certificate file.
+    pub fn known_peers(&self) -> PathBuf {
+        let folder = match self {
+            IdentitySource::Named { dir, .. } => dir.clone(),
+            IdentitySource::Files(files) => match files.certificate.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+                _ => PathBuf::from("."),
+            },
+        };
+        folder.join(known_peers::FILE_NAME)
+    }
 }
 
 /// Where to listen.
@@ -41,8 +69,10 @@ pub struct Config {
     pub listen: ListenAddr,
     /// Asked for on standard input when absent.
     pub connect: Option<Target>,
-    /// Asked for on standard input when absent.
-    pub peer: Option<Fingerprint>,
+    /// Whom to trust.
+    pub trust: Trust,
+    /// The `known_peers` file beside the identity.
+    pub known_peers: PathBuf,
     pub download_dir: PathBuf,
     /// Offers larger than this are refused.
     pub max_file_size: Option<u64>,

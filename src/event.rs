@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::fingerprint::Fingerprint;
 use crate::tls::{PinMismatch, TlsSummary};
 
 /// What the user asked for, already parsed from a typed line.
@@ -91,6 +92,7 @@ pub enum Event {
         direction: Direction,
         again: bool,
         peer: String,
+        fingerprint: Fingerprint,
         addr: SocketAddr,
         tls: TlsSummary,
     },

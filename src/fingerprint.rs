@@ -41,6 +41,11 @@ impl Fingerprint {
         let groups: Vec<&str> = (0..16).map(|i| &hex[i * 4..i * 4 + 4]).collect();
         groups.join(" ")
     }
+
+    /// The first 4 groups, for a line that names a peer: `sha256 7254 87da 85cb 1f0e …`.
+    pub fn abbreviated(&self) -> String {
+        format!("sha256 {} …", &self.grouped()[..19])
+    }
 }
 
 /// What two people compare to know that each pinned the other's certificate: 6

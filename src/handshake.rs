@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::connection::{Connection, ConnectionError};
+use crate::fingerprint::Fingerprint;
 use crate::frame::{Frame, MAX_NAME_LEN};
 use crate::identity::common_name;
 use crate::platform;
@@ -53,6 +54,8 @@ pub struct Link {
     pub connection: Connection<TlsStream<TcpStream>>,
     /// The common name in the peer's pinned certificate (untrusted text).
     pub peer_name: String,
+    /// The peer's certificate, as the pin verifier accepted it.
+    pub peer_fingerprint: Fingerprint,
     /// The peer's per-run session id from its `Hello`.
     pub peer_session: u64,
     /// The protocol version both sides speak on this link (ALPN, confirmed by `Hello`).
@@ -243,15 +246,17 @@ fn into_link(
     addr: SocketAddr,
 ) -> Link {
     let (_, state) = connection.stream().get_ref();
-    let peer_name = state
+    let certificate = state
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(common_name)
-        .unwrap_or_else(|| "peer".to_owned());
+        .expect("both sides of a finished handshake have presented a certificate");
+    let peer_name = common_name(certificate).unwrap_or_else(|| "peer".to_owned());
+    let peer_fingerprint = Fingerprint::of(certificate);
     let tls = tls::summarize(state);
     Link {
         connection,
         peer_name,
+        peer_fingerprint,
         peer_session,
         version,
         addr,

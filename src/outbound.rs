@@ -51,9 +51,21 @@ pub enum OutboundEnd {
     /// We stopped on request; anything unacknowledged was reported.
     Quit,
     /// The peer is not the one we pinned, or it refused us. Retrying cannot help.
-    Refused(String),
+    Refused(Refusal),
     /// The peer stayed unreachable for longer than `--retry-for`.
     GaveUp(String),
+}
+
+/// Why the peer we reached is not one we may talk to.
+#[derive(Debug, Clone, Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    pub reason: String,
+    /// Set when it presented another certificate than the pinned one (rather than
+    /// refusing ours).
+    pub mismatch: Option<PinMismatch>,
+    /// Where we reached it.
+    pub target: String,
 }
 
 /// Why one connected stretch of the sending direction ended.
@@ -183,10 +195,14 @@ impl Dialer {
         loop {
             let reason = match self.try_dial().await {
                 Ok(link) => return Ok(link),
-                Err(DialFailure::Fatal { reason, .. })
+                Err(DialFailure::Fatal { reason, mismatch })
                     if !connected_before && self.wrong_pin == WrongPin::Fatal =>
                 {
-                    return Err(OutboundEnd::Refused(reason));
+                    return Err(OutboundEnd::Refused(Refusal {
+                        reason,
+                        mismatch,
+                        target: self.target.to_string(),
+                    }));
                 }
                 Err(DialFailure::Fatal {
                     reason,
@@ -362,6 +378,7 @@ pub async fn run(
             direction: Direction::Outbound,
             again: std::mem::replace(&mut connected_before, true),
             peer: link.peer_name.clone(),
+            fingerprint: link.peer_fingerprint,
             addr: link.addr,
             tls: link.tls.clone(),
         });

@@ -15,7 +15,7 @@ use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
 use crate::inbound::{self, InboundEnd, ReceiveState};
 use crate::listener;
-use crate::outbound::{self, Dialer, OutboundEnd, WrongPin};
+use crate::outbound::{self, Dialer, OutboundEnd, Refusal, WrongPin};
 use crate::target::Target;
 use crate::tls::{self, Pin, TlsConfigError};
 use crate::transfer::incoming::ReceiveLimits;
@@ -65,8 +65,8 @@ pub enum SessionEnd {
 #[derive(Debug, Error)]
 pub enum SessionError {
     /// The peer is not the pinned one, or refused our certificate.
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(Refusal),
     /// The peer stayed unreachable for longer than `--retry-for`.
     #[error("{0}")]
     Unreachable(String),
@@ -166,6 +166,7 @@ pub async fn run(
                     direction: Direction::Inbound,
                     again: std::mem::replace(&mut heard_before, true),
                     peer: link.peer_name.clone(),
+                    fingerprint: link.peer_fingerprint,
                     addr: link.addr,
                     tls: link.tls.clone(),
                 });
@@ -199,7 +200,7 @@ pub async fn run(
             end = async { sending.as_mut().expect("guarded").await }, if sending.is_some() => {
                 sending = None;
                 match end.expect("the sending task never panics") {
-                    OutboundEnd::Refused(reason) => return Err(SessionError::Refused(reason)),
+                    OutboundEnd::Refused(refusal) => return Err(SessionError::Refused(refusal)),
                     OutboundEnd::GaveUp(reason) => return Err(SessionError::Unreachable(reason)),
                     end => sending_ended = Some(end),
                 }

@@ -119,7 +119,7 @@ fn tab_completes_the_file_after_transfer() {
     s.alice.keys("transfer rep\t");
     s.alice.wait_for_text("alice> transfer report\\ 2026.txt");
     s.alice.keys("\r");
-    let saved = s.bob.expect(Stream::Stderr, "Saved ");
+    let saved = s.bob.expect(Stream::Stderr, "(verified, sha256 ");
     assert!(
         saved.contains(&hex::encode(Sha256::digest(&data))),
         "{saved}"

@@ -119,7 +119,7 @@ fn a_transfer_and_chat_survive_an_impaired_link() {
     for i in 0..50 {
         bob.expect(Stream::Stdout, &format!("alice: line {i}"));
     }
-    let saved = bob.expect(Stream::Stderr, "Saved ");
+    let saved = bob.expect(Stream::Stderr, "(verified, sha256 ");
     assert!(
         saved.contains(&hex::encode(Sha256::digest(&data))),
         "{saved}"

@@ -14,7 +14,7 @@ fn sha256_hex(data: &[u8]) -> String {
 fn send_and_verify(pair: &mut Pair, name: &str, data: &[u8]) {
     std::fs::write(pair.alice.workdir.join(name), data).unwrap();
     pair.alice.send(&format!("transfer {name}"));
-    let saved = pair.bob.expect(Stream::Stderr, "Saved ");
+    let saved = pair.bob.expect(Stream::Stderr, "(verified, sha256 ");
     assert!(saved.contains(&sha256_hex(data)), "{saved}");
     assert!(saved.contains("verified"), "{saved}");
     pair.alice.expect(
@@ -60,7 +60,7 @@ fn tens_of_mebibytes_arrive_intact_while_chat_continues() {
         pair.alice
             .expect(Stream::Stdout, &format!("bob: reply {i}"));
     }
-    pair.bob.expect(Stream::Stderr, "Saved ");
+    pair.bob.expect(Stream::Stderr, "(verified, sha256 ");
     pair.alice
         .expect(Stream::Stderr, "big.bin delivered and verified by bob");
     assert_eq!(
@@ -78,7 +78,7 @@ fn names_with_spaces_unicode_and_folders_arrive_as_base_names() {
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("nested.txt"), b"nested").unwrap();
     pair.alice.send("transfer \"deep/er/nested.txt\"");
-    pair.bob.expect(Stream::Stderr, "Saved ");
+    pair.bob.expect(Stream::Stderr, "(verified, sha256 ");
     assert_eq!(
         std::fs::read(pair.bob.workdir.join("nested.txt")).unwrap(),
         b"nested"
@@ -92,7 +92,7 @@ fn a_name_collision_keeps_both_files() {
     std::fs::write(pair.bob.workdir.join("report.txt"), b"bob's own").unwrap();
     std::fs::write(pair.alice.workdir.join("report.txt"), b"from alice").unwrap();
     pair.alice.send("transfer report.txt");
-    let saved = pair.bob.expect(Stream::Stderr, "Saved ");
+    let saved = pair.bob.expect(Stream::Stderr, "(verified, sha256 ");
     assert!(saved.contains("report (1).txt"), "{saved}");
     assert_eq!(
         std::fs::read(pair.bob.workdir.join("report.txt")).unwrap(),

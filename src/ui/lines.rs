@@ -84,6 +84,7 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             peer,
             addr,
             tls,
+            ..
         } => {
             let peer = for_terminal(peer);
             let mut lines = vec![Line::status(match (direction, again) {

@@ -1,0 +1,450 @@
+//! Peers met before, kept beside the identity in `known_peers`, as ssh keeps
+//! `known_hosts`: the pin for `--peer NAME`, saved after the first session.
+//!
+//! One peer per line, fields separated by spaces: the name, the 64 hex digits of
+//! its fingerprint, and when it was first and last seen (RFC 3339, UTC). Lines
+//! starting with `#` and blank lines are kept as written. A line that is anything
+//! else is an error naming its line number: a pin is never guessed at.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use thiserror::Error;
+
+use crate::fingerprint::Fingerprint;
+use crate::identity;
+
+pub const FILE_NAME: &str = "known_peers";
+/// Held while the file is read, changed and replaced, so that two sessions of one
+/// user never lose each other's updates.
+const LOCK_FILE_NAME: &str = "known_peers.lock";
+/// Far more than anyone pairs with; a larger file is not ours.
+const MAX_FILE_LEN: u64 = 4 << 20;
+const HEADER: &str = "# Peers this identity has met: NAME FINGERPRINT FIRST-SEEN LAST-SEEN";
+
+/// One saved peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownPeer {
+    pub name: String,
+    pub fingerprint: Fingerprint,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+/// A saved peer and the line it is on, for messages that tell a person where to look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub peer: KnownPeer,
+    /// 1-based.
+    pub line: usize,
+}
+
+/// The file's contents, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownPeers {
+    lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Line {
+    Peer(KnownPeer),
+    /// A comment or a blank line, kept as written.
+    Other(String),
+}
+
+/// What [`KnownPeers::record`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new line for the peer.
+    Added,
+    /// The fingerprint was saved already, perhaps under a name a person chose:
+    /// its last-seen time is now.
+    Seen { name: String },
+    /// The name is saved with another fingerprint. Nothing changed: a pin is
+    /// replaced only by a person.
+    NameTaken(Entry),
+    /// The peer's name cannot be a name in the file (or on the command line).
+    UnusableName,
+}
+
+/// Why the file cannot be used.
+#[derive(Debug, Error)]
+pub enum KnownPeersError {
+    #[error("{}, line {line}: {reason}", .path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl KnownPeers {
+    /// Reads `path`; a missing file is an empty list.
+    pub fn load(path: &Path) -> Result<Self, KnownPeersError> {
+        let io_error = |source| KnownPeersError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        match fs::metadata(path) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(err) => return Err(io_error(err)),
+            Ok(metadata) if metadata.len() > MAX_FILE_LEN => {
+                return Err(io_error(io::Error::other(format!(
+                    "larger than {} MiB; not a known-peers file",
+                    MAX_FILE_LEN >> 20
+                ))));
+            }
+            Ok(_) => {}
+        }
+        let text = fs::read_to_string(path).map_err(io_error)?;
+        Self::parse(&text).map_err(|(line, reason)| KnownPeersError::Corrupt {
+            path: path.to_owned(),
+            line,
+            reason,
+        })
+    }
+
+    /// Parses the file's text; an error names the 1-based line and what is wrong.
+    pub fn parse(text: &str) -> Result<Self, (usize, String)> {
+        let mut peers = KnownPeers::default();
+        for (index, line) in text.lines().enumerate() {
+            let number = index + 1;
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                peers.lines.push(Line::Other(line.to_owned()));
+                continue;
+            }
+            let peer = parse_peer(trimmed).map_err(|reason| (number, reason))?;
+            if let Some(earlier) = peers.find(&peer.name) {
+                return Err((
+                    number,
+                    format!("{} is already on line {}", peer.name, earlier.line),
+                ));
+            }
+            peers.lines.push(Line::Peer(peer));
+        }
+        Ok(peers)
+    }
+
+    /// The peer saved under `name`.
+    pub fn find(&self, name: &str) -> Option<Entry> {
+        self.entries().find(|entry| entry.peer.name == name)
+    }
+
+    /// The first peer saved with `fingerprint`.
+    pub fn find_fingerprint(&self, fingerprint: &Fingerprint) -> Option<Entry> {
+        self.entries()
+            .find(|entry| entry.peer.fingerprint == *fingerprint)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.lines
+            .iter()
+            .enumerate()
+            .filter_map(|(index, line)| match line {
+                Line::Peer(peer) => Some(Entry {
+                    peer: peer.clone(),
+                    line: index + 1,
+                }),
+                Line::Other(_) => None,
+            })
+    }
+
+    /// Notes that the peer called `name` (its certificate's name) presented
+    /// `fingerprint`, authenticated, at `now`.
+    pub fn record(&mut self, name: &str, fingerprint: Fingerprint, now: Timestamp) -> Recorded {
+        let now = whole_seconds(now);
+        if let Some(peer) = self.lines.iter_mut().find_map(|line| match line {
+            Line::Peer(peer) if peer.fingerprint == fingerprint => Some(peer),
+            _ => None,
+        }) {
+            peer.last_seen = now;
+            return Recorded::Seen {
+                name: peer.name.clone(),
+            };
+        }
+        if let Some(entry) = self.find(name) {
+            return Recorded::NameTaken(entry);
+        }
+        if identity::validate_name(name).is_err() {
+            return Recorded::UnusableName;
+        }
+        if self.lines.is_empty() {
+            self.lines.push(Line::Other(HEADER.to_owned()));
+        }
+        self.lines.push(Line::Peer(KnownPeer {
+            name: name.to_owned(),
+            fingerprint,
+            first_seen: now,
+            last_seen: now,
+        }));
+        Recorded::Added
+    }
+
+    /// Removes the peer saved under `name`; whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.lines.len();
+        self.lines
+            .retain(|line| !matches!(line, Line::Peer(peer) if peer.name == name));
+        self.lines.len() != before
+    }
+
+    /// The file's text.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        for line in &self.lines {
+            match line {
+                Line::Peer(peer) => {
+                    let _ = writeln!(
+                        text,
+                        "{} {} {} {}",
+                        peer.name, peer.fingerprint, peer.first_seen, peer.last_seen
+                    );
+                }
+                Line::Other(other) => {
+                    text.push_str(other);
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
+}
+
+fn parse_peer(line: &str) -> Result<KnownPeer, String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [name, fingerprint, first_seen, last_seen] = fields[..] else {
+        return Err(format!(
+            "expected 4 fields (NAME FINGERPRINT FIRST-SEEN LAST-SEEN), found {}",
+            fields.len()
+        ));
+    };
+    identity::validate_name(name).map_err(|err| err.to_string())?;
+    let fingerprint = fingerprint
+        .parse()
+        .map_err(|err| format!("the fingerprint of {name}: {err}"))?;
+    let time = |text: &str, what: &str| {
+        text.parse::<Timestamp>()
+            .map_err(|_| format!("{what} of {name} is not a time like 2026-12-02T05:30:00Z"))
+    };
+    Ok(KnownPeer {
+        name: name.to_owned(),
+        fingerprint,
+        first_seen: time(first_seen, "the first-seen time")?,
+        last_seen: time(last_seen, "the last-seen time")?,
+    })
+}
+
+fn whole_seconds(time: Timestamp) -> Timestamp {
+    Timestamp::from_second(time.as_second()).unwrap_or(time)
+}
+
+/// Reads the file at `path`, applies `change`, and, if it says so, replaces the
+/// file atomically, all under the lock beside it. `change` returns its result and
+/// whether the file changed.
+pub fn update<T>(
+    path: &Path,
+    change: impl FnOnce(&mut KnownPeers) -> (T, bool),
+) -> Result<T, KnownPeersError> {
+    let io_error = |source| KnownPeersError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let folder = folder_of(path);
+    let lock = File::create(folder.join(LOCK_FILE_NAME)).map_err(io_error)?;
+    lock.lock().map_err(io_error)?;
+    let mut peers = KnownPeers::load(path)?;
+    let (result, changed) = change(&mut peers);
+    if changed {
+        let text = peers.render();
+        replace_atomically(path, |file| file.write_all(text.as_bytes())).map_err(io_error)?;
+    }
+    Ok(result)
+}
+
+/// Writes a new file beside `path` (created readable by its owner alone), flushes
+/// it to disk, and renames it over `path`: whatever happens midway, `path` holds
+/// either the old text or the new, never a part.
+pub fn replace_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let folder = folder_of(path);
+    let mut file = tempfile::Builder::new()
+        .prefix(".known_peers.")
+        .tempfile_in(&folder)?;
+    write(file.as_file_mut())?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|err| err.error)?;
+    crate::platform::sync_dir(&folder)
+}
+
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOB: &str = "725487da85cb1f0e725487da85cb1f0e725487da85cb1f0e725487da85cb1f0e";
+
+    fn fingerprint(byte: u8) -> Fingerprint {
+        hex::encode([byte; 32]).parse().unwrap()
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_796_000_000 + second).unwrap()
+    }
+
+    #[test]
+    fn reads_what_it_writes_and_keeps_comments() {
+        let text = format!(
+            "# mine\n\nbob {BOB} 2026-12-02T05:30:00Z 2026-12-02T06:00:00Z\n# carol below\n"
+        );
+        let peers = KnownPeers::parse(&text).unwrap();
+        assert_eq!(peers.render(), text);
+        let bob = peers.find("bob").unwrap();
+        assert_eq!(bob.line, 3);
+        assert_eq!(bob.peer.fingerprint.to_string(), BOB);
+        assert_eq!(bob.peer.first_seen.to_string(), "2026-12-02T05:30:00Z");
+    }
+
+    #[test]
+    fn a_corrupt_line_is_reported_with_its_number() {
+        let cases = [
+            (
+                format!("# ok\nbob {BOB} 2026-12-02T05:30:00Z\n"),
+                2,
+                "4 fields",
+            ),
+            (
+                format!(
+                    "bob {} 2026-12-02T05:30:00Z 2026-12-02T05:30:00Z\n",
+                    &BOB[1..]
+                ),
+                1,
+                "63 hex digits",
+            ),
+            (
+                format!("bob {BOB} yesterday 2026-12-02T05:30:00Z\n"),
+                1,
+                "first-seen",
+            ),
+            (
+                format!("-bob {BOB} 2026-12-02T05:30:00Z 2026-12-02T05:30:00Z\n"),
+                1,
+                "invalid identity name",
+            ),
+            (
+                format!(
+                    "bob {BOB} 2026-12-02T05:30:00Z 2026-12-02T05:30:00Z\n\
+                     bob {BOB} 2026-12-02T05:30:00Z 2026-12-02T05:30:00Z\n"
+                ),
+                2,
+                "already on line 1",
+            ),
+        ];
+        for (text, line, reason) in cases {
+            let (number, why) = KnownPeers::parse(&text).unwrap_err();
+            assert_eq!(number, line, "{text}");
+            assert!(why.contains(reason), "{why}");
+        }
+    }
+
+    #[test]
+    fn records_new_peers_and_never_repins_a_name() {
+        let mut peers = KnownPeers::default();
+        assert_eq!(peers.record("bob", fingerprint(1), at(0)), Recorded::Added);
+        assert_eq!(
+            peers.record("bob", fingerprint(1), at(60)),
+            Recorded::Seen { name: "bob".into() }
+        );
+        let bob = peers.find("bob").unwrap().peer;
+        assert_eq!((bob.first_seen, bob.last_seen), (at(0), at(60)));
+
+        let Recorded::NameTaken(entry) = peers.record("bob", fingerprint(2), at(90)) else {
+            panic!("a second fingerprint for bob was accepted");
+        };
+        assert_eq!(entry.peer.fingerprint, fingerprint(1));
+        assert_eq!(peers.find("bob").unwrap().peer.fingerprint, fingerprint(1));
+        assert_eq!(
+            peers.record("no spaces allowed", fingerprint(3), at(0)),
+            Recorded::UnusableName
+        );
+    }
+
+    #[test]
+    fn a_peer_renamed_by_hand_keeps_its_name() {
+        let mut peers = KnownPeers::default();
+        peers.record("peer", fingerprint(1), at(0));
+        let renamed = peers.render().replace("\npeer ", "\nbob ");
+        let mut peers = KnownPeers::parse(&renamed).unwrap();
+        assert_eq!(
+            peers.record("peer", fingerprint(1), at(5)),
+            Recorded::Seen { name: "bob".into() }
+        );
+        assert!(peers.find("peer").is_none());
+    }
+
+    #[test]
+    fn forgets_a_peer() {
+        let mut peers = KnownPeers::default();
+        peers.record("bob", fingerprint(1), at(0));
+        peers.record("carol", fingerprint(2), at(0));
+        assert!(peers.remove("bob"));
+        assert!(!peers.remove("bob"));
+        let names: Vec<String> = peers.entries().map(|entry| entry.peer.name).collect();
+        assert_eq!(names, ["carol"]);
+    }
+
+    #[test]
+    fn a_write_cut_short_leaves_the_old_file_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        update(&path, |peers| {
+            (
+                (),
+                peers.record("bob", fingerprint(1), at(0)) == Recorded::Added,
+            )
+        })
+        .unwrap();
+        let before = fs::read(&path).unwrap();
+
+        let cut = replace_atomically(&path, |file| {
+            file.write_all(b"carol 0101")?;
+            Err(io::Error::other("the disk is full"))
+        });
+        assert!(cut.is_err());
+        assert_eq!(fs::read(&path).unwrap(), before);
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [FILE_NAME, LOCK_FILE_NAME]);
+    }
+
+    #[test]
+    fn the_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        update(&path, |peers| {
+            (
+                (),
+                peers.record("bob", fingerprint(1), at(0)) == Recorded::Added,
+            )
+        })
+        .unwrap();
+        let (_, mode) = crate::platform::open_secret(&path).unwrap();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+}

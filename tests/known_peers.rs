@@ -1,0 +1,269 @@
+//! Known peers: a first session saves each side's pin, `--peer NAME` uses it with
+//! no fingerprint typed, and a changed certificate is refused, loudly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{BIN, Peer, Stream, World};
+
+/// One person's machine: an identity folder of its own, and a working folder.
+struct Home {
+    name: &'static str,
+    certs: PathBuf,
+    workdir: PathBuf,
+}
+
+impl Home {
+    fn new(world: &World, name: &'static str) -> Home {
+        let home = Home {
+            name,
+            certs: world.path().join(format!("{name}-config")),
+            workdir: world.path().join(format!("{name}-home")),
+        };
+        std::fs::create_dir_all(&home.workdir).unwrap();
+        home
+    }
+
+    /// Makes (or, with `force`, remakes) the identity; its fingerprint.
+    fn make_identity(&self, force: bool) -> String {
+        let mut command = Command::new(BIN);
+        command.args(["certs", "--name", self.name, "--dir"]);
+        command.arg(&self.certs);
+        if force {
+            command.arg("--force");
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        stdout
+            .trim()
+            .strip_prefix("Fingerprint: ")
+            .unwrap()
+            .to_owned()
+    }
+
+    fn known_peers(&self) -> PathBuf {
+        self.certs.join("known_peers")
+    }
+
+    fn start(&self, extra: &[&str]) -> Peer {
+        Peer::start(&self.workdir, &self.args(extra))
+    }
+
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = ["--name", self.name, "--listen", "127.0.0.1:0"]
+            .map(String::from)
+            .into();
+        args.extend(["--certs-dir".into(), self.certs.display().to_string()]);
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        args
+    }
+
+    fn tool(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--dir")
+            .arg(&self.certs)
+            .output()
+            .unwrap()
+    }
+}
+
+/// alice, asked for the port, and bob, dialling her, meet, exchange a line each,
+/// and leave. `alice_trust` and `bob_trust` say how each pins the other.
+fn session(alice: &Home, alice_trust: &[&str], bob: &Home, bob_trust: &[&str]) -> (Peer, Peer) {
+    let mut a = alice.start(alice_trust);
+    let port = a.port.to_string();
+    let mut bob_args = vec!["--connect", &port];
+    bob_args.extend_from_slice(bob_trust);
+    let mut b = bob.start(&bob_args);
+    a.send(&b.port.to_string());
+    a.expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+    b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    b.send("hello alice");
+    a.expect(Stream::Stdout, "bob: hello alice");
+    a.send("hello bob");
+    b.expect(Stream::Stdout, "alice: hello bob");
+    (a, b)
+}
+
+fn leave(mut peer: Peer) {
+    peer.close_stdin();
+    assert!(peer.wait().success(), "{}", peer.transcript());
+}
+
+/// A first session pinned by fingerprint, which saves each side in the other's file.
+fn first_meeting(world: &World) -> (Home, Home, String, String) {
+    let alice = Home::new(world, "alice");
+    let bob = Home::new(world, "bob");
+    let alice_fp = alice.make_identity(false);
+    let bob_fp = bob.make_identity(false);
+    let (mut a, mut b) = session(
+        &alice,
+        &["--peer-fingerprint", &bob_fp],
+        &bob,
+        &["--peer-fingerprint", &alice_fp],
+    );
+    let saved = |fp: &str| {
+        let groups: Vec<&str> = (0..4).map(|i| &fp[i * 4..i * 4 + 4]).collect();
+        format!("(sha256 {} …) to known peers", groups.join(" "))
+    };
+    let line = a.expect_seen(Stream::Stderr, "Saved bob ");
+    assert!(line.contains(&saved(&bob_fp)), "{line}");
+    assert!(line.ends_with("next time: chat --peer bob"), "{line}");
+    let line = b.expect_seen(Stream::Stderr, "Saved alice ");
+    assert!(line.contains(&saved(&alice_fp)), "{line}");
+    a.close_stdin();
+    leave(b);
+    assert!(a.wait().success(), "{}", a.transcript());
+    (alice, bob, alice_fp, bob_fp)
+}
+
+fn entry_line(path: &Path, name: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .find(|line| line.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} is not in {}", path.display()))
+        .to_owned()
+}
+
+#[test]
+fn a_saved_peer_needs_no_fingerprint() {
+    let world = World::new();
+    let (alice, bob, alice_fp, bob_fp) = first_meeting(&world);
+
+    let saved = entry_line(&alice.known_peers(), "bob");
+    let fields: Vec<&str> = saved.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{saved}");
+    assert_eq!(fields[1], bob_fp);
+    assert_eq!(fields[2], fields[3], "first and last seen start equal");
+    assert!(entry_line(&bob.known_peers(), "alice").contains(&alice_fp));
+    let (_, mode) = chat::platform::open_secret(&alice.known_peers()).unwrap();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    let (mut a, b) = session(&alice, &["--peer", "bob"], &bob, &["--peer", "alice"]);
+    a.expect_seen(Stream::Stderr, "Trusting bob as saved in known peers");
+    a.close_stdin();
+    leave(b);
+    assert!(a.wait().success(), "{}", a.transcript());
+    assert!(
+        !a.transcript().contains("Saved bob"),
+        "saved again: {}",
+        a.transcript()
+    );
+
+    let listed = alice.tool(&["peers"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.starts_with("bob  sha256 "), "{listed}");
+}
+
+/// The side whose peer made a new identity refuses it with the ssh-style warning.
+/// Run once with alice refusing bob and once with bob refusing alice.
+fn refuses_a_changed_certificate(changed: &str) {
+    let world = World::new();
+    let (alice, bob, alice_fp, bob_fp) = first_meeting(&world);
+    let (changer, keeper, old) = if changed == "bob" {
+        (&bob, &alice, bob_fp)
+    } else {
+        (&alice, &bob, alice_fp)
+    };
+    let new = changer.make_identity(true);
+
+    // The keeper dials at once and gets the new certificate once the changer,
+    // which still trusts the keeper, is told where to dial.
+    let mut changer_peer = changer.start(&["--peer", keeper.name]);
+    let changer_port = changer_peer.port.to_string();
+    let mut keeper_peer = keeper.start(&["--peer", changer.name, "--connect", &changer_port]);
+    changer_peer.send(&keeper_peer.port.to_string());
+
+    let status = keeper_peer.wait();
+    assert_eq!(status.code(), Some(3), "{}", keeper_peer.transcript());
+    let stderr = keeper_peer.lines_on(Stream::Stderr).join("\n");
+    let expected = format!(
+        "WARNING: THE CERTIFICATE OF {} HAS CHANGED!",
+        changed.to_uppercase()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    let grouped = |fp: &str| {
+        let groups: Vec<&str> = (0..16).map(|i| &fp[i * 4..i * 4 + 4]).collect();
+        format!("  sha256 {}", groups.join(" "))
+    };
+    assert!(stderr.contains(&grouped(&old)), "{stderr}");
+    assert!(stderr.contains(&grouped(&new)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chat forget {changed}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Connected to"), "{stderr}");
+    // Never re-pinned: the file still holds the old fingerprint.
+    assert!(entry_line(&keeper.known_peers(), changed).contains(&old));
+}
+
+#[test]
+fn alice_refuses_bob_with_a_changed_certificate() {
+    refuses_a_changed_certificate("bob");
+}
+
+#[test]
+fn bob_refuses_alice_with_a_changed_certificate() {
+    refuses_a_changed_certificate("alice");
+}
+
+#[test]
+fn a_corrupt_line_is_reported_with_its_number() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    alice.make_identity(false);
+    let fp = "ab".repeat(32);
+    std::fs::write(
+        alice.known_peers(),
+        format!("# peers\nbob {fp} 2026-12-02T05:30:00Z\n"),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(alice.args(&["--peer", "bob", "--connect", "9"]))
+        .current_dir(&alice.workdir)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("known_peers, line 2: expected 4 fields"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_name_lists_the_known_ones_and_forget_removes_one() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    alice.make_identity(false);
+    let at = "2026-12-02T05:30:00Z";
+    std::fs::write(
+        alice.known_peers(),
+        format!(
+            "carol {} {at} {at}\ndave {} {at} {at}\n",
+            "ab".repeat(32),
+            "cd".repeat(32)
+        ),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(alice.args(&["--peer", "bob", "--connect", "9"]))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("no peer called \"bob\""), "{stderr}");
+    assert!(stderr.contains("it lists carol, dave"), "{stderr}");
+
+    let forgot = alice.tool(&["forget", "carol"]);
+    assert!(forgot.status.success(), "{forgot:?}");
+    let left = std::fs::read_to_string(alice.known_peers()).unwrap();
+    assert!(!left.contains("carol") && left.contains("dave "), "{left}");
+    let again = alice.tool(&["forget", "carol"]);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+}
