@@ -14,6 +14,7 @@ use crate::event::{Command, Event};
 use crate::fingerprint::Fingerprint;
 use crate::identity::{self, Identity, IdentityFiles};
 use crate::input::{self, Input};
+use crate::invitation;
 use crate::known_peers::{self, KnownPeers};
 use crate::outbound::WrongPin;
 use crate::session::{self, SessionEnd, SessionError, SessionSetup};
@@ -162,6 +163,7 @@ pub fn run_peer(config: Config) -> Exit {
                 match err.downcast_ref::<SessionError>() {
                     Some(SessionError::Refused(_)) => Exit::Refused,
                     _ if err.is::<UsageError>() => Exit::Usage,
+                    _ if invitation::refused(&err) => Exit::Refused,
                     _ => Exit::Failure,
                 }
             }
@@ -215,10 +217,21 @@ async fn peer(config: Config) -> Result<Exit> {
             config.download_dir.display()
         )
     })?;
+    // Before the front end takes the terminal: nothing is typed while pairing.
+    let paired = match &config.trust {
+        Trust::Invite => Some(invitation::invite(&listener, &identity, config.look.verbose).await?),
+        Trust::Join(code) => {
+            let target = config.connect.as_ref().context("--join needs --connect")?;
+            let pin = invitation::join(target, &identity, code, port, config.retry_for).await?;
+            Some((target.clone(), pin))
+        }
+        _ => None,
+    };
     let (mut console, mut lines) = Console::start(&identity.name, config.look)?;
-    let target = match config.connect {
-        Some(target) => target,
-        None => {
+    let target = match (&paired, config.connect) {
+        (Some((target, _)), _) => target.clone(),
+        (None, Some(target)) => target,
+        (None, None) => {
             let question = "Enter the target port number: ";
             match ask(&console, &mut lines, question, "--connect").await {
                 Ok(target) => target,
@@ -226,10 +239,11 @@ async fn peer(config: Config) -> Result<Exit> {
             }
         }
     };
-    let peer = match &config.trust {
-        Trust::Given(peer) => *peer,
-        Trust::Known(entry) => entry.peer.fingerprint,
-        Trust::Ask => {
+    let peer = match (&paired, &config.trust) {
+        (Some((_, pin)), _) => *pin,
+        (None, Trust::Given(peer)) => *peer,
+        (None, Trust::Known(entry)) => entry.peer.fingerprint,
+        (None, _) => {
             let question = "Enter the peer's fingerprint: ";
             match ask(&console, &mut lines, question, "--peer-fingerprint").await {
                 Ok(peer) => peer,

@@ -9,6 +9,7 @@ use crate::config::{self, Config, IdentitySource, ListenAddr, Look, Trust};
 use crate::fingerprint::Fingerprint;
 use crate::identity::{self, IdentityFiles};
 use crate::known_peers::{Entry, KnownPeers};
+use crate::pairing::InviteCode;
 use crate::target::Target;
 
 const EXAMPLE: &str = "\
@@ -20,6 +21,13 @@ Example: a session between two terminals
   Enter the peer's fingerprint: 9a0b...   (bob's Fingerprint line)
 
   bob$ chat --name bob --listen 7002 --connect 7001 --peer-fingerprint 3f1c...
+
+Or pair by a one-time code instead of fingerprints, and by name from then on:
+  alice$ chat --invite
+  Invite code: 7-amber-lantern-echo
+    chat --join 7-amber-lantern-echo --connect 192.168.1.20:7001
+  bob$ chat --join 7-amber-lantern-echo --connect 192.168.1.20:7001
+  later: chat --peer alice --connect 192.168.1.20:7001
 
 Then each line typed in one window appears in the other as `name: text`,
 and `transfer FILE` sends a file, stored in the peer's --download-dir once its
@@ -105,6 +113,13 @@ pub struct PeerArgs {
     /// --peer-fingerprint, --peer-cert or the prompt is saved there under its certificate's name.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["peer_fingerprint", "peer_cert"])]
     pub peer: Option<String>,
+    /// Pair with someone new: print a one-time code, and the command to give them, and wait for them
+    /// to join. Nothing to type on either side but that command. The code works once, for 5 minutes.
+    #[arg(long, conflicts_with_all = ["connect", "peer_fingerprint", "peer_cert", "peer", "join"])]
+    pub invite: bool,
+    /// Join the peer that printed this invite code (with --connect, the address it printed).
+    #[arg(long, value_name = "CODE", requires = "connect", conflicts_with_all = ["peer_fingerprint", "peer_cert", "peer"])]
+    pub join: Option<String>,
     /// Folder where received files are stored (created if missing).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub download_dir: PathBuf,
@@ -155,6 +170,11 @@ impl PeerArgs {
             .context("--connect")?;
         let known_peers = identity.known_peers();
         let trust = match (self.peer_fingerprint, self.peer_cert, self.peer) {
+            _ if self.invite => Trust::Invite,
+            _ if self.join.is_some() => {
+                let code = self.join.as_deref().unwrap_or_default();
+                Trust::Join(code.parse::<InviteCode>().context("--join")?)
+            }
             (Some(text), _, _) => {
                 Trust::Given(text.parse::<Fingerprint>().context("--peer-fingerprint")?)
             }

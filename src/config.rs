@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::fingerprint::Fingerprint;
 use crate::identity::IdentityFiles;
 use crate::known_peers::{self, Entry};
+use crate::pairing::InviteCode;
 use crate::platform;
 use crate::target::Target;
 
@@ -36,6 +37,10 @@ pub enum Trust {
     /// `--peer NAME`: the pin saved in known peers, which a changed certificate
     /// never replaces.
     Known(Entry),
+    /// `--invite`: print a one-time code, and trust whoever proves it knows the code.
+    Invite,
+    /// `--join CODE`: prove to the inviter that we know its code, and trust it.
+    Join(InviteCode),
 }
 
 impl IdentitySource {

@@ -30,6 +30,13 @@ use crate::identity::Identity;
 /// picks the first of its own that the dialer offers.
 pub const ALPN: [&[u8]; 2] = [b"chat/2", b"chat/1"];
 
+/// The application protocol of a pairing connection (PROTOCOL.md §12): a session
+/// listener does not offer it, so an invite code used twice meets a clear refusal.
+pub const PAIRING_ALPN: &[u8] = b"chat-pair/1";
+
+/// The RFC 9266 label of the exporter value that binds a pairing to its TLS connection.
+const CHANNEL_BINDING_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
 /// The protocol version a finished handshake agreed on: 2 for `chat/2`, else 1 (a
 /// dialer that offers no ALPN is not refused for that alone).
 pub fn negotiated_version(state: &CommonState) -> u16 {
@@ -107,9 +114,23 @@ pub fn server_config(
     identity: &Identity,
     pin: impl Into<Pin>,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    build_server_config(identity, Trusts::Pin(pin.into()), &ALPN)
+}
+
+/// The listening side of a pairing: requires a client certificate, any one, whose
+/// key the handshake proves; the pairing exchange then decides whom to trust.
+pub fn pairing_server_config(identity: &Identity) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    build_server_config(identity, Trusts::AnyoneForPairing, &[PAIRING_ALPN])
+}
+
+fn build_server_config(
+    identity: &Identity,
+    trusts: Trusts,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let provider = crypto_provider();
     let verifier = PinVerifier {
-        pin: pin.into(),
+        trusts,
         algorithms: provider.signature_verification_algorithms,
     };
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -119,7 +140,7 @@ pub fn server_config(
             vec![identity.certificate.clone()],
             identity.private_key.clone_key(),
         )?;
-    config.alpn_protocols = ALPN.iter().map(|name| name.to_vec()).collect();
+    config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
@@ -130,9 +151,23 @@ pub fn client_config(
     identity: &Identity,
     pin: impl Into<Pin>,
 ) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    build_client_config(identity, Trusts::Pin(pin.into()), &ALPN)
+}
+
+/// The connecting side of a pairing: any server certificate whose key the
+/// handshake proves; the pairing exchange then decides.
+pub fn pairing_client_config(identity: &Identity) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    build_client_config(identity, Trusts::AnyoneForPairing, &[PAIRING_ALPN])
+}
+
+fn build_client_config(
+    identity: &Identity,
+    trusts: Trusts,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let provider = crypto_provider();
     let verifier = PinVerifier {
-        pin: pin.into(),
+        trusts,
         algorithms: provider.signature_verification_algorithms,
     };
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -143,10 +178,47 @@ pub fn client_config(
             vec![identity.certificate.clone()],
             identity.private_key.clone_key(),
         )?;
-    config.alpn_protocols = ALPN.iter().map(|name| name.to_vec()).collect();
+    config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
     config.enable_sni = false;
     config.resumption = Resumption::disabled();
     Ok(Arc::new(config))
+}
+
+/// What binds a pairing to one TLS connection: its exporter value (RFC 8446 §7.5,
+/// with RFC 9266's label and no context) and both certificates' fingerprints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionBinding {
+    pub exporter: [u8; 32],
+    pub client: Fingerprint,
+    pub server: Fingerprint,
+}
+
+/// Reads the binding of a finished TLS 1.3 handshake in which both sides presented
+/// a certificate; `ours` is the fingerprint of the certificate we presented.
+pub fn binding(
+    connection: &rustls::ConnectionCommon<impl Sized>,
+    ours: Fingerprint,
+    we_are_client: bool,
+) -> Result<ConnectionBinding, rustls::Error> {
+    if connection.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return Err(rustls::Error::General("pairing needs TLS 1.3".into()));
+    }
+    let theirs = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|certificate| Fingerprint::of(certificate))
+        .ok_or(rustls::Error::NoCertificatesPresented)?;
+    let exporter = connection.export_keying_material([0u8; 32], CHANNEL_BINDING_LABEL, None)?;
+    let (client, server) = if we_are_client {
+        (ours, theirs)
+    } else {
+        (theirs, ours)
+    };
+    Ok(ConnectionBinding {
+        exporter,
+        client,
+        server,
+    })
 }
 
 /// Reads what a finished handshake negotiated.
@@ -193,18 +265,33 @@ fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
     err.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
-/// Trusts exactly one certificate, the one whose fingerprint is `pin`; serves as the
-/// server verifier on the connecting side and the client verifier on the listening side.
+/// Whom a verifier accepts.
+#[derive(Debug)]
+enum Trusts {
+    /// Exactly one certificate.
+    Pin(Pin),
+    /// Any certificate, on a pairing connection, which carries nothing but the
+    /// pairing exchange that then decides.
+    AnyoneForPairing,
+}
+
+/// Trusts exactly one certificate, the one whose fingerprint is `pin` (or, pairing,
+/// any); serves as the server verifier on the connecting side and the client
+/// verifier on the listening side. Either way the handshake signature is checked.
 #[derive(Debug)]
 struct PinVerifier {
-    pin: Pin,
+    trusts: Trusts,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl PinVerifier {
     fn check_pin(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let pin = match &self.trusts {
+            Trusts::Pin(pin) => pin,
+            Trusts::AnyoneForPairing => return Ok(()),
+        };
         let presented = Fingerprint::of(end_entity);
-        let expected = self.pin.current();
+        let expected = pin.current();
         if presented == expected {
             return Ok(());
         }

@@ -3,73 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::home::Home;
 use common::{BIN, Peer, Stream, World};
-
-/// One person's machine: an identity folder of its own, and a working folder.
-struct Home {
-    name: &'static str,
-    certs: PathBuf,
-    workdir: PathBuf,
-}
-
-impl Home {
-    fn new(world: &World, name: &'static str) -> Home {
-        let home = Home {
-            name,
-            certs: world.path().join(format!("{name}-config")),
-            workdir: world.path().join(format!("{name}-home")),
-        };
-        std::fs::create_dir_all(&home.workdir).unwrap();
-        home
-    }
-
-    /// Makes (or, with `force`, remakes) the identity; its fingerprint.
-    fn make_identity(&self, force: bool) -> String {
-        let mut command = Command::new(BIN);
-        command.args(["certs", "--name", self.name, "--dir"]);
-        command.arg(&self.certs);
-        if force {
-            command.arg("--force");
-        }
-        let output = command.output().unwrap();
-        assert!(output.status.success(), "{output:?}");
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        stdout
-            .trim()
-            .strip_prefix("Fingerprint: ")
-            .unwrap()
-            .to_owned()
-    }
-
-    fn known_peers(&self) -> PathBuf {
-        self.certs.join("known_peers")
-    }
-
-    fn start(&self, extra: &[&str]) -> Peer {
-        Peer::start(&self.workdir, &self.args(extra))
-    }
-
-    fn args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = ["--name", self.name, "--listen", "127.0.0.1:0"]
-            .map(String::from)
-            .into();
-        args.extend(["--certs-dir".into(), self.certs.display().to_string()]);
-        args.extend(extra.iter().map(|arg| arg.to_string()));
-        args
-    }
-
-    fn tool(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
-            .arg("--dir")
-            .arg(&self.certs)
-            .output()
-            .unwrap()
-    }
-}
 
 /// alice, asked for the port, and bob, dialling her, meet, exchange a line each,
 /// and leave. `alice_trust` and `bob_trust` say how each pins the other.

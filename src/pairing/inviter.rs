@@ -1,0 +1,194 @@
+//! The inviting side: waits on the listener for the one joiner that knows the code.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use super::code::InviteCode;
+use super::exchange;
+use super::invite::{AfterWrongGuess, Closed, Invite};
+use super::link::{Paired, binding_of};
+use crate::fingerprint::Fingerprint;
+use crate::handshake::HANDSHAKE_TIMEOUT;
+use crate::identity::{Identity, common_name};
+use crate::platform;
+use crate::tls::{self, TlsConfigError};
+
+/// Pairing connections handled at once; more wait in the kernel's queue. Each
+/// has [`HANDSHAKE_TIMEOUT`] to finish.
+const CONCURRENT_ATTEMPTS: usize = 16;
+
+/// Something the person who invited should know while waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteReport {
+    /// Someone tried a wrong code; `left` more wrong tries are allowed.
+    WrongCode { addr: SocketAddr, left: u32 },
+    /// A connection that made no guess, or broke off: for verbose output.
+    Dropped { addr: SocketAddr, reason: String },
+}
+
+/// Why no one joined.
+#[derive(Debug, Error)]
+pub enum InviteError {
+    #[error("the invite code expired after {} minutes unused; run chat --invite again for a new one", .0.as_secs() / 60)]
+    Expired(Duration),
+    #[error(
+        "the invite code stopped working after {} wrong tries; run chat --invite again for a new one",
+        super::invite::MAX_WRONG_GUESSES
+    )]
+    TooManyWrongGuesses,
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+}
+
+/// Answers pairing connections on `listener` until one knows `code` (and returns
+/// who it is and where it listens), the code dies of wrong guesses, or `lifetime`
+/// passes.
+pub async fn wait_for_joiner(
+    listener: &TcpListener,
+    identity: &Identity,
+    code: InviteCode,
+    lifetime: Duration,
+    mut report: impl FnMut(InviteReport),
+) -> Result<Paired, InviteError> {
+    let acceptor = TlsAcceptor::from(tls::pairing_server_config(identity)?);
+    let invite = Arc::new(Mutex::new(Invite::with_lifetime(
+        code,
+        Instant::now(),
+        lifetime,
+    )));
+    let expiry = tokio::time::sleep(lifetime);
+    tokio::pin!(expiry);
+    let mut attempts = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = &mut expiry => return Err(InviteError::Expired(lifetime)),
+            accepted = listener.accept(), if attempts.len() < CONCURRENT_ATTEMPTS => {
+                match accepted {
+                    Ok((tcp, addr)) => {
+                        attempts.spawn(answer(acceptor.clone(), tcp, addr, invite.clone(), identity.fingerprint));
+                    }
+                    // Out of file descriptors, for example: let others finish first.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+            Some(done) = attempts.join_next() => match done {
+                Ok(Ok(paired)) => return Ok(paired),
+                Ok(Err(Failure::WrongCode { addr, left })) => {
+                    report(InviteReport::WrongCode { addr, left });
+                    if left == 0 {
+                        return Err(InviteError::TooManyWrongGuesses);
+                    }
+                }
+                Ok(Err(Failure::Other { addr, reason })) => report(InviteReport::Dropped { addr, reason }),
+                Err(_) => {}
+            },
+        }
+    }
+}
+
+enum Failure {
+    WrongCode { addr: SocketAddr, left: u32 },
+    Other { addr: SocketAddr, reason: String },
+}
+
+/// One pairing connection: TLS with any certificate, then the exchange, all within
+/// [`HANDSHAKE_TIMEOUT`]. A guess is counted from the moment it is admitted, so a
+/// joiner that vanishes before proving the code has still used one.
+async fn answer(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    invite: Arc<Mutex<Invite>>,
+    ours: Fingerprint,
+) -> Result<Paired, Failure> {
+    let other = |reason: String| Failure::Other { addr, reason };
+    let _ = platform::detect_dead_peer(&tcp);
+    let attempt = Mutex::new(None);
+    let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let mut stream = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|err| other(format!("TLS: {}", tls::explain(&err))))?;
+        let (_, connection) = stream.get_ref();
+        let binding = binding_of(connection, ours, false).map_err(|err| other(err.to_string()))?;
+        let name = connection
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(common_name)
+            .unwrap_or_else(|| "peer".to_owned());
+        let code = lock(&invite).code().clone();
+        let admit = || -> Result<(), Closed> {
+            let admitted = lock(&invite).admit(Instant::now())?;
+            *lock(&attempt) = Some(admitted);
+            Ok(())
+        };
+        let confirm = || -> Result<(), Closed> {
+            let admitted = lock(&attempt).take().expect("admitted before confirmed");
+            lock(&invite).succeeded(admitted)
+        };
+        let answered = exchange::answer(&mut stream, &code, &binding, admit, confirm).await;
+        let _ = stream.shutdown().await;
+        match answered {
+            Ok(answered) => Ok(Paired {
+                fingerprint: binding.dialer,
+                name,
+                addr: SocketAddr::new(addr.ip(), answered.port),
+            }),
+            Err(err) => Err(other(err.to_string())),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(other(format!(
+            "no pairing within {} s",
+            HANDSHAKE_TIMEOUT.as_secs()
+        )))
+    });
+    // Wrong, or broken off after guessing: a guess either way.
+    let unsettled = lock(&attempt).take();
+    match (result, unsettled) {
+        (Ok(paired), None) if paired.addr.port() == 0 => {
+            Err(other("the joiner does not listen".into()))
+        }
+        (Ok(paired), None) => Ok(paired),
+        (_, Some(admitted)) => match lock(&invite).failed(admitted) {
+            AfterWrongGuess::GuessesLeft(left) => Err(Failure::WrongCode { addr, left }),
+            AfterWrongGuess::CodeDied => Err(Failure::WrongCode { addr, left: 0 }),
+            AfterWrongGuess::CodeAlreadyUsed => {
+                Err(other("guessed after the code was used".into()))
+            }
+        },
+        (Err(failure), None) => Err(failure),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .expect("never poisoned: no code panics while holding it")
+}
+
+/// The address to tell the joiner: the one we listen on if it is a single one,
+/// else the one this machine's default route leaves from (found without sending
+/// anything), else loopback.
+pub fn address_to_share(listening: SocketAddr) -> SocketAddr {
+    if !listening.ip().is_unspecified() {
+        return listening;
+    }
+    let outgoing = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).and_then(|socket| {
+        socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+        socket.local_addr()
+    });
+    let ip = match outgoing {
+        Ok(local) if !local.ip().is_unspecified() => local.ip(),
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    SocketAddr::new(ip, listening.port())
+}

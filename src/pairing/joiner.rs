@@ -1,0 +1,148 @@
+//! The joining side: dials the inviter and proves that we know its code.
+
+use std::io;
+use std::time::Duration;
+
+use rustls::AlertDescription;
+use rustls::pki_types::ServerName;
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::code::InviteCode;
+use super::exchange::{self, PairError};
+use super::link::{Paired, binding_of};
+use crate::handshake::HANDSHAKE_TIMEOUT;
+use crate::identity::{Identity, common_name};
+use crate::platform;
+use crate::target::Target;
+use crate::tls::{self, TlsConfigError};
+
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// Why joining failed.
+#[derive(Debug, Error)]
+pub enum JoinError {
+    #[error(
+        "the invite code is wrong: the inviter did not accept it (each wrong try uses up one of its {} tries)",
+        super::invite::MAX_WRONG_GUESSES
+    )]
+    WrongCode,
+    #[error(
+        "the invite code no longer works: it was used already, expired, or had too many wrong tries; ask for a new one"
+    )]
+    Closed,
+    #[error(
+        "the peer at {0} is not waiting for an invite code: the code was used already or has expired, or this is not the inviter's address"
+    )]
+    NotInviting(String),
+    #[error("pairing with {target} failed: {reason}")]
+    Failed { target: String, reason: String },
+    #[error("the inviter at {target} was unreachable for {} s ({reason})", .within.as_secs())]
+    Unreachable {
+        target: String,
+        reason: String,
+        within: Duration,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+}
+
+/// Dials `target`, retrying while nothing listens there for up to `retry_for`, and
+/// runs the pairing exchange, announcing `our_port` as where the inviter can reach
+/// us. Returns the inviter, authenticated.
+pub async fn join(
+    target: &Target,
+    identity: &Identity,
+    code: &InviteCode,
+    our_port: u16,
+    retry_for: Duration,
+) -> Result<Paired, JoinError> {
+    let connector = TlsConnector::from(tls::pairing_client_config(identity)?);
+    let started = tokio::time::Instant::now();
+    let mut delay = FIRST_RETRY_DELAY;
+    loop {
+        let reason = match dial(target).await {
+            Ok(tcp) => return pair(&connector, tcp, target, identity, code, our_port).await,
+            Err(err) => err.to_string(),
+        };
+        if started.elapsed() >= retry_for {
+            return Err(JoinError::Unreachable {
+                target: target.to_string(),
+                reason,
+                within: retry_for,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
+}
+
+async fn dial(target: &Target) -> io::Result<TcpStream> {
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for addr in target.resolve().await? {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(err) => last_error = err,
+        }
+    }
+    Err(last_error)
+}
+
+async fn pair(
+    connector: &TlsConnector,
+    tcp: TcpStream,
+    target: &Target,
+    identity: &Identity,
+    code: &InviteCode,
+    our_port: u16,
+) -> Result<Paired, JoinError> {
+    let failed = |reason: String| JoinError::Failed {
+        target: target.to_string(),
+        reason,
+    };
+    let addr = tcp.peer_addr().map_err(|err| failed(err.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let _ = platform::detect_dead_peer(&tcp);
+    let pairing = async {
+        let server_name = ServerName::IpAddress(addr.ip().into());
+        let mut stream = connector.connect(server_name, tcp).await.map_err(|err| {
+            match tls::received_alert(&err) {
+                Some(AlertDescription::NoApplicationProtocol) => {
+                    JoinError::NotInviting(target.to_string())
+                }
+                _ => failed(format!("TLS: {}", tls::explain(&err))),
+            }
+        })?;
+        let (_, connection) = stream.get_ref();
+        let binding = binding_of(connection, identity.fingerprint, true)
+            .map_err(|err| failed(err.to_string()))?;
+        let name = connection
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(common_name)
+            .unwrap_or_else(|| "peer".to_owned());
+        let joined = exchange::join(&mut stream, code, &binding, our_port).await;
+        let _ = stream.shutdown().await;
+        match joined {
+            Ok(()) => Ok(Paired {
+                fingerprint: binding.listener,
+                name,
+                addr,
+            }),
+            Err(PairError::WrongCode) => Err(JoinError::WrongCode),
+            Err(PairError::InviteClosed) => Err(JoinError::Closed),
+            Err(other) => Err(failed(other.to_string())),
+        }
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, pairing)
+        .await
+        .unwrap_or_else(|_| {
+            Err(failed(format!(
+                "no answer within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            )))
+        })
+}

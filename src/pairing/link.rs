@@ -1,0 +1,34 @@
+//! What both sides of a pairing connection share: the binding read from TLS, and
+//! who the peer turned out to be.
+
+use std::net::SocketAddr;
+
+use crate::fingerprint::Fingerprint;
+use crate::tls;
+
+use super::exchange::Binding;
+
+/// The peer a pairing authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paired {
+    pub fingerprint: Fingerprint,
+    /// The common name in its certificate (untrusted text).
+    pub name: String,
+    /// Where its listener is: for the joiner, the inviter's address it dialled; for
+    /// the inviter, the joiner's address with the port it announced.
+    pub addr: SocketAddr,
+}
+
+/// The pairing exchange's binding to the TLS connection it runs in.
+pub fn binding_of(
+    connection: &rustls::ConnectionCommon<impl Sized>,
+    ours: Fingerprint,
+    we_dialled: bool,
+) -> Result<Binding, rustls::Error> {
+    let binding = tls::binding(connection, ours, we_dialled)?;
+    Ok(Binding {
+        exporter: binding.exporter,
+        dialer: binding.client,
+        listener: binding.server,
+    })
+}

@@ -1,0 +1,241 @@
+//! Pairing by invite code: two real processes pair and chat with no fingerprint
+//! typed; wrong codes, guessers, a replayed code and a relay in the middle fail.
+
+mod common;
+
+use std::process::Command;
+
+use common::home::Home;
+use common::{BIN, Peer, Stream, TIMEOUT, World};
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// An inviter waiting, with its code and the joiner's command as printed.
+struct Invitation {
+    peer: Peer,
+    code: String,
+    /// The printed command, without `chat`.
+    join_args: Vec<String>,
+}
+
+fn invite(home: &Home) -> Invitation {
+    let mut peer = home.start(&["--invite"]);
+    let code = peer.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
+    let told = peer.expect(
+        Stream::Stderr,
+        "the code works once, for the next 5 minutes",
+    );
+    assert!(
+        told.starts_with("Give the other person this command"),
+        "{told}"
+    );
+    let command = peer.expect(Stream::Stderr, "  chat --join ");
+    let join_args: Vec<String> = command
+        .trim()
+        .strip_prefix("chat ")
+        .unwrap()
+        .split(' ')
+        .map(String::from)
+        .collect();
+    let port = peer.port.to_string();
+    assert_eq!(
+        join_args,
+        ["--join", &code, "--connect", &format!("127.0.0.1:{port}")]
+    );
+    Invitation {
+        peer,
+        code,
+        join_args,
+    }
+}
+
+/// `joiner` runs the command the inviter printed, with `code` in place of the real one.
+fn join_with(joiner: &Home, invitation: &Invitation, code: &str) -> Peer {
+    let mut args = invitation.join_args.clone();
+    args[1] = code.to_owned();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    joiner.start(&args)
+}
+
+/// A code of the right shape that is not `code`.
+fn another_code(code: &str, nth: u32) -> String {
+    let (number, words) = code.split_once('-').unwrap();
+    let number: u32 = number.parse().unwrap();
+    format!("{}-{words}", (number + nth) % 100)
+}
+
+fn safety_number(peer: &mut Peer) -> String {
+    peer.expect_seen(Stream::Stderr, "Safety number: ")
+}
+
+#[test]
+fn two_peers_pair_by_code_and_chat_with_no_fingerprint_typed() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let mut invitation = invite(&alice);
+    let code = invitation.code.clone();
+    let mut b = join_with(&bob, &invitation, &code);
+    let a = &mut invitation.peer;
+
+    a.expect_seen(Stream::Stderr, "Paired with bob (sha256 ");
+    b.expect_seen(Stream::Stderr, "Paired with alice (sha256 ");
+    a.expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+    b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    assert_eq!(safety_number(a), safety_number(&mut b));
+    b.send("hello alice");
+    a.expect(Stream::Stdout, "bob: hello alice");
+    a.send("hello bob");
+    b.expect(Stream::Stdout, "alice: hello bob");
+    a.expect_seen(Stream::Stderr, "Saved bob (sha256 ");
+    b.expect_seen(Stream::Stderr, "Saved alice (sha256 ");
+
+    b.close_stdin();
+    a.close_stdin();
+    assert!(b.wait().success(), "{}", b.transcript());
+    assert!(a.wait().success(), "{}", a.transcript());
+    let saved = std::fs::read_to_string(alice.known_peers()).unwrap();
+    assert!(
+        saved.contains(&format!("bob {} ", b.fingerprint)),
+        "{saved}"
+    );
+    let saved = std::fs::read_to_string(bob.known_peers()).unwrap();
+    assert!(
+        saved.contains(&format!("alice {} ", a.fingerprint)),
+        "{saved}"
+    );
+}
+
+#[test]
+fn a_wrong_code_fails_on_both_sides_and_the_right_one_still_works() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let mut invitation = invite(&alice);
+    let wrong = another_code(&invitation.code, 1);
+
+    let mut b = join_with(&bob, &invitation, &wrong);
+    assert_eq!(b.wait().code(), Some(3), "{}", b.transcript());
+    b.expect_seen(Stream::Stderr, "chat: error: the invite code is wrong");
+    assert!(!b.transcript().contains("Paired"), "{}", b.transcript());
+    let a = &mut invitation.peer;
+    let told = a.expect(Stream::Stderr, "tried a wrong invite code");
+    assert!(told.starts_with("Someone at 127.0.0.1:"), "{told}");
+    assert!(told.ends_with("; 2 tries left"), "{told}");
+    assert!(!a.transcript().contains(&wrong), "the guess is not echoed");
+
+    let code = invitation.code.clone();
+    let mut b = join_with(&bob, &invitation, &code);
+    invitation
+        .peer
+        .expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+    b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+}
+
+#[test]
+fn a_guesser_does_not_get_in_and_three_wrong_tries_kill_the_code() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let mallory = Home::new(&world, "mallory");
+    let mut invitation = invite(&alice);
+    for nth in 1..=3 {
+        let guess = another_code(&invitation.code, nth);
+        let mut m = join_with(&mallory, &invitation, &guess);
+        assert_eq!(m.wait().code(), Some(3), "{}", m.transcript());
+        m.expect_seen(Stream::Stderr, "the invite code is wrong");
+        let left = 3 - nth;
+        invitation.peer.expect(
+            Stream::Stderr,
+            &format!("tried a wrong invite code; {left} "),
+        );
+    }
+    let a = &mut invitation.peer;
+    assert_eq!(a.wait().code(), Some(3), "{}", a.transcript());
+    a.expect_seen(
+        Stream::Stderr,
+        "chat: error: the invite code stopped working after 3 wrong tries",
+    );
+    assert!(!a.transcript().contains("Paired"), "{}", a.transcript());
+}
+
+#[test]
+fn a_used_code_cannot_be_used_again() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let carol = Home::new(&world, "carol");
+    let mut invitation = invite(&alice);
+    let code = invitation.code.clone();
+    let mut b = join_with(&bob, &invitation, &code);
+    invitation
+        .peer
+        .expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+    b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+
+    let mut c = join_with(&carol, &invitation, &code);
+    assert_eq!(c.wait().code(), Some(3), "{}", c.transcript());
+    c.expect_seen(Stream::Stderr, "is not waiting for an invite code");
+    b.send("still here");
+    invitation.peer.expect(Stream::Stdout, "bob: still here");
+}
+
+#[test]
+fn a_malformed_code_is_refused_before_anything_starts() {
+    let world = World::new();
+    let bob = Home::new(&world, "bob");
+    let output = Command::new(BIN)
+        .args(bob.args(&["--join", "banana", "--connect", "9"]))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--join"), "{stderr}");
+    assert!(stderr.contains("7-amber-lantern-echo"), "{stderr}");
+}
+
+/// A relay that terminates TLS towards both sides with a certificate of its own
+/// and forwards every byte of the pairing between them: it has the right code's
+/// messages in flight, yet both sides see a failure, since each TLS connection has
+/// its own exporter value and its own pair of certificates.
+#[test]
+fn a_relay_in_the_middle_makes_pairing_fail() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let mut invitation = invite(&alice);
+    let alice_port = invitation.peer.port;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let relay_dir = world.path().join("relay");
+    let files = chat::identity::IdentityFiles::named(&relay_dir, "alice");
+    std::fs::create_dir_all(&relay_dir).unwrap();
+    let relay_identity = chat::identity::create(&files, "alice", false).unwrap();
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let relay_port = listener.local_addr().unwrap().port();
+    let relayed = runtime.spawn(async move {
+        let acceptor =
+            TlsAcceptor::from(chat::tls::pairing_server_config(&relay_identity).unwrap());
+        let connector =
+            TlsConnector::from(chat::tls::pairing_client_config(&relay_identity).unwrap());
+        let (from_bob, _) = listener.accept().await.unwrap();
+        let mut bob_side = acceptor.accept(from_bob).await.unwrap();
+        let to_alice = TcpStream::connect(("127.0.0.1", alice_port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut alice_side = connector.connect(name, to_alice).await.unwrap();
+        copy_bidirectional(&mut bob_side, &mut alice_side).await
+    });
+
+    let code = invitation.code.clone();
+    let mut args = vec!["--join".to_owned(), code];
+    args.extend(["--connect".into(), format!("127.0.0.1:{relay_port}")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut b = bob.start(&args);
+    assert_eq!(b.wait().code(), Some(3), "{}", b.transcript());
+    b.expect_seen(Stream::Stderr, "the invite code is wrong");
+    let a = &mut invitation.peer;
+    a.expect(Stream::Stderr, "tried a wrong invite code; 2 tries left");
+    assert!(!a.transcript().contains("Paired"), "{}", a.transcript());
+    assert!(!b.transcript().contains("Paired"), "{}", b.transcript());
+    let _ = runtime.block_on(async { tokio::time::timeout(TIMEOUT, relayed).await });
+}
