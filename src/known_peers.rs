@@ -406,17 +406,21 @@ mod tests {
         assert_eq!(names, ["carol"]);
     }
 
-    #[test]
-    fn a_write_cut_short_leaves_the_old_file_and_nothing_else() {
+    /// A known-peers file in a new folder, with bob saved in it.
+    fn saved_with_bob() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        update(&path, |peers| {
-            (
-                (),
-                peers.record("bob", fingerprint(1), at(0)) == Recorded::Added,
-            )
-        })
-        .unwrap();
+        let added = update(&path, |peers| {
+            let added = peers.record("bob", fingerprint(1), at(0)) == Recorded::Added;
+            (added, added)
+        });
+        assert!(added.unwrap());
+        (dir, path)
+    }
+
+    #[test]
+    fn a_write_cut_short_leaves_the_old_file_and_nothing_else() {
+        let (dir, path) = saved_with_bob();
         let before = fs::read(&path).unwrap();
 
         let cut = replace_atomically(&path, |file| {
@@ -435,15 +439,7 @@ mod tests {
 
     #[test]
     fn the_file_is_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(FILE_NAME);
-        update(&path, |peers| {
-            (
-                (),
-                peers.record("bob", fingerprint(1), at(0)) == Recorded::Added,
-            )
-        })
-        .unwrap();
+        let (_dir, path) = saved_with_bob();
         let (_, mode) = crate::platform::open_secret(&path).unwrap();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
     }

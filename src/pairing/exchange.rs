@@ -460,43 +460,43 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_relay_in_the_middle_fails_even_with_the_right_code() {
+    /// Runs both sides, with the right code, through [`relay`]; both results.
+    async fn relayed(
+        dialer_side: Binding,
+        listener_side: Binding,
+        tamper: impl FnOnce(&mut [u8; JOIN_LEN]) + Send + 'static,
+    ) -> (Result<(), PairError>, Result<Answered, PairError>) {
         let right = code(CODE);
-        let dialer_side = binding(0x11, b"dialer", b"relay as listener");
-        let listener_side = binding(0x22, b"relay as dialer", b"listener");
         let (mut dialer, dialer_relay) = duplex(1024);
         let (relay_listener, mut listener) = duplex(1024);
-        let relaying = tokio::spawn(relay(dialer_relay, relay_listener, |_| {}));
-        let (joined, answered) = within(async {
+        let relaying = tokio::spawn(relay(dialer_relay, relay_listener, tamper));
+        let results = within(async {
             tokio::join!(
                 join(&mut dialer, &right, &dialer_side, 40123),
                 answer(&mut listener, &right, &listener_side, admit_all, admit_all),
             )
         })
         .await;
+        relaying.abort();
+        results
+    }
+
+    #[tokio::test]
+    async fn a_relay_in_the_middle_fails_even_with_the_right_code() {
+        let dialer_side = binding(0x11, b"dialer", b"relay as listener");
+        let listener_side = binding(0x22, b"relay as dialer", b"listener");
+        let (joined, answered) = relayed(dialer_side, listener_side, |_| {}).await;
         assert!(
             matches!(answered, Err(PairError::WrongCode)),
             "{answered:?}"
         );
         assert!(matches!(joined, Err(PairError::WrongCode)), "{joined:?}");
-        relaying.abort();
     }
 
     #[tokio::test]
     async fn the_dialers_confirmation_fails_when_only_the_port_was_changed() {
-        let right = code(CODE);
-        let binding = direct();
-        let (mut dialer, dialer_relay) = duplex(1024);
-        let (relay_listener, mut listener) = duplex(1024);
-        let relaying = tokio::spawn(relay(dialer_relay, relay_listener, |join| {
+        let (joined, answered) = relayed(direct(), direct(), |join| {
             join[JOIN_LEN - 2..].copy_from_slice(&40124u16.to_be_bytes());
-        }));
-        let (joined, answered) = within(async {
-            tokio::join!(
-                join(&mut dialer, &right, &binding, 40123),
-                answer(&mut listener, &right, &binding, admit_all, admit_all),
-            )
         })
         .await;
         assert!(
@@ -504,7 +504,6 @@ mod tests {
             "{answered:?}"
         );
         assert!(matches!(joined, Err(PairError::WrongCode)), "{joined:?}");
-        relaying.abort();
     }
 
     #[tokio::test]

@@ -13,10 +13,10 @@ use tokio_rustls::TlsAcceptor;
 use super::code::InviteCode;
 use super::exchange;
 use super::invite::{AfterWrongGuess, Closed, Invite};
-use super::link::{Paired, binding_of};
+use super::link::{Paired, binding_of, peer_name};
 use crate::fingerprint::Fingerprint;
 use crate::handshake::HANDSHAKE_TIMEOUT;
-use crate::identity::{Identity, common_name};
+use crate::identity::Identity;
 use crate::platform;
 use crate::tls::{self, TlsConfigError};
 
@@ -118,11 +118,7 @@ async fn answer(
             .map_err(|err| other(format!("TLS: {}", tls::explain(&err))))?;
         let (_, connection) = stream.get_ref();
         let binding = binding_of(connection, ours, false).map_err(|err| other(err.to_string()))?;
-        let name = connection
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(common_name)
-            .unwrap_or_else(|| "peer".to_owned());
+        let name = peer_name(connection);
         let code = lock(&invite).code().clone();
         let admit = || -> Result<(), Closed> {
             let admitted = lock(&invite).admit(Instant::now())?;

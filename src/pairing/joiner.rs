@@ -12,9 +12,9 @@ use tokio_rustls::TlsConnector;
 
 use super::code::InviteCode;
 use super::exchange::{self, PairError};
-use super::link::{Paired, binding_of};
+use super::link::{Paired, binding_of, peer_name};
 use crate::handshake::HANDSHAKE_TIMEOUT;
-use crate::identity::{Identity, common_name};
+use crate::identity::Identity;
 use crate::platform;
 use crate::target::Target;
 use crate::tls::{self, TlsConfigError};
@@ -119,11 +119,7 @@ async fn pair(
         let (_, connection) = stream.get_ref();
         let binding = binding_of(connection, identity.fingerprint, true)
             .map_err(|err| failed(err.to_string()))?;
-        let name = connection
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(common_name)
-            .unwrap_or_else(|| "peer".to_owned());
+        let name = peer_name(connection);
         let joined = exchange::join(&mut stream, code, &binding, our_port).await;
         let _ = stream.shutdown().await;
         match joined {

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::fingerprint::Fingerprint;
+use crate::identity::common_name;
 use crate::tls;
 
 use super::exchange::Binding;
@@ -17,6 +18,15 @@ pub struct Paired {
     /// Where its listener is: for the joiner, the inviter's address it dialled; for
     /// the inviter, the joiner's address with the port it announced.
     pub addr: SocketAddr,
+}
+
+/// The common name in the peer's certificate, as a session shows it.
+pub fn peer_name(connection: &rustls::ConnectionCommon<impl Sized>) -> String {
+    connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(common_name)
+        .unwrap_or_else(|| "peer".to_owned())
 }
 
 /// The pairing exchange's binding to the TLS connection it runs in.
