@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc;
 
+use crate::addresses;
 use crate::cli::Tool;
 use crate::config::{Config, IdentitySource, Trust};
 use crate::event::{Command, Event};
@@ -26,6 +27,8 @@ use crate::ui::Console;
 
 /// How long a stop signal gives the graceful close before the process ends anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(7);
+/// Addresses listed at start; a machine with many interfaces has more.
+const ADDRESSES_SHOWN: usize = 6;
 /// How long the end of a session waits for its last lines to be printed.
 const PRINTER_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -200,16 +203,17 @@ async fn peer(config: Config) -> Result<Exit> {
         .bind()
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let port = listener
+    let listening = listener
         .local_addr()
-        .context("cannot read the listening port")?
-        .port();
+        .context("cannot read the listening port")?;
+    let port = listening.port();
     ui::say(&format!("Fingerprint: {}", identity.fingerprint));
     ui::status(&format!(
         "Your fingerprint, to read out: {}",
         identity.fingerprint.grouped()
     ));
     ui::say(&format!("Listening on port {port}"));
+    show_reachable(listening);
 
     std::fs::create_dir_all(&config.download_dir).with_context(|| {
         format!(
@@ -318,6 +322,21 @@ async fn peer(config: Config) -> Result<Exit> {
     match end? {
         SessionEnd::Quit if interrupted.load(Ordering::SeqCst) => Ok(Exit::Interrupted),
         _ => Ok(Exit::Success),
+    }
+}
+
+/// The addresses a peer could dial, at most [`ADDRESSES_SHOWN`] of them.
+fn show_reachable(listening: std::net::SocketAddr) {
+    let reachable = addresses::reachable(listening);
+    for (addr, reach) in reachable.iter().take(ADDRESSES_SHOWN) {
+        ui::status(&format!("Reachable at {addr} ({reach})"));
+    }
+    if let Some(more) = reachable
+        .len()
+        .checked_sub(ADDRESSES_SHOWN)
+        .filter(|&n| n > 0)
+    {
+        ui::status(&format!("… and {more} more addresses"));
     }
 }
 

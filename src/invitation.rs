@@ -1,7 +1,6 @@
 //! Starting a session by invite code: the pairing before it, on either side, and
 //! what it tells the person. The session that follows is the pinned one.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -38,19 +37,20 @@ pub async fn invite(
     let report = |report: InviteReport| match report {
         InviteReport::WrongCode { addr, left } => ui::status(&format!(
             "Someone at {} tried a wrong invite code; {left} {} left",
-            plain(addr),
+            addr,
             if left == 1 { "try" } else { "tries" }
         )),
         InviteReport::Dropped { addr, reason } if verbose => ui::status(&format!(
             "Pairing connection from {} dropped: {reason}",
-            plain(addr)
+            addr
         )),
         InviteReport::Dropped { .. } => {}
     };
     let paired =
         pairing::wait_for_joiner(listener, identity, code, INVITE_LIFETIME, report).await?;
     announce(&paired);
-    let target = plain(paired.addr)
+    let target = paired
+        .addr
         .to_string()
         .parse()
         .context("the joiner's address")?;
@@ -76,17 +76,6 @@ fn announce(paired: &Paired) {
         for_terminal(&paired.name),
         paired.fingerprint.abbreviated()
     ));
-}
-
-/// IPv4-mapped IPv6 addresses as plain IPv4.
-fn plain(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
 }
 
 /// Whether `err` is a pairing that failed because of the code or the peer (exit

@@ -3,6 +3,7 @@
 //! The library holds everything but the terminal front end's entry point, so that
 //! integration tests can speak the protocol in-process.
 
+pub mod addresses;
 pub mod admission;
 pub mod app;
 pub mod cli;

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::addresses;
 use crate::admission::{Admission, Limits, SlotId};
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link, Stage};
@@ -71,6 +72,7 @@ pub async fn run(
             () = reporter.counting.notified(), if summary_due.is_none() => continue,
         };
         let _ = tcp.set_nodelay(true);
+        let addr = addresses::canonical(addr);
         let start = Handshake {
             waited_in_backlog: serving_since.elapsed() < BACKLOG_DRAINED_AFTER,
             acceptor: acceptor.clone(),

@@ -14,6 +14,7 @@ use super::code::InviteCode;
 use super::exchange;
 use super::invite::{AfterWrongGuess, Closed, Invite};
 use super::link::{Paired, binding_of, peer_name};
+use crate::addresses;
 use crate::fingerprint::Fingerprint;
 use crate::handshake::HANDSHAKE_TIMEOUT;
 use crate::identity::Identity;
@@ -72,6 +73,7 @@ pub async fn wait_for_joiner(
             accepted = listener.accept(), if attempts.len() < CONCURRENT_ATTEMPTS => {
                 match accepted {
                     Ok((tcp, addr)) => {
+                        let addr = addresses::canonical(addr);
                         attempts.spawn(answer(acceptor.clone(), tcp, addr, invite.clone(), identity.fingerprint));
                     }
                     // Out of file descriptors, for example: let others finish first.
