@@ -18,6 +18,7 @@ use crate::input::{self, Input};
 use crate::invitation;
 use crate::known_peers::{self, KnownPeers};
 use crate::outbound::WrongPin;
+use crate::pairing::{CodeError, InviteCode};
 use crate::session::{self, SessionEnd, SessionError, SessionSetup};
 use crate::tls::Pin;
 use crate::transfer::incoming::ReceiveLimits;
@@ -161,6 +162,7 @@ pub fn run_peer(config: Config) -> Exit {
                 };
                 match changed {
                     Some(warning) => ui::status(&warning),
+                    None if err.is::<invitation::NameTaken>() => ui::status(&err.to_string()),
                     None => ui::status(&format!("chat: error: {err:#}")),
                 }
                 match err.downcast_ref::<SessionError>() {
@@ -223,10 +225,31 @@ async fn peer(config: Config) -> Result<Exit> {
     })?;
     // Before the front end takes the terminal: nothing is typed while pairing.
     let paired = match &config.trust {
-        Trust::Invite => Some(invitation::invite(&listener, &identity, config.look.verbose).await?),
+        Trust::Invite => Some(
+            invitation::invite(
+                &listener,
+                &identity,
+                &config.known_peers,
+                config.look.verbose,
+            )
+            .await?,
+        ),
         Trust::Join(code) => {
             let target = config.connect.as_ref().context("--join needs --connect")?;
-            let pin = invitation::join(target, &identity, code, port, config.retry_for).await?;
+            let code = match code {
+                Some(code) => code.clone(),
+                None => ask_invite_code().await?,
+            };
+            let code = &code;
+            let pin = invitation::join(
+                target,
+                &identity,
+                &config.known_peers,
+                code,
+                port,
+                config.retry_for,
+            )
+            .await?;
             Some((target.clone(), pin))
         }
         _ => None,
@@ -279,9 +302,10 @@ async fn peer(config: Config) -> Result<Exit> {
         config.known_peers.clone(),
     ));
     let at_finish = console.at_finish();
-    // A saved pin is changed only by a person, with `chat forget`.
+    // A saved pin is changed only by a person, with `chat forget`; one from pairing
+    // was proved by the code, and is not to be typed over.
     let wrong_pin = match config.trust {
-        Trust::Known(_) => WrongPin::Fatal,
+        Trust::Known(_) | Trust::Invite | Trust::Join(_) => WrongPin::Fatal,
         _ => console.wrong_pin(),
     };
     let pin = Pin::new(peer);
@@ -356,6 +380,23 @@ fn load_identity(source: &IdentitySource) -> Result<Identity> {
         }
         IdentitySource::Files(files) => Ok(identity::load(files)?),
     }
+}
+
+/// Reads the invite code from standard input, before the front end starts: the
+/// terminal is still in its usual mode, so the answer is a line.
+async fn ask_invite_code() -> Result<InviteCode> {
+    let line = tokio::task::spawn_blocking(|| ui::prompt_before_start("Enter the invite code: "))
+        .await
+        .context("reading the invite code")?
+        .context("reading the invite code")?;
+    let Some(line) = line else {
+        bail!(UsageError(
+            "standard input ended before an invite code; pass --join CODE instead".into()
+        ));
+    };
+    line.trim()
+        .parse()
+        .map_err(|err: CodeError| UsageError(format!("--join: {err}")).into())
 }
 
 /// Asks one question and parses the answer. At a terminal a bad answer is asked

@@ -110,15 +110,18 @@ pub struct PeerArgs {
     #[arg(long, value_name = "FILE")]
     pub peer_cert: Option<PathBuf>,
     /// Trust the peer saved under NAME in known_peers (see `chat peers`). Every peer reached with
-    /// --peer-fingerprint, --peer-cert or the prompt is saved there under its certificate's name.
+    /// --peer-fingerprint, --peer-cert, the prompt or an invite code is saved there under its
+    /// certificate's name.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["peer_fingerprint", "peer_cert"])]
     pub peer: Option<String>,
     /// Pair with someone new: print a one-time code, and the command to give them, and wait for them
     /// to join. Nothing to type on either side but that command. The code works once, for 5 minutes.
     #[arg(long, conflicts_with_all = ["connect", "peer_fingerprint", "peer_cert", "peer", "join"])]
     pub invite: bool,
-    /// Join the peer that printed this invite code (with --connect, the address it printed).
-    #[arg(long, value_name = "CODE", requires = "connect", conflicts_with_all = ["peer_fingerprint", "peer_cert", "peer"])]
+    /// Join the peer that printed this invite code (with --connect, the address it printed). Without
+    /// CODE, it is taken from $CHAT_INVITE_CODE or asked for, which keeps it out of the process list
+    /// that other users of this machine can read.
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "", requires = "connect", conflicts_with_all = ["peer_fingerprint", "peer_cert", "peer"])]
     pub join: Option<String>,
     /// Folder where received files are stored (created if missing).
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -172,8 +175,10 @@ impl PeerArgs {
         let trust = match (self.peer_fingerprint, self.peer_cert, self.peer) {
             _ if self.invite => Trust::Invite,
             _ if self.join.is_some() => {
-                let code = self.join.as_deref().unwrap_or_default();
-                Trust::Join(code.parse::<InviteCode>().context("--join")?)
+                let typed = self.join.filter(|code| !code.is_empty());
+                let code = typed.or_else(|| std::env::var("CHAT_INVITE_CODE").ok());
+                let code = code.map(|code| code.parse::<InviteCode>()).transpose();
+                Trust::Join(code.context("--join")?)
             }
             (Some(text), _, _) => {
                 Trust::Given(text.parse::<Fingerprint>().context("--peer-fingerprint")?)

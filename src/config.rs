@@ -39,8 +39,9 @@ pub enum Trust {
     Known(Entry),
     /// `--invite`: print a one-time code, and trust whoever proves it knows the code.
     Invite,
-    /// `--join CODE`: prove to the inviter that we know its code, and trust it.
-    Join(InviteCode),
+    /// `--join CODE`: prove to the inviter that we know its code, and trust it. The
+    /// code is asked for when not given.
+    Join(Option<InviteCode>),
 }
 
 impl IdentitySource {

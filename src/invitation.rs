@@ -1,6 +1,7 @@
 //! Starting a session by invite code: the pairing before it, on either side, and
 //! what it tells the person. The session that follows is the pinned one.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -8,9 +9,13 @@ use tokio::net::TcpListener;
 
 use crate::fingerprint::Fingerprint;
 use crate::identity::Identity;
+use crate::known_peers::KnownPeers;
+use crate::outbound::Refusal;
 use crate::pairing::{self, InviteCode, InviteError, InviteReport, JoinError, Paired};
 use crate::sanitize::for_terminal;
 use crate::target::Target;
+use crate::tls::PinMismatch;
+use crate::trust;
 use crate::ui;
 
 /// How long an invite code works.
@@ -21,6 +26,7 @@ pub const INVITE_LIFETIME: Duration = pairing::INVITE_LIFETIME;
 pub async fn invite(
     listener: &TcpListener,
     identity: &Identity,
+    known_peers: &Path,
     verbose: bool,
 ) -> Result<(Target, Fingerprint)> {
     let code = InviteCode::generate()?;
@@ -48,7 +54,7 @@ pub async fn invite(
     };
     let paired =
         pairing::wait_for_joiner(listener, identity, code, INVITE_LIFETIME, report).await?;
-    announce(&paired);
+    announce(&paired, known_peers)?;
     let target = paired
         .addr
         .to_string()
@@ -61,33 +67,71 @@ pub async fn invite(
 pub async fn join(
     target: &Target,
     identity: &Identity,
+    known_peers: &Path,
     code: &InviteCode,
     our_port: u16,
     retry_for: Duration,
 ) -> Result<Fingerprint> {
-    let paired = pairing::join_inviter(target, identity, code, our_port, retry_for).await?;
-    announce(&paired);
+    // Waiting longer than a code lives cannot help.
+    let retry_for = retry_for.min(INVITE_LIFETIME);
+    let waiting = |reason: &str| {
+        ui::status(&format!(
+            "Waiting for the inviter at {target} ({reason}); trying for up to {} s",
+            retry_for.as_secs()
+        ))
+    };
+    let paired =
+        pairing::join_inviter(target, identity, code, our_port, retry_for, waiting).await?;
+    announce(&paired, known_peers)?;
     Ok(paired.fingerprint)
 }
 
-fn announce(paired: &Paired) {
+/// Says whom we paired with, unless its name is saved in known peers with another
+/// certificate: then whoever had the code is not the peer of that name, and the
+/// pairing is refused as loudly as a changed certificate.
+fn announce(paired: &Paired, known_peers: &Path) -> Result<()> {
+    let peers = KnownPeers::load(known_peers)?;
+    if let Some(entry) = peers
+        .find(&paired.name)
+        .filter(|entry| entry.peer.fingerprint != paired.fingerprint)
+    {
+        let refusal = Refusal {
+            reason: format!("{} is saved with another certificate", entry.peer.name),
+            mismatch: Some(PinMismatch {
+                expected: entry.peer.fingerprint,
+                presented: paired.fingerprint,
+            }),
+            target: paired.addr.to_string(),
+        };
+        let warning = trust::changed_certificate(known_peers, &entry, &refusal)
+            .unwrap_or_else(|| refusal.reason.clone());
+        return Err(NameTaken(warning).into());
+    }
     ui::status(&format!(
         "Paired with {} ({}) by the invite code",
         for_terminal(&paired.name),
         paired.fingerprint.abbreviated()
     ));
+    Ok(())
 }
 
-/// Whether `err` is a pairing that failed because of the code or the peer (exit
-/// status 3), rather than the network or the machine.
+/// A pairing whose peer claims the name of another known peer.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NameTaken(String);
+
+/// Whether `err` is a pairing that failed because of the code (wrong, used,
+/// expired, out of tries) or the peer (exit status 3), rather than the network or
+/// the machine.
 pub fn refused(err: &anyhow::Error) -> bool {
-    match (
-        err.downcast_ref::<JoinError>(),
-        err.downcast_ref::<InviteError>(),
-    ) {
-        (Some(JoinError::Unreachable { .. } | JoinError::Tls(_)), _) => false,
-        (Some(_), _) => true,
-        (_, Some(InviteError::TooManyWrongGuesses)) => true,
-        _ => false,
+    if let Some(join) = err.downcast_ref::<JoinError>() {
+        return !matches!(
+            join,
+            JoinError::Unreachable { .. } | JoinError::Broken { .. } | JoinError::Tls(_)
+        );
     }
+    if let Some(invite) = err.downcast_ref::<InviteError>() {
+        return !matches!(invite, InviteError::Tls(_));
+    }
+    err.is::<NameTaken>()
 }

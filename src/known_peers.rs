@@ -7,8 +7,8 @@
 //! else is an error naming its line number: a pin is never guessed at.
 
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::fingerprint::Fingerprint;
 use crate::identity;
+use crate::platform;
 
 pub const FILE_NAME: &str = "known_peers";
 /// Held while the file is read, changed and replaced, so that two sessions of one
@@ -23,7 +24,8 @@ pub const FILE_NAME: &str = "known_peers";
 const LOCK_FILE_NAME: &str = "known_peers.lock";
 /// Far more than anyone pairs with; a larger file is not ours.
 const MAX_FILE_LEN: u64 = 4 << 20;
-const HEADER: &str = "# Peers this identity has met: NAME FINGERPRINT FIRST-SEEN LAST-SEEN";
+const HEADER: &str =
+    "# Peers met by the identities in this folder: NAME FINGERPRINT FIRST-SEEN LAST-SEEN";
 
 /// One saved peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,24 +86,35 @@ pub enum KnownPeersError {
 }
 
 impl KnownPeers {
-    /// Reads `path`; a missing file is an empty list.
+    /// Reads `path`; a missing file is an empty list. The file must be ours and
+    /// writable by no one else, as the identity's key must be private: whoever can
+    /// write it decides whom `--peer` trusts.
     pub fn load(path: &Path) -> Result<Self, KnownPeersError> {
         let io_error = |source| KnownPeersError::Io {
             path: path.to_owned(),
             source,
         };
-        match fs::metadata(path) {
+        let (file, mode) = match platform::open_secret(path) {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(err) => return Err(io_error(err)),
-            Ok(metadata) if metadata.len() > MAX_FILE_LEN => {
-                return Err(io_error(io::Error::other(format!(
-                    "larger than {} MiB; not a known-peers file",
-                    MAX_FILE_LEN >> 20
-                ))));
-            }
-            Ok(_) => {}
+            Ok(opened) => opened,
+        };
+        if mode & 0o022 != 0 {
+            return Err(io_error(io::Error::other(format!(
+                "permissions {mode:04o} let others change whom you trust; fix with: chmod go-w '{}'",
+                path.display()
+            ))));
         }
-        let text = fs::read_to_string(path).map_err(io_error)?;
+        let mut text = String::new();
+        file.take(MAX_FILE_LEN + 1)
+            .read_to_string(&mut text)
+            .map_err(io_error)?;
+        if text.len() as u64 > MAX_FILE_LEN {
+            return Err(io_error(io::Error::other(format!(
+                "larger than {} MiB; not a known-peers file",
+                MAX_FILE_LEN >> 20
+            ))));
+        }
         Self::parse(&text).map_err(|(line, reason)| KnownPeersError::Corrupt {
             path: path.to_owned(),
             line,
@@ -131,9 +144,10 @@ impl KnownPeers {
         Ok(peers)
     }
 
-    /// The peer saved under `name`.
+    /// The peer saved under `name`, in any case: `Bob` and `bob` are one peer.
     pub fn find(&self, name: &str) -> Option<Entry> {
-        self.entries().find(|entry| entry.peer.name == name)
+        self.entries()
+            .find(|entry| entry.peer.name.eq_ignore_ascii_case(name))
     }
 
     /// The first peer saved with `fingerprint`.
@@ -189,8 +203,9 @@ impl KnownPeers {
     /// Removes the peer saved under `name`; whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
         let before = self.lines.len();
-        self.lines
-            .retain(|line| !matches!(line, Line::Peer(peer) if peer.name == name));
+        self.lines.retain(
+            |line| !matches!(line, Line::Peer(peer) if peer.name.eq_ignore_ascii_case(name)),
+        );
         self.lines.len() != before
     }
 
@@ -255,8 +270,7 @@ pub fn update<T>(
         path: path.to_owned(),
         source,
     };
-    let folder = folder_of(path);
-    let lock = File::create(folder.join(LOCK_FILE_NAME)).map_err(io_error)?;
+    let lock = open_lock(&folder_of(path).join(LOCK_FILE_NAME)).map_err(io_error)?;
     lock.lock().map_err(io_error)?;
     let mut peers = KnownPeers::load(path)?;
     let (result, changed) = change(&mut peers);
@@ -265,6 +279,22 @@ pub fn update<T>(
         replace_atomically(path, |file| file.write_all(text.as_bytes())).map_err(io_error)?;
     }
     Ok(result)
+}
+
+/// Opens the lock file, creating it if needed, never through a link and never
+/// truncating whatever is there.
+fn open_lock(path: &Path) -> io::Result<File> {
+    match platform::open_private_file(path, true) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            match platform::create_private_file(path) {
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                    platform::open_private_file(path, true)
+                }
+                created => created,
+            }
+        }
+        opened => opened,
+    }
 }
 
 /// Writes a new file beside `path` (created readable by its owner alone), flushes
@@ -281,7 +311,7 @@ pub fn replace_atomically(
     write(file.as_file_mut())?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|err| err.error)?;
-    crate::platform::sync_dir(&folder)
+    platform::sync_dir(&folder)
 }
 
 fn folder_of(path: &Path) -> PathBuf {
@@ -293,6 +323,8 @@ fn folder_of(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     const BOB: &str = "725487da85cb1f0e725487da85cb1f0e725487da85cb1f0e725487da85cb1f0e";
@@ -396,6 +428,43 @@ mod tests {
     }
 
     #[test]
+    fn names_that_differ_only_in_case_are_one_peer() {
+        let mut peers = KnownPeers::default();
+        peers.record("bob", fingerprint(1), at(0));
+        assert!(matches!(
+            peers.record("Bob", fingerprint(2), at(0)),
+            Recorded::NameTaken(_)
+        ));
+        assert_eq!(peers.find("BOB").unwrap().peer.name, "bob");
+        let twice = peers.render() + &format!("Bob {} {} {}\n", fingerprint(3), at(0), at(0));
+        let (line, why) = KnownPeers::parse(&twice).unwrap_err();
+        assert_eq!(line, 3);
+        assert!(why.contains("already on line 2"), "{why}");
+    }
+
+    #[test]
+    fn concurrent_updates_lose_nothing() {
+        let (_dir, path) = saved_with_bob();
+        let writers: Vec<_> = (0..8u8)
+            .map(|n| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    update(&path, |peers| {
+                        let added = peers.record(&format!("peer{n}"), fingerprint(n + 10), at(0));
+                        ((), added == Recorded::Added)
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .for_each(|writer| writer.join().unwrap());
+        let peers = KnownPeers::load(&path).unwrap();
+        assert_eq!(peers.entries().count(), 9);
+    }
+
+    #[test]
     fn forgets_a_peer() {
         let mut peers = KnownPeers::default();
         peers.record("bob", fingerprint(1), at(0));
@@ -440,7 +509,7 @@ mod tests {
     #[test]
     fn the_file_is_private() {
         let (_dir, path) = saved_with_bob();
-        let (_, mode) = crate::platform::open_secret(&path).unwrap();
+        let (_, mode) = platform::open_secret(&path).unwrap();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
     }
 }

@@ -104,18 +104,18 @@ fn refuses_a_changed_certificate(changed: &str) {
     let world = World::new();
     let (alice, bob, alice_fp, bob_fp) = first_meeting(&world);
     let (changer, keeper, old) = if changed == "bob" {
-        (&bob, &alice, bob_fp)
+        (&bob, &alice, bob_fp.clone())
     } else {
-        (&alice, &bob, alice_fp)
+        (&alice, &bob, alice_fp.clone())
     };
     let new = changer.make_identity(true);
 
-    // The keeper dials at once and gets the new certificate once the changer,
-    // which still trusts the keeper, is told where to dial.
-    let mut changer_peer = changer.start(&["--peer", keeper.name]);
+    // The changer listens (dialling a port where nothing listens, so that it
+    // neither refuses nor is refused), and the keeper dials it.
+    let keeper_fp = if changed == "bob" { &alice_fp } else { &bob_fp };
+    let changer_peer = changer.start(&["--peer-fingerprint", keeper_fp, "--connect", "9"]);
     let changer_port = changer_peer.port.to_string();
     let mut keeper_peer = keeper.start(&["--peer", changer.name, "--connect", &changer_port]);
-    changer_peer.send(&keeper_peer.port.to_string());
 
     let status = keeper_peer.wait();
     assert_eq!(status.code(), Some(3), "{}", keeper_peer.transcript());
@@ -172,6 +172,29 @@ fn a_corrupt_line_is_reported_with_its_number() {
         stderr.contains("known_peers, line 2: expected 4 fields"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_file_others_may_change_is_refused() {
+    let world = World::new();
+    let (alice, ..) = first_meeting(&world);
+    let chmod = Command::new("chmod")
+        .arg("g+w")
+        .arg(alice.known_peers())
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let output = Command::new(BIN)
+        .args(alice.args(&["--peer", "bob", "--connect", "9"]))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("let others change whom you trust"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("chmod go-w"), "{stderr}");
 }
 
 #[test]

@@ -117,7 +117,10 @@ fn a_wrong_code_fails_on_both_sides_and_the_right_one_still_works() {
 
     let mut b = join_with(&bob, &invitation, &wrong);
     assert_eq!(b.wait().code(), Some(3), "{}", b.transcript());
-    b.expect_seen(Stream::Stderr, "chat: error: the invite code is wrong");
+    b.expect_seen(
+        Stream::Stderr,
+        "chat: error: the inviter did not accept the invite code",
+    );
     assert!(!b.transcript().contains("Paired"), "{}", b.transcript());
     let a = &mut invitation.peer;
     let told = a.expect(Stream::Stderr, "tried a wrong invite code");
@@ -143,7 +146,7 @@ fn a_guesser_does_not_get_in_and_three_wrong_tries_kill_the_code() {
         let guess = another_code(&invitation.code, nth);
         let mut m = join_with(&mallory, &invitation, &guess);
         assert_eq!(m.wait().code(), Some(3), "{}", m.transcript());
-        m.expect_seen(Stream::Stderr, "the invite code is wrong");
+        m.expect_seen(Stream::Stderr, "the inviter did not accept the invite code");
         let left = 3 - nth;
         invitation.peer.expect(
             Stream::Stderr,
@@ -180,6 +183,26 @@ fn a_used_code_cannot_be_used_again() {
     invitation.peer.expect(Stream::Stdout, "bob: still here");
 }
 
+/// `--join` without the code asks for it, so that it never shows in the list of
+/// processes that other users of the machine can read.
+#[test]
+fn the_code_can_be_typed_rather_than_given_on_the_command_line() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let mut invitation = invite(&alice);
+    let address = invitation.join_args[3].clone();
+    let mut b = bob.start(&["--join", "--connect", &address]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", b.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&invitation.code));
+    b.send(&invitation.code);
+    b.expect(Stream::Stdout, "Enter the invite code: ");
+    b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    invitation
+        .peer
+        .expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+}
+
 #[test]
 fn a_malformed_code_is_refused_before_anything_starts() {
     let world = World::new();
@@ -194,30 +217,31 @@ fn a_malformed_code_is_refused_before_anything_starts() {
     assert!(stderr.contains("7-amber-lantern-echo"), "{stderr}");
 }
 
-/// A relay that terminates TLS towards both sides with a certificate of its own
-/// and forwards every byte of the pairing between them: it has the right code's
-/// messages in flight, yet both sides see a failure, since each TLS connection has
-/// its own exporter value and its own pair of certificates.
+/// A relay that terminates TLS towards both sides and forwards every byte of the
+/// pairing between them. It even holds both peers' own keys, so each side sees
+/// the very certificate it would see without it: all that differs between the
+/// two TLS connections is their exporter value, and that alone makes pairing fail
+/// on both sides with the right code in flight.
 #[test]
 fn a_relay_in_the_middle_makes_pairing_fail() {
     let world = World::new();
     let alice = Home::new(&world, "alice");
     let bob = Home::new(&world, "bob");
+    bob.make_identity(false);
     let mut invitation = invite(&alice);
     let alice_port = invitation.peer.port;
+    let own = |home: &Home| {
+        let files = chat::identity::IdentityFiles::named(&home.certs, home.name);
+        chat::identity::load(&files).unwrap()
+    };
+    let (as_alice, as_bob) = (own(&alice), own(&bob));
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let relay_dir = world.path().join("relay");
-    let files = chat::identity::IdentityFiles::named(&relay_dir, "alice");
-    std::fs::create_dir_all(&relay_dir).unwrap();
-    let relay_identity = chat::identity::create(&files, "alice", false).unwrap();
     let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let relay_port = listener.local_addr().unwrap().port();
     let relayed = runtime.spawn(async move {
-        let acceptor =
-            TlsAcceptor::from(chat::tls::pairing_server_config(&relay_identity).unwrap());
-        let connector =
-            TlsConnector::from(chat::tls::pairing_client_config(&relay_identity).unwrap());
+        let acceptor = TlsAcceptor::from(chat::tls::pairing_server_config(&as_alice).unwrap());
+        let connector = TlsConnector::from(chat::tls::pairing_client_config(&as_bob).unwrap());
         let (from_bob, _) = listener.accept().await.unwrap();
         let mut bob_side = acceptor.accept(from_bob).await.unwrap();
         let to_alice = TcpStream::connect(("127.0.0.1", alice_port)).await.unwrap();
@@ -227,15 +251,53 @@ fn a_relay_in_the_middle_makes_pairing_fail() {
     });
 
     let code = invitation.code.clone();
-    let mut args = vec!["--join".to_owned(), code];
-    args.extend(["--connect".into(), format!("127.0.0.1:{relay_port}")]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut b = bob.start(&args);
+    let relay = format!("127.0.0.1:{relay_port}");
+    let mut b = bob.start(&["--join", &code, "--connect", &relay]);
     assert_eq!(b.wait().code(), Some(3), "{}", b.transcript());
-    b.expect_seen(Stream::Stderr, "the invite code is wrong");
+    b.expect_seen(Stream::Stderr, "the inviter did not accept the invite code");
     let a = &mut invitation.peer;
     a.expect(Stream::Stderr, "tried a wrong invite code; 2 tries left");
     assert!(!a.transcript().contains("Paired"), "{}", a.transcript());
     assert!(!b.transcript().contains("Paired"), "{}", b.transcript());
-    let _ = runtime.block_on(async { tokio::time::timeout(TIMEOUT, relayed).await });
+    let relayed = runtime.block_on(async { tokio::time::timeout(TIMEOUT, relayed).await });
+    assert!(relayed.is_ok(), "the relay never finished");
+}
+
+/// Someone with the code whose certificate claims the name of a peer already
+/// saved is refused as a changed certificate would be.
+#[test]
+fn pairing_with_the_name_of_a_known_peer_is_refused() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let impostor = Home {
+        name: "bob",
+        certs: world.path().join("impostor-config"),
+        workdir: world.path().join("impostor-home"),
+    };
+    std::fs::create_dir_all(&impostor.workdir).unwrap();
+    let mut invitation = invite(&alice);
+    let code = invitation.code.clone();
+    let mut b = join_with(&bob, &invitation, &code);
+    invitation
+        .peer
+        .expect_seen(Stream::Stderr, "Saved bob (sha256 ");
+    b.close_stdin();
+    invitation.peer.close_stdin();
+    assert!(invitation.peer.wait().success());
+
+    let mut invitation = invite(&alice);
+    let code = invitation.code.clone();
+    let _impostor = join_with(&impostor, &invitation, &code);
+    let a = &mut invitation.peer;
+    assert_eq!(a.wait().code(), Some(3), "{}", a.transcript());
+    a.expect_seen(
+        Stream::Stderr,
+        "WARNING: THE CERTIFICATE OF BOB HAS CHANGED!",
+    );
+    assert!(
+        !a.transcript().contains("Connected to"),
+        "{}",
+        a.transcript()
+    );
 }

@@ -10,9 +10,9 @@
 //! # Messages, in order
 //!
 //! 1. dialer → listener, JOIN, 36 bytes: `0x01` (pairing version 1), the 33-byte
-//!    SPAKE2 message A, and the dialer's listening port as a big-endian u16 (0 for
-//!    none). A listener that reads another first byte answers `0x03` (unsupported
-//!    version) and closes.
+//!    SPAKE2 message A, and the dialer's listening port as a big-endian u16, never
+//!    0. A listener that reads another first byte answers `0x03` (unsupported
+//!    version) at once and closes; so it does for port 0, after reading all 36.
 //! 2. listener → dialer, one status byte: `0x00` followed by the 33-byte SPAKE2
 //!    message B; or `0x01`, the invite is closed (expired, used, or dead after wrong
 //!    guesses), and the listener closes.
@@ -226,15 +226,23 @@ pub async fn answer<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut join = [0u8; JOIN_LEN];
-    stream.read_exact(&mut join).await?;
-    if join[0] != PAIRING_VERSION {
+    // The version first: a later version's JOIN may have another length.
+    if read_byte(stream).await? != PAIRING_VERSION {
         refuse(stream, UNSUPPORTED_VERSION).await;
         return Err(PairError::Unsupported);
     }
+    let mut join = [0u8; JOIN_LEN];
+    join[0] = PAIRING_VERSION;
+    stream.read_exact(&mut join[1..]).await?;
     let mut message_a = [0u8; SPAKE2_MESSAGE_LEN];
     message_a.copy_from_slice(&join[1..=SPAKE2_MESSAGE_LEN]);
     let port = u16::from_be_bytes([join[JOIN_LEN - 2], join[JOIN_LEN - 1]]);
+    // A joiner that does not listen needs a later version, which sends both
+    // directions over one connection.
+    if port == 0 {
+        refuse(stream, UNSUPPORTED_VERSION).await;
+        return Err(PairError::Unsupported);
+    }
 
     if let Err(reason) = admit() {
         refuse(stream, INVITE_CLOSED).await;
@@ -435,7 +443,7 @@ mod tests {
         let mut attempt: Option<Attempt> = None;
         let (joined, answered) = within(async {
             tokio::join!(
-                join(&mut dialer, &wrong, &binding, 0),
+                join(&mut dialer, &wrong, &binding, 40123),
                 answer(
                     &mut listener,
                     &right,
@@ -494,6 +502,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_confirmations_fail_when_only_the_exporter_differs() {
+        let dialer_side = binding(0x11, b"dialer", b"listener");
+        let listener_side = binding(0x22, b"dialer", b"listener");
+        let (joined, answered) = relayed(dialer_side, listener_side, |_| {}).await;
+        assert!(
+            matches!(answered, Err(PairError::WrongCode)),
+            "{answered:?}"
+        );
+        assert!(matches!(joined, Err(PairError::WrongCode)), "{joined:?}");
+    }
+
+    #[tokio::test]
+    async fn a_joiner_that_does_not_listen_is_refused_before_admission() {
+        let right = code(CODE);
+        let binding = direct();
+        let (mut dialer, mut listener) = duplex(1024);
+        let (joined, answered) = within(async {
+            tokio::join!(
+                join(&mut dialer, &right, &binding, 0),
+                answer(&mut listener, &right, &binding, never_admit, admit_all),
+            )
+        })
+        .await;
+        assert!(matches!(joined, Err(PairError::Unsupported)), "{joined:?}");
+        assert!(
+            matches!(answered, Err(PairError::Unsupported)),
+            "{answered:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn the_dialers_confirmation_fails_when_only_the_port_was_changed() {
         let (joined, answered) = relayed(direct(), direct(), |join| {
             join[JOIN_LEN - 2..].copy_from_slice(&40124u16.to_be_bytes());
@@ -516,7 +555,7 @@ mod tests {
         invite.succeeded(earlier).unwrap();
         let (joined, answered) = within(async {
             tokio::join!(
-                join(&mut dialer, &right, &binding, 0),
+                join(&mut dialer, &right, &binding, 40123),
                 answer(
                     &mut listener,
                     &right,
@@ -544,7 +583,7 @@ mod tests {
         let second = std::cell::RefCell::new(None);
         let (joined, answered) = within(async {
             tokio::join!(
-                join(&mut dialer, &right, &binding, 0),
+                join(&mut dialer, &right, &binding, 40123),
                 answer(
                     &mut listener,
                     &right,
@@ -601,7 +640,7 @@ mod tests {
         let binding = direct();
         let (mut dialer, mut listener) = duplex(1024);
         let (joined, ()) = within(async {
-            tokio::join!(join(&mut dialer, &right, &binding, 0), async {
+            tokio::join!(join(&mut dialer, &right, &binding, 40123), async {
                 let mut join = [0u8; JOIN_LEN];
                 listener.read_exact(&mut join).await.unwrap();
                 listener.write_all(&[UNSUPPORTED_VERSION]).await.unwrap();
@@ -617,7 +656,7 @@ mod tests {
         let binding = direct();
         let (mut dialer, mut listener) = duplex(1024);
         let (joined, ()) = within(async {
-            tokio::join!(join(&mut dialer, &right, &binding, 0), async {
+            tokio::join!(join(&mut dialer, &right, &binding, 40123), async {
                 let mut join = [0u8; JOIN_LEN];
                 listener.read_exact(&mut join).await.unwrap();
                 listener.write_all(&[WRONG_CODE]).await.unwrap();
@@ -640,6 +679,7 @@ mod tests {
         let answered = within(async {
             let mut join = [0u8; JOIN_LEN];
             join[0] = PAIRING_VERSION;
+            join[JOIN_LEN - 1] = 1;
             dialer.write_all(&join).await.unwrap();
             drop(dialer);
             answer(
@@ -689,13 +729,13 @@ mod tests {
         };
         let (joined, answered, ()) = within(async {
             tokio::join!(
-                join(&mut dialer, &right, &binding, 0),
+                join(&mut dialer, &right, &binding, 40123),
                 answer(&mut listener, &right, &binding, admit_all, admit_all),
                 relaying,
             )
         })
         .await;
-        assert_eq!(answered.unwrap(), Answered { port: 0 });
+        assert_eq!(answered.unwrap(), Answered { port: 40123 });
         assert!(
             matches!(joined, Err(PairError::PeerMisbehaved(RELAYED))),
             "{joined:?}"
@@ -709,6 +749,7 @@ mod tests {
         let (mut dialer, mut listener) = duplex(1024);
         let mut join = [0u8; JOIN_LEN];
         join[0] = PAIRING_VERSION;
+        join[JOIN_LEN - 1] = 1;
         let (answered, replies) = within(async {
             tokio::join!(
                 answer(&mut listener, &right, &binding, admit_all, admit_all),
@@ -737,7 +778,7 @@ mod tests {
         let binding = direct();
         let (mut dialer, mut listener) = duplex(1024);
         let (joined, ()) = within(async {
-            tokio::join!(join(&mut dialer, &right, &binding, 0), async {
+            tokio::join!(join(&mut dialer, &right, &binding, 40123), async {
                 let mut join = [0u8; JOIN_LEN];
                 listener.read_exact(&mut join).await.unwrap();
                 let mut reply = [0u8; 1 + SPAKE2_MESSAGE_LEN];

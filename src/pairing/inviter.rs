@@ -1,14 +1,16 @@
 //! The inviting side: waits on the listener for the one joiner that knows the code.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustls::server::Acceptor;
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use super::code::InviteCode;
 use super::exchange;
@@ -44,6 +46,10 @@ pub enum InviteError {
         super::invite::MAX_WRONG_GUESSES
     )]
     TooManyWrongGuesses,
+    #[error(
+        "the joiner at {0} proved the code but broke off before pairing finished; the code is used up, so run chat --invite again"
+    )]
+    JoinerVanished(SocketAddr),
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
 }
@@ -66,11 +72,29 @@ pub async fn wait_for_joiner(
     )));
     let expiry = tokio::time::sleep(lifetime);
     tokio::pin!(expiry);
+    let mut expired = false;
     let mut attempts = JoinSet::new();
     loop {
+        // An attempt admitted before the code expired may still finish.
+        if expired && attempts.is_empty() {
+            return Err(InviteError::Expired(lifetime));
+        }
         tokio::select! {
-            () = &mut expiry => return Err(InviteError::Expired(lifetime)),
-            accepted = listener.accept(), if attempts.len() < CONCURRENT_ATTEMPTS => {
+            biased;
+            Some(done) = attempts.join_next() => match done {
+                Ok(Ok(paired)) => return Ok(paired),
+                Ok(Err(Failure::WrongCode { addr, left })) => {
+                    report(InviteReport::WrongCode { addr, left });
+                    if left == 0 {
+                        return Err(InviteError::TooManyWrongGuesses);
+                    }
+                }
+                Ok(Err(Failure::Vanished { addr })) => return Err(InviteError::JoinerVanished(addr)),
+                Ok(Err(Failure::Other { addr, reason })) => report(InviteReport::Dropped { addr, reason }),
+                Err(_) => {}
+            },
+            () = &mut expiry, if !expired => expired = true,
+            accepted = listener.accept(), if !expired && attempts.len() < CONCURRENT_ATTEMPTS => {
                 match accepted {
                     Ok((tcp, addr)) => {
                         let addr = addresses::canonical(addr);
@@ -80,24 +104,23 @@ pub async fn wait_for_joiner(
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
-            Some(done) = attempts.join_next() => match done {
-                Ok(Ok(paired)) => return Ok(paired),
-                Ok(Err(Failure::WrongCode { addr, left })) => {
-                    report(InviteReport::WrongCode { addr, left });
-                    if left == 0 {
-                        return Err(InviteError::TooManyWrongGuesses);
-                    }
-                }
-                Ok(Err(Failure::Other { addr, reason })) => report(InviteReport::Dropped { addr, reason }),
-                Err(_) => {}
-            },
         }
     }
 }
 
 enum Failure {
-    WrongCode { addr: SocketAddr, left: u32 },
-    Other { addr: SocketAddr, reason: String },
+    WrongCode {
+        addr: SocketAddr,
+        left: u32,
+    },
+    /// Proved the code, so the code is used, and then broke off.
+    Vanished {
+        addr: SocketAddr,
+    },
+    Other {
+        addr: SocketAddr,
+        reason: String,
+    },
 }
 
 /// One pairing connection: TLS with any certificate, then the exchange, all within
@@ -113,9 +136,23 @@ async fn answer(
     let other = |reason: String| Failure::Other { addr, reason };
     let _ = platform::detect_dead_peer(&tcp);
     let attempt = Mutex::new(None);
+    let confirmed = AtomicBool::new(false);
     let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let mut stream = acceptor
-            .accept(tcp)
+        let hello = LazyConfigAcceptor::new(Acceptor::default(), tcp)
+            .await
+            .map_err(|err| other(format!("TLS: {err}")))?;
+        // The joiner's session dials this port as soon as it has paired, perhaps
+        // before we are done here: closing without an alert makes it try again
+        // (an alert would tell it we refuse its certificate).
+        if !hello
+            .client_hello()
+            .alpn()
+            .is_some_and(|mut names| names.any(|name| name == tls::PAIRING_ALPN))
+        {
+            return Err(other("not a pairing connection".into()));
+        }
+        let mut stream = hello
+            .into_stream(acceptor.config().clone())
             .await
             .map_err(|err| other(format!("TLS: {}", tls::explain(&err))))?;
         let (_, connection) = stream.get_ref();
@@ -129,7 +166,9 @@ async fn answer(
         };
         let confirm = || -> Result<(), Closed> {
             let admitted = lock(&attempt).take().expect("admitted before confirmed");
-            lock(&invite).succeeded(admitted)
+            lock(&invite).succeeded(admitted)?;
+            confirmed.store(true, Ordering::SeqCst);
+            Ok(())
         };
         let answered = exchange::answer(&mut stream, &code, &binding, admit, confirm).await;
         let _ = stream.shutdown().await;
@@ -152,10 +191,8 @@ async fn answer(
     // Wrong, or broken off after guessing: a guess either way.
     let unsettled = lock(&attempt).take();
     match (result, unsettled) {
-        (Ok(paired), None) if paired.addr.port() == 0 => {
-            Err(other("the joiner does not listen".into()))
-        }
         (Ok(paired), None) => Ok(paired),
+        (Err(_), None) if confirmed.load(Ordering::SeqCst) => Err(Failure::Vanished { addr }),
         (_, Some(admitted)) => match lock(&invite).failed(admitted) {
             AfterWrongGuess::GuessesLeft(left) => Err(Failure::WrongCode { addr, left }),
             AfterWrongGuess::CodeDied => Err(Failure::WrongCode { addr, left: 0 }),
@@ -189,4 +226,81 @@ pub fn address_to_share(listening: SocketAddr) -> SocketAddr {
         _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     SocketAddr::new(ip, listening.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{self, IdentityFiles};
+    use crate::pairing::joiner::{self, JoinError};
+    use crate::target::Target;
+
+    fn identity(dir: &std::path::Path, name: &str) -> Identity {
+        identity::create(&IdentityFiles::named(dir, name), name, false).unwrap()
+    }
+
+    async fn listening() -> (TcpListener, Target) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, format!("127.0.0.1:{port}").parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_unused_code_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = identity(dir.path(), "alice");
+        let (listener, _) = listening().await;
+        let code: InviteCode = "7-acid-acorn-acre".parse().unwrap();
+        let lifetime = Duration::from_millis(200);
+        let waited = tokio::time::timeout(
+            Duration::from_secs(10),
+            wait_for_joiner(&listener, &alice, code, lifetime, |_| {}),
+        )
+        .await
+        .expect("the invite never expired");
+        assert!(matches!(waited, Err(InviteError::Expired(_))), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn of_two_joiners_with_the_code_only_one_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, bob, carol) = (
+            identity(dir.path(), "alice"),
+            identity(dir.path(), "bob"),
+            identity(dir.path(), "carol"),
+        );
+        let (listener, target) = listening().await;
+        let code: InviteCode = "7-acid-acorn-acre".parse().unwrap();
+        let retry = Duration::from_secs(5);
+        let outcome = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(
+                wait_for_joiner(
+                    &listener,
+                    &alice,
+                    code.clone(),
+                    Duration::from_secs(60),
+                    |_| {}
+                ),
+                joiner::join(&target, &bob, &code, 1111, retry, |_| {}),
+                joiner::join(&target, &carol, &code, 2222, retry, |_| {}),
+            )
+        })
+        .await
+        .expect("pairing hung");
+        let (invited, by_bob, by_carol) = outcome;
+        let invited = invited.unwrap();
+        let (winner, loser) = match (by_bob, by_carol) {
+            (Ok(paired), Err(lost)) => ((bob.fingerprint, 1111, paired), lost),
+            (Err(lost), Ok(paired)) => ((carol.fingerprint, 2222, paired), lost),
+            (bob, carol) => panic!("not exactly one paired: {bob:?} {carol:?}"),
+        };
+        let (fingerprint, port, paired) = winner;
+        assert_eq!(invited.fingerprint, fingerprint);
+        assert_eq!(invited.addr.port(), port);
+        assert_eq!(paired.fingerprint, alice.fingerprint);
+        assert!(
+            matches!(loser, JoinError::Closed | JoinError::Broken { .. }),
+            "{loser:?}"
+        );
+    }
 }

@@ -26,7 +26,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 #[derive(Debug, Error)]
 pub enum JoinError {
     #[error(
-        "the invite code is wrong: the inviter did not accept it (each wrong try uses up one of its {} tries)",
+        "the inviter did not accept the invite code: it is wrong, or someone is intercepting the connection (each try uses up one of the code's {})",
         super::invite::MAX_WRONG_GUESSES
     )]
     WrongCode,
@@ -38,8 +38,12 @@ pub enum JoinError {
         "the peer at {0} is not waiting for an invite code: the code was used already or has expired, or this is not the inviter's address"
     )]
     NotInviting(String),
+    /// The peer broke the pairing protocol: not a compatible inviter.
     #[error("pairing with {target} failed: {reason}")]
-    Failed { target: String, reason: String },
+    Misbehaved { target: String, reason: String },
+    /// The connection failed or timed out.
+    #[error("pairing with {target} failed: {reason}")]
+    Broken { target: String, reason: String },
     #[error("the inviter at {target} was unreachable for {} s ({reason})", .within.as_secs())]
     Unreachable {
         target: String,
@@ -50,24 +54,29 @@ pub enum JoinError {
     Tls(#[from] TlsConfigError),
 }
 
-/// Dials `target`, retrying while nothing listens there for up to `retry_for`, and
-/// runs the pairing exchange, announcing `our_port` as where the inviter can reach
-/// us. Returns the inviter, authenticated.
+/// Dials `target`, retrying while nothing listens there for up to `retry_for`
+/// (telling `on_waiting` why, once), and runs the pairing exchange, announcing
+/// `our_port` as where the inviter can reach us. Returns the inviter, authenticated.
 pub async fn join(
     target: &Target,
     identity: &Identity,
     code: &InviteCode,
     our_port: u16,
     retry_for: Duration,
+    on_waiting: impl FnOnce(&str),
 ) -> Result<Paired, JoinError> {
     let connector = TlsConnector::from(tls::pairing_client_config(identity)?);
     let started = tokio::time::Instant::now();
     let mut delay = FIRST_RETRY_DELAY;
+    let mut on_waiting = Some(on_waiting);
     loop {
         let reason = match dial(target).await {
             Ok(tcp) => return pair(&connector, tcp, target, identity, code, our_port).await,
             Err(err) => err.to_string(),
         };
+        if let Some(tell) = on_waiting.take() {
+            tell(&reason);
+        }
         if started.elapsed() >= retry_for {
             return Err(JoinError::Unreachable {
                 target: target.to_string(),
@@ -99,7 +108,7 @@ async fn pair(
     code: &InviteCode,
     our_port: u16,
 ) -> Result<Paired, JoinError> {
-    let failed = |reason: String| JoinError::Failed {
+    let failed = |reason: String| JoinError::Broken {
         target: target.to_string(),
         reason,
     };
@@ -130,7 +139,11 @@ async fn pair(
             }),
             Err(PairError::WrongCode) => Err(JoinError::WrongCode),
             Err(PairError::InviteClosed) => Err(JoinError::Closed),
-            Err(other) => Err(failed(other.to_string())),
+            Err(PairError::Io(err)) => Err(failed(err.to_string())),
+            Err(other) => Err(JoinError::Misbehaved {
+                target: target.to_string(),
+                reason: other.to_string(),
+            }),
         }
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, pairing)

@@ -175,6 +175,20 @@ pub fn say(line: &str) {
     let _ = write_line(&mut io::stdout().lock(), line);
 }
 
+/// Like [`prompt`], before the front end starts: reads the answer from standard
+/// input itself, blocking. `None` when input has ended.
+pub fn prompt_before_start(question: &str) -> io::Result<Option<String>> {
+    let mut stdout = io::stdout();
+    stdout.write_all(question.as_bytes())?;
+    stdout.flush()?;
+    let mut answer = String::new();
+    let read = io::stdin().read_line(&mut answer)?;
+    if !io::stdin().is_terminal() {
+        say("");
+    }
+    Ok((read > 0).then_some(answer))
+}
+
 /// Prints a status line on standard error, where nothing is acknowledged.
 pub fn status(line: &str) {
     let _ = write_line(&mut io::stderr().lock(), line);
