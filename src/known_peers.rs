@@ -6,6 +6,7 @@
 //! starting with `#` and blank lines are kept as written. A line that is anything
 //! else is an error naming its line number: a pin is never guessed at.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -125,6 +126,7 @@ impl KnownPeers {
     /// Parses the file's text; an error names the 1-based line and what is wrong.
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
         let mut peers = KnownPeers::default();
+        let mut lines_by_name = HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let number = index + 1;
             let trimmed = line.trim();
@@ -133,10 +135,10 @@ impl KnownPeers {
                 continue;
             }
             let peer = parse_peer(trimmed).map_err(|reason| (number, reason))?;
-            if let Some(earlier) = peers.find(&peer.name) {
+            if let Some(earlier) = lines_by_name.insert(peer.name.to_ascii_lowercase(), number) {
                 return Err((
                     number,
-                    format!("{} is already on line {}", peer.name, earlier.line),
+                    format!("{} is already on line {earlier}", peer.name),
                 ));
             }
             peers.lines.push(Line::Peer(peer));
@@ -146,25 +148,37 @@ impl KnownPeers {
 
     /// The peer saved under `name`, in any case: `Bob` and `bob` are one peer.
     pub fn find(&self, name: &str) -> Option<Entry> {
-        self.entries()
-            .find(|entry| entry.peer.name.eq_ignore_ascii_case(name))
+        self.find_where(|peer| peer.name.eq_ignore_ascii_case(name))
     }
 
     /// The first peer saved with `fingerprint`.
     pub fn find_fingerprint(&self, fingerprint: &Fingerprint) -> Option<Entry> {
-        self.entries()
-            .find(|entry| entry.peer.fingerprint == *fingerprint)
+        self.find_where(|peer| peer.fingerprint == *fingerprint)
+    }
+
+    fn find_where(&self, mut matches: impl FnMut(&KnownPeer) -> bool) -> Option<Entry> {
+        self.peers()
+            .find(|(_, peer)| matches(peer))
+            .map(|(line, peer)| Entry {
+                peer: peer.clone(),
+                line,
+            })
     }
 
     pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.peers().map(|(line, peer)| Entry {
+            peer: peer.clone(),
+            line,
+        })
+    }
+
+    /// The saved peers with their 1-based line numbers.
+    fn peers(&self) -> impl Iterator<Item = (usize, &KnownPeer)> {
         self.lines
             .iter()
             .enumerate()
             .filter_map(|(index, line)| match line {
-                Line::Peer(peer) => Some(Entry {
-                    peer: peer.clone(),
-                    line: index + 1,
-                }),
+                Line::Peer(peer) => Some((index + 1, peer)),
                 Line::Other(_) => None,
             })
     }

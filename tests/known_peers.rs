@@ -228,3 +228,46 @@ fn an_unknown_name_lists_the_known_ones_and_forget_removes_one() {
     let again = alice.tool(&["forget", "carol"]);
     assert_eq!(again.status.code(), Some(1), "{again:?}");
 }
+
+/// `chat forget`, killed with SIGKILL at varying moments while it rewrites a large
+/// file, leaves either the old file or the new one, whole, every time.
+#[test]
+fn a_write_killed_midway_leaves_the_old_file_or_the_new_one() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    alice.make_identity(false);
+    let at = "2026-12-02T05:30:00Z";
+    let peers: String = (0..30_000u32)
+        .map(|n| format!("peer{n} {:064x} {at} {at}\n", n))
+        .collect();
+    std::fs::write(alice.known_peers(), &peers).unwrap();
+    let mut outcomes = [0usize; 2];
+    for round in 0..20u64 {
+        let before = std::fs::read_to_string(alice.known_peers()).unwrap();
+        let victim = format!("peer{round}");
+        let mut forget = Command::new(BIN)
+            .args(["forget", &victim, "--dir"])
+            .arg(&alice.certs)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(round * 30));
+        let _ = forget.kill();
+        let _ = forget.wait();
+        let after = std::fs::read_to_string(alice.known_peers()).unwrap();
+        let expected = before.replace(&format!("{victim} {:064x} {at} {at}\n", round), "");
+        if after == before {
+            outcomes[0] += 1;
+        } else {
+            assert_eq!(
+                after, expected,
+                "round {round}: neither the old file nor the new"
+            );
+            outcomes[1] += 1;
+        }
+    }
+    eprintln!(
+        "killed before the rename: {}, after: {}",
+        outcomes[0], outcomes[1]
+    );
+}
