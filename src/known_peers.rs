@@ -23,6 +23,8 @@ pub const FILE_NAME: &str = "known_peers";
 /// Held while the file is read, changed and replaced, so that two sessions of one
 /// user never lose each other's updates.
 const LOCK_FILE_NAME: &str = "known_peers.lock";
+/// The new file, before it is renamed over the old.
+const TEMPORARY_PREFIX: &str = ".known_peers.";
 /// Far more than anyone pairs with; a larger file is not ours.
 const MAX_FILE_LEN: u64 = 4 << 20;
 const HEADER: &str =
@@ -284,8 +286,10 @@ pub fn update<T>(
         path: path.to_owned(),
         source,
     };
-    let lock = open_lock(&folder_of(path).join(LOCK_FILE_NAME)).map_err(io_error)?;
+    let folder = folder_of(path);
+    let lock = open_lock(&folder.join(LOCK_FILE_NAME)).map_err(io_error)?;
     lock.lock().map_err(io_error)?;
+    remove_leftovers(&folder);
     let mut peers = KnownPeers::load(path)?;
     let (result, changed) = change(&mut peers);
     if changed {
@@ -293,6 +297,23 @@ pub fn update<T>(
         replace_atomically(path, |file| file.write_all(text.as_bytes())).map_err(io_error)?;
     }
     Ok(result)
+}
+
+/// Removes what a writer killed before its rename left behind. Only the holder of
+/// the lock writes, so none of these is anyone's work in progress.
+fn remove_leftovers(folder: &Path) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(TEMPORARY_PREFIX)
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Opens the lock file, creating it if needed, never through a link and never
@@ -320,7 +341,7 @@ pub fn replace_atomically(
 ) -> io::Result<()> {
     let folder = folder_of(path);
     let mut file = tempfile::Builder::new()
-        .prefix(".known_peers.")
+        .prefix(TEMPORARY_PREFIX)
         .tempfile_in(&folder)?;
     write(file.as_file_mut())?;
     file.as_file().sync_all()?;
