@@ -19,6 +19,7 @@ use crate::invitation;
 use crate::known_peers::{self, KnownPeers};
 use crate::outbound::WrongPin;
 use crate::pairing::{CodeError, InviteCode};
+use crate::portmap::{self, PortMapping};
 use crate::session::{self, SessionEnd, SessionError, SessionSetup};
 use crate::tls::Pin;
 use crate::transfer::incoming::ReceiveLimits;
@@ -150,7 +151,12 @@ pub fn run_peer(config: Config) -> Exit {
         _ => None,
     };
     let exit = runtime.block_on(async {
-        match peer(config).await {
+        let mut mapping = None;
+        let ended = peer(config, &mut mapping).await;
+        if let Some(mapping) = mapping {
+            mapping.remove().await;
+        }
+        match ended {
             Ok(exit) => exit,
             Err(err) => {
                 ui::restore_terminal();
@@ -198,7 +204,9 @@ fn exit_on_panic() {
 #[error("{0}")]
 struct UsageError(String);
 
-async fn peer(config: Config) -> Result<Exit> {
+/// `mapping` receives the router's port mapping, if `--map-port` made one, for the
+/// caller to remove however the session ends.
+async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit> {
     let identity = load_identity(&config.identity)?;
     let listener = config
         .listen
@@ -216,6 +224,9 @@ async fn peer(config: Config) -> Result<Exit> {
     ));
     ui::say(&format!("Listening on port {port}"));
     show_reachable(listening);
+    if config.map_port {
+        *mapping = map_port(port).await;
+    }
 
     std::fs::create_dir_all(&config.download_dir).with_context(|| {
         format!(
@@ -361,6 +372,25 @@ fn show_reachable(listening: std::net::SocketAddr) {
         .filter(|&n| n > 0)
     {
         ui::status(&format!("… and {more} more addresses"));
+    }
+}
+
+/// Asks the router to forward `port`; a failure is only a warning.
+async fn map_port(port: u16) -> Option<PortMapping> {
+    match portmap::map(port).await {
+        Ok(mapping) => {
+            ui::status(&format!(
+                "Reachable at {} (public, forwarded by the router to port {port} while chat runs)",
+                mapping.external
+            ));
+            Some(mapping)
+        }
+        Err(err) => {
+            ui::status(&format!(
+                "Warning: the router did not forward a port ({err}); the peer must reach this machine directly"
+            ));
+            None
+        }
     }
 }
 

@@ -134,6 +134,11 @@ pub struct PeerArgs {
     /// (seconds, or with s, m or h).
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     pub retry_for: String,
+    /// Ask the router (PCP or UPnP-IGD) to forward the listening port from its public address, and
+    /// print that address for the peer. The mapping is renewed while chat runs and removed at exit.
+    /// If the router says no, chat warns and goes on.
+    #[arg(long)]
+    pub map_port: bool,
     /// Show connection details such as the negotiated TLS cipher suite and key exchange.
     #[arg(short, long)]
     pub verbose: bool,
@@ -207,6 +212,7 @@ impl PeerArgs {
             download_dir: self.download_dir,
             max_file_size,
             retry_for,
+            map_port: self.map_port,
             look: Look {
                 verbose: self.verbose,
                 progress: !self.no_progress,

@@ -84,6 +84,8 @@ pub struct Config {
     pub max_file_size: Option<u64>,
     /// How long to keep trying to reach the peer without a connection.
     pub retry_for: Duration,
+    /// Ask the router to forward the listening port (`--map-port`).
+    pub map_port: bool,
     pub look: Look,
 }
 

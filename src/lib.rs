@@ -22,6 +22,7 @@ pub mod listener;
 pub mod outbound;
 pub mod pairing;
 pub mod platform;
+pub mod portmap;
 pub mod rejections;
 pub mod sanitize;
 pub mod session;

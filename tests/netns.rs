@@ -133,6 +133,11 @@ fn a_transfer_and_chat_survive_an_impaired_link() {
 
 /// Alice in the first namespace and bob in the second, connected both ways.
 fn connect_across(world: &World, link: &Link) -> (Peer, Peer) {
+    connect_across_with(world, link, &[])
+}
+
+/// Like [`connect_across`], with `alice_extra` arguments for alice.
+fn connect_across_with(world: &World, link: &Link, alice_extra: &[&str]) -> (Peer, Peer) {
     let alice_fp = world.identity("alice");
     let bob_fp = world.identity("bob");
     let home = |name: &str| {
@@ -162,16 +167,36 @@ fn connect_across(world: &World, link: &Link) -> (Peer, Peer) {
     let mut alice = Peer::start_in(
         &["ip", "netns", "exec", ns_a],
         &home("alice"),
-        &args(
-            "alice",
-            "10.203.0.1:0",
-            &["--connect", &target, "--peer-fingerprint", &bob_fp],
-        ),
+        &args("alice", "10.203.0.1:0", &{
+            let mut extra = vec!["--connect", target.as_str(), "--peer-fingerprint", &bob_fp];
+            extra.extend_from_slice(alice_extra);
+            extra
+        }),
     );
     bob.send(&format!("10.203.0.1:{}", alice.port));
     alice.expect_seen(Stream::Stderr, "Connected to bob at 10.203.0.2:");
 
     (alice, bob)
+}
+
+/// Neither namespace has a default route, so there is no router to ask: `--map-port`
+/// says so, and what it tried, and the session goes on.
+#[test]
+fn map_port_without_a_router_warns_and_the_session_goes_on() {
+    let link = match Link::create('m') {
+        Ok(link) => link,
+        Err(reason) => {
+            println!("SKIPPED network-namespace test: {reason}");
+            return;
+        }
+    };
+    let world = World::new();
+    let (mut alice, mut bob) = connect_across_with(&world, &link, &["--map-port"]);
+    let warning = alice.expect_seen(Stream::Stderr, "Warning: the router did not forward a port");
+    assert!(warning.contains("no router to ask"), "{warning}");
+    assert!(warning.contains("tried PCP and UPnP-IGD"), "{warning}");
+    alice.send("still here");
+    bob.expect(Stream::Stdout, "alice: still here");
 }
 
 #[test]
