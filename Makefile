@@ -24,6 +24,7 @@ run:
 	$(CARGO) run --release --locked -- --certs-dir certs $(ARGS)
 
 test:
+	@tests/support/install-nat-tools
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked -- --show-output

@@ -1,0 +1,351 @@
+//! A home behind a masquerading router that runs a real UPnP-IGD daemon (Debian's
+//! `miniupnpd`), and a public peer on the router's other side, each in a network
+//! namespace of this test. The home peer's `--map-port` gets a mapping, the public
+//! peer dials the mapped address, the session works both ways, and the mapping is
+//! gone from the router once the home peer exits.
+//!
+//! Needs root, iproute2, nftables and miniupnpd (`make test` installs the last two
+//! where it can); skipped with the reason printed otherwise.
+//!
+//! The router's WAN side carries 80.100.100.0/24, a public block, because
+//! miniupnpd 2.3.1 refuses to map on a reserved WAN address. So that no packet of
+//! the test can reach the real owners of that block, the test first checks that the
+//! block appears on no interface outside its namespaces, and that its namespaces
+//! hold only the interfaces it made, joined to each other and to nothing else.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Peer, Stream, TIMEOUT, World};
+use sha2::{Digest, Sha256};
+
+const WAN_BLOCK: &str = "80.100.100.";
+
+/// Runs `program` with `args`; the error carries its stderr.
+fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("{program}: {err}"))?;
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let output = child.wait_with_output().map_err(|err| err.to_string())?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// home — router — public, removed when dropped.
+struct Nat {
+    home: String,
+    router: String,
+    public: String,
+    lan: String,
+    wan: String,
+}
+
+impl Nat {
+    fn create() -> Result<Nat, String> {
+        let tag = std::process::id() % 100_000;
+        let nat = Nat {
+            home: format!("chat{tag}home"),
+            router: format!("chat{tag}rtr"),
+            public: format!("chat{tag}pub"),
+            lan: format!("cl{tag}"),
+            wan: format!("cw{tag}"),
+        };
+        let (home, router, public) = (&nat.home, &nat.router, &nat.public);
+        let (lan, wan) = (&nat.lan, &nat.wan);
+        let ip = |args: &str| run("ip", &args.split_whitespace().collect::<Vec<_>>(), None);
+        for namespace in [home, router, public] {
+            ip(&format!("netns add {namespace}"))?;
+            ip(&format!("-n {namespace} link set lo up"))?;
+        }
+        ip(&format!("link add {lan}h type veth peer name {lan}r"))?;
+        ip(&format!("link add {wan}r type veth peer name {wan}p"))?;
+        for (device, namespace) in [
+            (format!("{lan}h"), home),
+            (format!("{lan}r"), router),
+            (format!("{wan}r"), router),
+            (format!("{wan}p"), public),
+        ] {
+            ip(&format!("link set {device} netns {namespace}"))?;
+        }
+        nat.check_isolated()?;
+        for (namespace, address, device) in [
+            (home, "192.168.77.2/24", format!("{lan}h")),
+            (router, "192.168.77.1/24", format!("{lan}r")),
+            (router, "80.100.100.1/24", format!("{wan}r")),
+            (public, "80.100.100.2/24", format!("{wan}p")),
+        ] {
+            ip(&format!("-n {namespace} addr add {address} dev {device}"))?;
+            ip(&format!("-n {namespace} link set {device} up"))?;
+        }
+        ip(&format!("-n {home} route add default via 192.168.77.1"))?;
+        nat.in_router("sysctl", &["-qw", "net.ipv4.ip_forward=1"], None)?;
+        // The chains miniupnpd 2.3.1 expects, and masquerading out of the WAN side.
+        let rules = format!(
+            "table inet filter {{
+ chain forward {{
+  type filter hook forward priority 0; policy drop;
+  ct state established,related accept
+  iifname \"{lan}r\" oifname \"{wan}r\" accept
+  jump miniupnpd
+ }}
+ chain miniupnpd {{
+ }}
+ chain prerouting {{
+  type nat hook prerouting priority -100; policy accept;
+  jump prerouting_miniupnpd
+ }}
+ chain postrouting {{
+  type nat hook postrouting priority 100; policy accept;
+  jump postrouting_miniupnpd
+  oifname \"{wan}r\" masquerade
+ }}
+ chain prerouting_miniupnpd {{
+ }}
+ chain postrouting_miniupnpd {{
+ }}
+}}
+"
+        );
+        nat.in_router("nft", &["-f", "-"], Some(&rules))?;
+        Ok(nat)
+    }
+
+    /// No address of the public block outside our namespaces, and nothing in them
+    /// but loopback and the veth ends we made (so nothing joins them to the world).
+    fn check_isolated(&self) -> Result<(), String> {
+        let outside = run("ip", &["-o", "addr"], None)?;
+        if outside.contains(WAN_BLOCK) {
+            return Err(format!(
+                "{WAN_BLOCK}0/24 is on an interface of this machine; not using it"
+            ));
+        }
+        for (namespace, expected) in [(&self.home, 2), (&self.router, 3), (&self.public, 2)] {
+            let links = run("ip", &["-n", namespace, "-o", "link"], None)?;
+            let ours = |line: &&str| {
+                line.contains(": lo:") || line.contains(&self.lan) || line.contains(&self.wan)
+            };
+            let lines: Vec<&str> = links.lines().collect();
+            if lines.len() != expected || !lines.iter().all(ours) {
+                return Err(format!(
+                    "namespace {namespace} holds other interfaces: {links}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn in_router(
+        &self,
+        program: &str,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> Result<String, String> {
+        let mut full = vec!["netns", "exec", &self.router, program];
+        full.extend_from_slice(args);
+        run("ip", &full, input)
+    }
+
+    fn dnat_rules(&self) -> usize {
+        self.in_router("nft", &["list", "ruleset"], None)
+            .map(|rules| rules.lines().filter(|line| line.contains("dnat")).count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Nat {
+    fn drop(&mut self) {
+        for namespace in [&self.home, &self.router, &self.public] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", namespace])
+                .status();
+        }
+    }
+}
+
+/// miniupnpd in the router namespace, stopped when dropped.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(nat: &Nat, dir: &std::path::Path) -> Result<Daemon, String> {
+        let leases = dir.join("leases");
+        std::fs::write(&leases, "").unwrap();
+        let config = dir.join("miniupnpd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "ext_ifname={wan}r\nlistening_ip={lan}r\nhttp_port=5555\nenable_natpmp=yes\n\
+                 enable_upnp=yes\nsecure_mode=yes\nsystem_uptime=no\nlease_file={leases}\n\
+                 uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n\
+                 allow 1024-65535 192.168.77.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+                wan = nat.wan,
+                lan = nat.lan,
+                leases = leases.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &nat.router, "miniupnpd", "-d", "-f"])
+            .arg(&config)
+            .arg("-P")
+            .arg(dir.join("miniupnpd.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|err| format!("miniupnpd: {err}"))?;
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let daemon = Daemon(child);
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if line.contains("Listening for NAT-PMP/PCP traffic") {
+                return Ok(daemon);
+            }
+            seen.push(line);
+        }
+        Err(format!("miniupnpd did not start: {}", seen.join(" | ")))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn missing_tools() -> Option<String> {
+    for tool in ["ip", "nft", "miniupnpd"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !found {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    None
+}
+
+#[test]
+fn a_home_behind_nat_maps_its_port_and_the_public_peer_reaches_it() {
+    if let Some(reason) = missing_tools() {
+        println!("SKIPPED NAT test: {reason}");
+        return;
+    }
+    let nat = match Nat::create() {
+        Ok(nat) => nat,
+        Err(reason) => {
+            println!("SKIPPED NAT test: {reason}");
+            return;
+        }
+    };
+    let world = World::new();
+    let _daemon = match Daemon::start(&nat, world.path()) {
+        Ok(daemon) => daemon,
+        Err(reason) => {
+            println!("SKIPPED NAT test: {reason}");
+            return;
+        }
+    };
+    let home_fp = world.identity("home");
+    let public_fp = world.identity("public");
+    let start = |namespace: &str, name: &str, args: &[&str]| {
+        let dir = world.path().join(format!("{name}-home"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut all: Vec<String> = ["--name", name, "--certs-dir"].map(String::from).into();
+        all.push(world.certs().display().to_string());
+        all.extend(args.iter().map(|arg| arg.to_string()));
+        Peer::start_in(&["ip", "netns", "exec", namespace], &dir, &all)
+    };
+
+    let mut public = start(
+        &nat.public,
+        "public",
+        &["--listen", "80.100.100.2:0", "--peer-fingerprint", &home_fp],
+    );
+    let public_addr = format!("80.100.100.2:{}", public.port);
+    let mut home = start(
+        &nat.home,
+        "home",
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--connect",
+            &public_addr,
+            "--peer-fingerprint",
+            &public_fp,
+            "--map-port",
+        ],
+    );
+    let mapped = home.expect(Stream::Stderr, "(public, forwarded by the router to port ");
+    let external = mapped
+        .strip_prefix("Reachable at ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .to_owned();
+    assert!(external.starts_with("80.100.100.1:"), "{mapped}");
+    assert_eq!(nat.dnat_rules(), 1, "the router holds the mapping");
+
+    public.send(&external);
+    public.expect_seen(Stream::Stderr, &format!("Connected to home at {external}"));
+    home.expect_seen(
+        Stream::Stderr,
+        &format!("Connected to public at {public_addr}"),
+    );
+    public.send("hello home");
+    home.expect(Stream::Stdout, "public: hello home");
+    let data = common::pseudo_random(4 << 20, 11);
+    std::fs::write(public.workdir.join("to-home.bin"), &data).unwrap();
+    public.send("transfer to-home.bin");
+    let saved = home.expect(Stream::Stderr, "(verified, sha256 ");
+    assert!(
+        saved.contains(&hex::encode(Sha256::digest(&data))),
+        "{saved}"
+    );
+    assert_eq!(
+        std::fs::read(home.workdir.join("to-home.bin")).unwrap(),
+        data
+    );
+
+    home.close_stdin();
+    public.close_stdin();
+    assert!(home.wait().success(), "{}", home.transcript());
+    let deadline = Instant::now() + TIMEOUT;
+    while nat.dnat_rules() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the mapping was not removed at exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
