@@ -469,3 +469,23 @@ fn peer_args(world: &World, name: &str, extra: &[&str]) -> (Vec<String>, std::pa
     args.extend(extra.iter().map(|arg| arg.to_string()));
     (args, home)
 }
+
+/// At a terminal, `--invite` shows the code and the joiner's command, pairs, and
+/// then the session runs in the interactive front end as any other.
+#[test]
+fn an_invite_at_a_terminal_pairs_and_chats() {
+    let world = World::new();
+    let (mut alice, port, _) = start_peer(&world, "alice", &["--invite"], WIDE);
+    let code = alice.wait_for_text("Invite code: ");
+    let code = code.trim().trim_start_matches("Invite code: ").to_owned();
+    alice.wait_for_text(&format!("chat --join {code} --connect 127.0.0.1:{port}"));
+    let address = format!("127.0.0.1:{port}");
+    let mut bob = world.peer("bob", &["--join", &code, "--connect", &address]);
+    alice.wait_for_text("Paired with bob (sha256 ");
+    alice.wait_for_text("Connected to bob at 127.0.0.1:");
+    bob.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    bob.send("hello from bob");
+    alice.wait_for_text("bob: hello from bob");
+    alice.line("hello from alice");
+    bob.expect(Stream::Stdout, "alice: hello from alice");
+}
