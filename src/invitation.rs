@@ -40,6 +40,12 @@ pub async fn invite(
         INVITE_LIFETIME.as_secs() / 60
     ));
     ui::status(&format!("  chat --join {code} --connect {share}"));
+    if share.ip().is_loopback() && local.ip().is_unspecified() {
+        ui::status(
+            "(No route out of this machine was found, so that is a loopback address: for \
+             another machine, give an address of this one that it can reach.)",
+        );
+    }
     let report = |report: InviteReport| match report {
         InviteReport::WrongCode { addr, left } => ui::status(&format!(
             "Someone at {} tried a wrong invite code; {left} {} left",
