@@ -23,8 +23,11 @@ certs: build
 run:
 	$(CARGO) run --release --locked -- --certs-dir certs $(ARGS)
 
+# tests/nat.rs needs nft (nftables) and miniupnpd: installed with apt-get where this
+# runs as root, else that test says why it is skipped.
+NAT_PACKAGES := nftables miniupnpd miniupnpd-nftables
 test:
-	@tests/support/install-nat-tools
+	@tests/support/install-nat-tools $(NAT_PACKAGES)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked -- --show-output

@@ -161,13 +161,7 @@ fn a_corrupt_line_is_reported_with_its_number() {
         format!("# peers\nbob {fp} 2026-12-02T05:30:00Z\n"),
     )
     .unwrap();
-    let output = Command::new(BIN)
-        .args(alice.args(&["--peer", "bob", "--connect", "9"]))
-        .current_dir(&alice.workdir)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr = alice.refused_at_start(&["--peer", "bob", "--connect", "9"]);
     assert!(
         stderr.contains("known_peers, line 2: expected 4 fields"),
         "{stderr}"
@@ -184,12 +178,7 @@ fn a_file_others_may_change_is_refused() {
         .status()
         .unwrap();
     assert!(chmod.success());
-    let output = Command::new(BIN)
-        .args(alice.args(&["--peer", "bob", "--connect", "9"]))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr = alice.refused_at_start(&["--peer", "bob", "--connect", "9"]);
     assert!(
         stderr.contains("let others change whom you trust"),
         "{stderr}"
@@ -212,12 +201,7 @@ fn an_unknown_name_lists_the_known_ones_and_forget_removes_one() {
         ),
     )
     .unwrap();
-    let output = Command::new(BIN)
-        .args(alice.args(&["--peer", "bob", "--connect", "9"]))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr = alice.refused_at_start(&["--peer", "bob", "--connect", "9"]);
     assert!(stderr.contains("no peer called \"bob\""), "{stderr}");
     assert!(stderr.contains("it lists carol, dave"), "{stderr}");
 

@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::home::Home;
-use common::{BIN, Peer, Stream, TIMEOUT, World};
+use common::{Peer, Stream, TIMEOUT, World};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -207,12 +205,7 @@ fn the_code_can_be_typed_rather_than_given_on_the_command_line() {
 fn a_malformed_code_is_refused_before_anything_starts() {
     let world = World::new();
     let bob = Home::new(&world, "bob");
-    let output = Command::new(BIN)
-        .args(bob.args(&["--join", "banana", "--connect", "9"]))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr = bob.refused_at_start(&["--join", "banana", "--connect", "9"]);
     assert!(stderr.contains("--join"), "{stderr}");
     assert!(stderr.contains("7-amber-lantern-echo"), "{stderr}");
 }

@@ -59,6 +59,18 @@ impl Home {
         args
     }
 
+    /// Runs `chat` with `extra`, expecting it to refuse its settings before it starts
+    /// (exit status 2); what it said on standard error.
+    pub fn refused_at_start(&self, extra: &[&str]) -> String {
+        let output = Command::new(BIN)
+            .args(self.args(extra))
+            .current_dir(&self.workdir)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        String::from_utf8(output.stderr).unwrap()
+    }
+
     pub fn tool(&self, args: &[&str]) -> std::process::Output {
         Command::new(BIN)
             .args(args)
