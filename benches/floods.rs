@@ -171,7 +171,7 @@ async fn flood(stall_output: bool, frames: impl ExactSizeIterator<Item = Frame>)
 async fn dial_as_bob(world: &World, alice_fp: &str, port: u16) -> Link {
     let bob = identity::load(&IdentityFiles::named(&world.certs(), "bob")).unwrap();
     let connector = TlsConnector::from(
-        tls::client_config(&bob, alice_fp.parse::<Fingerprint>().unwrap()).unwrap(),
+        tls::client_config(&bob, alice_fp.parse::<Fingerprint>().unwrap(), false).unwrap(),
     );
     let addr = ([127, 0, 0, 1], port).into();
     let tcp = TcpStream::connect(addr).await.unwrap();

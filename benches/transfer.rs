@@ -220,7 +220,7 @@ fn real_peer_handshakes(
     let files = chat::identity::IdentityFiles::named(&scratch.join("certs"), "alice");
     let alice = chat::identity::load(&files).unwrap();
     let connector =
-        tokio_rustls::TlsConnector::from(chat::tls::client_config(&alice, bob_fp).unwrap());
+        tokio_rustls::TlsConnector::from(chat::tls::client_config(&alice, bob_fp, false).unwrap());
     let greeting = chat::handshake::Greeting::new("alice".into());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

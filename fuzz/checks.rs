@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chat::frame::{Frame, HEADER_LEN, MAX_FILE_NAME_LEN, PROTOCOL_VERSION};
-use chat::inbound::ReceiveState;
+use chat::receiving_half::ReceiveState;
 use chat::sanitize::{MAX_COMBINING_MARKS, for_terminal, is_invisible};
 use chat::transfer::incoming::ReceiveLimits;
 use chat::transfer::name::{numbered, sanitize};

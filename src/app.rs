@@ -10,17 +10,17 @@ use tokio::sync::mpsc;
 
 use crate::addresses;
 use crate::cli::Tool;
-use crate::config::{Config, IdentitySource, Trust};
+use crate::config::{Config, IdentitySource, LinkMode, Trust};
+use crate::dialer::WrongPin;
 use crate::event::{Command, Event};
 use crate::fingerprint::Fingerprint;
 use crate::identity::{self, Identity, IdentityFiles};
 use crate::input::{self, Input};
 use crate::invitation;
 use crate::known_peers::{self, KnownPeers};
-use crate::outbound::WrongPin;
 use crate::pairing::{CodeError, InviteCode};
 use crate::portmap::{self, PortMapping};
-use crate::session::{self, SessionEnd, SessionError, SessionSetup};
+use crate::session::{self, Links, SessionEnd, SessionError, SessionSetup};
 use crate::tls::Pin;
 use crate::transfer::incoming::ReceiveLimits;
 use crate::trust;
@@ -208,24 +208,32 @@ struct UsageError(String);
 /// caller to remove however the session ends.
 async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit> {
     let identity = load_identity(&config.identity)?;
-    let listener = config
-        .listen
-        .bind()
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let listening = listener
-        .local_addr()
-        .context("cannot read the listening port")?;
-    let port = listening.port();
+    let listener = match config.links {
+        LinkMode::DialOne => None,
+        LinkMode::Two | LinkMode::AcceptOne => Some(
+            config
+                .listen
+                .bind()
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?,
+        ),
+    };
     ui::say(&format!("Fingerprint: {}", identity.fingerprint));
     ui::status(&format!(
         "Your fingerprint, to read out: {}",
         identity.fingerprint.grouped()
     ));
-    ui::say(&format!("Listening on port {port}"));
-    show_reachable(listening);
-    if config.map_port {
-        *mapping = map_port(port).await;
+    let mut port = 0;
+    if let Some(listener) = &listener {
+        let listening = listener
+            .local_addr()
+            .context("cannot read the listening port")?;
+        port = listening.port();
+        ui::say(&format!("Listening on port {port}"));
+        show_reachable(listening);
+        if config.map_port {
+            *mapping = map_port(port).await;
+        }
     }
 
     std::fs::create_dir_all(&config.download_dir).with_context(|| {
@@ -238,7 +246,7 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
     let paired = match &config.trust {
         Trust::Invite => Some(
             invitation::invite(
-                &listener,
+                listener.as_ref().context("--invite needs a listener")?,
                 &identity,
                 &config.known_peers,
                 config.look.verbose,
@@ -267,12 +275,13 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
     };
     let (mut console, mut lines) = Console::start(&identity.name, config.look)?;
     let target = match (&paired, config.connect) {
-        (Some((target, _)), _) => target.clone(),
-        (None, Some(target)) => target,
+        _ if config.links == LinkMode::AcceptOne => None,
+        (Some((target, _)), _) => Some(target.clone()),
+        (None, Some(target)) => Some(target),
         (None, None) => {
             let question = "Enter the target port number: ";
             match ask(&console, &mut lines, question, "--connect").await {
-                Ok(target) => target,
+                Ok(target) => Some(target),
                 Err(err) => return Err(console.close_with(err).await),
             }
         }
@@ -337,12 +346,17 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         events.downgrade(),
     ));
 
+    let links = match (listener, target) {
+        (Some(listener), Some(target)) => Links::Two { listener, target },
+        (None, Some(target)) => Links::DialOne(target),
+        (Some(listener), None) => Links::AcceptOne(listener),
+        (None, None) => unreachable!("--no-listen requires --connect"),
+    };
     let setup = SessionSetup {
-        listener,
+        links,
         identity,
         pin,
         wrong_pin,
-        target,
         limits: ReceiveLimits::new(config.download_dir, config.max_file_size),
         retry_for: config.retry_for,
         at_finish,

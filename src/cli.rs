@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config, IdentitySource, ListenAddr, Look, Trust};
+use crate::config::{self, Config, IdentitySource, LinkMode, ListenAddr, Look, Trust};
 use crate::fingerprint::Fingerprint;
 use crate::identity::{self, IdentityFiles};
 use crate::known_peers::{Entry, KnownPeers};
@@ -28,6 +28,11 @@ Or pair by a one-time code instead of fingerprints, and by name from then on:
     chat --join 7-amber-lantern-echo --connect 192.168.1.20:7001
   bob$ chat --join 7-amber-lantern-echo --connect 192.168.1.20:7001
   later: chat --peer alice --connect 192.168.1.20:7001
+
+When only one side can be reached (the other is behind a NAT or a firewall), one
+connection carries both directions:
+  alice$ chat --peer bob --accept --listen 7001           (the side bob can reach)
+  bob$ chat --peer alice --connect 203.0.113.5:7001 --no-listen
 
 Then each line typed in one window appears in the other as `name: text`,
 and `transfer FILE` sends a file, stored in the peer's --download-dir once its
@@ -102,6 +107,14 @@ pub struct PeerArgs {
     /// The peer's listener: PORT (on 127.0.0.1) or HOST:PORT. Asked for on standard input if absent.
     #[arg(long, value_name = "TARGET")]
     pub connect: Option<String>,
+    /// Dial --connect TARGET and listen for nothing: that one connection carries both directions.
+    /// For the side behind a NAT or a firewall; the peer runs with --accept.
+    #[arg(long, requires = "connect", conflicts_with_all = ["listen", "map_port", "accept", "invite", "join"])]
+    pub no_listen: bool,
+    /// Listen, and dial nobody: the peer's one connection (it runs with --connect ... --no-listen)
+    /// carries both directions. For the side the peer can reach; no target is asked for.
+    #[arg(long, conflicts_with_all = ["connect", "invite", "join"])]
+    pub accept: bool,
     /// The SHA-256 fingerprint of the peer's certificate, the only one accepted. Hex, any case, colons and a
     /// "sha256:" prefix allowed. Asked for on standard input if neither this nor --peer-cert is given.
     #[arg(long, value_name = "FP", conflicts_with = "peer_cert")]
@@ -176,6 +189,11 @@ impl PeerArgs {
             .map(|text| text.parse::<Target>())
             .transpose()
             .context("--connect")?;
+        let links = match (self.no_listen, self.accept) {
+            (true, _) => LinkMode::DialOne,
+            (_, true) => LinkMode::AcceptOne,
+            _ => LinkMode::Two,
+        };
         let known_peers = identity.known_peers();
         let trust = match (self.peer_fingerprint, self.peer_cert, self.peer) {
             _ if self.invite => Trust::Invite,
@@ -207,6 +225,7 @@ impl PeerArgs {
             identity,
             listen,
             connect,
+            links,
             trust,
             known_peers,
             download_dir: self.download_dir,

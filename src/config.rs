@@ -59,6 +59,17 @@ impl IdentitySource {
     }
 }
 
+/// How the two peers reach each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkMode {
+    /// Each side listens and dials the other: one connection per direction.
+    Two,
+    /// `--no-listen`: dial, and carry both directions on that one connection.
+    DialOne,
+    /// `--accept`: accept the peer's one connection, which carries both directions.
+    AcceptOne,
+}
+
 /// Where to listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -73,8 +84,9 @@ pub enum ListenAddr {
 pub struct Config {
     pub identity: IdentitySource,
     pub listen: ListenAddr,
-    /// Asked for on standard input when absent.
+    /// Asked for on standard input when absent (unless `links` is `AcceptOne`).
     pub connect: Option<Target>,
+    pub links: LinkMode,
     /// Whom to trust.
     pub trust: Trust,
     /// The `known_peers` file beside the identity.

@@ -23,6 +23,22 @@ pub enum ConnectionError {
     /// The transport failed, including a TLS stream that ended without close_notify.
     #[error("{}", describe_io(.0))]
     Io(#[from] std::io::Error),
+    /// On a connection that carries both directions: the peer closed it without
+    /// `Finish` or `Leave` for this direction.
+    #[error("the peer closed the connection without finishing or leaving")]
+    Unfinished,
+    /// On a connection that carries both directions: the other direction's failure
+    /// took the connection down.
+    #[error("the connection was lost")]
+    Dropped,
+    /// On a connection that carries both directions: a frame that belongs to
+    /// neither, or to a direction the peer already ended.
+    #[error("protocol error: unexpected {0} frame")]
+    Misplaced(&'static str),
+    /// On a connection that carries both directions: the peer sent more answers
+    /// than could wait unread.
+    #[error("protocol error: more than {0} answers arrived unread")]
+    TooManyAnswers(usize),
 }
 
 /// rustls reports a TCP close without close_notify as `UnexpectedEof` with a long
@@ -37,7 +53,27 @@ fn describe_io(err: &std::io::Error) -> String {
 impl ConnectionError {
     /// True when the connection simply went away rather than misbehaving.
     pub fn is_disconnect(&self) -> bool {
-        !matches!(self, ConnectionError::Protocol(_))
+        !matches!(
+            self,
+            ConnectionError::Protocol(_)
+                | ConnectionError::Misplaced(_)
+                | ConnectionError::TooManyAnswers(_)
+        )
+    }
+
+    /// The same error, for a second reader of the same connection.
+    pub fn duplicate(&self) -> ConnectionError {
+        match self {
+            ConnectionError::Protocol(err) => ConnectionError::Protocol(err.clone()),
+            ConnectionError::Truncated => ConnectionError::Truncated,
+            ConnectionError::Io(err) => {
+                ConnectionError::Io(std::io::Error::new(err.kind(), err.to_string()))
+            }
+            ConnectionError::Unfinished => ConnectionError::Unfinished,
+            ConnectionError::Dropped => ConnectionError::Dropped,
+            ConnectionError::Misplaced(kind) => ConnectionError::Misplaced(kind),
+            ConnectionError::TooManyAnswers(max) => ConnectionError::TooManyAnswers(*max),
+        }
     }
 }
 

@@ -58,13 +58,15 @@ impl std::str::FromStr for TransferId {
     }
 }
 
-/// Which of the two connections an event concerns.
+/// Which connection an event concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     /// The connection we dialled; it carries what we type.
     Outbound,
     /// The connection the peer dialled; it carries what the peer types.
     Inbound,
+    /// Single-connection mode: the one connection, which carries both.
+    Both { dialed: bool },
 }
 
 /// Which stretch of a transfer a progress report belongs to. Sending ids
@@ -132,6 +134,15 @@ pub enum Event {
     InboundLost { peer: String, reason: String },
     /// The outbound connection failed; unacknowledged lines will be sent again.
     OutboundLost { reason: String },
+    /// Two-connection mode: only one of the two connections came up within `after`.
+    /// Behind a NAT or a firewall the other never will.
+    OnlyOneWay {
+        peer: String,
+        /// Ours to the peer is up; the peer's to us is missing (else the reverse).
+        we_reached_them: bool,
+        target: String,
+        after: Duration,
+    },
     /// We stopped trying to reach the peer; `--retry-for` ran out.
     GaveUp { target: String, reason: String },
     /// The peer said it leaves (`Leave`; a bare `close_notify` from a version-1 peer).

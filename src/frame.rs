@@ -11,6 +11,9 @@ use thiserror::Error;
 pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest version still spoken, for peers that offer only `chat/1`.
 pub const OLDEST_PROTOCOL_VERSION: u16 = 1;
+/// The version of single-connection mode: version 2, with both directions on one
+/// connection and `Finish`/`FinishAck` to end each of them.
+pub const ONE_CONNECTION_VERSION: u16 = 3;
 /// Bytes before the payload: one type byte and a four-byte length.
 pub const HEADER_LEN: usize = 5;
 /// The largest payload any frame may declare. Larger lengths are rejected unread.
@@ -30,6 +33,8 @@ const TYPE_HELLO: u8 = 0x01;
 const TYPE_MESSAGE: u8 = 0x02;
 const TYPE_ACK: u8 = 0x03;
 const TYPE_LEAVE: u8 = 0x04;
+const TYPE_FINISH: u8 = 0x05;
+const TYPE_FINISH_ACK: u8 = 0x06;
 const TYPE_OFFER: u8 = 0x10;
 const TYPE_ACCEPT: u8 = 0x11;
 const TYPE_CHUNK: u8 = 0x12;
@@ -53,6 +58,11 @@ pub enum Frame {
     /// The sender quit: it will show no more lines and take no more files (version 2).
     /// Only this frame, never a bare close, makes a peer report lines as undelivered.
     Leave,
+    /// Version 3: the sender has sent its last line and file on this connection; what
+    /// `close_notify` says for a direction that has a connection of its own.
+    Finish,
+    /// Version 3: the answer to `Finish`, after the last `Ack` and `Verdict` for it.
+    FinishAck,
     /// The sender proposes a file. `name` is untrusted; `size` and `sha256` are binding.
     Offer {
         id: u64,
@@ -89,7 +99,7 @@ pub enum VerdictStatus {
 }
 
 /// Why a byte sequence is not a valid frame. Each variant closes the connection.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum FrameError {
     /// The type byte names no frame this version knows.
     #[error("unknown frame type 0x{0:02x}")]
@@ -127,6 +137,8 @@ impl Frame {
             Frame::Message { .. } => "Message",
             Frame::Ack { .. } => "Ack",
             Frame::Leave => "Leave",
+            Frame::Finish => "Finish",
+            Frame::FinishAck => "FinishAck",
             Frame::Offer { .. } => "Offer",
             Frame::Accept { .. } => "Accept",
             Frame::Chunk { .. } => "Chunk",
@@ -160,7 +172,7 @@ impl Frame {
                 out.extend_from_slice(text.as_bytes());
             }
             Frame::Ack { seq } => out.extend_from_slice(&seq.to_be_bytes()),
-            Frame::Leave => {}
+            Frame::Leave | Frame::Finish | Frame::FinishAck => {}
             Frame::Offer {
                 id,
                 size,
@@ -209,6 +221,8 @@ impl Frame {
             Frame::Message { .. } => TYPE_MESSAGE,
             Frame::Ack { .. } => TYPE_ACK,
             Frame::Leave => TYPE_LEAVE,
+            Frame::Finish => TYPE_FINISH,
+            Frame::FinishAck => TYPE_FINISH_ACK,
             Frame::Offer { .. } => TYPE_OFFER,
             Frame::Accept { .. } => TYPE_ACCEPT,
             Frame::Chunk { .. } => TYPE_CHUNK,
@@ -256,6 +270,10 @@ impl Frame {
             }
             TYPE_LEAVE if payload.is_empty() => Frame::Leave,
             TYPE_LEAVE => return Err(bad_length("Leave", payload, "exactly 0")),
+            TYPE_FINISH if payload.is_empty() => Frame::Finish,
+            TYPE_FINISH => return Err(bad_length("Finish", payload, "exactly 0")),
+            TYPE_FINISH_ACK if payload.is_empty() => Frame::FinishAck,
+            TYPE_FINISH_ACK => return Err(bad_length("FinishAck", payload, "exactly 0")),
             TYPE_OFFER => decode_offer(payload)?,
             TYPE_ACCEPT => {
                 let (id, rest) = split_u64(payload, "Accept", "exactly 16")?;
@@ -302,8 +320,8 @@ impl Frame {
 
 fn check_type(kind: u8) -> Result<(), FrameError> {
     match kind {
-        TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK | TYPE_LEAVE | TYPE_OFFER | TYPE_ACCEPT
-        | TYPE_CHUNK | TYPE_VERDICT | TYPE_CANCEL => Ok(()),
+        TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK | TYPE_LEAVE | TYPE_FINISH | TYPE_FINISH_ACK
+        | TYPE_OFFER | TYPE_ACCEPT | TYPE_CHUNK | TYPE_VERDICT | TYPE_CANCEL => Ok(()),
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -397,6 +415,20 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn finish_and_its_answer_are_bare_headers() {
+        for (frame, kind) in [(Frame::Finish, 0x05), (Frame::FinishAck, 0x06)] {
+            let mut out = Vec::new();
+            frame.encode(&mut out);
+            assert_eq!(out, [kind, 0, 0, 0, 0]);
+            assert_eq!(Frame::decode(&out), Ok(Some((frame, 5))));
+            assert!(matches!(
+                Frame::decode(&[kind, 0, 0, 0, 1, 0]),
+                Err(FrameError::BadLength { .. })
+            ));
+        }
+    }
+
     fn encoded(frame: &Frame) -> Vec<u8> {
         let mut out = Vec::new();
         frame.encode(&mut out);
@@ -420,6 +452,8 @@ mod tests {
             },
             Frame::Ack { seq: 42 },
             Frame::Leave,
+            Frame::Finish,
+            Frame::FinishAck,
             Frame::Offer {
                 id: 3,
                 size: 5 << 32,
@@ -692,6 +726,8 @@ mod properties {
             (any::<u64>(), text(200)).prop_map(|(seq, text)| Frame::Message { seq, text }),
             any::<u64>().prop_map(|seq| Frame::Ack { seq }),
             Just(Frame::Leave),
+            Just(Frame::Finish),
+            Just(Frame::FinishAck),
             (any::<u64>(), any::<u64>(), any::<[u8; 32]>(), text(60)).prop_map(
                 |(id, size, sha256, name)| {
                     Frame::Offer {

@@ -99,6 +99,18 @@ pub enum HandshakeError {
     /// The peer's `Hello` names another version than the one TLS negotiated.
     #[error("the peer's Hello says protocol version {got}, but version {agreed} was agreed")]
     Version { got: u16, agreed: u16 },
+    /// The dialer is in the other mode: one connection for both directions, or one
+    /// per direction (told by ALPN before anything is authenticated).
+    #[error("{}", other_mode(*.dialer_wants_one))]
+    OtherMode { dialer_wants_one: bool },
+}
+
+fn other_mode(dialer_wants_one: bool) -> &'static str {
+    if dialer_wants_one {
+        "it dialed for a single connection (--no-listen); to take it, run this side with --accept"
+    } else {
+        "it dialed for one connection per direction, but this side runs with --accept: run that side with --connect ADDRESS:PORT --no-listen"
+    }
 }
 
 impl HandshakeError {
@@ -175,10 +187,20 @@ pub async fn accept(
         if !reached(Stage::Tls) {
             return Err(HandshakeError::Shed);
         }
-        let tls = start
-            .into_stream(acceptor.config().clone())
-            .await
-            .map_err(HandshakeError::Tls)?;
+        let other_mode = other_mode_offered(&start.client_hello(), acceptor);
+        // A dialer that offered names of its own is refused by TLS itself, with
+        // `no_application_protocol`, which tells it why.
+        let tls =
+            start
+                .into_stream(acceptor.config().clone())
+                .await
+                .map_err(|err| match other_mode {
+                    Some(dialer_wants_one) => HandshakeError::OtherMode { dialer_wants_one },
+                    None => HandshakeError::Tls(err),
+                })?;
+        if let Some(dialer_wants_one) = other_mode {
+            return Err(HandshakeError::OtherMode { dialer_wants_one });
+        }
         // The handshake completes only once the pin verifier has accepted the
         // client's certificate and its signature has been checked.
         if !reached(Stage::Authenticated) {
@@ -193,6 +215,27 @@ pub async fn accept(
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .unwrap_or(Err(HandshakeError::Timeout))
+}
+
+/// Whether a ClientHello asks for the mode this listener does not serve, and which.
+fn other_mode_offered(
+    hello: &rustls::server::ClientHello<'_>,
+    acceptor: &TlsAcceptor,
+) -> Option<bool> {
+    let one = tls::ONE_CONNECTION_ALPN;
+    let we_take_one = acceptor
+        .config()
+        .alpn_protocols
+        .iter()
+        .any(|name| name == one);
+    let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
+    let wants_one = offered.contains(&one);
+    let wants_two = offered.is_empty() || offered.iter().any(|name| tls::ALPN.contains(name));
+    match (we_take_one, wants_one, wants_two) {
+        (true, false, true) => Some(false),
+        (false, true, false) => Some(true),
+        _ => None,
+    }
 }
 
 /// The connecting side: TLS, then the peer's `Hello` (proof it accepted us), then ours.

@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
+use crate::dialer::Refusal;
 use crate::fingerprint::Fingerprint;
 use crate::identity::Identity;
 use crate::known_peers::KnownPeers;
-use crate::outbound::Refusal;
 use crate::pairing::{self, InviteCode, InviteError, InviteReport, JoinError, Paired};
 use crate::sanitize::for_terminal;
 use crate::target::Target;

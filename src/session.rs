@@ -1,5 +1,7 @@
-//! One peer's session: the listener and the receiving direction, the sending
-//! direction, and the rules for when the whole thing is over.
+//! One peer's session: the dialer and the listener make the connections, each
+//! connection becomes a lane for one half or both ([`crate::lane`],
+//! [`crate::one_connection`]), the sending half and the receiving half run over
+//! them, and the rules here say when the whole thing is over.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,12 +12,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::dialer::{self, DialEnd, Dialed, Dialer, Refusal, WrongPin};
 use crate::event::{Command, Direction, Event, ShownWatch, TransferId};
 use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
-use crate::inbound::{self, InboundEnd, ReceiveState};
+use crate::lane::Lane;
 use crate::listener;
-use crate::outbound::{self, Dialer, OutboundEnd, Refusal, WrongPin};
+use crate::one_connection::{self, Carrier};
+use crate::one_way::OneWay;
+use crate::receiving_half::{self, ReceiveState, ReceivingEnd};
+use crate::sending_half::{self, SendingEnd};
 use crate::target::Target;
 use crate::tls::{self, Pin, TlsConfigError};
 use crate::transfer::incoming::ReceiveLimits;
@@ -27,18 +33,30 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Everything a session needs, already validated.
 pub struct SessionSetup {
-    pub listener: TcpListener,
+    pub links: Links,
     pub identity: Identity,
     /// The peer's pin, shared with the front end, which may let a person enter it again.
     pub pin: Pin,
     pub wrong_pin: WrongPin,
-    pub target: Target,
     pub limits: ReceiveLimits,
     /// How long to keep trying to reach the peer without a connection.
     pub retry_for: Duration,
     /// What `Finish` (the end of input) means: wait for the peer to finish too, or,
     /// once what is queued is delivered, leave.
     pub at_finish: AtFinish,
+}
+
+/// How the session reaches the peer, and the peer us.
+pub enum Links {
+    /// Each side listens and dials the other: one connection per direction.
+    Two {
+        listener: TcpListener,
+        target: Target,
+    },
+    /// Dial, and carry both directions on that connection (`--no-listen`).
+    DialOne(Target),
+    /// Accept, and carry both directions on that connection (`--accept`).
+    AcceptOne(TcpListener),
 }
 
 /// What the session does once our sending side has finished.
@@ -74,13 +92,20 @@ pub enum SessionError {
     Tls(#[from] TlsConfigError),
 }
 
-/// The receiving connection currently in use, if any.
+/// The receiving half currently running, if any.
 struct Receiver {
-    task: JoinHandle<InboundEnd>,
+    task: JoinHandle<ReceivingEnd>,
     close: oneshot::Sender<()>,
     /// Arriving files the person cancels, with whether to keep their parts.
     cancels: mpsc::Sender<(u64, bool)>,
     peer: String,
+}
+
+/// The connection that carries both directions, in single-connection mode.
+struct Shared {
+    carrier: Carrier,
+    /// Told when the connection is lost (accepting side; the dialer has its own).
+    lost: Option<oneshot::Receiver<()>>,
 }
 
 /// Runs until both directions are finished, the user quits, or the peer refuses us.
@@ -89,51 +114,99 @@ pub async fn run(
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<SessionEnd, SessionError> {
+    let one_connection = !matches!(setup.links, Links::Two { .. });
     let greeting = Greeting::new(setup.identity.name.clone());
-    let acceptor = TlsAcceptor::from(tls::server_config(&setup.identity, setup.pin.clone())?);
-    let connector = TlsConnector::from(tls::client_config(&setup.identity, setup.pin.clone())?);
-
-    let (links_tx, mut links) = mpsc::channel::<Link>(4);
-    let listening = tokio::spawn(listener::run(
-        setup.listener,
-        acceptor,
-        greeting.clone(),
-        links_tx,
-        events.clone(),
-    ));
-    let _stop_listening = AbortOnDrop(listening);
-
-    let dialer = Dialer {
-        target: setup.target,
-        connector,
-        greeting,
-        retry_for: setup.retry_for,
-        pin: setup.pin.clone(),
-        wrong_pin: setup.wrong_pin,
+    let one_way_target = match &setup.links {
+        Links::Two { target, .. } => Some(target.to_string()),
+        _ => None,
     };
+    let (listener, target) = match setup.links {
+        Links::Two { listener, target } => (Some(listener), Some(target)),
+        Links::DialOne(target) => (None, Some(target)),
+        Links::AcceptOne(listener) => (Some(listener), None),
+    };
+    let (accepted_tx, mut accepted) = mpsc::channel::<Link>(4);
+    let _stop_listening = match listener {
+        Some(listener) => {
+            let acceptor = TlsAcceptor::from(tls::server_config(
+                &setup.identity,
+                setup.pin.clone(),
+                one_connection,
+            )?);
+            Some(AbortOnDrop(tokio::spawn(listener::run(
+                listener,
+                acceptor,
+                greeting.clone(),
+                accepted_tx,
+                events.clone(),
+            ))))
+        }
+        None => None,
+    };
+    let (dialed_tx, mut dialed) = mpsc::channel::<Dialed>(1);
+    let mut dialing = match target {
+        Some(target) => {
+            let connector = TlsConnector::from(tls::client_config(
+                &setup.identity,
+                setup.pin.clone(),
+                one_connection,
+            )?);
+            let dialer = Dialer {
+                target,
+                connector,
+                greeting,
+                retry_for: setup.retry_for,
+                pin: setup.pin.clone(),
+                wrong_pin: setup.wrong_pin,
+                one_connection,
+            };
+            Some(tokio::spawn(dialer::run(dialer, dialed_tx, events.clone())))
+        }
+        None => None,
+    };
+    let _stop_dialing = dialing
+        .as_ref()
+        .map(|task| task.abort_handle())
+        .map(AbortDialer);
+
+    let (lanes_tx, lanes) = mpsc::channel(1);
+    let mut lanes_tx = Some(lanes_tx);
     let (outgoing, outgoing_rx) = mpsc::channel(1024);
-    let mut sending = Some(tokio::spawn(outbound::run(
-        dialer,
+    let mut sending = Some(tokio::spawn(sending_half::run(
+        lanes,
         outgoing_rx,
         events.clone(),
     )));
-    let mut sending_ended: Option<OutboundEnd> = None;
+    let mut sending_ended: Option<SendingEnd> = None;
 
     let received = Arc::new(Mutex::new(ReceiveState::default()));
     let shown: ShownWatch = Arc::new(watch::channel((0, 0)).0);
+    let receiving = Receiving {
+        state: received,
+        shown,
+        limits: setup.limits.clone(),
+        events: events.clone(),
+    };
     let mut receiver: Option<Receiver> = None;
+    let mut shared: Option<Shared> = None;
+    let mut come_back_by: Option<tokio::time::Instant> = None;
+    let mut one_way = OneWay::new(one_way_target);
     let mut peer_finished = false;
     let mut heard_before = false;
+    let mut dialed_before = false;
     let mut leaving = false;
 
     loop {
         if let (Some(end), true) = (&sending_ended, peer_finished || leaving) {
             let end = match end {
-                OutboundEnd::PeerLeft => SessionEnd::PeerLeft,
+                SendingEnd::PeerLeft => SessionEnd::PeerLeft,
                 _ => SessionEnd::Finished,
             };
             if !peer_finished {
                 quit(&outgoing, sending.take(), receiver.take()).await;
+            }
+            if let Some(shared) = &mut shared {
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, shared.carrier.closed()).await;
             }
             return Ok(end);
         }
@@ -141,6 +214,9 @@ pub async fn run(
             command = commands.recv() => match command {
                 Some(Command::Quit) => {
                     quit(&outgoing, sending.take(), receiver.take()).await;
+                    if let Some(shared) = &mut shared {
+                        let _ = tokio::time::timeout(QUIT_TIMEOUT, shared.carrier.closed()).await;
+                    }
                     return Ok(SessionEnd::Quit);
                 }
                 Some(Command::Cancel { transfer, keep }) if transfer.receiving => {
@@ -158,54 +234,171 @@ pub async fn run(
                     let _ = outgoing.send(Command::Finish).await;
                 }
             },
-            Some(link) = links.recv() => {
-                if let Some(old) = receiver.take() {
-                    old.task.abort();
+            Some(Dialed { link, on_loss }) = dialed.recv() => {
+                let direction = if one_connection {
+                    Direction::Both { dialed: true }
+                } else {
+                    one_way.dialed(&link);
+                    Direction::Outbound
+                };
+                connected(&events, &link, direction, std::mem::replace(&mut dialed_before, true));
+                let Some(lanes) = &lanes_tx else { continue };
+                if one_connection {
+                    let (send_lane, receive_lane, carrier) = one_connection::split(link, Some(on_loss));
+                    shared = Some(Shared { carrier, lost: None });
+                    let _ = lanes.send(send_lane).await;
+                    peer_finished = false;
+                    replace(&mut receiver, receiving.start(receive_lane));
+                } else {
+                    let _ = lanes.send(Lane::whole(link, Some(on_loss))).await;
                 }
-                let _ = events.send(Event::Connected {
-                    direction: Direction::Inbound,
-                    again: std::mem::replace(&mut heard_before, true),
-                    peer: link.peer_name.clone(),
-                    fingerprint: link.peer_fingerprint,
-                    addr: link.addr,
-                    tls: link.tls.clone(),
-                });
+            }
+            Some(link) = accepted.recv() => {
+                let again = std::mem::replace(&mut heard_before, true);
                 peer_finished = false;
-                let peer = link.peer_name.clone();
-                let (close, close_rx) = oneshot::channel();
-                let (cancels, cancels_rx) = mpsc::channel(CANCELS_IN_FLIGHT);
-                let task = tokio::spawn(inbound::receive(
-                    link,
-                    received.clone(),
-                    shown.clone(),
-                    setup.limits.clone(),
-                    events.clone(),
-                    inbound::Controls { close: close_rx, cancels: cancels_rx },
-                ));
-                receiver = Some(Receiver { task, close, cancels, peer });
+                if one_connection {
+                    connected(&events, &link, Direction::Both { dialed: false }, again);
+                    let (on_loss, lost) = oneshot::channel();
+                    let (send_lane, receive_lane, carrier) = one_connection::split(link, Some(on_loss));
+                    // The old connection, if any, goes first: its halves see it lost.
+                    shared = Some(Shared { carrier, lost: Some(lost) });
+                    come_back_by = None;
+                    if let Some(lanes) = &lanes_tx {
+                        let _ = lanes.send(send_lane).await;
+                    }
+                    replace(&mut receiver, receiving.start(receive_lane));
+                } else {
+                    one_way.accepted(&link);
+                    connected(&events, &link, Direction::Inbound, again);
+                    replace(&mut receiver, receiving.start(Lane::whole(link, None)));
+                }
+            }
+            lost = async { shared.as_mut().and_then(|s| s.lost.as_mut()).expect("guarded").await },
+                if shared.as_ref().is_some_and(|s| s.lost.is_some()) => {
+                if let Some(shared) = &mut shared {
+                    shared.lost = None;
+                }
+                // Untold: the connection ended for good.
+                if lost.is_ok() {
+                    come_back_by = Some(tokio::time::Instant::now() + setup.retry_for);
+                }
+            }
+            () = tokio::time::sleep_until(come_back_by.unwrap_or_else(tokio::time::Instant::now)),
+                if come_back_by.is_some() => {
+                let reason = format!(
+                    "the peer did not come back within {}s of the connection being lost",
+                    setup.retry_for.as_secs()
+                );
+                give_up(&mut lanes_tx, sending.take(), receiver.take()).await;
+                return Err(SessionError::Unreachable(reason));
+            }
+            () = one_way.due(), if one_way.is_due() => {
+                if let Some(event) = one_way.hint() {
+                    let _ = events.send(event);
+                }
             }
             end = async { (&mut receiver.as_mut().expect("guarded").task).await }, if receiver.is_some() => {
                 let peer = receiver.take().expect("guarded").peer;
                 match end {
-                    Ok(InboundEnd::Finished) => {
+                    Ok(ReceivingEnd::Finished) => {
                         peer_finished = true;
                         let _ = events.send(Event::PeerFinished { peer });
                     }
-                    Ok(InboundEnd::Lost(err)) => {
+                    // The sending half reports the loss of a shared connection.
+                    Ok(ReceivingEnd::Lost(_)) if one_connection => {}
+                    Ok(ReceivingEnd::Lost(err)) => {
                         let _ = events.send(Event::InboundLost { peer, reason: err.to_string() });
                     }
-                    Ok(InboundEnd::Closed) | Err(_) => {}
+                    Ok(ReceivingEnd::Closed) | Err(_) => {}
                 }
+            }
+            end = async { dialing.as_mut().expect("guarded").await }, if dialing.is_some() => {
+                dialing = None;
+                let failure = match end.expect("the dialer never panics") {
+                    DialEnd::Done => continue,
+                    DialEnd::Refused(refusal) => SessionError::Refused(refusal),
+                    DialEnd::GaveUp(reason) => SessionError::Unreachable(reason),
+                };
+                give_up(&mut lanes_tx, sending.take(), receiver.take()).await;
+                return Err(failure);
             }
             end = async { sending.as_mut().expect("guarded").await }, if sending.is_some() => {
                 sending = None;
-                match end.expect("the sending task never panics") {
-                    OutboundEnd::Refused(refusal) => return Err(SessionError::Refused(refusal)),
-                    OutboundEnd::GaveUp(reason) => return Err(SessionError::Unreachable(reason)),
-                    end => sending_ended = Some(end),
-                }
+                sending_ended = Some(end.expect("the sending task never panics"));
             }
         }
+    }
+}
+
+/// Reports a connection that is authenticated and greeted.
+fn connected(
+    events: &mpsc::UnboundedSender<Event>,
+    link: &Link,
+    direction: Direction,
+    again: bool,
+) {
+    let _ = events.send(Event::Connected {
+        direction,
+        again,
+        peer: link.peer_name.clone(),
+        fingerprint: link.peer_fingerprint,
+        addr: link.addr,
+        tls: link.tls.clone(),
+    });
+}
+
+/// What every receiving half of the session shares.
+struct Receiving {
+    state: Arc<Mutex<ReceiveState>>,
+    shown: ShownWatch,
+    limits: ReceiveLimits,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Receiving {
+    fn start(&self, lane: Lane) -> Receiver {
+        let peer = lane.peer_name.clone();
+        let (close, close_rx) = oneshot::channel();
+        let (cancels, cancels_rx) = mpsc::channel(CANCELS_IN_FLIGHT);
+        let task = tokio::spawn(receiving_half::receive(
+            lane,
+            self.state.clone(),
+            self.shown.clone(),
+            self.limits.clone(),
+            self.events.clone(),
+            receiving_half::Controls {
+                close: close_rx,
+                cancels: cancels_rx,
+            },
+        ));
+        Receiver {
+            task,
+            close,
+            cancels,
+            peer,
+        }
+    }
+}
+
+/// A newer connection replaces the receiving half of the older one.
+fn replace(receiver: &mut Option<Receiver>, new: Receiver) {
+    if let Some(old) = receiver.replace(new) {
+        old.task.abort();
+    }
+}
+
+/// No connection will come: the sending half reports what it could not send.
+async fn give_up(
+    lanes: &mut Option<mpsc::Sender<Lane>>,
+    sending: Option<JoinHandle<SendingEnd>>,
+    receiver: Option<Receiver>,
+) {
+    lanes.take();
+    if let Some(receiver) = receiver {
+        receiver.task.abort();
+    }
+    if let Some(sending) = sending {
+        let _ = tokio::time::timeout(QUIT_TIMEOUT, sending).await;
     }
 }
 
@@ -249,7 +442,7 @@ fn not_sent(command: Command, events: &mpsc::UnboundedSender<Event>) {
 /// Closes both directions at once, waiting briefly for each close to go out.
 async fn quit(
     outgoing: &mpsc::Sender<Command>,
-    sending: Option<JoinHandle<OutboundEnd>>,
+    sending: Option<JoinHandle<SendingEnd>>,
     receiver: Option<Receiver>,
 ) {
     let _ = outgoing.send(Command::Quit).await;
@@ -272,6 +465,15 @@ async fn quit(
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Stops the dialer when the session ends, however it ends.
+struct AbortDialer(tokio::task::AbortHandle);
+
+impl Drop for AbortDialer {
     fn drop(&mut self) {
         self.0.abort();
     }

@@ -30,6 +30,11 @@ use crate::identity::Identity;
 /// picks the first of its own that the dialer offers.
 pub const ALPN: [&[u8]; 2] = [b"chat/2", b"chat/1"];
 
+/// The application protocol of single-connection mode (`--no-listen`, `--accept`),
+/// version 3. Each mode offers only its own names, so a peer in the other mode, or of
+/// an older version, is refused by the handshake and never misunderstood.
+pub const ONE_CONNECTION_ALPN: &[u8] = b"chat/3";
+
 /// The application protocol of a pairing connection (PROTOCOL.md §12): a session
 /// listener does not offer it, so an invite code used twice meets a clear refusal.
 pub const PAIRING_ALPN: &[u8] = b"chat-pair/1";
@@ -37,12 +42,23 @@ pub const PAIRING_ALPN: &[u8] = b"chat-pair/1";
 /// The RFC 9266 label of the exporter value that binds a pairing to its TLS connection.
 const CHANNEL_BINDING_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
 
-/// The protocol version a finished handshake agreed on: 2 for `chat/2`, else 1 (a
-/// dialer that offers no ALPN is not refused for that alone).
+/// The protocol version a finished handshake agreed on: 3 for `chat/3`, 2 for
+/// `chat/2`, else 1 (a dialer that offers no ALPN is not refused for that alone,
+/// except by a listener in single-connection mode).
 pub fn negotiated_version(state: &CommonState) -> u16 {
     match state.alpn_protocol() {
+        Some(b"chat/3") => 3,
         Some(b"chat/2") => 2,
         _ => 1,
+    }
+}
+
+/// The application protocols of a session in one mode or the other.
+fn session_alpn(one_connection: bool) -> &'static [&'static [u8]] {
+    if one_connection {
+        &[ONE_CONNECTION_ALPN]
+    } else {
+        &ALPN
     }
 }
 
@@ -109,12 +125,18 @@ impl From<Fingerprint> for Pin {
     }
 }
 
-/// The listening side: requires a client certificate and accepts only `pin`.
+/// The listening side: requires a client certificate and accepts only `pin`, in
+/// single-connection mode or with one connection per direction.
 pub fn server_config(
     identity: &Identity,
     pin: impl Into<Pin>,
+    one_connection: bool,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    build_server_config(identity, Trusts::Pin(pin.into()), &ALPN)
+    build_server_config(
+        identity,
+        Trusts::Pin(pin.into()),
+        session_alpn(one_connection),
+    )
 }
 
 /// The listening side of a pairing: requires a client certificate, any one, whose
@@ -146,12 +168,18 @@ fn build_server_config(
     Ok(Arc::new(config))
 }
 
-/// The connecting side: presents our certificate and accepts only a server matching `pin`.
+/// The connecting side: presents our certificate and accepts only a server matching
+/// `pin`, in single-connection mode or with one connection per direction.
 pub fn client_config(
     identity: &Identity,
     pin: impl Into<Pin>,
+    one_connection: bool,
 ) -> Result<Arc<ClientConfig>, TlsConfigError> {
-    build_client_config(identity, Trusts::Pin(pin.into()), &ALPN)
+    build_client_config(
+        identity,
+        Trusts::Pin(pin.into()),
+        session_alpn(one_connection),
+    )
 }
 
 /// The connecting side of a pairing: any server certificate whose key the

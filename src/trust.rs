@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
+use crate::dialer::Refusal;
 use crate::event::Event;
 use crate::fingerprint::Fingerprint;
 use crate::known_peers::{self, Entry, KnownPeersError, Recorded};
-use crate::outbound::Refusal;
 use crate::sanitize::for_terminal;
 
 /// Passes the session's events on to the front end, and saves every peer that

@@ -96,7 +96,8 @@ fn hundreds_of_hostile_connections_do_not_stop_the_chat() {
             let name = format!("stranger{i}");
             let files = IdentityFiles::named(&stranger_dir, &name);
             let stranger = identity::create(&files, &name, false).unwrap();
-            let connector = TlsConnector::from(tls::client_config(&stranger, alice_fp).unwrap());
+            let connector =
+                TlsConnector::from(tls::client_config(&stranger, alice_fp, false).unwrap());
             let addr = ([127, 0, 0, 1], port).into();
             let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
                 continue;

@@ -42,7 +42,7 @@ impl Scene {
     async fn dial_as_bob(&self) -> Link {
         let bob = identity::load(&IdentityFiles::named(&self.world.certs(), "bob")).unwrap();
         let pin: Fingerprint = self.alice_fp.parse().unwrap();
-        let connector = TlsConnector::from(tls::client_config(&bob, pin).unwrap());
+        let connector = TlsConnector::from(tls::client_config(&bob, pin, false).unwrap());
         let addr = ([127, 0, 0, 1], self.alice.port).into();
         let tcp = TcpStream::connect(addr).await.unwrap();
         handshake::connect(&connector, tcp, addr, &Greeting::new("bob".into()))
@@ -382,9 +382,9 @@ async fn a_connection_closed_for_a_protocol_error_gets_no_close_notify() {
 /// Dials alice as bob offering only `alpn`, and returns the greeted link.
 async fn dial_as_bob_speaking(scene: &Scene, alpn: &[u8]) -> Link {
     let bob = identity::load(&IdentityFiles::named(&scene.world.certs(), "bob")).unwrap();
-    let mut config = (*tls::client_config(&bob, scene.alice_fp.parse::<Fingerprint>().unwrap())
-        .unwrap())
-    .clone();
+    let mut config =
+        (*tls::client_config(&bob, scene.alice_fp.parse::<Fingerprint>().unwrap(), false).unwrap())
+            .clone();
     config.alpn_protocols = vec![alpn.to_vec()];
     let connector = TlsConnector::from(std::sync::Arc::new(config));
     let addr = ([127, 0, 0, 1], scene.alice.port).into();

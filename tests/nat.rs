@@ -1,11 +1,17 @@
-//! A home behind a masquerading router that runs a real UPnP-IGD daemon (Debian's
-//! `miniupnpd`), and a public peer on the router's other side, each in a network
-//! namespace of this test. The home peer's `--map-port` gets a mapping, the public
-//! peer dials the mapped address, the session works both ways, and the mapping is
-//! gone from the router once the home peer exits.
+//! A home behind a masquerading router, and a public peer on the router's other
+//! side, each in a network namespace of the test:
+//! - the home peer dials the public one in single-connection mode, and lines and
+//!   64 MiB files cross both ways;
+//! - in two-connection mode the public peer cannot dial home, and both say to use
+//!   single-connection mode instead;
+//! - the router resets the single connection mid-transfer (as one that lost its
+//!   connection-tracking state does), and the session comes back and resumes;
+//! - with a real UPnP-IGD daemon in the router (Debian's `miniupnpd`), the home
+//!   peer's `--map-port` gets a mapping, the public peer dials the mapped address,
+//!   the session works both ways, and the mapping is gone once the home peer exits.
 //!
-//! Needs root, iproute2, nftables and miniupnpd (`make test` installs the last two
-//! where it can); skipped with the reason printed otherwise.
+//! Needs root, iproute2, nftables and (for the mapping) miniupnpd (`make test`
+//! installs the last two where it can); skipped with the reason printed otherwise.
 //!
 //! The router's WAN side carries 80.100.100.0/24, a public block, because
 //! miniupnpd 2.3.1 refuses to map on a reserved WAN address. So that no packet of
@@ -64,14 +70,15 @@ struct Nat {
 }
 
 impl Nat {
-    fn create() -> Result<Nat, String> {
+    /// `label` (one letter) keeps the namespaces of tests running at once apart.
+    fn create(label: char) -> Result<Nat, String> {
         let tag = std::process::id() % 100_000;
         let nat = Nat {
-            home: format!("chat{tag}home"),
-            router: format!("chat{tag}rtr"),
-            public: format!("chat{tag}pub"),
-            lan: format!("cl{tag}"),
-            wan: format!("cw{tag}"),
+            home: format!("chat{tag}{label}home"),
+            router: format!("chat{tag}{label}rtr"),
+            public: format!("chat{tag}{label}pub"),
+            lan: format!("cl{label}{tag}"),
+            wan: format!("cw{label}{tag}"),
         };
         let (home, router, public) = (&nat.home, &nat.router, &nat.public);
         let (lan, wan) = (&nat.lan, &nat.wan);
@@ -126,6 +133,9 @@ impl Nat {
  }}
  chain postrouting_miniupnpd {{
  }}
+ chain cut {{
+  type filter hook forward priority -10; policy accept;
+ }}
 }}
 "
         );
@@ -166,6 +176,25 @@ impl Nat {
         let mut full = vec!["netns", "exec", &self.router, program];
         full.extend_from_slice(args);
         run("ip", &full, input)
+    }
+
+    /// Resets every forwarded TCP segment to or from `port` on the public side, as a
+    /// router does that lost its connection-tracking state; until [`Nat::mend`].
+    fn cut(&self, port: u16) -> Result<(), String> {
+        for rule in [
+            format!("tcp dport {port} reject with tcp reset"),
+            format!("tcp sport {port} reject with tcp reset"),
+        ] {
+            let mut args = vec!["add", "rule", "inet", "filter", "cut"];
+            args.extend(rule.split_whitespace());
+            self.in_router("nft", &args, None)?;
+        }
+        Ok(())
+    }
+
+    fn mend(&self) -> Result<(), String> {
+        self.in_router("nft", &["flush", "chain", "inet", "filter", "cut"], None)
+            .map(drop)
     }
 
     fn dnat_rules(&self) -> usize {
@@ -242,8 +271,8 @@ impl Drop for Daemon {
     }
 }
 
-fn missing_tools() -> Option<String> {
-    for tool in ["ip", "nft", "miniupnpd"] {
+fn missing_tools(tools: &[&str]) -> Option<String> {
+    for &tool in tools {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -256,13 +285,263 @@ fn missing_tools() -> Option<String> {
     None
 }
 
+/// Starts `name` in `namespace` and waits for its listening port.
+fn start_in(world: &World, namespace: &str, name: &str, args: &[&str]) -> Peer {
+    Peer::start_in(
+        &["ip", "netns", "exec", namespace],
+        &home_dir(world, name),
+        &full_args(world, name, args),
+    )
+}
+
+/// Starts `name` in `namespace`, which listens for nothing (`--no-listen`).
+fn spawn_in(world: &World, namespace: &str, name: &str, args: &[&str]) -> Peer {
+    Peer::spawn_in(
+        &["ip", "netns", "exec", namespace],
+        &home_dir(world, name),
+        &full_args(world, name, args),
+    )
+}
+
+fn home_dir(world: &World, name: &str) -> std::path::PathBuf {
+    let dir = world.path().join(format!("{name}-home"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn full_args(world: &World, name: &str, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = ["--name", name, "--certs-dir"].map(String::from).into();
+    all.push(world.certs().display().to_string());
+    all.extend(args.iter().map(|arg| arg.to_string()));
+    all
+}
+
+/// The namespaces, or the reason to skip (printed).
+fn network(label: char) -> Option<Nat> {
+    if let Some(reason) = missing_tools(&["ip", "nft"]) {
+        println!("SKIPPED NAT test: {reason}");
+        return None;
+    }
+    match Nat::create(label) {
+        Ok(nat) => Some(nat),
+        Err(reason) => {
+            println!("SKIPPED NAT test: {reason}");
+            None
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// The public peer accepts, the home peer dials it through the NAT.
+struct OneConnection {
+    world: World,
+    public: Peer,
+    home: Peer,
+    public_port: u16,
+}
+
+impl OneConnection {
+    fn start(nat: &Nat) -> OneConnection {
+        let world = World::new();
+        let home_fp = world.identity("home");
+        let public_fp = world.identity("public");
+        let mut public = start_in(
+            &world,
+            &nat.public,
+            "public",
+            &[
+                "--accept",
+                "--listen",
+                "80.100.100.2:0",
+                "--peer-fingerprint",
+                &home_fp,
+            ],
+        );
+        let public_port = public.port;
+        let public_addr = format!("80.100.100.2:{public_port}");
+        let mut home = spawn_in(
+            &world,
+            &nat.home,
+            "home",
+            &[
+                "--connect",
+                &public_addr,
+                "--no-listen",
+                "--peer-fingerprint",
+                &public_fp,
+                "--retry-for",
+                "60s",
+            ],
+        );
+        home.expect_seen(
+            Stream::Stderr,
+            &format!("Connected to public at {public_addr} (one connection, both directions)"),
+        );
+        // The router's address: the home peer is masqueraded.
+        public.expect_seen(Stream::Stderr, "home connected from 80.100.100.1:");
+        OneConnection {
+            world,
+            public,
+            home,
+            public_port,
+        }
+    }
+
+    /// Both peers offer a file of `size` bytes to each other at once.
+    fn exchange(&mut self, size: usize) -> (Vec<u8>, Vec<u8>) {
+        let to_home = common::pseudo_random(size, 21);
+        let to_public = common::pseudo_random(size, 22);
+        std::fs::write(self.public.workdir.join("to-home.bin"), &to_home).unwrap();
+        std::fs::write(self.home.workdir.join("to-public.bin"), &to_public).unwrap();
+        self.public.send("transfer to-home.bin");
+        self.home.send("transfer to-public.bin");
+        (to_home, to_public)
+    }
+
+    fn expect_stored(&mut self, to_home: &[u8], to_public: &[u8]) {
+        for (receiver, name, data) in [
+            (&mut self.home, "to-home.bin", to_home),
+            (&mut self.public, "to-public.bin", to_public),
+        ] {
+            let saved = receiver.expect(Stream::Stderr, &format!("{name} (verified, sha256 "));
+            assert!(saved.contains(&sha256_hex(data)), "{saved}");
+            let stored = std::fs::read(receiver.workdir.join(name)).unwrap();
+            assert_eq!(sha256_hex(&stored), sha256_hex(data), "{name}");
+        }
+    }
+
+    fn finish(mut self) {
+        self.home.close_stdin();
+        self.public.close_stdin();
+        assert!(self.home.wait().success(), "{}", self.home.transcript());
+        assert!(self.public.wait().success(), "{}", self.public.transcript());
+        drop(self.world);
+    }
+}
+
+#[test]
+fn a_home_behind_nat_dials_the_public_peer_and_one_connection_carries_both_ways() {
+    let Some(nat) = network('o') else { return };
+    let mut session = OneConnection::start(&nat);
+    session.public.send("hello home");
+    session.home.send("hello public");
+    session.home.expect(Stream::Stdout, "public: hello home");
+    session.public.expect(Stream::Stdout, "home: hello public");
+    let (to_home, to_public) = session.exchange(64 << 20);
+    session.public.send("during the transfers");
+    session
+        .home
+        .expect(Stream::Stdout, "public: during the transfers");
+    session.expect_stored(&to_home, &to_public);
+    session.finish();
+}
+
+#[test]
+fn a_cut_single_connection_comes_back_resumes_and_loses_no_line() {
+    let Some(nat) = network('c') else { return };
+    let mut session = OneConnection::start(&nat);
+    let (to_home, to_public) = session.exchange(32 << 20);
+    common::wait_for_kept_part(&session.home.workdir, 1 << 20);
+    session.public.send("before the cut");
+    session
+        .home
+        .expect(Stream::Stdout, "public: before the cut");
+    nat.cut(session.public_port).unwrap();
+    session
+        .home
+        .expect(Stream::Stderr, "Connection to the peer lost");
+    session
+        .public
+        .expect(Stream::Stderr, "Connection to the peer lost");
+    session.public.send("during the cut");
+    nat.mend().unwrap();
+    session
+        .home
+        .expect(Stream::Stderr, "Reconnected to public at 80.100.100.2:");
+    session
+        .public
+        .expect(Stream::Stderr, "home reconnected from 80.100.100.1:");
+    session.home.send("after the cut");
+    session.public.expect(Stream::Stdout, "home: after the cut");
+    session.expect_stored(&to_home, &to_public);
+    let resumed = session
+        .home
+        .lines_on(Stream::Stderr)
+        .iter()
+        .chain(session.public.lines_on(Stream::Stderr).iter())
+        .filter(|line| line.contains("resuming at"))
+        .count();
+    assert!(resumed >= 1, "the file with a kept part resumes");
+    for (viewer, from, line) in [
+        (&session.home, "public", "before the cut"),
+        (&session.home, "public", "during the cut"),
+        (&session.public, "home", "after the cut"),
+    ] {
+        let shown = common::proxy::shown_from(viewer, from);
+        assert_eq!(
+            shown.iter().filter(|text| *text == line).count(),
+            1,
+            "{line:?} shown exactly once: {shown:?}"
+        );
+    }
+    session.finish();
+}
+
+#[test]
+fn two_connections_from_behind_a_nat_fail_and_both_sides_say_to_use_one() {
+    let Some(nat) = network('t') else { return };
+    let world = World::new();
+    let home_fp = world.identity("home");
+    let public_fp = world.identity("public");
+    let mut public = start_in(
+        &world,
+        &nat.public,
+        "public",
+        &["--listen", "80.100.100.2:0", "--peer-fingerprint", &home_fp],
+    );
+    let public_addr = format!("80.100.100.2:{}", public.port);
+    let mut home = start_in(
+        &world,
+        &nat.home,
+        "home",
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--connect",
+            &public_addr,
+            "--peer-fingerprint",
+            &public_fp,
+        ],
+    );
+    // What the home peer's own addresses say; the public side has no route there.
+    public.send(&format!("192.168.77.2:{}", home.port));
+    home.expect_seen(
+        Stream::Stderr,
+        &format!("Connected to public at {public_addr}"),
+    );
+    public.expect_seen(Stream::Stderr, "home connected from 80.100.100.1:");
+    home.expect_seen(Stream::Stderr, "but it has not connected back within 10s");
+    home.expect_seen(
+        Stream::Stderr,
+        &format!("there `chat --accept`, here `chat --connect {public_addr} --no-listen`"),
+    );
+    public.expect_seen(Stream::Stderr, "we have not reached it at 192.168.77.2:");
+    public.expect_seen(
+        Stream::Stderr,
+        "here `chat --accept`, there `chat --connect ADDRESS:PORT --no-listen`",
+    );
+}
+
 #[test]
 fn a_home_behind_nat_maps_its_port_and_the_public_peer_reaches_it() {
-    if let Some(reason) = missing_tools() {
+    if let Some(reason) = missing_tools(&["ip", "nft", "miniupnpd"]) {
         println!("SKIPPED NAT test: {reason}");
         return;
     }
-    let nat = match Nat::create() {
+    let nat = match Nat::create('m') {
         Ok(nat) => nat,
         Err(reason) => {
             println!("SKIPPED NAT test: {reason}");
@@ -279,14 +558,8 @@ fn a_home_behind_nat_maps_its_port_and_the_public_peer_reaches_it() {
     };
     let home_fp = world.identity("home");
     let public_fp = world.identity("public");
-    let start = |namespace: &str, name: &str, args: &[&str]| {
-        let dir = world.path().join(format!("{name}-home"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut all: Vec<String> = ["--name", name, "--certs-dir"].map(String::from).into();
-        all.push(world.certs().display().to_string());
-        all.extend(args.iter().map(|arg| arg.to_string()));
-        Peer::start_in(&["ip", "netns", "exec", namespace], &dir, &all)
-    };
+    let start =
+        |namespace: &str, name: &str, args: &[&str]| start_in(&world, namespace, name, args);
 
     let mut public = start(
         &nat.public,

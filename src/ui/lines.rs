@@ -92,11 +92,24 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
                 (Direction::Outbound, true) => format!("Reconnected to {peer} at {addr}"),
                 (Direction::Inbound, false) => format!("{peer} connected from {addr}"),
                 (Direction::Inbound, true) => format!("{peer} reconnected from {addr}"),
+                (Direction::Both { dialed: true }, false) => {
+                    format!("Connected to {peer} at {addr} (one connection, both directions)")
+                }
+                (Direction::Both { dialed: true }, true) => {
+                    format!("Reconnected to {peer} at {addr} (one connection, both directions)")
+                }
+                (Direction::Both { dialed: false }, false) => {
+                    format!("{peer} connected from {addr} (one connection, both directions)")
+                }
+                (Direction::Both { dialed: false }, true) => {
+                    format!("{peer} reconnected from {addr} (one connection, both directions)")
+                }
             })];
             if verbose {
                 let way = match direction {
                     Direction::Outbound => "outbound",
                     Direction::Inbound => "inbound",
+                    Direction::Both { .. } => "two-way",
                 };
                 lines.push(Line::detail(format!(
                     "[verbose] {way} TLS: {} {} {}",
@@ -141,6 +154,41 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             "Connection to the peer lost: {}; reconnecting",
             for_terminal(reason)
         ))),
+        Event::OnlyOneWay {
+            peer,
+            we_reached_them: true,
+            target,
+            after,
+        } => vec![
+            Line::problem(format!(
+                "We reached {} at {target}, but it has not connected back within {}s: \
+                 behind a NAT or a firewall, it cannot.",
+                for_terminal(peer),
+                after.as_secs()
+            )),
+            Line::problem(format!(
+                "Use one connection for both directions: there `chat --accept`, \
+                 here `chat --connect {target} --no-listen`"
+            )),
+        ],
+        Event::OnlyOneWay {
+            peer,
+            we_reached_them: false,
+            target,
+            after,
+        } => vec![
+            Line::problem(format!(
+                "{} reached us, but we have not reached it at {target} within {}s: \
+                 behind a NAT or a firewall, we cannot.",
+                for_terminal(peer),
+                after.as_secs()
+            )),
+            Line::problem(
+                "Use one connection for both directions: here `chat --accept`, \
+                 there `chat --connect ADDRESS:PORT --no-listen` with this side's address"
+                    .into(),
+            ),
+        ],
         Event::PeerLeft => one(Line::status("The peer closed the connection".into())),
         Event::Distrusted { reason } => one(Line::problem(format!(
             "Warning: {}; still trying to reach the pinned peer",

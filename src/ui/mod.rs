@@ -18,9 +18,9 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Look;
+use crate::dialer::WrongPin;
 use crate::event::{Command, Event};
 use crate::fingerprint::Fingerprint;
-use crate::outbound::WrongPin;
 use crate::session::AtFinish;
 use crate::tls::Pin;
 use interactive::Interactive;

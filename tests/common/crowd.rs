@@ -158,7 +158,7 @@ pub fn strangers(dir: &Path, count: usize, pin: Fingerprint) -> Vec<TlsConnector
             let name = format!("stranger{i}");
             let files = IdentityFiles::named(dir, &name);
             let stranger = identity::create(&files, &name, true).expect("a stranger identity");
-            TlsConnector::from(chat::tls::client_config(&stranger, pin).unwrap())
+            TlsConnector::from(chat::tls::client_config(&stranger, pin, false).unwrap())
         })
         .collect()
 }

@@ -288,7 +288,7 @@ impl Peer {
         Self::spawn_in(&[], workdir, args)
     }
 
-    fn spawn_in(wrapper: &[&str], workdir: &Path, args: &[String]) -> Peer {
+    pub fn spawn_in(wrapper: &[&str], workdir: &Path, args: &[String]) -> Peer {
         let mut child = spawn_child(wrapper, workdir, args);
         let (tx, lines) = mpsc::channel();
         read_lines(child.stdout.take().unwrap(), Stream::Stdout, tx.clone());

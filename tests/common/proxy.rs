@@ -33,6 +33,8 @@ pub struct Conn {
     ended: [Mutex<bool>; 2],
     forwarded: [AtomicU64; 2],
     stalled_until: Mutex<Option<Instant>>,
+    /// Per way: once that many bytes have crossed it, stall both ways for how long.
+    stall_after: [Mutex<Option<(u64, Duration)>>; 2],
     /// The proxy's setting, read before every write: 0 forwards what each read
     /// returned in one write, `n` cuts it into writes of 1 to `n` bytes.
     max_piece: Arc<AtomicUsize>,
@@ -70,6 +72,21 @@ impl Conn {
         *self.stalled_until.lock().unwrap() = Some(Instant::now() + how_long);
     }
 
+    /// Stalls both ways for `how_long` once `bytes` have crossed `way`: a fault placed
+    /// mid-transfer however fast the transfer runs.
+    pub fn stall_after(&self, way: Way, bytes: u64, how_long: Duration) {
+        *self.stall_after[way as usize].lock().unwrap() = Some((bytes, how_long));
+    }
+
+    /// Waits until a stall set with [`Conn::stall_after`] has begun.
+    pub fn wait_stalled(&self) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.stalled_until.lock().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the proxy never stalled");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     pub fn forwarded(&self, way: Way) -> u64 {
         self.forwarded[way as usize].load(Ordering::SeqCst)
     }
@@ -93,6 +110,13 @@ fn pump(conn: Arc<Conn>, way: Way) {
             Ok(n) => n,
             Err(_) => return conn.reset(),
         };
+        let stall_after = conn.stall_after[way as usize]
+            .lock()
+            .unwrap()
+            .take_if(|(bytes, _)| conn.forwarded[way as usize].load(Ordering::SeqCst) >= *bytes);
+        if let Some((_, how_long)) = stall_after {
+            conn.stall(how_long);
+        }
         let stalled_until = *conn.stalled_until.lock().unwrap();
         if let Some(until) = stalled_until {
             thread::sleep(until.saturating_duration_since(Instant::now()));
@@ -171,6 +195,7 @@ impl Shared {
             ended: Default::default(),
             forwarded: Default::default(),
             stalled_until: Mutex::new(None),
+            stall_after: Default::default(),
             max_piece: self.max_piece.clone(),
             pieces_seed: SeededRng::new(self.seed ^ number).next_u64(),
         });

@@ -1,25 +1,19 @@
-//! The sending direction: dial the peer (retrying while it is not up), send what the
-//! user types, and keep every line until the peer acknowledges it.
+//! The sending half: sends what the user types, and the files, over whichever lane
+//! carries this direction now, and keeps every line until the peer acknowledges it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_rustls::TlsConnector;
 
 use crate::connection::ConnectionError;
-use crate::event::{Command, Direction, Event, TransferId};
+use crate::event::{Command, Event, TransferId};
 use crate::frame::Frame;
-use crate::handshake::{self, Greeting, HandshakeError, Link};
-use crate::target::Target;
-use crate::tls::{self, Pin, PinMismatch};
+use crate::lane::Lane;
 use crate::transfer::TransferViolation;
 use crate::transfer::sending::Sending;
 
-const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How long a clean close waits for the peer to close its side back.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -42,30 +36,16 @@ pub struct AckBeyondSent {
 }
 
 /// How the sending direction ended.
-#[derive(Debug)]
-pub enum OutboundEnd {
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendingEnd {
     /// Everything was delivered and both sides closed cleanly.
     Finished,
     /// The peer closed our connection; anything unacknowledged was reported.
     PeerLeft,
     /// We stopped on request; anything unacknowledged was reported.
     Quit,
-    /// The peer is not the one we pinned, or it refused us. Retrying cannot help.
-    Refused(Refusal),
-    /// The peer stayed unreachable for longer than `--retry-for`.
-    GaveUp(String),
-}
-
-/// Why the peer we reached is not one we may talk to.
-#[derive(Debug, Clone, Error)]
-#[error("{reason}")]
-pub struct Refusal {
-    pub reason: String,
-    /// Set when it presented another certificate than the pinned one (rather than
-    /// refusing ours).
-    pub mismatch: Option<PinMismatch>,
-    /// Where we reached it.
-    pub target: String,
+    /// No connection came (the dialer or the acceptor gave up); anything unsent was reported.
+    Unreachable,
 }
 
 /// Why one connected stretch of the sending direction ended.
@@ -154,182 +134,14 @@ impl Outbox {
     }
 }
 
-/// Everything needed to reach the peer.
-pub struct Dialer {
-    pub target: Target,
-    pub connector: TlsConnector,
-    pub greeting: Greeting,
-    pub retry_for: Duration,
-    /// The pin the connector checks; a new one restarts the attempts at once.
-    pub pin: Pin,
-    pub wrong_pin: WrongPin,
-}
-
-/// What a wrong certificate before the first connection means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WrongPin {
-    /// The end: exit status 3 (scripts, pipes).
-    Fatal,
-    /// Say so, and keep trying while the person re-enters the fingerprint (or the
-    /// other side corrects ours).
-    AskAgain,
-}
-
-impl Dialer {
-    /// Connects, retrying with capped exponential backoff while the peer is unreachable,
-    /// for at most `retry_for`. Returns an error when retrying cannot help or time is up.
-    ///
-    /// A wrong certificate or a refusal is final only before the pinned peer has ever
-    /// answered: afterwards it may be a stranger holding the port while the peer
-    /// restarts, or a forged alert, so it is reported and retried.
-    async fn dial(
-        &self,
-        events: &mpsc::UnboundedSender<Event>,
-        connected_before: bool,
-    ) -> Result<Link, OutboundEnd> {
-        let mut delay = FIRST_RETRY_DELAY;
-        let mut told_user = false;
-        let mut started = tokio::time::Instant::now();
-        let mut pin_changes = self.pin.changes();
-        let mut last_mismatch = None;
-        loop {
-            let reason = match self.try_dial().await {
-                Ok(link) => return Ok(link),
-                Err(DialFailure::Fatal { reason, mismatch })
-                    if !connected_before && self.wrong_pin == WrongPin::Fatal =>
-                {
-                    return Err(OutboundEnd::Refused(Refusal {
-                        reason,
-                        mismatch,
-                        target: self.target.to_string(),
-                    }));
-                }
-                Err(DialFailure::Fatal {
-                    reason,
-                    mismatch: Some(mismatch),
-                }) if !connected_before => {
-                    if last_mismatch.replace(mismatch.clone()) != Some(mismatch.clone()) {
-                        let _ = events.send(Event::WrongPin {
-                            target: self.target.to_string(),
-                            mismatch,
-                        });
-                    }
-                    reason
-                }
-                Err(DialFailure::Fatal { reason, .. }) if !connected_before => reason,
-                Err(DialFailure::Fatal { reason, .. }) => {
-                    let _ = events.send(Event::Distrusted {
-                        reason: reason.clone(),
-                    });
-                    reason
-                }
-                Err(DialFailure::Retry(reason)) => reason,
-            };
-            let target = self.target.to_string();
-            if started.elapsed() >= self.retry_for {
-                let _ = events.send(Event::GaveUp {
-                    target: target.clone(),
-                    reason: reason.clone(),
-                });
-                return Err(OutboundEnd::GaveUp(format!(
-                    "the peer at {target} was unreachable for {}s ({reason})",
-                    self.retry_for.as_secs()
-                )));
-            }
-            if !told_user {
-                told_user = true;
-                let _ = events.send(Event::Waiting {
-                    target: target.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            let _ = events.send(Event::Retrying {
-                target,
-                reason,
-                delay,
-            });
-            let left = self.retry_for.saturating_sub(started.elapsed());
-            tokio::select! {
-                () = tokio::time::sleep(delay.min(left)) => delay = (delay * 2).min(MAX_RETRY_DELAY),
-                Ok(()) = pin_changes.changed() => {
-                    // The same wrong fingerprint entered again is reported again.
-                    last_mismatch = None;
-                    delay = FIRST_RETRY_DELAY;
-                    started = tokio::time::Instant::now();
-                }
-            }
-        }
-    }
-
-    async fn try_dial(&self) -> Result<Link, DialFailure> {
-        let addrs = self
-            .target
-            .resolve()
-            .await
-            .map_err(|err| DialFailure::Retry(err.to_string()))?;
-        let mut last_error = String::from("no address");
-        for addr in addrs {
-            let tcp = match TcpStream::connect(addr).await {
-                Ok(tcp) => tcp,
-                Err(err) => {
-                    last_error = err.to_string();
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
-            return handshake::connect(&self.connector, tcp, addr, &self.greeting)
-                .await
-                .map_err(|err| classify(addr, err));
-        }
-        Err(DialFailure::Retry(last_error))
-    }
-}
-
-enum DialFailure {
-    Retry(String),
-    /// A wrong certificate, or the peer refused ours.
-    Fatal {
-        reason: String,
-        mismatch: Option<PinMismatch>,
-    },
-}
-
-/// Pin mismatches and refusals are final; everything else may be a peer still starting.
-fn classify(addr: std::net::SocketAddr, err: HandshakeError) -> DialFailure {
-    if let Some(io) = err.io_error() {
-        if let Some(mismatch) = tls::pin_mismatch(io) {
-            return DialFailure::Fatal {
-                reason: format!("the peer at {addr} is not the one we trust: {mismatch}"),
-                mismatch: Some(mismatch.clone()),
-            };
-        }
-        if let Some(alert) = tls::received_alert(io) {
-            return DialFailure::Fatal {
-                reason: format!(
-                    "the peer at {addr} refused our certificate (TLS alert {alert:?}); check that it pinned our fingerprint"
-                ),
-                mismatch: None,
-            };
-        }
-    }
-    match err {
-        HandshakeError::Version { .. } | HandshakeError::NotHello(_) => {
-            DialFailure::Retry(format!("the peer at {addr} broke the greeting: {err}"))
-        }
-        HandshakeError::Timeout => DialFailure::Retry(format!(
-            "the connection was accepted, but the peer has not answered within {}s; it may still be at its prompts",
-            handshake::HANDSHAKE_TIMEOUT.as_secs()
-        )),
-        other => DialFailure::Retry(other.to_string()),
-    }
-}
-
-/// Runs the sending direction until it finishes, the peer leaves, or we quit.
+/// Runs the sending direction until it finishes, the peer leaves, or we quit, over
+/// each lane `lanes` hands it in turn. When `lanes` closes while none is in use, the
+/// peer could not be reached (again): what is unsent is reported.
 pub async fn run(
-    dialer: Dialer,
+    mut lanes: mpsc::Receiver<Lane>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<Event>,
-) -> OutboundEnd {
+) -> SendingEnd {
     let mut outbox = Outbox::default();
     let mut files = Sending::new(events.clone());
     let mut connected_before = false;
@@ -341,18 +153,16 @@ pub async fn run(
         // Once the peer has known us, our end is clean only when it confirms it, so a
         // close cut short by a lost connection is delivered again on a new one.
         if input.finishing && outbox.is_empty() && files.is_idle() && !connected_before {
-            return OutboundEnd::Finished;
+            return SendingEnd::Finished;
         }
-        let dial = dialer.dial(&events, connected_before);
-        tokio::pin!(dial);
-        let link = loop {
+        let lane = loop {
             tokio::select! {
-                result = &mut dial => match result {
-                    Ok(link) => break link,
-                    Err(end) => {
+                lane = lanes.recv() => match lane {
+                    Some(lane) => break lane,
+                    None => {
                         report_undelivered(&mut outbox, &mut input, &events);
                         files.abandon("not sent: the peer could not be reached");
-                        return end;
+                        return SendingEnd::Unreachable;
                     }
                 },
                 command = input.next() => match command {
@@ -365,30 +175,24 @@ pub async fn run(
                     Command::Quit => {
                         report_undelivered(&mut outbox, &mut input, &events);
                         files.abandon("not sent: we quit");
-                        return OutboundEnd::Quit;
+                        return SendingEnd::Quit;
                     }
                     Command::Finish if outbox.is_empty() && files.is_idle() && !connected_before => {
-                        return OutboundEnd::Finished;
+                        return SendingEnd::Finished;
                     }
                     Command::Finish => {}
                 },
             }
         };
-        let _ = events.send(Event::Connected {
-            direction: Direction::Outbound,
-            again: std::mem::replace(&mut connected_before, true),
-            peer: link.peer_name.clone(),
-            fingerprint: link.peer_fingerprint,
-            addr: link.addr,
-            tls: link.tls.clone(),
-        });
+        connected_before = true;
         outbox.resend_unacknowledged();
-        match send_on(link, &mut outbox, &mut files, &mut input).await {
+        let mut lane = lane;
+        match send_on(&mut lane, &mut outbox, &mut files, &mut input).await {
             Ok(end) => {
-                if !matches!(end, OutboundEnd::Finished) {
+                if !matches!(end, SendingEnd::Finished) {
                     report_undelivered(&mut outbox, &mut input, &events);
                     files.abandon(match end {
-                        OutboundEnd::Quit => "not sent: we quit",
+                        SendingEnd::Quit => "not sent: we quit",
                         _ => "not sent: the peer left",
                     });
                 }
@@ -396,6 +200,7 @@ pub async fn run(
             }
             Err(err) => {
                 let reason = err.to_string();
+                lane.lost();
                 files.connection_lost(&reason);
                 let _ = events.send(Event::OutboundLost { reason });
             }
@@ -406,18 +211,18 @@ pub async fn run(
 /// Sends on one connection until it ends. An error means: reconnect and resend.
 /// Chat lines always go before file data, which moves in chunks of at most 64 KiB.
 async fn send_on(
-    link: Link,
+    lane: &mut Lane,
     outbox: &mut Outbox,
     files: &mut Sending,
     input: &mut Input,
-) -> Result<OutboundEnd, LinkError> {
-    let peer = link.peer_name;
-    let says_leave = link.version >= 2;
-    files.connected(link.version);
-    let (mut reader, mut writer) = link.connection.into_split();
+) -> Result<SendingEnd, LinkError> {
+    let peer = lane.peer_name.clone();
+    let says_leave = lane.version >= 2;
+    files.connected(lane.version);
+    let (reader, writer) = (&mut lane.reader, &mut lane.writer);
     loop {
         while let Some(frame) = outbox.take_unsent() {
-            writer.write_frame(&frame).await?;
+            writer.write_frame(frame).await?;
         }
         if input.finishing && outbox.is_empty() && files.is_idle() {
             writer.shutdown().await?;
@@ -431,7 +236,7 @@ async fn send_on(
                 }
             };
             return match tokio::time::timeout(CLOSE_TIMEOUT, closed_back).await {
-                Ok(Ok(())) => Ok(OutboundEnd::Finished),
+                Ok(Ok(())) => Ok(SendingEnd::Finished),
                 Ok(Err(err)) => Err(err),
                 Err(_) => Err(LinkError::CloseUnconfirmed),
             };
@@ -445,12 +250,12 @@ async fn send_on(
                 Command::Quit => {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                         if says_leave {
-                            writer.write_frame(&Frame::Leave).await?;
+                            writer.write_frame(Frame::Leave).await?;
                         }
                         writer.shutdown().await
                     })
                     .await;
-                    return Ok(OutboundEnd::Quit);
+                    return Ok(SendingEnd::Quit);
                 }
                 Command::Finish => {}
             },
@@ -458,12 +263,12 @@ async fn send_on(
                 Some(Frame::Ack { seq }) => outbox.acknowledge(seq)?,
                 Some(Frame::Accept { id, offset }) => files.accepted(id, offset)?,
                 Some(Frame::Verdict { id, status, detail }) => files.verdict(id, status, &detail, &peer)?,
-                Some(Frame::Leave) if says_leave => return Ok(OutboundEnd::PeerLeft),
+                Some(Frame::Leave) if says_leave => return Ok(SendingEnd::PeerLeft),
                 Some(other) => return Err(LinkError::Unexpected(other.kind())),
                 None if says_leave => return Err(LinkError::ClosedWithoutLeave),
-                None => return Ok(OutboundEnd::PeerLeft),
+                None => return Ok(SendingEnd::PeerLeft),
             },
-            frame = files.next_frame() => writer.write_frame(&frame).await?,
+            frame = files.next_frame() => writer.write_frame(frame).await?,
         }
     }
 }

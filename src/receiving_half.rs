@@ -1,5 +1,5 @@
-//! The receiving direction: shows each of the peer's lines exactly once, in order,
-//! and acknowledges them on the same connection.
+//! The receiving half: shows each of the peer's lines exactly once, in order, stores
+//! its files, and answers both on the lane that carries this direction now.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,10 +8,10 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::connection::{ConnectionError, FrameReader, FrameWriter};
+use crate::connection::ConnectionError;
 use crate::event::{Event, Shown, ShownWatch};
 use crate::frame::Frame;
-use crate::handshake::Link;
+use crate::lane::{Lane, LaneReader, LaneWriter};
 use crate::transfer::TransferViolation;
 use crate::transfer::incoming::ReceiveLimits;
 use crate::transfer::receiving::Receiving;
@@ -43,7 +43,7 @@ pub enum Arrival {
 
 /// Why the receiving direction failed.
 #[derive(Debug, Error)]
-pub enum InboundError {
+pub enum ReceivingError {
     /// Sequence numbers skipped ahead: a line would be lost.
     #[error("message {got} arrived but {expected} was next")]
     Gap { expected: u64, got: u64 },
@@ -61,13 +61,13 @@ pub enum InboundError {
 
 /// How a receiving connection ended.
 #[derive(Debug)]
-pub enum InboundEnd {
+pub enum ReceivingEnd {
     /// The peer closed its direction cleanly after its last line.
     Finished,
     /// We closed it on request.
     Closed,
     /// It failed; the peer may come back.
-    Lost(InboundError),
+    Lost(ReceivingError),
 }
 
 impl ReceiveState {
@@ -80,9 +80,9 @@ impl ReceiveState {
         self.delivered
     }
 
-    pub fn arrive(&mut self, session: u64, seq: u64) -> Result<Arrival, InboundError> {
+    pub fn arrive(&mut self, session: u64, seq: u64) -> Result<Arrival, ReceivingError> {
         if seq == 0 {
-            return Err(InboundError::ZeroSeq);
+            return Err(ReceivingError::ZeroSeq);
         }
         if self.session != Some(session) {
             self.session = Some(session);
@@ -93,7 +93,7 @@ impl ReceiveState {
         }
         let expected = self.delivered + 1;
         if seq != expected {
-            return Err(InboundError::Gap { expected, got: seq });
+            return Err(ReceivingError::Gap { expected, got: seq });
         }
         self.delivered = seq;
         Ok(Arrival::Show)
@@ -108,7 +108,7 @@ pub struct Controls {
     pub cancels: mpsc::Receiver<(u64, bool)>,
 }
 
-/// Receives on `link` until the peer finishes, the link fails, or `close` fires.
+/// Receives on `lane` until the peer finishes, the link fails, or `close` fires.
 ///
 /// A line is acknowledged only once the front end has written it (`shown`), and at
 /// most [`MAX_UNSHOWN_LINES`] wait to be written: past that, reading from the peer
@@ -119,21 +119,22 @@ pub struct Controls {
 /// when it was lost or broke the protocol, with no `close_notify` at all, so that the
 /// peer sees a loss too and reconnects rather than conclude that we left.
 pub async fn receive(
-    link: Link,
+    lane: Lane,
     state: Arc<Mutex<ReceiveState>>,
     shown: ShownWatch,
     limits: ReceiveLimits,
     events: mpsc::UnboundedSender<Event>,
     controls: Controls,
-) -> InboundEnd {
+) -> ReceivingEnd {
     let Controls {
         mut close,
         mut cancels,
     } = controls;
-    let session = link.peer_session;
-    let says_leave = link.version >= 2;
-    let peer = link.peer_name.clone();
-    let (mut reader, writer) = link.connection.into_split();
+    let session = lane.peer_session;
+    let says_leave = lane.version >= 2;
+    let peer = lane.peer_name.clone();
+    let version = lane.version;
+    let (mut reader, writer) = (lane.reader, lane.writer);
     let (replies, replies_rx) = mpsc::channel(REPLIES_IN_FLIGHT);
     let goodbye = replies.clone();
     let mut written = shown.subscribe();
@@ -142,7 +143,7 @@ pub async fn receive(
         shown: shown.subscribe(),
     };
     let answering = Answering(tokio::spawn(answer(writer, acks, replies_rx)));
-    let mut files = Receiving::new(limits, peer.clone(), link.version, replies, events.clone());
+    let mut files = Receiving::new(limits, peer.clone(), version, replies, events.clone());
     let incoming = Incoming {
         session,
         peer: &peer,
@@ -162,7 +163,7 @@ pub async fn receive(
         };
         let frame = tokio::select! {
             biased;
-            _ = &mut close => break InboundEnd::Closed,
+            _ = &mut close => break ReceivingEnd::Closed,
             Some((id, keep)) = cancels.recv() => {
                 if let Err(why) = files.cancel_here(id, keep).await {
                     let _ = events.send(Event::Note { text: why });
@@ -172,21 +173,21 @@ pub async fn receive(
             frame = async { backlog.await; reader.read_frame().await } => frame,
         };
         let result = match frame {
-            Ok(None) | Ok(Some(Frame::Leave)) => break InboundEnd::Finished,
+            Ok(None) | Ok(Some(Frame::Leave)) => break ReceivingEnd::Finished,
             Err(err) => Err(err.into()),
             Ok(Some(frame)) => incoming.handle(frame, &mut files).await,
         };
         if let Err(err) = result {
-            break InboundEnd::Lost(err);
+            break ReceivingEnd::Lost(err);
         }
     };
     let (why, keep_partial) = match &end {
-        InboundEnd::Finished => ("the sender closed the connection", true),
-        InboundEnd::Closed => ("we closed the connection", true),
-        InboundEnd::Lost(InboundError::Connection(err)) if err.is_disconnect() => {
+        ReceivingEnd::Finished => ("the sender closed the connection", true),
+        ReceivingEnd::Closed => ("we closed the connection", true),
+        ReceivingEnd::Lost(ReceivingError::Connection(err)) if err.is_disconnect() => {
             ("the connection was lost", true)
         }
-        InboundEnd::Lost(_) => ("the sender broke the protocol", false),
+        ReceivingEnd::Lost(_) => ("the sender broke the protocol", false),
     };
     files.abandon(why, keep_partial).await;
     drop(files);
@@ -196,17 +197,17 @@ pub async fn receive(
 
 /// Closes the connection as `end` requires: lost, by dropping it without
 /// `close_notify`; otherwise after our last answers (and `Leave`, when we quit).
-async fn close_connection<R: tokio::io::AsyncRead + Unpin>(
-    end: &InboundEnd,
+async fn close_connection(
+    end: &ReceivingEnd,
     says_leave: bool,
     goodbye: mpsc::Sender<Frame>,
     mut answering: Answering,
-    mut reader: FrameReader<R>,
+    mut reader: LaneReader,
 ) {
-    if matches!(end, InboundEnd::Lost(_)) {
+    if matches!(end, ReceivingEnd::Lost(_)) {
         return;
     }
-    let quitting = matches!(end, InboundEnd::Closed);
+    let quitting = matches!(end, ReceivingEnd::Closed);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         if quitting && says_leave {
             let _ = goodbye.send(Frame::Leave).await;
@@ -242,7 +243,7 @@ struct Incoming<'a> {
 }
 
 impl Incoming<'_> {
-    async fn handle(&self, frame: Frame, files: &mut Receiving) -> Result<(), InboundError> {
+    async fn handle(&self, frame: Frame, files: &mut Receiving) -> Result<(), ReceivingError> {
         match frame {
             Frame::Message { seq, text } => {
                 let (arrival, new_session) = {
@@ -271,7 +272,7 @@ impl Incoming<'_> {
             } => files.offer(id, &name, size, sha256).await?,
             Frame::Chunk { id, data } => files.chunk(id, data).await?,
             Frame::Cancel { id, reason } => files.cancel(id, &reason).await?,
-            other => return Err(InboundError::Unexpected(other.kind())),
+            other => return Err(ReceivingError::Unexpected(other.kind())),
         }
         Ok(())
     }
@@ -296,14 +297,11 @@ impl Acks {
 /// Acknowledgements are cumulative, so only the latest is sent, including, first of
 /// all, lines written before this connection existed. When the receiver is done,
 /// sends what is left and closes our side with close_notify.
-async fn answer<W>(
-    mut writer: FrameWriter<W>,
+async fn answer(
+    mut writer: LaneWriter,
     mut acks: Acks,
     mut replies: mpsc::Receiver<Frame>,
-) -> Result<(), ConnectionError>
-where
-    W: tokio::io::AsyncWrite + Unpin,
-{
+) -> Result<(), ConnectionError> {
     let mut acked = 0;
     acks.shown.mark_changed();
     loop {
@@ -311,18 +309,18 @@ where
             biased;
             Ok(()) = acks.shown.changed() => {
                 if let Some(seq) = acks.due(acked) {
-                    writer.write_frame(&Frame::Ack { seq }).await?;
+                    writer.write_frame(Frame::Ack { seq }).await?;
                     acked = seq;
                 }
             }
             reply = replies.recv() => match reply {
-                Some(frame) => writer.write_frame(&frame).await?,
+                Some(frame) => writer.write_frame(frame).await?,
                 None => break,
             },
         }
     }
     if let Some(seq) = acks.due(acked) {
-        writer.write_frame(&Frame::Ack { seq }).await?;
+        writer.write_frame(Frame::Ack { seq }).await?;
     }
     writer.shutdown().await
 }
@@ -347,7 +345,7 @@ mod tests {
         state.arrive(7, 1).unwrap();
         assert!(matches!(
             state.arrive(7, 3),
-            Err(InboundError::Gap {
+            Err(ReceivingError::Gap {
                 expected: 2,
                 got: 3
             })
@@ -366,9 +364,9 @@ mod tests {
     #[test]
     fn refuses_sequence_number_zero() {
         let mut state = ReceiveState::default();
-        assert!(matches!(state.arrive(7, 0), Err(InboundError::ZeroSeq)));
+        assert!(matches!(state.arrive(7, 0), Err(ReceivingError::ZeroSeq)));
         state.arrive(7, 1).unwrap();
-        assert!(matches!(state.arrive(7, 0), Err(InboundError::ZeroSeq)));
+        assert!(matches!(state.arrive(7, 0), Err(ReceivingError::ZeroSeq)));
     }
 
     #[test]

@@ -1,0 +1,264 @@
+//! The dialer: reaches the peer's listener, retrying while it is not up, and dials
+//! again each time the connection it made is lost, until that connection ends for good.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rustls::AlertDescription;
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsConnector;
+
+use crate::event::Event;
+use crate::handshake::{self, Greeting, HandshakeError, Link};
+use crate::target::Target;
+use crate::tls::{self, Pin, PinMismatch};
+
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// A connection the dialer made. Telling `on_loss` has it dial again; dropping it
+/// untold means the connection ended for good.
+pub struct Dialed {
+    pub link: Link,
+    pub on_loss: oneshot::Sender<()>,
+}
+
+/// Why the dialer stopped.
+#[derive(Debug)]
+pub enum DialEnd {
+    /// Its last connection ended for good, or nobody wants another.
+    Done,
+    /// The peer is not the one we pinned, or it refused us. Retrying cannot help.
+    Refused(Refusal),
+    /// The peer stayed unreachable for longer than `--retry-for`.
+    GaveUp(String),
+}
+
+/// Dials, hands the connection to `links`, and dials again whenever it is lost.
+pub async fn run(
+    dialer: Dialer,
+    links: mpsc::Sender<Dialed>,
+    events: mpsc::UnboundedSender<Event>,
+) -> DialEnd {
+    let mut connected_before = false;
+    loop {
+        let link = match dialer.dial(&events, connected_before).await {
+            Ok(link) => link,
+            Err(end) => return end,
+        };
+        connected_before = true;
+        let (on_loss, lost) = oneshot::channel();
+        if links.send(Dialed { link, on_loss }).await.is_err() || lost.await.is_err() {
+            return DialEnd::Done;
+        }
+    }
+}
+
+/// Why the peer we reached is not one we may talk to.
+#[derive(Debug, Clone, Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    pub reason: String,
+    /// Set when it presented another certificate than the pinned one (rather than
+    /// refusing ours).
+    pub mismatch: Option<PinMismatch>,
+    /// Where we reached it.
+    pub target: String,
+}
+
+/// Everything needed to reach the peer.
+pub struct Dialer {
+    pub target: Target,
+    pub connector: TlsConnector,
+    pub greeting: Greeting,
+    pub retry_for: Duration,
+    /// The pin the connector checks; a new one restarts the attempts at once.
+    pub pin: Pin,
+    pub wrong_pin: WrongPin,
+    /// Single-connection mode (`--no-listen`): the connection carries both directions.
+    pub one_connection: bool,
+}
+
+/// What a wrong certificate before the first connection means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongPin {
+    /// The end: exit status 3 (scripts, pipes).
+    Fatal,
+    /// Say so, and keep trying while the person re-enters the fingerprint (or the
+    /// other side corrects ours).
+    AskAgain,
+}
+
+impl Dialer {
+    /// Connects, retrying with capped exponential backoff while the peer is unreachable,
+    /// for at most `retry_for`. Returns an error when retrying cannot help or time is up.
+    ///
+    /// A wrong certificate or a refusal is final only before the pinned peer has ever
+    /// answered: afterwards it may be a stranger holding the port while the peer
+    /// restarts, or a forged alert, so it is reported and retried.
+    async fn dial(
+        &self,
+        events: &mpsc::UnboundedSender<Event>,
+        connected_before: bool,
+    ) -> Result<Link, DialEnd> {
+        let mut delay = FIRST_RETRY_DELAY;
+        let mut told_user = false;
+        let mut started = tokio::time::Instant::now();
+        let mut pin_changes = self.pin.changes();
+        let mut last_mismatch = None;
+        loop {
+            let reason = match self.try_dial().await {
+                Ok(link) => return Ok(link),
+                Err(DialFailure::Fatal { reason, mismatch })
+                    if !connected_before && self.wrong_pin == WrongPin::Fatal =>
+                {
+                    return Err(DialEnd::Refused(Refusal {
+                        reason,
+                        mismatch,
+                        target: self.target.to_string(),
+                    }));
+                }
+                Err(DialFailure::Fatal {
+                    reason,
+                    mismatch: Some(mismatch),
+                }) if !connected_before => {
+                    if last_mismatch.replace(mismatch.clone()) != Some(mismatch.clone()) {
+                        let _ = events.send(Event::WrongPin {
+                            target: self.target.to_string(),
+                            mismatch,
+                        });
+                    }
+                    reason
+                }
+                Err(DialFailure::Fatal { reason, .. }) if !connected_before => reason,
+                Err(DialFailure::Fatal { reason, .. }) => {
+                    let _ = events.send(Event::Distrusted {
+                        reason: reason.clone(),
+                    });
+                    reason
+                }
+                Err(DialFailure::Retry(reason)) => reason,
+            };
+            let target = self.target.to_string();
+            if started.elapsed() >= self.retry_for {
+                let _ = events.send(Event::GaveUp {
+                    target: target.clone(),
+                    reason: reason.clone(),
+                });
+                return Err(DialEnd::GaveUp(format!(
+                    "the peer at {target} was unreachable for {}s ({reason})",
+                    self.retry_for.as_secs()
+                )));
+            }
+            if !told_user {
+                told_user = true;
+                let _ = events.send(Event::Waiting {
+                    target: target.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            let _ = events.send(Event::Retrying {
+                target,
+                reason,
+                delay,
+            });
+            let left = self.retry_for.saturating_sub(started.elapsed());
+            tokio::select! {
+                () = tokio::time::sleep(delay.min(left)) => delay = (delay * 2).min(MAX_RETRY_DELAY),
+                Ok(()) = pin_changes.changed() => {
+                    // The same wrong fingerprint entered again is reported again.
+                    last_mismatch = None;
+                    delay = FIRST_RETRY_DELAY;
+                    started = tokio::time::Instant::now();
+                }
+            }
+        }
+    }
+
+    async fn try_dial(&self) -> Result<Link, DialFailure> {
+        let addrs = self
+            .target
+            .resolve()
+            .await
+            .map_err(|err| DialFailure::Retry(err.to_string()))?;
+        let mut last_error = String::from("no address");
+        for addr in addrs {
+            let tcp = match TcpStream::connect(addr).await {
+                Ok(tcp) => tcp,
+                Err(err) => {
+                    last_error = err.to_string();
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            return handshake::connect(&self.connector, tcp, addr, &self.greeting)
+                .await
+                .map_err(|err| classify(addr, err, self.one_connection));
+        }
+        Err(DialFailure::Retry(last_error))
+    }
+}
+
+enum DialFailure {
+    Retry(String),
+    /// A wrong certificate, or the peer refused ours.
+    Fatal {
+        reason: String,
+        mismatch: Option<PinMismatch>,
+    },
+}
+
+/// Pin mismatches and refusals are final; everything else may be a peer still starting.
+fn classify(addr: SocketAddr, err: HandshakeError, one_connection: bool) -> DialFailure {
+    if let Some(io) = err.io_error() {
+        if tls::received_alert(io) == Some(AlertDescription::NoApplicationProtocol) {
+            return DialFailure::Fatal {
+                reason: other_mode(addr, one_connection),
+                mismatch: None,
+            };
+        }
+        if let Some(mismatch) = tls::pin_mismatch(io) {
+            return DialFailure::Fatal {
+                reason: format!("the peer at {addr} is not the one we trust: {mismatch}"),
+                mismatch: Some(mismatch.clone()),
+            };
+        }
+        if let Some(alert) = tls::received_alert(io) {
+            return DialFailure::Fatal {
+                reason: format!(
+                    "the peer at {addr} refused our certificate (TLS alert {alert:?}); check that it pinned our fingerprint"
+                ),
+                mismatch: None,
+            };
+        }
+    }
+    match err {
+        HandshakeError::Version { .. } | HandshakeError::NotHello(_) => {
+            DialFailure::Retry(format!("the peer at {addr} broke the greeting: {err}"))
+        }
+        HandshakeError::Timeout => DialFailure::Retry(format!(
+            "the connection was accepted, but the peer has not answered within {}s; it may still be at its prompts",
+            handshake::HANDSHAKE_TIMEOUT.as_secs()
+        )),
+        other => DialFailure::Retry(other.to_string()),
+    }
+}
+
+/// What a dialer is told when the listener speaks the other mode: a listener
+/// started with `--accept` offers only single-connection mode, any other only two
+/// connections, and TLS finds no protocol in common (`no_application_protocol`).
+fn other_mode(addr: SocketAddr, one_connection: bool) -> String {
+    if one_connection {
+        format!(
+            "the peer at {addr} does not take a single connection for both directions: \
+             start it with `chat --accept`, or drop --no-listen here (then each side dials the other)"
+        )
+    } else {
+        format!(
+            "the peer at {addr} takes a single connection for both directions (it runs with --accept): \
+             run `chat --connect {addr} --no-listen` here"
+        )
+    }
+}

@@ -1,0 +1,125 @@
+//! What one half of a session reads from and writes to: a connection of its own
+//! (two-connection mode), or its share of one connection that carries both
+//! directions ([`crate::one_connection`]). The halves cannot tell the two apart.
+
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsStream;
+
+use crate::connection::{ConnectionError, FrameReader, FrameWriter};
+use crate::frame::Frame;
+use crate::handshake::Link;
+
+type Tls = TlsStream<TcpStream>;
+
+/// One direction's view of a connection, with what the handshake learned.
+#[derive(Debug)]
+pub struct Lane {
+    pub reader: LaneReader,
+    pub writer: LaneWriter,
+    /// The common name in the peer's pinned certificate (untrusted text).
+    pub peer_name: String,
+    /// The peer's per-run session id from its `Hello`.
+    pub peer_session: u64,
+    pub version: u16,
+    /// Told when the lane is lost, so that its connection is made again; dropped
+    /// untold when the lane ended for good.
+    pub on_loss: Option<oneshot::Sender<()>>,
+}
+
+/// Where a lane's frames come from.
+#[derive(Debug)]
+pub enum LaneReader {
+    Own(FrameReader<ReadHalf<Tls>>),
+    Shared(mpsc::Receiver<Routed>),
+}
+
+/// Where a lane's frames go.
+#[derive(Debug)]
+pub enum LaneWriter {
+    Own(FrameWriter<WriteHalf<Tls>>),
+    Shared(mpsc::Sender<Outgoing>),
+}
+
+/// What the reader of a shared connection hands a lane.
+#[derive(Debug)]
+pub enum Routed {
+    Frame(Frame),
+    /// The peer ended this direction (`Finish`, or `FinishAck` for ours).
+    End,
+    Failed(ConnectionError),
+}
+
+/// What a lane hands the writer of a shared connection.
+#[derive(Debug)]
+pub enum Outgoing {
+    Frame(Frame),
+    /// This lane is done; answered once its end is on the wire.
+    End(oneshot::Sender<()>),
+}
+
+impl Lane {
+    /// A connection of its own for one direction.
+    pub fn whole(link: Link, on_loss: Option<oneshot::Sender<()>>) -> Lane {
+        let (reader, writer) = link.connection.into_split();
+        Lane {
+            reader: LaneReader::Own(reader),
+            writer: LaneWriter::Own(writer),
+            peer_name: link.peer_name,
+            peer_session: link.peer_session,
+            version: link.version,
+            on_loss,
+        }
+    }
+
+    /// Asks for the connection to be made again.
+    pub fn lost(&mut self) {
+        if let Some(on_loss) = self.on_loss.take() {
+            let _ = on_loss.send(());
+        }
+    }
+}
+
+impl LaneReader {
+    /// The next frame; `None` once the peer ended this direction. Cancel-safe.
+    pub async fn read_frame(&mut self) -> Result<Option<Frame>, ConnectionError> {
+        match self {
+            LaneReader::Own(reader) => reader.read_frame().await,
+            LaneReader::Shared(routed) => match routed.recv().await {
+                Some(Routed::Frame(frame)) => Ok(Some(frame)),
+                Some(Routed::End) => Ok(None),
+                Some(Routed::Failed(err)) => Err(err),
+                None => Err(ConnectionError::Dropped),
+            },
+        }
+    }
+}
+
+impl LaneWriter {
+    pub async fn write_frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
+        match self {
+            LaneWriter::Own(writer) => writer.write_frame(&frame).await,
+            LaneWriter::Shared(outgoing) => outgoing
+                .send(Outgoing::Frame(frame))
+                .await
+                .map_err(|_| ConnectionError::Dropped),
+        }
+    }
+
+    /// Ends our direction: `close_notify` on a connection of its own, `Finish` (or
+    /// `FinishAck`) on a shared one. Returns once that is on the wire.
+    pub async fn shutdown(&mut self) -> Result<(), ConnectionError> {
+        match self {
+            LaneWriter::Own(writer) => writer.shutdown().await,
+            LaneWriter::Shared(outgoing) => {
+                let (done, written) = oneshot::channel();
+                outgoing
+                    .send(Outgoing::End(done))
+                    .await
+                    .map_err(|_| ConnectionError::Dropped)?;
+                written.await.map_err(|_| ConnectionError::Dropped)
+            }
+        }
+    }
+}
