@@ -43,6 +43,7 @@ soak:
 bench:
 	$(CARGO) bench --locked --bench transfer
 	$(CARGO) bench --locked --bench floods
+	$(CARGO) bench --locked --bench both_ways
 
 # Coverage-guided fuzzing with cargo fuzz (needs a nightly toolchain and
 # `cargo install cargo-fuzz --locked`; not part of make test): writes the seed corpus,

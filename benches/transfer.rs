@@ -14,15 +14,18 @@
 
 #[path = "../tests/common/crowd.rs"]
 mod crowd;
+mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-const CHAT: &str = env!("CARGO_BIN_EXE_chat");
-const WAIT: Duration = Duration::from_secs(300);
+use support::{
+    CHAT, Proc, WAIT, env_or, free_port, make_random_file, median, now_micros, peak_rss_kib, run,
+    scratch_dir,
+};
+
 /// Hostile connections in the siege.
 const SIEGE_CROWD: usize = 1000;
 /// Times the real peer dials the besieged listener, each timed.
@@ -502,148 +505,4 @@ impl Drop for Scp {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
     }
-}
-
-/// A running `chat` with its output lines on a channel (stdout and stderr merged).
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(command: &mut Command) -> Proc {
-        let mut child = command.spawn().expect("start chat");
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        Proc { child, lines }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-    }
-
-    fn wait_line<T>(&mut self, mut matches: impl FnMut(&str) -> Option<T>) -> T {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(WAIT)
-                .expect("chat said nothing in time");
-            if let Some(found) = matches(&line) {
-                return found;
-            }
-        }
-    }
-
-    fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                break;
-            }
-            let _ = self.lines.recv_timeout(Duration::from_millis(50));
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn peak_rss_kib(child: &Child) -> u64 {
-    std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn make_random_file(path: &Path, len: u64) {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() == len) {
-        return;
-    }
-    let mut urandom = std::fs::File::open("/dev/urandom").unwrap();
-    let mut out = std::fs::File::create(path).unwrap();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        let n = buffer.len().min(left as usize);
-        urandom.read_exact(&mut buffer[..n]).unwrap();
-        out.write_all(&buffer[..n]).unwrap();
-        left -= n as u64;
-    }
-}
-
-fn scratch_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("BENCH_DIR") {
-        let dir = PathBuf::from(dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        return dir;
-    }
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("chat-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("{command:?}: {err}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn now_micros() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros()
-}
-
-fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    sorted[sorted.len() / 2]
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
