@@ -294,6 +294,44 @@ fn start_in(world: &World, namespace: &str, name: &str, args: &[&str]) -> Peer {
     )
 }
 
+/// The public peer listening on the WAN side, and the home peer behind the NAT
+/// dialing it in two-connection mode, with `home_extra`; the public peer still
+/// waits for the address to dial back.
+struct TwoConnections {
+    public: Peer,
+    home: Peer,
+    public_addr: String,
+}
+
+impl TwoConnections {
+    fn start(world: &World, nat: &Nat, home_extra: &[&str]) -> Self {
+        let home_fp = world.identity("home");
+        let public_fp = world.identity("public");
+        let public = start_in(
+            world,
+            &nat.public,
+            "public",
+            &["--listen", "80.100.100.2:0", "--peer-fingerprint", &home_fp],
+        );
+        let public_addr = format!("80.100.100.2:{}", public.port);
+        let mut home_args = vec![
+            "--listen",
+            "0.0.0.0:0",
+            "--connect",
+            &public_addr,
+            "--peer-fingerprint",
+            &public_fp,
+        ];
+        home_args.extend(home_extra);
+        let home = start_in(world, &nat.home, "home", &home_args);
+        TwoConnections {
+            public,
+            home,
+            public_addr,
+        }
+    }
+}
+
 /// Starts `name` in `namespace`, which listens for nothing (`--no-listen`).
 fn spawn_in(world: &World, namespace: &str, name: &str, args: &[&str]) -> Peer {
     Peer::spawn_in(
@@ -494,28 +532,11 @@ fn a_cut_single_connection_comes_back_resumes_and_loses_no_line() {
 fn two_connections_from_behind_a_nat_fail_and_both_sides_say_to_use_one() {
     let Some(nat) = network('t') else { return };
     let world = World::new();
-    let home_fp = world.identity("home");
-    let public_fp = world.identity("public");
-    let mut public = start_in(
-        &world,
-        &nat.public,
-        "public",
-        &["--listen", "80.100.100.2:0", "--peer-fingerprint", &home_fp],
-    );
-    let public_addr = format!("80.100.100.2:{}", public.port);
-    let mut home = start_in(
-        &world,
-        &nat.home,
-        "home",
-        &[
-            "--listen",
-            "0.0.0.0:0",
-            "--connect",
-            &public_addr,
-            "--peer-fingerprint",
-            &public_fp,
-        ],
-    );
+    let TwoConnections {
+        mut public,
+        mut home,
+        public_addr,
+    } = TwoConnections::start(&world, &nat, &[]);
     // What the home peer's own addresses say; the public side has no route there.
     public.send(&format!("192.168.77.2:{}", home.port));
     home.expect_seen(
@@ -556,30 +577,11 @@ fn a_home_behind_nat_maps_its_port_and_the_public_peer_reaches_it() {
             return;
         }
     };
-    let home_fp = world.identity("home");
-    let public_fp = world.identity("public");
-    let start =
-        |namespace: &str, name: &str, args: &[&str]| start_in(&world, namespace, name, args);
-
-    let mut public = start(
-        &nat.public,
-        "public",
-        &["--listen", "80.100.100.2:0", "--peer-fingerprint", &home_fp],
-    );
-    let public_addr = format!("80.100.100.2:{}", public.port);
-    let mut home = start(
-        &nat.home,
-        "home",
-        &[
-            "--listen",
-            "0.0.0.0:0",
-            "--connect",
-            &public_addr,
-            "--peer-fingerprint",
-            &public_fp,
-            "--map-port",
-        ],
-    );
+    let TwoConnections {
+        mut public,
+        mut home,
+        public_addr,
+    } = TwoConnections::start(&world, &nat, &["--map-port"]);
     let mapped = home.expect(Stream::Stderr, "(public, forwarded by the router to port ");
     let external = mapped
         .strip_prefix("Reachable at ")

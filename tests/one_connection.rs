@@ -21,6 +21,21 @@ fn args(world: &World, name: &str, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Bob, in a folder of his own, dialing `target` with `--no-listen`.
+fn spawn_single_dialer(world: &World, target: &str, alice_fp: &str, extra: &[&str]) -> Peer {
+    let bob_home = world.path().join("bob-home");
+    std::fs::create_dir_all(&bob_home).unwrap();
+    let mut flags = vec![
+        "--connect",
+        target,
+        "--no-listen",
+        "--peer-fingerprint",
+        alice_fp,
+    ];
+    flags.extend(extra);
+    Peer::spawn(&bob_home, &args(world, "bob", &flags))
+}
+
 /// Alice accepts; bob dials `target` (alice's port, or a proxy in front of it).
 struct OnePair {
     world: World,
@@ -40,25 +55,8 @@ impl OnePair {
             }
             None => alice.port,
         };
-        let bob_home = world.path().join("bob-home");
-        std::fs::create_dir_all(&bob_home).unwrap();
         let target = target.to_string();
-        let bob = Peer::spawn(
-            &bob_home,
-            &args(
-                &world,
-                "bob",
-                &[
-                    "--connect",
-                    &target,
-                    "--no-listen",
-                    "--peer-fingerprint",
-                    &alice_fp,
-                    "--retry-for",
-                    "60s",
-                ],
-            ),
-        );
+        let bob = spawn_single_dialer(&world, &target, &alice_fp, &["--retry-for", "60s"]);
         let mut peers = [alice, bob];
         peers[ALICE].expect_seen(Stream::Stderr, "bob connected from 127.0.0.1:");
         peers[ALICE].expect_seen(Stream::Stderr, "(one connection, both directions)");
@@ -194,23 +192,7 @@ fn a_single_connection_dialer_meets_a_two_connection_peer_and_both_say_what_to_r
     let bob_fp = world.identity("bob");
     // Alice dials a port where nobody listens; only bob's connection matters here.
     let mut alice = world.peer("alice", &["--connect", "1", "--peer-fingerprint", &bob_fp]);
-    let bob_home = world.path().join("bob-home");
-    std::fs::create_dir_all(&bob_home).unwrap();
-    let target = alice.port.to_string();
-    let mut bob = Peer::spawn(
-        &bob_home,
-        &args(
-            &world,
-            "bob",
-            &[
-                "--connect",
-                &target,
-                "--no-listen",
-                "--peer-fingerprint",
-                &alice_fp,
-            ],
-        ),
-    );
+    let mut bob = spawn_single_dialer(&world, &alice.port.to_string(), &alice_fp, &[]);
     bob.expect_seen(Stream::Stderr, "does not take a single connection");
     bob.expect_seen(Stream::Stderr, "chat --accept");
     assert_eq!(bob.wait().code(), Some(3), "{}", bob.transcript());
