@@ -22,6 +22,7 @@ use crate::pairing::{CodeError, InviteCode};
 use crate::portmap::{self, PortMapping};
 use crate::session::{self, Links, SessionEnd, SessionError, SessionSetup};
 use crate::tls::Pin;
+use crate::transfer::hash_cache::HashCache;
 use crate::transfer::incoming::ReceiveLimits;
 use crate::trust;
 use crate::ui;
@@ -358,6 +359,7 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         pin,
         wrong_pin,
         limits: ReceiveLimits::new(config.download_dir, config.max_file_size),
+        hash_cache: Some(HashCache::open(config.hash_cache).shared()),
         retry_for: config.retry_for,
         at_finish,
     };

@@ -195,6 +195,7 @@ impl PeerArgs {
             _ => LinkMode::Two,
         };
         let known_peers = identity.known_peers();
+        let hash_cache = identity.hash_cache();
         let trust = match (self.peer_fingerprint, self.peer_cert, self.peer) {
             _ if self.invite => Trust::Invite,
             _ if self.join.is_some() => {
@@ -228,6 +229,7 @@ impl PeerArgs {
             links,
             trust,
             known_peers,
+            hash_cache,
             download_dir: self.download_dir,
             max_file_size,
             retry_for,

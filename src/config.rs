@@ -17,6 +17,7 @@ use crate::known_peers::{self, Entry};
 use crate::pairing::InviteCode;
 use crate::platform;
 use crate::target::Target;
+use crate::transfer::hash_cache;
 
 /// Which identity to present.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,17 +46,26 @@ pub enum Trust {
 }
 
 impl IdentitySource {
-    /// `known_peers` beside the identity: in the identity folder, or in the
-    /// folder of an explicit certificate file.
-    pub fn known_peers(&self) -> PathBuf {
-        let folder = match self {
+    /// Where what belongs to the identity lives: the identity folder, or the folder
+    /// of an explicit certificate file.
+    pub fn folder(&self) -> PathBuf {
+        match self {
             IdentitySource::Named { dir, .. } => dir.clone(),
             IdentitySource::Files(files) => match files.certificate.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
                 _ => PathBuf::from("."),
             },
-        };
-        folder.join(known_peers::FILE_NAME)
+        }
+    }
+
+    /// `known_peers` beside the identity.
+    pub fn known_peers(&self) -> PathBuf {
+        self.folder().join(known_peers::FILE_NAME)
+    }
+
+    /// The hash cache beside the identity.
+    pub fn hash_cache(&self) -> PathBuf {
+        self.folder().join(hash_cache::FILE_NAME)
     }
 }
 
@@ -91,6 +101,8 @@ pub struct Config {
     pub trust: Trust,
     /// The `known_peers` file beside the identity.
     pub known_peers: PathBuf,
+    /// The hash cache beside the identity.
+    pub hash_cache: PathBuf,
     pub download_dir: PathBuf,
     /// Offers larger than this are refused.
     pub max_file_size: Option<u64>,

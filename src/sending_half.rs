@@ -12,6 +12,7 @@ use crate::event::{Command, Event, TransferId};
 use crate::frame::Frame;
 use crate::lane::Lane;
 use crate::transfer::TransferViolation;
+use crate::transfer::hash_cache::SharedHashCache;
 use crate::transfer::sending::Sending;
 
 /// How long a clean close waits for the peer to close its side back.
@@ -141,9 +142,10 @@ pub async fn run(
     mut lanes: mpsc::Receiver<Lane>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<Event>,
+    hash_cache: Option<SharedHashCache>,
 ) -> SendingEnd {
     let mut outbox = Outbox::default();
-    let mut files = Sending::new(events.clone());
+    let mut files = Sending::new(events.clone(), hash_cache);
     let mut connected_before = false;
     let mut input = Input {
         commands,

@@ -24,6 +24,7 @@ use crate::receiving_half::{self, ReceiveState, ReceivingEnd};
 use crate::sending_half::{self, SendingEnd};
 use crate::target::Target;
 use crate::tls::{self, Pin, TlsConfigError};
+use crate::transfer::hash_cache::SharedHashCache;
 use crate::transfer::incoming::ReceiveLimits;
 
 /// Cancels typed ahead of the receiving connection.
@@ -39,6 +40,8 @@ pub struct SessionSetup {
     pub pin: Pin,
     pub wrong_pin: WrongPin,
     pub limits: ReceiveLimits,
+    /// Hashes of files sent before; `None` hashes every file.
+    pub hash_cache: Option<SharedHashCache>,
     /// How long to keep trying to reach the peer without a connection.
     pub retry_for: Duration,
     /// What `Finish` (the end of input) means: wait for the peer to finish too, or,
@@ -176,6 +179,7 @@ pub async fn run(
         lanes,
         outgoing_rx,
         events.clone(),
+        setup.hash_cache.clone(),
     )));
     let mut sending_ended: Option<SendingEnd> = None;
 

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Pair, Stream, listing, pseudo_random};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Pair, Stream, World, listing, pseudo_random};
 use sha2::{Digest, Sha256};
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -257,4 +259,73 @@ fn the_receiver_cancels_keeping_the_part_and_a_later_offer_resumes() {
     let zeros = hex::encode(Sha256::digest(vec![0u8; 1 << 30]));
     assert!(saved.contains(&zeros), "{saved}");
     assert_eq!(common::kept_counts(&pair.bob.workdir), (0, 0));
+}
+
+/// Waits until `path` last changed long enough ago for its hash to be cached.
+fn wait_until_settled(path: &std::path::Path) {
+    let deadline = Instant::now() + common::TIMEOUT;
+    let settled = Duration::from_millis(2100);
+    loop {
+        let metadata = std::fs::metadata(path).unwrap();
+        let changed = std::os::unix::fs::MetadataExt::ctime(&metadata);
+        let changed = SystemTime::UNIX_EPOCH + Duration::from_secs(changed as u64 + 1);
+        if changed.elapsed().is_ok_and(|since| since >= settled) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the clock does not move");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const NOT_HASHED_AGAIN: &str =
+    "Sending same.bin: unchanged since it was last hashed; not hashed again";
+
+/// Sends same.bin from alice and waits until bob has it; true when alice hashed it.
+fn send_same(pair: &mut Pair) -> bool {
+    let before = pair.alice.lines_on(Stream::Stderr).len();
+    pair.alice.send("transfer same.bin");
+    pair.alice
+        .expect(Stream::Stderr, "same.bin delivered and verified by bob");
+    !pair.alice.lines_on(Stream::Stderr)[before..]
+        .iter()
+        .any(|line| line.contains(NOT_HASHED_AGAIN))
+}
+
+#[test]
+fn an_unchanged_file_is_hashed_once_even_after_a_restart_and_a_changed_one_again() {
+    let world = World::new();
+    let alice_home = world.path().join("alice-home");
+    std::fs::create_dir_all(&alice_home).unwrap();
+    let path = alice_home.join("same.bin");
+    let data = pseudo_random(3 << 20, 21);
+    std::fs::write(&path, &data).unwrap();
+    wait_until_settled(&path);
+
+    let mut pair = Pair::connect_in(world, &[]);
+    assert!(send_same(&mut pair), "the first send hashes the file");
+    assert!(!send_same(&mut pair), "the second one does not");
+    pair.bob
+        .expect(Stream::Stderr, "already saved as ./same.bin");
+    pair.alice.close_stdin();
+    pair.bob.close_stdin();
+    assert!(pair.alice.wait().success(), "{}", pair.alice.transcript());
+    assert!(pair.bob.wait().success(), "{}", pair.bob.transcript());
+
+    let mut pair = Pair::connect_again(pair.world, &[]);
+    assert!(!send_same(&mut pair), "nor one after a restart");
+
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    drop(file);
+    assert!(
+        send_same(&mut pair),
+        "the same bytes with another modification time are hashed again"
+    );
+
+    let longer = [data.as_slice(), b"more"].concat();
+    std::fs::write(&path, &longer).unwrap();
+    assert!(send_same(&mut pair), "a longer file is hashed again");
+    let saved = pair.bob.expect(Stream::Stderr, "Saved ./same (1).bin");
+    assert!(saved.contains(&sha256_hex(&longer)), "{saved}");
 }

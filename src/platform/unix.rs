@@ -7,10 +7,23 @@ use std::path::Path;
 
 use rustix::fs::{CWD, OFlags, RenameFlags, renameat_with};
 
-use super::DEAD_PEER_TIMEOUT;
+use super::{DEAD_PEER_TIMEOUT, FileStamp};
 
 /// Unanswered keepalive probes before an idle connection counts as dead.
 const KEEPALIVE_PROBES: u32 = 3;
+
+/// The stamp of an open file's metadata.
+pub fn file_stamp(metadata: &std::fs::Metadata) -> FileStamp {
+    let nanos =
+        |seconds: i64, nanoseconds: i64| seconds as i128 * 1_000_000_000 + nanoseconds as i128;
+    FileStamp {
+        device: metadata.dev(),
+        inode: metadata.ino(),
+        size: metadata.len(),
+        modified_ns: nanos(metadata.mtime(), metadata.mtime_nsec()),
+        changed_ns: nanos(metadata.ctime(), metadata.ctime_nsec()),
+    }
+}
 
 /// Creates a file that did not exist, readable and writable by its owner alone.
 pub fn create_private_file(path: &Path) -> io::Result<File> {

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use super::hash_cache::SharedHashCache;
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
+use crate::platform;
 
 /// Chunks read ahead of the network: bounds memory per transfer.
 const CHUNKS_AHEAD: usize = 16;
@@ -24,6 +26,8 @@ pub struct PreparedFile {
     pub name: String,
     pub size: u64,
     pub sha256: [u8; 32],
+    /// The SHA-256 came from the hash cache: the file was not read to offer it.
+    pub hash_was_cached: bool,
     modified: Option<SystemTime>,
 }
 
@@ -44,9 +48,11 @@ pub enum SendError {
 
 impl PreparedFile {
     /// Checks that `path` is a readable regular file and hashes it, calling
-    /// `progress` with the bytes hashed so far. Blocking: run it off the async threads.
+    /// `progress` with the bytes hashed so far, unless `cache` knows the hash of this
+    /// file as it is. Blocking: run it off the async threads.
     pub fn prepare(
         path: &Path,
+        cache: Option<&SharedHashCache>,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<PreparedFile, SendError> {
         let io_error = |source| SendError::Io {
@@ -71,18 +77,32 @@ impl PreparedFile {
             return Err(SendError::NotAFile(path.to_owned()));
         }
         let size = metadata.len();
-        let mut hasher = Sha256::new();
-        let hashed = super::hash_into(&mut hasher, &file, |hashed| progress(hashed, size))
-            .map_err(io_error)?;
-        let prepared = PreparedFile {
+        let stamp = platform::file_stamp(&metadata);
+        let mut prepared = PreparedFile {
             path: path.to_owned(),
             name,
             size,
-            sha256: hasher.finalize().into(),
+            sha256: [0; 32],
+            hash_was_cached: false,
             modified: metadata.modified().ok(),
         };
-        if hashed != size || !prepared.unchanged(&file) {
+        let cached = cache.and_then(|cache| cache.lock().ok()?.get(&stamp));
+        if let Some(sha256) = cached {
+            prepared.sha256 = sha256;
+            prepared.hash_was_cached = true;
+            return Ok(prepared);
+        }
+        let hashed_at = SystemTime::now();
+        let mut hasher = Sha256::new();
+        let hashed = super::hash_into(&mut hasher, &file, |hashed| progress(hashed, size))
+            .map_err(io_error)?;
+        prepared.sha256 = hasher.finalize().into();
+        let after = file.metadata().map_err(io_error)?;
+        if hashed != size || platform::file_stamp(&after) != stamp {
             return Err(SendError::Changed(path.to_owned()));
+        }
+        if let Some(mut cache) = cache.and_then(|cache| cache.lock().ok()) {
+            cache.insert(stamp, prepared.sha256, hashed_at);
         }
         Ok(prepared)
     }
@@ -175,7 +195,8 @@ mod tests {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let mut last = (0, 0);
-        let prepared = PreparedFile::prepare(&path, |done, total| last = (done, total)).unwrap();
+        let prepared =
+            PreparedFile::prepare(&path, None, |done, total| last = (done, total)).unwrap();
         assert_eq!(last, (200_000, 200_000));
         assert_eq!(prepared.name, "data.bin");
         assert_eq!(prepared.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
@@ -186,17 +207,17 @@ mod tests {
     async fn refuses_folders_and_missing_files() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            PreparedFile::prepare(dir.path(), |_, _| {}),
+            PreparedFile::prepare(dir.path(), None, |_, _| {}),
             Err(SendError::NotAFile(_) | SendError::BadName(_))
         ));
         let sub = dir.path().join("sub");
         std::fs::create_dir(&sub).unwrap();
         assert!(matches!(
-            PreparedFile::prepare(&sub, |_, _| {}),
+            PreparedFile::prepare(&sub, None, |_, _| {}),
             Err(SendError::NotAFile(_))
         ));
         assert!(matches!(
-            PreparedFile::prepare(&dir.path().join("missing"), |_, _| {}),
+            PreparedFile::prepare(&dir.path().join("missing"), None, |_, _| {}),
             Err(SendError::Missing { .. })
         ));
     }
@@ -206,7 +227,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("moving.txt");
         std::fs::write(&path, b"original").unwrap();
-        let prepared = PreparedFile::prepare(&path, |_, _| {}).unwrap();
+        let prepared = PreparedFile::prepare(&path, None, |_, _| {}).unwrap();
         std::fs::write(&path, b"original plus more").unwrap();
         assert!(matches!(
             collect(prepared.stream(0)).await,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::hash_cache::SharedHashCache;
 use super::outgoing::{PreparedFile, SendError};
 use super::{ProgressReporter, TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase};
@@ -51,16 +52,20 @@ pub struct Sending {
     /// Transfers we cancelled on the wire: a `Verdict` the receiver sent before it
     /// read our `Cancel` (its own cancel, a write error) may still arrive for them.
     cancelled: VecDeque<u64>,
+    /// Hashes of files sent before, so that an unchanged file is not read twice.
+    hash_cache: Option<SharedHashCache>,
     events: mpsc::UnboundedSender<Event>,
 }
 
 /// How many cancelled transfers a crossing `Verdict` is forgiven for.
 const MAX_CANCELLED_REMEMBERED: usize = 64;
+/// Said when the offer's SHA-256 comes from the hash cache.
+const HASH_WAS_CACHED: &str = "unchanged since it was last hashed; not hashed again";
 /// How a transfer the person cancelled ends.
 const CANCELLED: &str = "cancelled";
 
 impl Sending {
-    pub fn new(events: mpsc::UnboundedSender<Event>) -> Self {
+    pub fn new(events: mpsc::UnboundedSender<Event>, hash_cache: Option<SharedHashCache>) -> Self {
         Sending {
             next_id: 1,
             queue: VecDeque::new(),
@@ -70,6 +75,7 @@ impl Sending {
             cancel_on_accept: None,
             pending_cancel: None,
             cancelled: VecDeque::new(),
+            hash_cache,
             events,
         }
     }
@@ -88,6 +94,7 @@ impl Sending {
             |name| name.to_string_lossy().into_owned(),
         );
         let (events, queued_name) = (self.events.clone(), name.clone());
+        let hash_cache = self.hash_cache.clone();
         // Even the size is asked of the file system off the async runtime.
         let hashing = tokio::task::spawn_blocking(move || {
             let size = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
@@ -97,7 +104,7 @@ impl Sending {
                 size,
             });
             let mut progress = ProgressReporter::new(events, id, Phase::Hashing, size);
-            PreparedFile::prepare(&path, |done, _| progress.update(done))
+            PreparedFile::prepare(&path, hash_cache.as_ref(), |done, _| progress.update(done))
         });
         self.queue.push_back(Queued { id, name, hashing });
     }
@@ -126,6 +133,9 @@ impl Sending {
                     };
                     match result {
                         Ok(Ok(file)) => {
+                            if file.hash_was_cached {
+                                self.note(queued.id, &file.name, HASH_WAS_CACHED.into());
+                            }
                             let frame = Frame::Offer {
                                 id: queued.id,
                                 size: file.size,
@@ -470,7 +480,7 @@ mod tests {
         let path = dir.path().join("f.txt");
         std::fs::write(&path, b"four").unwrap();
         let (events, mut events_rx) = mpsc::unbounded_channel();
-        let mut sending = Sending::new(events);
+        let mut sending = Sending::new(events, None);
         sending.enqueue(path);
         let Frame::Offer { id, size, .. } = sending.next_frame().await else {
             panic!("an offer comes first");

@@ -558,11 +558,23 @@ impl Pair {
     pub fn connect_in(world: World, extra: &[&str]) -> Pair {
         let alice_fp = world.identity("alice");
         let bob_fp = world.identity("bob");
-        let mut alice_args = vec!["--peer-fingerprint", &bob_fp];
+        Self::connect_with(world, &alice_fp, &bob_fp, extra)
+    }
+
+    /// Like [`Pair::connect_in`], with the identities a session before made: both
+    /// peers started again, as users would after a restart.
+    pub fn connect_again(world: World, extra: &[&str]) -> Pair {
+        let alice_fp = world.identity_fingerprint("alice");
+        let bob_fp = world.identity_fingerprint("bob");
+        Self::connect_with(world, &alice_fp, &bob_fp, extra)
+    }
+
+    fn connect_with(world: World, alice_fp: &str, bob_fp: &str, extra: &[&str]) -> Pair {
+        let mut alice_args = vec!["--peer-fingerprint", bob_fp];
         alice_args.extend_from_slice(extra);
         let mut alice = world.peer("alice", &alice_args);
         let alice_port = alice.port.to_string();
-        let mut bob_args = vec!["--connect", &alice_port, "--peer-fingerprint", &alice_fp];
+        let mut bob_args = vec!["--connect", &alice_port, "--peer-fingerprint", alice_fp];
         bob_args.extend_from_slice(extra);
         let mut bob = world.peer("bob", &bob_args);
         alice.send(&bob.port.to_string());
