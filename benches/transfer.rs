@@ -2,9 +2,12 @@
 //! (and scp, where an sshd is installed), on loopback, alternating the contenders over
 //! several rounds and reporting medians.
 //!
+//! Each round sends the file twice with `chat`: first with an empty hash cache (the
+//! sender hashes it), then again (the hash is cached, so only the transfer is timed).
+//!
 //! Settings (environment): `BENCH_MIB` (file size, default 1024), `BENCH_ROUNDS`
 //! (default 3), `BENCH_DIR` (scratch folder, default a new folder in /dev/shm if it
-//! exists, so the disk's speed is not what is measured).
+//! exists, so the disk's speed is not what is measured), `BENCH_SIEGE=0` (no siege).
 //!
 //! Then a siege: a crowd of 1,000 hostile connections (the one in
 //! `tests/common/crowd.rs`) churns against one peer's listener while the other peer
@@ -56,9 +59,14 @@ fn main() {
         println!("SKIPPED scp contender: {reason}");
     }
 
+    // A file changed within the last 2 s is hashed but not cached.
+    std::thread::sleep(Duration::from_millis(2100));
+    let hash_cache = certs.join("hash_cache");
     let (mut chat_secs, mut openssl_secs, mut scp_secs) = (vec![], vec![], vec![]);
+    let mut repeat_secs = vec![];
     let (mut latencies, mut rss_sender, mut rss_receiver) = (vec![], vec![], vec![]);
     for round in 1..=rounds {
+        let _ = std::fs::remove_file(&hash_cache);
         let run = chat_round(&scratch, &file);
         println!(
             "round {round}: chat {:.2} s ({:.0} MiB/s), peak RSS sender {} MiB receiver {} MiB, chat latency median {:.1} ms max {:.1} ms",
@@ -73,6 +81,13 @@ fn main() {
         latencies.extend(run.latencies_ms);
         rss_sender.push(run.rss_sender_kib);
         rss_receiver.push(run.rss_receiver_kib);
+        let repeat = chat_round(&scratch, &file);
+        println!(
+            "round {round}: chat, the same file again (hash cached) {:.2} s ({:.0} MiB/s)",
+            repeat.seconds,
+            mib as f64 / repeat.seconds
+        );
+        repeat_secs.push(repeat.seconds);
         if openssl_present {
             let seconds = openssl_round(&scratch, &file);
             println!(
@@ -91,7 +106,50 @@ fn main() {
         }
     }
 
-    let siege = siege_round(&scratch);
+    if env_or("BENCH_SIEGE", 1) != 0 {
+        report_siege(&scratch);
+    }
+
+    println!("\nmedians over {rounds} rounds, {mib} MiB:");
+    let chat = median(&chat_secs);
+    println!("  chat     {:>7.0} MiB/s  ({chat:.2} s)", mib as f64 / chat);
+    let repeat = median(&repeat_secs);
+    println!(
+        "  chat, the same file again {:>7.0} MiB/s  ({repeat:.2} s)",
+        mib as f64 / repeat
+    );
+    if !openssl_secs.is_empty() {
+        let openssl = median(&openssl_secs);
+        println!(
+            "  openssl  {:>7.0} MiB/s  ({openssl:.2} s)",
+            mib as f64 / openssl
+        );
+        println!("  ratio chat/openssl: {:.2}x", openssl / chat);
+    }
+    if !scp_secs.is_empty() {
+        let scp = median(&scp_secs);
+        println!("  scp      {:>7.0} MiB/s  ({scp:.2} s)", mib as f64 / scp);
+        println!("  ratio chat/scp: {:.2}x", scp / chat);
+        println!("  ratio chat again/scp: {:.2}x", scp / repeat);
+    }
+    println!(
+        "  chat peak RSS: sender {} MiB, receiver {} MiB",
+        rss_sender.iter().max().unwrap_or(&0) / 1024,
+        rss_receiver.iter().max().unwrap_or(&0) / 1024
+    );
+    println!(
+        "  chat line latency during transfer: median {:.1} ms, max {:.1} ms ({} lines)",
+        median(&latencies),
+        latencies.iter().cloned().fold(0.0, f64::max),
+        latencies.len()
+    );
+    if std::env::var_os("BENCH_DIR").is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+}
+
+fn report_siege(scratch: &Path) {
+    let siege = siege_round(scratch);
     println!(
         "siege: {} hostile connections from {} addresses, {} opened in {:.1} s ({:.0}/s), at most {} open at once",
         siege.crowd,
@@ -115,37 +173,6 @@ fn main() {
         siege.latencies_ms.len(),
         siege.rss_kib / 1024
     );
-
-    println!("\nmedians over {rounds} rounds, {mib} MiB:");
-    let chat = median(&chat_secs);
-    println!("  chat     {:>7.0} MiB/s  ({chat:.2} s)", mib as f64 / chat);
-    if !openssl_secs.is_empty() {
-        let openssl = median(&openssl_secs);
-        println!(
-            "  openssl  {:>7.0} MiB/s  ({openssl:.2} s)",
-            mib as f64 / openssl
-        );
-        println!("  ratio chat/openssl: {:.2}x", openssl / chat);
-    }
-    if !scp_secs.is_empty() {
-        let scp = median(&scp_secs);
-        println!("  scp      {:>7.0} MiB/s  ({scp:.2} s)", mib as f64 / scp);
-        println!("  ratio chat/scp: {:.2}x", scp / chat);
-    }
-    println!(
-        "  chat peak RSS: sender {} MiB, receiver {} MiB",
-        rss_sender.iter().max().unwrap_or(&0) / 1024,
-        rss_receiver.iter().max().unwrap_or(&0) / 1024
-    );
-    println!(
-        "  chat line latency during transfer: median {:.1} ms, max {:.1} ms ({} lines)",
-        median(&latencies),
-        latencies.iter().cloned().fold(0.0, f64::max),
-        latencies.len()
-    );
-    if std::env::var_os("BENCH_DIR").is_none() {
-        let _ = std::fs::remove_dir_all(&scratch);
-    }
 }
 
 /// What the siege measured.
