@@ -253,12 +253,14 @@ fn other_mode(addr: SocketAddr, one_connection: bool) -> String {
     if one_connection {
         format!(
             "the peer at {addr} does not take a single connection for both directions: \
-             start it with `chat --accept`, or drop --no-listen here (then each side dials the other)"
+             start it with `chat --accept`, or drop --no-listen here (then each side dials the other); \
+             if it waits for a pairing (--invite), that needs both sides to listen"
         )
     } else {
         format!(
-            "the peer at {addr} takes a single connection for both directions (it runs with --accept): \
-             run `chat --connect {addr} --no-listen` here"
+            "the peer at {addr} speaks no protocol version of ours: if it runs with --accept \
+             (one connection for both directions), run `chat --connect {addr} --no-listen` here; \
+             if it waits for a pairing (--invite), join it with --join"
         )
     }
 }

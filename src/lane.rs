@@ -73,7 +73,12 @@ impl Lane {
         }
     }
 
-    /// Asks for the connection to be made again.
+    /// Whether this lane is one direction of a connection that carries both.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.writer, LaneWriter::Shared(_))
+    }
+
+    /// Gives the connection up as lost: it is dropped, and made again.
     pub fn lost(&mut self) {
         if let Some(on_loss) = self.on_loss.take() {
             let _ = on_loss.send(());

@@ -25,11 +25,11 @@ type Tls = TlsStream<TcpStream>;
 
 /// Frames waiting for the receiving half before reading from the peer pauses.
 const TO_RECEIVE: usize = 16;
-/// Answers to our sending half (acknowledgements, accepts, verdicts) that may wait
-/// unread. Reading never waits on the sending half, which may itself be waiting
-/// for the peer to read: that would let two peers that send at once block each
-/// other. A peer only sends answers to what we sent, so a few suffice; more is a
-/// protocol error.
+/// Accepts and verdicts for our sending half that may wait unread. Reading never
+/// waits on the sending half, which may itself be waiting for the peer to read:
+/// that would let two peers that send at once block each other. Acknowledgements
+/// are cumulative, so those that cannot wait are merged into the latest; accepts
+/// and verdicts answer our offers, one each, so more than this is a protocol error.
 pub const MAX_UNREAD_ANSWERS: usize = 4096;
 /// What our sending half may hand the writer ahead of the wire: one frame, so that
 /// a chat line waits behind at most one chunk.
@@ -64,20 +64,23 @@ pub fn split(link: Link, on_loss: Option<oneshot::Sender<()>>) -> (Lane, Lane, C
     let (arrivals_tx, arrivals_rx) = mpsc::channel(TO_RECEIVE);
     let (sends_tx, sends_rx) = mpsc::channel(TO_SEND);
     let (replies_tx, replies_rx) = mpsc::channel(ANSWERS);
-    let lane = |reader, writer| Lane {
+    let (sending_lost, sending_lost_rx) = oneshot::channel();
+    let (receiving_lost, receiving_lost_rx) = oneshot::channel();
+    let lane = |reader, writer, on_loss| Lane {
         reader: LaneReader::Shared(reader),
         writer: LaneWriter::Shared(writer),
         peer_name: link.peer_name.clone(),
         peer_session: link.peer_session,
         version: link.version,
-        on_loss: None,
+        on_loss: Some(on_loss),
     };
-    let sending = lane(answers_rx, sends_tx);
-    let receiving = lane(arrivals_rx, replies_tx);
+    let sending = lane(answers_rx, sends_tx, sending_lost);
+    let receiving = lane(arrivals_rx, replies_tx, receiving_lost);
     let left = Arc::new(Left::default());
     let reading = Reading {
         reader,
         answers: answers_tx,
+        unsent_ack: None,
         arrivals: arrivals_tx,
         left: left.clone(),
     };
@@ -87,7 +90,8 @@ pub fn split(link: Link, on_loss: Option<oneshot::Sender<()>>) -> (Lane, Lane, C
         replies: replies_rx,
         left,
     };
-    let carrier = Carrier(tokio::spawn(carry(reading, writing, on_loss)));
+    let halves_lost = [sending_lost_rx, receiving_lost_rx];
+    let carrier = Carrier(tokio::spawn(carry(reading, writing, halves_lost, on_loss)));
     (sending, receiving, carrier)
 }
 
@@ -100,6 +104,8 @@ struct Broken;
 struct Left {
     peer: AtomicBool,
     we: AtomicBool,
+    /// Our `Finish` is on its way: only now may the peer's `FinishAck` come.
+    we_finished: AtomicBool,
 }
 
 impl Left {
@@ -108,15 +114,25 @@ impl Left {
     }
 }
 
-async fn carry(reading: Reading, writing: Writing, on_loss: Option<oneshot::Sender<()>>) {
+/// Runs the connection until both directions ended, or until it breaks: the
+/// reader or writer fails, or a half says it lost the connection (its `on_loss`
+/// told; dropped untold, the half simply ended).
+async fn carry(
+    reading: Reading,
+    writing: Writing,
+    halves_lost: [oneshot::Receiver<()>; 2],
+    on_loss: Option<oneshot::Sender<()>>,
+) {
     let read = reading.run();
     let write = writing.run();
-    tokio::pin!(read, write);
+    let lost = either_told(halves_lost);
+    tokio::pin!(read, write, lost);
     let (mut read_done, mut write_done) = (false, false);
     while !(read_done && write_done) {
         let result = tokio::select! {
             result = &mut read, if !read_done => { read_done = true; result }
             result = &mut write, if !write_done => { write_done = true; result }
+            () = &mut lost => Err(Broken),
         };
         if result.is_err() {
             if let Some(on_loss) = on_loss {
@@ -124,6 +140,19 @@ async fn carry(reading: Reading, writing: Writing, on_loss: Option<oneshot::Send
             }
             return;
         }
+    }
+}
+
+/// Returns once either half tells its loss; a half that ended untold is not waited for.
+async fn either_told([first, second]: [oneshot::Receiver<()>; 2]) {
+    async fn told(loss: oneshot::Receiver<()>) {
+        if loss.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    tokio::select! {
+        () = told(first) => {}
+        () = told(second) => {}
     }
 }
 
@@ -138,6 +167,9 @@ enum Route {
 struct Reading {
     reader: FrameReader<ReadHalf<Tls>>,
     answers: mpsc::Sender<Routed>,
+    /// The highest `Ack` that found no room among the answers: delivered as soon
+    /// as there is, standing for every one before it.
+    unsent_ack: Option<u64>,
     arrivals: mpsc::Sender<Routed>,
     left: Arc<Left>,
 }
@@ -155,7 +187,17 @@ impl Reading {
         let mut answers = Arriving::Open;
         let mut arrivals = Arriving::Open;
         loop {
-            let frame = match self.reader.read_frame().await {
+            let read = tokio::select! {
+                read = self.reader.read_frame() => read,
+                room = self.answers.reserve(), if self.unsent_ack.is_some() => {
+                    let seq = self.unsent_ack.take().expect("guarded");
+                    if let Ok(room) = room {
+                        room.send(Routed::Frame(Frame::Ack { seq }));
+                    }
+                    continue;
+                }
+            };
+            let frame = match read {
                 Ok(Some(frame)) => frame,
                 Ok(None) if self.left.anyone() => return Ok(()),
                 Ok(None) if answers == Arriving::Ended && arrivals == Arriving::Ended => {
@@ -170,14 +212,18 @@ impl Reading {
             let (route, routed) = match frame {
                 Frame::Leave => {
                     self.left.peer.store(true, Ordering::SeqCst);
-                    let _ = self.answers.try_send(Routed::Frame(Frame::Leave));
+                    self.flush_ack().await;
+                    self.answer(Routed::Frame(Frame::Leave))?;
                     let _ = self.arrivals.send(Routed::Frame(Frame::Leave)).await;
                     continue;
                 }
                 Frame::Ack { .. } | Frame::Accept { .. } | Frame::Verdict { .. } => {
                     (Route::Answer, Routed::Frame(frame))
                 }
-                Frame::FinishAck => (Route::Answer, Routed::End),
+                Frame::FinishAck if self.left.we_finished.load(Ordering::SeqCst) => {
+                    (Route::Answer, Routed::End)
+                }
+                Frame::FinishAck => return Err(self.unexpected(&frame)),
                 Frame::Message { .. }
                 | Frame::Offer { .. }
                 | Frame::Chunk { .. }
@@ -196,18 +242,51 @@ impl Reading {
             if ends {
                 *state = Arriving::Ended;
             }
-            match route {
-                Route::Answer => match self.answers.try_send(routed) {
-                    // Our sending half has finished, or given up the connection.
-                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        return Err(self.fail(ConnectionError::TooManyAnswers(MAX_UNREAD_ANSWERS)));
+            match (route, routed) {
+                (Route::Answer, Routed::Frame(Frame::Ack { seq })) => self.acknowledge(seq),
+                (Route::Answer, routed) => {
+                    // `FinishAck` comes after the last `Ack`: so it is delivered.
+                    if matches!(routed, Routed::End) {
+                        self.flush_ack().await;
                     }
-                },
+                    self.answer(routed)?;
+                }
                 // Waits while the receiving half is busy: that is the flow control.
-                Route::Arrival => {
+                (Route::Arrival, routed) => {
                     let _ = self.arrivals.send(routed).await;
                 }
+            }
+        }
+    }
+
+    /// Hands `seq` to the sending half, or merges it into the one waiting for room.
+    fn acknowledge(&mut self, seq: u64) {
+        if let Some(unsent) = &mut self.unsent_ack {
+            *unsent = (*unsent).max(seq);
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.answers.try_send(Routed::Frame(Frame::Ack { seq }))
+        {
+            self.unsent_ack = Some(seq);
+        }
+    }
+
+    /// Delivers a waiting `Ack` before what must follow it. Waits only while the
+    /// sending half is full of accepts and verdicts, which it is reading.
+    async fn flush_ack(&mut self) {
+        if let Some(seq) = self.unsent_ack.take() {
+            let _ = self.answers.send(Routed::Frame(Frame::Ack { seq })).await;
+        }
+    }
+
+    /// Hands an answer other than `Ack` to the sending half, never waiting.
+    fn answer(&self, routed: Routed) -> Result<(), Broken> {
+        match self.answers.try_send(routed) {
+            // Our sending half has finished, or given up the connection.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(self.fail(ConnectionError::TooManyAnswers(MAX_UNREAD_ANSWERS)))
             }
         }
     }
@@ -279,6 +358,9 @@ impl Writing {
                 }
                 Some(Outgoing::End(done)) => {
                     if !said_leave {
+                        if end == Frame::Finish {
+                            self.left.we_finished.store(true, Ordering::SeqCst);
+                        }
                         self.write(&end).await?;
                     }
                     *lane = Leaving::Ended;

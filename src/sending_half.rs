@@ -220,6 +220,10 @@ async fn send_on(
 ) -> Result<SendingEnd, LinkError> {
     let peer = lane.peer_name.clone();
     let says_leave = lane.version >= 2;
+    // On a connection of its own, the peer's close comes at once. On a shared one,
+    // `FinishAck` may wait behind the peer's file data that we are still storing:
+    // a dead connection is found by its keepalive instead.
+    let close_timeout = (!lane.is_shared()).then_some(CLOSE_TIMEOUT);
     files.connected(lane.version);
     let (reader, writer) = (&mut lane.reader, &mut lane.writer);
     loop {
@@ -237,7 +241,11 @@ async fn send_on(
                     }
                 }
             };
-            return match tokio::time::timeout(CLOSE_TIMEOUT, closed_back).await {
+            let closed_back = match close_timeout {
+                Some(limit) => tokio::time::timeout(limit, closed_back).await,
+                None => Ok(closed_back.await),
+            };
+            return match closed_back {
                 Ok(Ok(())) => Ok(SendingEnd::Finished),
                 Ok(Err(err)) => Err(err),
                 Err(_) => Err(LinkError::CloseUnconfirmed),

@@ -14,6 +14,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::dialer::{self, DialEnd, Dialed, Dialer, Refusal, WrongPin};
 use crate::event::{Command, Direction, Event, ShownWatch, TransferId};
+use crate::frame::Frame;
 use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
 use crate::lane::Lane;
@@ -196,6 +197,7 @@ pub async fn run(
     let mut come_back_by: Option<tokio::time::Instant> = None;
     let mut one_way = OneWay::new(one_way_target);
     let mut peer_finished = false;
+    let mut peer_finished_before = false;
     let mut heard_before = false;
     let mut dialed_before = false;
     let mut leaving = false;
@@ -250,7 +252,7 @@ pub async fn run(
                 if one_connection {
                     let (send_lane, receive_lane, carrier) = one_connection::split(link, Some(on_loss));
                     shared = Some(Shared { carrier, lost: None });
-                    let _ = lanes.send(send_lane).await;
+                    hand_over(lanes, send_lane).await;
                     peer_finished = false;
                     replace(&mut receiver, receiving.start(receive_lane));
                 } else {
@@ -268,7 +270,7 @@ pub async fn run(
                     shared = Some(Shared { carrier, lost: Some(lost) });
                     come_back_by = None;
                     if let Some(lanes) = &lanes_tx {
-                        let _ = lanes.send(send_lane).await;
+                        hand_over(lanes, send_lane).await;
                     }
                     replace(&mut receiver, receiving.start(receive_lane));
                 } else {
@@ -304,12 +306,15 @@ pub async fn run(
             end = async { (&mut receiver.as_mut().expect("guarded").task).await }, if receiver.is_some() => {
                 let peer = receiver.take().expect("guarded").peer;
                 match end {
+                    // A peer finishes once; it says so again on each later connection.
                     Ok(ReceivingEnd::Finished) => {
+                        if !std::mem::replace(&mut peer_finished_before, true) {
+                            let _ = events.send(Event::PeerFinished { peer });
+                        }
                         peer_finished = true;
-                        let _ = events.send(Event::PeerFinished { peer });
                     }
-                    // The sending half reports the loss of a shared connection.
-                    Ok(ReceivingEnd::Lost(_)) if one_connection => {}
+                    // The sending half reports the loss of a shared connection, while it runs.
+                    Ok(ReceivingEnd::Lost(_)) if one_connection && sending.is_some() => {}
                     Ok(ReceivingEnd::Lost(err)) => {
                         let _ = events.send(Event::InboundLost { peer, reason: err.to_string() });
                     }
@@ -330,6 +335,29 @@ pub async fn run(
                 sending = None;
                 sending_ended = Some(end.expect("the sending task never panics"));
             }
+        }
+    }
+}
+
+/// Gives the sending half its lane on a new shared connection; once that half has
+/// ended, our direction is ended again on this connection instead.
+async fn hand_over(lanes: &mpsc::Sender<Lane>, send_lane: Lane) {
+    if let Err(mpsc::error::SendError(lane)) = lanes.send(send_lane).await {
+        tokio::spawn(finish_again(lane));
+    }
+}
+
+/// Ends our direction on a connection made after our sending half finished:
+/// `Finish`, then the peer's acknowledgements up to its `FinishAck`.
+async fn finish_again(mut lane: Lane) {
+    if lane.writer.shutdown().await.is_err() {
+        return;
+    }
+    loop {
+        match lane.reader.read_frame().await {
+            Ok(Some(Frame::Ack { .. })) => {}
+            Ok(None | Some(Frame::Leave)) => return,
+            Ok(Some(_)) | Err(_) => return lane.lost(),
         }
     }
 }

@@ -175,7 +175,7 @@ fn a_two_connection_dialer_meets_an_accepting_peer_and_both_say_what_to_run() {
     );
     bob.expect_seen(
         Stream::Stderr,
-        "takes a single connection for both directions",
+        "if it runs with --accept (one connection for both directions)",
     );
     bob.expect_seen(Stream::Stderr, "--no-listen");
     assert_eq!(bob.wait().code(), Some(3), "{}", bob.transcript());
@@ -224,5 +224,63 @@ fn single_connection_flags_that_make_no_sense_are_refused_before_anything_starts
         assert_eq!(output.status.code(), Some(2), "{extra:?}: {output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+}
+
+/// Bob's input ends, so his direction is finished; then the connection is cut. On
+/// the connection bob dials next, his direction is ended again at once: alice's
+/// session goes on, and ends cleanly when she is done.
+#[test]
+fn a_finished_direction_stays_finished_across_a_lost_connection() {
+    let proxy = Proxy::new();
+    let mut pair = OnePair::start(Some(&proxy));
+    pair.peers[BOB].send("bob's only line");
+    pair.peers[BOB].close_stdin();
+    pair.peers[ALICE].expect(Stream::Stdout, "bob: bob's only line");
+    pair.peers[ALICE].expect(Stream::Stderr, "bob has finished sending");
+    proxy.current().reset();
+    pair.peers[ALICE].expect(Stream::Stderr, "bob reconnected from 127.0.0.1:");
+    pair.peers[ALICE].send("alice after the cut");
+    pair.peers[BOB].expect(Stream::Stdout, "alice: alice after the cut");
+    pair.peers[ALICE].close_stdin();
+    let problems = wait_both(&mut pair.peers);
+    assert!(problems.is_empty(), "{problems:?}");
+    let alice = pair.peers[ALICE].lines_on(Stream::Stderr);
+    let count = |needle: &str| alice.iter().filter(|line| line.contains(needle)).count();
+    assert_eq!(count("reconnected from"), 1, "no reconnect loop: {alice:?}");
+    assert_eq!(count("bob has finished sending"), 1, "{alice:?}");
+    let shown = common::proxy::shown_from(&pair.peers[ALICE], "bob");
+    assert_eq!(shown, ["bob's only line"]);
+}
+
+/// Ten thousand lines typed at once each way: every acknowledgement still reaches
+/// the sender (they are merged when they cannot wait), and no line is lost or doubled.
+#[test]
+fn ten_thousand_lines_at_once_each_way_arrive_once_each_in_order() {
+    const LINES: usize = 10_000;
+    let mut pair = OnePair::start(None);
+    for (who, name) in [(ALICE, "alice"), (BOB, "bob")] {
+        let burst: Vec<String> = (0..LINES).map(|i| format!("{name} {i}")).collect();
+        pair.peers[who].send(&burst.join("\n"));
+    }
+    pair.peers[BOB].expect(Stream::Stdout, &format!("alice: alice {}", LINES - 1));
+    pair.peers[ALICE].expect(Stream::Stdout, &format!("bob: bob {}", LINES - 1));
+    for peer in &mut pair.peers {
+        peer.close_stdin();
+    }
+    let problems = wait_both(&mut pair.peers);
+    assert!(problems.is_empty(), "{problems:?}");
+    for (viewer, from) in [(ALICE, "bob"), (BOB, "alice")] {
+        let expected: Vec<String> = (0..LINES).map(|i| format!("{from} {i}")).collect();
+        assert_eq!(
+            common::proxy::shown_from(&pair.peers[viewer], from),
+            expected
+        );
+        let errors: Vec<&str> = pair.peers[viewer]
+            .lines_on(Stream::Stderr)
+            .into_iter()
+            .filter(|line| line.contains("protocol error") || line.contains("lost"))
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
     }
 }
