@@ -483,7 +483,14 @@ async fn forward_input(
     while let Some(line) = lines.recv().await {
         let command = match input::parse_line(&line) {
             Input::Say(text) => Command::Send(text),
-            Input::Transfer(path) => Command::Transfer(path),
+            Input::Transfer(paths) => {
+                for path in paths.resolve(|path| path.exists()) {
+                    if commands.send(Command::Transfer(path)).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             Input::Quit => Command::Quit,
             Input::Help => {
                 note(input::HELP);

@@ -35,8 +35,8 @@ connection carries both directions:
   bob$ chat --peer alice --connect 203.0.113.5:7001 --no-listen
 
 Then each line typed in one window appears in the other as `name: text`,
-and `transfer FILE` sends a file, stored in the peer's --download-dir once its
-size and SHA-256 are verified.
+and `transfer FILE...` sends files, stored in the peer's --download-dir once each
+one's size and SHA-256 are verified.
 Check a fingerprint with: openssl x509 -in ~/.config/chat/alice.crt -noout -fingerprint -sha256
 Type /help in a session for its commands.";
 

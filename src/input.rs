@@ -14,8 +14,8 @@ pub enum Input {
     Quit,
     /// `/help`: show the commands.
     Help,
-    /// `transfer FILE`: send a file.
-    Transfer(PathBuf),
+    /// `transfer FILE...`: send one or more files.
+    Transfer(TransferPaths),
     /// `/transfers`: list them.
     Transfers,
     /// `/cancel [ID] [keep]`: stop a transfer (the only one running if no ID).
@@ -29,10 +29,33 @@ pub enum Input {
     Invalid(String),
 }
 
+/// The files a `transfer` line names: the whole rest of the line as one name, as it
+/// always was, or its words as several, whichever names files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferPaths {
+    pub whole: PathBuf,
+    /// The words read as a shell would, when there are two or more.
+    pub words: Vec<PathBuf>,
+}
+
+impl TransferPaths {
+    /// The files to send: the whole name when it exists or when none of the words
+    /// does (then its error is the one to show), else every word.
+    pub fn resolve(self, exists: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+        let words_name_files = self.words.iter().any(|word| exists(word));
+        if self.words.is_empty() || exists(&self.whole) || !words_name_files {
+            vec![self.whole]
+        } else {
+            self.words
+        }
+    }
+}
+
 /// The commands, as `/help` shows them.
 pub const HELP: &str = "\
 Commands:
-  transfer FILE  send FILE (a path; quotes around it are optional)
+  transfer FILE...
+                 send one or more files; quote a name with spaces when sending several
   /transfers     list this session's transfers with their IDs (s1 sent, r1 received)
   /cancel [ID] [keep]
                  stop a transfer in either direction (the only one running if no ID);
@@ -55,16 +78,28 @@ pub fn parse_line_at_home(line: &str, home: Option<&Path>) -> Input {
     if trimmed.is_empty() {
         return Input::Nothing;
     }
-    if let Some(file) = line.strip_prefix("transfer ") {
-        let file = path_argument(file.trim());
+    if let Some(rest) = line.strip_prefix("transfer ") {
+        let raw = rest.trim();
+        let file = path_argument(raw);
         if file.is_empty() {
-            return Input::Invalid("usage: transfer FILE".into());
+            return Input::Invalid(TRANSFER_USAGE.into());
         }
-        let unquoted = file_is_unquoted(file_raw(line));
-        return Input::Transfer(expand_home(&file, unquoted, home));
+        let words = match shell_words(raw) {
+            Ok(words) if words.len() > 1 => words,
+            _ => Vec::new(),
+        };
+        // A word expands `~` when it was typed as it reads, outside quotes.
+        let typed_plain = |word: &str| raw.split_whitespace().any(|typed| typed == word);
+        return Input::Transfer(TransferPaths {
+            whole: expand_home(&file, file_is_unquoted(raw), home),
+            words: words
+                .iter()
+                .map(|word| expand_home(word, typed_plain(word), home))
+                .collect(),
+        });
     }
     if trimmed == "transfer" {
-        return Input::Invalid("usage: transfer FILE".into());
+        return Input::Invalid(TRANSFER_USAGE.into());
     }
     let text = if let Some(rest) = line.strip_prefix("/say ") {
         rest
@@ -107,9 +142,7 @@ fn parse_cancel(arguments: &str) -> Input {
     }
 }
 
-fn file_raw(line: &str) -> &str {
-    line.strip_prefix("transfer ").unwrap_or(line).trim()
-}
+const TRANSFER_USAGE: &str = "usage: transfer FILE...";
 
 /// Whether the name begins outside quotes (a quoted `~` is a plain character).
 fn file_is_unquoted(raw: &str) -> bool {
@@ -230,6 +263,57 @@ pub fn without_pasted_label(answer: &str) -> &str {
 mod tests {
     use super::*;
 
+    /// The one name a `transfer` line reads as.
+    fn whole(input: Input) -> PathBuf {
+        match input {
+            Input::Transfer(paths) => paths.whole,
+            other => panic!("not a transfer: {other:?}"),
+        }
+    }
+
+    /// What a `transfer` line sends, where the files in `existing` exist.
+    fn sends(line: &str, existing: &[&str]) -> Vec<PathBuf> {
+        match parse_line_at_home(line, Some(Path::new("/home/al"))) {
+            Input::Transfer(paths) => {
+                paths.resolve(|path| existing.iter().any(|e| path == Path::new(e)))
+            }
+            other => panic!("not a transfer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn transfer_sends_several_files_when_the_words_name_them() {
+        let paths = |names: &[&str]| names.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(
+            sends("transfer a.txt b.txt", &["a.txt", "b.txt"]),
+            paths(&["a.txt", "b.txt"])
+        );
+        assert_eq!(
+            sends("transfer \"my notes.txt\" b.txt ~/c", &["b.txt"]),
+            paths(&["my notes.txt", "b.txt", "/home/al/c"])
+        );
+        assert_eq!(sends("transfer '~/x' y", &["y"]), paths(&["~/x", "y"]));
+        // One file whose name has spaces, as always.
+        assert_eq!(
+            sends("transfer a b.txt", &["a b.txt", "a"]),
+            paths(&["a b.txt"])
+        );
+        // Nothing exists: the error is about the name as typed, once.
+        assert_eq!(
+            sends("transfer my holiday.txt", &[]),
+            paths(&["my holiday.txt"])
+        );
+        // Some words exist: each is tried, and the missing ones are reported.
+        assert_eq!(
+            sends("transfer a.txt gone.txt", &["a.txt"]),
+            paths(&["a.txt", "gone.txt"])
+        );
+        assert_eq!(
+            sends("transfer Bob's notes.txt", &["notes.txt"]),
+            paths(&["Bob's notes.txt"])
+        );
+    }
+
     #[test]
     fn plain_lines_are_sent_as_typed() {
         assert_eq!(
@@ -250,17 +334,17 @@ mod tests {
     #[test]
     fn transfer_takes_the_rest_of_the_line_as_the_path() {
         assert_eq!(
-            parse_line("transfer a b.txt"),
-            Input::Transfer("a b.txt".into())
+            whole(parse_line("transfer a b.txt")),
+            PathBuf::from("a b.txt")
         );
         assert_eq!(
-            parse_line("transfer \"a b.txt\""),
-            Input::Transfer("a b.txt".into())
+            whole(parse_line("transfer \"a b.txt\"")),
+            PathBuf::from("a b.txt")
         );
-        assert_eq!(parse_line("transfer 'x'"), Input::Transfer("x".into()));
+        assert_eq!(whole(parse_line("transfer 'x'")), PathBuf::from("x"));
         assert_eq!(
-            parse_line("transfer /tmp/x"),
-            Input::Transfer("/tmp/x".into())
+            whole(parse_line("transfer /tmp/x")),
+            PathBuf::from("/tmp/x")
         );
         assert!(matches!(parse_line("transfer"), Input::Invalid(_)));
         assert!(matches!(parse_line("transfer   "), Input::Invalid(_)));
@@ -279,26 +363,26 @@ mod tests {
         let home = Path::new("/home/al");
         let parse = |line| parse_line_at_home(line, Some(home));
         assert_eq!(
-            parse("transfer my\\ report.txt"),
-            Input::Transfer("my report.txt".into())
+            whole(parse("transfer my\\ report.txt")),
+            PathBuf::from("my report.txt")
         );
         assert_eq!(
-            parse("transfer ~/notes.txt"),
-            Input::Transfer("/home/al/notes.txt".into())
+            whole(parse("transfer ~/notes.txt")),
+            PathBuf::from("/home/al/notes.txt")
         );
-        assert_eq!(parse("transfer ~"), Input::Transfer("/home/al".into()));
-        assert_eq!(parse("transfer '~/x'"), Input::Transfer("~/x".into()));
-        assert_eq!(parse("transfer ~bob/x"), Input::Transfer("~bob/x".into()));
+        assert_eq!(whole(parse("transfer ~")), PathBuf::from("/home/al"));
+        assert_eq!(whole(parse("transfer '~/x'")), PathBuf::from("~/x"));
+        assert_eq!(whole(parse("transfer ~bob/x")), PathBuf::from("~bob/x"));
         assert_eq!(
-            parse("transfer \"it's \\\"here\\\".txt\""),
-            Input::Transfer("it's \"here\".txt".into())
+            whole(parse("transfer \"it's \\\"here\\\".txt\"")),
+            PathBuf::from("it's \"here\".txt")
         );
-        assert_eq!(parse("transfer a\\\\b"), Input::Transfer("a\\b".into()));
+        assert_eq!(whole(parse("transfer a\\\\b")), PathBuf::from("a\\b"));
         assert_eq!(
-            parse("transfer Bob's notes.txt"),
-            Input::Transfer("Bob's notes.txt".into())
+            whole(parse("transfer Bob's notes.txt")),
+            PathBuf::from("Bob's notes.txt")
         );
-        assert_eq!(parse("transfer 'a' 'b'"), Input::Transfer("'a' 'b'".into()));
+        assert_eq!(whole(parse("transfer 'a' 'b'")), PathBuf::from("'a' 'b'"));
     }
 
     #[test]
@@ -322,8 +406,8 @@ mod tests {
         ] {
             let line = format!("transfer {}", quote_path(name));
             assert_eq!(
-                parse_line_at_home(&line, None),
-                Input::Transfer(name.into()),
+                whole(parse_line_at_home(&line, None)),
+                PathBuf::from(name),
                 "{line}"
             );
         }

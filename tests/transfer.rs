@@ -156,6 +156,36 @@ fn two_queued_transfers_both_arrive() {
 }
 
 #[test]
+fn one_transfer_line_sends_several_files_quoted_as_a_shell_would() {
+    let mut pair = Pair::connect(&[]);
+    let files = [
+        ("one.bin", pseudo_random(1 << 20, 3)),
+        ("two words.txt", b"spaces in a name".to_vec()),
+        ("three.bin", pseudo_random(70_000, 4)),
+    ];
+    for (name, data) in &files {
+        std::fs::write(pair.alice.workdir.join(name), data).unwrap();
+    }
+    pair.alice
+        .send("transfer one.bin \"two words.txt\" three.bin missing.bin");
+    pair.alice.expect(Stream::Stderr, "missing.bin");
+    for (name, data) in &files {
+        pair.alice.expect_seen(
+            Stream::Stderr,
+            &format!("{name} delivered and verified by bob"),
+        );
+        let stored = std::fs::read(pair.bob.workdir.join(name)).unwrap();
+        assert_eq!(sha256_hex(&stored), sha256_hex(data), "{name}");
+    }
+    assert!(!pair.bob.workdir.join("missing.bin").exists());
+    for _ in &files {
+        pair.bob.expect(Stream::Stderr, "(verified, sha256 ");
+    }
+    // A single name with spaces, unquoted, is still one file.
+    send_and_verify(&mut pair, "a b c.txt", b"one file");
+}
+
+#[test]
 fn a_sender_killed_mid_transfer_leaves_no_final_file_and_the_receiver_runs_on() {
     let mut pair = Pair::connect(&[]);
     let data = pseudo_random(128 << 20, 3);
