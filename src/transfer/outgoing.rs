@@ -44,6 +44,8 @@ pub enum SendError {
     BadName(PathBuf),
     #[error("{} changed while it was being sent; the transfer was stopped", .0.display())]
     Changed(PathBuf),
+    #[error("hashing stopped: {0}")]
+    Stopped(String),
 }
 
 impl PreparedFile {

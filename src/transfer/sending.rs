@@ -1,10 +1,11 @@
-//! The sender's side of transfers: a queue of files, each hashed as soon as it is
-//! queued, then offered, streamed and judged one at a time.
+//! The sender's side of transfers: a queue of files, hashed in order a few at a
+//! time while earlier ones stream, then offered, streamed and judged one at a time.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::hash_cache::SharedHashCache;
@@ -13,7 +14,7 @@ use super::{ProgressReporter, TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase};
 use crate::frame::{Frame, VerdictStatus};
 
-/// A file waiting its turn; its hash is being computed meanwhile.
+/// A file waiting its turn; its hash is computed meanwhile, once a slot is free.
 struct Queued {
     id: u64,
     name: String,
@@ -54,11 +55,16 @@ pub struct Sending {
     cancelled: VecDeque<u64>,
     /// Hashes of files sent before, so that an unchanged file is not read twice.
     hash_cache: Option<SharedHashCache>,
+    /// Files hashed at once: each holds a thread and an open file.
+    hashing_slots: Arc<Semaphore>,
     events: mpsc::UnboundedSender<Event>,
 }
 
 /// How many cancelled transfers a crossing `Verdict` is forgiven for.
 const MAX_CANCELLED_REMEMBERED: usize = 64;
+/// Files hashed at the same time, however many are queued: the next ones are
+/// hashed while earlier ones stream, with threads and open files bounded.
+const HASHING_AT_ONCE: usize = 2;
 /// Said when the offer's SHA-256 comes from the hash cache.
 const HASH_WAS_CACHED: &str = "unchanged since it was last hashed; not hashed again";
 /// How a transfer the person cancelled ends.
@@ -76,6 +82,7 @@ impl Sending {
             pending_cancel: None,
             cancelled: VecDeque::new(),
             hash_cache,
+            hashing_slots: Arc::new(Semaphore::new(HASHING_AT_ONCE)),
             events,
         }
     }
@@ -95,16 +102,28 @@ impl Sending {
         );
         let (events, queued_name) = (self.events.clone(), name.clone());
         let hash_cache = self.hash_cache.clone();
-        // Even the size is asked of the file system off the async runtime.
-        let hashing = tokio::task::spawn_blocking(move || {
-            let size = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
-            let _ = events.send(Event::TransferQueued {
-                id,
-                name: queued_name,
-                size,
+        let slots = self.hashing_slots.clone();
+        let hashing = tokio::spawn(async move {
+            // Files are hashed in the order queued, a few at a time; the slot is
+            // held by the thread itself, so an aborted wait never frees it early.
+            let Ok(slot) = slots.acquire_owned().await else {
+                return Err(SendError::Stopped("the session ended".into()));
+            };
+            // Even the size is asked of the file system off the async runtime.
+            let hashed = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                let size = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
+                let _ = events.send(Event::TransferQueued {
+                    id,
+                    name: queued_name,
+                    size,
+                });
+                let mut progress = ProgressReporter::new(events, id, Phase::Hashing, size);
+                PreparedFile::prepare(&path, hash_cache.as_ref(), |done, _| progress.update(done))
             });
-            let mut progress = ProgressReporter::new(events, id, Phase::Hashing, size);
-            PreparedFile::prepare(&path, hash_cache.as_ref(), |done, _| progress.update(done))
+            hashed
+                .await
+                .unwrap_or_else(|err| Err(SendError::Stopped(err.to_string())))
         });
         self.queue.push_back(Queued { id, name, hashing });
     }
