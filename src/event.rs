@@ -133,7 +133,11 @@ pub enum Event {
     /// The inbound connection failed; we keep listening for the peer to come back.
     InboundLost { peer: String, reason: String },
     /// The outbound connection failed; unacknowledged lines will be sent again.
-    OutboundLost { reason: String },
+    OutboundLost {
+        reason: String,
+        /// We dial again; otherwise we wait for the peer to.
+        we_redial: bool,
+    },
     /// Two-connection mode: only one of the two connections came up within `after`.
     /// Behind a NAT or a firewall the other never will.
     OnlyOneWay {

@@ -64,6 +64,13 @@ pub struct Link {
     pub tls: TlsSummary,
 }
 
+impl Link {
+    /// Whether we dialed this connection (we are its TLS client).
+    pub fn dialed(&self) -> bool {
+        matches!(self.connection.stream(), TlsStream::Client(_))
+    }
+}
+
 /// What we announce in our `Hello`.
 #[derive(Debug, Clone)]
 pub struct Greeting {

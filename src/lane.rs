@@ -23,6 +23,8 @@ pub struct Lane {
     /// The peer's per-run session id from its `Hello`.
     pub peer_session: u64,
     pub version: u16,
+    /// We dialed its connection: after a loss, we are the side that dials again.
+    pub dialed: bool,
     /// Told when the lane is lost, so that its connection is made again; dropped
     /// untold when the lane ended for good.
     pub on_loss: Option<oneshot::Sender<()>>,
@@ -62,6 +64,7 @@ pub enum Outgoing {
 impl Lane {
     /// A connection of its own for one direction.
     pub fn whole(link: Link, on_loss: Option<oneshot::Sender<()>>) -> Lane {
+        let dialed = link.dialed();
         let (reader, writer) = link.connection.into_split();
         Lane {
             reader: LaneReader::Own(reader),
@@ -69,6 +72,7 @@ impl Lane {
             peer_name: link.peer_name,
             peer_session: link.peer_session,
             version: link.version,
+            dialed,
             on_loss,
         }
     }

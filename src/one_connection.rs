@@ -59,6 +59,7 @@ impl Carrier {
 /// `on_loss` is told if the connection is lost, and dropped untold when both
 /// directions ended.
 pub fn split(link: Link, on_loss: Option<oneshot::Sender<()>>) -> (Lane, Lane, Carrier) {
+    let dialed = link.dialed();
     let (reader, writer) = link.connection.into_split();
     let (answers_tx, answers_rx) = mpsc::channel(MAX_UNREAD_ANSWERS);
     let (arrivals_tx, arrivals_rx) = mpsc::channel(TO_RECEIVE);
@@ -72,6 +73,7 @@ pub fn split(link: Link, on_loss: Option<oneshot::Sender<()>>) -> (Lane, Lane, C
         peer_name: link.peer_name.clone(),
         peer_session: link.peer_session,
         version: link.version,
+        dialed,
         on_loss: Some(on_loss),
     };
     let sending = lane(answers_rx, sends_tx, sending_lost);

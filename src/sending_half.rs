@@ -204,7 +204,10 @@ pub async fn run(
                 let reason = err.to_string();
                 lane.lost();
                 files.connection_lost(&reason);
-                let _ = events.send(Event::OutboundLost { reason });
+                let _ = events.send(Event::OutboundLost {
+                    reason,
+                    we_redial: lane.dialed,
+                });
             }
         }
     }

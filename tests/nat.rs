@@ -500,12 +500,17 @@ fn a_cut_single_connection_comes_back_resumes_and_loses_no_line() {
     let (to_home, to_public) = session.exchange(32 << 20);
     common::wait_for_kept_part(&session.home.workdir, 1 << 20);
     nat.cut(session.public_port).unwrap();
-    session
+    let home_lost = session
         .home
         .expect(Stream::Stderr, "Connection to the peer lost");
-    session
+    assert!(home_lost.ends_with("; reconnecting"), "{home_lost}");
+    let public_lost = session
         .public
         .expect(Stream::Stderr, "Connection to the peer lost");
+    assert!(
+        public_lost.ends_with("; waiting for it to reconnect"),
+        "{public_lost}"
+    );
     session.public.send("during the cut");
     nat.mend().unwrap();
     session

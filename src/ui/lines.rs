@@ -150,9 +150,14 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             for_terminal(peer),
             for_terminal(reason)
         ))),
-        Event::OutboundLost { reason } => one(Line::problem(format!(
-            "Connection to the peer lost: {}; reconnecting",
-            for_terminal(reason)
+        Event::OutboundLost { reason, we_redial } => one(Line::problem(format!(
+            "Connection to the peer lost: {}; {}",
+            for_terminal(reason),
+            if *we_redial {
+                "reconnecting"
+            } else {
+                "waiting for it to reconnect"
+            }
         ))),
         Event::OnlyOneWay {
             peer,
