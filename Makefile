@@ -26,10 +26,13 @@ run:
 # tests/nat.rs needs nft (nftables) and miniupnpd: installed with apt-get where this
 # runs as root, else that test says why it is skipped.
 NAT_PACKAGES := nftables miniupnpd miniupnpd-nftables
+# The Windows build is linted too (tests/support/windows-clippy installs the target
+# and MinGW, or says why it skips); it cannot be run here.
 test:
 	@tests/support/install-nat-tools $(NAT_PACKAGES)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	@CARGO="$(CARGO)" tests/support/windows-clippy
 	$(CARGO) test --locked -- --show-output
 
 # The seeded soak under random faults (tests/soak.rs), for SOAK_SECONDS; it prints its

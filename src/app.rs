@@ -19,6 +19,7 @@ use crate::input::{self, Input};
 use crate::invitation;
 use crate::known_peers::{self, KnownPeers};
 use crate::pairing::{CodeError, InviteCode};
+use crate::platform::{self, Stop};
 use crate::portmap::{self, PortMapping};
 use crate::session::{self, Links, SessionEnd, SessionError, SessionSetup};
 use crate::tls::Pin;
@@ -518,28 +519,26 @@ async fn forward_input(
     let _ = commands.send(Command::Finish).await;
 }
 
-/// The first Ctrl-C quits gracefully; a second one exits at once. SIGTERM quits
-/// gracefully too, like `/quit`. Either way the process is gone within
-/// [`STOP_DEADLINE`], whatever state it is in: a watchdog thread, which needs
-/// nothing from the async runtime, ends it if the graceful close does not.
+/// The first Ctrl-C quits gracefully; a second one exits at once. A request to
+/// terminate (SIGTERM, a closed console window) quits gracefully too, like `/quit`.
+/// Either way the process is gone within [`STOP_DEADLINE`], whatever state it is in:
+/// a watchdog thread, which needs nothing from the async runtime, ends it if the
+/// graceful close does not.
 async fn handle_signals(
     commands: mpsc::Sender<Command>,
     interrupted: Arc<AtomicBool>,
     events: mpsc::WeakUnboundedSender<Event>,
 ) {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let (note, exit) = tokio::select! {
-        result = tokio::signal::ctrl_c() => {
-            if result.is_err() {
-                return;
-            }
+    let mut stops = platform::Stops::listen();
+    let (note, exit) = match stops.next().await {
+        Stop::Interrupt => {
             interrupted.store(true, Ordering::SeqCst);
-            ("Closing; press Ctrl-C again to exit at once", Exit::Interrupted)
+            (
+                "Closing; press Ctrl-C again to exit at once",
+                Exit::Interrupted,
+            )
         }
-        Some(()) = async { terminate.as_mut()?.recv().await } => {
-            ("Terminated: closing", Exit::Failure)
-        }
+        Stop::Terminate => ("Terminated: closing", Exit::Failure),
     };
     self::note(&events, note);
     let _ = std::thread::Builder::new()
@@ -554,7 +553,7 @@ async fn handle_signals(
             std::process::exit(exit as i32);
         });
     let _ = commands.send(Command::Quit).await;
-    if tokio::signal::ctrl_c().await.is_ok() {
+    if stops.next().await == Stop::Interrupt {
         ui::restore_terminal();
         std::process::exit(Exit::Interrupted as i32);
     }

@@ -4,7 +4,6 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
@@ -13,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
 use crate::fingerprint::Fingerprint;
-use crate::platform;
+use crate::platform::{self, Access, Exposure};
 
 /// The longest name a certificate may be created with.
 pub const MAX_IDENTITY_NAME_LEN: usize = 64;
@@ -53,16 +52,20 @@ pub enum IdentityError {
     Incomplete { present: PathBuf, missing: PathBuf },
     /// The private key can be read by others, so it may no longer be private.
     #[error(
-        "permissions {mode:04o} for '{path}' are too open: the private key must be readable only by you. Fix it with: chmod 600 '{path}'",
-        path = .path.display()
+        "{permissions} for '{path}' are too open: the private key must be readable only by you. Fix it with: {fix}",
+        permissions = .exposure.permissions,
+        path = .path.display(),
+        fix = .exposure.fix
     )]
-    KeyTooOpen { path: PathBuf, mode: u32 },
+    KeyTooOpen { path: PathBuf, exposure: Exposure },
     /// Others may replace the files in the identity's folder.
     #[error(
-        "permissions {mode:04o} for the folder '{path}' are too open: others could replace the identity in it. Fix it with: chmod go-w '{path}'",
-        path = .path.display()
+        "{permissions} for the folder '{path}' are too open: others could replace the identity in it. Fix it with: {fix}",
+        permissions = .exposure.permissions,
+        path = .path.display(),
+        fix = .exposure.fix
     )]
-    FolderTooOpen { path: PathBuf, mode: u32 },
+    FolderTooOpen { path: PathBuf, exposure: Exposure },
     /// A file could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
@@ -145,13 +148,13 @@ pub fn create(
     write_file(
         &files.private_key,
         key_pair.serialize_pem().as_bytes(),
-        0o600,
+        Readers::OwnerOnly,
         overwrite,
     )?;
     write_file(
         &files.certificate,
         certificate.pem().as_bytes(),
-        0o644,
+        Readers::Anyone,
         overwrite,
     )?;
     load(files)
@@ -215,11 +218,12 @@ pub fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
 /// Reads the private key, refusing one that others can read, or a link, or a file
 /// that is not ours; the checks are made on the open file.
 fn read_private_key(path: &Path) -> Result<Vec<u8>, IdentityError> {
-    let (file, mode) = platform::open_secret(path).map_err(|source| io_error(path, source))?;
-    if mode & 0o077 != 0 {
+    let (file, exposure) =
+        platform::open_secret(path, Access::Read).map_err(|source| io_error(path, source))?;
+    if let Some(exposure) = exposure {
         return Err(IdentityError::KeyTooOpen {
             path: path.to_owned(),
-            mode,
+            exposure,
         });
     }
     let mut pem = Vec::new();
@@ -235,13 +239,20 @@ fn check_folder(key: &Path) -> Result<(), IdentityError> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    match platform::writable_by_others(dir).map_err(|source| io_error(dir, source))? {
-        Some(mode) => Err(IdentityError::FolderTooOpen {
+    match platform::folder_exposure(dir).map_err(|source| io_error(dir, source))? {
+        Some(exposure) => Err(IdentityError::FolderTooOpen {
             path: dir.to_owned(),
-            mode,
+            exposure,
         }),
         None => Ok(()),
     }
+}
+
+/// Who may read a file we write.
+#[derive(Clone, Copy)]
+enum Readers {
+    OwnerOnly,
+    Anyone,
 }
 
 /// Writes `contents` to a new file. With `overwrite`, the file is written beside the
@@ -249,7 +260,7 @@ fn check_folder(key: &Path) -> Result<(), IdentityError> {
 fn write_file(
     path: &Path,
     contents: &[u8],
-    mode: u32,
+    readers: Readers,
     overwrite: bool,
 ) -> Result<(), IdentityError> {
     let staging = if overwrite {
@@ -262,15 +273,17 @@ fn write_file(
     if overwrite {
         let _ = fs::remove_file(&staging);
     }
-    let result = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&staging)
-        .and_then(|mut file| {
-            file.write_all(contents)?;
-            file.sync_all()
-        });
+    let created = match readers {
+        Readers::OwnerOnly => platform::create_private_file(&staging),
+        Readers::Anyone => OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging),
+    };
+    let result = created.and_then(|mut file| {
+        file.write_all(contents)?;
+        file.sync_all()
+    });
     if let Err(source) = result {
         if source.kind() == io::ErrorKind::AlreadyExists {
             return Err(IdentityError::AlreadyExists(staging));
@@ -304,7 +317,7 @@ fn pem_error(path: &Path, source: pem::Error) -> IdentityError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::platform::testing::{open_to_others, symlink_file};
 
     #[test]
     fn accepts_ordinary_names_and_rejects_paths() {
@@ -332,11 +345,8 @@ mod tests {
         let files = IdentityFiles::named(dir.path(), "alice");
         let created = create(&files, "alice", false).unwrap();
         assert_eq!(created.name, "alice");
-        let mode = fs::metadata(&files.private_key)
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let (_, exposure) = platform::open_secret(&files.private_key, Access::Read).unwrap();
+        assert_eq!(exposure, None);
         let loaded = load(&files).unwrap();
         assert_eq!(loaded.fingerprint, created.fingerprint);
         assert_eq!(loaded.fingerprint, Fingerprint::of(&loaded.certificate));
@@ -362,10 +372,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = IdentityFiles::named(dir.path(), "carol");
         create(&files, "carol", false).unwrap();
-        fs::set_permissions(&files.private_key, fs::Permissions::from_mode(0o644)).unwrap();
+        open_to_others(&files.private_key);
         let err = load(&files).unwrap_err();
-        assert!(matches!(err, IdentityError::KeyTooOpen { mode: 0o644, .. }));
-        assert!(err.to_string().contains("chmod 600"), "{err}");
+        let IdentityError::KeyTooOpen { exposure, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(err.to_string().ends_with(&exposure.fix), "{err}");
     }
 
     #[test]
@@ -375,16 +387,17 @@ mod tests {
         create(&files, "erin", false).unwrap();
         let real = dir.path().join("elsewhere.key");
         fs::rename(&files.private_key, &real).unwrap();
-        std::os::unix::fs::symlink(&real, &files.private_key).unwrap();
+        symlink_file(&real, &files.private_key);
         assert!(matches!(load(&files), Err(IdentityError::Io { .. })));
         fs::remove_file(&files.private_key).unwrap();
         fs::rename(&real, &files.private_key).unwrap();
         assert!(load(&files).is_ok());
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        open_to_others(dir.path());
         let err = load(&files).unwrap_err();
-        assert!(matches!(err, IdentityError::FolderTooOpen { .. }), "{err}");
-        assert!(err.to_string().contains("chmod go-w"), "{err}");
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        let IdentityError::FolderTooOpen { exposure, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(err.to_string().ends_with(&exposure.fix), "{err}");
     }
 
     #[test]

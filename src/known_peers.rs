@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::fingerprint::Fingerprint;
 use crate::identity;
-use crate::platform;
+use crate::platform::{self, Access, Exposure};
 
 pub const FILE_NAME: &str = "known_peers";
 /// Held while the file is read, changed and replaced, so that two sessions of one
@@ -97,15 +97,14 @@ impl KnownPeers {
             path: path.to_owned(),
             source,
         };
-        let (file, mode) = match platform::open_secret(path) {
+        let (file, exposure) = match platform::open_secret(path, Access::Change) {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(err) => return Err(io_error(err)),
             Ok(opened) => opened,
         };
-        if mode & 0o022 != 0 {
+        if let Some(Exposure { permissions, fix }) = exposure {
             return Err(io_error(io::Error::other(format!(
-                "permissions {mode:04o} let others change whom you trust; fix with: chmod go-w '{}'",
-                path.display()
+                "{permissions} let others change whom you trust; fix with: {fix}"
             ))));
         }
         let mut text = String::new();
@@ -544,7 +543,7 @@ mod tests {
     #[test]
     fn the_file_is_private() {
         let (_dir, path) = saved_with_bob();
-        let (_, mode) = platform::open_secret(&path).unwrap();
-        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        let (_, exposure) = platform::open_secret(&path, Access::Read).unwrap();
+        assert_eq!(exposure, None);
     }
 }

@@ -79,8 +79,9 @@ fn a_saved_peer_needs_no_fingerprint() {
     assert_eq!(fields[1], bob_fp);
     assert_eq!(fields[2], fields[3], "first and last seen start equal");
     assert!(entry_line(&bob.known_peers(), "alice").contains(&alice_fp));
-    let (_, mode) = chat::platform::open_secret(&alice.known_peers()).unwrap();
-    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let (_, exposure) =
+        chat::platform::open_secret(&alice.known_peers(), chat::platform::Access::Read).unwrap();
+    assert_eq!(exposure, None);
 
     let (mut a, b) = session(&alice, &["--peer", "bob"], &bob, &["--peer", "alice"]);
     a.expect_seen(Stream::Stderr, "Trusting bob as saved in known peers");

@@ -246,141 +246,148 @@ fn a_kept_part_that_does_not_match_ends_in_a_clean_full_restart() {
     assert_eq!(common::listing(&bob.workdir), ["x.bin"]);
 }
 
-/// Waits, with a deadline, until bob's output pipe is full: he has stopped writing.
-fn wait_until_full(pipe: &std::process::ChildStdout) {
-    let deadline = std::time::Instant::now() + common::TIMEOUT;
-    while unread_bytes(pipe) < 60_000 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bob's output never filled"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
+/// Receivers whose standard output stops being read: how full a pipe is can be
+/// asked only the Unix way.
+#[cfg(unix)]
+mod stalled_output {
+    use super::*;
+
+    /// Waits, with a deadline, until bob's output pipe is full: he has stopped writing.
+    fn wait_until_full(pipe: &std::process::ChildStdout) {
+        let deadline = std::time::Instant::now() + common::TIMEOUT;
+        while unread_bytes(pipe) < 60_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bob's output never filled"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
-}
 
-#[test]
-fn sigterm_ends_a_receiver_whose_output_stalled() {
-    let world = World::new();
-    let alice_fp = world.identity("alice");
-    let bob_fp = world.identity("bob");
-    let (mut alice, mut bob, stalled) = start_with_bob_stalled(&world, &alice_fp, &bob_fp);
-    let burst: Vec<String> = (0..2000)
-        .map(|i| format!("{i} {}", "y".repeat(200)))
-        .collect();
-    alice.send(&burst.join("\n"));
-    wait_until_full(&stalled);
-    bob.signal("TERM");
-    let status = bob.wait();
-    assert!(status.code().is_some(), "ended by its own exit: {status:?}");
-    alice.expect_seen(Stream::Stderr, "The peer closed the connection");
-    drop(stalled);
-}
+    #[test]
+    fn sigterm_ends_a_receiver_whose_output_stalled() {
+        let world = World::new();
+        let alice_fp = world.identity("alice");
+        let bob_fp = world.identity("bob");
+        let (mut alice, mut bob, stalled) = start_with_bob_stalled(&world, &alice_fp, &bob_fp);
+        let burst: Vec<String> = (0..2000)
+            .map(|i| format!("{i} {}", "y".repeat(200)))
+            .collect();
+        alice.send(&burst.join("\n"));
+        wait_until_full(&stalled);
+        bob.signal("TERM");
+        let status = bob.wait();
+        assert!(status.code().is_some(), "ended by its own exit: {status:?}");
+        alice.expect_seen(Stream::Stderr, "The peer closed the connection");
+        drop(stalled);
+    }
 
-/// Bytes waiting unread in a pipe.
-fn unread_bytes(pipe: &std::process::ChildStdout) -> usize {
-    rustix::io::ioctl_fionread(pipe).map_or(0, |n| n as usize)
-}
+    /// Bytes waiting unread in a pipe.
+    fn unread_bytes(pipe: &std::process::ChildStdout) -> usize {
+        rustix::io::ioctl_fionread(pipe).map_or(0, |n| n as usize)
+    }
 
-/// Alice, and bob with his standard output handed back unread, connected both ways.
-fn start_with_bob_stalled(
-    world: &World,
-    alice_fp: &str,
-    bob_fp: &str,
-) -> (Peer, Peer, std::process::ChildStdout) {
-    let mut alice = world.peer("alice", &["--peer-fingerprint", bob_fp]);
-    let bob_home = world.path().join("bob-home");
-    std::fs::create_dir_all(&bob_home).unwrap();
-    let args: Vec<String> = [
-        "--name",
-        "bob",
-        "--certs-dir",
-        &world.certs().display().to_string(),
-        "--listen",
-        "127.0.0.1:0",
-        "--connect",
-        &alice.port.to_string(),
-        "--peer-fingerprint",
-        alice_fp,
-    ]
-    .map(String::from)
-    .into();
-    let (mut bob, stalled) = Peer::start_with_stalled_stdout(&bob_home, &args);
-    alice.send(&bob.port.to_string());
-    alice.expect_seen(Stream::Stderr, "bob connected from");
-    bob.expect_seen(Stream::Stderr, "alice connected from");
-    (alice, bob, stalled)
-}
+    /// Alice, and bob with his standard output handed back unread, connected both ways.
+    fn start_with_bob_stalled(
+        world: &World,
+        alice_fp: &str,
+        bob_fp: &str,
+    ) -> (Peer, Peer, std::process::ChildStdout) {
+        let mut alice = world.peer("alice", &["--peer-fingerprint", bob_fp]);
+        let bob_home = world.path().join("bob-home");
+        std::fs::create_dir_all(&bob_home).unwrap();
+        let args: Vec<String> = [
+            "--name",
+            "bob",
+            "--certs-dir",
+            &world.certs().display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--connect",
+            &alice.port.to_string(),
+            "--peer-fingerprint",
+            alice_fp,
+        ]
+        .map(String::from)
+        .into();
+        let (mut bob, stalled) = Peer::start_with_stalled_stdout(&bob_home, &args);
+        alice.send(&bob.port.to_string());
+        alice.expect_seen(Stream::Stderr, "bob connected from");
+        bob.expect_seen(Stream::Stderr, "alice connected from");
+        (alice, bob, stalled)
+    }
 
-#[test]
-fn a_receiver_whose_output_is_closed_quits_and_acknowledges_nothing_unwritten() {
-    let world = World::new();
-    let alice_fp = world.identity("alice");
-    let bob_fp = world.identity("bob");
-    let (mut alice, mut bob, stalled) = start_with_bob_stalled(&world, &alice_fp, &bob_fp);
-    drop(stalled);
-    alice.send("into the void");
-    let said = bob.expect(Stream::Stderr, "cannot write to standard output");
-    assert!(said.contains("quitting"), "{said}");
-    assert_eq!(bob.wait().code(), Some(0), "{}", bob.transcript());
-    alice.expect_seen(Stream::Stderr, "The peer closed the connection");
-    alice.expect(Stream::Stderr, "1 line(s) were not delivered");
-    alice.expect(Stream::Stderr, "  into the void");
-    assert_eq!(alice.wait().code(), Some(0), "{}", alice.transcript());
-}
+    #[test]
+    fn a_receiver_whose_output_is_closed_quits_and_acknowledges_nothing_unwritten() {
+        let world = World::new();
+        let alice_fp = world.identity("alice");
+        let bob_fp = world.identity("bob");
+        let (mut alice, mut bob, stalled) = start_with_bob_stalled(&world, &alice_fp, &bob_fp);
+        drop(stalled);
+        alice.send("into the void");
+        let said = bob.expect(Stream::Stderr, "cannot write to standard output");
+        assert!(said.contains("quitting"), "{said}");
+        assert_eq!(bob.wait().code(), Some(0), "{}", bob.transcript());
+        alice.expect_seen(Stream::Stderr, "The peer closed the connection");
+        alice.expect(Stream::Stderr, "1 line(s) were not delivered");
+        alice.expect(Stream::Stderr, "  into the void");
+        assert_eq!(alice.wait().code(), Some(0), "{}", alice.transcript());
+    }
 
-#[test]
-fn a_receiver_whose_output_stalls_acknowledges_only_what_it_wrote() {
-    const LINES: usize = 3000;
-    let world = World::new();
-    let alice_fp = world.identity("alice");
-    let bob_fp = world.identity("bob");
-    let (mut alice, mut bob, mut stalled) = start_with_bob_stalled(&world, &alice_fp, &bob_fp);
-    let line = |i: usize| format!("line {i:04} {}", "x".repeat(200));
-    let burst: Vec<String> = (0..LINES).map(line).collect();
-    alice.send(&burst.join("\n"));
+    #[test]
+    fn a_receiver_whose_output_stalls_acknowledges_only_what_it_wrote() {
+        const LINES: usize = 3000;
+        let world = World::new();
+        let alice_fp = world.identity("alice");
+        let bob_fp = world.identity("bob");
+        let (mut alice, mut bob, mut stalled) = start_with_bob_stalled(&world, &alice_fp, &bob_fp);
+        let line = |i: usize| format!("line {i:04} {}", "x".repeat(200));
+        let burst: Vec<String> = (0..LINES).map(line).collect();
+        alice.send(&burst.join("\n"));
 
-    wait_until_full(&stalled);
-    let bob_port = bob.port;
-    bob.signal("KILL");
-    bob.wait();
-    let mut written = String::new();
-    std::io::Read::read_to_string(&mut stalled, &mut written).unwrap();
-    let written: Vec<&str> = written.lines().collect();
-    let expected: Vec<String> = burst.iter().map(|text| format!("alice: {text}")).collect();
-    assert!(
-        written.len() < LINES / 2,
-        "the stall came too late to test anything"
-    );
-    assert_eq!(written, expected[..written.len()], "in order, none skipped");
+        wait_until_full(&stalled);
+        let bob_port = bob.port;
+        bob.signal("KILL");
+        bob.wait();
+        let mut written = String::new();
+        std::io::Read::read_to_string(&mut stalled, &mut written).unwrap();
+        let written: Vec<&str> = written.lines().collect();
+        let expected: Vec<String> = burst.iter().map(|text| format!("alice: {text}")).collect();
+        assert!(
+            written.len() < LINES / 2,
+            "the stall came too late to test anything"
+        );
+        assert_eq!(written, expected[..written.len()], "in order, none skipped");
 
-    let mut bob = world.restart("bob", bob_port, alice.port, &alice_fp);
-    bob.expect(Stream::Stdout, &format!("alice: {}", line(LINES - 1)));
-    let shown: Vec<&str> = bob
-        .lines_on(Stream::Stdout)
-        .into_iter()
-        .filter(|l| l.starts_with("alice: "))
-        .collect();
-    // The restarted bob picks up no later than where the dead one stopped writing:
-    // a line acknowledged but never written would leave a gap here.
-    let first = expected
-        .iter()
-        .position(|l| l == shown[0])
-        .expect("a line alice sent");
-    assert!(
-        first <= written.len(),
-        "lines {}..{first} were acknowledged but never shown",
-        written.len()
-    );
-    assert_eq!(shown, expected[first..], "the rest, in order, once each");
-    alice.close_stdin();
-    bob.close_stdin();
-    assert_eq!(alice.wait().code(), Some(0), "{}", alice.transcript());
-    assert!(
-        !alice
-            .lines_on(Stream::Stderr)
+        let mut bob = world.restart("bob", bob_port, alice.port, &alice_fp);
+        bob.expect(Stream::Stdout, &format!("alice: {}", line(LINES - 1)));
+        let shown: Vec<&str> = bob
+            .lines_on(Stream::Stdout)
+            .into_iter()
+            .filter(|l| l.starts_with("alice: "))
+            .collect();
+        // The restarted bob picks up no later than where the dead one stopped writing:
+        // a line acknowledged but never written would leave a gap here.
+        let first = expected
             .iter()
-            .any(|l| l.contains("not delivered")),
-        "{}",
-        alice.transcript()
-    );
+            .position(|l| l == shown[0])
+            .expect("a line alice sent");
+        assert!(
+            first <= written.len(),
+            "lines {}..{first} were acknowledged but never shown",
+            written.len()
+        );
+        assert_eq!(shown, expected[first..], "the rest, in order, once each");
+        alice.close_stdin();
+        bob.close_stdin();
+        assert_eq!(alice.wait().code(), Some(0), "{}", alice.transcript());
+        assert!(
+            !alice
+                .lines_on(Stream::Stderr)
+                .iter()
+                .any(|l| l.contains("not delivered")),
+            "{}",
+            alice.transcript()
+        );
+    }
 }

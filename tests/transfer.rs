@@ -296,10 +296,8 @@ fn wait_until_settled(path: &std::path::Path) {
     let deadline = Instant::now() + common::TIMEOUT;
     let settled = Duration::from_millis(2100);
     loop {
-        let metadata = std::fs::metadata(path).unwrap();
-        let changed = std::os::unix::fs::MetadataExt::ctime(&metadata);
-        let changed = SystemTime::UNIX_EPOCH + Duration::from_secs(changed as u64 + 1);
-        if changed.elapsed().is_ok_and(|since| since >= settled) {
+        let stamp = chat::platform::file_stamp(&std::fs::File::open(path).unwrap()).unwrap();
+        if stamp.settled_before(SystemTime::now(), settled) {
             return;
         }
         assert!(Instant::now() < deadline, "the clock does not move");

@@ -1,11 +1,81 @@
 //! Every call whose form differs between operating systems: private files and
-//! folders, opening without following links, locks, renames that never replace,
-//! free space, and rebinding a listening port. The rest of the code stays free of `cfg`.
+//! folders, opening without following links, renames that never replace, file
+//! identity, free space, sockets, the console and stop signals. Both sides offer the
+//! same functions with the same contract (the tests below hold either to it); the
+//! rest of the code stays free of `cfg`.
 
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
 pub use unix::*;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::*;
+
+use tokio::sync::Notify;
+
+/// What others than a file's owner must not be able to do to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read it or change it: a private key.
+    Read,
+    /// Change it: what decides whom we trust.
+    Change,
+}
+
+/// Others have more access than they should: what the permissions say, in the
+/// system's own terms, and the command that closes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure {
+    pub permissions: String,
+    pub fix: String,
+}
+
+/// Why the process is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Ctrl-C, from the system or from the interactive front end.
+    Interrupt,
+    /// The system or the user's session ends the process (SIGTERM, a closed console).
+    Terminate,
+}
+
+static SELF_INTERRUPTS: Notify = Notify::const_new();
+
+/// Delivers Ctrl-C to [`Stops`] as the system would outside raw mode, so that one
+/// handler serves the key and the signal.
+pub fn interrupt_self() {
+    SELF_INTERRUPTS.notify_one();
+}
+
+/// Every request to stop, from the system or from [`interrupt_self`].
+pub struct Stops {
+    system: Option<SystemStops>,
+}
+
+impl Stops {
+    /// Starts listening; where the system's signals cannot be had, only
+    /// [`interrupt_self`] is heard.
+    pub fn listen() -> Self {
+        Self {
+            system: SystemStops::listen().ok(),
+        }
+    }
+
+    pub async fn next(&mut self) -> Stop {
+        let system = async {
+            match self.system.as_mut() {
+                Some(system) => system.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            stop = system => stop,
+            () = SELF_INTERRUPTS.notified() => Stop::Interrupt,
+        }
+    }
+}
 
 /// How long a silently dead connection may go unnoticed.
 pub const DEAD_PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
@@ -30,5 +100,167 @@ impl FileStamp {
         };
         let latest = self.modified_ns.max(self.changed_ns);
         latest.saturating_add(margin.as_nanos() as i128) <= at_ns
+    }
+}
+
+/// The contract each side keeps, in terms that hold on every system; the setup
+/// that differs (opening a file to others, making links) is in each side's `testing`.
+#[cfg(test)]
+mod tests {
+    use std::io::{ErrorKind, Read, Write};
+
+    use super::testing::{open_to_others, symlink_file};
+    use super::*;
+
+    #[test]
+    fn a_private_file_is_private_until_opened_to_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        create_private_file(&path)
+            .unwrap()
+            .write_all(b"key")
+            .unwrap();
+        for access in [Access::Read, Access::Change] {
+            assert_eq!(open_secret(&path, access).unwrap().1, None);
+        }
+        open_to_others(&path);
+        for access in [Access::Read, Access::Change] {
+            let (mut file, exposure) = open_secret(&path, access).unwrap();
+            let exposure = exposure.expect("others can get in");
+            assert!(
+                exposure.fix.contains(&*path.to_string_lossy()),
+                "{exposure:?}"
+            );
+            let mut read = String::new();
+            file.read_to_string(&mut read).unwrap();
+            assert_eq!(read, "key");
+        }
+    }
+
+    #[test]
+    fn creating_a_private_file_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("there");
+        std::fs::write(&path, b"old").unwrap();
+        let err = create_private_file(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    }
+
+    #[test]
+    fn a_no_replace_rename_refuses_an_existing_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to, free) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        std::fs::write(&from, b"new").unwrap();
+        std::fs::write(&to, b"old").unwrap();
+        let err = rename_no_replace(&from, &to).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&from).unwrap(), b"new");
+        assert_eq!(std::fs::read(&to).unwrap(), b"old");
+        rename_no_replace(&from, &free).unwrap();
+        assert!(!from.exists());
+        assert_eq!(std::fs::read(&free).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_link_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, link) = (dir.path().join("target"), dir.path().join("link"));
+        create_private_file(&target).unwrap();
+        symlink_file(&target, &link);
+        assert!(open_private_file(&link, false).is_err());
+        assert!(open_private_file(&link, true).is_err());
+        assert!(open_secret(&link, Access::Read).is_err());
+        assert!(create_private_file(&link).is_err());
+        let file = open_private_file(&target, false).unwrap();
+        assert!(is_same_file(&file, &target).unwrap());
+        assert!(!is_same_file(&file, &link).unwrap());
+        assert!(!is_same_file(&file, &dir.path().join("missing")).unwrap());
+    }
+
+    #[test]
+    fn a_file_with_a_second_hard_link_is_not_ours_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        create_private_file(&path).unwrap();
+        assert!(open_private_file(&path, true).is_ok());
+        std::fs::hard_link(&path, dir.path().join("elsewhere")).unwrap();
+        assert!(open_private_file(&path, true).is_err());
+    }
+
+    #[test]
+    fn a_held_lock_blocks_a_second_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        let first = create_private_file(&path).unwrap();
+        first.try_lock().unwrap();
+        let second = open_private_file(&path, true).unwrap();
+        assert!(matches!(
+            second.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(first);
+        second.try_lock().unwrap();
+    }
+
+    #[test]
+    fn a_private_folder_is_made_once_and_refused_when_opened_to_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("private");
+        ensure_private_dir(&folder).unwrap();
+        ensure_private_dir(&folder).unwrap();
+        assert_eq!(folder_exposure(&folder).unwrap(), None);
+        create_private_file(&folder.join("inside")).unwrap();
+        assert_eq!(
+            open_secret(&folder.join("inside"), Access::Read).unwrap().1,
+            None
+        );
+        open_to_others(&folder);
+        let err = ensure_private_dir(&folder).unwrap_err();
+        assert!(err.to_string().contains("open to other users"), "{err}");
+        assert!(folder_exposure(&folder).unwrap().is_some());
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(ensure_private_dir(&file).is_err());
+    }
+
+    #[test]
+    fn a_stamp_names_the_file_and_follows_its_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stamped");
+        std::fs::write(&path, b"one").unwrap();
+        let first = file_stamp(&std::fs::File::open(&path).unwrap()).unwrap();
+        let again = file_stamp(&std::fs::File::open(&path).unwrap()).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(first.size, 3);
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"one").unwrap();
+        let elsewhere = file_stamp(&std::fs::File::open(&other).unwrap()).unwrap();
+        assert_ne!(
+            (first.device, first.inode),
+            (elsewhere.device, elsewhere.inode)
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b" two")
+            .unwrap();
+        let changed = file_stamp(&std::fs::File::open(&path).unwrap()).unwrap();
+        assert_eq!(changed.size, 7);
+        assert_eq!((changed.device, changed.inode), (first.device, first.inode));
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let since_1970 = modified.duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert_eq!(changed.modified_ns, since_1970.as_nanos() as i128);
+    }
+
+    #[test]
+    fn free_space_is_what_the_disk_has() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_space(dir.path()).unwrap() > 0);
     }
 }

@@ -6,23 +6,28 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::Path;
 
 use rustix::fs::{CWD, OFlags, RenameFlags, renameat_with};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::{DEAD_PEER_TIMEOUT, FileStamp};
+use super::{Access, DEAD_PEER_TIMEOUT, Exposure, FileStamp, Stop};
+
+/// Unix forbids only `/` and NUL in a name, and tells names apart by case.
+pub const WINDOWS_NAMES: bool = false;
 
 /// Unanswered keepalive probes before an idle connection counts as dead.
 const KEEPALIVE_PROBES: u32 = 3;
 
-/// The stamp of an open file's metadata.
-pub fn file_stamp(metadata: &std::fs::Metadata) -> FileStamp {
+/// The stamp of an open file.
+pub fn file_stamp(file: &File) -> io::Result<FileStamp> {
+    let metadata = file.metadata()?;
     let nanos =
         |seconds: i64, nanoseconds: i64| seconds as i128 * 1_000_000_000 + nanoseconds as i128;
-    FileStamp {
+    Ok(FileStamp {
         device: metadata.dev(),
         inode: metadata.ino(),
         size: metadata.len(),
         modified_ns: nanos(metadata.mtime(), metadata.mtime_nsec()),
         changed_ns: nanos(metadata.ctime(), metadata.ctime_nsec()),
-    }
+    })
 }
 
 /// Creates a file that did not exist, readable and writable by its owner alone.
@@ -48,12 +53,27 @@ pub fn open_private_file(path: &Path, write: bool) -> io::Result<File> {
     Ok(file)
 }
 
-/// Opens a file that holds a secret of ours (a private key) as [`open_owned`] does,
-/// and returns it with its permission bits, read from the handle itself so that the
-/// file cannot be swapped between check and read.
-pub fn open_secret(path: &Path) -> io::Result<(File, u32)> {
+/// Opens a file that holds a secret of ours (a private key, whom we trust) as
+/// [`open_owned`] does, and says whether others than its owner have `access` to it,
+/// judged on the open handle so that the file cannot be swapped between check and read.
+pub fn open_secret(path: &Path, access: Access) -> io::Result<(File, Option<Exposure>)> {
     let (file, metadata) = open_owned(path, false)?;
-    Ok((file, metadata.permissions().mode() & 0o7777))
+    let mode = metadata.permissions().mode() & 0o7777;
+    let (others, fix) = match access {
+        Access::Read => (0o077, "chmod 600"),
+        Access::Change => (0o022, "chmod go-w"),
+    };
+    Ok((
+        file,
+        (mode & others != 0).then(|| exposure(path, mode, fix)),
+    ))
+}
+
+fn exposure(path: &Path, mode: u32, fix: &str) -> Exposure {
+    Exposure {
+        permissions: format!("permissions {mode:04o}"),
+        fix: format!("{fix} '{}'", path.display()),
+    }
 }
 
 /// Opens `path` without following a final link and without blocking on a FIFO, and
@@ -74,11 +94,11 @@ fn open_owned(path: &Path, write: bool) -> io::Result<(File, std::fs::Metadata)>
     Ok((file, metadata))
 }
 
-/// The permission bits of `dir` if others than its owner may change what is in it
-/// (group- or world-writable), as ssh's StrictModes refuses.
-pub fn writable_by_others(dir: &Path) -> io::Result<Option<u32>> {
-    let mode = std::fs::metadata(dir)?.permissions().mode();
-    Ok((mode & 0o022 != 0).then_some(mode & 0o7777))
+/// Whether others than its owner may change what is in `dir` (group- or
+/// world-writable), as ssh's StrictModes refuses.
+pub fn folder_exposure(dir: &Path) -> io::Result<Option<Exposure>> {
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    Ok((mode & 0o022 != 0).then(|| exposure(dir, mode, "chmod go-w")))
 }
 
 /// Creates `path` as a folder only its owner can enter, or checks that the existing
@@ -143,7 +163,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// forgot us, a machine that lost power) within [`DEAD_PEER_TIMEOUT`]: keepalive
 /// probes when the connection is idle, and a limit on how long sent data may stay
 /// unacknowledged when it is not. Without these, TCP takes about 15 minutes.
-pub fn detect_dead_peer(socket: &impl std::os::fd::AsFd) -> io::Result<()> {
+pub fn detect_dead_peer(socket: &tokio::net::TcpStream) -> io::Result<()> {
     use rustix::net::sockopt;
     let interval = DEAD_PEER_TIMEOUT / (KEEPALIVE_PROBES + 2);
     sockopt::set_socket_keepalive(socket, true)?;
@@ -159,6 +179,12 @@ pub fn detect_dead_peer(socket: &impl std::os::fd::AsFd) -> io::Result<()> {
 pub fn stdout_columns() -> Option<usize> {
     let size = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;
     (size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+/// Whether the terminal on standard output understands escape sequences: every
+/// Unix terminal does (`TERM=dumb` is judged by the caller).
+pub fn enable_escape_sequences() -> bool {
+    true
 }
 
 /// Lets a restarted peer listen on its port again at once, while connections of
@@ -202,8 +228,54 @@ pub fn discard_typed_input() {
     let _ = rustix::termios::tcflush(io::stdin(), rustix::termios::QueueSelector::IFlush);
 }
 
-/// Delivers Ctrl-C to ourselves as the terminal would outside raw mode, so that
-/// one handler serves the key and the signal.
-pub fn interrupt_self() {
-    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::INT);
+/// The requests to stop that the system delivers: SIGINT (Ctrl-C outside raw
+/// mode) and SIGTERM.
+pub struct SystemStops {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl SystemStops {
+    pub fn listen() -> io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The next request; pending forever once the system can deliver no more.
+    pub async fn next(&mut self) -> Stop {
+        tokio::select! {
+            Some(()) = self.interrupt.recv() => Stop::Interrupt,
+            Some(()) = self.terminate.recv() => Stop::Terminate,
+            else => std::future::pending().await,
+        }
+    }
+}
+
+/// What the contract tests need to set up, written the Unix way.
+#[cfg(test)]
+pub mod testing {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    /// Gives everyone access to `path`.
+    pub fn open_to_others(path: &Path) {
+        let mode = if path.is_dir() { 0o777 } else { 0o666 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    pub fn symlink_file(target: &Path, link: &Path) {
+        std::os::unix::fs::symlink(target, link).unwrap();
+    }
+
+    pub fn symlink_dir(target: &Path, link: &Path) {
+        std::os::unix::fs::symlink(target, link).unwrap();
+    }
+
+    /// Makes a FIFO at `path`; false where the system has no such files.
+    pub fn make_fifo(path: &Path) -> bool {
+        rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::RWXU).unwrap();
+        true
+    }
 }

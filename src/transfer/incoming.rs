@@ -366,16 +366,13 @@ mod tests {
 
     #[tokio::test]
     async fn received_files_are_private() {
-        use std::os::unix::fs::PermissionsExt;
+        use crate::platform::{self, Access};
         let dir = tempfile::tempdir().unwrap();
         let mut incoming = start(&limits(dir.path()), "p", 1, sha(b"p")).await.unwrap();
         incoming.write(b"p".to_vec()).await.unwrap();
         incoming.finish(true).await;
-        let mode = std::fs::metadata(dir.path().join("p"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let (_, exposure) = platform::open_secret(&dir.path().join("p"), Access::Read).unwrap();
+        assert_eq!(exposure, None);
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use thiserror::Error;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::frame::MAX_FILE_NAME_LEN;
+use crate::platform;
 use crate::sanitize::is_invisible;
 
 /// Why an offered file name is refused.
@@ -28,13 +29,100 @@ pub enum NameError {
     PartSuffix(String),
 }
 
-/// Windows device names, refused with or without an extension so that a file
-/// received here can be copied anywhere.
+/// Windows device names, refused with or without an extension on every system so
+/// that a file received here can be copied anywhere.
 const DEVICE_NAMES: &[&str] = &[
-    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "COM1", "COM2", "COM3", "COM4", "COM5",
-    "COM6", "COM7", "COM8", "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8",
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    "CONIN$",
+    "CONOUT$",
+    "COM0",
+    "COM1",
+    "COM2",
+    "COM3",
+    "COM4",
+    "COM5",
+    "COM6",
+    "COM7",
+    "COM8",
+    "COM9",
+    "COM\u{b9}",
+    "COM\u{b2}",
+    "COM\u{b3}",
+    "LPT0",
+    "LPT1",
+    "LPT2",
+    "LPT3",
+    "LPT4",
+    "LPT5",
+    "LPT6",
+    "LPT7",
+    "LPT8",
     "LPT9",
+    "LPT\u{b9}",
+    "LPT\u{b2}",
+    "LPT\u{b3}",
 ];
+
+/// Characters Windows reserves in names (`:` would even name a stream inside a file).
+const WINDOWS_RESERVED: [char; 7] = ['<', '>', ':', '"', '|', '?', '*'];
+
+/// What the receiving system asks of names beyond what every system gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameRules {
+    /// The characters Windows reserves become `_`.
+    pub reserved_characters: bool,
+    /// Names that differ only in case are one name.
+    pub case_insensitive: bool,
+}
+
+impl NameRules {
+    pub const UNIX: Self = Self {
+        reserved_characters: false,
+        case_insensitive: false,
+    };
+    pub const WINDOWS: Self = Self {
+        reserved_characters: true,
+        case_insensitive: true,
+    };
+
+    /// The rules of the system `chat` runs on.
+    pub fn here() -> Self {
+        if platform::WINDOWS_NAMES {
+            Self::WINDOWS
+        } else {
+            Self::UNIX
+        }
+    }
+
+    /// Whether two stored names would name one file. Case is compared one character
+    /// at a time, as NTFS does (`ß` is not `SS`).
+    pub fn same(&self, a: &str, b: &str) -> bool {
+        if !self.case_insensitive {
+            return a == b;
+        }
+        let folded = |name: &str| -> Vec<char> {
+            name.chars()
+                .map(|c| {
+                    let mut upper = c.to_uppercase();
+                    match (upper.next(), upper.next()) {
+                        (Some(single), None) => single,
+                        _ => c,
+                    }
+                })
+                .collect()
+        };
+        folded(a) == folded(b)
+    }
+}
+
+/// Checks an offered name and returns the name to store the file under, by the
+/// rules of the system `chat` runs on.
+pub fn sanitize(offered: &str) -> Result<String, NameError> {
+    sanitize_with(offered, NameRules::here())
+}
 
 /// Checks an offered name and returns the name to store the file under.
 ///
@@ -44,9 +132,9 @@ const DEVICE_NAMES: &[&str] = &[
 /// (Windows would drop them too, and they hide an extension). A leading `.` would
 /// make a hidden file, so leading dots become `_` (`.bashrc` is stored as `_bashrc`);
 /// a leading `-` could be read as an option by a command given the name, so it gets a
-/// `_` before it.
-pub fn sanitize(offered: &str) -> Result<String, NameError> {
-    let normal: String = offered.nfc().collect();
+/// `_` before it. Where `rules` ask for it, the characters Windows reserves become `_`.
+pub fn sanitize_with(offered: &str, rules: NameRules) -> Result<String, NameError> {
+    let mut normal: String = offered.nfc().collect();
     if normal == "." || normal == ".." {
         return Err(NameError::DotName(normal));
     }
@@ -58,6 +146,9 @@ pub fn sanitize(offered: &str) -> Result<String, NameError> {
     }
     if let Some(invisible) = normal.chars().find(|&c| is_invisible(c)) {
         return Err(NameError::Invisible(invisible as u32));
+    }
+    if rules.reserved_characters {
+        normal = normal.replace(WINDOWS_RESERVED, "_");
     }
     let trimmed = normal.trim_end_matches(['.', ' ']);
     if trimmed.is_empty() {
@@ -176,6 +267,36 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn windows_rules_on_every_system() {
+        let (windows, unix) = (NameRules::WINDOWS, NameRules::UNIX);
+        for rules in [windows, unix] {
+            for device in ["CON", "con.txt", "NUL.tar.gz", "COM\u{b9}.log", "lpt0"] {
+                assert!(
+                    matches!(sanitize_with(device, rules), Err(NameError::DeviceName(_))),
+                    "{device} {rules:?}"
+                );
+            }
+            assert_eq!(sanitize_with("name.", rules).as_deref(), Ok("name"));
+            assert_eq!(sanitize_with("name ", rules).as_deref(), Ok("name"));
+        }
+        assert_eq!(sanitize_with("a:b", windows).as_deref(), Ok("a_b"));
+        assert_eq!(sanitize_with("a:b", unix).as_deref(), Ok("a:b"));
+        assert_eq!(
+            sanitize_with("why? <not> \"x\"|*.txt", windows).as_deref(),
+            Ok("why_ _not_ _x___.txt")
+        );
+        assert_eq!(
+            sanitize_with("file.txt:hidden", windows).as_deref(),
+            Ok("file.txt_hidden")
+        );
+        assert!(windows.same("Report.TXT", "report.txt"));
+        assert!(windows.same("\u{c4}rger", "\u{e4}RGER"));
+        assert!(!windows.same("stra\u{df}e", "STRASSE"));
+        assert!(!unix.same("Report.TXT", "report.txt"));
+        assert!(unix.same("report.txt", "report.txt"));
     }
 
     #[test]

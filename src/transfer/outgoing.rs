@@ -79,7 +79,7 @@ impl PreparedFile {
             return Err(SendError::NotAFile(path.to_owned()));
         }
         let size = metadata.len();
-        let stamp = platform::file_stamp(&metadata);
+        let stamp = platform::file_stamp(&file).map_err(io_error)?;
         let mut prepared = PreparedFile {
             path: path.to_owned(),
             name,
@@ -99,8 +99,7 @@ impl PreparedFile {
         let hashed = super::hash_into(&mut hasher, &file, |hashed| progress(hashed, size))
             .map_err(io_error)?;
         prepared.sha256 = hasher.finalize().into();
-        let after = file.metadata().map_err(io_error)?;
-        if hashed != size || platform::file_stamp(&after) != stamp {
+        if hashed != size || platform::file_stamp(&file).map_err(io_error)? != stamp {
             return Err(SendError::Changed(path.to_owned()));
         }
         if let Some(mut cache) = cache.and_then(|cache| cache.lock().ok()) {

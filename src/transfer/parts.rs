@@ -330,18 +330,19 @@ mod tests {
 
     #[test]
     fn parts_and_metas_we_did_not_make_are_passed_over() {
-        use std::os::unix::fs::symlink;
+        use crate::platform::testing::{make_fifo, symlink_file};
         let dir = tempfile::tempdir().unwrap();
         let offer = meta("r.bin", 10, 1);
         let linked = kept(dir.path(), &offer, b"ab");
         std::fs::hard_link(&linked, dir.path().join("outside")).unwrap();
         let planted = dir.path().join(PARTS_DIR).join("planted.part");
         std::fs::write(dir.path().join("target"), b"").unwrap();
-        symlink(dir.path().join("target"), &planted).unwrap();
+        symlink_file(&dir.path().join("target"), &planted);
         std::fs::write(planted.with_extension("meta"), offer.encode()).unwrap();
         let fifo = dir.path().join(PARTS_DIR).join("fifo.meta");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RWXU).unwrap();
-        std::fs::write(fifo.with_extension("part"), b"").unwrap();
+        if make_fifo(&fifo) {
+            std::fs::write(fifo.with_extension("part"), b"").unwrap();
+        }
         let oversized = dir.path().join(PARTS_DIR).join("big.meta");
         std::fs::write(&oversized, format!("{}{}", offer.encode(), " ".repeat(600))).unwrap();
         std::fs::write(oversized.with_extension("part"), b"").unwrap();
@@ -350,15 +351,15 @@ mod tests {
 
     #[test]
     fn a_parts_folder_open_to_others_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
+        use crate::platform::testing::{open_to_others, symlink_dir};
         let dir = tempfile::tempdir().unwrap();
         let parts = dir.path().join(PARTS_DIR);
         std::fs::create_dir(&parts).unwrap();
-        std::fs::set_permissions(&parts, std::fs::Permissions::from_mode(0o777)).unwrap();
+        open_to_others(&parts);
         let err = create(dir.path(), &meta("x", 1, 1)).unwrap_err();
         assert!(err.to_string().contains("open to other users"), "{err}");
         std::fs::remove_dir(&parts).unwrap();
-        std::os::unix::fs::symlink(dir.path(), &parts).unwrap();
+        symlink_dir(dir.path(), &parts);
         assert!(create(dir.path(), &meta("x", 1, 1)).is_err());
     }
 

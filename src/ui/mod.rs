@@ -21,6 +21,7 @@ use crate::config::Look;
 use crate::dialer::WrongPin;
 use crate::event::{Command, Event};
 use crate::fingerprint::Fingerprint;
+use crate::platform;
 use crate::session::AtFinish;
 use crate::tls::Pin;
 use interactive::Interactive;
@@ -33,11 +34,13 @@ pub enum Console {
 
 impl Console {
     /// The interactive front end when standard input and output are both terminals
-    /// (and `TERM` is not `dumb`), the plain one otherwise. Returns the typed lines.
+    /// that understand escape sequences (and `TERM` is not `dumb`), the plain one
+    /// otherwise. Returns the typed lines.
     pub fn start(own_name: &str, look: Look) -> anyhow::Result<(Console, mpsc::Receiver<String>)> {
         let terminal = io::stdin().is_terminal()
             && io::stdout().is_terminal()
-            && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
+            && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
+            && platform::enable_escape_sequences();
         if terminal {
             let (console, lines) =
                 Interactive::start(own_name, look).context("cannot set up the terminal")?;

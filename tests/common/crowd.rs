@@ -178,8 +178,15 @@ fn source_addresses() -> Vec<Ipv4Addr> {
     }
 }
 
+/// Windows has no per-process limit on sockets to raise.
+#[cfg(not(unix))]
+fn usable_sockets(wanted: usize) -> usize {
+    wanted
+}
+
 /// How many sockets this process may open for the crowd: raises the soft limit on
 /// open files towards the hard limit if needed, and says so if even that is short.
+#[cfg(unix)]
 fn usable_sockets(wanted: usize) -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let needed = wanted as u64 + FD_RESERVE;
