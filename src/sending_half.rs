@@ -138,11 +138,17 @@ impl Outbox {
 /// Runs the sending direction until it finishes, the peer leaves, or we quit, over
 /// each lane `lanes` hands it in turn. When `lanes` closes while none is in use, the
 /// peer could not be reached (again): what is unsent is reported.
+///
+/// With `end_unconnected`, an end of input with nothing to send, before any lane
+/// came, ends the direction at once: the session is leaving anyway (Ctrl-D at a
+/// terminal). Without it the end is delivered like a line, on the first lane that
+/// comes, because a peer that has reached us waits for our direction to close.
 pub async fn run(
     mut lanes: mpsc::Receiver<Lane>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<Event>,
     hash_cache: Option<SharedHashCache>,
+    end_unconnected: bool,
 ) -> SendingEnd {
     let mut outbox = Outbox::default();
     let mut files = Sending::new(events.clone(), hash_cache);
@@ -154,7 +160,8 @@ pub async fn run(
     loop {
         // Once the peer has known us, our end is clean only when it confirms it, so a
         // close cut short by a lost connection is delivered again on a new one.
-        if input.finishing && outbox.is_empty() && files.is_idle() && !connected_before {
+        let may_end_unconnected = end_unconnected && !connected_before;
+        if input.finishing && outbox.is_empty() && files.is_idle() && may_end_unconnected {
             return SendingEnd::Finished;
         }
         let lane = loop {
@@ -179,7 +186,7 @@ pub async fn run(
                         files.abandon("not sent: we quit");
                         return SendingEnd::Quit;
                     }
-                    Command::Finish if outbox.is_empty() && files.is_idle() && !connected_before => {
+                    Command::Finish if outbox.is_empty() && files.is_idle() && may_end_unconnected => {
                         return SendingEnd::Finished;
                     }
                     Command::Finish => {}

@@ -181,6 +181,7 @@ pub async fn run(
         outgoing_rx,
         events.clone(),
         setup.hash_cache.clone(),
+        setup.at_finish == AtFinish::Leave,
     )));
     let mut sending_ended: Option<SendingEnd> = None;
 

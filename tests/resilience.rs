@@ -246,6 +246,35 @@ fn a_kept_part_that_does_not_match_ends_in_a_clean_full_restart() {
     assert_eq!(common::listing(&bob.workdir), ["x.bin"]);
 }
 
+/// A script whose input is empty and ends before it has reached the peer: its
+/// (empty) direction still has to be closed on a connection, or the peer, which
+/// reached it, waits for that direction for ever.
+#[test]
+fn an_input_that_ends_before_the_peer_is_up_still_ends_cleanly_on_both_sides() {
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    for home in ["alice-home", "bob-home"] {
+        std::fs::create_dir_all(world.path().join(home)).unwrap();
+    }
+    let alice_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut bob = world.restart("bob", 0, alice_port, &alice_fp);
+    bob.close_stdin();
+    bob.expect(Stream::Stderr, "Waiting for the peer at ");
+    let mut alice = world.restart("alice", alice_port, bob.port, &bob_fp);
+    alice.send("hello");
+    bob.expect(Stream::Stdout, "alice: hello");
+    alice.expect_seen(Stream::Stderr, "bob has finished sending");
+    alice.close_stdin();
+    assert!(bob.wait().success(), "{}", bob.transcript());
+    assert!(alice.wait().success(), "{}", alice.transcript());
+    bob.expect_seen(Stream::Stderr, "alice has finished sending");
+}
+
 /// Receivers whose standard output stops being read: how full a pipe is can be
 /// asked only the Unix way.
 #[cfg(unix)]
