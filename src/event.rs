@@ -78,6 +78,15 @@ pub enum Phase {
     Receiving,
 }
 
+/// How a received file or folder was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// A file, by its SHA-256 (hex).
+    Sha256(String),
+    /// A folder, each of its `files` by its own size and SHA-256.
+    Files { files: usize, bytes: u64 },
+}
+
 /// Something the user should see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -178,7 +187,7 @@ pub enum Event {
     TransferSaved {
         id: u64,
         path: PathBuf,
-        sha256: String,
+        verified: Verified,
     },
     /// The peer verified and stored a file we sent.
     TransferDelivered { id: u64, name: String, peer: String },

@@ -14,6 +14,15 @@ pub const OLDEST_PROTOCOL_VERSION: u16 = 1;
 /// The version of single-connection mode: version 2, with both directions on one
 /// connection and `Finish`/`FinishAck` to end each of them.
 pub const ONE_CONNECTION_VERSION: u16 = 3;
+/// Version 2 with folders (`Folder`, `Manifest`), two connections.
+pub const FOLDER_VERSION: u16 = 4;
+/// Version 3 with folders, one connection.
+pub const ONE_CONNECTION_FOLDER_VERSION: u16 = 5;
+
+/// Whether a connection of protocol `version` carries folders.
+pub fn takes_folders(version: u16) -> bool {
+    version >= FOLDER_VERSION
+}
 /// Bytes before the payload: one type byte and a four-byte length.
 pub const HEADER_LEN: usize = 5;
 /// The largest payload any frame may declare. Larger lengths are rejected unread.
@@ -40,6 +49,8 @@ const TYPE_ACCEPT: u8 = 0x11;
 const TYPE_CHUNK: u8 = 0x12;
 const TYPE_VERDICT: u8 = 0x13;
 const TYPE_CANCEL: u8 = 0x14;
+const TYPE_FOLDER: u8 = 0x15;
+const TYPE_MANIFEST: u8 = 0x16;
 
 /// One unit of the protocol, as seen after decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +93,17 @@ pub enum Frame {
     },
     /// The sender abandons an offer; the receiver discards what it has.
     Cancel { id: u64, reason: String },
+    /// Version 4: the sender proposes a folder of `entries` entries whose files hold
+    /// `size` bytes together; its manifest follows in `Manifest` frames.
+    Folder {
+        id: u64,
+        entries: u32,
+        manifest_len: u32,
+        size: u64,
+        name: String,
+    },
+    /// Version 4: the next bytes of a folder's manifest (1 to [`MAX_CHUNK_LEN`]).
+    Manifest { id: u64, data: Vec<u8> },
 }
 
 /// The outcome a `Verdict` reports.
@@ -137,6 +159,8 @@ impl Frame {
             Frame::Message { .. } => "Message",
             Frame::Ack { .. } => "Ack",
             Frame::Leave => "Leave",
+            Frame::Folder { .. } => "Folder",
+            Frame::Manifest { .. } => "Manifest",
             Frame::Finish => "Finish",
             Frame::FinishAck => "FinishAck",
             Frame::Offer { .. } => "Offer",
@@ -208,6 +232,28 @@ impl Frame {
                 out.extend_from_slice(&id.to_be_bytes());
                 out.extend_from_slice(reason.as_bytes());
             }
+            Frame::Folder {
+                id,
+                entries,
+                manifest_len,
+                size,
+                name,
+            } => {
+                assert!(name.len() <= MAX_FILE_NAME_LEN, "Folder name over limit");
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&entries.to_be_bytes());
+                out.extend_from_slice(&manifest_len.to_be_bytes());
+                out.extend_from_slice(&size.to_be_bytes());
+                out.extend_from_slice(name.as_bytes());
+            }
+            Frame::Manifest { id, data } => {
+                assert!(
+                    (1..=MAX_CHUNK_LEN).contains(&data.len()),
+                    "Manifest part size out of range"
+                );
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(data);
+            }
         }
         let payload_len = out.len() - start - HEADER_LEN;
         debug_assert!(payload_len <= MAX_PAYLOAD_LEN);
@@ -228,6 +274,8 @@ impl Frame {
             Frame::Chunk { .. } => TYPE_CHUNK,
             Frame::Verdict { .. } => TYPE_VERDICT,
             Frame::Cancel { .. } => TYPE_CANCEL,
+            Frame::Folder { .. } => TYPE_FOLDER,
+            Frame::Manifest { .. } => TYPE_MANIFEST,
         }
     }
 
@@ -312,6 +360,17 @@ impl Frame {
                     reason: decode_text(reason, "Cancel", MAX_REASON_LEN)?,
                 }
             }
+            TYPE_FOLDER => decode_folder(payload)?,
+            TYPE_MANIFEST => {
+                let (id, data) = split_u64(payload, "Manifest", "9 to 65544")?;
+                if data.is_empty() || data.len() > MAX_CHUNK_LEN {
+                    return Err(bad_length("Manifest", payload, "9 to 65544"));
+                }
+                Frame::Manifest {
+                    id,
+                    data: data.to_vec(),
+                }
+            }
             _ => unreachable!("type checked above"),
         };
         Ok(Some((frame, total)))
@@ -321,7 +380,8 @@ impl Frame {
 fn check_type(kind: u8) -> Result<(), FrameError> {
     match kind {
         TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK | TYPE_LEAVE | TYPE_FINISH | TYPE_FINISH_ACK
-        | TYPE_OFFER | TYPE_ACCEPT | TYPE_CHUNK | TYPE_VERDICT | TYPE_CANCEL => Ok(()),
+        | TYPE_OFFER | TYPE_ACCEPT | TYPE_CHUNK | TYPE_VERDICT | TYPE_CANCEL | TYPE_FOLDER
+        | TYPE_MANIFEST => Ok(()),
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -349,6 +409,22 @@ fn decode_offer(payload: &[u8]) -> Result<Frame, FrameError> {
         size: u64::from_be_bytes(*size),
         sha256: *sha256,
         name: decode_text(name, "Offer", MAX_FILE_NAME_LEN)?,
+    })
+}
+
+fn decode_folder(payload: &[u8]) -> Result<Frame, FrameError> {
+    const EXPECTED: &str = "at least 24";
+    let short = || bad_length("Folder", payload, EXPECTED);
+    let (id, rest) = payload.split_first_chunk::<8>().ok_or_else(short)?;
+    let (entries, rest) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+    let (manifest_len, rest) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+    let (size, name) = rest.split_first_chunk::<8>().ok_or_else(short)?;
+    Ok(Frame::Folder {
+        id: u64::from_be_bytes(*id),
+        entries: u32::from_be_bytes(*entries),
+        manifest_len: u32::from_be_bytes(*manifest_len),
+        size: u64::from_be_bytes(*size),
+        name: decode_text(name, "Folder", MAX_FILE_NAME_LEN)?,
     })
 }
 
@@ -478,7 +554,53 @@ mod tests {
                 id: 3,
                 reason: String::new(),
             },
+            Frame::Folder {
+                id: 4,
+                entries: 10_000,
+                manifest_len: 600_000,
+                size: 200 << 20,
+                name: "src".into(),
+            },
+            Frame::Manifest {
+                id: 4,
+                data: vec![1; MAX_CHUNK_LEN],
+            },
         ]
+    }
+
+    #[test]
+    fn folder_has_documented_layout() {
+        let bytes = encoded(&Frame::Folder {
+            id: 1,
+            entries: 2,
+            manifest_len: 3,
+            size: 4,
+            name: "d".into(),
+        });
+        assert_eq!(
+            bytes,
+            [
+                0x15, 0, 0, 0, 25, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0,
+                0, 0, 4, b'd'
+            ]
+        );
+        assert!(matches!(
+            Frame::decode(&[
+                0x15, 0, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0
+            ]),
+            Err(FrameError::BadLength {
+                frame: "Folder",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Frame::decode(&[0x16, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1]),
+            Err(FrameError::BadLength {
+                frame: "Manifest",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -747,6 +869,22 @@ mod properties {
                 detail
             }),
             (any::<u64>(), text(100)).prop_map(|(id, reason)| Frame::Cancel { id, reason }),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<u64>(),
+                text(60)
+            )
+                .prop_map(|(id, entries, manifest_len, size, name)| Frame::Folder {
+                    id,
+                    entries,
+                    manifest_len,
+                    size,
+                    name,
+                }),
+            (any::<u64>(), vec(any::<u8>(), 1..2000))
+                .prop_map(|(id, data)| Frame::Manifest { id, data }),
         ]
     }
 

@@ -234,9 +234,9 @@ fn other_mode_offered(
         .config()
         .alpn_protocols
         .iter()
-        .any(|name| name == one);
+        .any(|name| one.contains(&name.as_slice()));
     let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
-    let wants_one = offered.contains(&one);
+    let wants_one = offered.iter().any(|name| one.contains(name));
     let wants_two = offered.is_empty() || offered.iter().any(|name| tls::ALPN.contains(name));
     match (we_take_one, wants_one, wants_two) {
         (true, false, true) => Some(false),

@@ -229,7 +229,9 @@ impl Reading {
                 Frame::Message { .. }
                 | Frame::Offer { .. }
                 | Frame::Chunk { .. }
-                | Frame::Cancel { .. } => (Route::Arrival, Routed::Frame(frame)),
+                | Frame::Cancel { .. }
+                | Frame::Folder { .. }
+                | Frame::Manifest { .. } => (Route::Arrival, Routed::Frame(frame)),
                 Frame::Finish => (Route::Arrival, Routed::End),
                 Frame::Hello { .. } => return Err(self.unexpected(&frame)),
             };

@@ -272,6 +272,14 @@ impl Incoming<'_> {
             } => files.offer(id, &name, size, sha256).await?,
             Frame::Chunk { id, data } => files.chunk(id, data).await?,
             Frame::Cancel { id, reason } => files.cancel(id, &reason).await?,
+            Frame::Folder {
+                id,
+                entries,
+                manifest_len,
+                size,
+                name,
+            } => files.folder(id, entries, manifest_len, size, &name).await?,
+            Frame::Manifest { id, data } => files.manifest(id, data).await?,
             other => return Err(ReceivingError::Unexpected(other.kind())),
         }
         Ok(())

@@ -28,12 +28,13 @@ use crate::identity::Identity;
 /// Application protocol names, newest first, so that a `chat` connection cannot be
 /// confused with another protocol and the two peers agree on a version. The listener
 /// picks the first of its own that the dialer offers.
-pub const ALPN: [&[u8]; 2] = [b"chat/2", b"chat/1"];
+pub const ALPN: [&[u8]; 3] = [b"chat/4", b"chat/2", b"chat/1"];
 
-/// The application protocol of single-connection mode (`--no-listen`, `--accept`),
-/// version 3. Each mode offers only its own names, so a peer in the other mode, or of
-/// an older version, is refused by the handshake and never misunderstood.
-pub const ONE_CONNECTION_ALPN: &[u8] = b"chat/3";
+/// The application protocols of single-connection mode (`--no-listen`, `--accept`),
+/// newest first: version 5 (with folders), version 3. Each mode offers only its own
+/// names, so a peer in the other mode is refused by the handshake and never
+/// misunderstood.
+pub const ONE_CONNECTION_ALPN: [&[u8]; 2] = [b"chat/5", b"chat/3"];
 
 /// The application protocol of a pairing connection (PROTOCOL.md §12): a session
 /// listener does not offer it, so an invite code used twice meets a clear refusal.
@@ -42,11 +43,13 @@ pub const PAIRING_ALPN: &[u8] = b"chat-pair/1";
 /// The RFC 9266 label of the exporter value that binds a pairing to its TLS connection.
 const CHANNEL_BINDING_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
 
-/// The protocol version a finished handshake agreed on: 3 for `chat/3`, 2 for
-/// `chat/2`, else 1 (a dialer that offers no ALPN is not refused for that alone,
-/// except by a listener in single-connection mode).
+/// The protocol version a finished handshake agreed on: the number in `chat/N`, or
+/// 1 (a dialer that offers no ALPN is not refused for that alone, except by a
+/// listener in single-connection mode).
 pub fn negotiated_version(state: &CommonState) -> u16 {
     match state.alpn_protocol() {
+        Some(b"chat/5") => 5,
+        Some(b"chat/4") => 4,
         Some(b"chat/3") => 3,
         Some(b"chat/2") => 2,
         _ => 1,
@@ -56,7 +59,7 @@ pub fn negotiated_version(state: &CommonState) -> u16 {
 /// The application protocols of a session in one mode or the other.
 fn session_alpn(one_connection: bool) -> &'static [&'static [u8]] {
     if one_connection {
-        &[ONE_CONNECTION_ALPN]
+        &ONE_CONNECTION_ALPN
     } else {
         &ALPN
     }

@@ -423,3 +423,118 @@ async fn quitting_says_leave_to_version_2_and_closes_plainly_for_version_1() {
         assert_eq!(scene.alice.wait().code(), Some(0));
     }
 }
+
+/// Offers a folder with `entries` and `size` as announced and the manifest `bytes`,
+/// and returns alice's answer.
+async fn offer_folder(link: &mut Link, id: u64, entries: u32, size: u64, bytes: &[u8]) -> Frame {
+    let header = Frame::Folder {
+        id,
+        entries,
+        manifest_len: bytes.len() as u32,
+        size,
+        name: "tree".into(),
+    };
+    link.connection.write_frame(&header).await.unwrap();
+    for part in bytes.chunks(chat::frame::MAX_CHUNK_LEN) {
+        let part = Frame::Manifest {
+            id,
+            data: part.to_vec(),
+        };
+        link.connection.write_frame(&part).await.unwrap();
+    }
+    let answer = tokio::time::timeout(common::TIMEOUT, link.connection.read_frame());
+    answer
+        .await
+        .expect("alice answers")
+        .unwrap()
+        .expect("a frame")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_manifest_is_refused_before_anything_is_written() {
+    use chat::transfer::manifest::{Entry, Kind, encode};
+    let file = |path: &str, size: u64| Entry {
+        path: path.into(),
+        kind: Kind::File {
+            size,
+            sha256: [0; 32],
+        },
+    };
+    let folder = |path: &str| Entry {
+        path: path.into(),
+        kind: Kind::Folder,
+    };
+    let deep = vec!["d"; 10_000].join("/");
+    let cases: Vec<(&str, Vec<Entry>, u64, &str)> = vec![
+        (
+            "a .. component",
+            vec![folder("a"), file("a/../../x", 1)],
+            1,
+            "refers to a folder",
+        ),
+        (
+            "an absolute path",
+            vec![file("/etc/passwd", 1)],
+            1,
+            "empty component",
+        ),
+        (
+            "a duplicate path",
+            vec![file("a", 1), file("a", 1)],
+            2,
+            "listed twice",
+        ),
+        (
+            "a file that is a folder",
+            vec![file("a", 1), folder("a")],
+            1,
+            "as a file and as a folder",
+        ),
+        (
+            "depth 10,000",
+            vec![folder(&deep)],
+            0,
+            "longer than 4096 bytes",
+        ),
+        (
+            "sizes that overflow",
+            vec![file("a", u64::MAX), file("b", 2)],
+            1,
+            "more than 2^64",
+        ),
+    ];
+    let mut scene = Scene::new();
+    let mut link = scene.dial_as_bob().await;
+    for (id, (case, entries, size, why)) in cases.into_iter().enumerate() {
+        let id = id as u64 + 1;
+        let answer =
+            offer_folder(&mut link, id, entries.len() as u32, size, &encode(&entries)).await;
+        let Frame::Verdict {
+            id: answered,
+            status,
+            detail,
+        } = answer
+        else {
+            panic!("{case}: expected a refusal, got {answer:?}");
+        };
+        assert_eq!((answered, status), (id, VerdictStatus::Rejected), "{case}");
+        assert!(detail.contains(why), "{case}: {detail}");
+        let refused = scene
+            .alice
+            .expect(Stream::Stderr, "Receiving tree failed: refused: ");
+        assert!(refused.contains(why), "{case}: {refused}");
+    }
+    // A million entries are refused from the header; the manifest that follows it
+    // is read past without being kept.
+    let answer = offer_folder(&mut link, 100, 1_000_000, 0, &[0; 70_000]).await;
+    assert!(
+        matches!(&answer, Frame::Verdict { id: 100, status: VerdictStatus::Rejected, detail } if detail.contains("1000000 entries")),
+        "{answer:?}"
+    );
+    link.connection
+        .write_frame(&message_frame(1, "still here"))
+        .await
+        .unwrap();
+    scene.alice.expect(Stream::Stdout, "bob: still here");
+    assert_stored(&scene, &[]);
+}

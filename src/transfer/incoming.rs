@@ -111,6 +111,15 @@ pub enum Outcome {
     Failed(String),
     /// The data stopped coming; `part` keeps the first `received` bytes for a resume.
     Interrupted { part: PathBuf, received: u64 },
+    /// A folder: every file matched its size and hash; stored under `path`.
+    FolderSaved {
+        path: PathBuf,
+        files: usize,
+        bytes: u64,
+    },
+    /// A folder: all bytes arrived, but these of its `files` files did not match;
+    /// the verified ones are kept for the folder to be sent again.
+    FilesFailed { failed: Vec<String>, files: usize },
 }
 
 /// A file being received.

@@ -4,8 +4,11 @@
 pub mod hash_cache;
 pub mod in_progress;
 pub mod incoming;
+pub mod incoming_folder;
+pub mod manifest;
 pub mod name;
 pub mod outgoing;
+pub mod outgoing_folder;
 pub mod parts;
 pub mod receiving;
 pub mod sending;
@@ -40,6 +43,8 @@ pub enum TransferViolation {
     BadOffset { id: u64, offset: u64, size: u64 },
     #[error("transfer {0}: verified before all data was sent")]
     EarlyVerdict(u64),
+    #[error("a {0} frame on a connection whose protocol version has none")]
+    NotInVersion(&'static str),
 }
 
 /// Reports progress of one transfer phase, at most every [`PROGRESS_INTERVAL`] and always at the end.

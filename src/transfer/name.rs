@@ -100,21 +100,24 @@ impl NameRules {
     /// Whether two stored names would name one file. Case is compared one character
     /// at a time, as NTFS does (`ß` is not `SS`).
     pub fn same(&self, a: &str, b: &str) -> bool {
+        self.key(a) == self.key(b)
+    }
+
+    /// `name` as these rules compare it: itself, or with each character in upper
+    /// case where case does not count.
+    pub fn key(&self, name: &str) -> String {
         if !self.case_insensitive {
-            return a == b;
+            return name.to_owned();
         }
-        let folded = |name: &str| -> Vec<char> {
-            name.chars()
-                .map(|c| {
-                    let mut upper = c.to_uppercase();
-                    match (upper.next(), upper.next()) {
-                        (Some(single), None) => single,
-                        _ => c,
-                    }
-                })
-                .collect()
-        };
-        folded(a) == folded(b)
+        name.chars()
+            .map(|c| {
+                let mut upper = c.to_uppercase();
+                match (upper.next(), upper.next()) {
+                    (Some(single), None) => single,
+                    _ => c,
+                }
+            })
+            .collect()
     }
 }
 

@@ -44,6 +44,12 @@ pub enum SendError {
     BadName(PathBuf),
     #[error("{} changed while it was being sent; the transfer was stopped", .0.display())]
     Changed(PathBuf),
+    #[error("{} holds more than {} entries; send the folders inside it one by one", .0.display(), super::manifest::MAX_ENTRIES)]
+    TooManyEntries(PathBuf),
+    #[error(
+        "the peer's chat is too old to receive folders (protocol version {0}); send the files inside, or ask it to update"
+    )]
+    FoldersUnsupported(u16),
     #[error("hashing stopped: {0}")]
     Stopped(String),
 }

@@ -214,6 +214,26 @@ impl OwnedPart {
     }
 }
 
+/// Moves the verified folder `staging` to the first free variant of `name` in
+/// `dir`, never replacing anything; a folder's name is numbered as a file's is.
+pub fn place_folder(staging: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
+    for _ in 0..MAX_PLACE_ATTEMPTS {
+        let target = dir.join(first_free_name(dir, name)?);
+        match platform::rename_no_replace(staging, &target) {
+            Ok(()) => {
+                let _ = platform::sync_dir(dir);
+                return Ok(target);
+            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "other files kept taking the free name",
+    ))
+}
+
 /// `name`, or `name (n).ext` with the smallest `n` not taken, from one listing.
 fn first_free_name(dir: &Path, name: &str) -> io::Result<String> {
     let taken: HashSet<_> = std::fs::read_dir(dir)?

@@ -5,18 +5,84 @@ use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 
-use super::incoming::{self, Incoming, MAX_ACTIVE_TRANSFERS, Outcome, ReceiveLimits};
+use super::incoming::{self, Incoming, MAX_ACTIVE_TRANSFERS, Outcome, Overflow, ReceiveLimits};
+use super::incoming_folder::{self, IncomingFolder};
+use super::manifest;
+use super::name::{self, NameRules};
 use super::{ProgressReporter, TransferViolation, human_bytes, stored, truncate};
-use crate::event::{Event, Phase};
-use crate::frame::{Frame, VerdictStatus};
+use crate::event::{Event, Phase, Verified};
+use crate::frame::{Frame, VerdictStatus, takes_folders};
+
+/// A file or a folder whose data is arriving.
+#[derive(Debug)]
+enum Arriving {
+    File(Incoming),
+    Folder(IncomingFolder),
+}
+
+impl Arriving {
+    fn name(&self) -> &str {
+        match self {
+            Arriving::File(file) => &file.meta.name,
+            Arriving::Folder(folder) => folder.meta.name.trim_end_matches('/'),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Arriving::File(file) => file.meta.size,
+            Arriving::Folder(folder) => folder.meta.size,
+        }
+    }
+
+    fn remaining(&self) -> u64 {
+        match self {
+            Arriving::File(file) => file.remaining(),
+            Arriving::Folder(folder) => folder.remaining(),
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    async fn write(&mut self, data: Vec<u8>) -> Result<Option<Outcome>, Overflow> {
+        match self {
+            Arriving::File(file) => file.write(data).await,
+            Arriving::Folder(folder) => folder.write(data).await,
+        }
+    }
+
+    async fn finish(self, keep_partial: bool) -> Outcome {
+        match self {
+            Arriving::File(file) => file.finish(keep_partial).await,
+            Arriving::Folder(folder) => folder.finish(keep_partial).await,
+        }
+    }
+}
+
+/// A folder whose manifest is still arriving.
+struct PendingManifest {
+    name: String,
+    entries: u32,
+    size: u64,
+    expected: usize,
+    bytes: Vec<u8>,
+}
 
 /// Transfers arriving on one connection.
 pub struct Receiving {
     limits: ReceiveLimits,
     peer: String,
-    active: HashMap<u64, Incoming>,
+    active: HashMap<u64, Arriving>,
     /// Transfers that failed part way: their remaining in-flight bytes are dropped.
     discarding: HashMap<u64, u64>,
+    /// Folders whose manifests are arriving.
+    manifests: HashMap<u64, PendingManifest>,
+    /// Refused folders: the rest of their manifests is dropped.
+    discarding_manifests: HashMap<u64, u64>,
+    /// Whether the sender may offer folders (protocol version 4 and 5).
+    takes_folders: bool,
     replies: mpsc::Sender<Frame>,
     events: mpsc::UnboundedSender<Event>,
     /// Whether the sender understands "already stored" (protocol version 2).
@@ -39,6 +105,9 @@ impl Receiving {
             peer,
             active: HashMap::new(),
             discarding: HashMap::new(),
+            manifests: HashMap::new(),
+            discarding_manifests: HashMap::new(),
+            takes_folders: takes_folders(version),
             replies,
             events,
             answers_stored: version >= 2,
@@ -55,7 +124,7 @@ impl Receiving {
         size: u64,
         sha256: [u8; 32],
     ) -> Result<(), TransferViolation> {
-        if self.active.contains_key(&id) || self.discarding.contains_key(&id) {
+        if self.in_use(id) {
             return Err(TransferViolation::ReusedId(id));
         }
         let meta = match incoming::validate(name, size, sha256) {
@@ -65,7 +134,11 @@ impl Receiving {
                 return Ok(());
             }
         };
-        if let Some((earlier, _)) = self.active.iter().find(|(_, file)| file.meta == meta) {
+        if let Some((earlier, _)) = self
+            .active
+            .iter()
+            .find(|(_, arriving)| matches!(arriving, Arriving::File(file) if file.meta == meta))
+        {
             let reason = format!("the same file is already arriving (transfer {earlier})");
             self.refuse(id, name, reason).await;
             return Ok(());
@@ -129,12 +202,173 @@ impl Receiving {
                 offset: incoming.offset,
             })
             .await;
-        if incoming.is_complete() {
-            self.judge(id, incoming);
+        let arriving = Arriving::File(incoming);
+        if arriving.is_complete() {
+            self.judge(id, arriving);
         } else {
-            self.active.insert(id, incoming);
+            self.active.insert(id, arriving);
         }
         Ok(())
+    }
+
+    /// Whether `id` names a transfer of this connection that has not ended.
+    fn in_use(&self, id: u64) -> bool {
+        self.active.contains_key(&id)
+            || self.discarding.contains_key(&id)
+            || self.manifests.contains_key(&id)
+            || self.discarding_manifests.contains_key(&id)
+    }
+
+    /// Handles a `Folder`: what it announces is checked before any of its manifest
+    /// is taken in; a refused folder's manifest is dropped as it arrives.
+    pub async fn folder(
+        &mut self,
+        id: u64,
+        entries: u32,
+        manifest_len: u32,
+        size: u64,
+        offered: &str,
+    ) -> Result<(), TransferViolation> {
+        if !self.takes_folders {
+            return Err(TransferViolation::NotInVersion("Folder"));
+        }
+        if self.in_use(id) {
+            return Err(TransferViolation::ReusedId(id));
+        }
+        let checked = name::sanitize(offered)
+            .map_err(|err| err.to_string())
+            .and_then(|name| {
+                manifest::check_announced(entries, manifest_len)
+                    .map(|()| name)
+                    .map_err(|err| err.to_string())
+            });
+        let name = match checked {
+            Ok(name) => name,
+            Err(reason) => {
+                if manifest_len > 0 {
+                    self.discarding_manifests.insert(id, manifest_len.into());
+                }
+                self.refuse(id, offered, reason).await;
+                return Ok(());
+            }
+        };
+        self.manifests.insert(
+            id,
+            PendingManifest {
+                name,
+                entries,
+                size,
+                expected: manifest_len as usize,
+                bytes: Vec::new(),
+            },
+        );
+        if manifest_len == 0 {
+            self.manifest_done(id).await;
+        }
+        Ok(())
+    }
+
+    /// Handles a `Manifest` part: more bytes than announced break the protocol.
+    pub async fn manifest(&mut self, id: u64, data: Vec<u8>) -> Result<(), TransferViolation> {
+        let overflow = || TransferViolation::Overflow {
+            id,
+            detail: "more manifest bytes than the folder announced".into(),
+        };
+        if let Some(remaining) = self.discarding_manifests.get_mut(&id) {
+            *remaining = remaining
+                .checked_sub(data.len() as u64)
+                .ok_or_else(overflow)?;
+            if *remaining == 0 {
+                self.discarding_manifests.remove(&id);
+            }
+            return Ok(());
+        }
+        let pending = self
+            .manifests
+            .get_mut(&id)
+            .ok_or(TransferViolation::UnknownId {
+                frame: "Manifest",
+                id,
+            })?;
+        if data.len() > pending.expected - pending.bytes.len() {
+            return Err(overflow());
+        }
+        pending.bytes.extend_from_slice(&data);
+        if pending.bytes.len() == pending.expected {
+            self.manifest_done(id).await;
+        }
+        Ok(())
+    }
+
+    /// The whole manifest is in: check all of it, then accept or refuse the folder.
+    /// Nothing is written for a manifest that fails a check.
+    async fn manifest_done(&mut self, id: u64) {
+        let pending = self.manifests.remove(&id).expect("a complete manifest");
+        let name = pending.name.clone();
+        let checked = match manifest::check(
+            &pending.bytes,
+            pending.entries,
+            pending.size,
+            NameRules::here(),
+        ) {
+            Ok(checked) => checked,
+            Err(err) => {
+                let reason = format!("the folder's manifest is refused: {err}");
+                self.refuse(id, &name, reason).await;
+                return;
+            }
+        };
+        let meta = incoming_folder::folder_meta(&name, pending.size, &pending.bytes);
+        let Some(reservation) = self.limits.reserve(&meta).await else {
+            let reason = format!("more than {MAX_ACTIVE_TRANSFERS} transfers at once");
+            self.refuse(id, &name, reason).await;
+            return;
+        };
+        let size = pending.size;
+        let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size);
+        let limits = self.limits.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            IncomingFolder::start(&limits, meta, checked, reservation, move |done| {
+                progress.update(done)
+            })
+        })
+        .await;
+        let folder = match started {
+            Ok(Ok(folder)) => folder,
+            Ok(Err(reason)) => return self.refuse(id, &name, reason.to_string()).await,
+            Err(panicked) => {
+                let reason = format!("the receiver failed: {panicked}");
+                return self.refuse(id, &name, reason).await;
+            }
+        };
+        let _ = self.events.send(Event::TransferIncoming {
+            id,
+            name: name.clone(),
+            size,
+            from: self.peer.clone(),
+        });
+        if folder.offset > 0 {
+            let _ = self.events.send(Event::TransferNote {
+                id,
+                name: name.clone(),
+                receiving: true,
+                note: format!(
+                    "resuming at {}, after the files already verified",
+                    human_bytes(folder.offset)
+                ),
+            });
+        }
+        let accept = Frame::Accept {
+            id,
+            offset: folder.offset,
+        };
+        let _ = self.replies.send(accept).await;
+        let arriving = Arriving::Folder(folder);
+        if arriving.is_complete() {
+            self.judge(id, arriving);
+        } else {
+            self.active.insert(id, arriving);
+        }
     }
 
     /// Handles a `Chunk`: more bytes than declared, or an unknown id, break the protocol.
@@ -169,7 +403,7 @@ impl Receiving {
             if incoming.remaining() > 0 {
                 self.discarding.insert(id, incoming.remaining());
             }
-            self.report(id, incoming.meta.name, outcome).await;
+            self.report(id, incoming.name().to_owned(), outcome).await;
         } else if incoming.is_complete() {
             let incoming = self.active.remove(&id).expect("present above");
             self.judge(id, incoming);
@@ -189,7 +423,7 @@ impl Receiving {
                 frame: "Cancel",
                 id,
             })?;
-        let name = incoming.meta.name.clone();
+        let name = incoming.name().to_owned();
         incoming.finish(false).await;
         self.fail(id, &name, format!("the sender cancelled: {reason}"));
         Ok(())
@@ -207,7 +441,7 @@ impl Receiving {
         if incoming.remaining() > 0 {
             self.discarding.insert(id, incoming.remaining());
         }
-        let (name, size) = (incoming.meta.name.clone(), incoming.meta.size);
+        let (name, size) = (incoming.name().to_owned(), incoming.size());
         let reason = match incoming.finish(keep).await {
             Outcome::Interrupted { part, received } => format!(
                 "cancelled; kept {received} of {size} bytes in {} to resume",
@@ -228,9 +462,11 @@ impl Receiving {
     /// The connection ended: every unfinished file keeps its `.part` for a resume,
     /// unless `keep_partial` is false (the sender broke the protocol).
     pub async fn abandon(&mut self, reason: &str, keep_partial: bool) {
+        self.manifests.clear();
+        self.discarding_manifests.clear();
         for (id, incoming) in std::mem::take(&mut self.active) {
-            let name = incoming.meta.name.clone();
-            let size = incoming.meta.size;
+            let name = incoming.name().to_owned();
+            let size = incoming.size();
             match incoming.finish(keep_partial).await {
                 Outcome::Interrupted { part, received } => {
                     let _ = self.events.send(Event::TransferInterrupted {
@@ -249,11 +485,11 @@ impl Receiving {
     }
 
     /// All bytes are in: verify on the disk thread, then report on both sides.
-    fn judge(&self, id: u64, incoming: Incoming) {
+    fn judge(&self, id: u64, incoming: Arriving) {
         let (replies, events, name) = (
             self.replies.clone(),
             self.events.clone(),
-            incoming.meta.name.clone(),
+            incoming.name().to_owned(),
         );
         tokio::spawn(async move {
             let outcome = incoming.finish(true).await;
@@ -329,7 +565,7 @@ fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
             Event::TransferSaved {
                 id,
                 path: path.clone(),
-                sha256: hex::encode(sha256),
+                verified: Verified::Sha256(hex::encode(sha256)),
             },
             Frame::Verdict {
                 id,
@@ -357,6 +593,37 @@ fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
                     id,
                     status: VerdictStatus::Corrupt,
                     detail: reason,
+                },
+            )
+        }
+        Outcome::FolderSaved { path, files, bytes } => (
+            Event::TransferSaved {
+                id,
+                path: path.clone(),
+                verified: Verified::Files { files, bytes },
+            },
+            Frame::Verdict {
+                id,
+                status: VerdictStatus::Verified,
+                detail: truncate(format!(
+                    "saved as {}",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                )),
+            },
+        ),
+        Outcome::FilesFailed { failed, files } => {
+            let reason = incoming_folder::describe_failures(&failed, files);
+            (
+                Event::TransferFailed {
+                    id,
+                    name,
+                    receiving: true,
+                    reason: format!("{reason}; the verified files are kept for a resume"),
+                },
+                Frame::Verdict {
+                    id,
+                    status: VerdictStatus::Corrupt,
+                    detail: truncate(reason),
                 },
             )
         }

@@ -10,31 +10,92 @@ use tokio::task::JoinHandle;
 
 use super::hash_cache::SharedHashCache;
 use super::outgoing::{PreparedFile, SendError};
+use super::outgoing_folder::{Listing, PreparedFolder};
 use super::{ProgressReporter, TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase};
-use crate::frame::{Frame, VerdictStatus};
+use crate::frame::{Frame, MAX_CHUNK_LEN, VerdictStatus, takes_folders};
+
+/// What one transfer sends: a file, or a folder with everything in it.
+#[derive(Debug, Clone)]
+enum Prepared {
+    File(PreparedFile),
+    Folder(PreparedFolder),
+}
+
+impl Prepared {
+    fn name(&self) -> &str {
+        match self {
+            Prepared::File(file) => &file.name,
+            Prepared::Folder(folder) => &folder.name,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Prepared::File(file) => file.size,
+            Prepared::Folder(folder) => folder.size,
+        }
+    }
+
+    fn stream(&self, offset: u64) -> mpsc::Receiver<Result<Vec<u8>, SendError>> {
+        match self {
+            Prepared::File(file) => file.stream(offset),
+            Prepared::Folder(folder) => folder.stream(offset),
+        }
+    }
+
+    /// The frames that offer it: an `Offer`, or a `Folder` and its manifest.
+    fn offer(&self, id: u64) -> VecDeque<Frame> {
+        match self {
+            Prepared::File(file) => VecDeque::from([Frame::Offer {
+                id,
+                size: file.size,
+                sha256: file.sha256,
+                name: file.name.clone(),
+            }]),
+            Prepared::Folder(folder) => {
+                let header = Frame::Folder {
+                    id,
+                    entries: folder.entries,
+                    manifest_len: u32::try_from(folder.manifest.len())
+                        .expect("manifests are bounded by MAX_MANIFEST_LEN"),
+                    size: folder.size,
+                    name: folder.name.clone(),
+                };
+                let parts = folder
+                    .manifest
+                    .chunks(MAX_CHUNK_LEN)
+                    .map(|data| Frame::Manifest {
+                        id,
+                        data: data.to_vec(),
+                    });
+                std::iter::once(header).chain(parts).collect()
+            }
+        }
+    }
+}
 
 /// A file waiting its turn; its hash is computed meanwhile, once a slot is free.
 struct Queued {
     id: u64,
     name: String,
-    hashing: JoinHandle<Result<PreparedFile, SendError>>,
+    hashing: JoinHandle<Result<Prepared, SendError>>,
 }
 
 /// The transfer on the wire now.
 enum Head {
     Hashing(Queued),
     /// Hashed; to be offered on the current or next connection (again, after a drop).
-    Ready(u64, PreparedFile),
-    Offered(u64, PreparedFile),
+    Ready(u64, Prepared),
+    Offered(u64, Prepared),
     Streaming {
         id: u64,
-        file: PreparedFile,
+        file: Prepared,
         chunks: mpsc::Receiver<Result<Vec<u8>, SendError>>,
         progress: ProgressReporter,
         sent: u64,
     },
-    AwaitingVerdict(u64, PreparedFile),
+    AwaitingVerdict(u64, Prepared),
 }
 
 /// All outgoing transfers of one session.
@@ -50,6 +111,8 @@ pub struct Sending {
     cancel_on_accept: Option<u64>,
     /// A `Cancel` to write before anything else.
     pending_cancel: Option<Frame>,
+    /// The rest of an offer that takes several frames (a folder's manifest).
+    offering: VecDeque<Frame>,
     /// Transfers we cancelled on the wire: a `Verdict` the receiver sent before it
     /// read our `Cancel` (its own cancel, a write error) may still arrive for them.
     cancelled: VecDeque<u64>,
@@ -80,6 +143,7 @@ impl Sending {
             version: 1,
             cancel_on_accept: None,
             pending_cancel: None,
+            offering: VecDeque::new(),
             cancelled: VecDeque::new(),
             hash_cache,
             hashing_slots: Arc::new(Semaphore::new(HASHING_AT_ONCE)),
@@ -112,7 +176,21 @@ impl Sending {
             // Even the size is asked of the file system off the async runtime.
             let hashed = tokio::task::spawn_blocking(move || {
                 let _slot = slot;
-                let size = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
+                let metadata = std::fs::metadata(&path);
+                if metadata.as_ref().is_ok_and(|metadata| metadata.is_dir()) {
+                    let listing = Listing::of(&path)?;
+                    let _ = events.send(Event::TransferQueued {
+                        id,
+                        name: queued_name,
+                        size: listing.size,
+                    });
+                    let mut progress =
+                        ProgressReporter::new(events, id, Phase::Hashing, listing.size);
+                    return listing
+                        .hash(hash_cache.as_ref(), |done| progress.update(done))
+                        .map(Prepared::Folder);
+                }
+                let size = metadata.map_or(0, |metadata| metadata.len());
                 let _ = events.send(Event::TransferQueued {
                     id,
                     name: queued_name,
@@ -120,6 +198,7 @@ impl Sending {
                 });
                 let mut progress = ProgressReporter::new(events, id, Phase::Hashing, size);
                 PreparedFile::prepare(&path, hash_cache.as_ref(), |done, _| progress.update(done))
+                    .map(Prepared::File)
             });
             hashed
                 .await
@@ -139,6 +218,9 @@ impl Sending {
         if let Some(cancel) = self.pending_cancel.take() {
             return cancel;
         }
+        if let Some(part) = self.offering.pop_front() {
+            return part;
+        }
         loop {
             match &mut self.head {
                 None => match self.queue.pop_front() {
@@ -152,17 +234,8 @@ impl Sending {
                     };
                     match result {
                         Ok(Ok(file)) => {
-                            if file.hash_was_cached {
-                                self.note(queued.id, &file.name, HASH_WAS_CACHED.into());
-                            }
-                            let frame = Frame::Offer {
-                                id: queued.id,
-                                size: file.size,
-                                sha256: file.sha256,
-                                name: file.name.clone(),
-                            };
-                            self.head = Some(Head::Offered(queued.id, file));
-                            return frame;
+                            self.note_preparation(queued.id, &file);
+                            self.head = Some(Head::Ready(queued.id, file));
                         }
                         Ok(Err(err)) => self.fail(queued.id, &queued.name, err.to_string()),
                         Err(err) => {
@@ -202,14 +275,17 @@ impl Sending {
                     let Some(Head::Ready(id, file)) = self.head.take() else {
                         unreachable!("head checked above");
                     };
-                    let frame = Frame::Offer {
-                        id,
-                        size: file.size,
-                        sha256: file.sha256,
-                        name: file.name.clone(),
-                    };
+                    if matches!(file, Prepared::Folder(_)) && !takes_folders(self.version) {
+                        let err = SendError::FoldersUnsupported(self.version);
+                        self.fail(id, file.name(), err.to_string());
+                        continue;
+                    }
+                    self.offering = file.offer(id);
                     self.head = Some(Head::Offered(id, file));
-                    return frame;
+                    return self
+                        .offering
+                        .pop_front()
+                        .expect("an offer has a first frame");
                 }
                 Some(Head::Offered(..) | Head::AwaitingVerdict(..)) => {
                     return std::future::pending().await;
@@ -229,31 +305,31 @@ impl Sending {
                 id,
             });
         };
-        if offset > file.size {
+        if offset > file.size() {
             // The connection is closed for this; the file must still end visibly.
             let violation = TransferViolation::BadOffset {
                 id,
                 offset,
-                size: file.size,
+                size: file.size(),
             };
-            self.fail(id, &file.name, format!("not sent: {violation}"));
+            self.fail(id, file.name(), format!("not sent: {violation}"));
             return Err(violation);
         }
         if offset > 0 {
             self.note(
                 offered,
-                &file.name,
+                file.name(),
                 format!("resuming at {}", human_bytes(offset)),
             );
         }
-        if self.cancel_on_accept.take() == Some(id) && offset < file.size {
-            self.fail(id, &file.name, CANCELLED.into());
+        if self.cancel_on_accept.take() == Some(id) && offset < file.size() {
+            self.fail(id, file.name(), CANCELLED.into());
             self.cancel_on_the_wire(id);
             return Ok(());
         }
         self.head_offset = offset;
         let mut progress =
-            ProgressReporter::new(self.events.clone(), offered, Phase::Sending, file.size);
+            ProgressReporter::new(self.events.clone(), offered, Phase::Sending, file.size());
         progress.update(offset);
         self.head = Some(Head::Streaming {
             id: offered,
@@ -366,9 +442,16 @@ impl Sending {
                 self.head = Some(head);
                 return Err(TransferViolation::EarlyVerdict(id));
             }
+            // A file whose kept part did not match is sent again, once, from the
+            // start. A folder keeps its verified files at the receiver; sending it
+            // again (by hand) resumes at the first file that failed.
             (
                 VerdictStatus::Corrupt,
-                Head::AwaitingVerdict(_, file) | Head::Streaming { file, .. },
+                Head::AwaitingVerdict(_, file @ Prepared::File(_))
+                | Head::Streaming {
+                    file: file @ Prepared::File(_),
+                    ..
+                },
             ) if self.head_offset > 0 => {
                 let file = file.clone();
                 self.note(
@@ -439,6 +522,31 @@ impl Sending {
         }
     }
 
+    /// Says what preparing a transfer found: a cached hash, files left out.
+    fn note_preparation(&self, id: u64, prepared: &Prepared) {
+        match prepared {
+            Prepared::File(file) if file.hash_was_cached => {
+                self.note(id, &file.name, HASH_WAS_CACHED.into());
+            }
+            Prepared::File(_) => {}
+            Prepared::Folder(folder) => {
+                for skipped in &folder.skipped {
+                    self.note(id, &folder.name, format!("left out {skipped}"));
+                }
+                if folder.cached > 0 {
+                    self.note(
+                        id,
+                        &folder.name,
+                        format!(
+                            "{} of {} files unchanged since they were last hashed; not hashed again",
+                            folder.cached, folder.files
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     fn note(&self, id: u64, name: &str, note: String) {
         let _ = self.events.send(Event::TransferNote {
             id,
@@ -463,7 +571,7 @@ impl Head {
     fn all_sent(&self) -> bool {
         match self {
             Head::AwaitingVerdict(..) => true,
-            Head::Streaming { file, sent, .. } => *sent == file.size,
+            Head::Streaming { file, sent, .. } => *sent == file.size(),
             _ => false,
         }
     }
@@ -484,7 +592,7 @@ impl Head {
             Head::Ready(_, file)
             | Head::Offered(_, file)
             | Head::AwaitingVerdict(_, file)
-            | Head::Streaming { file, .. } => file.name.clone(),
+            | Head::Streaming { file, .. } => file.name().to_owned(),
         }
     }
 }

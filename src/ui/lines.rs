@@ -4,7 +4,7 @@
 use indicatif::HumanBytes;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::event::{Direction, Event};
+use crate::event::{Direction, Event, Verified};
 use crate::fingerprint::Fingerprint;
 use crate::sanitize::for_terminal;
 
@@ -231,9 +231,16 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             HumanBytes(*size),
             for_terminal(from)
         ))),
-        Event::TransferSaved { path, sha256, .. } => one(Line::status(format!(
-            "Saved {} (verified, sha256 {sha256})",
-            for_terminal(&path.display().to_string())
+        Event::TransferSaved { path, verified, .. } => one(Line::status(format!(
+            "Saved {} (verified, {})",
+            for_terminal(&path.display().to_string()),
+            match verified {
+                Verified::Sha256(sha256) => format!("sha256 {sha256}"),
+                Verified::Files { files, bytes } => format!(
+                    "{files} files, {}, each by its size and SHA-256",
+                    HumanBytes(*bytes)
+                ),
+            }
         ))),
         Event::TransferDelivered { name, peer, .. } => one(Line::status(format!(
             "{} delivered and verified by {}",

@@ -587,3 +587,20 @@ impl Pair {
         Pair { world, alice, bob }
     }
 }
+
+/// Waits until `path` last changed long enough ago for its hash to be cached.
+pub fn wait_until_settled(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let settled = std::time::Duration::from_millis(2100);
+    loop {
+        let stamp = chat::platform::file_stamp(&std::fs::File::open(path).unwrap()).unwrap();
+        if stamp.settled_before(std::time::SystemTime::now(), settled) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock does not move"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,220 @@
+//! `transfer DIR` between two real processes: the tree that lands on disk, file by
+//! file, and what both users are told.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Pair, Stream, listing, pseudo_random};
+use sha2::{Digest, Sha256};
+
+/// Every file under `root` by its path from there, with its SHA-256; every folder
+/// with `/`, so that empty ones count too.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+            if kind.is_dir() {
+                found.insert(format!("{relative}/"), String::new());
+                pending.push(path);
+            } else if kind.is_file() {
+                let digest = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
+                found.insert(relative, digest);
+            }
+        }
+    }
+    found
+}
+
+/// A small source tree: nested folders, an empty one, spaces and non-ASCII in
+/// names, an empty file, a 20 MiB file, and a link that must not be followed.
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("src/nested/deeper")).unwrap();
+    std::fs::create_dir_all(root.join("empty folder")).unwrap();
+    std::fs::write(root.join("README"), b"read me\n").unwrap();
+    std::fs::write(root.join("src/main.rs"), b"fn main() {}\n").unwrap();
+    std::fs::write(root.join("src/nested/café au lait.txt"), "ça va\n").unwrap();
+    std::fs::write(root.join("src/nested/deeper/empty"), b"").unwrap();
+    std::fs::write(root.join("big.bin"), pseudo_random(20 << 20, 40)).unwrap();
+    symlink(&root.join("README"), &root.join("src/link"));
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[cfg(windows)]
+fn symlink(target: &Path, link: &Path) {
+    std::os::windows::fs::symlink_file(target, link).unwrap();
+}
+
+#[test]
+fn a_folder_arrives_file_for_file_with_empty_folders_and_without_links() {
+    let mut pair = Pair::connect(&[]);
+    let root = pair.alice.workdir.join("project");
+    make_tree(&root);
+    pair.alice.send("transfer project");
+    let saved = pair
+        .bob
+        .expect(Stream::Stderr, "Saved ./project (verified, ");
+    assert!(
+        saved.contains("5 files, 20.00 MiB, each by its size and SHA-256"),
+        "{saved}"
+    );
+    pair.alice
+        .expect(Stream::Stderr, "project delivered and verified by bob");
+    let mut expected = tree(&root);
+    expected.remove("src/link");
+    assert_eq!(tree(&pair.bob.workdir.join("project")), expected);
+    assert!(
+        pair.alice
+            .transcript()
+            .contains("Sending project: left out ")
+            && pair
+                .alice
+                .transcript()
+                .contains("src/link: a symbolic link, not followed"),
+        "{}",
+        pair.alice.transcript()
+    );
+    assert_eq!(listing(&pair.bob.workdir), ["project"]);
+}
+
+#[test]
+fn a_folder_sent_twice_is_stored_twice_without_replacing_the_first() {
+    let mut pair = Pair::connect(&[]);
+    let root = pair.alice.workdir.join("docs");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), b"first").unwrap();
+    common::wait_until_settled(&root.join("a.txt"));
+    pair.alice.send("transfer docs");
+    pair.bob.expect(Stream::Stderr, "Saved ./docs (verified, ");
+    pair.alice
+        .expect(Stream::Stderr, "docs delivered and verified by bob");
+    pair.alice.send("transfer docs");
+    pair.bob
+        .expect(Stream::Stderr, "Saved ./docs (1) (verified, ");
+    pair.alice
+        .expect(Stream::Stderr, "docs delivered and verified by bob");
+    pair.alice.expect_seen(
+        Stream::Stderr,
+        "1 of 1 files unchanged since they were last hashed",
+    );
+    assert_eq!(listing(&pair.bob.workdir), ["docs", "docs (1)"]);
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("docs (1)/a.txt")).unwrap(),
+        b"first"
+    );
+}
+
+/// Waits, with a deadline, until the staging folder under `download_dir` holds at
+/// least `bytes` of the folder's file number `index` (counting files only).
+fn wait_for_arriving(download_dir: &Path, index: usize, bytes: u64) {
+    let deadline = Instant::now() + common::TIMEOUT;
+    let name = format!(".arriving-{index}");
+    loop {
+        let held = std::fs::read_dir(download_dir.join(common::PARTS_DIR))
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| std::fs::metadata(entry.ok()?.path().join(&name)).ok())
+            .any(|kept| kept.len() >= bytes);
+        if held {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never grew to {bytes} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The offset in `… resuming at 12.0 MiB, …`, in MiB.
+fn resumed_mib(line: &str) -> f64 {
+    let at = line.split("resuming at ").nth(1).expect("an offset");
+    let mut words = at.split([' ', ',']);
+    let number: f64 = words.next().unwrap().parse().unwrap();
+    match words.next().unwrap() {
+        "GiB" => number * 1024.0,
+        "MiB" => number,
+        "KiB" => number / 1024.0,
+        _ => 0.0,
+    }
+}
+
+fn make_two_file_folder(root: &Path) -> BTreeMap<String, String> {
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("a.bin"), pseudo_random(8 << 20, 41)).unwrap();
+    std::fs::write(root.join("b.bin"), pseudo_random(128 << 20, 42)).unwrap();
+    tree(root)
+}
+
+#[test]
+fn a_receiver_killed_mid_folder_resumes_without_the_verified_files() {
+    let Pair {
+        world,
+        mut alice,
+        mut bob,
+    } = Pair::connect(&[]);
+    let alice_fp = world.identity_fingerprint("alice");
+    let expected = make_two_file_folder(&alice.workdir.join("data"));
+    alice.send("transfer data");
+    bob.expect(Stream::Stderr, "Receiving data");
+    wait_for_arriving(&bob.workdir, 1, 4 << 20);
+    let bob_port = bob.port;
+    bob.signal("KILL");
+    bob.wait();
+    alice.expect(Stream::Stderr, "Sending data: connection lost");
+
+    let mut bob = world.restart("bob", bob_port, alice.port, &alice_fp);
+    let resumed = bob.expect(Stream::Stderr, "Receiving data: resuming at");
+    assert!(
+        resumed_mib(&resumed) >= 12.0,
+        "a.bin is not sent again: {resumed}"
+    );
+    bob.expect_seen(Stream::Stderr, "Saved ./data (verified, 2 files");
+    alice.expect_seen(Stream::Stderr, "data delivered and verified by bob");
+    assert_eq!(tree(&bob.workdir.join("data")), expected);
+    assert_eq!(listing(&bob.workdir), ["data"]);
+}
+
+#[test]
+fn a_sender_killed_mid_folder_sends_it_again_from_where_it_stopped() {
+    let Pair {
+        world,
+        mut alice,
+        mut bob,
+    } = Pair::connect(&[]);
+    let bob_fp = world.identity_fingerprint("bob");
+    let expected = make_two_file_folder(&alice.workdir.join("data"));
+    alice.send("transfer data");
+    bob.expect(Stream::Stderr, "Receiving data");
+    wait_for_arriving(&bob.workdir, 1, 4 << 20);
+    let alice_port = alice.port;
+    alice.signal("KILL");
+    alice.wait();
+    bob.expect(Stream::Stderr, "Receiving data interrupted");
+
+    let mut alice = world.restart("alice", alice_port, bob.port, &bob_fp);
+    alice.send("transfer data");
+    let resumed = alice.expect(Stream::Stderr, "Sending data: resuming at");
+    assert!(
+        resumed_mib(&resumed) >= 12.0,
+        "a.bin is not sent again: {resumed}"
+    );
+    bob.expect(Stream::Stderr, "Saved ./data (verified, 2 files");
+    alice.expect(Stream::Stderr, "data delivered and verified by bob");
+    assert_eq!(tree(&bob.workdir.join("data")), expected);
+    assert_eq!(listing(&bob.workdir), ["data"]);
+}
