@@ -44,7 +44,9 @@ soak:
 # chat vs OpenSSL's tools (and scp if sshd is installed), 1 GiB on loopback.
 # BENCH_MIB, BENCH_ROUNDS and BENCH_DIR change the defaults.
 bench:
+	@benches/support/install-sshd
 	$(CARGO) bench --locked --bench transfer
+	$(CARGO) bench --locked --bench folders
 	$(CARGO) bench --locked --bench floods
 	$(CARGO) bench --locked --bench both_ways
 

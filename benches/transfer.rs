@@ -1,6 +1,7 @@
 //! `make bench` (`cargo bench --bench transfer`): a file sent by `chat` against the same work done by OpenSSL's tools
-//! (and scp, where an sshd is installed), on loopback, alternating the contenders over
-//! several rounds and reporting medians.
+//! and by scp (with OpenSSH's default cipher, and with `aes128-gcm@openssh.com`, where
+//! an sshd is installed), on loopback, alternating the contenders over several rounds
+//! and reporting ratios per round and medians.
 //!
 //! Each round sends the file twice with `chat`: first with an empty hash cache (the
 //! sender hashes it), then again (the hash is cached, so only the transfer is timed).
@@ -20,13 +21,15 @@ mod crowd;
 mod support;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::pair::{chat_round, start_pair};
+use support::ssh::{AES128_GCM, Sshd};
 use support::{
-    CHAT, Proc, WAIT, env_or, free_port, make_random_file, median, now_micros, peak_rss_kib, run,
-    scratch_dir,
+    CHAT, WAIT, env_or, free_port, make_random_file, median, now_micros, peak_rss_kib, percentile,
+    run, scratch_dir,
 };
 
 /// Hostile connections in the siege.
@@ -51,18 +54,20 @@ fn main() {
             .arg(&certs));
     }
     let openssl_present = Command::new("openssl").arg("version").output().is_ok();
-    let scp = Scp::start(&scratch);
+    let sshd = Sshd::start(&scratch);
     if !openssl_present {
         println!("SKIPPED openssl contender: the openssl command is not installed");
     }
-    if let Err(reason) = &scp {
-        println!("SKIPPED scp contender: {reason}");
+    if let Err(reason) = &sshd {
+        println!("SKIPPED scp contenders: {reason}");
     }
+    let scp_target = scratch.join("scp-received.bin");
 
     // A file changed within the last 2 s is hashed but not cached.
     std::thread::sleep(Duration::from_millis(2100));
     let hash_cache = certs.join("hash_cache");
     let (mut chat_secs, mut openssl_secs, mut scp_secs) = (vec![], vec![], vec![]);
+    let mut scp_gcm_secs = vec![];
     let mut repeat_secs = vec![];
     let (mut latencies, mut rss_sender, mut rss_receiver) = (vec![], vec![], vec![]);
     for round in 1..=rounds {
@@ -96,13 +101,19 @@ fn main() {
             );
             openssl_secs.push(seconds);
         }
-        if let Ok(scp) = &scp {
-            let seconds = scp.round(&file);
-            println!(
-                "round {round}: scp {seconds:.2} s ({:.0} MiB/s)",
-                mib as f64 / seconds
-            );
-            scp_secs.push(seconds);
+        if let Ok(sshd) = &sshd {
+            for (cipher, times) in [(None, &mut scp_secs), (Some(AES128_GCM), &mut scp_gcm_secs)] {
+                let seconds = sshd.scp(&file, &scp_target, cipher);
+                let _ = std::fs::remove_file(&scp_target);
+                println!(
+                    "round {round}: scp ({}) {seconds:.2} s ({:.0} MiB/s); chat {:.2}x, chat again {:.2}x",
+                    cipher.unwrap_or("default cipher"),
+                    mib as f64 / seconds,
+                    seconds / run.seconds,
+                    seconds / repeat.seconds
+                );
+                times.push(seconds);
+            }
         }
     }
 
@@ -128,9 +139,18 @@ fn main() {
     }
     if !scp_secs.is_empty() {
         let scp = median(&scp_secs);
+        let gcm = median(&scp_gcm_secs);
         println!("  scp      {:>7.0} MiB/s  ({scp:.2} s)", mib as f64 / scp);
-        println!("  ratio chat/scp: {:.2}x", scp / chat);
-        println!("  ratio chat again/scp: {:.2}x", scp / repeat);
+        println!(
+            "  scp {AES128_GCM} {:>7.0} MiB/s  ({gcm:.2} s)",
+            mib as f64 / gcm
+        );
+        println!("  ratio chat/scp: {:.2}x (target 1.5x)", scp / chat);
+        println!(
+            "  ratio chat/scp {AES128_GCM}: {:.2}x (target 1.2x)",
+            gcm / chat
+        );
+        println!("  ratio chat again/scp: {:.2}x (target 2x)", scp / repeat);
     }
     println!(
         "  chat peak RSS: sender {} MiB, receiver {} MiB",
@@ -138,8 +158,9 @@ fn main() {
         rss_receiver.iter().max().unwrap_or(&0) / 1024
     );
     println!(
-        "  chat line latency during transfer: median {:.1} ms, max {:.1} ms ({} lines)",
+        "  chat line latency during transfer: median {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines)",
         median(&latencies),
+        percentile(&latencies, 99.0),
         latencies.iter().cloned().fold(0.0, f64::max),
         latencies.len()
     );
@@ -283,112 +304,6 @@ fn real_peer_handshakes(
     (times, failed)
 }
 
-struct ChatRun {
-    seconds: f64,
-    rss_sender_kib: u64,
-    rss_receiver_kib: u64,
-    latencies_ms: Vec<f64>,
-}
-
-/// One `chat` transfer: from the `transfer` line to bob's "Saved" line, with a
-/// timestamped chat line sent every 20 ms meanwhile.
-/// Starts alice and bob on loopback, connected both ways, bob receiving into
-/// `chat-downloads`. Also returns bob's listening port.
-fn start_pair(scratch: &Path) -> (Proc, Proc, u16) {
-    let downloads = scratch.join("chat-downloads");
-    let _ = std::fs::remove_dir_all(&downloads);
-    let certs = scratch.join("certs");
-    let fp = |name: &str| {
-        let out = run(Command::new(CHAT)
-            .arg("fingerprint")
-            .arg(certs.join(format!("{name}.crt"))));
-        out.trim().to_owned()
-    };
-    let (alice_fp, bob_fp) = (fp("alice"), fp("bob"));
-    let common = |name: &str| {
-        let mut command = Command::new(CHAT);
-        command
-            .args([
-                "--name",
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--no-progress",
-                "--certs-dir",
-            ])
-            .arg(&certs)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command
-    };
-    let mut alice = Proc::spawn(common("alice").args(["--peer-fingerprint", &bob_fp]));
-    let alice_port = alice.wait_line(|l| l.strip_prefix("Listening on port ").map(str::to_owned));
-    let mut bob = Proc::spawn(
-        common("bob")
-            .args([
-                "--connect",
-                &alice_port,
-                "--peer-fingerprint",
-                &alice_fp,
-                "--download-dir",
-            ])
-            .arg(&downloads),
-    );
-    let bob_port = bob.wait_line(|l| l.strip_prefix("Listening on port ").map(str::to_owned));
-    alice.send(&bob_port);
-    alice.wait_line(|l| l.contains("Connected to bob").then_some(()));
-    bob.wait_line(|l| l.contains("Connected to alice").then_some(()));
-
-    let bob_port = bob_port.parse().expect("a port number");
-    (alice, bob, bob_port)
-}
-
-fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
-    let (mut alice, bob, _) = start_pair(scratch);
-    let start = Instant::now();
-    alice.send(&format!("transfer {}", file.display()));
-    let mut latencies = Vec::new();
-    let mut rss = (0, 0);
-    let mut last_ping = Instant::now() - Duration::from_secs(1);
-    loop {
-        if last_ping.elapsed() >= Duration::from_millis(20) {
-            alice.send(&format!("ping {}", now_micros()));
-            last_ping = Instant::now();
-        }
-        rss = (
-            rss.0.max(peak_rss_kib(&alice.child)),
-            rss.1.max(peak_rss_kib(&bob.child)),
-        );
-        let Ok(line) = bob.lines.recv_timeout(Duration::from_millis(5)) else {
-            assert!(start.elapsed() < WAIT, "chat transfer did not finish");
-            continue;
-        };
-        if let Some(sent) = line.strip_prefix("alice: ping ") {
-            let sent: u128 = sent.parse().unwrap();
-            latencies.push((now_micros() - sent) as f64 / 1000.0);
-        }
-        if line.starts_with("Saved ") && line.contains("(verified, sha256 ") {
-            break;
-        }
-        assert!(!line.contains("failed"), "chat transfer failed: {line}");
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    rss = (
-        rss.0.max(peak_rss_kib(&alice.child)),
-        rss.1.max(peak_rss_kib(&bob.child)),
-    );
-    alice.send("/quit");
-    alice.finish();
-    bob.finish();
-    ChatRun {
-        seconds,
-        rss_sender_kib: rss.0,
-        rss_receiver_kib: rss.1,
-        latencies_ms: latencies,
-    }
-}
-
 /// OpenSSL's tools doing the same work: hash, then mutual TLS 1.3 through
 /// s_server/s_client, the receiver teeing to a file and into `openssl dgst`.
 fn openssl_round(scratch: &Path, file: &Path) -> f64 {
@@ -448,88 +363,4 @@ fn openssl_round(scratch: &Path, file: &Path) -> f64 {
     );
     let _ = std::fs::remove_file(&out);
     seconds
-}
-
-/// A private sshd on loopback, if OpenSSH's server is installed.
-struct Scp {
-    daemon: Child,
-    port: u16,
-    key: PathBuf,
-    target: PathBuf,
-}
-
-impl Scp {
-    fn start(scratch: &Path) -> Result<Scp, String> {
-        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
-            .into_iter()
-            .find(|path| Path::new(path).exists())
-            .ok_or("sshd is not installed (install openssh-server to compare with scp)")?;
-        let dir = scratch.join("ssh");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        for (key, file) in [("ed25519", "host"), ("ed25519", "user")] {
-            let _ = std::fs::remove_file(dir.join(file));
-            run(Command::new("ssh-keygen")
-                .args(["-q", "-t", key, "-N", "", "-f"])
-                .arg(dir.join(file)));
-        }
-        std::fs::copy(dir.join("user.pub"), dir.join("authorized_keys"))
-            .map_err(|e| e.to_string())?;
-        let port = free_port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nStrictModes no\nPidFile none\nSubsystem sftp internal-sftp\n",
-            dir.join("host").display(),
-            dir.join("authorized_keys").display()
-        );
-        std::fs::write(dir.join("sshd_config"), config).map_err(|e| e.to_string())?;
-        // sshd refuses to start without its privilege-separation folder.
-        std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
-        let daemon = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(dir.join("sshd_config"))
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err("the private sshd did not start listening".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Scp {
-            daemon,
-            port,
-            key: dir.join("user"),
-            target: scratch.join("scp-received.bin"),
-        })
-    }
-
-    fn round(&self, file: &Path) -> f64 {
-        let start = Instant::now();
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        run(Command::new("scp")
-            .args([
-                "-q",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-P",
-            ])
-            .arg(self.port.to_string())
-            .arg("-i")
-            .arg(&self.key)
-            .arg(file)
-            .arg(format!("{user}@127.0.0.1:{}", self.target.display())));
-        let seconds = start.elapsed().as_secs_f64();
-        let _ = std::fs::remove_file(&self.target);
-        seconds
-    }
-}
-
-impl Drop for Scp {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
 }
