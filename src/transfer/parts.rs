@@ -27,6 +27,8 @@ const MAX_META_LEN: u64 = 512;
 const MAX_KEPT_PARTS: usize = 1000;
 /// How many times a free final name is looked for when others take it meanwhile.
 const MAX_PLACE_ATTEMPTS: u32 = 8;
+/// How often a new part is tried again when its folder vanishes under it.
+const MAX_CREATE_ATTEMPTS: u32 = 32;
 /// How many numbered alternatives a name has.
 const MAX_NAME_NUMBER: u32 = 100_000;
 
@@ -90,12 +92,16 @@ pub struct Candidate {
 pub fn create(dir: &Path, meta: &Meta) -> io::Result<OwnedPart> {
     let parts = dir.join(PARTS_DIR);
     let path = parts.join(format!("{}.part", random_hex()));
-    // Another transfer may remove the folder once it is empty, between our two steps.
+    // Another transfer may remove the folder once it is empty, even between our
+    // two steps: each time it does, it has made progress, so trying again is safe.
     let mut attempts = 0;
     let file = loop {
-        platform::ensure_private_dir(&parts)?;
-        match platform::create_private_file(&path) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+        let created = platform::ensure_private_dir(&parts)
+            .and_then(|()| platform::create_private_file(&path));
+        match created {
+            Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < MAX_CREATE_ATTEMPTS => {
+                attempts += 1
+            }
             result => break result?,
         }
     };
@@ -137,7 +143,11 @@ pub fn candidates(dir: &Path, meta: &Meta) -> io::Result<Vec<Candidate>> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(err),
     };
-    platform::ensure_private_dir(&parts)?;
+    match platform::ensure_private_dir(&parts) {
+        // Removed by another transfer, once empty, since we listed it.
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        checked => checked?,
+    }
     let mut found = Vec::new();
     for entry in entries.take(MAX_KEPT_PARTS) {
         let meta_file = entry?.path();
