@@ -78,6 +78,13 @@ pub enum Phase {
     Receiving,
 }
 
+/// How many of a folder's files are through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileCount {
+    pub done: usize,
+    pub total: usize,
+}
+
 /// How a received file or folder was verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
@@ -169,12 +176,21 @@ pub enum Event {
     Undelivered { lines: Vec<String> },
     /// A file is queued to send; hashing starts.
     TransferQueued { id: u64, name: String, size: u64 },
-    /// Progress of one phase of a transfer.
+    /// Progress of one phase of a transfer; a folder counts its files too.
     TransferProgress {
         id: u64,
         phase: Phase,
         done: u64,
         total: u64,
+        files: Option<FileCount>,
+    },
+    /// The last byte of one file of a folder was sent or received (stored or,
+    /// if it failed its check, listed when the folder ends): detail for `--verbose`.
+    TransferFileDone {
+        id: u64,
+        receiving: bool,
+        path: String,
+        size: u64,
     },
     /// We accepted an offer and are receiving. `name` is the sanitised local name.
     TransferIncoming {

@@ -89,6 +89,42 @@ fn a_folder_arrives_file_for_file_with_empty_folders_and_without_links() {
         pair.alice.transcript()
     );
     assert_eq!(listing(&pair.bob.workdir), ["project"]);
+    assert!(
+        !pair.bob.transcript().contains(" received "),
+        "per-file detail is for --verbose only: {}",
+        pair.bob.transcript()
+    );
+}
+
+#[test]
+fn verbose_output_tells_of_each_file_once_on_both_sides() {
+    let mut pair = Pair::connect(&["--verbose"]);
+    let root = pair.alice.workdir.join("project");
+    make_tree(&root);
+    pair.alice.send("transfer project");
+    pair.bob
+        .expect(Stream::Stderr, "Saved ./project (verified, ");
+    pair.alice
+        .expect(Stream::Stderr, "project delivered and verified by bob");
+    let told = |peer: &common::Peer, how: &str| -> Vec<String> {
+        let marker = format!("[verbose] {how} ");
+        (peer.lines_on(Stream::Stderr).into_iter())
+            .filter_map(|line| Some(line.split_once(&marker)?.1.to_owned()))
+            .collect()
+    };
+    let files = [
+        "README (8 B)",
+        "big.bin (20.00 MiB)",
+        "src/main.rs (13 B)",
+        "src/nested/café au lait.txt (7 B)",
+        "src/nested/deeper/empty (0 B)",
+    ];
+    let mut sent = told(&pair.alice, "s1 sent");
+    let mut received = told(&pair.bob, "r1 received");
+    sent.sort();
+    received.sort();
+    assert_eq!(sent, files, "{}", pair.alice.transcript());
+    assert_eq!(received, files, "{}", pair.bob.transcript());
 }
 
 #[test]

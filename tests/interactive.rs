@@ -304,6 +304,23 @@ fn a_bar_that_gets_nothing_says_it_has_stalled() {
 }
 
 #[test]
+fn a_folder_bar_counts_files_as_well_as_bytes() {
+    let mut s = Session::start(WIDE, &[]);
+    let folder = s.alice_home().join("data");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.txt"), b"first\n").unwrap();
+    sparse_file(&folder.join("big.bin"), 1 << 30);
+    s.alice.line("transfer data");
+    s.alice.wait_for_text("sending data [");
+    s.bob.signal("STOP");
+    let stalled = s.alice.wait_for_text("stalled for");
+    assert!(stalled.starts_with("sending data ["), "{stalled}");
+    assert!(stalled.contains(", 1/2 files, stalled for"), "{stalled}");
+    s.bob.signal("CONT");
+    s.alice.wait_for_text("data delivered and verified by bob");
+}
+
+#[test]
 fn a_resize_keeps_the_typed_line_whole_and_nothing_wider_than_the_window() {
     let mut s = Session::start(WIDE, &[]);
     s.alice.keys("half of a longer thought");

@@ -263,6 +263,7 @@ impl FolderJob {
     fn run(self, mut chunks: mpsc::Receiver<Vec<u8>>, mut progress: impl FnMut(u64)) -> Outcome {
         let mut failed = Vec::new();
         let mut written = self.start.offset;
+        progress(written);
         let mut current = match self.open(self.start.next_file, self.start.held) {
             Ok(current) => current,
             Err(err) => return self.fail(format!("reading the kept part failed: {err}")),

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use thiserror::Error;
 
 use super::name::{NameError, NameRules, sanitize_with};
+use super::progress::FileList;
 
 /// Entries one folder may have (folders and files together).
 pub const MAX_ENTRIES: u32 = 100_000;
@@ -51,6 +52,16 @@ pub struct Checked {
     pub entries: Vec<StoredEntry>,
     pub total_size: u64,
     pub files: usize,
+}
+
+impl Checked {
+    /// The files by the paths they are stored under, in the order they travel.
+    pub fn file_list(&self) -> FileList {
+        FileList::new(self.entries.iter().filter_map(|entry| match entry.kind {
+            Kind::File { size, .. } => Some((entry.components.join("/"), size)),
+            Kind::Folder => None,
+        }))
+    }
 }
 
 /// Why a manifest is refused. Nothing has been written when one is.

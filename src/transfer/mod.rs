@@ -10,25 +10,20 @@ pub mod name;
 pub mod outgoing;
 pub mod outgoing_folder;
 pub mod parts;
+pub mod progress;
 pub mod receiving;
 pub mod sending;
 pub mod stored;
 
 use std::io::{self, Read};
-use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use tokio::sync::mpsc;
 
-use crate::event::{Event, Phase};
 use crate::frame::MAX_REASON_LEN;
 
 /// Read size while hashing; large reads keep system-call overhead negligible.
 const HASH_READ_LEN: usize = 1 << 20;
-
-/// How often progress is reported at most, so events never flood the front end.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A transfer frame that contradicts the protocol state; the connection is closed.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -45,42 +40,6 @@ pub enum TransferViolation {
     EarlyVerdict(u64),
     #[error("a {0} frame on a connection whose protocol version has none")]
     NotInVersion(&'static str),
-}
-
-/// Reports progress of one transfer phase, at most every [`PROGRESS_INTERVAL`] and always at the end.
-pub struct ProgressReporter {
-    events: mpsc::UnboundedSender<Event>,
-    id: u64,
-    phase: Phase,
-    total: u64,
-    last: Option<Instant>,
-}
-
-impl ProgressReporter {
-    pub fn new(events: mpsc::UnboundedSender<Event>, id: u64, phase: Phase, total: u64) -> Self {
-        ProgressReporter {
-            events,
-            id,
-            phase,
-            total,
-            last: None,
-        }
-    }
-
-    pub fn update(&mut self, done: u64) {
-        let due = self
-            .last
-            .is_none_or(|last| last.elapsed() >= PROGRESS_INTERVAL);
-        if due || done == self.total {
-            self.last = Some(Instant::now());
-            let _ = self.events.send(Event::TransferProgress {
-                id: self.id,
-                phase: self.phase,
-                done,
-                total: self.total,
-            });
-        }
-    }
 }
 
 /// Feeds everything `reader` yields to `hasher`, calling `progress` with the bytes

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::hash_cache::SharedHashCache;
 use super::manifest::{self, Entry, Kind, MAX_DEPTH, MAX_ENTRIES, MAX_PATH_LEN};
 use super::outgoing::SendError;
+use super::progress::FileList;
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
 use crate::platform;
 
@@ -24,6 +25,8 @@ const CHUNKS_AHEAD: usize = 16;
 #[derive(Debug, Clone)]
 struct SourceFile {
     path: PathBuf,
+    /// Its path inside the folder, as the manifest has it.
+    relative: String,
     size: u64,
     modified: Option<SystemTime>,
 }
@@ -110,6 +113,7 @@ impl Listing {
                 hashed_before += *size;
                 sources.push(SourceFile {
                     path: source,
+                    relative: entry.path.clone(),
                     size: *size,
                     modified,
                 });
@@ -132,6 +136,11 @@ impl Listing {
 }
 
 impl PreparedFolder {
+    /// The files in the order they travel.
+    pub fn file_list(&self) -> FileList {
+        FileList::new((self.sources.iter()).map(|file| (file.relative.clone(), file.size)))
+    }
+
     /// Streams the files' bytes, as one sequence in manifest order, from `offset`.
     /// The channel closes after the last chunk; an `Err` instead means: cancel.
     pub fn stream(&self, offset: u64) -> mpsc::Receiver<Result<Vec<u8>, SendError>> {

@@ -9,7 +9,8 @@ use super::incoming::{self, Incoming, MAX_ACTIVE_TRANSFERS, Outcome, Overflow, R
 use super::incoming_folder::{self, IncomingFolder};
 use super::manifest;
 use super::name::{self, NameRules};
-use super::{ProgressReporter, TransferViolation, human_bytes, stored, truncate};
+use super::progress::ProgressReporter;
+use super::{TransferViolation, human_bytes, stored, truncate};
 use crate::event::{Event, Phase, Verified};
 use crate::frame::{Frame, VerdictStatus, takes_folders};
 
@@ -325,7 +326,8 @@ impl Receiving {
             return;
         };
         let size = pending.size;
-        let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size);
+        let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size)
+            .with_files(checked.file_list());
         let limits = self.limits.clone();
         let started = tokio::task::spawn_blocking(move || {
             IncomingFolder::start(&limits, meta, checked, reservation, move |done| {

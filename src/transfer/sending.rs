@@ -11,7 +11,8 @@ use tokio::task::JoinHandle;
 use super::hash_cache::SharedHashCache;
 use super::outgoing::{PreparedFile, SendError};
 use super::outgoing_folder::{Listing, PreparedFolder};
-use super::{ProgressReporter, TransferViolation, human_bytes, truncate};
+use super::progress::ProgressReporter;
+use super::{TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase};
 use crate::frame::{Frame, MAX_CHUNK_LEN, VerdictStatus, takes_folders};
 
@@ -330,6 +331,9 @@ impl Sending {
         self.head_offset = offset;
         let mut progress =
             ProgressReporter::new(self.events.clone(), offered, Phase::Sending, file.size());
+        if let Prepared::Folder(folder) = &file {
+            progress = progress.with_files(folder.file_list());
+        }
         progress.update(offset);
         self.head = Some(Head::Streaming {
             id: offered,

@@ -192,6 +192,8 @@ struct Bar {
     /// Whether bytes should be moving now: not while hashing, queued or verifying.
     moving: bool,
     stalled: bool,
+    /// For a folder, how many of its files are through: `, 12/40 files`.
+    files: String,
 }
 
 /// The rows indicatif draws for one bar: it writes into a buffer, and a flush makes
@@ -601,7 +603,11 @@ impl Screen {
                 );
             }
             Event::TransferProgress {
-                id, phase, done, ..
+                id,
+                phase,
+                done,
+                files,
+                ..
             } => {
                 let receiving = *phase == Phase::Receiving;
                 if let Some(bar) = self.bars.get_mut(&(receiving, *id)) {
@@ -621,6 +627,10 @@ impl Screen {
                         bar.stalled = false;
                         bar.bar.set_style(bar_style(false));
                     }
+                    if let Some(files) = files {
+                        bar.files = lines::files_done(files);
+                    }
+                    bar.bar.set_message(bar.files.clone());
                     bar.bar.set_position(*done);
                 }
             }
@@ -661,6 +671,7 @@ impl Screen {
                 last_progress: now,
                 moving: key.0,
                 stalled: false,
+                files: String::new(),
             },
         );
         self.bar_order.push(key);
@@ -693,7 +704,8 @@ impl Screen {
                     bar.stalled = true;
                     bar.bar.set_style(bar_style(true));
                 }
-                bar.bar.set_message(format!("{} s", quiet.as_secs()));
+                bar.bar
+                    .set_message(format!("{}, stalled for {} s", bar.files, quiet.as_secs()));
                 changed = true;
             }
         }
@@ -908,9 +920,9 @@ impl Paint {
 
 fn bar_style(stalled: bool) -> ProgressStyle {
     let template = if stalled {
-        "{prefix} [{bar:20}] {bytes}/{total_bytes} stalled for {msg}"
+        "{prefix} [{bar:20}] {bytes}/{total_bytes}{msg}"
     } else {
-        "{prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
+        "{prefix} [{bar:20}] {bytes}/{total_bytes}{msg} {binary_bytes_per_sec} ETA {eta}"
     };
     ProgressStyle::with_template(template)
         .expect("valid template")

@@ -4,7 +4,7 @@
 use indicatif::HumanBytes;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::event::{Direction, Event, Verified};
+use crate::event::{Direction, Event, FileCount, TransferId, Verified};
 use crate::fingerprint::Fingerprint;
 use crate::sanitize::for_terminal;
 
@@ -223,6 +223,24 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             window.as_secs()
         ))),
         Event::TransferQueued { .. } | Event::TransferProgress { .. } => Vec::new(),
+        Event::TransferFileDone {
+            id,
+            receiving,
+            path,
+            size,
+        } if verbose => {
+            let transfer = TransferId {
+                receiving: *receiving,
+                id: *id,
+            };
+            let how = if *receiving { "received" } else { "sent" };
+            one(Line::detail(format!(
+                "[verbose] {transfer} {how} {} ({})",
+                for_terminal(path),
+                HumanBytes(*size)
+            )))
+        }
+        Event::TransferFileDone { .. } => Vec::new(),
         Event::TransferIncoming {
             name, size, from, ..
         } => one(Line::status(format!(
@@ -346,6 +364,15 @@ pub fn wrap_marked(line: &str, columns: usize) -> Vec<String> {
 
 /// How a continuation row of a peer's line starts on a terminal.
 pub const CONTINUATION: &str = "  \u{21b3} ";
+
+/// What a folder's progress bar adds after its bytes: `, 120/10,000 files`.
+pub fn files_done(files: &FileCount) -> String {
+    format!(
+        ", {}/{} files",
+        thousands(files.done as u64),
+        thousands(files.total as u64)
+    )
+}
 
 /// `3412` as `3,412`: a count from a flood reads at a glance.
 fn thousands(n: u64) -> String {

@@ -130,13 +130,20 @@ impl Screen {
                 bars.by_transfer.insert((true, *id), bar);
             }
             Event::TransferProgress {
-                id, phase, done, ..
+                id,
+                phase,
+                done,
+                files,
+                ..
             } => {
                 let receiving = *phase == Phase::Receiving;
                 if let Some(bar) = bars.by_transfer.get(&(receiving, *id)) {
                     if *phase == Phase::Sending && bar.prefix().starts_with("hashing") {
                         bar.set_prefix(bar.prefix().replacen("hashing", "sending", 1));
                         bar.reset();
+                    }
+                    if let Some(files) = files {
+                        bar.set_message(lines::files_done(files));
                     }
                     bar.set_position(*done);
                 }
@@ -171,7 +178,7 @@ impl Screen {
 
     fn bar(&self, size: u64, prefix: &str) -> ProgressBar {
         let style = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            "{prefix} [{bar:30}] {bytes}/{total_bytes}{msg} {binary_bytes_per_sec} ETA {eta}",
         )
         .expect("valid template")
         .progress_chars("=> ");

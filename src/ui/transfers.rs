@@ -3,6 +3,7 @@
 
 use indicatif::HumanBytes;
 
+use super::lines;
 use crate::event::{Event, Phase, TransferId};
 use crate::sanitize::for_terminal;
 
@@ -21,6 +22,8 @@ struct Row {
     name: String,
     size: u64,
     done: u64,
+    /// For a folder: `, 12/40 files`.
+    files: String,
     state: State,
 }
 
@@ -51,7 +54,11 @@ impl TransferTable {
                 self.add(arriving(id), name, *size, State::Receiving)
             }
             Event::TransferProgress {
-                id, phase, done, ..
+                id,
+                phase,
+                done,
+                files,
+                ..
             } => {
                 let transfer = match phase {
                     Phase::Receiving => arriving(id),
@@ -62,6 +69,7 @@ impl TransferTable {
                         row.state = State::Sending;
                     }
                     row.done = *done;
+                    row.files = files.as_ref().map(lines::files_done).unwrap_or_default();
                 }
             }
             Event::TransferSaved { id, path, .. } => self.end(
@@ -104,8 +112,20 @@ impl TransferTable {
             let size = HumanBytes(row.size);
             let line = match &row.state {
                 State::Hashing => format!("hashing {name} ({size}), then sending it"),
-                State::Sending => format!("sending {name}: {} of {size}", HumanBytes(row.done)),
-                State::Receiving => format!("receiving {name}: {} of {size}", HumanBytes(row.done)),
+                State::Sending => {
+                    format!(
+                        "sending {name}: {} of {size}{}",
+                        HumanBytes(row.done),
+                        row.files
+                    )
+                }
+                State::Receiving => {
+                    format!(
+                        "receiving {name}: {} of {size}{}",
+                        HumanBytes(row.done),
+                        row.files
+                    )
+                }
                 State::Ended(how) => format!("{name} ({size}): {how}"),
             };
             lines.push(format!("  {:<5} {line}", row.transfer.to_string()));
@@ -146,6 +166,7 @@ impl TransferTable {
             name: name.to_owned(),
             size,
             done: 0,
+            files: String::new(),
             state,
         });
         let finished = (self.rows.iter())
@@ -196,6 +217,7 @@ mod tests {
             phase: Phase::Sending,
             done: 1024,
             total: 2048,
+            files: None,
         });
         assert_eq!(table.resolve(None), Ok(id("s1")));
         table.observe(&Event::TransferIncoming {

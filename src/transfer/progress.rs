@@ -1,0 +1,210 @@
+//! Progress reports: bytes for every transfer, and for a folder also its files,
+//! each told as it completes (the front end shows those only when verbose).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::event::{Event, FileCount, Phase};
+
+/// How often progress is reported at most, so events never flood the front end.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A folder's files in the order their bytes travel: each one's path and where in
+/// the folder's byte sequence it ends.
+#[derive(Debug)]
+pub struct FileList {
+    paths: Vec<String>,
+    sizes: Vec<u64>,
+    ends: Vec<u64>,
+    done: usize,
+}
+
+impl FileList {
+    pub fn new(files: impl IntoIterator<Item = (String, u64)>) -> Self {
+        let (paths, sizes): (Vec<String>, Vec<u64>) = files.into_iter().unzip();
+        let ends = (sizes.iter())
+            .scan(0u64, |end, size| {
+                *end = end.saturating_add(*size);
+                Some(*end)
+            })
+            .collect();
+        FileList {
+            paths,
+            sizes,
+            ends,
+            done: 0,
+        }
+    }
+
+    /// Marks the files within the first `bytes` as done; returns those newly so.
+    fn advance(&mut self, bytes: u64) -> std::ops::Range<usize> {
+        let before = self.done;
+        self.done = self
+            .done
+            .max(self.ends.partition_point(|end| *end <= bytes));
+        before..self.done
+    }
+
+    fn count(&self) -> FileCount {
+        FileCount {
+            done: self.done,
+            total: self.paths.len(),
+        }
+    }
+}
+
+/// Reports progress of one transfer phase, at most every [`PROGRESS_INTERVAL`] and
+/// always at the end.
+pub struct ProgressReporter {
+    events: mpsc::UnboundedSender<Event>,
+    id: u64,
+    phase: Phase,
+    total: u64,
+    files: Option<FileList>,
+    last: Option<Instant>,
+}
+
+impl ProgressReporter {
+    pub fn new(events: mpsc::UnboundedSender<Event>, id: u64, phase: Phase, total: u64) -> Self {
+        ProgressReporter {
+            events,
+            id,
+            phase,
+            total,
+            files: None,
+            last: None,
+        }
+    }
+
+    /// Counts `files` as well as bytes, and tells of each file as its last byte
+    /// passes. The first report says where this run starts: the files before it
+    /// were done by an earlier one, and are counted but not told again.
+    pub fn with_files(mut self, files: FileList) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    pub fn update(&mut self, done: u64) {
+        let resumed = self.last.is_none() && done > 0;
+        if let Some(files) = &mut self.files {
+            let newly = files.advance(done);
+            for index in newly.filter(|_| !resumed) {
+                let _ = self.events.send(Event::TransferFileDone {
+                    id: self.id,
+                    receiving: self.phase == Phase::Receiving,
+                    path: files.paths[index].clone(),
+                    size: files.sizes[index],
+                });
+            }
+        }
+        let due = self
+            .last
+            .is_none_or(|last| last.elapsed() >= PROGRESS_INTERVAL);
+        if due || done == self.total {
+            self.last = Some(Instant::now());
+            let _ = self.events.send(Event::TransferProgress {
+                id: self.id,
+                phase: self.phase,
+                done,
+                total: self.total,
+                files: self.files.as_ref().map(FileList::count),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
+        std::iter::from_fn(|| events.try_recv().ok()).collect()
+    }
+
+    fn files() -> FileList {
+        FileList::new([
+            ("a".to_owned(), 10),
+            ("empty".to_owned(), 0),
+            ("b/c".to_owned(), 5),
+        ])
+    }
+
+    #[test]
+    fn a_file_is_done_when_its_last_byte_has_passed_and_an_empty_one_with_it() {
+        let mut list = files();
+        assert_eq!(list.advance(0), 0..0);
+        assert_eq!(list.advance(9), 0..0);
+        assert_eq!(list.advance(10), 0..2);
+        assert_eq!(list.advance(14), 2..2);
+        assert_eq!(list.advance(15), 2..3);
+        assert_eq!(list.advance(15), 3..3);
+    }
+
+    #[test]
+    fn a_resumed_folder_counts_what_arrived_before_without_telling_it_again() {
+        let mut list = files();
+        assert_eq!(list.advance(12), 0..2);
+        assert_eq!(list.advance(3), 2..2, "progress never goes back");
+        assert_eq!(list.count(), FileCount { done: 2, total: 3 });
+    }
+
+    #[test]
+    fn each_file_is_told_once_and_the_count_travels_with_the_bytes() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut reporter = ProgressReporter::new(tx, 7, Phase::Receiving, 15).with_files(files());
+        reporter.update(0);
+        reporter.update(10);
+        reporter.update(15);
+        let events = drain(&mut rx);
+        let told: Vec<_> = (events.iter())
+            .filter_map(|event| match event {
+                Event::TransferFileDone {
+                    id: 7,
+                    receiving: true,
+                    path,
+                    size,
+                } => Some((path.as_str(), *size)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, [("a", 10), ("empty", 0), ("b/c", 5)]);
+        let last = events.iter().rev().find_map(|event| match event {
+            Event::TransferProgress { done, files, .. } => Some((*done, *files)),
+            _ => None,
+        });
+        assert_eq!(last, Some((15, Some(FileCount { done: 3, total: 3 }))));
+    }
+
+    #[test]
+    fn a_resumed_run_counts_the_files_sent_before_but_tells_only_its_own() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut reporter = ProgressReporter::new(tx, 7, Phase::Sending, 15).with_files(files());
+        reporter.update(12);
+        reporter.update(15);
+        let told: Vec<_> = (drain(&mut rx).into_iter())
+            .filter_map(|event| match event {
+                Event::TransferFileDone { path, .. } => Some(path),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, ["b/c"]);
+    }
+
+    #[test]
+    fn a_single_file_reports_bytes_only() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut reporter = ProgressReporter::new(tx, 1, Phase::Sending, 4);
+        reporter.update(4);
+        assert_eq!(
+            drain(&mut rx),
+            [Event::TransferProgress {
+                id: 1,
+                phase: Phase::Sending,
+                done: 4,
+                total: 4,
+                files: None,
+            }]
+        );
+    }
+}
