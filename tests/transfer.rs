@@ -106,6 +106,28 @@ fn a_name_collision_keeps_both_files() {
     );
 }
 
+/// Opening a FIFO to read waits for a writer: `transfer` must look before it opens.
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_at_once_and_a_file_after_it_still_goes() {
+    let mut pair = Pair::connect(&[]);
+    let made = std::process::Command::new("mkfifo")
+        .arg(pair.alice.workdir.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::write(pair.alice.workdir.join("after.txt"), b"after the pipe").unwrap();
+    pair.alice.send("transfer pipe");
+    pair.alice.send("transfer after.txt");
+    let failed = pair.alice.expect(Stream::Stderr, "Sending pipe failed");
+    assert!(failed.contains("is not a regular file"), "{failed}");
+    pair.bob.expect(Stream::Stderr, "(verified, sha256 ");
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("after.txt")).unwrap(),
+        b"after the pipe"
+    );
+}
+
 #[test]
 fn a_missing_file_is_a_local_error_and_chat_goes_on() {
     let mut pair = Pair::connect(&[]);

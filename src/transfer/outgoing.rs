@@ -3,7 +3,7 @@
 //! offer because the file changed in between.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -73,13 +73,18 @@ impl PreparedFile {
             .filter(|name| !name.is_empty() && name.len() <= MAX_FILE_NAME_LEN)
             .ok_or_else(|| SendError::BadName(path.to_owned()))?
             .to_owned();
-        let file = File::open(path).map_err(|source| match source.kind() {
+        let missing_or = |source: io::Error| match source.kind() {
             io::ErrorKind::NotFound => SendError::Missing {
                 path: path.to_owned(),
                 source,
             },
             _ => io_error(source),
-        })?;
+        };
+        // Opening a FIFO would wait for a writer: look before opening.
+        if !std::fs::metadata(path).map_err(missing_or)?.is_file() {
+            return Err(SendError::NotAFile(path.to_owned()));
+        }
+        let file = File::open(path).map_err(missing_or)?;
         let metadata = file.metadata().map_err(io_error)?;
         if !metadata.is_file() {
             return Err(SendError::NotAFile(path.to_owned()));
@@ -153,12 +158,9 @@ impl PreparedFile {
         let mut remaining = self.size - offset.min(self.size);
         while remaining > 0 {
             let want = MAX_CHUNK_LEN.min(remaining as usize);
-            let mut chunk = vec![0u8; want];
-            if let Err(err) = file.read_exact(&mut chunk) {
-                return Err(match err.kind() {
-                    io::ErrorKind::UnexpectedEof => SendError::Changed(self.path.clone()),
-                    _ => io_error(err),
-                });
+            let mut chunk = Vec::with_capacity(want);
+            if super::read_appending(&mut file, &mut chunk, want).map_err(io_error)? < want {
+                return Err(SendError::Changed(self.path.clone()));
             }
             remaining -= want as u64;
             if remaining == 0 && !self.unchanged(&file) {
