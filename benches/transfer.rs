@@ -69,6 +69,7 @@ fn main() {
     let (mut chat_secs, mut openssl_secs, mut scp_secs) = (vec![], vec![], vec![]);
     let mut scp_gcm_secs = vec![];
     let mut repeat_secs = vec![];
+    let mut repeat_cpu = vec![];
     let (mut latencies, mut rss_sender, mut rss_receiver) = (vec![], vec![], vec![]);
     for round in 1..=rounds {
         let _ = std::fs::remove_file(&hash_cache);
@@ -88,11 +89,14 @@ fn main() {
         rss_receiver.push(run.rss_receiver_kib);
         let repeat = chat_round(&scratch, &file);
         println!(
-            "round {round}: chat, the same file again (hash cached) {:.2} s ({:.0} MiB/s)",
+            "round {round}: chat, the same file again (hash cached) {:.2} s ({:.0} MiB/s), CPU sender {:.2} s receiver {:.2} s",
             repeat.seconds,
-            mib as f64 / repeat.seconds
+            mib as f64 / repeat.seconds,
+            repeat.cpu_sender,
+            repeat.cpu_receiver
         );
         repeat_secs.push(repeat.seconds);
+        repeat_cpu.push((repeat.cpu_sender, repeat.cpu_receiver));
         if openssl_present {
             let seconds = openssl_round(&scratch, &file);
             println!(
@@ -152,6 +156,12 @@ fn main() {
         );
         println!("  ratio chat again/scp: {:.2}x (target 2x)", scp / repeat);
     }
+    let (cpu_sender, cpu_receiver): (Vec<f64>, Vec<f64>) = repeat_cpu.into_iter().unzip();
+    println!(
+        "  chat again, CPU seconds: sender {:.2} s, receiver {:.2} s",
+        median(&cpu_sender),
+        median(&cpu_receiver)
+    );
     println!(
         "  chat peak RSS: sender {} MiB, receiver {} MiB",
         rss_sender.iter().max().unwrap_or(&0) / 1024,

@@ -84,6 +84,30 @@ pub fn peak_rss_kib(child: &Child) -> u64 {
         .unwrap_or(0)
 }
 
+/// The CPU time (user and system) `child` has used so far, in seconds: on a shared
+/// machine it varies much less than wall time, so it shows what a change costs.
+pub fn cpu_seconds(child: &Child) -> f64 {
+    static TICKS_PER_SECOND: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS_PER_SECOND.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) / ticks)
+        })
+        .unwrap_or(0.0)
+}
+
 pub fn make_random_file(path: &Path, len: u64) {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == len) {
         return;

@@ -4,12 +4,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{CHAT, Proc, WAIT, now_micros, peak_rss_kib, run};
+use super::{CHAT, Proc, WAIT, cpu_seconds, now_micros, peak_rss_kib, run};
 
 pub struct ChatRun {
     pub seconds: f64,
     pub rss_sender_kib: u64,
     pub rss_receiver_kib: u64,
+    /// CPU seconds each process spent, from its start to the `Saved` line.
+    pub cpu_sender: f64,
+    pub cpu_receiver: f64,
     pub latencies_ms: Vec<f64>,
 }
 
@@ -101,6 +104,7 @@ pub fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
         rss.0.max(peak_rss_kib(&alice.child)),
         rss.1.max(peak_rss_kib(&bob.child)),
     );
+    let (cpu_sender, cpu_receiver) = (cpu_seconds(&alice.child), cpu_seconds(&bob.child));
     alice.send("/quit");
     alice.finish();
     bob.finish();
@@ -108,6 +112,8 @@ pub fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
         seconds,
         rss_sender_kib: rss.0,
         rss_receiver_kib: rss.1,
+        cpu_sender,
+        cpu_receiver,
         latencies_ms: latencies,
     }
 }
