@@ -55,7 +55,7 @@ bench:
 # checks fuzz/Cargo.lock is up to date, then runs each target in turn, one at a time,
 # for FUZZ_SECONDS. A failure stops it; the input is in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= decoder receiver names sanitizer
+FUZZ_TARGETS ?= decoder receiver names manifest sanitizer
 fuzz:
 	$(CARGO) +nightly metadata --locked --manifest-path fuzz/Cargo.toml --format-version 1 >/dev/null
 	$(CARGO) +nightly run --locked --manifest-path fuzz/Cargo.toml --example seeds

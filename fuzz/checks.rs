@@ -8,7 +8,8 @@ use chat::frame::{Frame, HEADER_LEN, MAX_FILE_NAME_LEN, PROTOCOL_VERSION};
 use chat::receiving_half::ReceiveState;
 use chat::sanitize::{MAX_COMBINING_MARKS, for_terminal, is_invisible};
 use chat::transfer::incoming::ReceiveLimits;
-use chat::transfer::name::{numbered, sanitize};
+use chat::transfer::manifest::{self, Kind, MAX_DEPTH};
+use chat::transfer::name::{NameRules, numbered, sanitize};
 use chat::transfer::parts::PARTS_DIR;
 use chat::transfer::receiving::Receiving;
 use sha2::{Digest, Sha256};
@@ -197,6 +198,70 @@ pub fn check_name(input: &[u8]) -> Result<(), String> {
                 "is not kept by the rules: {:?}",
                 sanitize(&alternative)
             )));
+        }
+    }
+    Ok(())
+}
+
+/// A folder's manifest, as a receiver gets it: the entry count (u32) and total size
+/// (u64) its `Folder` frame announced, then the manifest bytes. What `manifest::check`
+/// accepts, by either system's name rules, is a tree the receiver can build as
+/// announced: as many entries as declared, sizes adding up to the total, every
+/// component a safe name, no deeper than `MAX_DEPTH`, every folder before what it
+/// holds, and no two entries stored under one name as those rules compare names.
+pub fn check_manifest(input: &[u8]) -> Result<(), String> {
+    let Some((head, bytes)) = input.split_first_chunk::<12>() else {
+        return Ok(());
+    };
+    let entries = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let total = u64::from_be_bytes(head[4..].try_into().expect("8 bytes"));
+    for rules in [NameRules::UNIX, NameRules::WINDOWS] {
+        let Ok(checked) = manifest::check(bytes, entries, total, rules) else {
+            continue;
+        };
+        if checked.entries.len() != entries as usize {
+            return Err(format!(
+                "{} entries accepted, {entries} declared",
+                checked.entries.len()
+            ));
+        }
+        let sizes = (checked.entries.iter()).filter_map(|entry| match entry.kind {
+            Kind::File { size, .. } => Some(size),
+            Kind::Folder => None,
+        });
+        let (files, sum) = sizes.fold((0usize, 0u128), |(n, sum), size| {
+            (n + 1, sum + u128::from(size))
+        });
+        if sum != u128::from(total) || checked.total_size != total || checked.files != files {
+            return Err(format!(
+                "sizes add up to {sum} over {files} files; declared {total}, accepted {} over {}",
+                checked.total_size, checked.files
+            ));
+        }
+        let mut stored = std::collections::HashSet::new();
+        let mut folders = std::collections::HashSet::new();
+        for entry in &checked.entries {
+            let path = entry.components.join("/");
+            if entry.components.is_empty() || entry.components.len() > MAX_DEPTH {
+                return Err(format!("{path:?} is {} deep", entry.components.len()));
+            }
+            for component in &entry.components {
+                safe_component(component).map_err(|why| format!("{path:?}: {why}"))?;
+            }
+            let keys: Vec<String> = (entry.components.iter())
+                .map(|component| rules.key(component))
+                .collect();
+            let parent = keys[..keys.len() - 1].join("/");
+            if keys.len() > 1 && !folders.contains(&parent) {
+                return Err(format!("{path:?} comes before its folder"));
+            }
+            let key = keys.join("/");
+            if !stored.insert(key.clone()) {
+                return Err(format!("{path:?} is stored twice ({rules:?})"));
+            }
+            if entry.kind == Kind::Folder {
+                folders.insert(key);
+            }
         }
     }
     Ok(())

@@ -173,3 +173,54 @@ pub fn encode(frames: &[Frame]) -> Vec<u8> {
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
+
+/// Folder manifests worth starting from, each with the entry count and total size its
+/// `Folder` frame announces in front (`checks::check_manifest`): a small tree as a
+/// sender lists it, and trees each manifest rule refuses.
+pub fn manifests() -> Vec<Vec<u8>> {
+    use chat::transfer::manifest::{Entry, Kind, encode};
+    let folder = |path: &str| Entry {
+        path: path.into(),
+        kind: Kind::Folder,
+    };
+    let file = |path: &str, size: u64| Entry {
+        path: path.into(),
+        kind: Kind::File {
+            size,
+            sha256: [size as u8; 32],
+        },
+    };
+    let trees = [
+        vec![
+            file("README", 8),
+            folder("empty folder"),
+            folder("src"),
+            file("src/main.rs", 13),
+            folder("src/nested"),
+            file("src/nested/café au lait.txt", 7),
+            file("src/nested/empty", 0),
+        ],
+        vec![folder("a"), file("a/../b", 1)],
+        vec![file("/etc/passwd", 1)],
+        vec![file("same", 1), file("same", 2)],
+        vec![file("Case", 1), file("case", 1)],
+        vec![folder("x"), file("x", 1)],
+        vec![file("orphan/child", 1)],
+        vec![file("big", u64::MAX), file("bigger", 2)],
+        vec![folder("CON"), file("CON/notes.txt", 3)],
+        vec![file(".git", 1), folder("src"), file("src/a:b", 2)],
+    ];
+    trees
+        .iter()
+        .map(|entries| {
+            let total = entries.iter().fold(0u64, |sum, entry| match entry.kind {
+                Kind::File { size, .. } => sum.wrapping_add(size),
+                Kind::Folder => sum,
+            });
+            let mut input = (entries.len() as u32).to_be_bytes().to_vec();
+            input.extend_from_slice(&total.to_be_bytes());
+            input.extend(encode(entries));
+            input
+        })
+        .collect()
+}

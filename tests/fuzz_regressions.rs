@@ -1,7 +1,7 @@
 //! Replays every input the fuzz targets ever found failing (`fuzz/regressions/`), so
 //! that the normal test suite, on stable Rust, keeps each bug fixed. A file's name
-//! says which check it replays: `decoder-`, `receiver-`, `names-` or `sanitizer-`;
-//! any other name fails the test rather than being skipped.
+//! says which check it replays: `decoder-`, `receiver-`, `names-`, `manifest-` or
+//! `sanitizer-`; any other name fails the test rather than being skipped.
 //!
 //! A failure that depended on timing may not recur on replay; each such bug also has a
 //! deterministic unit test where it was fixed. `receiver-reoffer-during-verify.bin`
@@ -10,6 +10,9 @@
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
+#[path = "../fuzz/seeds.rs"]
+#[allow(dead_code)]
+mod seeds;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_saved_fuzz_input_now_passes() {
@@ -33,11 +36,41 @@ async fn every_saved_fuzz_input_now_passes() {
             "decoder" => checks::check_decoder(&input),
             "receiver" => checks::check_receiver(&input, scratch.path(), run as u64).await,
             "names" => checks::check_name(&input),
+            "manifest" => checks::check_manifest(&input),
             "sanitizer" => checks::check_sanitizer(&input),
             _ => {
-                panic!("{name}: the name must start with decoder-, receiver-, names- or sanitizer-")
+                panic!(
+                    "{name}: the name must start with decoder-, receiver-, names-, manifest- or sanitizer-"
+                )
             }
         };
         assert_eq!(result, Ok(()), "{name}");
     }
+}
+
+/// The manifest target's seeds hold what its check claims, and the check is not
+/// vacuous: the sender's own tree is accepted by both systems' rules, names that
+/// differ only in case by Unix's alone, and every hostile tree by neither.
+#[test]
+fn the_manifest_seeds_pass_and_only_the_honest_trees_are_accepted() {
+    use chat::transfer::manifest;
+    use chat::transfer::name::NameRules;
+    let inputs = seeds::manifests();
+    let accepted_by = |rules: NameRules| -> Vec<bool> {
+        (inputs.iter())
+            .map(|input| {
+                assert_eq!(checks::check_manifest(input), Ok(()));
+                let (head, bytes) = input.split_at(12);
+                let entries = u32::from_be_bytes(head[..4].try_into().unwrap());
+                let total = u64::from_be_bytes(head[4..].try_into().unwrap());
+                manifest::check(bytes, entries, total, rules).is_ok()
+            })
+            .collect()
+    };
+    let mut unix = vec![false; inputs.len()];
+    (unix[0], unix[4], unix[9]) = (true, true, true);
+    let mut windows = vec![false; inputs.len()];
+    (windows[0], windows[9]) = (true, true);
+    assert_eq!(accepted_by(NameRules::UNIX), unix);
+    assert_eq!(accepted_by(NameRules::WINDOWS), windows);
 }

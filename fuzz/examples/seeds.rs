@@ -17,8 +17,10 @@ fn main() {
     let frames = seeds::frame_sequences();
     let names: Vec<Vec<u8>> = seeds::NAMES.iter().map(|s| s.as_bytes().to_vec()).collect();
     let texts: Vec<Vec<u8>> = seeds::TEXTS.iter().map(|s| s.as_bytes().to_vec()).collect();
+    let manifests = seeds::manifests();
     for (target, inputs) in [
         ("decoder", &frames),
+        ("manifest", &manifests),
         ("receiver", &frames),
         ("names", &names),
         ("sanitizer", &texts),
