@@ -15,6 +15,7 @@ pub mod receiving;
 pub mod sending;
 pub mod stored;
 
+use std::cell::RefCell;
 use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
@@ -49,26 +50,24 @@ fn hash_into(
     mut reader: impl Read,
     mut progress: impl FnMut(u64),
 ) -> io::Result<u64> {
-    let mut buffer = Vec::with_capacity(HASH_READ_LEN);
-    let mut hashed = 0u64;
-    loop {
-        buffer.clear();
-        let read = read_appending(&mut reader, &mut buffer, HASH_READ_LEN)?;
-        if read == 0 {
-            return Ok(hashed);
-        }
-        hasher.update(&buffer);
-        hashed += read as u64;
-        progress(hashed);
+    thread_local! {
+        // Zeroed once per thread, not once per file: a folder may hash thousands.
+        static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; HASH_READ_LEN]);
     }
-}
-
-/// Appends up to `len` bytes from `reader` to `buffer`, fewer only at the end of
-/// the stream, and returns how many. Unlike `read_exact`, it reads into the
-/// buffer's spare capacity without zeroing it first.
-fn read_appending(reader: impl Read, buffer: &mut Vec<u8>, len: usize) -> io::Result<usize> {
-    buffer.reserve(len);
-    reader.take(len as u64).read_to_end(buffer)
+    BUFFER.with_borrow_mut(|buffer| {
+        let mut hashed = 0u64;
+        loop {
+            let read = match reader.read(buffer) {
+                Ok(0) => return Ok(hashed),
+                Ok(read) => read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            hasher.update(&buffer[..read]);
+            hashed += read as u64;
+            progress(hashed);
+        }
+    })
 }
 
 /// Shortens an explanation to what a `Verdict` or `Cancel` frame may carry.
@@ -120,24 +119,6 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(212 << 20), "212.0 MiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
-    }
-
-    #[test]
-    fn reads_append_what_is_asked_and_fewer_only_at_the_end() {
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
-        let mut reader = &data[..];
-        let mut buffer = b"kept".to_vec();
-        assert_eq!(
-            read_appending(&mut reader, &mut buffer, 6_000).unwrap(),
-            6_000
-        );
-        assert_eq!(
-            read_appending(&mut reader, &mut buffer, 6_000).unwrap(),
-            4_000
-        );
-        assert_eq!(read_appending(&mut reader, &mut buffer, 6_000).unwrap(), 0);
-        assert_eq!(&buffer[..4], b"kept");
-        assert_eq!(&buffer[4..], &data[..]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! offer because the file changed in between.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -158,9 +158,12 @@ impl PreparedFile {
         let mut remaining = self.size - offset.min(self.size);
         while remaining > 0 {
             let want = MAX_CHUNK_LEN.min(remaining as usize);
-            let mut chunk = Vec::with_capacity(want);
-            if super::read_appending(&mut file, &mut chunk, want).map_err(io_error)? < want {
-                return Err(SendError::Changed(self.path.clone()));
+            let mut chunk = vec![0u8; want];
+            if let Err(err) = file.read_exact(&mut chunk) {
+                return Err(match err.kind() {
+                    io::ErrorKind::UnexpectedEof => SendError::Changed(self.path.clone()),
+                    _ => io_error(err),
+                });
             }
             remaining -= want as u64;
             if remaining == 0 && !self.unchanged(&file) {

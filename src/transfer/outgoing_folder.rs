@@ -3,7 +3,7 @@
 //! other in manifest order, from a thread of its own.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -338,8 +338,13 @@ fn send_chunks(
         while remaining > 0 {
             let room = (MAX_CHUNK_LEN - chunk.len()) as u64;
             let want = room.min(remaining) as usize;
-            if super::read_appending(&mut file, &mut chunk, want).map_err(io_error)? < want {
-                return Err(changed());
+            let start = chunk.len();
+            chunk.resize(start + want, 0);
+            if let Err(err) = file.read_exact(&mut chunk[start..]) {
+                return Err(match err.kind() {
+                    io::ErrorKind::UnexpectedEof => changed(),
+                    _ => io_error(err),
+                });
             }
             remaining -= want as u64;
             if chunk.len() == MAX_CHUNK_LEN {

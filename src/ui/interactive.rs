@@ -30,6 +30,8 @@ use crate::tls::Pin;
 
 /// How often bars are checked for a stall.
 const TICK: Duration = Duration::from_millis(500);
+/// At most this many waiting messages are taken in before the screen is drawn again.
+const MAX_MESSAGES_PER_DRAW: usize = 256;
 /// No progress for this long, and a bar says it has stalled.
 const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// Rows at most that the echo of one typed line takes.
@@ -335,19 +337,18 @@ impl Screen {
                 Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            match msg {
-                Msg::Key(event) => self.key(event),
-                Msg::Core(event) => self.core(event),
-                Msg::Prompt(question) => {
-                    self.prompt = (!question.is_empty()).then_some(question);
+            // What is already waiting is taken in before one redraw: a folder's
+            // files end in bursts, a paste arrives as many keys.
+            let waiting = std::iter::from_fn(|| inbox.try_recv().ok()).take(MAX_MESSAGES_PER_DRAW);
+            let mut closed = false;
+            for msg in std::iter::once(msg).chain(waiting) {
+                if !self.take(msg) {
+                    closed = true;
+                    break;
                 }
-                Msg::Session { pin, own, commands } => {
-                    self.pin = Some(pin);
-                    self.own = Some(own);
-                    self.commands = Some(commands);
-                }
-                Msg::Redraw => {}
-                Msg::CoreClosed => break,
+            }
+            if closed {
+                break;
             }
             if !self.draw() {
                 self.output_open = false;
@@ -517,6 +518,25 @@ impl Screen {
                 self.push(Paint::Dim, &choices);
             }
         }
+    }
+
+    /// Takes in one message; false once the core has closed.
+    fn take(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Key(event) => self.key(event),
+            Msg::Core(event) => self.core(event),
+            Msg::Prompt(question) => {
+                self.prompt = (!question.is_empty()).then_some(question);
+            }
+            Msg::Session { pin, own, commands } => {
+                self.pin = Some(pin);
+                self.own = Some(own);
+                self.commands = Some(commands);
+            }
+            Msg::Redraw => {}
+            Msg::CoreClosed => return false,
+        }
+        true
     }
 
     fn core(&mut self, event: Event) {
