@@ -311,7 +311,10 @@ fn a_folder_bar_counts_files_as_well_as_bytes() {
     std::fs::write(folder.join("a.txt"), b"first\n").unwrap();
     sparse_file(&folder.join("big.bin"), 1 << 30);
     s.alice.line("transfer data");
-    s.alice.wait_for_text("sending data [");
+    // Reports are at most 10 a second: stopped too early, the bar would still show
+    // the count from before a.txt went (0/2).
+    let sending = s.alice.wait_for_text(", 1/2 files ");
+    assert!(sending.starts_with("sending data ["), "{sending}");
     s.bob.signal("STOP");
     let stalled = s.alice.wait_for_text("stalled for");
     assert!(stalled.starts_with("sending data ["), "{stalled}");

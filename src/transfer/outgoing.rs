@@ -57,7 +57,8 @@ pub enum SendError {
 impl PreparedFile {
     /// Checks that `path` is a readable regular file and hashes it, calling
     /// `progress` with the bytes hashed so far, unless `cache` knows the hash of this
-    /// file as it is. Blocking: run it off the async threads.
+    /// file as it is. Blocking: run it off the async threads. The caller has seen
+    /// that `path` is not a FIFO, whose opening would wait for a writer.
     pub fn prepare(
         path: &Path,
         cache: Option<&SharedHashCache>,
@@ -73,18 +74,13 @@ impl PreparedFile {
             .filter(|name| !name.is_empty() && name.len() <= MAX_FILE_NAME_LEN)
             .ok_or_else(|| SendError::BadName(path.to_owned()))?
             .to_owned();
-        let missing_or = |source: io::Error| match source.kind() {
+        let file = File::open(path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => SendError::Missing {
                 path: path.to_owned(),
                 source,
             },
             _ => io_error(source),
-        };
-        // Opening a FIFO would wait for a writer: look before opening.
-        if !std::fs::metadata(path).map_err(missing_or)?.is_file() {
-            return Err(SendError::NotAFile(path.to_owned()));
-        }
-        let file = File::open(path).map_err(missing_or)?;
+        })?;
         let metadata = file.metadata().map_err(io_error)?;
         if !metadata.is_file() {
             return Err(SendError::NotAFile(path.to_owned()));

@@ -15,26 +15,29 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct FileList {
     paths: Vec<String>,
-    sizes: Vec<u64>,
     ends: Vec<u64>,
     done: usize,
 }
 
 impl FileList {
     pub fn new(files: impl IntoIterator<Item = (String, u64)>) -> Self {
-        let (paths, sizes): (Vec<String>, Vec<u64>) = files.into_iter().unzip();
-        let ends = (sizes.iter())
-            .scan(0u64, |end, size| {
-                *end = end.saturating_add(*size);
-                Some(*end)
+        let mut end = 0u64;
+        let (paths, ends) = (files.into_iter())
+            .map(|(path, size)| {
+                end = end.saturating_add(size);
+                (path, end)
             })
-            .collect();
+            .unzip();
         FileList {
             paths,
-            sizes,
             ends,
             done: 0,
         }
+    }
+
+    fn size(&self, index: usize) -> u64 {
+        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
+        self.ends[index] - start
     }
 
     /// Marks the files within the first `bytes` as done; returns those newly so.
@@ -94,7 +97,7 @@ impl ProgressReporter {
                     id: self.id,
                     receiving: self.phase == Phase::Receiving,
                     path: files.paths[index].clone(),
-                    size: files.sizes[index],
+                    size: files.size(index),
                 });
             }
         }
@@ -120,6 +123,21 @@ mod tests {
 
     fn drain(events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
         std::iter::from_fn(|| events.try_recv().ok()).collect()
+    }
+
+    /// The files told, as (id, receiving, path, size).
+    fn told(events: &[Event]) -> Vec<(u64, bool, &str, u64)> {
+        (events.iter())
+            .filter_map(|event| match event {
+                Event::TransferFileDone {
+                    id,
+                    receiving,
+                    path,
+                    size,
+                } => Some((*id, *receiving, path.as_str(), *size)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn files() -> FileList {
@@ -157,18 +175,14 @@ mod tests {
         reporter.update(10);
         reporter.update(15);
         let events = drain(&mut rx);
-        let told: Vec<_> = (events.iter())
-            .filter_map(|event| match event {
-                Event::TransferFileDone {
-                    id: 7,
-                    receiving: true,
-                    path,
-                    size,
-                } => Some((path.as_str(), *size)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(told, [("a", 10), ("empty", 0), ("b/c", 5)]);
+        assert_eq!(
+            told(&events),
+            [
+                (7, true, "a", 10),
+                (7, true, "empty", 0),
+                (7, true, "b/c", 5)
+            ]
+        );
         let last = events.iter().rev().find_map(|event| match event {
             Event::TransferProgress { done, files, .. } => Some((*done, *files)),
             _ => None,
@@ -182,13 +196,7 @@ mod tests {
         let mut reporter = ProgressReporter::new(tx, 7, Phase::Sending, 15).with_files(files());
         reporter.update(12);
         reporter.update(15);
-        let told: Vec<_> = (drain(&mut rx).into_iter())
-            .filter_map(|event| match event {
-                Event::TransferFileDone { path, .. } => Some(path),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(told, ["b/c"]);
+        assert_eq!(told(&drain(&mut rx)), [(7, false, "b/c", 5)]);
     }
 
     #[test]

@@ -178,6 +178,11 @@ impl Sending {
             let hashed = tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 let metadata = std::fs::metadata(&path);
+                // Opening a FIFO would wait for a writer: what is neither a folder
+                // nor a file is refused before anything opens it.
+                if metadata.as_ref().is_ok_and(|m| !m.is_dir() && !m.is_file()) {
+                    return Err(SendError::NotAFile(path));
+                }
                 if metadata.as_ref().is_ok_and(|metadata| metadata.is_dir()) {
                     let listing = Listing::of(&path)?;
                     let _ = events.send(Event::TransferQueued {

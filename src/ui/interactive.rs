@@ -340,14 +340,10 @@ impl Screen {
             // What is already waiting is taken in before one redraw: a folder's
             // files end in bursts, a paste arrives as many keys.
             let waiting = std::iter::from_fn(|| inbox.try_recv().ok()).take(MAX_MESSAGES_PER_DRAW);
-            let mut closed = false;
-            for msg in std::iter::once(msg).chain(waiting) {
-                if !self.take(msg) {
-                    closed = true;
-                    break;
-                }
-            }
-            if closed {
+            if !std::iter::once(msg)
+                .chain(waiting)
+                .all(|msg| self.take(msg))
+            {
                 break;
             }
             if !self.draw() {

@@ -4,7 +4,7 @@
 use indicatif::HumanBytes;
 
 use super::lines;
-use crate::event::{Event, Phase, TransferId};
+use crate::event::{Event, FileCount, Phase, TransferId};
 use crate::sanitize::for_terminal;
 
 /// How many finished transfers are remembered; older ones are forgotten first.
@@ -22,8 +22,8 @@ struct Row {
     name: String,
     size: u64,
     done: u64,
-    /// For a folder: `, 12/40 files`.
-    files: String,
+    /// For a folder, how many of its files are through.
+    files: Option<FileCount>,
     state: State,
 }
 
@@ -69,7 +69,7 @@ impl TransferTable {
                         row.state = State::Sending;
                     }
                     row.done = *done;
-                    row.files = files.as_ref().map(lines::files_done).unwrap_or_default();
+                    row.files = *files;
                 }
             }
             Event::TransferSaved { id, path, .. } => self.end(
@@ -110,22 +110,16 @@ impl TransferTable {
         for row in &self.rows {
             let name = for_terminal(&row.name);
             let size = HumanBytes(row.size);
+            let done = HumanBytes(row.done);
+            let files = row
+                .files
+                .as_ref()
+                .map(lines::files_done)
+                .unwrap_or_default();
             let line = match &row.state {
                 State::Hashing => format!("hashing {name} ({size}), then sending it"),
-                State::Sending => {
-                    format!(
-                        "sending {name}: {} of {size}{}",
-                        HumanBytes(row.done),
-                        row.files
-                    )
-                }
-                State::Receiving => {
-                    format!(
-                        "receiving {name}: {} of {size}{}",
-                        HumanBytes(row.done),
-                        row.files
-                    )
-                }
+                State::Sending => format!("sending {name}: {done} of {size}{files}"),
+                State::Receiving => format!("receiving {name}: {done} of {size}{files}"),
                 State::Ended(how) => format!("{name} ({size}): {how}"),
             };
             lines.push(format!("  {:<5} {line}", row.transfer.to_string()));
@@ -166,7 +160,7 @@ impl TransferTable {
             name: name.to_owned(),
             size,
             done: 0,
-            files: String::new(),
+            files: None,
             state,
         });
         let finished = (self.rows.iter())
