@@ -332,11 +332,17 @@ fn a_resize_keeps_the_typed_line_whole_and_nothing_wider_than_the_window() {
     s.bob
         .send(&format!("a reply long enough to wrap {}", "x".repeat(40)));
     s.alice.wait_for_text("bob: a reply long enough to wrap");
+    // The window changes size before chat hears of it: a line drawn in between is
+    // wrapped by the terminal until chat draws it again. The reply broken by chat
+    // itself at 40 columns shows that chat has taken in the new size.
     s.alice
-        .wait_for("the input line after the resize", |screen| {
+        .wait_for("the reply wrapped by chat and the input line", |screen| {
             let (row, _) = screen.cursor_position();
             let rows: Vec<String> = screen.rows(0, 40).collect();
-            rows[usize::from(row)].trim_end() == "alice> half of a longer thought"
+            let reply_wrapped_by_chat =
+                (rows.iter()).any(|text| text.starts_with("  \u{21b3} ") && text.ends_with("xxxx"));
+            reply_wrapped_by_chat
+                && rows[usize::from(row)].trim_end() == "alice> half of a longer thought"
         });
     let wrapped = wrapped_rows(&s.alice);
     assert!(
