@@ -23,6 +23,7 @@ use crate::fingerprint::Fingerprint;
 use crate::frame::{Frame, MAX_NAME_LEN};
 use crate::identity::common_name;
 use crate::platform;
+use crate::read_ahead::ReadAhead;
 use crate::tls::{self, TlsSummary};
 
 /// How long a peer has to complete TLS and the greeting.
@@ -48,10 +49,13 @@ pub enum Stage {
     Authenticated,
 }
 
+/// TLS over TCP, reading ahead once the peer is authenticated.
+pub type Tls = TlsStream<ReadAhead<TcpStream>>;
+
 /// A TLS connection to the pinned peer, after both greetings.
 #[derive(Debug)]
 pub struct Link {
-    pub connection: Connection<TlsStream<TcpStream>>,
+    pub connection: Connection<Tls>,
     /// The common name in the peer's pinned certificate (untrusted text).
     pub peer_name: String,
     /// The peer's certificate, as the pin verifier accepted it.
@@ -186,7 +190,7 @@ pub async fn accept(
 ) -> Result<Link, HandshakeError> {
     let _ = platform::detect_dead_peer(&tcp);
     let handshake = async {
-        let client_hello = LazyConfigAcceptor::new(Acceptor::default(), tcp);
+        let client_hello = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::new(tcp));
         let start = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, client_hello)
             .await
             .map_err(|_| HandshakeError::ClientHelloTimeout)?
@@ -197,14 +201,13 @@ pub async fn accept(
         let other_mode = other_mode_offered(&start.client_hello(), acceptor);
         // A dialer that offered names of its own is refused by TLS itself, with
         // `no_application_protocol`, which tells it why.
-        let tls =
-            start
-                .into_stream(acceptor.config().clone())
-                .await
-                .map_err(|err| match other_mode {
-                    Some(dialer_wants_one) => HandshakeError::OtherMode { dialer_wants_one },
-                    None => HandshakeError::Tls(err),
-                })?;
+        let mut tls = start
+            .into_stream(acceptor.config().clone())
+            .await
+            .map_err(|err| match other_mode {
+                Some(dialer_wants_one) => HandshakeError::OtherMode { dialer_wants_one },
+                None => HandshakeError::Tls(err),
+            })?;
         if let Some(dialer_wants_one) = other_mode {
             return Err(HandshakeError::OtherMode { dialer_wants_one });
         }
@@ -213,6 +216,7 @@ pub async fn accept(
         if !reached(Stage::Authenticated) {
             return Err(HandshakeError::Shed);
         }
+        tls.get_mut().0.read_ahead();
         let version = tls::negotiated_version(tls.get_ref().1);
         let mut connection = Connection::new(TlsStream::Server(tls));
         connection.write_frame(&greeting.hello(version)).await?;
@@ -255,10 +259,13 @@ pub async fn connect(
     let _ = platform::detect_dead_peer(&tcp);
     let handshake = async {
         let server_name = ServerName::IpAddress(addr.ip().into());
-        let tls = connector
-            .connect(server_name, tcp)
+        let mut tls = connector
+            .connect(server_name, ReadAhead::new(tcp))
             .await
             .map_err(HandshakeError::Tls)?;
+        // The handshake completes only once the pin verifier has accepted the
+        // listener's certificate.
+        tls.get_mut().0.read_ahead();
         let version = tls::negotiated_version(tls.get_ref().1);
         let mut connection = Connection::new(TlsStream::Client(tls));
         let peer_session = read_hello(&mut connection, version).await?;
@@ -270,10 +277,7 @@ pub async fn connect(
         .unwrap_or(Err(HandshakeError::Timeout))
 }
 
-async fn read_hello(
-    connection: &mut Connection<TlsStream<TcpStream>>,
-    agreed: u16,
-) -> Result<u64, HandshakeError> {
+async fn read_hello(connection: &mut Connection<Tls>, agreed: u16) -> Result<u64, HandshakeError> {
     match connection.read_frame().await? {
         None => Err(HandshakeError::Closed),
         Some(Frame::Hello {
@@ -290,7 +294,7 @@ async fn read_hello(
 }
 
 fn into_link(
-    connection: Connection<TlsStream<TcpStream>>,
+    connection: Connection<Tls>,
     peer_session: u64,
     version: u16,
     addr: SocketAddr,

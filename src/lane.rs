@@ -3,15 +3,11 @@
 //! directions ([`crate::one_connection`]). The halves cannot tell the two apart.
 
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_rustls::TlsStream;
 
 use crate::connection::{ConnectionError, FrameReader, FrameWriter};
 use crate::frame::Frame;
-use crate::handshake::Link;
-
-type Tls = TlsStream<TcpStream>;
+use crate::handshake::{Link, Tls};
 
 /// One direction's view of a connection, with what the handshake learned.
 #[derive(Debug)]

@@ -25,6 +25,7 @@ pub mod one_way;
 pub mod pairing;
 pub mod platform;
 pub mod portmap;
+pub mod read_ahead;
 pub mod receiving_half;
 pub mod rejections;
 pub mod sanitize;

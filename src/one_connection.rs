@@ -11,17 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsStream;
 
 use crate::connection::{ConnectionError, FrameReader, FrameWriter};
 use crate::frame::Frame;
-use crate::handshake::Link;
+use crate::handshake::{Link, Tls};
 use crate::lane::{Lane, LaneReader, LaneWriter, Outgoing, Routed};
-
-type Tls = TlsStream<TcpStream>;
 
 /// Frames waiting for the receiving half before reading from the peer pauses.
 const TO_RECEIVE: usize = 16;
