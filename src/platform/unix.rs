@@ -41,6 +41,16 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens a file to send, following links as the user's own path does. A FIFO or
+/// device never blocks the open (a FIFO would wait for a writer): the caller finds on
+/// the handle that it is not a regular file.
+pub fn open_to_send(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+}
+
 /// Opens an existing file that must be ours alone: the last component is never
 /// followed if it is a link, a FIFO or device never blocks the open, and the open
 /// handle must be a regular file owned by us with no other hard link (a second link

@@ -139,6 +139,13 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
     Ok(unsafe { File::from_raw_handle(handle) })
 }
 
+/// Opens a file to send, following links as the user's own path does. Opening
+/// never waits here (pipes live under `\\.\pipe\`); the caller finds on the handle
+/// whether it is a regular file.
+pub fn open_to_send(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
 /// Opens an existing file that must be ours alone: a link (reparse point) is never
 /// followed, and the open handle must be a file on disk, owned by the user, with no
 /// other hard link (a second link could make our writes land outside our folder).

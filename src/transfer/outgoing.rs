@@ -57,8 +57,7 @@ pub enum SendError {
 impl PreparedFile {
     /// Checks that `path` is a readable regular file and hashes it, calling
     /// `progress` with the bytes hashed so far, unless `cache` knows the hash of this
-    /// file as it is. Blocking: run it off the async threads. The caller has seen
-    /// that `path` is not a FIFO, whose opening would wait for a writer.
+    /// file as it is. Blocking: run it off the async threads.
     pub fn prepare(
         path: &Path,
         cache: Option<&SharedHashCache>,
@@ -74,7 +73,7 @@ impl PreparedFile {
             .filter(|name| !name.is_empty() && name.len() <= MAX_FILE_NAME_LEN)
             .ok_or_else(|| SendError::BadName(path.to_owned()))?
             .to_owned();
-        let file = File::open(path).map_err(|source| match source.kind() {
+        let file = platform::open_to_send(path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => SendError::Missing {
                 path: path.to_owned(),
                 source,
@@ -146,7 +145,7 @@ impl PreparedFile {
             path: self.path.clone(),
             source,
         };
-        let mut file = File::open(&self.path).map_err(io_error)?;
+        let mut file = platform::open_to_send(&self.path).map_err(io_error)?;
         if !self.unchanged(&file) {
             return Err(SendError::Changed(self.path.clone()));
         }
@@ -228,6 +227,27 @@ mod tests {
             PreparedFile::prepare(&dir.path().join("missing"), None, |_, _| {}),
             Err(SendError::Missing { .. })
         ));
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_the_file_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipe");
+        if !crate::platform::testing::make_fifo(&path) {
+            println!("SKIPPED: this system has no FIFOs");
+            return;
+        }
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(PreparedFile::prepare(&path, None, |_, _| {}));
+        });
+        let prepared = outcome
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("opening the FIFO waited for a writer");
+        assert!(
+            matches!(prepared, Err(SendError::NotAFile(_))),
+            "{prepared:?}"
+        );
     }
 
     #[tokio::test]

@@ -283,9 +283,9 @@ fn hash_file(
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(io_error)?;
+    let file = platform::open_to_send(path).map_err(io_error)?;
     let metadata = file.metadata().map_err(io_error)?;
-    if metadata.len() != size {
+    if !metadata.is_file() || metadata.len() != size {
         return Err(SendError::Changed(path.to_owned()));
     }
     let modified = metadata.modified().ok();
@@ -324,7 +324,7 @@ fn send_chunks(
             source: source_err,
         };
         let changed = || SendError::Changed(source.path.clone());
-        let mut file = File::open(&source.path).map_err(io_error)?;
+        let mut file = platform::open_to_send(&source.path).map_err(io_error)?;
         let unchanged = |file: &File| {
             file.metadata()
                 .is_ok_and(|now| now.len() == source.size && now.modified().ok() == source.modified)

@@ -178,8 +178,8 @@ impl Sending {
             let hashed = tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 let metadata = std::fs::metadata(&path);
-                // Opening a FIFO would wait for a writer: what is neither a folder
-                // nor a file is refused before anything opens it.
+                // What is neither a folder nor a file is refused at once; one that
+                // takes the path's place after this look is refused when opened.
                 if metadata.as_ref().is_ok_and(|m| !m.is_dir() && !m.is_file()) {
                     return Err(SendError::NotAFile(path));
                 }
