@@ -58,13 +58,16 @@ impl FileList {
 }
 
 /// Reports progress of one transfer phase, at most every [`PROGRESS_INTERVAL`] and
-/// always at the end.
+/// always at the end. The first update only marks where this run starts, and is
+/// sent only if it is also the end: a receiver's disk thread makes it before the
+/// front end has heard of the transfer. The next one is sent at once.
 pub struct ProgressReporter {
     events: mpsc::UnboundedSender<Event>,
     id: u64,
     phase: Phase,
     total: u64,
     files: Option<FileList>,
+    started: bool,
     last: Option<Instant>,
 }
 
@@ -76,6 +79,7 @@ impl ProgressReporter {
             phase,
             total,
             files: None,
+            started: false,
             last: None,
         }
     }
@@ -89,7 +93,8 @@ impl ProgressReporter {
     }
 
     pub fn update(&mut self, done: u64) {
-        let resumed = self.last.is_none() && done > 0;
+        let first = !std::mem::replace(&mut self.started, true);
+        let resumed = first && done > 0;
         if let Some(files) = &mut self.files {
             let newly = files.advance(done);
             for index in newly.filter(|_| !resumed) {
@@ -101,9 +106,7 @@ impl ProgressReporter {
                 });
             }
         }
-        let due = self
-            .last
-            .is_none_or(|last| last.elapsed() >= PROGRESS_INTERVAL);
+        let due = !first && (self.last).is_none_or(|last| last.elapsed() >= PROGRESS_INTERVAL);
         if due || done == self.total {
             self.last = Some(Instant::now());
             let _ = self.events.send(Event::TransferProgress {
@@ -188,6 +191,28 @@ mod tests {
             _ => None,
         });
         assert_eq!(last, Some((15, Some(FileCount { done: 3, total: 3 }))));
+    }
+
+    /// The `done` of each progress report among `events`.
+    fn reported(events: &[Event]) -> Vec<u64> {
+        (events.iter())
+            .filter_map(|event| match event {
+                Event::TransferProgress { done, .. } => Some(*done),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_update_marks_the_start_unsent_and_the_next_goes_at_once() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut reporter = ProgressReporter::new(tx, 7, Phase::Receiving, 15).with_files(files());
+        reporter.update(10);
+        assert_eq!(reported(&drain(&mut rx)), [0u64; 0]);
+        reporter.update(12);
+        assert_eq!(reported(&drain(&mut rx)), [12]);
+        reporter.update(15);
+        assert_eq!(reported(&drain(&mut rx)), [15], "and always at the end");
     }
 
     #[test]
