@@ -43,6 +43,56 @@ pub enum TransferViolation {
     NotInVersion(&'static str),
 }
 
+/// Files at least this big are read on a thread of their own while hashed.
+const OVERLAP_FROM: u64 = 16 << 20;
+
+/// Feeds all of `file` to `hasher` as [`hash_into`] does. When its expected `len` is
+/// at least [`OVERLAP_FROM`], a second thread reads the next buffer while this one
+/// hashes the last, so that reading takes no time of its own.
+fn hash_file(
+    hasher: &mut Sha256,
+    file: &std::fs::File,
+    len: u64,
+    mut progress: impl FnMut(u64),
+) -> io::Result<u64> {
+    if len < OVERLAP_FROM {
+        return hash_into(hasher, file, progress);
+    }
+    let (filled, full) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
+    let (emptied, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    for _ in 0..2 {
+        let _ = emptied.send(vec![0; HASH_READ_LEN]);
+    }
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("chat-hash-read".into())
+            .spawn_scoped(scope, move || -> io::Result<()> {
+                let mut file = file;
+                while let Ok(mut buffer) = empty.recv() {
+                    let read = loop {
+                        match file.read(&mut buffer) {
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                            other => break other?,
+                        }
+                    };
+                    if read == 0 || filled.send((buffer, read)).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            })?;
+        let mut hashed = 0u64;
+        for (buffer, read) in full {
+            hasher.update(&buffer[..read]);
+            hashed += read as u64;
+            progress(hashed);
+            let _ = emptied.send(buffer);
+        }
+        reader.join().expect("the hashing reader panicked")?;
+        Ok(hashed)
+    })
+}
+
 /// Feeds everything `reader` yields to `hasher`, calling `progress` with the bytes
 /// hashed so far; returns their count.
 fn hash_into(
@@ -119,6 +169,24 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(212 << 20), "212.0 MiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn a_file_hashed_while_read_ahead_gives_the_plain_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 1000, OVERLAP_FROM as usize + HASH_READ_LEN / 2] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let path = dir.path().join(format!("{len}.bin"));
+            std::fs::write(&path, &data).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let mut hasher = Sha256::new();
+            let mut reports = Vec::new();
+            let hashed = hash_file(&mut hasher, &file, len as u64, |done| reports.push(done));
+            assert_eq!(hashed.unwrap(), len as u64);
+            assert_eq!(hasher.finalize(), Sha256::digest(&data), "{len} bytes");
+            assert!(reports.is_sorted());
+            assert_eq!(reports.last().copied().unwrap_or(0), len as u64);
+        }
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl PreparedFile {
         }
         let hashed_at = SystemTime::now();
         let mut hasher = Sha256::new();
-        let hashed = super::hash_into(&mut hasher, &file, |hashed| progress(hashed, size))
+        let hashed = super::hash_file(&mut hasher, &file, size, |hashed| progress(hashed, size))
             .map_err(io_error)?;
         prepared.sha256 = hasher.finalize().into();
         if hashed != size || platform::file_stamp(&file).map_err(io_error)? != stamp {

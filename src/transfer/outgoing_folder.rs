@@ -295,7 +295,7 @@ fn hash_file(
     }
     let hashed_at = SystemTime::now();
     let mut hasher = Sha256::new();
-    let hashed = super::hash_into(&mut hasher, &file, progress).map_err(io_error)?;
+    let hashed = super::hash_file(&mut hasher, &file, size, progress).map_err(io_error)?;
     if hashed != size || platform::file_stamp(&file).map_err(io_error)? != stamp {
         return Err(SendError::Changed(path.to_owned()));
     }
