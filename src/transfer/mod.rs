@@ -16,12 +16,16 @@ pub mod sending;
 pub mod stored;
 
 use std::cell::RefCell;
+use std::fs::File;
 use std::io::{self, Read};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::frame::MAX_REASON_LEN;
+use crate::platform;
+use hash_cache::SharedHashCache;
 
 /// Read size while hashing; large reads keep system-call overhead negligible.
 const HASH_READ_LEN: usize = 1 << 20;
@@ -46,18 +50,55 @@ pub enum TransferViolation {
 /// Files at least this big are read on a thread of their own while hashed.
 const OVERLAP_FROM: u64 = 16 << 20;
 
-/// Feeds all of `file` to `hasher` as [`hash_into`] does. When its expected `len` is
-/// at least [`OVERLAP_FROM`], a second thread reads the next buffer while this one
-/// hashes the last, so that reading takes no time of its own.
-fn hash_file(
+/// A file's SHA-256, and whether the hash cache knew it.
+struct FileHash {
+    sha256: [u8; 32],
+    cached: bool,
+}
+
+/// The SHA-256 of the open `file`, which should hold `size` bytes: from `cache` if it
+/// knows the file as it is, else read and hashed (and then remembered), calling
+/// `progress` with the bytes hashed so far. `None` if the file changed meanwhile.
+fn sha256_of(
+    file: &File,
+    size: u64,
+    cache: Option<&SharedHashCache>,
+    progress: impl FnMut(u64),
+) -> io::Result<Option<FileHash>> {
+    let stamp = platform::file_stamp(file)?;
+    if let Some(sha256) = cache.and_then(|cache| cache.lock().ok()?.get(&stamp)) {
+        return Ok(Some(FileHash {
+            sha256,
+            cached: true,
+        }));
+    }
+    let hashed_at = SystemTime::now();
+    let mut hasher = Sha256::new();
+    let hashed = if size < OVERLAP_FROM {
+        hash_into(&mut hasher, file, progress)?
+    } else {
+        hash_reading_ahead(&mut hasher, file, progress)?
+    };
+    if hashed != size || platform::file_stamp(file)? != stamp {
+        return Ok(None);
+    }
+    let sha256: [u8; 32] = hasher.finalize().into();
+    if let Some(mut cache) = cache.and_then(|cache| cache.lock().ok()) {
+        cache.insert(stamp, sha256, hashed_at);
+    }
+    Ok(Some(FileHash {
+        sha256,
+        cached: false,
+    }))
+}
+
+/// Feeds all of `file` to `hasher` as [`hash_into`] does, while a second thread
+/// reads the next buffer, so that reading takes no time of its own.
+fn hash_reading_ahead(
     hasher: &mut Sha256,
-    file: &std::fs::File,
-    len: u64,
+    file: &File,
     mut progress: impl FnMut(u64),
 ) -> io::Result<u64> {
-    if len < OVERLAP_FROM {
-        return hash_into(hasher, file, progress);
-    }
     let (filled, full) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
     let (emptied, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
     for _ in 0..2 {
@@ -67,16 +108,10 @@ fn hash_file(
         let reader = std::thread::Builder::new()
             .name("chat-hash-read".into())
             .spawn_scoped(scope, move || -> io::Result<()> {
-                let mut file = file;
                 while let Ok(mut buffer) = empty.recv() {
-                    let read = loop {
-                        match file.read(&mut buffer) {
-                            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                            other => break other?,
-                        }
-                    };
+                    let read = read_some(file, &mut buffer)?;
                     if read == 0 || filled.send((buffer, read)).is_err() {
-                        return Ok(());
+                        break;
                     }
                 }
                 Ok(())
@@ -107,17 +142,25 @@ fn hash_into(
     BUFFER.with_borrow_mut(|buffer| {
         let mut hashed = 0u64;
         loop {
-            let read = match reader.read(buffer) {
-                Ok(0) => return Ok(hashed),
-                Ok(read) => read,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            };
+            let read = read_some(&mut reader, buffer)?;
+            if read == 0 {
+                return Ok(hashed);
+            }
             hasher.update(&buffer[..read]);
             hashed += read as u64;
             progress(hashed);
         }
     })
+}
+
+/// One read into `buffer`, tried again when a signal interrupts it; 0 at the end.
+fn read_some(mut reader: impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buffer) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            read => return read,
+        }
+    }
 }
 
 /// Shortens an explanation to what a `Verdict` or `Cancel` frame may carry.
@@ -178,12 +221,16 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let path = dir.path().join(format!("{len}.bin"));
             std::fs::write(&path, &data).unwrap();
-            let file = std::fs::File::open(&path).unwrap();
-            let mut hasher = Sha256::new();
+            let file = File::open(&path).unwrap();
             let mut reports = Vec::new();
-            let hashed = hash_file(&mut hasher, &file, len as u64, |done| reports.push(done));
-            assert_eq!(hashed.unwrap(), len as u64);
-            assert_eq!(hasher.finalize(), Sha256::digest(&data), "{len} bytes");
+            let hash = sha256_of(&file, len as u64, None, |done| reports.push(done));
+            let hash = hash.unwrap().expect("the file did not change");
+            assert!(!hash.cached);
+            assert_eq!(
+                hash.sha256,
+                <[u8; 32]>::from(Sha256::digest(&data)),
+                "{len} bytes"
+            );
             assert!(reports.is_sorted());
             assert_eq!(reports.last().copied().unwrap_or(0), len as u64);
         }

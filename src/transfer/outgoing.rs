@@ -7,7 +7,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -85,33 +84,17 @@ impl PreparedFile {
             return Err(SendError::NotAFile(path.to_owned()));
         }
         let size = metadata.len();
-        let stamp = platform::file_stamp(&file).map_err(io_error)?;
-        let mut prepared = PreparedFile {
+        let hash = super::sha256_of(&file, size, cache, |hashed| progress(hashed, size))
+            .map_err(io_error)?
+            .ok_or_else(|| SendError::Changed(path.to_owned()))?;
+        Ok(PreparedFile {
             path: path.to_owned(),
             name,
             size,
-            sha256: [0; 32],
-            hash_was_cached: false,
+            sha256: hash.sha256,
+            hash_was_cached: hash.cached,
             modified: metadata.modified().ok(),
-        };
-        let cached = cache.and_then(|cache| cache.lock().ok()?.get(&stamp));
-        if let Some(sha256) = cached {
-            prepared.sha256 = sha256;
-            prepared.hash_was_cached = true;
-            return Ok(prepared);
-        }
-        let hashed_at = SystemTime::now();
-        let mut hasher = Sha256::new();
-        let hashed = super::hash_file(&mut hasher, &file, size, |hashed| progress(hashed, size))
-            .map_err(io_error)?;
-        prepared.sha256 = hasher.finalize().into();
-        if hashed != size || platform::file_stamp(&file).map_err(io_error)? != stamp {
-            return Err(SendError::Changed(path.to_owned()));
-        }
-        if let Some(mut cache) = cache.and_then(|cache| cache.lock().ok()) {
-            cache.insert(stamp, prepared.sha256, hashed_at);
-        }
-        Ok(prepared)
+        })
     }
 
     /// Streams the file's bytes from `offset` on a thread of its own. The channel
@@ -182,6 +165,7 @@ impl PreparedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     async fn collect(
         mut rx: mpsc::Receiver<Result<Vec<u8>, SendError>>,

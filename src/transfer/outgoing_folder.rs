@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::hash_cache::SharedHashCache;
@@ -288,22 +287,10 @@ fn hash_file(
     if !metadata.is_file() || metadata.len() != size {
         return Err(SendError::Changed(path.to_owned()));
     }
-    let modified = metadata.modified().ok();
-    let stamp = platform::file_stamp(&file).map_err(io_error)?;
-    if let Some(sha256) = cache.and_then(|cache| cache.lock().ok()?.get(&stamp)) {
-        return Ok((sha256, modified, true));
-    }
-    let hashed_at = SystemTime::now();
-    let mut hasher = Sha256::new();
-    let hashed = super::hash_file(&mut hasher, &file, size, progress).map_err(io_error)?;
-    if hashed != size || platform::file_stamp(&file).map_err(io_error)? != stamp {
-        return Err(SendError::Changed(path.to_owned()));
-    }
-    let sha256: [u8; 32] = hasher.finalize().into();
-    if let Some(mut cache) = cache.and_then(|cache| cache.lock().ok()) {
-        cache.insert(stamp, sha256, hashed_at);
-    }
-    Ok((sha256, modified, false))
+    let hash = super::sha256_of(&file, size, cache, progress)
+        .map_err(io_error)?
+        .ok_or_else(|| SendError::Changed(path.to_owned()))?;
+    Ok((hash.sha256, metadata.modified().ok(), hash.cached))
 }
 
 /// Reads the files from `offset` into full chunks, across file boundaries, and
