@@ -1,5 +1,4 @@
-//! All TLS policy in one place: TLS 1.3 only, aws-lc-rs with X25519MLKEM768 first,
-//! and verifiers that trust exactly one pinned certificate in each direction.
+//! All TLS policy in one place: TLS 1.3 only, X25519MLKEM768 first, and verifiers that trust exactly one pinned certificate in each direction.
 //!
 //! The verifiers replace chain validation with a fingerprint comparison, but still
 //! check the handshake signature through the crypto provider: that signature is what
@@ -86,9 +85,14 @@ pub struct TlsSummary {
     pub key_exchange: String,
 }
 
-/// aws-lc-rs, preferring the post-quantum hybrid and keeping classic groups for other clients.
+/// aws-lc-rs for the key exchange (it has ML-KEM), signatures and randomness,
+/// preferring the post-quantum hybrid and keeping classic groups for other clients;
+/// ring for the record ciphers, the same TLS 1.3 suites in the same order: its
+/// AES-GCM uses VAES with AVX2 where the processor has them, and aws-lc's only
+/// with AVX-512.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     let mut provider = aws_lc_rs::default_provider();
+    provider.cipher_suites = rustls::crypto::ring::default_provider().cipher_suites;
     provider.kx_groups = vec![
         kx_group::X25519MLKEM768,
         kx_group::X25519,
@@ -415,5 +419,35 @@ impl ClientCertVerifier for PinVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls13_suites(provider: &CryptoProvider) -> Vec<rustls::CipherSuite> {
+        provider
+            .cipher_suites
+            .iter()
+            .filter(|suite| suite.tls13().is_some())
+            .map(|suite| suite.suite())
+            .collect()
+    }
+
+    #[test]
+    fn the_record_ciphers_are_the_tls13_suites_aws_lc_offers_in_its_order() {
+        let ours = tls13_suites(&crypto_provider());
+        assert_eq!(ours, tls13_suites(&aws_lc_rs::default_provider()));
+        assert_eq!(ours[0], rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+    }
+
+    #[test]
+    fn the_post_quantum_hybrid_comes_first() {
+        let provider = crypto_provider();
+        assert_eq!(
+            provider.kx_groups[0].name(),
+            rustls::NamedGroup::X25519MLKEM768
+        );
     }
 }
