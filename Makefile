@@ -49,6 +49,7 @@ bench:
 	$(CARGO) bench --locked --bench folders
 	$(CARGO) bench --locked --bench floods
 	$(CARGO) bench --locked --bench both_ways
+	$(CARGO) bench --locked --bench slow_link
 
 # Coverage-guided fuzzing with cargo fuzz (needs a nightly toolchain and
 # `cargo install cargo-fuzz --locked`; not part of make test): writes the seed corpus,

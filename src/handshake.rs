@@ -36,6 +36,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// holding a slot for 10.
 pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Written data the kernel may hold unsent: two chunk frames. A chat line then waits
+/// behind at most these and the frames in flight, not behind the megabytes a socket
+/// buffer grows to while the peer's disk is the slower end.
+const UNSENT_LIMIT: u32 = 128 * 1024;
+
 /// How far an accepted connection has got. The listener sheds the least advanced
 /// first, and never one that has authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -189,6 +194,7 @@ pub async fn accept(
     mut reached: impl FnMut(Stage) -> bool,
 ) -> Result<Link, HandshakeError> {
     let _ = platform::detect_dead_peer(&tcp);
+    let _ = platform::bound_unsent(&tcp, UNSENT_LIMIT);
     let handshake = async {
         let client_hello = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::new(tcp));
         let start = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, client_hello)
@@ -257,6 +263,7 @@ pub async fn connect(
     greeting: &Greeting,
 ) -> Result<Link, HandshakeError> {
     let _ = platform::detect_dead_peer(&tcp);
+    let _ = platform::bound_unsent(&tcp, UNSENT_LIMIT);
     let handshake = async {
         let server_name = ServerName::IpAddress(addr.ip().into());
         let mut tls = connector

@@ -16,11 +16,31 @@ pub struct ChatRun {
     pub latencies_ms: Vec<f64>,
 }
 
-/// One `chat` transfer: from the `transfer` line to bob's "Saved" line, with a
-/// timestamped chat line sent every 20 ms meanwhile.
+/// Where each peer runs: a command prefix (such as `ip netns exec NS`) and the
+/// address it listens on, which the other dials.
+pub struct Sides {
+    pub alice: (Vec<String>, String),
+    pub bob: (Vec<String>, String),
+}
+
+impl Sides {
+    pub fn loopback() -> Sides {
+        let here = || (vec![], "127.0.0.1".to_owned());
+        Sides {
+            alice: here(),
+            bob: here(),
+        }
+    }
+}
+
 /// Starts alice and bob on loopback, connected both ways, bob receiving into
 /// `chat-downloads`. Also returns bob's listening port.
 pub fn start_pair(scratch: &Path) -> (Proc, Proc, u16) {
+    start_pair_on(scratch, &Sides::loopback())
+}
+
+/// Starts alice and bob where `sides` says, connected both ways.
+pub fn start_pair_on(scratch: &Path, sides: &Sides) -> (Proc, Proc, u16) {
     let downloads = scratch.join("chat-downloads");
     let _ = std::fs::remove_dir_all(&downloads);
     let certs = scratch.join("certs");
@@ -31,30 +51,32 @@ pub fn start_pair(scratch: &Path) -> (Proc, Proc, u16) {
         out.trim().to_owned()
     };
     let (alice_fp, bob_fp) = (fp("alice"), fp("bob"));
-    let common = |name: &str| {
-        let mut command = Command::new(CHAT);
+    let common = |name: &str, (prefix, ip): &(Vec<String>, String)| {
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(CHAT);
+                command
+            }
+            None => Command::new(CHAT),
+        };
         command
-            .args([
-                "--name",
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--no-progress",
-                "--certs-dir",
-            ])
+            .args(["--name", name, "--listen", &format!("{ip}:0")])
+            .args(["--no-progress", "--certs-dir"])
             .arg(&certs)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         command
     };
-    let mut alice = Proc::spawn(common("alice").args(["--peer-fingerprint", &bob_fp]));
+    let mut alice =
+        Proc::spawn(common("alice", &sides.alice).args(["--peer-fingerprint", &bob_fp]));
     let alice_port = alice.wait_line(|l| l.strip_prefix("Listening on port ").map(str::to_owned));
     let mut bob = Proc::spawn(
-        common("bob")
+        common("bob", &sides.bob)
             .args([
                 "--connect",
-                &alice_port,
+                &format!("{}:{alice_port}", sides.alice.1),
                 "--peer-fingerprint",
                 &alice_fp,
                 "--download-dir",
@@ -62,7 +84,7 @@ pub fn start_pair(scratch: &Path) -> (Proc, Proc, u16) {
             .arg(&downloads),
     );
     let bob_port = bob.wait_line(|l| l.strip_prefix("Listening on port ").map(str::to_owned));
-    alice.send(&bob_port);
+    alice.send(&format!("{}:{bob_port}", sides.bob.1));
     alice.wait_line(|l| l.contains("Connected to bob").then_some(()));
     bob.wait_line(|l| l.contains("Connected to alice").then_some(()));
 
@@ -70,8 +92,15 @@ pub fn start_pair(scratch: &Path) -> (Proc, Proc, u16) {
     (alice, bob, bob_port)
 }
 
+/// One `chat` transfer: from the `transfer` line to bob's "Saved" line, with a
+/// timestamped chat line sent every 20 ms meanwhile.
 pub fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
-    let (mut alice, bob, _) = start_pair(scratch);
+    chat_round_on(scratch, file, &Sides::loopback())
+}
+
+/// [`chat_round`] with the peers where `sides` says.
+pub fn chat_round_on(scratch: &Path, file: &Path, sides: &Sides) -> ChatRun {
+    let (mut alice, bob, _) = start_pair_on(scratch, sides);
     let start = Instant::now();
     alice.send(&format!("transfer {}", file.display()));
     let mut latencies = Vec::new();

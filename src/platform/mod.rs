@@ -112,6 +112,18 @@ mod tests {
     use super::testing::{open_to_others, symlink_file};
     use super::*;
 
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[tokio::test]
+    async fn bound_unsent_sets_the_kernels_limit_on_unsent_bytes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        bound_unsent(&socket, 128 * 1024).unwrap();
+        let lowat = socket2::SockRef::from(&socket).tcp_notsent_lowat().unwrap();
+        assert_eq!(lowat, 128 * 1024);
+    }
+
     #[test]
     fn a_private_file_is_private_until_opened_to_others() {
         let dir = tempfile::tempdir().unwrap();

@@ -185,6 +185,19 @@ pub fn detect_dead_peer(socket: &tokio::net::TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// Keeps at most `bytes` of written data waiting unsent in the kernel, so that what
+/// the program queues later (a chat line behind file data) waits in its own queue,
+/// where it can go first, rather than behind megabytes in the socket's. Throughput is
+/// unaffected: the limit is on data not yet sent, not on data in flight. Linux only;
+/// elsewhere the kernel's default stays.
+pub fn bound_unsent(socket: &tokio::net::TcpStream, bytes: u32) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket2::SockRef::from(socket).set_tcp_notsent_lowat(bytes)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (socket, bytes);
+    Ok(())
+}
+
 /// The width in columns of the terminal standard output is, if it is one.
 pub fn stdout_columns() -> Option<usize> {
     let size = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;

@@ -307,6 +307,11 @@ pub fn detect_dead_peer(socket: &tokio::net::TcpStream) -> io::Result<()> {
     set_socket_option(socket, IPPROTO_TCP, TCP_MAXRT, timeout)
 }
 
+/// Windows has no limit on unsent data alone (`TCP_NOTSENT_LOWAT`); its default stays.
+pub fn bound_unsent(_socket: &tokio::net::TcpStream, _bytes: u32) -> io::Result<()> {
+    Ok(())
+}
+
 fn set_socket_option(socket: SOCKET, level: i32, name: i32, value: u32) -> io::Result<()> {
     // SAFETY: the option value is a DWORD that lives through the call.
     let failed = unsafe {
