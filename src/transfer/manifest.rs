@@ -157,26 +157,29 @@ pub fn check(
         let (kind, path, after) = split_entry(rest, index)?;
         rest = after;
         let components = stored_components(path, rules)?;
-        let key = |components: &[String]| -> String {
-            components
-                .iter()
-                .map(|c| rules.key(c))
-                .collect::<Vec<_>>()
-                .join("/")
-        };
-        let parent = &components[..components.len() - 1];
-        if !parent.is_empty() && seen.get(&key(parent)) != Some(&true) {
-            return Err(match seen.get(&key(parent)) {
-                Some(false) => ManifestError::FileAndFolder {
-                    path: parent.join("/"),
-                },
-                _ => ManifestError::MissingParent {
-                    path: path.to_owned(),
-                },
-            });
+        // Components hold no `/`, so a parent's key is the front of its child's.
+        let key = components
+            .iter()
+            .map(|c| rules.key(c))
+            .collect::<Vec<_>>()
+            .join("/");
+        if let Some((parent_key, _)) = key.rsplit_once('/') {
+            match seen.get(parent_key) {
+                Some(true) => {}
+                Some(false) => {
+                    return Err(ManifestError::FileAndFolder {
+                        path: components[..components.len() - 1].join("/"),
+                    });
+                }
+                None => {
+                    return Err(ManifestError::MissingParent {
+                        path: path.to_owned(),
+                    });
+                }
+            }
         }
         let is_folder = kind == Kind::Folder;
-        if let Some(&was_folder) = seen.get(&key(&components)) {
+        if let Some(&was_folder) = seen.get(&key) {
             let path = path.to_owned();
             return Err(if was_folder == is_folder {
                 ManifestError::Duplicate { path }
@@ -184,7 +187,7 @@ pub fn check(
                 ManifestError::FileAndFolder { path }
             });
         }
-        seen.insert(key(&components), is_folder);
+        seen.insert(key, is_folder);
         if let Kind::File { size, .. } = kind {
             total = total.checked_add(size).ok_or(ManifestError::SizeOverflow)?;
             files += 1;

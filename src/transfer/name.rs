@@ -137,7 +137,11 @@ pub fn sanitize(offered: &str) -> Result<String, NameError> {
 /// a leading `-` could be read as an option by a command given the name, so it gets a
 /// `_` before it. Where `rules` ask for it, the characters Windows reserves become `_`.
 pub fn sanitize_with(offered: &str, rules: NameRules) -> Result<String, NameError> {
-    let mut normal: String = offered.nfc().collect();
+    let mut normal: String = if offered.is_ascii() {
+        offered.to_owned()
+    } else {
+        offered.nfc().collect()
+    };
     if normal == "." || normal == ".." {
         return Err(NameError::DotName(normal));
     }
