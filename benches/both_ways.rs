@@ -14,7 +14,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{CHAT, Proc, WAIT, env_or, make_random_file, median, now_micros, run, scratch_dir};
+use support::{
+    CHAT, Proc, WAIT, env_or, make_identities, make_random_file, median, now_micros, run,
+    scratch_dir,
+};
 
 const PING_EVERY: Duration = Duration::from_millis(20);
 const LATENCY_TARGET_MS: f64 = 100.0;
@@ -48,11 +51,9 @@ fn main() {
         PING_EVERY.as_millis(),
         scratch.display()
     );
+    make_identities(&scratch);
     for name in ["alice", "bob"] {
         make_random_file(&scratch.join(format!("from-{name}.bin")), mib << 20);
-        run(Command::new(CHAT)
-            .args(["certs", "--force", "--name", name, "--dir"])
-            .arg(scratch.join("certs")));
     }
     let modes = [Mode::OneConnection, Mode::TwoConnections];
     let mut results: Vec<(Mode, Round)> = Vec::new();

@@ -11,12 +11,11 @@ mod support;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use support::pair::chat_round;
 use support::ssh::Sshd;
-use support::{CHAT, env_or, median, percentile, run, scratch_dir};
+use support::{env_or, make_identities, median, percentile, scratch_dir};
 
 /// The few large files of the tree, as in a source tree with some assets.
 const LARGE_FILES: u64 = 4;
@@ -36,12 +35,7 @@ fn main() {
         files + LARGE_FILES,
         scratch.display()
     );
-    let certs = scratch.join("certs");
-    for name in ["alice", "bob"] {
-        run(Command::new(CHAT)
-            .args(["certs", "--force", "--name", name, "--dir"])
-            .arg(&certs));
-    }
+    let certs = make_identities(&scratch);
     let sshd = Sshd::start(&scratch);
     if let Err(reason) = &sshd {
         println!("SKIPPED scp -r and tar | ssh contenders: {reason}");

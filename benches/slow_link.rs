@@ -13,7 +13,7 @@ mod support;
 use std::process::Command;
 
 use support::pair::{Sides, chat_round_on};
-use support::{CHAT, env_or, make_random_file, median, percentile, run, scratch_dir};
+use support::{env_or, make_identities, make_random_file, median, percentile, scratch_dir};
 
 const RATE: &str = "100mbit";
 
@@ -104,12 +104,7 @@ fn main() {
     );
     let file = scratch.join("payload.bin");
     make_random_file(&file, mib << 20);
-    let certs = scratch.join("certs");
-    for name in ["alice", "bob"] {
-        run(Command::new(CHAT)
-            .args(["certs", "--force", "--name", name, "--dir"])
-            .arg(&certs));
-    }
+    make_identities(&scratch);
     let (mut seconds, mut latencies) = (vec![], vec![]);
     for round in 1..=rounds {
         let run = chat_round_on(&scratch, &file, &link.sides());

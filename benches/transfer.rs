@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use support::pair::{chat_round, start_pair};
 use support::ssh::{AES128_GCM, Sshd};
 use support::{
-    CHAT, WAIT, env_or, free_port, make_random_file, median, now_micros, peak_rss_kib, percentile,
-    run, scratch_dir,
+    CHAT, WAIT, env_or, free_port, make_identities, make_random_file, median, now_micros,
+    peak_rss_kib, percentile, run, scratch_dir,
 };
 
 /// Hostile connections in the siege.
@@ -47,12 +47,7 @@ fn main() {
     );
     let file = scratch.join("payload.bin");
     make_random_file(&file, mib << 20);
-    let certs = scratch.join("certs");
-    for name in ["alice", "bob"] {
-        run(Command::new(CHAT)
-            .args(["certs", "--force", "--name", name, "--dir"])
-            .arg(&certs));
-    }
+    let certs = make_identities(&scratch);
     let openssl_present = Command::new("openssl").arg("version").output().is_ok();
     let sshd = Sshd::start(&scratch);
     if !openssl_present {

@@ -108,6 +108,18 @@ pub fn cpu_seconds(child: &Child) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Creates alice's and bob's identities in `scratch`/certs, where the pair helpers
+/// look for them, and returns that folder.
+pub fn make_identities(scratch: &Path) -> PathBuf {
+    let certs = scratch.join("certs");
+    for name in ["alice", "bob"] {
+        run(Command::new(CHAT)
+            .args(["certs", "--force", "--name", name, "--dir"])
+            .arg(&certs));
+    }
+    certs
+}
+
 pub fn make_random_file(path: &Path, len: u64) {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == len) {
         return;
