@@ -9,88 +9,38 @@
 //! (default 3), `BENCH_DIR` (scratch folder, as for `transfer`).
 
 mod support;
+#[path = "../tests/common/veth.rs"]
+mod veth;
 
-use std::process::Command;
-
-use support::pair::{Sides, chat_round_on};
+use support::pair::{Side, Sides, chat_round_on};
 use support::{env_or, make_identities, make_random_file, median, percentile, scratch_dir};
+use veth::VethPair;
 
 const RATE: &str = "100mbit";
 
-/// Two namespaces joined by a shaped veth pair, removed when dropped.
-struct ShapedLink {
-    namespaces: [String; 2],
-}
-
-impl ShapedLink {
-    fn create() -> Result<ShapedLink, String> {
-        let tag = std::process::id() % 10_000;
-        let link = ShapedLink {
-            namespaces: [format!("chatbench{tag}a"), format!("chatbench{tag}b")],
-        };
-        let [a, b] = &link.namespaces;
-        let (va, vb) = (format!("vb{tag}a"), format!("vb{tag}b"));
-        for step in [
-            format!("ip netns add {a}"),
-            format!("ip netns add {b}"),
-            format!("ip link add {va} type veth peer name {vb}"),
-            format!("ip link set {va} netns {a}"),
-            format!("ip link set {vb} netns {b}"),
-            format!("ip -n {a} addr add 10.204.0.1/24 dev {va}"),
-            format!("ip -n {b} addr add 10.204.0.2/24 dev {vb}"),
-            format!("ip -n {a} link set {va} up"),
-            format!("ip -n {b} link set {vb} up"),
-            format!("ip -n {a} link set lo up"),
-            format!("ip -n {b} link set lo up"),
-            format!(
-                "ip netns exec {a} tc qdisc add dev {va} root tbf rate {RATE} burst 64kb latency 50ms"
-            ),
-            format!(
-                "ip netns exec {b} tc qdisc add dev {vb} root tbf rate {RATE} burst 64kb latency 50ms"
-            ),
-        ] {
-            let mut words = step.split_whitespace();
-            let program = words.next().expect("a program");
-            let output = Command::new(program)
-                .args(words)
-                .output()
-                .map_err(|err| format!("{program}: {err}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "{step}: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-        }
-        Ok(link)
-    }
-
-    fn sides(&self) -> Sides {
-        let inside = |namespace: &str, ip: &str| {
-            let prefix = ["ip", "netns", "exec", namespace].map(str::to_owned);
-            (prefix.to_vec(), ip.to_owned())
-        };
-        Sides {
-            alice: inside(&self.namespaces[0], "10.204.0.1"),
-            bob: inside(&self.namespaces[1], "10.204.0.2"),
-        }
-    }
-}
-
-impl Drop for ShapedLink {
-    fn drop(&mut self) {
-        for namespace in &self.namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", namespace])
-                .status();
-        }
+/// Alice's and bob's places: the two ends of the pair.
+fn sides(link: &VethPair) -> Sides {
+    let inside = |side: usize| Side {
+        prefix: ["ip", "netns", "exec", &link.namespaces[side]]
+            .map(str::to_owned)
+            .to_vec(),
+        ip: link.address(side),
+    };
+    Sides {
+        alice: inside(0),
+        bob: inside(1),
     }
 }
 
 fn main() {
     let mib: u64 = env_or("BENCH_MIB", 48);
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
-    let link = match ShapedLink::create() {
+    let shaped = VethPair::create("bench").and_then(|link| {
+        let shape =
+            format!("tc qdisc add dev {{dev}} root tbf rate {RATE} burst 64kb latency 50ms");
+        link.on_each_end(&shape).map(|()| link)
+    });
+    let link = match shaped {
         Ok(link) => link,
         Err(reason) => {
             println!("SKIPPED slow-link bench: {reason}");
@@ -107,7 +57,7 @@ fn main() {
     make_identities(&scratch);
     let (mut seconds, mut latencies) = (vec![], vec![]);
     for round in 1..=rounds {
-        let run = chat_round_on(&scratch, &file, &link.sides());
+        let run = chat_round_on(&scratch, &file, &sides(&link));
         println!(
             "round {round}: chat {:.2} s ({:.1} MiB/s), line latency median {:.1} ms p99 {:.1} ms max {:.1} ms",
             run.seconds,

@@ -41,6 +41,13 @@ pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 /// buffer grows to while the peer's disk is the slower end.
 const UNSENT_LIMIT: u32 = 128 * 1024;
 
+/// What a peer connection asks of the kernel, on either side: notice a peer that
+/// vanished, and hold little unsent. Where a system refuses, its defaults stay.
+fn tune(tcp: &TcpStream) {
+    let _ = platform::detect_dead_peer(tcp);
+    let _ = platform::bound_unsent(tcp, UNSENT_LIMIT);
+}
+
 /// How far an accepted connection has got. The listener sheds the least advanced
 /// first, and never one that has authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -193,8 +200,7 @@ pub async fn accept(
     greeting: &Greeting,
     mut reached: impl FnMut(Stage) -> bool,
 ) -> Result<Link, HandshakeError> {
-    let _ = platform::detect_dead_peer(&tcp);
-    let _ = platform::bound_unsent(&tcp, UNSENT_LIMIT);
+    tune(&tcp);
     let handshake = async {
         let client_hello = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::new(tcp));
         let start = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, client_hello)
@@ -262,8 +268,7 @@ pub async fn connect(
     addr: SocketAddr,
     greeting: &Greeting,
 ) -> Result<Link, HandshakeError> {
-    let _ = platform::detect_dead_peer(&tcp);
-    let _ = platform::bound_unsent(&tcp, UNSENT_LIMIT);
+    tune(&tcp);
     let handshake = async {
         let server_name = ServerName::IpAddress(addr.ip().into());
         let mut tls = connector

@@ -1,4 +1,5 @@
-//! All TLS policy in one place: TLS 1.3 only, X25519MLKEM768 first, and verifiers that trust exactly one pinned certificate in each direction.
+//! All TLS policy in one place: TLS 1.3 only, X25519MLKEM768 first, and verifiers
+//! that trust exactly one pinned certificate in each direction.
 //!
 //! The verifiers replace chain validation with a fingerprint comparison, but still
 //! check the handshake signature through the crypto provider: that signature is what

@@ -4,98 +4,29 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use chat::platform::DEAD_PEER_TIMEOUT;
 
+use common::veth::{VethPair, run};
 use common::{Peer, Stream, World, listing};
 use sha2::{Digest, Sha256};
 
-/// Two namespaces and the veth pair between them, removed when dropped.
-struct Link {
-    namespaces: [String; 2],
-    devices: [String; 2],
-}
-
-impl Link {
-    /// `test` tells apart the links of tests running at once in one process.
-    fn create(test: char) -> Result<Link, String> {
-        let tag = std::process::id() % 10_000;
-        let link = Link {
-            namespaces: [format!("chat{tag}{test}a"), format!("chat{tag}{test}b")],
-            devices: [format!("vc{tag}{test}a"), format!("vc{tag}{test}b")],
-        };
-        let ([a, b], [va, vb]) = (&link.namespaces, &link.devices);
-        let steps = [
-            format!("netns add {a}"),
-            format!("netns add {b}"),
-            format!("link add {va} type veth peer name {vb}"),
-            format!("link set {va} netns {a}"),
-            format!("link set {vb} netns {b}"),
-            format!("-n {a} addr add 10.203.0.1/24 dev {va}"),
-            format!("-n {b} addr add 10.203.0.2/24 dev {vb}"),
-            format!("-n {a} link set {va} up"),
-            format!("-n {b} link set {vb} up"),
-            format!("-n {a} link set lo up"),
-            format!("-n {b} link set lo up"),
-        ];
-        for step in steps {
-            run("ip", &step)?;
-        }
-        Ok(link)
-    }
-
-    /// Adds the impairment on both ends; the error says why it could not.
-    fn impair(&self) -> Result<(), String> {
-        for (namespace, device) in self.namespaces.iter().zip(&self.devices) {
-            run(
-                "ip",
-                &format!(
-                    "netns exec {namespace} tc qdisc add dev {device} root netem delay 50ms loss 1% reorder 25% 50%"
-                ),
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// Runs `program` with the white-space separated `args`; the error carries its stderr.
-fn run(program: &str, args: &str) -> Result<(), String> {
-    let output = Command::new(program)
-        .args(args.split_whitespace())
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {args}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        for namespace in &self.namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", namespace])
-                .status();
-        }
-    }
+/// Adds the impairment on both ends; the error says why it could not.
+fn impair(link: &VethPair) -> Result<(), String> {
+    link.on_each_end("tc qdisc add dev {dev} root netem delay 50ms loss 1% reorder 25% 50%")
 }
 
 #[test]
 fn a_transfer_and_chat_survive_an_impaired_link() {
-    let link = match Link::create('i') {
+    let link = match VethPair::create("i") {
         Ok(link) => link,
         Err(reason) => {
             println!("SKIPPED network-namespace test: {reason}");
             return;
         }
     };
-    let impaired = match link.impair() {
+    let impaired = match impair(&link) {
         Ok(()) => true,
         Err(reason) => {
             println!(
@@ -132,12 +63,12 @@ fn a_transfer_and_chat_survive_an_impaired_link() {
 }
 
 /// Alice in the first namespace and bob in the second, connected both ways.
-fn connect_across(world: &World, link: &Link) -> (Peer, Peer) {
+fn connect_across(world: &World, link: &VethPair) -> (Peer, Peer) {
     connect_across_with(world, link, &[])
 }
 
 /// Like [`connect_across`], with `alice_extra` arguments for alice.
-fn connect_across_with(world: &World, link: &Link, alice_extra: &[&str]) -> (Peer, Peer) {
+fn connect_across_with(world: &World, link: &VethPair, alice_extra: &[&str]) -> (Peer, Peer) {
     let alice_fp = world.identity("alice");
     let bob_fp = world.identity("bob");
     let home = |name: &str| {
@@ -183,7 +114,7 @@ fn connect_across_with(world: &World, link: &Link, alice_extra: &[&str]) -> (Pee
 /// says so, and what it tried, and the session goes on.
 #[test]
 fn map_port_without_a_router_warns_and_the_session_goes_on() {
-    let link = match Link::create('m') {
+    let link = match VethPair::create("m") {
         Ok(link) => link,
         Err(reason) => {
             println!("SKIPPED network-namespace test: {reason}");
@@ -201,7 +132,7 @@ fn map_port_without_a_router_warns_and_the_session_goes_on() {
 
 #[test]
 fn a_silently_dead_link_is_noticed_and_the_chat_resumes_when_it_is_back() {
-    let link = match Link::create('d') {
+    let link = match VethPair::create("d") {
         Ok(link) => link,
         Err(reason) => {
             println!("SKIPPED network-namespace test: {reason}");

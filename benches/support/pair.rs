@@ -16,16 +16,25 @@ pub struct ChatRun {
     pub latencies_ms: Vec<f64>,
 }
 
-/// Where each peer runs: a command prefix (such as `ip netns exec NS`) and the
-/// address it listens on, which the other dials.
+/// Where a peer runs: under a command prefix (such as `ip netns exec NS`), listening
+/// on an address of `ip`, which the other peer dials.
+pub struct Side {
+    pub prefix: Vec<String>,
+    pub ip: String,
+}
+
+/// Where alice and bob run.
 pub struct Sides {
-    pub alice: (Vec<String>, String),
-    pub bob: (Vec<String>, String),
+    pub alice: Side,
+    pub bob: Side,
 }
 
 impl Sides {
     pub fn loopback() -> Sides {
-        let here = || (vec![], "127.0.0.1".to_owned());
+        let here = || Side {
+            prefix: vec![],
+            ip: "127.0.0.1".to_owned(),
+        };
         Sides {
             alice: here(),
             bob: here(),
@@ -51,7 +60,7 @@ pub fn start_pair_on(scratch: &Path, sides: &Sides) -> (Proc, Proc, u16) {
         out.trim().to_owned()
     };
     let (alice_fp, bob_fp) = (fp("alice"), fp("bob"));
-    let common = |name: &str, (prefix, ip): &(Vec<String>, String)| {
+    let common = |name: &str, Side { prefix, ip }: &Side| {
         let mut command = match prefix.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
@@ -76,7 +85,7 @@ pub fn start_pair_on(scratch: &Path, sides: &Sides) -> (Proc, Proc, u16) {
         common("bob", &sides.bob)
             .args([
                 "--connect",
-                &format!("{}:{alice_port}", sides.alice.1),
+                &format!("{}:{alice_port}", sides.alice.ip),
                 "--peer-fingerprint",
                 &alice_fp,
                 "--download-dir",
@@ -84,7 +93,7 @@ pub fn start_pair_on(scratch: &Path, sides: &Sides) -> (Proc, Proc, u16) {
             .arg(&downloads),
     );
     let bob_port = bob.wait_line(|l| l.strip_prefix("Listening on port ").map(str::to_owned));
-    alice.send(&format!("{}:{bob_port}", sides.bob.1));
+    alice.send(&format!("{}:{bob_port}", sides.bob.ip));
     alice.wait_line(|l| l.contains("Connected to bob").then_some(()));
     bob.wait_line(|l| l.contains("Connected to alice").then_some(()));
 

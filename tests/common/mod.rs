@@ -6,6 +6,7 @@
 pub mod home;
 pub mod proxy;
 pub mod pty;
+pub mod veth;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
