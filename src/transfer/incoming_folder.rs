@@ -271,20 +271,21 @@ impl FolderJob {
         if let Err(err) = self.settle(&mut current, &mut failed) {
             return self.fail(format!("storing a file failed: {err}"));
         }
-        while let Some(mut data) = chunks.blocking_recv() {
+        while let Some(data) = chunks.blocking_recv() {
             written += data.len() as u64;
-            while !data.is_empty() {
+            let mut rest = &data[..];
+            while !rest.is_empty() {
                 let Some(file) = current.as_mut() else {
                     return self.fail("more bytes than the folder's files hold".into());
                 };
-                let take = (file.size - file.written).min(data.len() as u64) as usize;
-                let rest = data.split_off(take);
-                if let Err(err) = file.file.write_all(&data) {
+                let take = (file.size - file.written).min(rest.len() as u64) as usize;
+                let (this_file, next) = rest.split_at(take);
+                if let Err(err) = file.file.write_all(this_file) {
                     return self.fail(format!("writing a file failed: {err}"));
                 }
-                file.hasher.update(&data);
+                file.hasher.update(this_file);
                 file.written += take as u64;
-                data = rest;
+                rest = next;
                 if let Err(err) = self.settle(&mut current, &mut failed) {
                     return self.fail(format!("storing a file failed: {err}"));
                 }
