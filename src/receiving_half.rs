@@ -170,6 +170,10 @@ pub async fn receive(
                 }
                 continue;
             }
+            prepared = files.next_prepared() => {
+                files.prepared(prepared).await;
+                continue;
+            }
             frame = async { backlog.await; reader.read_frame().await } => frame,
         };
         let result = match frame {

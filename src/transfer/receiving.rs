@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use tokio::sync::mpsc;
+use tokio::task::{self, JoinSet};
 
 use super::incoming::{self, Incoming, MAX_ACTIVE_TRANSFERS, Outcome, Overflow, ReceiveLimits};
 use super::incoming_folder::{self, IncomingFolder};
@@ -71,6 +72,17 @@ struct PendingManifest {
     bytes: Vec<u8>,
 }
 
+/// A folder whose whole manifest is in, being checked and laid out off the
+/// connection's task, so that lines and other transfers keep flowing meanwhile.
+/// Until its `Accept`, a `Chunk` or `Cancel` for it breaks the protocol.
+struct Preparing {
+    name: String,
+    task: task::Id,
+}
+
+/// A folder ready to be accepted, or why it is refused.
+type Prepared = (u64, Result<IncomingFolder, String>);
+
 /// Transfers arriving on one connection.
 pub struct Receiving {
     limits: ReceiveLimits,
@@ -82,6 +94,8 @@ pub struct Receiving {
     manifests: HashMap<u64, PendingManifest>,
     /// Refused folders: the rest of their manifests is dropped.
     discarding_manifests: HashMap<u64, u64>,
+    preparing: HashMap<u64, Preparing>,
+    preparations: JoinSet<Prepared>,
     /// Whether the sender may offer folders (protocol version 4 and 5).
     takes_folders: bool,
     replies: mpsc::Sender<Frame>,
@@ -108,6 +122,8 @@ impl Receiving {
             discarding: HashMap::new(),
             manifests: HashMap::new(),
             discarding_manifests: HashMap::new(),
+            preparing: HashMap::new(),
+            preparations: JoinSet::new(),
             takes_folders: takes_folders(version),
             replies,
             events,
@@ -218,6 +234,7 @@ impl Receiving {
             || self.discarding.contains_key(&id)
             || self.manifests.contains_key(&id)
             || self.discarding_manifests.contains_key(&id)
+            || self.preparing.contains_key(&id)
     }
 
     /// Handles a `Folder`: what it announces is checked before any of its manifest
@@ -264,7 +281,7 @@ impl Receiving {
             },
         );
         if manifest_len == 0 {
-            self.manifest_done(id).await;
+            self.manifest_done(id);
         }
         Ok(())
     }
@@ -296,53 +313,53 @@ impl Receiving {
         }
         pending.bytes.extend_from_slice(&data);
         if pending.bytes.len() == pending.expected {
-            self.manifest_done(id).await;
+            self.manifest_done(id);
         }
         Ok(())
     }
 
-    /// The whole manifest is in: check all of it, then accept or refuse the folder.
-    /// Nothing is written for a manifest that fails a check.
-    async fn manifest_done(&mut self, id: u64) {
+    /// The whole manifest is in: check and lay out the folder in the background;
+    /// [`Receiving::prepared`] then accepts or refuses it.
+    fn manifest_done(&mut self, id: u64) {
         let pending = self.manifests.remove(&id).expect("a complete manifest");
         let name = pending.name.clone();
-        let checked = match manifest::check(
-            &pending.bytes,
-            pending.entries,
-            pending.size,
-            NameRules::here(),
-        ) {
-            Ok(checked) => checked,
-            Err(err) => {
-                let reason = format!("the folder's manifest is refused: {err}");
-                self.refuse(id, &name, reason).await;
-                return;
+        let (limits, events) = (self.limits.clone(), self.events.clone());
+        let task = self
+            .preparations
+            .spawn(async move { (id, prepare_folder(limits, events, id, pending).await) })
+            .id();
+        self.preparing.insert(id, Preparing { name, task });
+    }
+
+    /// The next folder whose preparation ended; never ready while none is prepared.
+    pub async fn next_prepared(&mut self) -> Prepared {
+        loop {
+            match self.preparations.join_next_with_id().await {
+                None => std::future::pending().await,
+                Some(Ok((_, prepared))) => return prepared,
+                Some(Err(failed)) => {
+                    let found = self.preparing.iter().find(|(_, p)| p.task == failed.id());
+                    if let Some((&id, _)) = found {
+                        return (id, Err(format!("the receiver failed: {failed}")));
+                    }
+                }
             }
-        };
-        let meta = incoming_folder::folder_meta(&name, pending.size, &pending.bytes);
-        let Some(reservation) = self.limits.reserve(&meta).await else {
-            let reason = format!("more than {MAX_ACTIVE_TRANSFERS} transfers at once");
-            self.refuse(id, &name, reason).await;
+        }
+    }
+
+    /// Accepts or refuses a folder whose preparation ended.
+    pub async fn prepared(&mut self, (id, prepared): Prepared) {
+        let Some(Preparing { name, .. }) = self.preparing.remove(&id) else {
             return;
         };
-        let size = pending.size;
-        let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size)
-            .with_files(checked.file_list());
-        let limits = self.limits.clone();
-        let started = tokio::task::spawn_blocking(move || {
-            IncomingFolder::start(&limits, meta, checked, reservation, move |done| {
-                progress.update(done)
-            })
-        })
-        .await;
-        let folder = match started {
-            Ok(Ok(folder)) => folder,
-            Ok(Err(reason)) => return self.refuse(id, &name, reason.to_string()).await,
-            Err(panicked) => {
-                let reason = format!("the receiver failed: {panicked}");
-                return self.refuse(id, &name, reason).await;
-            }
-        };
+        match prepared {
+            Ok(folder) => self.accept_folder(id, name, folder).await,
+            Err(reason) => self.refuse(id, &name, reason).await,
+        }
+    }
+
+    async fn accept_folder(&mut self, id: u64, name: String, folder: IncomingFolder) {
+        let size = folder.meta.size;
         let _ = self.events.send(Event::TransferIncoming {
             id,
             name: name.clone(),
@@ -462,10 +479,18 @@ impl Receiving {
     }
 
     /// The connection ended: every unfinished file keeps its `.part` for a resume,
-    /// unless `keep_partial` is false (the sender broke the protocol).
+    /// unless `keep_partial` is false (the sender broke the protocol). Folders not
+    /// yet accepted are dropped unannounced; the sender offers them again.
     pub async fn abandon(&mut self, reason: &str, keep_partial: bool) {
         self.manifests.clear();
         self.discarding_manifests.clear();
+        self.preparing.clear();
+        self.preparations.abort_all();
+        while let Some(prepared) = self.preparations.join_next().await {
+            if let Ok((_, Ok(folder))) = prepared {
+                folder.finish(keep_partial).await;
+            }
+        }
         for (id, incoming) in std::mem::take(&mut self.active) {
             let name = incoming.name().to_owned();
             let size = incoming.size();
@@ -552,6 +577,47 @@ impl Receiving {
             reason,
         });
     }
+}
+
+/// Checks a whole manifest, reserves a slot for the folder and lays it out on disk,
+/// resuming what an earlier transfer of it kept. Nothing is written for a manifest
+/// that fails a check. The error is the refusal's reason.
+async fn prepare_folder(
+    limits: ReceiveLimits,
+    events: mpsc::UnboundedSender<Event>,
+    id: u64,
+    pending: PendingManifest,
+) -> Result<IncomingFolder, String> {
+    let failed = |panicked: task::JoinError| format!("the receiver failed: {panicked}");
+    let PendingManifest {
+        name,
+        entries,
+        size,
+        bytes,
+        ..
+    } = pending;
+    let (checked, bytes) = task::spawn_blocking(move || {
+        let checked = manifest::check(&bytes, entries, size, NameRules::here());
+        (checked, bytes)
+    })
+    .await
+    .map_err(failed)?;
+    let checked = checked.map_err(|err| format!("the folder's manifest is refused: {err}"))?;
+    let meta = incoming_folder::folder_meta(&name, size, &bytes);
+    let reservation = limits
+        .reserve(&meta)
+        .await
+        .ok_or_else(|| format!("more than {MAX_ACTIVE_TRANSFERS} transfers at once"))?;
+    let mut progress =
+        ProgressReporter::new(events, id, Phase::Receiving, size).with_files(checked.file_list());
+    task::spawn_blocking(move || {
+        IncomingFolder::start(&limits, meta, checked, reservation, move |done| {
+            progress.update(done)
+        })
+    })
+    .await
+    .map_err(failed)?
+    .map_err(|reason| reason.to_string())
 }
 
 /// What an offer turned into.
@@ -661,22 +727,20 @@ fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::PROTOCOL_VERSION;
+    use crate::frame::{FOLDER_VERSION, PROTOCOL_VERSION};
     use crate::transfer::names_in;
     use sha2::{Digest, Sha256};
     use std::time::Duration;
 
     /// One connection's receiving side, and the frames it answers with.
     fn connection(limits: &ReceiveLimits) -> (Receiving, mpsc::Receiver<Frame>) {
+        connection_at(limits, PROTOCOL_VERSION)
+    }
+
+    fn connection_at(limits: &ReceiveLimits, version: u16) -> (Receiving, mpsc::Receiver<Frame>) {
         let (replies, replies_rx) = mpsc::channel(64);
         let (events, _) = mpsc::unbounded_channel();
-        let files = Receiving::new(
-            limits.clone(),
-            "alice".into(),
-            PROTOCOL_VERSION,
-            replies,
-            events,
-        );
+        let files = Receiving::new(limits.clone(), "alice".into(), version, replies, events);
         (files, replies_rx)
     }
 
@@ -689,6 +753,84 @@ mod tests {
 
     fn sha(data: &[u8]) -> [u8; 32] {
         Sha256::digest(data).into()
+    }
+
+    /// Announces folder `id`, named `tree`, holding `a.txt` with `data`, and sends
+    /// its whole manifest.
+    async fn offer_folder(files: &mut Receiving, id: u64, data: &[u8]) {
+        let entries = [manifest::Entry {
+            path: "a.txt".into(),
+            kind: manifest::Kind::File {
+                size: data.len() as u64,
+                sha256: sha(data),
+            },
+        }];
+        let bytes = manifest::encode(&entries);
+        let size = data.len() as u64;
+        files
+            .folder(id, 1, bytes.len() as u32, size, "tree")
+            .await
+            .unwrap();
+        files.manifest(id, bytes).await.unwrap();
+    }
+
+    async fn next_prepared(files: &mut Receiving) -> Prepared {
+        tokio::time::timeout(Duration::from_secs(10), files.next_prepared())
+            .await
+            .expect("the folder is prepared in time")
+    }
+
+    #[tokio::test]
+    async fn other_offers_are_answered_while_a_folder_is_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (mut files, mut replies) = connection_at(&limits, FOLDER_VERSION);
+        offer_folder(&mut files, 1, b"folder data").await;
+        files
+            .offer(2, "b.bin", 10, sha(b"0123456789"))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer(&mut replies).await,
+            Frame::Accept { id: 2, offset: 0 }
+        );
+        let prepared = next_prepared(&mut files).await;
+        files.prepared(prepared).await;
+        assert_eq!(
+            answer(&mut replies).await,
+            Frame::Accept { id: 1, offset: 0 }
+        );
+        files.chunk(1, b"folder data".to_vec()).await.unwrap();
+        assert!(matches!(
+            answer(&mut replies).await,
+            Frame::Verdict {
+                id: 1,
+                status: VerdictStatus::Verified,
+                ..
+            }
+        ));
+        assert_eq!(
+            std::fs::read(dir.path().join("tree/a.txt")).unwrap(),
+            b"folder data"
+        );
+    }
+
+    #[tokio::test]
+    async fn data_or_cancel_before_a_folder_is_accepted_breaks_the_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (mut files, _replies) = connection_at(&limits, FOLDER_VERSION);
+        offer_folder(&mut files, 1, b"folder data").await;
+        assert!(matches!(
+            files.chunk(1, b"folder data".to_vec()).await,
+            Err(TransferViolation::UnknownId { id: 1, .. })
+        ));
+        assert!(matches!(
+            files.cancel(1, "cancelled").await,
+            Err(TransferViolation::UnknownId { id: 1, .. })
+        ));
+        files.abandon("the sender broke the protocol", false).await;
+        assert_eq!(names_in(dir.path()), Vec::<String>::new());
     }
 
     #[tokio::test]
