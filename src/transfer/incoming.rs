@@ -13,15 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use super::disk_queue::{ChunkReceiver, ChunkSender, disk_queue};
 use super::in_progress::{Claim, InProgress};
 use super::name::{self, NameError};
 use super::parts::{self, Meta, OwnedPart};
 use crate::platform;
 
-/// Chunks buffered between the network and the disk thread: bounds memory per transfer.
-const CHUNKS_IN_FLIGHT: usize = 16;
 /// Files being received or verified at once, across every connection of a session.
 pub const MAX_ACTIVE_TRANSFERS: usize = 4;
 
@@ -130,7 +129,7 @@ pub struct Incoming {
     /// Bytes already held from an earlier, interrupted transfer of the same file.
     pub offset: u64,
     received: u64,
-    chunks: mpsc::Sender<Vec<u8>>,
+    chunks: ChunkSender,
     outcome: oneshot::Receiver<Outcome>,
     keep_partial: Arc<AtomicBool>,
 }
@@ -163,7 +162,7 @@ impl Incoming {
             Some(part) => part,
             None => parts::create(&limits.dir, &meta)?,
         };
-        let (chunks, chunks_rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (chunks, chunks_rx) = disk_queue();
         let (outcome_tx, outcome) = oneshot::channel();
         let keep_partial = Arc::new(AtomicBool::new(true));
         let job = DiskJob {
@@ -249,11 +248,7 @@ struct DiskJob {
 }
 
 impl DiskJob {
-    fn run(
-        mut self,
-        mut chunks: mpsc::Receiver<Vec<u8>>,
-        mut progress: impl FnMut(u64),
-    ) -> Outcome {
+    fn run(mut self, mut chunks: ChunkReceiver, mut progress: impl FnMut(u64)) -> Outcome {
         let mut hasher = Sha256::new();
         if let Err(err) = self.hash_kept_prefix(&mut hasher) {
             self.part.discard();

@@ -15,15 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::disk_queue::{ChunkReceiver, ChunkSender, disk_queue};
 use super::incoming::{Outcome, Overflow, ReceiveLimits, RefuseReason, Reservation};
 use super::manifest::{Checked, Kind, StoredEntry};
 use super::parts::{self, Meta, OwnedPart};
 use crate::platform;
 
-/// Chunks buffered between the network and the disk thread: bounds memory per folder.
-const CHUNKS_IN_FLIGHT: usize = 16;
 /// Failed files named one by one in an outcome; the rest are counted.
 const MAX_FAILURES_NAMED: usize = 20;
 
@@ -45,7 +44,7 @@ pub struct IncomingFolder {
     /// Bytes already held from an earlier, interrupted transfer of the same folder.
     pub offset: u64,
     received: u64,
-    chunks: mpsc::Sender<Vec<u8>>,
+    chunks: ChunkSender,
     outcome: oneshot::Receiver<Outcome>,
     keep_partial: Arc<AtomicBool>,
 }
@@ -84,7 +83,7 @@ impl IncomingFolder {
                 available,
             });
         }
-        let (chunks, chunks_rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (chunks, chunks_rx) = disk_queue();
         let (outcome_tx, outcome) = oneshot::channel();
         let keep_partial = Arc::new(AtomicBool::new(true));
         let offset = start.offset;
@@ -260,7 +259,7 @@ struct Current {
 }
 
 impl FolderJob {
-    fn run(self, mut chunks: mpsc::Receiver<Vec<u8>>, mut progress: impl FnMut(u64)) -> Outcome {
+    fn run(self, mut chunks: ChunkReceiver, mut progress: impl FnMut(u64)) -> Outcome {
         let mut failed = Vec::new();
         let mut written = self.start.offset;
         progress(written);

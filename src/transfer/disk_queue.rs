@@ -1,0 +1,148 @@
+//! The queue from a connection's task to a disk thread: bounded in bytes, with a
+//! sender that waits for room half the queue at a time. Where the disk is slower
+//! than the network, the queue stays full; a sender waiting for each chunk's room
+//! would be woken, across threads, once per chunk, and those wake-ups cost more
+//! than the chunks' copies. Waiting for half the queue wakes it once per
+//! [`WAKE_BYTES`].
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+
+/// The bytes queued for one disk thread at most.
+pub const QUEUE_BYTES: usize = 1 << 20;
+/// The room the sender waits for once the queue is full.
+const WAKE_BYTES: usize = QUEUE_BYTES / 2;
+
+/// A queue for chunks of at most [`WAKE_BYTES`] each.
+pub fn disk_queue() -> (ChunkSender, ChunkReceiver) {
+    let (chunks, chunks_rx) = mpsc::unbounded_channel();
+    let room = Arc::new(Semaphore::new(QUEUE_BYTES));
+    let sender = ChunkSender {
+        chunks,
+        room: room.clone(),
+        credit: 0,
+    };
+    let receiver = ChunkReceiver {
+        chunks: chunks_rx,
+        room,
+    };
+    (sender, receiver)
+}
+
+/// The connection's end.
+#[derive(Debug)]
+pub struct ChunkSender {
+    chunks: mpsc::UnboundedSender<Vec<u8>>,
+    room: Arc<Semaphore>,
+    /// Room taken from `room` and not yet filled.
+    credit: usize,
+}
+
+/// The disk thread's end. Dropping it wakes a waiting sender.
+#[derive(Debug)]
+pub struct ChunkReceiver {
+    chunks: mpsc::UnboundedReceiver<Vec<u8>>,
+    room: Arc<Semaphore>,
+}
+
+/// The disk thread has stopped taking chunks.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed;
+
+impl ChunkSender {
+    /// Queues `data`, first waiting for room if the queue is full.
+    pub async fn send(&mut self, data: Vec<u8>) -> Result<(), Closed> {
+        assert!(
+            data.len() <= WAKE_BYTES,
+            "a chunk larger than the queue's step"
+        );
+        if self.credit < data.len() {
+            let room = self.room.acquire_many(WAKE_BYTES as u32).await;
+            room.map_err(|_| Closed)?.forget();
+            self.credit += WAKE_BYTES;
+        }
+        self.credit -= data.len();
+        self.chunks.send(data).map_err(|_| Closed)
+    }
+}
+
+impl ChunkReceiver {
+    /// The next chunk, blocking the thread; `None` once the sender is dropped and
+    /// every chunk is taken.
+    pub fn blocking_recv(&mut self) -> Option<Vec<u8>> {
+        let data = self.chunks.blocking_recv()?;
+        self.room.add_permits(data.len());
+        Some(data)
+    }
+}
+
+impl Drop for ChunkReceiver {
+    fn drop(&mut self) {
+        self.room.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::{Pin, pin};
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    const CHUNK: usize = 64 << 10;
+
+    fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_full_queue_makes_room_half_a_queue_at_a_time() {
+        let (mut sender, mut receiver) = disk_queue();
+        let full = QUEUE_BYTES / CHUNK;
+        for n in 0..full {
+            let send = pin!(sender.send(vec![n as u8; CHUNK]));
+            assert_eq!(poll_once(send), Poll::Ready(Ok(())), "chunk {n} waited");
+        }
+        let mut next = pin!(sender.send(vec![0xff; CHUNK]));
+        assert!(poll_once(next.as_mut()).is_pending(), "sent past the bound");
+        for n in 0..WAKE_BYTES / CHUNK {
+            assert!(poll_once(next.as_mut()).is_pending(), "woken at {n} taken");
+            assert_eq!(receiver.blocking_recv(), Some(vec![n as u8; CHUNK]));
+        }
+        assert_eq!(poll_once(next.as_mut()), Poll::Ready(Ok(())));
+    }
+
+    #[test]
+    fn chunks_arrive_in_order_and_end_with_the_sender() {
+        let (mut sender, mut receiver) = disk_queue();
+        for len in [1, CHUNK, 7] {
+            let send = pin!(sender.send(vec![len as u8; len]));
+            assert_eq!(poll_once(send), Poll::Ready(Ok(())));
+        }
+        drop(sender);
+        for len in [1, CHUNK, 7] {
+            assert_eq!(receiver.blocking_recv(), Some(vec![len as u8; len]));
+        }
+        assert_eq!(receiver.blocking_recv(), None);
+    }
+
+    #[test]
+    fn a_stopped_disk_thread_releases_a_waiting_sender() {
+        let (mut sender, receiver) = disk_queue();
+        for _ in 0..QUEUE_BYTES / CHUNK {
+            assert!(poll_once(pin!(sender.send(vec![0; CHUNK]))).is_ready());
+        }
+        {
+            let mut waiting = pin!(sender.send(vec![0; CHUNK]));
+            assert!(poll_once(waiting.as_mut()).is_pending());
+            drop(receiver);
+            assert_eq!(poll_once(waiting.as_mut()), Poll::Ready(Err(Closed)));
+        }
+        assert_eq!(
+            poll_once(pin!(sender.send(vec![0; 1]))),
+            Poll::Ready(Err(Closed))
+        );
+    }
+}
