@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::disk_queue::{ChunkReceiver, ChunkSender, disk_queue};
+use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
 use super::in_progress::{Claim, InProgress};
 use super::name::{self, NameError};
 use super::parts::{self, Meta, OwnedPart};
@@ -129,7 +129,7 @@ pub struct Incoming {
     /// Bytes already held from an earlier, interrupted transfer of the same file.
     pub offset: u64,
     received: u64,
-    chunks: ChunkSender,
+    chunks: ChunkSender<Vec<u8>>,
     outcome: oneshot::Receiver<Outcome>,
     keep_partial: Arc<AtomicBool>,
 }
@@ -162,7 +162,7 @@ impl Incoming {
             Some(part) => part,
             None => parts::create(&limits.dir, &meta)?,
         };
-        let (chunks, chunks_rx) = disk_queue();
+        let (chunks, chunks_rx) = chunk_queue();
         let (outcome_tx, outcome) = oneshot::channel();
         let keep_partial = Arc::new(AtomicBool::new(true));
         let job = DiskJob {
@@ -248,7 +248,7 @@ struct DiskJob {
 }
 
 impl DiskJob {
-    fn run(mut self, mut chunks: ChunkReceiver, mut progress: impl FnMut(u64)) -> Outcome {
+    fn run(mut self, mut chunks: ChunkReceiver<Vec<u8>>, mut progress: impl FnMut(u64)) -> Outcome {
         let mut hasher = Sha256::new();
         if let Err(err) = self.hash_kept_prefix(&mut hasher) {
             self.part.discard();

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::disk_queue::{ChunkReceiver, ChunkSender, disk_queue};
+use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
 use super::incoming::{Outcome, Overflow, ReceiveLimits, RefuseReason, Reservation};
 use super::manifest::{Checked, Kind, StoredEntry};
 use super::parts::{self, Meta, OwnedPart};
@@ -44,7 +44,7 @@ pub struct IncomingFolder {
     /// Bytes already held from an earlier, interrupted transfer of the same folder.
     pub offset: u64,
     received: u64,
-    chunks: ChunkSender,
+    chunks: ChunkSender<Vec<u8>>,
     outcome: oneshot::Receiver<Outcome>,
     keep_partial: Arc<AtomicBool>,
 }
@@ -83,7 +83,7 @@ impl IncomingFolder {
                 available,
             });
         }
-        let (chunks, chunks_rx) = disk_queue();
+        let (chunks, chunks_rx) = chunk_queue();
         let (outcome_tx, outcome) = oneshot::channel();
         let keep_partial = Arc::new(AtomicBool::new(true));
         let offset = start.offset;
@@ -259,7 +259,7 @@ struct Current {
 }
 
 impl FolderJob {
-    fn run(self, mut chunks: ChunkReceiver, mut progress: impl FnMut(u64)) -> Outcome {
+    fn run(self, mut chunks: ChunkReceiver<Vec<u8>>, mut progress: impl FnMut(u64)) -> Outcome {
         let mut failed = Vec::new();
         let mut written = self.start.offset;
         progress(written);

@@ -1,7 +1,7 @@
 //! File transfer: the sending and receiving state machines, the files they read and
 //! write, and progress reports. Nothing here draws; progress leaves as events.
 
-pub mod disk_queue;
+pub mod chunk_queue;
 pub mod hash_cache;
 pub mod in_progress;
 pub mod incoming;

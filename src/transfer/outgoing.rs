@@ -8,14 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use thiserror::Error;
-use tokio::sync::mpsc;
 
+use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
 use super::hash_cache::SharedHashCache;
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
 use crate::platform;
-
-/// Chunks read ahead of the network: bounds memory per transfer.
-const CHUNKS_AHEAD: usize = 16;
 
 /// A file measured and hashed, ready to offer.
 #[derive(Debug, Clone)]
@@ -97,32 +94,19 @@ impl PreparedFile {
         })
     }
 
-    /// Streams the file's bytes from `offset` on a thread of its own. The channel
-    /// closes after the last chunk; an `Err` instead means: stop and cancel.
-    pub fn stream(&self, offset: u64) -> mpsc::Receiver<Result<Vec<u8>, SendError>> {
-        let (chunks, rx) = mpsc::channel(CHUNKS_AHEAD);
+    /// Streams the file's bytes from `offset` on a thread of its own. The queue
+    /// ends after the last chunk; an `Err` instead means: stop and cancel.
+    pub fn stream(&self, offset: u64) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
         let prepared = self.clone();
-        let failed = chunks.clone();
-        let spawned = std::thread::Builder::new()
-            .name("chat-read".into())
-            .spawn(move || {
-                if let Err(err) = prepared.send_chunks(offset, &chunks) {
-                    let _ = chunks.blocking_send(Err(err));
-                }
-            });
-        if let Err(source) = spawned {
-            let _ = failed.try_send(Err(SendError::Io {
-                path: self.path.clone(),
-                source,
-            }));
-        }
-        rx
+        read_on_thread(&self.path, move |chunks| {
+            prepared.send_chunks(offset, chunks)
+        })
     }
 
     fn send_chunks(
         &self,
         offset: u64,
-        chunks: &mpsc::Sender<Result<Vec<u8>, SendError>>,
+        chunks: &mut ChunkSender<Result<Vec<u8>, SendError>>,
     ) -> Result<(), SendError> {
         let io_error = |source| SendError::Io {
             path: self.path.clone(),
@@ -162,13 +146,38 @@ impl PreparedFile {
     }
 }
 
+/// Chunks of a file, or of a folder's files, that `read` sends from a thread of
+/// its own. Its failure, or a failure to start the thread, is the last item.
+pub(super) fn read_on_thread(
+    path: &Path,
+    read: impl FnOnce(&mut ChunkSender<Result<Vec<u8>, SendError>>) -> Result<(), SendError>
+    + Send
+    + 'static,
+) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
+    let (mut chunks, rx) = chunk_queue();
+    let started = std::thread::Builder::new()
+        .name("chat-read".into())
+        .spawn(move || {
+            if let Err(err) = read(&mut chunks) {
+                let _ = chunks.blocking_send(Err(err));
+            }
+        });
+    if let Err(source) = started {
+        let (mut failed, rx) = chunk_queue();
+        let path = path.to_owned();
+        let _ = failed.blocking_send(Err(SendError::Io { path, source }));
+        return rx;
+    }
+    rx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
 
     async fn collect(
-        mut rx: mpsc::Receiver<Result<Vec<u8>, SendError>>,
+        mut rx: ChunkReceiver<Result<Vec<u8>, SendError>>,
     ) -> Result<Vec<u8>, SendError> {
         let mut all = Vec::new();
         while let Some(chunk) = rx.recv().await {

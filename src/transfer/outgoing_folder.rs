@@ -8,17 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::mpsc;
-
+use super::chunk_queue::{ChunkReceiver, ChunkSender};
 use super::hash_cache::SharedHashCache;
 use super::manifest::{self, Entry, Kind, MAX_DEPTH, MAX_ENTRIES, MAX_PATH_LEN};
-use super::outgoing::SendError;
+use super::outgoing::{SendError, read_on_thread};
 use super::progress::FileList;
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
 use crate::platform;
-
-/// Chunks read ahead of the network: bounds memory per transfer.
-const CHUNKS_AHEAD: usize = 16;
 
 /// One file of the folder, as it was when hashed.
 #[derive(Debug, Clone)]
@@ -141,25 +137,12 @@ impl PreparedFolder {
     }
 
     /// Streams the files' bytes, as one sequence in manifest order, from `offset`.
-    /// The channel closes after the last chunk; an `Err` instead means: cancel.
-    pub fn stream(&self, offset: u64) -> mpsc::Receiver<Result<Vec<u8>, SendError>> {
-        let (chunks, rx) = mpsc::channel(CHUNKS_AHEAD);
+    /// The queue ends after the last chunk; an `Err` instead means: cancel.
+    pub fn stream(&self, offset: u64) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
         let sources = self.sources.clone();
-        let failed = chunks.clone();
-        let spawned = std::thread::Builder::new()
-            .name("chat-read".into())
-            .spawn(move || {
-                if let Err(err) = send_chunks(&sources, offset, &chunks) {
-                    let _ = chunks.blocking_send(Err(err));
-                }
-            });
-        if let Err(source) = spawned {
-            let _ = failed.try_send(Err(SendError::Io {
-                path: self.path.clone(),
-                source,
-            }));
-        }
-        rx
+        read_on_thread(&self.path, move |chunks| {
+            send_chunks(&sources, offset, chunks)
+        })
     }
 }
 
@@ -298,7 +281,7 @@ fn hash_file(
 fn send_chunks(
     sources: &[SourceFile],
     mut offset: u64,
-    chunks: &mpsc::Sender<Result<Vec<u8>, SendError>>,
+    chunks: &mut ChunkSender<Result<Vec<u8>, SendError>>,
 ) -> Result<(), SendError> {
     let mut chunk = Vec::with_capacity(MAX_CHUNK_LEN);
     for source in sources {
@@ -357,7 +340,7 @@ mod tests {
     use crate::transfer::manifest::check;
     use crate::transfer::name::NameRules;
 
-    async fn collect(mut rx: mpsc::Receiver<Result<Vec<u8>, SendError>>) -> Vec<u8> {
+    async fn collect(mut rx: ChunkReceiver<Result<Vec<u8>, SendError>>) -> Vec<u8> {
         let mut all = Vec::new();
         while let Some(chunk) = rx.recv().await {
             let chunk = chunk.unwrap();

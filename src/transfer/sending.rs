@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use super::chunk_queue::ChunkReceiver;
 use super::hash_cache::SharedHashCache;
 use super::outgoing::{PreparedFile, SendError};
 use super::outgoing_folder::{Listing, PreparedFolder};
@@ -38,7 +39,7 @@ impl Prepared {
         }
     }
 
-    fn stream(&self, offset: u64) -> mpsc::Receiver<Result<Vec<u8>, SendError>> {
+    fn stream(&self, offset: u64) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
         match self {
             Prepared::File(file) => file.stream(offset),
             Prepared::Folder(folder) => folder.stream(offset),
@@ -92,7 +93,7 @@ enum Head {
     Streaming {
         id: u64,
         file: Prepared,
-        chunks: mpsc::Receiver<Result<Vec<u8>, SendError>>,
+        chunks: ChunkReceiver<Result<Vec<u8>, SendError>>,
         progress: ProgressReporter,
         sent: u64,
     },

@@ -1,21 +1,39 @@
-//! The queue from a connection's task to a disk thread: bounded in bytes, with a
-//! sender that waits for room half the queue at a time. Where the disk is slower
-//! than the network, the queue stays full; a sender waiting for each chunk's room
-//! would be woken, across threads, once per chunk, and those wake-ups cost more
-//! than the chunks' copies. Waiting for half the queue wakes it once per
-//! [`WAKE_BYTES`].
+//! The queue between a connection's task and the thread that reads or writes a
+//! transfer's file: bounded in bytes, with a sender that waits for room half the
+//! queue at a time. Where the far end is the slower one, the queue stays full; a
+//! sender waiting for each chunk's room would be woken, across threads, once per
+//! chunk, and those wake-ups cost more than the chunks' copies. Waiting for half
+//! the queue wakes it once per [`WAKE_BYTES`].
 
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
 
-/// The bytes queued for one disk thread at most.
+/// The bytes queued at most.
 pub const QUEUE_BYTES: usize = 1 << 20;
-/// The room the sender waits for once the queue is full.
+/// The room a sender waits for once the queue is full.
 const WAKE_BYTES: usize = QUEUE_BYTES / 2;
 
+/// What the queue carries, and how many bytes of it count against its bound.
+pub trait Chunk {
+    fn bytes(&self) -> usize;
+}
+
+impl Chunk for Vec<u8> {
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+/// A failure to pass on weighs nothing, so that it is never held back.
+impl<E> Chunk for Result<Vec<u8>, E> {
+    fn bytes(&self) -> usize {
+        self.as_ref().map_or(0, Vec::len)
+    }
+}
+
 /// A queue for chunks of at most [`WAKE_BYTES`] each.
-pub fn disk_queue() -> (ChunkSender, ChunkReceiver) {
+pub fn chunk_queue<T: Chunk>() -> (ChunkSender<T>, ChunkReceiver<T>) {
     let (chunks, chunks_rx) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(QUEUE_BYTES));
     let sender = ChunkSender {
@@ -30,54 +48,64 @@ pub fn disk_queue() -> (ChunkSender, ChunkReceiver) {
     (sender, receiver)
 }
 
-/// The connection's end.
+/// The producing end. Dropping it ends the queue once its chunks are taken.
 #[derive(Debug)]
-pub struct ChunkSender {
-    chunks: mpsc::UnboundedSender<Vec<u8>>,
+pub struct ChunkSender<T> {
+    chunks: mpsc::UnboundedSender<T>,
     room: Arc<Semaphore>,
     /// Room taken from `room` and not yet filled.
     credit: usize,
 }
 
-/// The disk thread's end. Dropping it wakes a waiting sender.
+/// The consuming end. Dropping it releases a waiting sender.
 #[derive(Debug)]
-pub struct ChunkReceiver {
-    chunks: mpsc::UnboundedReceiver<Vec<u8>>,
+pub struct ChunkReceiver<T> {
+    chunks: mpsc::UnboundedReceiver<T>,
     room: Arc<Semaphore>,
 }
 
-/// The disk thread has stopped taking chunks.
+/// The other end is gone.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Closed;
 
-impl ChunkSender {
-    /// Queues `data`, first waiting for room if the queue is full.
-    pub async fn send(&mut self, data: Vec<u8>) -> Result<(), Closed> {
-        assert!(
-            data.len() <= WAKE_BYTES,
-            "a chunk larger than the queue's step"
-        );
-        if self.credit < data.len() {
+impl<T: Chunk> ChunkSender<T> {
+    /// Queues `chunk`, first waiting for room if the queue is full.
+    pub async fn send(&mut self, chunk: T) -> Result<(), Closed> {
+        let bytes = chunk.bytes();
+        assert!(bytes <= WAKE_BYTES, "a chunk larger than the queue's step");
+        if self.credit < bytes {
             let room = self.room.acquire_many(WAKE_BYTES as u32).await;
             room.map_err(|_| Closed)?.forget();
             self.credit += WAKE_BYTES;
         }
-        self.credit -= data.len();
-        self.chunks.send(data).map_err(|_| Closed)
+        self.credit -= bytes;
+        self.chunks.send(chunk).map_err(|_| Closed)
+    }
+
+    /// [`Self::send`], blocking the thread: for a thread outside the async runtime.
+    pub fn blocking_send(&mut self, chunk: T) -> Result<(), Closed> {
+        futures_executor::block_on(self.send(chunk))
     }
 }
 
-impl ChunkReceiver {
-    /// The next chunk, blocking the thread; `None` once the sender is dropped and
-    /// every chunk is taken.
-    pub fn blocking_recv(&mut self) -> Option<Vec<u8>> {
-        let data = self.chunks.blocking_recv()?;
-        self.room.add_permits(data.len());
-        Some(data)
+impl<T: Chunk> ChunkReceiver<T> {
+    /// The next chunk; `None` once the sender is dropped and every chunk is taken.
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Option<T> {
+        let chunk = self.chunks.recv().await?;
+        self.room.add_permits(chunk.bytes());
+        Some(chunk)
+    }
+
+    /// [`Self::recv`], blocking the thread: for a thread outside the async runtime.
+    pub fn blocking_recv(&mut self) -> Option<T> {
+        let chunk = self.chunks.blocking_recv()?;
+        self.room.add_permits(chunk.bytes());
+        Some(chunk)
     }
 }
 
-impl Drop for ChunkReceiver {
+impl<T> Drop for ChunkReceiver<T> {
     fn drop(&mut self) {
         self.room.close();
     }
@@ -99,7 +127,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_makes_room_half_a_queue_at_a_time() {
-        let (mut sender, mut receiver) = disk_queue();
+        let (mut sender, mut receiver) = chunk_queue::<Vec<u8>>();
         let full = QUEUE_BYTES / CHUNK;
         for n in 0..full {
             let send = pin!(sender.send(vec![n as u8; CHUNK]));
@@ -116,7 +144,7 @@ mod tests {
 
     #[test]
     fn chunks_arrive_in_order_and_end_with_the_sender() {
-        let (mut sender, mut receiver) = disk_queue();
+        let (mut sender, mut receiver) = chunk_queue::<Vec<u8>>();
         for len in [1, CHUNK, 7] {
             let send = pin!(sender.send(vec![len as u8; len]));
             assert_eq!(poll_once(send), Poll::Ready(Ok(())));
@@ -130,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_stopped_disk_thread_releases_a_waiting_sender() {
-        let (mut sender, receiver) = disk_queue();
+        let (mut sender, receiver) = chunk_queue::<Vec<u8>>();
         for _ in 0..QUEUE_BYTES / CHUNK {
             assert!(poll_once(pin!(sender.send(vec![0; CHUNK]))).is_ready());
         }
