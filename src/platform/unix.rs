@@ -150,17 +150,38 @@ pub fn is_same_file(file: &File, path: &Path) -> io::Result<bool> {
     Ok(open.dev() == named.dev() && open.ino() == named.ino())
 }
 
-/// Moves `from` to `to`, failing with `AlreadyExists` rather than replace `to`:
-/// `renameat2(RENAME_NOREPLACE)`, or a hard link and unlink where the file system
-/// lacks it.
+/// Moves the file or folder `from` to `to`, failing with `AlreadyExists` rather
+/// than replace `to`: `renameat2(RENAME_NOREPLACE)`, or where the file system lacks
+/// it, a hard link and unlink for a file, and for a folder an empty folder made at
+/// `to` (which fails if anything is there) that the rename then replaces.
 pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if std::fs::symlink_metadata(from)?.is_dir() {
+                return rename_folder_onto_its_own_place(from, to);
+            }
             std::fs::hard_link(from, to)?;
             std::fs::remove_file(from)
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+fn rename_folder_onto_its_own_place(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::create_dir(to)?;
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            // Someone put something in it meanwhile: it is theirs now, if not empty.
+            let _ = std::fs::remove_dir(to);
+            match err.raw_os_error() {
+                Some(code) if code == rustix::io::Errno::NOTEMPTY.raw_os_error() => Err(
+                    io::Error::new(io::ErrorKind::AlreadyExists, "the name was taken meanwhile"),
+                ),
+                _ => Err(err),
+            }
+        }
     }
 }
 
@@ -300,5 +321,33 @@ pub mod testing {
     pub fn make_fifo(path: &Path) -> bool {
         rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::RWXU).unwrap();
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_moved_without_renameat2_never_replaces_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("staging");
+        std::fs::create_dir(&from).unwrap();
+        std::fs::write(from.join("a.txt"), b"kept").unwrap();
+        let taken = dir.path().join("taken");
+        std::fs::create_dir(&taken).unwrap();
+        std::fs::write(taken.join("theirs"), b"theirs").unwrap();
+        let a_file = dir.path().join("a file");
+        std::fs::write(&a_file, b"a file").unwrap();
+        for target in [&taken, &a_file] {
+            let err = rename_folder_onto_its_own_place(&from, target).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{target:?}");
+        }
+        assert_eq!(std::fs::read(taken.join("theirs")).unwrap(), b"theirs");
+        assert_eq!(std::fs::read(&a_file).unwrap(), b"a file");
+        let free = dir.path().join("free");
+        rename_folder_onto_its_own_place(&from, &free).unwrap();
+        assert_eq!(std::fs::read(free.join("a.txt")).unwrap(), b"kept");
+        assert!(!from.exists());
     }
 }

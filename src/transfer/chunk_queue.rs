@@ -14,6 +14,10 @@ pub const QUEUE_BYTES: usize = 1 << 20;
 /// The room a sender waits for once the queue is full.
 const WAKE_BYTES: usize = QUEUE_BYTES / 2;
 
+/// What one queued chunk costs beyond its data (its allocation and its place in the
+/// queue), counted so that a peer's one-byte chunks cannot queue 60 times their size.
+pub const CHUNK_OVERHEAD: usize = 64;
+
 /// What the queue carries, and how many bytes of it count against its bound.
 pub trait Chunk {
     fn bytes(&self) -> usize;
@@ -21,14 +25,14 @@ pub trait Chunk {
 
 impl Chunk for Vec<u8> {
     fn bytes(&self) -> usize {
-        self.len()
+        self.len() + CHUNK_OVERHEAD
     }
 }
 
 /// A failure to pass on weighs nothing, so that it is never held back.
 impl<E> Chunk for Result<Vec<u8>, E> {
     fn bytes(&self) -> usize {
-        self.as_ref().map_or(0, Vec::len)
+        self.as_ref().map_or(0, Chunk::bytes)
     }
 }
 
@@ -119,7 +123,8 @@ mod tests {
 
     use super::*;
 
-    const CHUNK: usize = 64 << 10;
+    /// The data of a chunk that weighs 64 KiB.
+    const CHUNK: usize = (64 << 10) - CHUNK_OVERHEAD;
 
     fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
         future.poll(&mut Context::from_waker(Waker::noop()))
@@ -140,6 +145,16 @@ mod tests {
             assert_eq!(receiver.blocking_recv(), Some(vec![n as u8; CHUNK]));
         }
         assert_eq!(poll_once(next.as_mut()), Poll::Ready(Ok(())));
+    }
+
+    #[test]
+    fn tiny_chunks_are_bounded_by_what_they_cost() {
+        let (mut sender, _receiver) = chunk_queue::<Vec<u8>>();
+        let mut queued = 0;
+        while poll_once(pin!(sender.send(vec![0; 1]))).is_ready() {
+            queued += 1;
+        }
+        assert_eq!(queued, QUEUE_BYTES / (1 + CHUNK_OVERHEAD));
     }
 
     #[test]

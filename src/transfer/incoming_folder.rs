@@ -8,11 +8,11 @@
 //! files stay there when the data stops, so the same folder offered again resumes
 //! at the first file that is not yet verified, within that file at what it holds.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
@@ -36,6 +36,41 @@ pub fn folder_meta(name: &str, size: u64, manifest: &[u8]) -> Meta {
     }
 }
 
+/// What the disk thread does with what it holds once no more bytes come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Ending {
+    /// Nothing was decided: the folder was never accepted, or was dropped. The
+    /// staging folder stays as it is, and nothing is placed.
+    Leave = 0,
+    /// Place the folder if every byte arrived; else keep it for a resume.
+    Keep = 1,
+    /// Place the folder if every byte arrived; else remove it.
+    Discard = 2,
+    /// Remove it whatever it holds: the sender broke the protocol before its answer.
+    Remove = 3,
+}
+
+/// The [`Ending`] of one folder, shared with its disk thread; [`Ending::Leave`]
+/// until set.
+#[derive(Clone, Debug, Default)]
+struct EndingFlag(Arc<AtomicU8>);
+
+impl EndingFlag {
+    fn set(&self, ending: Ending) {
+        self.0.store(ending as u8, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> Ending {
+        match self.0.load(Ordering::SeqCst) {
+            1 => Ending::Keep,
+            2 => Ending::Discard,
+            3 => Ending::Remove,
+            _ => Ending::Leave,
+        }
+    }
+}
+
 /// A folder being received.
 #[derive(Debug)]
 pub struct IncomingFolder {
@@ -46,12 +81,13 @@ pub struct IncomingFolder {
     received: u64,
     chunks: ChunkSender<Vec<u8>>,
     outcome: oneshot::Receiver<Outcome>,
-    keep_partial: Arc<AtomicBool>,
+    ending: EndingFlag,
 }
 
 impl IncomingFolder {
     /// Checks the folder against the limits, finds or creates its staging folder and
     /// starts the disk thread. Touches the disk: call it off the async runtime.
+    /// Dropped without [`IncomingFolder::end`], it ends as [`Ending::Leave`] says.
     pub fn start(
         limits: &ReceiveLimits,
         meta: Meta,
@@ -63,33 +99,51 @@ impl IncomingFolder {
         if let Some(max) = limits.max_file_size.filter(|max| size > *max) {
             return Err(RefuseReason::TooLarge { size, max });
         }
-        let part = match parts::find_resumable(&limits.dir, &meta)? {
+        let resumable = parts::find_resumable(&limits.dir, &meta)?;
+        let available = platform::free_space(&limits.dir)?;
+        if resumable.is_none() && size > available {
+            return Err(RefuseReason::NoRoom { size, available });
+        }
+        let fresh = resumable.is_none();
+        let part = match resumable {
             Some(part) => part,
             None => parts::create(&limits.dir, &meta)?,
         };
         let staging = part.path.with_extension("tree");
+        // A refused folder leaves behind nothing that was not there before.
+        let forget = |part_path: &Path| {
+            if fresh {
+                let _ = std::fs::remove_dir_all(&staging);
+                parts::discard_at(part_path);
+            }
+        };
         let start = match Staging::prepare(&staging, &manifest) {
             Ok(start) => start,
             Err(err) => {
+                // What it holds cannot be laid out as this manifest says.
                 let _ = std::fs::remove_dir_all(&staging);
                 part.discard();
                 return Err(err.into());
             }
         };
-        let available = platform::free_space(&limits.dir)?;
-        if size - start.offset > available {
+        let needed = size - start.offset;
+        if needed > available {
+            let part_path = part.path.clone();
+            drop(part);
+            forget(&part_path);
             return Err(RefuseReason::NoRoom {
-                size: size - start.offset,
+                size: needed,
                 available,
             });
         }
         let (chunks, chunks_rx) = chunk_queue();
         let (outcome_tx, outcome) = oneshot::channel();
-        let keep_partial = Arc::new(AtomicBool::new(true));
+        let ending = EndingFlag::default();
         let offset = start.offset;
+        let part_path = part.path.clone();
         let job = FolderJob {
             part,
-            staging,
+            staging: staging.clone(),
             dir: limits.dir.clone(),
             name: meta.name.trim_end_matches('/').to_owned(),
             files: manifest
@@ -98,22 +152,26 @@ impl IncomingFolder {
                 .filter(|entry| matches!(entry.kind, Kind::File { .. }))
                 .collect(),
             start,
-            keep_partial: keep_partial.clone(),
+            ending: ending.clone(),
         };
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("chat-disk".into())
             .spawn(move || {
                 let outcome = job.run(chunks_rx, progress);
                 drop(reservation);
                 let _ = outcome_tx.send(outcome);
-            })?;
+            });
+        if let Err(err) = spawned {
+            forget(&part_path);
+            return Err(err.into());
+        }
         Ok(IncomingFolder {
             meta,
             offset,
             received: offset,
             chunks,
             outcome,
-            keep_partial,
+            ending,
         })
     }
 
@@ -144,13 +202,23 @@ impl IncomingFolder {
     /// After the last bytes, or to stop early: waits for the outcome. Stopping early
     /// keeps the staging folder for a resume if `keep_partial`, and removes it otherwise.
     pub async fn finish(self, keep_partial: bool) -> Outcome {
+        self.end(if keep_partial {
+            Ending::Keep
+        } else {
+            Ending::Discard
+        })
+        .await
+    }
+
+    /// Ends the folder as `ending` says and waits for the outcome.
+    pub async fn end(self, ending: Ending) -> Outcome {
         let IncomingFolder {
             chunks,
             outcome,
-            keep_partial: keep,
+            ending: flag,
             ..
         } = self;
-        keep.store(keep_partial, Ordering::SeqCst);
+        flag.set(ending);
         drop(chunks);
         outcome
             .await
@@ -245,7 +313,7 @@ struct FolderJob {
     name: String,
     files: Vec<StoredEntry>,
     start: Staging,
-    keep_partial: Arc<AtomicBool>,
+    ending: EndingFlag,
 }
 
 /// The file being written now.
@@ -292,9 +360,22 @@ impl FolderJob {
             progress(written);
         }
         let total = self.part_size();
+        let ending = self.ending.get();
+        if ending == Ending::Remove {
+            return self.fail("the sender broke the protocol".into());
+        }
+        if ending == Ending::Leave {
+            if let Some(file) = &current {
+                let _ = file.file.sync_data();
+            }
+            return Outcome::Interrupted {
+                part: self.staging.clone(),
+                received: written,
+            };
+        }
         if written != total {
             if let Some(file) = &current
-                && self.keep_partial.load(Ordering::SeqCst)
+                && ending == Ending::Keep
                 && file.file.sync_data().is_ok()
             {
                 return Outcome::Interrupted {
@@ -321,7 +402,12 @@ impl FolderJob {
                     bytes: written,
                 }
             }
-            Err(err) => self.fail(format!("storing the folder failed: {err}")),
+            // Every file is verified: keep them, so that the folder offered again
+            // is placed without a byte sent.
+            Err(err) => Outcome::Failed(format!(
+                "storing the folder failed: {err}; its verified files are kept in {}",
+                self.staging.display()
+            )),
         }
     }
 
@@ -347,7 +433,7 @@ impl FolderJob {
         let path = current_path(&self.staging, index);
         let mut hasher = Sha256::new();
         let file = if held > 0 {
-            let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let mut file = platform::open_private_file(&path, true)?;
             let hashed = super::hash_into(&mut hasher, (&file).take(held), |_| {})?;
             if hashed != held {
                 return Err(io::Error::new(

@@ -40,6 +40,8 @@ pub enum TransferViolation {
     UnknownId { frame: &'static str, id: u64 },
     #[error("transfer {id}: {detail}")]
     Overflow { id: u64, detail: String },
+    #[error("a Folder frame (transfer {id}) before the manifest of transfer {earlier} is complete")]
+    FolderDuringManifest { id: u64, earlier: u64 },
     #[error("transfer {id}: Accept with offset {offset} for a file of {size} bytes")]
     BadOffset { id: u64, offset: u64, size: u64 },
     #[error("transfer {0}: verified before all data was sent")]

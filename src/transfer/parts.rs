@@ -81,6 +81,13 @@ pub struct OwnedPart {
     pub held: u64,
 }
 
+/// Removes the part at `path` and its meta.
+pub fn discard_at(path: &Path) {
+    let _ = std::fs::remove_file(meta_path(path));
+    let _ = std::fs::remove_file(path);
+    remove_parts_dir_if_empty(path);
+}
+
 /// A kept part whose meta matches an offer, open but not yet locked.
 #[derive(Debug)]
 pub struct Candidate {
@@ -188,9 +195,7 @@ pub fn claim(candidate: Candidate, size: u64) -> io::Result<Option<OwnedPart>> {
 impl OwnedPart {
     /// Removes the part and its meta.
     pub fn discard(self) {
-        let _ = std::fs::remove_file(meta_path(&self.path));
-        let _ = std::fs::remove_file(&self.path);
-        remove_parts_dir_if_empty(&self.path);
+        discard_at(&self.path);
     }
 
     /// Moves this part, verified by its owner, to the first free variant of `name`

@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{self, JoinSet};
 
 use super::incoming::{self, Incoming, MAX_ACTIVE_TRANSFERS, Outcome, Overflow, ReceiveLimits};
-use super::incoming_folder::{self, IncomingFolder};
+use super::incoming_folder::{self, Ending, IncomingFolder};
 use super::manifest;
 use super::name::{self, NameRules};
 use super::progress::ProgressReporter;
@@ -96,6 +96,8 @@ pub struct Receiving {
     discarding_manifests: HashMap<u64, u64>,
     preparing: HashMap<u64, Preparing>,
     preparations: JoinSet<Prepared>,
+    /// Set when the connection ends: preparations stop waiting for a slot.
+    ended: watch::Sender<bool>,
     /// Whether the sender may offer folders (protocol version 4 and 5).
     takes_folders: bool,
     replies: mpsc::Sender<Frame>,
@@ -124,6 +126,7 @@ impl Receiving {
             discarding_manifests: HashMap::new(),
             preparing: HashMap::new(),
             preparations: JoinSet::new(),
+            ended: watch::Sender::new(false),
             takes_folders: takes_folders(version),
             replies,
             events,
@@ -253,12 +256,30 @@ impl Receiving {
         if self.in_use(id) {
             return Err(TransferViolation::ReusedId(id));
         }
+        // A manifest follows its `Folder` at once, so at most one is arriving.
+        if let Some(&earlier) = self
+            .manifests
+            .keys()
+            .chain(self.discarding_manifests.keys())
+            .next()
+        {
+            return Err(TransferViolation::FolderDuringManifest { id, earlier });
+        }
         let checked = name::sanitize(offered)
             .map_err(|err| err.to_string())
             .and_then(|name| {
                 manifest::check_announced(entries, manifest_len)
                     .map(|()| name)
                     .map_err(|err| err.to_string())
+            })
+            .and_then(|name| {
+                if self.preparing.len() < MAX_ACTIVE_TRANSFERS {
+                    Ok(name)
+                } else {
+                    Err(format!(
+                        "more than {MAX_ACTIVE_TRANSFERS} folders being checked at once"
+                    ))
+                }
             });
         let name = match checked {
             Ok(name) => name,
@@ -324,9 +345,10 @@ impl Receiving {
         let pending = self.manifests.remove(&id).expect("a complete manifest");
         let name = pending.name.clone();
         let (limits, events) = (self.limits.clone(), self.events.clone());
+        let ended = self.ended.subscribe();
         let task = self
             .preparations
-            .spawn(async move { (id, prepare_folder(limits, events, id, pending).await) })
+            .spawn(async move { (id, prepare_folder(limits, events, id, pending, ended).await) })
             .id();
         self.preparing.insert(id, Preparing { name, task });
     }
@@ -480,15 +502,24 @@ impl Receiving {
 
     /// The connection ended: every unfinished file keeps its `.part` for a resume,
     /// unless `keep_partial` is false (the sender broke the protocol). Folders not
-    /// yet accepted are dropped unannounced; the sender offers them again.
+    /// yet accepted are dropped unannounced, with what they held before; the sender
+    /// offers them again.
     pub async fn abandon(&mut self, reason: &str, keep_partial: bool) {
         self.manifests.clear();
         self.discarding_manifests.clear();
+        // A folder not yet answered keeps what it held before, and is not placed.
+        let unanswered = if keep_partial {
+            Ending::Leave
+        } else {
+            Ending::Remove
+        };
         self.preparing.clear();
-        self.preparations.abort_all();
+        // Preparations stop waiting for a slot; the disk work they began is waited
+        // for, so that what it made is left or removed as the sender deserves.
+        self.ended.send_replace(true);
         while let Some(prepared) = self.preparations.join_next().await {
             if let Ok((_, Ok(folder))) = prepared {
-                folder.finish(keep_partial).await;
+                folder.end(unanswered).await;
             }
         }
         for (id, incoming) in std::mem::take(&mut self.active) {
@@ -587,6 +618,7 @@ async fn prepare_folder(
     events: mpsc::UnboundedSender<Event>,
     id: u64,
     pending: PendingManifest,
+    mut ended: watch::Receiver<bool>,
 ) -> Result<IncomingFolder, String> {
     let failed = |panicked: task::JoinError| format!("the receiver failed: {panicked}");
     let PendingManifest {
@@ -604,10 +636,13 @@ async fn prepare_folder(
     .map_err(failed)?;
     let checked = checked.map_err(|err| format!("the folder's manifest is refused: {err}"))?;
     let meta = incoming_folder::folder_meta(&name, size, &bytes);
-    let reservation = limits
-        .reserve(&meta)
-        .await
-        .ok_or_else(|| format!("more than {MAX_ACTIVE_TRANSFERS} transfers at once"))?;
+    // Only a wait for a slot is cut short: a preparation that can go on does.
+    let reservation = tokio::select! {
+        biased;
+        reservation = limits.reserve(&meta) => reservation
+            .ok_or_else(|| format!("more than {MAX_ACTIVE_TRANSFERS} transfers at once"))?,
+        _ = ended.wait_for(|ended| *ended) => return Err("the connection ended".into()),
+    };
     let mut progress =
         ProgressReporter::new(events, id, Phase::Receiving, size).with_files(checked.file_list());
     task::spawn_blocking(move || {
@@ -772,6 +807,132 @@ mod tests {
             .await
             .unwrap();
         files.manifest(id, bytes).await.unwrap();
+    }
+
+    /// Announces folder `id` named `name` holding one file `a.txt` of `size` bytes,
+    /// and sends its manifest if `whole`.
+    async fn announce(
+        files: &mut Receiving,
+        id: u64,
+        name: &str,
+        size: u64,
+        whole: bool,
+    ) -> Result<(), TransferViolation> {
+        let entries = [manifest::Entry {
+            path: "a.txt".into(),
+            kind: manifest::Kind::File {
+                size,
+                sha256: sha(name.as_bytes()),
+            },
+        }];
+        let bytes = manifest::encode(&entries);
+        files.folder(id, 1, bytes.len() as u32, size, name).await?;
+        if whole {
+            files.manifest(id, bytes).await?;
+        }
+        Ok(())
+    }
+
+    fn rejection(frame: Frame) -> (u64, String) {
+        match frame {
+            Frame::Verdict {
+                id,
+                status: VerdictStatus::Rejected,
+                detail,
+            } => (id, detail),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_folder_before_the_last_manifest_is_whole_breaks_the_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (mut files, _replies) = connection_at(&limits, FOLDER_VERSION);
+        announce(&mut files, 1, "tree", 4, false).await.unwrap();
+        assert!(matches!(
+            announce(&mut files, 2, "other", 4, true).await,
+            Err(TransferViolation::FolderDuringManifest { id: 2, earlier: 1 })
+        ));
+        // The same holds while a refused folder's manifest is being dropped.
+        let (mut files, mut replies) = connection_at(&limits, FOLDER_VERSION);
+        announce(&mut files, 1, "..", 4, false).await.unwrap();
+        assert_eq!(rejection(answer(&mut replies).await).0, 1);
+        assert!(matches!(
+            announce(&mut files, 2, "other", 4, true).await,
+            Err(TransferViolation::FolderDuringManifest { id: 2, earlier: 1 })
+        ));
+        files.abandon("the sender broke the protocol", false).await;
+        assert_eq!(names_in(dir.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn at_most_four_folders_are_checked_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (mut files, mut replies) = connection_at(&limits, FOLDER_VERSION);
+        for id in 1..=MAX_ACTIVE_TRANSFERS as u64 {
+            announce(&mut files, id, &format!("tree{id}"), 4, true)
+                .await
+                .unwrap();
+        }
+        announce(&mut files, 9, "one too many", 4, true)
+            .await
+            .unwrap();
+        let (id, detail) = rejection(answer(&mut replies).await);
+        assert_eq!(id, 9);
+        assert!(detail.contains("folders being checked at once"), "{detail}");
+        files.abandon("the connection was lost", true).await;
+    }
+
+    #[tokio::test]
+    async fn a_folder_refused_for_room_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (mut files, mut replies) = connection_at(&limits, FOLDER_VERSION);
+        announce(&mut files, 1, "huge", 1 << 62, true)
+            .await
+            .unwrap();
+        let prepared = next_prepared(&mut files).await;
+        files.prepared(prepared).await;
+        let (id, detail) = rejection(answer(&mut replies).await);
+        assert_eq!(id, 1);
+        assert!(detail.contains("free in the download folder"), "{detail}");
+        assert_eq!(names_in(dir.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_folder_is_not_placed_when_the_connection_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        // Every byte is held at once (an empty file), so nothing but the answer is
+        // missing; the connection is lost before it goes out.
+        let (mut lost, _) = connection_at(&limits, FOLDER_VERSION);
+        offer_folder(&mut lost, 1, b"").await;
+        lost.abandon("the connection was lost", true).await;
+        assert_eq!(names_in(dir.path()), [crate::transfer::parts::PARTS_DIR]);
+        // Offered again, it is placed once answered.
+        let (mut again, mut replies) = connection_at(&limits, FOLDER_VERSION);
+        offer_folder(&mut again, 1, b"").await;
+        let prepared = next_prepared(&mut again).await;
+        again.prepared(prepared).await;
+        assert_eq!(
+            answer(&mut replies).await,
+            Frame::Accept { id: 1, offset: 0 }
+        );
+        assert!(matches!(
+            answer(&mut replies).await,
+            Frame::Verdict {
+                status: VerdictStatus::Verified,
+                ..
+            }
+        ));
+        assert_eq!(names_in(dir.path()), ["tree"]);
+        // After a protocol error, what it made is removed instead.
+        let (mut broken, _) = connection_at(&limits, FOLDER_VERSION);
+        offer_folder(&mut broken, 1, b"other").await;
+        broken.abandon("the sender broke the protocol", false).await;
+        assert_eq!(names_in(dir.path()), ["tree"]);
     }
 
     async fn next_prepared(files: &mut Receiving) -> Prepared {
