@@ -99,6 +99,15 @@ pub enum ManifestError {
     WrongTotal { declared: u64, actual: u64 },
 }
 
+/// The bytes `entry` takes in a manifest.
+pub fn encoded_len(entry: &Entry) -> usize {
+    let sized = match entry.kind {
+        Kind::Folder => 0,
+        Kind::File { .. } => 8 + 32,
+    };
+    1 + 2 + entry.path.len() + sized
+}
+
 /// The manifest bytes for `entries`, in their order.
 pub fn encode(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::new();

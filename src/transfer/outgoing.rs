@@ -42,6 +42,8 @@ pub enum SendError {
     Changed(PathBuf),
     #[error("{} holds more than {} entries; send the folders inside it one by one", .0.display(), super::manifest::MAX_ENTRIES)]
     TooManyEntries(PathBuf),
+    #[error("{}: its list of paths, sizes and hashes would be more than {} bytes; send the folders inside it one by one", .0.display(), super::manifest::MAX_MANIFEST_LEN)]
+    ManifestTooLong(PathBuf),
     #[error(
         "the peer's chat is too old to receive folders (protocol version {0}); send the files inside, or ask it to update"
     )]

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use super::chunk_queue::{ChunkReceiver, ChunkSender};
 use super::hash_cache::SharedHashCache;
-use super::manifest::{self, Entry, Kind, MAX_DEPTH, MAX_ENTRIES, MAX_PATH_LEN};
+use super::manifest::{self, Entry, Kind, MAX_DEPTH, MAX_ENTRIES, MAX_MANIFEST_LEN, MAX_PATH_LEN};
 use super::outgoing::{SendError, read_on_thread};
 use super::progress::FileList;
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
@@ -170,6 +170,7 @@ fn walk(root: &Path) -> Result<Walk, SendError> {
         entries: Vec::new(),
         skipped: Vec::new(),
     };
+    let mut manifest_len = 0;
     // Folders still to read, with their path inside the sent folder.
     let mut pending = vec![(root.to_owned(), String::new())];
     while let Some((dir, inside)) = pending.pop() {
@@ -234,6 +235,10 @@ fn walk(root: &Path) -> Result<Walk, SendError> {
             };
             if found.entries.len() == MAX_ENTRIES as usize {
                 return Err(SendError::TooManyEntries(root.to_owned()));
+            }
+            manifest_len += manifest::encoded_len(&entry.0);
+            if manifest_len > MAX_MANIFEST_LEN as usize {
+                return Err(SendError::ManifestTooLong(root.to_owned()));
             }
             found.entries.push(entry);
         }
@@ -348,6 +353,25 @@ mod tests {
             all.extend(chunk);
         }
         all
+    }
+
+    #[test]
+    fn a_tree_whose_manifest_would_be_too_long_is_refused_while_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        let long = "n".repeat(250);
+        let deep = (0..14).fold(root.clone(), |path, level| {
+            path.join(format!("{level:02}{long}"))
+        });
+        std::fs::create_dir_all(&deep).unwrap();
+        // Each entry takes about 3,600 bytes: 4,700 of them are more than 16 MiB.
+        for n in 0..4_700 {
+            std::fs::create_dir(deep.join(format!("{n:04}{long}"))).unwrap();
+        }
+        assert!(matches!(
+            walk(&root),
+            Err(SendError::ManifestTooLong(path)) if path == root
+        ));
     }
 
     #[tokio::test]

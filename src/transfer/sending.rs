@@ -60,7 +60,7 @@ impl Prepared {
                     id,
                     entries: folder.entries,
                     manifest_len: u32::try_from(folder.manifest.len())
-                        .expect("manifests are bounded by MAX_MANIFEST_LEN"),
+                        .expect("a listing stops at MAX_MANIFEST_LEN"),
                     size: folder.size,
                     name: folder.name.clone(),
                 };
@@ -495,6 +495,9 @@ impl Sending {
             )
         });
         self.pending_cancel = None;
+        // The rest of a manifest belongs to the offer on the lost connection; the
+        // offer is made whole again on the next one.
+        self.offering.clear();
         let Some(head) = on_the_wire else {
             return;
         };
@@ -610,6 +613,32 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_folder_cut_off_inside_its_manifest_is_offered_whole_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("a.txt"), b"a").unwrap();
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let mut sending = Sending::new(events, None);
+        sending.connected(crate::frame::FOLDER_VERSION);
+        sending.enqueue(root);
+        assert!(matches!(
+            sending.next_frame().await,
+            Frame::Folder { id: 1, .. }
+        ));
+        sending.connection_lost("cut");
+        sending.connected(crate::frame::FOLDER_VERSION);
+        assert!(matches!(
+            sending.next_frame().await,
+            Frame::Folder { id: 1, .. }
+        ));
+        assert!(matches!(
+            sending.next_frame().await,
+            Frame::Manifest { id: 1, .. }
+        ));
+    }
 
     #[tokio::test]
     async fn an_accept_past_the_end_fails_the_transfer_visibly() {
