@@ -99,24 +99,19 @@ impl IncomingFolder {
         if let Some(max) = limits.max_file_size.filter(|max| size > *max) {
             return Err(RefuseReason::TooLarge { size, max });
         }
+        // A new folder is checked for room before anything is made for it, so that
+        // a refusal leaves nothing behind; a kept one, once it is known what it holds.
         let resumable = parts::find_resumable(&limits.dir, &meta)?;
         let available = platform::free_space(&limits.dir)?;
-        if resumable.is_none() && size > available {
+        let fresh = resumable.is_none();
+        if fresh && size > available {
             return Err(RefuseReason::NoRoom { size, available });
         }
-        let fresh = resumable.is_none();
         let part = match resumable {
             Some(part) => part,
             None => parts::create(&limits.dir, &meta)?,
         };
         let staging = part.path.with_extension("tree");
-        // A refused folder leaves behind nothing that was not there before.
-        let forget = |part_path: &Path| {
-            if fresh {
-                let _ = std::fs::remove_dir_all(&staging);
-                parts::discard_at(part_path);
-            }
-        };
         let start = match Staging::prepare(&staging, &manifest) {
             Ok(start) => start,
             Err(err) => {
@@ -126,13 +121,9 @@ impl IncomingFolder {
                 return Err(err.into());
             }
         };
-        let needed = size - start.offset;
-        if needed > available {
-            let part_path = part.path.clone();
-            drop(part);
-            forget(&part_path);
+        if size - start.offset > available {
             return Err(RefuseReason::NoRoom {
-                size: needed,
+                size: size - start.offset,
                 available,
             });
         }
@@ -162,7 +153,10 @@ impl IncomingFolder {
                 let _ = outcome_tx.send(outcome);
             });
         if let Err(err) = spawned {
-            forget(&part_path);
+            if fresh {
+                let _ = std::fs::remove_dir_all(&staging);
+                parts::discard_at(&part_path);
+            }
             return Err(err.into());
         }
         Ok(IncomingFolder {

@@ -793,37 +793,24 @@ mod tests {
     /// Announces folder `id`, named `tree`, holding `a.txt` with `data`, and sends
     /// its whole manifest.
     async fn offer_folder(files: &mut Receiving, id: u64, data: &[u8]) {
-        let entries = [manifest::Entry {
-            path: "a.txt".into(),
-            kind: manifest::Kind::File {
-                size: data.len() as u64,
-                sha256: sha(data),
-            },
-        }];
-        let bytes = manifest::encode(&entries);
         let size = data.len() as u64;
-        files
-            .folder(id, 1, bytes.len() as u32, size, "tree")
+        announce(files, id, "tree", (size, sha(data)), true)
             .await
             .unwrap();
-        files.manifest(id, bytes).await.unwrap();
     }
 
-    /// Announces folder `id` named `name` holding one file `a.txt` of `size` bytes,
-    /// and sends its manifest if `whole`.
+    /// Announces folder `id` named `name` holding one file `a.txt` of `(size,
+    /// sha256)`, and sends its manifest if `whole`.
     async fn announce(
         files: &mut Receiving,
         id: u64,
         name: &str,
-        size: u64,
+        (size, sha256): (u64, [u8; 32]),
         whole: bool,
     ) -> Result<(), TransferViolation> {
         let entries = [manifest::Entry {
             path: "a.txt".into(),
-            kind: manifest::Kind::File {
-                size,
-                sha256: sha(name.as_bytes()),
-            },
+            kind: manifest::Kind::File { size, sha256 },
         }];
         let bytes = manifest::encode(&entries);
         files.folder(id, 1, bytes.len() as u32, size, name).await?;
@@ -849,17 +836,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let limits = ReceiveLimits::new(dir.path().to_owned(), None);
         let (mut files, _replies) = connection_at(&limits, FOLDER_VERSION);
-        announce(&mut files, 1, "tree", 4, false).await.unwrap();
+        announce(&mut files, 1, "tree", (4, sha(b"data")), false)
+            .await
+            .unwrap();
         assert!(matches!(
-            announce(&mut files, 2, "other", 4, true).await,
+            announce(&mut files, 2, "other", (4, sha(b"data")), true).await,
             Err(TransferViolation::FolderDuringManifest { id: 2, earlier: 1 })
         ));
         // The same holds while a refused folder's manifest is being dropped.
         let (mut files, mut replies) = connection_at(&limits, FOLDER_VERSION);
-        announce(&mut files, 1, "..", 4, false).await.unwrap();
+        announce(&mut files, 1, "..", (4, sha(b"data")), false)
+            .await
+            .unwrap();
         assert_eq!(rejection(answer(&mut replies).await).0, 1);
         assert!(matches!(
-            announce(&mut files, 2, "other", 4, true).await,
+            announce(&mut files, 2, "other", (4, sha(b"data")), true).await,
             Err(TransferViolation::FolderDuringManifest { id: 2, earlier: 1 })
         ));
         files.abandon("the sender broke the protocol", false).await;
@@ -872,11 +863,17 @@ mod tests {
         let limits = ReceiveLimits::new(dir.path().to_owned(), None);
         let (mut files, mut replies) = connection_at(&limits, FOLDER_VERSION);
         for id in 1..=MAX_ACTIVE_TRANSFERS as u64 {
-            announce(&mut files, id, &format!("tree{id}"), 4, true)
-                .await
-                .unwrap();
+            announce(
+                &mut files,
+                id,
+                &format!("tree{id}"),
+                (4, sha(b"data")),
+                true,
+            )
+            .await
+            .unwrap();
         }
-        announce(&mut files, 9, "one too many", 4, true)
+        announce(&mut files, 9, "one too many", (4, sha(b"data")), true)
             .await
             .unwrap();
         let (id, detail) = rejection(answer(&mut replies).await);
@@ -890,7 +887,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let limits = ReceiveLimits::new(dir.path().to_owned(), None);
         let (mut files, mut replies) = connection_at(&limits, FOLDER_VERSION);
-        announce(&mut files, 1, "huge", 1 << 62, true)
+        announce(&mut files, 1, "huge", (1 << 62, sha(b"huge")), true)
             .await
             .unwrap();
         let prepared = next_prepared(&mut files).await;
