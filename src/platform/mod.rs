@@ -1,5 +1,5 @@
 //! Every call whose form differs between operating systems: private files and
-//! folders, opening without following links, renames that never replace, file
+//! folders, opening without following links, walking a folder by handles, renames that never replace, file
 //! identity, free space, sockets, the console and stop signals. Both sides offer the
 //! same functions with the same contract (the tests below hold either to it); the
 //! rest of the code stays free of `cfg`.
@@ -77,6 +77,26 @@ impl Stops {
     }
 }
 
+/// One name in a [`Folder`], as it was when listed; a link is listed as a link,
+/// never as what it points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderEntry {
+    pub name: std::ffi::OsString,
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Folder,
+    File {
+        size: u64,
+    },
+    /// A symbolic link, or on Windows any reparse point (a junction among them).
+    Link,
+    /// A FIFO, socket or device.
+    Other,
+}
+
 /// How long a silently dead connection may go unnoticed.
 pub const DEAD_PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
 
@@ -109,7 +129,7 @@ impl FileStamp {
 mod tests {
     use std::io::{ErrorKind, Read, Write};
 
-    use super::testing::{open_to_others, symlink_file};
+    use super::testing::{make_fifo, open_to_others, symlink_dir, symlink_file};
     use super::*;
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -268,6 +288,86 @@ mod tests {
         let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
         let since_1970 = modified.duration_since(std::time::UNIX_EPOCH).unwrap();
         assert_eq!(changed.modified_ns, since_1970.as_nanos() as i128);
+    }
+
+    #[test]
+    fn a_folder_lists_links_as_links_and_opens_nothing_through_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, elsewhere) = (dir.path().join("root"), dir.path().join("elsewhere"));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(root.join("file"), b"abc").unwrap();
+        std::fs::write(elsewhere.join("secret"), b"secret").unwrap();
+        symlink_dir(&elsewhere, &root.join("to a folder"));
+        symlink_file(&elsewhere.join("secret"), &root.join("to a file"));
+        let has_fifo = make_fifo(&root.join("fifo"));
+
+        let folder = Folder::open(&root).unwrap().expect("a folder");
+        let mut entries = folder.entries().unwrap();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let listed: Vec<_> = entries
+            .iter()
+            .map(|entry| (entry.name.to_str().unwrap(), entry.kind))
+            .collect();
+        let mut expected = vec![
+            ("file", EntryKind::File { size: 3 }),
+            ("sub", EntryKind::Folder),
+            ("to a file", EntryKind::Link),
+            ("to a folder", EntryKind::Link),
+        ];
+        if has_fifo {
+            expected.insert(0, ("fifo", EntryKind::Other));
+        }
+        assert_eq!(listed, expected);
+
+        let mut read = String::new();
+        let mut file = folder.file("file".as_ref()).unwrap().expect("a file");
+        file.read_to_string(&mut read).unwrap();
+        assert_eq!(read, "abc");
+        assert!(folder.folder("sub".as_ref()).unwrap().is_some());
+        for (name, what) in [
+            ("to a folder", "a folder through a link"),
+            ("to a file", "a file through a link"),
+            ("sub", "a folder as a file"),
+            ("fifo", "a FIFO as a file"),
+        ] {
+            if name == "fifo" && !has_fifo {
+                continue;
+            }
+            assert!(folder.file(name.as_ref()).unwrap().is_none(), "{what}");
+        }
+        assert!(folder.folder("to a folder".as_ref()).unwrap().is_none());
+        assert!(folder.folder("file".as_ref()).unwrap().is_none());
+        assert!(Folder::open(&root.join("to a folder")).unwrap().is_none());
+        assert!(Folder::open(&root.join("file")).unwrap().is_none());
+        let missing = folder.file("missing".as_ref()).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_held_folder_is_read_whatever_takes_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, elsewhere) = (dir.path().join("root"), dir.path().join("elsewhere"));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(root.join("sub/f"), b"inside").unwrap();
+        std::fs::write(elsewhere.join("f"), b"secret").unwrap();
+        let folder = Folder::open(&root).unwrap().unwrap();
+        let sub = folder.folder("sub".as_ref()).unwrap().unwrap();
+        // Windows refuses to rename a folder held open; Unix lets the name go, and
+        // the handle stays on the folder it opened.
+        let renamed = std::fs::rename(root.join("sub"), root.join("moved"));
+        if cfg!(windows) {
+            assert!(renamed.is_err(), "a held folder was renamed");
+            return;
+        }
+        renamed.unwrap();
+        symlink_dir(&elsewhere, &root.join("sub"));
+        let mut read = String::new();
+        let mut file = sub.file("f".as_ref()).unwrap().unwrap();
+        file.read_to_string(&mut read).unwrap();
+        assert_eq!(read, "inside");
+        assert!(folder.folder("sub".as_ref()).unwrap().is_none());
     }
 
     #[test]

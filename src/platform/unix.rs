@@ -10,6 +10,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{Access, DEAD_PEER_TIMEOUT, Exposure, FileStamp, Stop};
 
+mod folder;
+pub use folder::Folder;
+
 /// Unix forbids only `/` and NUL in a name, and tells names apart by case.
 pub const WINDOWS_NAMES: bool = false;
 

@@ -54,6 +54,9 @@ use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken}
 
 use super::{Access, DEAD_PEER_TIMEOUT, Exposure, FileStamp, Stop};
 
+mod folder;
+pub use folder::Folder;
+
 /// Windows reserves `< > : " | ? *` in names, and names that differ only in case are one.
 pub const WINDOWS_NAMES: bool = true;
 

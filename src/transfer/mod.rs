@@ -14,6 +14,7 @@ pub mod parts;
 pub mod progress;
 pub mod receiving;
 pub mod sending;
+mod source_tree;
 pub mod stored;
 
 use std::cell::RefCell;

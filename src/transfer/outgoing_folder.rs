@@ -6,24 +6,32 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::chunk_queue::{ChunkReceiver, ChunkSender};
 use super::hash_cache::SharedHashCache;
-use super::manifest::{self, Entry, Kind, MAX_DEPTH, MAX_ENTRIES, MAX_MANIFEST_LEN, MAX_PATH_LEN};
+use super::manifest::{self, Kind};
 use super::outgoing::{SendError, read_on_thread};
 use super::progress::FileList;
+use super::source_tree::{Opener, Walk, walk};
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
-use crate::platform;
+use crate::platform::{self, FileStamp, Folder};
 
 /// One file of the folder, as it was when hashed.
 #[derive(Debug, Clone)]
 struct SourceFile {
-    path: PathBuf,
     /// Its path inside the folder, as the manifest has it.
     relative: String,
-    size: u64,
-    modified: Option<SystemTime>,
+    /// Which file it was, its size and when it was last written.
+    stamp: FileStamp,
+}
+
+impl SourceFile {
+    /// Whether `now` is still the very file hashed, unwritten since.
+    fn is_as_hashed(&self, now: &FileStamp) -> bool {
+        let identity =
+            |stamp: &FileStamp| (stamp.device, stamp.inode, stamp.size, stamp.modified_ns);
+        identity(now) == identity(&self.stamp)
+    }
 }
 
 /// A folder walked and hashed, ready to offer.
@@ -41,13 +49,9 @@ pub struct PreparedFolder {
     pub skipped: Vec<String>,
     /// Files whose SHA-256 came from the hash cache.
     pub cached: usize,
+    /// The folder held open: its files are read through it and nothing else.
+    root: Arc<Folder>,
     sources: Arc<Vec<SourceFile>>,
-}
-
-/// What a walk found, in manifest order.
-struct Walk {
-    entries: Vec<(Entry, Option<PathBuf>)>,
-    skipped: Vec<String>,
 }
 
 /// A folder walked but not yet hashed: enough to say how large it is.
@@ -60,7 +64,8 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// Walks the folder at `path` without following links. Blocking.
+    /// Walks the folder at `path` without following links: a link at `path` itself
+    /// is refused. Blocking.
     pub fn of(path: &Path) -> Result<Listing, SendError> {
         let named = |path: &Path| {
             path.file_name()
@@ -76,7 +81,7 @@ impl Listing {
         let size = walk
             .entries
             .iter()
-            .map(|(entry, _)| match entry.kind {
+            .map(|entry| match entry.kind {
                 Kind::File { size, .. } => size,
                 Kind::Folder => 0,
             })
@@ -96,25 +101,31 @@ impl Listing {
         cache: Option<&SharedHashCache>,
         mut progress: impl FnMut(u64),
     ) -> Result<PreparedFolder, SendError> {
-        let mut entries = Vec::with_capacity(self.walk.entries.len());
+        let Walk {
+            root,
+            mut entries,
+            skipped,
+        } = self.walk;
+        let mut opener = Opener::new(&root, &self.path);
         let mut sources = Vec::new();
         let (mut hashed_before, mut cached) = (0u64, 0);
-        for (mut entry, source) in self.walk.entries {
-            if let (Kind::File { size, sha256 }, Some(source)) = (&mut entry.kind, source) {
-                let (digest, modified, was_cached) =
-                    hash_file(&source, *size, cache, |done| progress(hashed_before + done))?;
+        for entry in &mut entries {
+            if let Kind::File { size, sha256 } = &mut entry.kind {
+                let file = opener.open(&entry.path)?;
+                let (digest, stamp, was_cached) =
+                    hash_file(&file, &opener.shown(&entry.path), *size, cache, |done| {
+                        progress(hashed_before + done)
+                    })?;
                 *sha256 = digest;
                 cached += usize::from(was_cached);
                 hashed_before += *size;
                 sources.push(SourceFile {
-                    path: source,
                     relative: entry.path.clone(),
-                    size: *size,
-                    modified,
+                    stamp,
                 });
             }
-            entries.push(entry);
         }
+        drop(opener);
         progress(self.size);
         Ok(PreparedFolder {
             path: self.path,
@@ -123,8 +134,9 @@ impl Listing {
             entries: entries.len() as u32,
             files: sources.len(),
             size: self.size,
-            skipped: self.walk.skipped,
+            skipped,
             cached,
+            root: Arc::new(root),
             sources: Arc::new(sources),
         })
     }
@@ -133,182 +145,71 @@ impl Listing {
 impl PreparedFolder {
     /// The files in the order they travel.
     pub fn file_list(&self) -> FileList {
-        FileList::new((self.sources.iter()).map(|file| (file.relative.clone(), file.size)))
+        FileList::new((self.sources.iter()).map(|file| (file.relative.clone(), file.stamp.size)))
     }
 
     /// Streams the files' bytes, as one sequence in manifest order, from `offset`.
     /// The queue ends after the last chunk; an `Err` instead means: cancel.
     pub fn stream(&self, offset: u64) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
-        let sources = self.sources.clone();
+        let (root, path, sources) = (self.root.clone(), self.path.clone(), self.sources.clone());
         read_on_thread(&self.path, move |chunks| {
-            send_chunks(&sources, offset, chunks)
+            send_chunks(&mut Opener::new(&root, &path), &sources, offset, chunks)
         })
     }
 }
 
-/// Lists the folder at `root` depth first, each folder before what it holds and
-/// names in byte order, so that the same tree always gives the same manifest.
-fn walk(root: &Path) -> Result<Walk, SendError> {
-    let io_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| SendError::Io { path, source }
-    };
-    let metadata = std::fs::symlink_metadata(root).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => SendError::Missing {
-            path: root.to_owned(),
-            source,
-        },
-        _ => SendError::Io {
-            path: root.to_owned(),
-            source,
-        },
-    })?;
-    if !metadata.is_dir() {
-        return Err(SendError::NotAFile(root.to_owned()));
-    }
-    let mut found = Walk {
-        entries: Vec::new(),
-        skipped: Vec::new(),
-    };
-    let mut manifest_len = 0;
-    // Folders still to read, with their path inside the sent folder.
-    let mut pending = vec![(root.to_owned(), String::new())];
-    while let Some((dir, inside)) = pending.pop() {
-        let mut children: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(io_error(&dir))?
-            .collect::<Result<_, _>>()
-            .map_err(io_error(&dir))?;
-        children.sort_by_key(|child| child.file_name());
-        let mut subfolders = Vec::new();
-        for child in children {
-            let path = child.path();
-            let Some(name) = child.file_name().to_str().map(str::to_owned) else {
-                found
-                    .skipped
-                    .push(format!("{}: the name is not UTF-8", path.display()));
-                continue;
-            };
-            let relative = if inside.is_empty() {
-                name
-            } else {
-                format!("{inside}/{name}")
-            };
-            if relative.len() > MAX_PATH_LEN || relative.split('/').count() > MAX_DEPTH {
-                found.skipped.push(format!(
-                    "{}: deeper or longer than a folder may list ({MAX_DEPTH} folders, {MAX_PATH_LEN} bytes)",
-                    path.display()
-                ));
-                continue;
-            }
-            let kind = child.file_type().map_err(io_error(&path))?;
-            let entry = if kind.is_dir() {
-                subfolders.push((path.clone(), relative.clone()));
-                (
-                    Entry {
-                        path: relative,
-                        kind: Kind::Folder,
-                    },
-                    None,
-                )
-            } else if kind.is_file() {
-                let size = child.metadata().map_err(io_error(&path))?.len();
-                (
-                    Entry {
-                        path: relative,
-                        kind: Kind::File {
-                            size,
-                            sha256: [0; 32],
-                        },
-                    },
-                    Some(path),
-                )
-            } else if kind.is_symlink() {
-                found
-                    .skipped
-                    .push(format!("{}: a symbolic link, not followed", path.display()));
-                continue;
-            } else {
-                found
-                    .skipped
-                    .push(format!("{}: not a regular file or folder", path.display()));
-                continue;
-            };
-            if found.entries.len() == MAX_ENTRIES as usize {
-                return Err(SendError::TooManyEntries(root.to_owned()));
-            }
-            manifest_len += manifest::encoded_len(&entry.0);
-            if manifest_len > MAX_MANIFEST_LEN as usize {
-                return Err(SendError::ManifestTooLong(root.to_owned()));
-            }
-            found.entries.push(entry);
-        }
-        // Depth first, in name order: the stack takes the last pushed first.
-        pending.extend(subfolders.into_iter().rev());
-    }
-    // Each folder's entries were listed before its subfolders were read, so the
-    // list is in order of discovery; put every folder's content right after it.
-    found.entries = depth_first(found.entries);
-    Ok(found)
-}
-
-/// Orders entries so that each folder is followed by everything inside it, siblings
-/// by name: the order a manifest lists and the receiver stores them in.
-fn depth_first(mut entries: Vec<(Entry, Option<PathBuf>)>) -> Vec<(Entry, Option<PathBuf>)> {
-    entries.sort_by(|(a, _), (b, _)| a.path.split('/').cmp(b.path.split('/')));
-    entries
-}
-
 /// The SHA-256 of one file of the folder, from the cache if it knows the file as it
-/// is, with its modification time then.
+/// is, with the file's stamp then.
 fn hash_file(
+    file: &File,
     path: &Path,
     size: u64,
     cache: Option<&SharedHashCache>,
     progress: impl FnMut(u64),
-) -> Result<([u8; 32], Option<SystemTime>, bool), SendError> {
+) -> Result<([u8; 32], FileStamp, bool), SendError> {
     let io_error = |source| SendError::Io {
         path: path.to_owned(),
         source,
     };
-    let file = platform::open_to_send(path).map_err(io_error)?;
-    let metadata = file.metadata().map_err(io_error)?;
-    if !metadata.is_file() || metadata.len() != size {
+    let stamp = platform::file_stamp(file).map_err(io_error)?;
+    if stamp.size != size {
         return Err(SendError::Changed(path.to_owned()));
     }
-    let hash = super::sha256_of(&file, size, cache, progress)
+    let hash = super::sha256_of(file, size, cache, progress)
         .map_err(io_error)?
         .ok_or_else(|| SendError::Changed(path.to_owned()))?;
-    Ok((hash.sha256, metadata.modified().ok(), hash.cached))
+    Ok((hash.sha256, stamp, hash.cached))
 }
 
 /// Reads the files from `offset` into full chunks, across file boundaries, and
 /// refuses to send a file that is no longer as it was hashed.
 fn send_chunks(
+    opener: &mut Opener,
     sources: &[SourceFile],
     mut offset: u64,
     chunks: &mut ChunkSender<Result<Vec<u8>, SendError>>,
 ) -> Result<(), SendError> {
     let mut chunk = Vec::with_capacity(MAX_CHUNK_LEN);
     for source in sources {
-        if offset >= source.size {
-            offset -= source.size;
+        let size = source.stamp.size;
+        if offset >= size {
+            offset -= size;
             continue;
         }
+        let path = opener.shown(&source.relative);
         let io_error = |source_err| SendError::Io {
-            path: source.path.clone(),
+            path: path.clone(),
             source: source_err,
         };
-        let changed = || SendError::Changed(source.path.clone());
-        let mut file = platform::open_to_send(&source.path).map_err(io_error)?;
-        let unchanged = |file: &File| {
-            file.metadata()
-                .is_ok_and(|now| now.len() == source.size && now.modified().ok() == source.modified)
-        };
+        let changed = || SendError::Changed(path.clone());
+        let mut file = opener.open(&source.relative)?;
+        let unchanged =
+            |file: &File| platform::file_stamp(file).is_ok_and(|now| source.is_as_hashed(&now));
         if !unchanged(&file) {
             return Err(changed());
         }
         file.seek(SeekFrom::Start(offset)).map_err(io_error)?;
-        let mut remaining = source.size - offset;
+        let mut remaining = size - offset;
         offset = 0;
         while remaining > 0 {
             let room = (MAX_CHUNK_LEN - chunk.len()) as u64;
@@ -355,25 +256,6 @@ mod tests {
         all
     }
 
-    #[test]
-    fn a_tree_whose_manifest_would_be_too_long_is_refused_while_listed() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("tree");
-        let long = "n".repeat(250);
-        let deep = (0..14).fold(root.clone(), |path, level| {
-            path.join(format!("{level:02}{long}"))
-        });
-        std::fs::create_dir_all(&deep).unwrap();
-        // Each entry takes about 3,600 bytes: 4,700 of them are more than 16 MiB.
-        for n in 0..4_700 {
-            std::fs::create_dir(deep.join(format!("{n:04}{long}"))).unwrap();
-        }
-        assert!(matches!(
-            walk(&root),
-            Err(SendError::ManifestTooLong(path)) if path == root
-        ));
-    }
-
     #[tokio::test]
     async fn a_tree_is_listed_parents_first_and_streamed_in_that_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -408,6 +290,72 @@ mod tests {
         expected.extend(b"two");
         assert_eq!(collect(folder.stream(0)).await, expected);
         assert_eq!(collect(folder.stream(69_999)).await, expected[69_999..]);
+    }
+
+    /// A folder `tree` holding `sub/f`, and beside it a folder holding a file of
+    /// the same name, size and modification time that must never be sent.
+    fn tree_and_a_secret() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (tree, secret) = (dir.path().join("tree"), dir.path().join("secret"));
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::create_dir(&secret).unwrap();
+        std::fs::write(tree.join("sub/f"), b"shared").unwrap();
+        std::fs::write(secret.join("f"), b"secret").unwrap();
+        let modified = std::fs::metadata(tree.join("sub/f")).unwrap().modified();
+        File::options()
+            .write(true)
+            .open(secret.join("f"))
+            .unwrap()
+            .set_modified(modified.unwrap())
+            .unwrap();
+        (dir, tree, secret)
+    }
+
+    async fn last_of(
+        mut rx: ChunkReceiver<Result<Vec<u8>, SendError>>,
+    ) -> Vec<Result<Vec<u8>, SendError>> {
+        let mut all = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            all.push(chunk);
+        }
+        all
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_link_after_listing_is_not_hashed() {
+        let (_dir, tree, secret) = tree_and_a_secret();
+        let listing = Listing::of(&tree).unwrap();
+        std::fs::rename(tree.join("sub"), tree.join("old")).unwrap();
+        platform::testing::symlink_dir(&secret, &tree.join("sub"));
+        assert!(matches!(
+            listing.hash(None, |_| {}),
+            Err(SendError::Changed(path)) if path == tree.join("sub/f")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_folder_swapped_for_a_link_after_hashing_is_not_sent() {
+        let (_dir, tree, secret) = tree_and_a_secret();
+        let folder = Listing::of(&tree).unwrap().hash(None, |_| {}).unwrap();
+        std::fs::rename(tree.join("sub"), tree.join("old")).unwrap();
+        platform::testing::symlink_dir(&secret, &tree.join("sub"));
+        let sent = last_of(folder.stream(0)).await;
+        assert!(
+            matches!(&sent[..], [Err(SendError::Changed(path))] if *path == tree.join("sub/f")),
+            "{sent:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn another_file_put_in_a_hashed_files_place_is_not_sent() {
+        let (_dir, tree, secret) = tree_and_a_secret();
+        let folder = Listing::of(&tree).unwrap().hash(None, |_| {}).unwrap();
+        std::fs::rename(secret.join("f"), tree.join("sub/f")).unwrap();
+        let sent = last_of(folder.stream(0)).await;
+        assert!(
+            matches!(&sent[..], [Err(SendError::Changed(_))]),
+            "{sent:?}"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,228 @@
+//! The folder being sent, walked and read through handles held from its root down:
+//! every name is opened inside the folder that listed it and no link is followed,
+//! so that a link swapped in while the folder is read can never lead outside it.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::manifest::{self, Entry, Kind, MAX_DEPTH, MAX_ENTRIES, MAX_MANIFEST_LEN, MAX_PATH_LEN};
+use super::outgoing::SendError;
+use crate::platform::{EntryKind, Folder};
+
+/// What a walk found, in manifest order.
+pub(super) struct Walk {
+    pub root: Folder,
+    pub entries: Vec<Entry>,
+    /// What was left out, each with why.
+    pub skipped: Vec<String>,
+}
+
+/// Lists the folder at `root` depth first, each folder before what it holds and
+/// names in byte order, so that the same tree always gives the same manifest. At
+/// most one folder per level is held open at a time.
+pub(super) fn walk(root: &Path) -> Result<Walk, SendError> {
+    let opened = Folder::open(root).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => SendError::Missing {
+            path: root.to_owned(),
+            source,
+        },
+        _ => SendError::Io {
+            path: root.to_owned(),
+            source,
+        },
+    })?;
+    let root_folder = opened.ok_or_else(|| SendError::NotAFile(root.to_owned()))?;
+    let mut listing = Listing {
+        root,
+        entries: Vec::new(),
+        skipped: Vec::new(),
+        manifest_len: 0,
+    };
+    // Folders still to read: the folder holding each (`None`: the root), and its
+    // path inside the sent folder.
+    let mut pending: Vec<(Option<Rc<Folder>>, String)> = Vec::new();
+    for inside in listing.list(&root_folder, "")? {
+        pending.push((None, inside));
+    }
+    while let Some((holder, inside)) = pending.pop() {
+        let name = inside.rsplit('/').next().unwrap_or(&inside);
+        let holder = holder.as_deref().unwrap_or(&root_folder);
+        let folder = holder
+            .folder(OsStr::new(name))
+            .map_err(|source| listing.io_error(&inside, source))?
+            .ok_or_else(|| SendError::Changed(root.join(&inside)))?;
+        let folder = Rc::new(folder);
+        for subfolder in listing.list(&folder, &inside)? {
+            pending.push((Some(folder.clone()), subfolder));
+        }
+    }
+    // Each folder's entries were listed before its subfolders were read, so the
+    // list is in order of discovery; put every folder's content right after it.
+    listing
+        .entries
+        .sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
+    Ok(Walk {
+        root: root_folder,
+        entries: listing.entries,
+        skipped: listing.skipped,
+    })
+}
+
+/// The walk's findings so far.
+struct Listing<'a> {
+    root: &'a Path,
+    entries: Vec<Entry>,
+    skipped: Vec<String>,
+    manifest_len: usize,
+}
+
+impl Listing<'_> {
+    /// Lists `folder`, found at `inside`, and returns its subfolders' paths, last
+    /// name first, so that a stack takes them in name order.
+    fn list(&mut self, folder: &Folder, inside: &str) -> Result<Vec<String>, SendError> {
+        let mut children = folder
+            .entries()
+            .map_err(|source| self.io_error(inside, source))?;
+        children.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut subfolders = Vec::new();
+        let root = self.root;
+        for child in children {
+            let shown = || root.join(inside).join(&child.name).display().to_string();
+            let Some(name) = child.name.to_str() else {
+                self.skipped
+                    .push(format!("{}: the name is not UTF-8", shown()));
+                continue;
+            };
+            let path = if inside.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{inside}/{name}")
+            };
+            if path.len() > MAX_PATH_LEN || path.split('/').count() > MAX_DEPTH {
+                self.skipped.push(format!(
+                    "{}: deeper or longer than a folder may list ({MAX_DEPTH} folders, {MAX_PATH_LEN} bytes)",
+                    shown()
+                ));
+                continue;
+            }
+            let kind = match child.kind {
+                EntryKind::Folder => {
+                    subfolders.push(path.clone());
+                    Kind::Folder
+                }
+                EntryKind::File { size } => Kind::File {
+                    size,
+                    sha256: [0; 32],
+                },
+                EntryKind::Link => {
+                    (self.skipped).push(format!("{}: a symbolic link, not followed", shown()));
+                    continue;
+                }
+                EntryKind::Other => {
+                    (self.skipped).push(format!("{}: not a regular file or folder", shown()));
+                    continue;
+                }
+            };
+            self.add(Entry { path, kind })?;
+        }
+        subfolders.reverse();
+        Ok(subfolders)
+    }
+
+    fn add(&mut self, entry: Entry) -> Result<(), SendError> {
+        if self.entries.len() == MAX_ENTRIES as usize {
+            return Err(SendError::TooManyEntries(self.root.to_owned()));
+        }
+        self.manifest_len += manifest::encoded_len(&entry);
+        if self.manifest_len > MAX_MANIFEST_LEN as usize {
+            return Err(SendError::ManifestTooLong(self.root.to_owned()));
+        }
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    fn io_error(&self, inside: &str, source: io::Error) -> SendError {
+        SendError::Io {
+            path: self.root.join(inside),
+            source,
+        }
+    }
+}
+
+/// Opens the folder's files by their paths inside it, one level at a time from
+/// the root, never through a link. Files come in manifest order, so the folder
+/// that holds the last one is kept for the next.
+pub(super) struct Opener<'a> {
+    root: &'a Folder,
+    root_path: &'a Path,
+    holder: Option<(String, Folder)>,
+}
+
+impl<'a> Opener<'a> {
+    pub fn new(root: &'a Folder, root_path: &'a Path) -> Self {
+        Opener {
+            root,
+            root_path,
+            holder: None,
+        }
+    }
+
+    /// The full path of `relative`, for messages.
+    pub fn shown(&self, relative: &str) -> PathBuf {
+        self.root_path.join(relative)
+    }
+
+    /// Opens the regular file at `relative`; an error that says it changed if
+    /// anything on its way is no longer what the walk found.
+    pub fn open(&mut self, relative: &str) -> Result<File, SendError> {
+        let root_path = self.root_path;
+        let io_error = |source| SendError::Io {
+            path: root_path.join(relative),
+            source,
+        };
+        let changed = || SendError::Changed(root_path.join(relative));
+        let (folder_path, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        let held = matches!(&self.holder, Some((path, _)) if path == folder_path);
+        if !held {
+            let mut holder: Option<Folder> = None;
+            for component in folder_path.split('/').filter(|c| !c.is_empty()) {
+                let above = holder.as_ref().unwrap_or(self.root);
+                let below = above.folder(OsStr::new(component)).map_err(io_error)?;
+                holder = Some(below.ok_or_else(changed)?);
+            }
+            self.holder = holder.map(|folder| (folder_path.to_owned(), folder));
+        }
+        let folder = self.holder.as_ref().map_or(self.root, |(_, folder)| folder);
+        folder
+            .file(OsStr::new(name))
+            .map_err(io_error)?
+            .ok_or_else(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_whose_manifest_would_be_too_long_is_refused_while_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        let long = "n".repeat(250);
+        let deep = (0..14).fold(root.clone(), |path, level| {
+            path.join(format!("{level:02}{long}"))
+        });
+        std::fs::create_dir_all(&deep).unwrap();
+        // Each entry takes about 3,600 bytes: 4,700 of them are more than 16 MiB.
+        for n in 0..4_700 {
+            std::fs::create_dir(deep.join(format!("{n:04}{long}"))).unwrap();
+        }
+        assert!(matches!(
+            walk(&root),
+            Err(SendError::ManifestTooLong(path)) if path == root
+        ));
+    }
+}
