@@ -53,7 +53,7 @@ pub(super) fn walk(root: &Path) -> Result<Walk, SendError> {
         let folder = holder
             .folder(OsStr::new(name))
             .map_err(|source| listing.io_error(&inside, source))?
-            .ok_or_else(|| SendError::Changed(root.join(&inside)))?;
+            .ok_or_else(|| SendError::Changed(shown(root, &inside)))?;
         let folder = Rc::new(folder);
         for subfolder in listing.list(&folder, &inside)? {
             pending.push((Some(folder.clone()), subfolder));
@@ -90,10 +90,10 @@ impl Listing<'_> {
         let mut subfolders = Vec::new();
         let root = self.root;
         for child in children {
-            let shown = || root.join(inside).join(&child.name).display().to_string();
+            let display = || shown(root, inside).join(&child.name).display().to_string();
             let Some(name) = child.name.to_str() else {
                 self.skipped
-                    .push(format!("{}: the name is not UTF-8", shown()));
+                    .push(format!("{}: the name is not UTF-8", display()));
                 continue;
             };
             let path = if inside.is_empty() {
@@ -104,7 +104,7 @@ impl Listing<'_> {
             if path.len() > MAX_PATH_LEN || path.split('/').count() > MAX_DEPTH {
                 self.skipped.push(format!(
                     "{}: deeper or longer than a folder may list ({MAX_DEPTH} folders, {MAX_PATH_LEN} bytes)",
-                    shown()
+                    display()
                 ));
                 continue;
             }
@@ -118,11 +118,11 @@ impl Listing<'_> {
                     sha256: [0; 32],
                 },
                 EntryKind::Link => {
-                    (self.skipped).push(format!("{}: a symbolic link, not followed", shown()));
+                    (self.skipped).push(format!("{}: a symbolic link, not followed", display()));
                     continue;
                 }
                 EntryKind::Other => {
-                    (self.skipped).push(format!("{}: not a regular file or folder", shown()));
+                    (self.skipped).push(format!("{}: not a regular file or folder", display()));
                     continue;
                 }
             };
@@ -146,19 +146,21 @@ impl Listing<'_> {
 
     fn io_error(&self, inside: &str, source: io::Error) -> SendError {
         SendError::Io {
-            path: self.root.join(inside),
+            path: shown(self.root, inside),
             source,
         }
     }
 }
 
 /// Opens the folder's files by their paths inside it, one level at a time from
-/// the root, never through a link. Files come in manifest order, so the folder
-/// that holds the last one is kept for the next.
+/// the root, never through a link. Files come in manifest order, so the folders
+/// on the way to the last one are kept, and only the part of the way that differs
+/// is opened for the next.
 pub(super) struct Opener<'a> {
     root: &'a Folder,
     root_path: &'a Path,
-    holder: Option<(String, Folder)>,
+    /// The folders from the root down to the last file's, each with its name.
+    held: Vec<(String, Folder)>,
 }
 
 impl<'a> Opener<'a> {
@@ -166,13 +168,13 @@ impl<'a> Opener<'a> {
         Opener {
             root,
             root_path,
-            holder: None,
+            held: Vec::new(),
         }
     }
 
     /// The full path of `relative`, for messages.
     pub fn shown(&self, relative: &str) -> PathBuf {
-        self.root_path.join(relative)
+        shown(self.root_path, relative)
     }
 
     /// Opens the regular file at `relative`; an error that says it changed if
@@ -180,27 +182,37 @@ impl<'a> Opener<'a> {
     pub fn open(&mut self, relative: &str) -> Result<File, SendError> {
         let root_path = self.root_path;
         let io_error = |source| SendError::Io {
-            path: root_path.join(relative),
+            path: shown(root_path, relative),
             source,
         };
-        let changed = || SendError::Changed(root_path.join(relative));
-        let (folder_path, name) = relative.rsplit_once('/').unwrap_or(("", relative));
-        let held = matches!(&self.holder, Some((path, _)) if path == folder_path);
-        if !held {
-            let mut holder: Option<Folder> = None;
-            for component in folder_path.split('/').filter(|c| !c.is_empty()) {
-                let above = holder.as_ref().unwrap_or(self.root);
-                let below = above.folder(OsStr::new(component)).map_err(io_error)?;
-                holder = Some(below.ok_or_else(changed)?);
-            }
-            self.holder = holder.map(|folder| (folder_path.to_owned(), folder));
+        let changed = || SendError::Changed(shown(root_path, relative));
+        let mut way: Vec<&str> = relative.split('/').collect();
+        let name = way.pop().unwrap_or(relative);
+        let kept = (self.held.iter().zip(&way))
+            .take_while(|((held, _), wanted)| held == *wanted)
+            .count();
+        self.held.truncate(kept);
+        for component in &way[kept..] {
+            let above = self.held.last().map_or(self.root, |(_, folder)| folder);
+            let below = above.folder(OsStr::new(component)).map_err(io_error)?;
+            let below = below.ok_or_else(changed)?;
+            self.held.push(((*component).to_owned(), below));
         }
-        let folder = self.holder.as_ref().map_or(self.root, |(_, folder)| folder);
+        let folder = self.held.last().map_or(self.root, |(_, folder)| folder);
         folder
             .file(OsStr::new(name))
             .map_err(io_error)?
             .ok_or_else(changed)
     }
+}
+
+/// `root` and then each component of `relative`, a path inside it with `/`
+/// between components, as the system writes paths.
+pub(super) fn shown(root: &Path, relative: &str) -> PathBuf {
+    relative
+        .split('/')
+        .filter(|component| !component.is_empty())
+        .fold(root.to_owned(), |path, component| path.join(component))
 }
 
 #[cfg(test)]
@@ -224,5 +236,39 @@ mod tests {
             walk(&root),
             Err(SendError::ManifestTooLong(path)) if path == root
         ));
+    }
+
+    #[test]
+    fn a_folder_on_the_way_swapped_for_a_link_is_not_entered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, secret) = (dir.path().join("tree"), dir.path().join("secret"));
+        for folder in [root.join("a/b"), root.join("a/c"), secret.clone()] {
+            std::fs::create_dir_all(folder).unwrap();
+        }
+        std::fs::write(root.join("a/b/one"), b"one").unwrap();
+        std::fs::write(root.join("a/c/two"), b"two").unwrap();
+        std::fs::write(secret.join("two"), b"key").unwrap();
+        let walk = walk(&root).unwrap();
+        let mut opener = Opener::new(&walk.root, &root);
+        opener.open("a/b/one").unwrap();
+        std::fs::rename(root.join("a/c"), root.join("a/c.old")).unwrap();
+        crate::platform::testing::symlink_dir(&secret, &root.join("a/c"));
+        assert!(matches!(
+            opener.open("a/c/two"),
+            Err(SendError::Changed(path)) if path == root.join("a").join("c").join("two")
+        ));
+        // The folders already held stay the ones the walk found.
+        std::fs::rename(root.join("a/b/one"), root.join("a/b/one.old")).unwrap();
+        assert!(matches!(
+            opener.open("a/b/one"),
+            Err(SendError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound
+        ));
+    }
+
+    #[test]
+    fn a_path_is_shown_one_component_at_a_time() {
+        let root = Path::new("tree");
+        assert_eq!(shown(root, ""), root);
+        assert_eq!(shown(root, "a/b"), root.join("a").join("b"));
     }
 }
