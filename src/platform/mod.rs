@@ -77,6 +77,14 @@ impl Stops {
     }
 }
 
+/// Which file or folder something is on its system: the device (the volume on
+/// Windows) and the inode (the file index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub device: u64,
+    pub inode: u64,
+}
+
 /// One name in a [`Folder`], as it was when listed; a link is listed as a link,
 /// never as what it points to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,6 +363,9 @@ mod tests {
         let folder = Folder::open(&root).unwrap().unwrap();
         let sub = folder.folder("sub".as_ref()).unwrap().unwrap();
         std::fs::rename(root.join("sub"), root.join("moved")).unwrap();
+        let moved = Folder::open(&root.join("moved")).unwrap().unwrap();
+        assert_eq!(sub.id().unwrap(), moved.id().unwrap());
+        assert_ne!(sub.id().unwrap(), folder.id().unwrap());
         symlink_dir(&elsewhere, &root.join("sub"));
         let mut read = String::new();
         let mut file = sub.file("f".as_ref()).unwrap().unwrap();

@@ -14,7 +14,7 @@ use super::outgoing::{SendError, read_on_thread};
 use super::progress::FileList;
 use super::source_tree::{Opener, Walk, walk};
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
-use crate::platform::{self, FileStamp, Folder};
+use crate::platform::{self, FileId, FileStamp, Folder};
 
 /// One file of the folder, as it was when hashed.
 #[derive(Debug, Clone)]
@@ -49,8 +49,9 @@ pub struct PreparedFolder {
     pub skipped: Vec<String>,
     /// Files whose SHA-256 came from the hash cache.
     pub cached: usize,
-    /// The folder held open: its files are read through it and nothing else.
-    root: Arc<Folder>,
+    /// Which folder was hashed: the one opened again to stream it must be this one.
+    /// It is not held open meanwhile, so that queued folders hold no descriptors.
+    root: FileId,
     sources: Arc<Vec<SourceFile>>,
 }
 
@@ -126,6 +127,10 @@ impl Listing {
             }
         }
         drop(opener);
+        let root_id = root.id().map_err(|source| SendError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
         progress(self.size);
         Ok(PreparedFolder {
             path: self.path,
@@ -136,7 +141,7 @@ impl Listing {
             size: self.size,
             skipped,
             cached,
-            root: Arc::new(root),
+            root: root_id,
             sources: Arc::new(sources),
         })
     }
@@ -151,11 +156,26 @@ impl PreparedFolder {
     /// Streams the files' bytes, as one sequence in manifest order, from `offset`.
     /// The queue ends after the last chunk; an `Err` instead means: cancel.
     pub fn stream(&self, offset: u64) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
-        let (root, path, sources) = (self.root.clone(), self.path.clone(), self.sources.clone());
+        let (root_id, path, sources) = (self.root, self.path.clone(), self.sources.clone());
         read_on_thread(&self.path, move |chunks| {
+            let root = reopen(&path, root_id)?;
             send_chunks(&mut Opener::new(&root, &path), &sources, offset, chunks)
         })
     }
+}
+
+/// Opens the folder at `path` again, if it is still the folder `id`.
+fn reopen(path: &Path, id: FileId) -> Result<Folder, SendError> {
+    let io_error = |source| SendError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let changed = || SendError::Changed(path.to_owned());
+    let root = Folder::open(path).map_err(io_error)?.ok_or_else(changed)?;
+    if root.id().map_err(io_error)? != id {
+        return Err(changed());
+    }
+    Ok(root)
 }
 
 /// The SHA-256 of one file of the folder, from the cache if it knows the file as it
@@ -347,6 +367,30 @@ mod tests {
                 "{offset}: {sent:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_folder_put_in_the_hashed_folders_place_is_not_sent() {
+        let (_dir, tree, _secret) = tree_and_a_secret();
+        let folder = Listing::of(&tree).unwrap().hash(None, |_| {}).unwrap();
+        // Even one holding the very same files, linked.
+        let other = tree.with_file_name("other");
+        std::fs::create_dir_all(other.join("sub")).unwrap();
+        std::fs::hard_link(tree.join("sub/f"), other.join("sub/f")).unwrap();
+        std::fs::rename(&tree, tree.with_file_name("old")).unwrap();
+        std::fs::rename(&other, &tree).unwrap();
+        let sent = last_of(folder.stream(0)).await;
+        assert!(
+            matches!(&sent[..], [Err(SendError::Changed(path))] if *path == tree),
+            "{sent:?}"
+        );
+        std::fs::rename(&tree, &other).unwrap();
+        std::fs::rename(tree.with_file_name("old"), &tree).unwrap();
+        let sent = last_of(folder.stream(0)).await;
+        assert!(
+            matches!(&sent[..], [Ok(bytes)] if bytes == b"shared"),
+            "{sent:?}"
+        );
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, fstat, openat, statat};
 use rustix::io::Errno;
 
-use crate::platform::{EntryKind, FolderEntry};
+use crate::platform::{EntryKind, FileId, FolderEntry};
 
 /// A folder held open: what it lists, and what is opened in it, is in this very
 /// folder, whatever is renamed or replaced around it meanwhile.
@@ -37,6 +37,15 @@ impl Folder {
     pub fn open(path: &std::path::Path) -> io::Result<Option<Folder>> {
         refused_as_none(openat(CWD, path, FOLDER, Mode::empty()), Errno::NOTDIR)
             .map(|fd| fd.map(Folder))
+    }
+
+    /// Which folder this is.
+    pub fn id(&self) -> io::Result<FileId> {
+        let stat = fstat(&self.0)?;
+        Ok(FileId {
+            device: stat.st_dev,
+            inode: stat.st_ino,
+        })
     }
 
     /// What the folder holds, in no particular order. A name removed while it is

@@ -31,7 +31,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
 use super::handle_information;
-use crate::platform::{EntryKind, FolderEntry};
+use crate::platform::{EntryKind, FileId, FolderEntry};
 
 /// A folder held open: what it lists, and what is opened in it, is in this very
 /// folder, whatever is renamed or replaced around it meanwhile.
@@ -64,6 +64,15 @@ impl Folder {
         };
         let first = open(FILE_FLAG_OPEN_REPARSE_POINT)?;
         Ok(settle(first, Want::Folder, || open(0))?.map(Folder))
+    }
+
+    /// Which folder this is.
+    pub fn id(&self) -> io::Result<FileId> {
+        let info = handle_information(&self.0)?;
+        Ok(FileId {
+            device: u64::from(info.dwVolumeSerialNumber),
+            inode: u64::from(info.nFileIndexHigh) << 32 | u64::from(info.nFileIndexLow),
+        })
     }
 
     /// What the folder holds, in no particular order.
