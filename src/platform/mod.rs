@@ -99,7 +99,7 @@ pub enum EntryKind {
     File {
         size: u64,
     },
-    /// A symbolic link, or on Windows any reparse point (a junction among them).
+    /// A symbolic link; on Windows also a junction (any name-surrogate reparse point).
     Link,
     /// A FIFO, socket or device.
     Other,

@@ -16,17 +16,19 @@ use std::ptr::{null, null_mut};
 
 use windows_sys::Wdk::Foundation::OBJECT_ATTRIBUTES;
 use windows_sys::Wdk::Storage::FileSystem::{
-    FILE_OPEN, FILE_OPEN_REPARSE_POINT, FILE_SYNCHRONOUS_IO_NONALERT, NtCreateFile,
+    FILE_DIRECTORY_FILE, FILE_OPEN, FILE_OPEN_REPARSE_POINT, FILE_SYNCHRONOUS_IO_NONALERT,
+    NtCreateFile,
 };
 use windows_sys::Win32::Foundation::{
-    ERROR_NO_MORE_FILES, HANDLE, RtlNtStatusToDosError, UNICODE_STRING,
+    ERROR_CANT_ACCESS_FILE, ERROR_DIRECTORY, ERROR_FILE_NOT_FOUND, ERROR_NO_MORE_FILES, HANDLE,
+    RtlNtStatusToDosError, STATUS_DELETE_PENDING, UNICODE_STRING,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_REPARSE_POINT, FILE_ATTRIBUTE_TAG_INFO,
     FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_GENERIC_READ,
-    FILE_ID_BOTH_DIR_INFO, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_TRAVERSE,
-    FileAttributeTagInfo, FileIdBothDirectoryInfo, FileIdBothDirectoryRestartInfo,
-    GetFileInformationByHandleEx,
+    FILE_ID_BOTH_DIR_INFO, FILE_LIST_DIRECTORY, FILE_READ_ATTRIBUTES, FILE_SHARE_DELETE,
+    FILE_SHARE_READ, FILE_SHARE_WRITE, FileAttributeTagInfo, FileIdBothDirectoryInfo,
+    FileIdBothDirectoryRestartInfo, GetFileInformationByHandleEx, SYNCHRONIZE,
 };
 use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
@@ -43,8 +45,22 @@ pub struct Folder(File);
 /// deduplicated files) are the file itself.
 const NAME_SURROGATE: u32 = 0x2000_0000;
 
+/// Reparse points that stand for something other than a file or folder: an
+/// AF_UNIX socket, WSL's FIFOs and devices, an app execution alias.
+const SPECIAL_TAGS: [u32; 5] = [
+    0x8000_0023,
+    0x8000_0024,
+    0x8000_0025,
+    0x8000_0026,
+    0x8000_001B,
+];
+
 /// Bytes asked for per listing call.
 const LISTING_BUFFER: usize = 64 * 1024;
+
+/// What listing and opening a folder needs, and no more (reading its files is
+/// asked for when they are opened).
+const FOLDER_ACCESS: u32 = FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Want {
@@ -58,7 +74,7 @@ impl Folder {
     pub fn open(path: &Path) -> io::Result<Option<Folder>> {
         let open = |flags| {
             OpenOptions::new()
-                .access_mode(FILE_GENERIC_READ | FILE_TRAVERSE)
+                .access_mode(FOLDER_ACCESS)
                 .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | flags)
                 .open(path)
         };
@@ -94,10 +110,14 @@ impl Folder {
             };
             if filled == 0 {
                 let err = io::Error::last_os_error();
-                if err.raw_os_error() == Some(ERROR_NO_MORE_FILES as i32) {
-                    return Ok(entries);
-                }
-                return Err(err);
+                // An empty folder without `.` and `..` (a FAT drive's root)
+                // answers the first call with "no such file".
+                let first = class == FileIdBothDirectoryRestartInfo;
+                return match err.raw_os_error() {
+                    Some(code) if code == ERROR_NO_MORE_FILES as i32 => Ok(entries),
+                    Some(code) if first && code == ERROR_FILE_NOT_FOUND as i32 => Ok(entries),
+                    _ => Err(err),
+                };
             }
             class = FileIdBothDirectoryInfo;
             // SAFETY: the buffer's bytes are initialised (zeroed, then written).
@@ -110,9 +130,13 @@ impl Folder {
     /// Opens the folder `name` in this one; `None` if `name` is now anything else,
     /// a link or junction to a folder included.
     pub fn folder(&self, name: &OsStr) -> io::Result<Option<Folder>> {
-        let access = FILE_GENERIC_READ | FILE_TRAVERSE;
-        let first = self.open_within(name, access, FILE_OPEN_REPARSE_POINT)?;
-        Ok(settle(first, Want::Folder, || self.open_within(name, access, 0))?.map(Folder))
+        let exact = FILE_OPEN_REPARSE_POINT | FILE_DIRECTORY_FILE;
+        let first = match self.open_within(name, FOLDER_ACCESS, exact) {
+            Err(err) if err.raw_os_error() == Some(ERROR_DIRECTORY as i32) => return Ok(None),
+            opened => opened?,
+        };
+        let follow = || self.open_within(name, FOLDER_ACCESS, FILE_DIRECTORY_FILE);
+        Ok(settle(first, Want::Folder, follow)?.map(Folder))
     }
 
     /// Opens the regular file `name` in this one to read it; `None` if `name` is
@@ -168,6 +192,12 @@ impl Folder {
                 0,
             )
         };
+        if status == STATUS_DELETE_PENDING {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the file is being deleted",
+            ));
+        }
         if status < 0 {
             // SAFETY: a plain conversion of a status code.
             let code = unsafe { RtlNtStatusToDosError(status) };
@@ -180,7 +210,8 @@ impl Folder {
 
 /// Judges a handle opened on the name itself (not following a reparse point):
 /// `None` if it is not what was wanted or is a link or junction. Any other reparse
-/// point is opened again through `follow`, and kept if that reaches the same file.
+/// point is opened again through `follow`, and kept if that reaches the same file;
+/// one that no driver on this system handles is `None` too.
 fn settle(
     first: File,
     want: Want,
@@ -197,7 +228,10 @@ fn settle(
     if tag.ReparseTag & NAME_SURROGATE != 0 {
         return Ok(None);
     }
-    let followed = follow()?;
+    let followed = match follow() {
+        Err(err) if err.raw_os_error() == Some(ERROR_CANT_ACCESS_FILE as i32) => return Ok(None),
+        followed => followed?,
+    };
     let (a, b) = (handle_information(&first)?, handle_information(&followed)?);
     let same = a.dwVolumeSerialNumber == b.dwVolumeSerialNumber
         && a.nFileIndexHigh == b.nFileIndexHigh
@@ -229,9 +263,11 @@ fn read_records(bytes: &[u8], entries: &mut Vec<FolderEntry>) -> io::Result<()> 
     let name_at = offset_of!(FILE_ID_BOTH_DIR_INFO, FileName);
     let mut offset = 0;
     loop {
-        let header = bytes.get(offset..offset + name_at).ok_or_else(malformed)?;
-        // SAFETY: `header` holds all the bytes of the record before its name; the
-        // read copies them, so alignment does not matter.
+        let header = bytes
+            .get(offset..offset + size_of::<FILE_ID_BOTH_DIR_INFO>())
+            .ok_or_else(malformed)?;
+        // SAFETY: `header` holds as many bytes as the record type has (its name's
+        // first unit included); the read copies them, so alignment does not matter.
         let record: FILE_ID_BOTH_DIR_INFO =
             unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
         let name_len = record.FileNameLength as usize;
@@ -245,10 +281,11 @@ fn read_records(bytes: &[u8], entries: &mut Vec<FolderEntry>) -> io::Result<()> 
         if name != [u16::from(b'.')] && name != [u16::from(b'.'); 2] {
             let attributes = record.FileAttributes;
             // For a reparse point, the record's EaSize holds its tag.
-            let kind = if attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0
-                && record.EaSize & NAME_SURROGATE != 0
-            {
+            let tag = (attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0).then_some(record.EaSize);
+            let kind = if tag.is_some_and(|tag| tag & NAME_SURROGATE != 0) {
                 EntryKind::Link
+            } else if tag.is_some_and(|tag| SPECIAL_TAGS.contains(&tag)) {
+                EntryKind::Other
             } else if attributes & FILE_ATTRIBUTE_DIRECTORY != 0 {
                 EntryKind::Folder
             } else {
