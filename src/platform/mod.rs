@@ -1,6 +1,7 @@
 //! Every call whose form differs between operating systems: private files and
-//! folders, opening without following links, walking a folder by handles, renames that never replace, file
-//! identity, free space, sockets, the console and stop signals. Both sides offer the
+//! folders, opening without following links, walking a folder by handles, renames
+//! that never replace, file identity, free space, sockets, the console and stop
+//! signals. Both sides offer the
 //! same functions with the same contract (the tests below hold either to it); the
 //! rest of the code stays free of `cfg`.
 
@@ -120,6 +121,13 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    pub fn id(&self) -> FileId {
+        FileId {
+            device: self.device,
+            inode: self.inode,
+        }
+    }
+
     /// Whether the file last changed at least `margin` before `at`.
     pub fn settled_before(&self, at: std::time::SystemTime, margin: std::time::Duration) -> bool {
         let at_ns = match at.duration_since(std::time::UNIX_EPOCH) {
@@ -136,6 +144,7 @@ impl FileStamp {
 #[cfg(test)]
 mod tests {
     use std::io::{ErrorKind, Read, Write};
+    use std::path::PathBuf;
 
     use super::testing::{make_fifo, open_to_others, symlink_dir, symlink_file};
     use super::*;
@@ -298,14 +307,21 @@ mod tests {
         assert_eq!(changed.modified_ns, since_1970.as_nanos() as i128);
     }
 
-    #[test]
-    fn a_folder_lists_links_as_links_and_opens_nothing_through_one() {
+    /// A folder `root` holding an empty `sub`, and beside it `elsewhere` holding
+    /// the file `name`.
+    fn root_and_elsewhere(name: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let (root, elsewhere) = (dir.path().join("root"), dir.path().join("elsewhere"));
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join(name), b"secret").unwrap();
+        (dir, root, elsewhere)
+    }
+
+    #[test]
+    fn a_folder_lists_links_as_links_and_opens_nothing_through_one() {
+        let (_dir, root, elsewhere) = root_and_elsewhere("secret");
         std::fs::write(root.join("file"), b"abc").unwrap();
-        std::fs::write(elsewhere.join("secret"), b"secret").unwrap();
         symlink_dir(&elsewhere, &root.join("to a folder"));
         symlink_file(&elsewhere.join("secret"), &root.join("to a file"));
         let has_fifo = make_fifo(&root.join("fifo"));
@@ -354,12 +370,8 @@ mod tests {
 
     #[test]
     fn a_held_folder_is_read_whatever_takes_its_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let (root, elsewhere) = (dir.path().join("root"), dir.path().join("elsewhere"));
-        std::fs::create_dir_all(root.join("sub")).unwrap();
-        std::fs::create_dir(&elsewhere).unwrap();
+        let (_dir, root, elsewhere) = root_and_elsewhere("f");
         std::fs::write(root.join("sub/f"), b"inside").unwrap();
-        std::fs::write(elsewhere.join("f"), b"secret").unwrap();
         let folder = Folder::open(&root).unwrap().unwrap();
         let sub = folder.folder("sub".as_ref()).unwrap().unwrap();
         std::fs::rename(root.join("sub"), root.join("moved")).unwrap();

@@ -52,7 +52,7 @@ use windows_sys::Win32::System::Console::{
 use windows_sys::Win32::System::SystemServices::ACCESS_ALLOWED_ACE_TYPE;
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use super::{Access, DEAD_PEER_TIMEOUT, Exposure, FileStamp, Stop};
+use super::{Access, DEAD_PEER_TIMEOUT, Exposure, FileId, FileStamp, Stop};
 
 mod folder;
 pub use folder::Folder;
@@ -107,9 +107,10 @@ pub fn file_stamp(file: &File) -> io::Result<FileStamp> {
         basic
     };
     let nanos_since_1970 = |ticks: i64| (i128::from(ticks) - i128::from(TICKS_TO_1970)) * 100;
+    let id = file_id(&info);
     Ok(FileStamp {
-        device: u64::from(info.dwVolumeSerialNumber),
-        inode: u64::from(info.nFileIndexHigh) << 32 | u64::from(info.nFileIndexLow),
+        device: id.device,
+        inode: id.inode,
         size: u64::from(info.nFileSizeHigh) << 32 | u64::from(info.nFileSizeLow),
         modified_ns: nanos_since_1970(basic.LastWriteTime),
         changed_ns: nanos_since_1970(basic.ChangeTime),
@@ -271,10 +272,7 @@ pub fn is_same_file(file: &File, path: &Path) -> io::Result<bool> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(err) => return Err(err),
     };
-    let (open, named) = (handle_information(file)?, handle_information(&named)?);
-    Ok(open.dwVolumeSerialNumber == named.dwVolumeSerialNumber
-        && open.nFileIndexHigh == named.nFileIndexHigh
-        && open.nFileIndexLow == named.nFileIndexLow)
+    Ok(file_id(&handle_information(file)?) == file_id(&handle_information(&named)?))
 }
 
 /// Moves `from` to `to`, failing with `AlreadyExists` rather than replace `to`:
@@ -451,6 +449,14 @@ fn exposure(path: &Path, sid: &str, rights: &str) -> Exposure {
 
 fn wide(path: &Path) -> Vec<u16> {
     path.as_os_str().encode_wide().chain(Some(0)).collect()
+}
+
+/// The volume and file index of what a handle is open on.
+fn file_id(info: &BY_HANDLE_FILE_INFORMATION) -> FileId {
+    FileId {
+        device: u64::from(info.dwVolumeSerialNumber),
+        inode: u64::from(info.nFileIndexHigh) << 32 | u64::from(info.nFileIndexLow),
+    }
 }
 
 fn handle_information(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {

@@ -52,6 +52,17 @@ pub enum SendError {
     Stopped(String),
 }
 
+impl SendError {
+    /// Opening `path`, the user's own, failed: missing, or otherwise unreadable.
+    pub(super) fn opening(path: &Path, source: io::Error) -> SendError {
+        let path = path.to_owned();
+        match source.kind() {
+            io::ErrorKind::NotFound => SendError::Missing { path, source },
+            _ => SendError::Io { path, source },
+        }
+    }
+}
+
 impl PreparedFile {
     /// Checks that `path` is a readable regular file and hashes it, calling
     /// `progress` with the bytes hashed so far, unless `cache` knows the hash of this
@@ -71,13 +82,8 @@ impl PreparedFile {
             .filter(|name| !name.is_empty() && name.len() <= MAX_FILE_NAME_LEN)
             .ok_or_else(|| SendError::BadName(path.to_owned()))?
             .to_owned();
-        let file = platform::open_to_send(path).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => SendError::Missing {
-                path: path.to_owned(),
-                source,
-            },
-            _ => io_error(source),
-        })?;
+        let file =
+            platform::open_to_send(path).map_err(|source| SendError::opening(path, source))?;
         let metadata = file.metadata().map_err(io_error)?;
         if !metadata.is_file() {
             return Err(SendError::NotAFile(path.to_owned()));

@@ -28,8 +28,7 @@ struct SourceFile {
 impl SourceFile {
     /// Whether `now` is still the very file hashed, unwritten since.
     fn is_as_hashed(&self, now: &FileStamp) -> bool {
-        let identity =
-            |stamp: &FileStamp| (stamp.device, stamp.inode, stamp.size, stamp.modified_ns);
+        let identity = |stamp: &FileStamp| (stamp.id(), stamp.size, stamp.modified_ns);
         identity(now) == identity(&self.stamp)
     }
 }
@@ -113,10 +112,13 @@ impl Listing {
         for entry in &mut entries {
             if let Kind::File { size, sha256 } = &mut entry.kind {
                 let file = opener.open(&entry.path)?;
-                let (digest, stamp, was_cached) =
-                    hash_file(&file, &opener.shown(&entry.path), *size, cache, |done| {
-                        progress(hashed_before + done)
+                let hashed = hash_file(&file, *size, cache, |done| progress(hashed_before + done))
+                    .map_err(|source| SendError::Io {
+                        path: opener.shown(&entry.path),
+                        source,
                     })?;
+                let (digest, stamp, was_cached) =
+                    hashed.ok_or_else(|| SendError::Changed(opener.shown(&entry.path)))?;
                 *sha256 = digest;
                 cached += usize::from(was_cached);
                 hashed_before += *size;
@@ -179,26 +181,20 @@ fn reopen(path: &Path, id: FileId) -> Result<Folder, SendError> {
 }
 
 /// The SHA-256 of one file of the folder, from the cache if it knows the file as it
-/// is, with the file's stamp then.
+/// is, with the file's stamp then; `None` if it is not `size` bytes long or changed
+/// while hashed.
 fn hash_file(
     file: &File,
-    path: &Path,
     size: u64,
     cache: Option<&SharedHashCache>,
     progress: impl FnMut(u64),
-) -> Result<([u8; 32], FileStamp, bool), SendError> {
-    let io_error = |source| SendError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let stamp = platform::file_stamp(file).map_err(io_error)?;
+) -> io::Result<Option<([u8; 32], FileStamp, bool)>> {
+    let stamp = platform::file_stamp(file)?;
     if stamp.size != size {
-        return Err(SendError::Changed(path.to_owned()));
+        return Ok(None);
     }
-    let hash = super::sha256_of(file, size, cache, progress)
-        .map_err(io_error)?
-        .ok_or_else(|| SendError::Changed(path.to_owned()))?;
-    Ok((hash.sha256, stamp, hash.cached))
+    let hash = super::sha256_of(file, size, cache, progress)?;
+    Ok(hash.map(|hash| (hash.sha256, stamp, hash.cached)))
 }
 
 /// Reads the files from `offset` into full chunks, across file boundaries, and
@@ -216,13 +212,12 @@ fn send_chunks(
             offset -= size;
             continue;
         }
-        let path = opener.shown(&source.relative);
+        let mut file = opener.open(&source.relative)?;
         let io_error = |source_err| SendError::Io {
-            path: path.clone(),
+            path: opener.shown(&source.relative),
             source: source_err,
         };
-        let changed = || SendError::Changed(path.clone());
-        let mut file = opener.open(&source.relative)?;
+        let changed = || SendError::Changed(opener.shown(&source.relative));
         let unchanged =
             |file: &File| platform::file_stamp(file).is_ok_and(|now| source.is_as_hashed(&now));
         if !unchanged(&file) {
@@ -266,9 +261,21 @@ mod tests {
     use crate::transfer::manifest::check;
     use crate::transfer::name::NameRules;
 
-    async fn collect(mut rx: ChunkReceiver<Result<Vec<u8>, SendError>>) -> Vec<u8> {
+    /// Everything a stream sent, in order, its end included.
+    async fn everything_sent(
+        mut rx: ChunkReceiver<Result<Vec<u8>, SendError>>,
+    ) -> Vec<Result<Vec<u8>, SendError>> {
         let mut all = Vec::new();
         while let Some(chunk) = rx.recv().await {
+            all.push(chunk);
+        }
+        all
+    }
+
+    /// The bytes of a stream that must succeed, every chunk checked for its size.
+    async fn collect(rx: ChunkReceiver<Result<Vec<u8>, SendError>>) -> Vec<u8> {
+        let mut all = Vec::new();
+        for chunk in everything_sent(rx).await {
             let chunk = chunk.unwrap();
             assert!((1..=MAX_CHUNK_LEN).contains(&chunk.len()));
             all.extend(chunk);
@@ -331,16 +338,6 @@ mod tests {
         (dir, tree, secret)
     }
 
-    async fn last_of(
-        mut rx: ChunkReceiver<Result<Vec<u8>, SendError>>,
-    ) -> Vec<Result<Vec<u8>, SendError>> {
-        let mut all = Vec::new();
-        while let Some(chunk) = rx.recv().await {
-            all.push(chunk);
-        }
-        all
-    }
-
     #[test]
     fn a_folder_swapped_for_a_link_after_listing_is_not_hashed() {
         let (_dir, tree, secret) = tree_and_a_secret();
@@ -361,7 +358,7 @@ mod tests {
         platform::testing::symlink_dir(&secret, &tree.join("sub"));
         // From the start, and as a resume from inside the file would.
         for offset in [0, 3] {
-            let sent = last_of(folder.stream(offset)).await;
+            let sent = everything_sent(folder.stream(offset)).await;
             assert!(
                 matches!(&sent[..], [Err(SendError::Changed(path))] if *path == tree.join("sub/f")),
                 "{offset}: {sent:?}"
@@ -379,14 +376,14 @@ mod tests {
         std::fs::hard_link(tree.join("sub/f"), other.join("sub/f")).unwrap();
         std::fs::rename(&tree, tree.with_file_name("old")).unwrap();
         std::fs::rename(&other, &tree).unwrap();
-        let sent = last_of(folder.stream(0)).await;
+        let sent = everything_sent(folder.stream(0)).await;
         assert!(
             matches!(&sent[..], [Err(SendError::Changed(path))] if *path == tree),
             "{sent:?}"
         );
         std::fs::rename(&tree, &other).unwrap();
         std::fs::rename(tree.with_file_name("old"), &tree).unwrap();
-        let sent = last_of(folder.stream(0)).await;
+        let sent = everything_sent(folder.stream(0)).await;
         assert!(
             matches!(&sent[..], [Ok(bytes)] if bytes == b"shared"),
             "{sent:?}"
@@ -398,7 +395,7 @@ mod tests {
         let (_dir, tree, secret) = tree_and_a_secret();
         let folder = Listing::of(&tree).unwrap().hash(None, |_| {}).unwrap();
         std::fs::rename(secret.join("f"), tree.join("sub/f")).unwrap();
-        let sent = last_of(folder.stream(0)).await;
+        let sent = everything_sent(folder.stream(0)).await;
         assert!(
             matches!(&sent[..], [Err(SendError::Changed(_))]),
             "{sent:?}"

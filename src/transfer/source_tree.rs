@@ -24,18 +24,9 @@ pub(super) struct Walk {
 /// names in byte order, so that the same tree always gives the same manifest. At
 /// most one folder per level is held open at a time.
 pub(super) fn walk(root: &Path) -> Result<Walk, SendError> {
-    let opened = Folder::open(root).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => SendError::Missing {
-            path: root.to_owned(),
-            source,
-        },
-        _ => SendError::Io {
-            path: root.to_owned(),
-            source,
-        },
-    })?;
+    let opened = Folder::open(root).map_err(|source| SendError::opening(root, source))?;
     let root_folder = opened.ok_or_else(|| SendError::NotAFile(root.to_owned()))?;
-    let mut listing = Listing {
+    let mut found = Findings {
         root,
         entries: Vec::new(),
         skipped: Vec::new(),
@@ -44,7 +35,7 @@ pub(super) fn walk(root: &Path) -> Result<Walk, SendError> {
     // Folders still to read: the folder holding each (`None`: the root), and its
     // path inside the sent folder.
     let mut pending: Vec<(Option<Rc<Folder>>, String)> = Vec::new();
-    for inside in listing.list(&root_folder, "")? {
+    for inside in found.list(&root_folder, "")? {
         pending.push((None, inside));
     }
     while let Some((holder, inside)) = pending.pop() {
@@ -52,34 +43,34 @@ pub(super) fn walk(root: &Path) -> Result<Walk, SendError> {
         let holder = holder.as_deref().unwrap_or(&root_folder);
         let folder = holder
             .folder(OsStr::new(name))
-            .map_err(|source| listing.io_error(&inside, source))?
+            .map_err(|source| found.io_error(&inside, source))?
             .ok_or_else(|| SendError::Changed(shown(root, &inside)))?;
         let folder = Rc::new(folder);
-        for subfolder in listing.list(&folder, &inside)? {
+        for subfolder in found.list(&folder, &inside)? {
             pending.push((Some(folder.clone()), subfolder));
         }
     }
     // Each folder's entries were listed before its subfolders were read, so the
     // list is in order of discovery; put every folder's content right after it.
-    listing
+    found
         .entries
         .sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
     Ok(Walk {
         root: root_folder,
-        entries: listing.entries,
-        skipped: listing.skipped,
+        entries: found.entries,
+        skipped: found.skipped,
     })
 }
 
 /// The walk's findings so far.
-struct Listing<'a> {
+struct Findings<'a> {
     root: &'a Path,
     entries: Vec<Entry>,
     skipped: Vec<String>,
     manifest_len: usize,
 }
 
-impl Listing<'_> {
+impl Findings<'_> {
     /// Lists `folder`, found at `inside`, and returns its subfolders' paths, last
     /// name first, so that a stack takes them in name order.
     fn list(&mut self, folder: &Folder, inside: &str) -> Result<Vec<String>, SendError> {

@@ -32,7 +32,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 };
 use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
-use super::handle_information;
+use super::{file_id, handle_information};
 use crate::platform::{EntryKind, FileId, FolderEntry};
 
 /// A folder held open: what it lists, and what is opened in it, is in this very
@@ -84,11 +84,7 @@ impl Folder {
 
     /// Which folder this is.
     pub fn id(&self) -> io::Result<FileId> {
-        let info = handle_information(&self.0)?;
-        Ok(FileId {
-            device: u64::from(info.dwVolumeSerialNumber),
-            inode: u64::from(info.nFileIndexHigh) << 32 | u64::from(info.nFileIndexLow),
-        })
+        Ok(file_id(&handle_information(&self.0)?))
     }
 
     /// What the folder holds, in no particular order.
@@ -232,10 +228,7 @@ fn settle(
         Err(err) if err.raw_os_error() == Some(ERROR_CANT_ACCESS_FILE as i32) => return Ok(None),
         followed => followed?,
     };
-    let (a, b) = (handle_information(&first)?, handle_information(&followed)?);
-    let same = a.dwVolumeSerialNumber == b.dwVolumeSerialNumber
-        && a.nFileIndexHigh == b.nFileIndexHigh
-        && a.nFileIndexLow == b.nFileIndexLow;
+    let same = file_id(&handle_information(&first)?) == file_id(&handle_information(&followed)?);
     Ok(same.then_some(followed))
 }
 
