@@ -23,23 +23,28 @@ certs: build
 run:
 	$(CARGO) run --release --locked -- --certs-dir certs $(ARGS)
 
-# tests/nat.rs needs nft (nftables) and miniupnpd: installed with apt-get where this
+# tests/it/nat.rs needs nft (nftables) and miniupnpd: installed with apt-get where this
 # runs as root, else that test says why it is skipped.
 NAT_PACKAGES := nftables miniupnpd miniupnpd-nftables
-# The Windows build is linted too (tests/support/windows-clippy installs the target
-# and MinGW, or says why it skips); it cannot be run here.
+# The integration tests mostly wait on the processes they start, so more of them run
+# at once than there are cores.
+TEST_THREADS ?= 8
+# Clippy lints every target while it is built for the tests (tests/support/linted),
+# so each dependency compiles once. The Windows build is linted too
+# (tests/support/windows-clippy installs the target and MinGW, or says why it skips);
+# it cannot be run here.
 test:
 	@tests/support/install-nat-tools $(NAT_PACKAGES)
 	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	tests/support/linted $(CARGO) test --locked --all-targets --no-run
 	@CARGO="$(CARGO)" tests/support/windows-clippy
-	$(CARGO) test --locked -- --show-output
+	tests/support/linted $(CARGO) test --locked -- --show-output --test-threads=$(TEST_THREADS)
 
-# The seeded soak under random faults (tests/soak.rs), for SOAK_SECONDS; it prints its
+# The seeded soak under random faults (tests/it/soak.rs), for SOAK_SECONDS; it prints its
 # seed, and CHAT_SOAK_SEED=S make soak replays that run's actions.
 SOAK_SECONDS ?= 120
 soak:
-	CHAT_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --locked --release --test soak -- --nocapture
+	CHAT_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --locked --release --test it -- --nocapture soak::
 
 # chat vs OpenSSL's tools (and scp if sshd is installed), 1 GiB on loopback.
 # BENCH_MIB, BENCH_ROUNDS and BENCH_DIR change the defaults.

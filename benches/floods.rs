@@ -10,7 +10,7 @@
 //! `STALL`) or when everything was sent. The receiver's answer to a flood should be
 //! backpressure, not memory: its peak RSS stays under 64 MiB.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::path::Path;

@@ -9,7 +9,7 @@
 //! (default 3), `BENCH_DIR` (scratch folder, as for `transfer`).
 
 mod support;
-#[path = "../tests/common/veth.rs"]
+#[path = "../tests/it/common/veth.rs"]
 mod veth;
 
 use support::pair::{Side, Sides, chat_round_on};

@@ -11,12 +11,12 @@
 //! exists, so the disk's speed is not what is measured), `BENCH_SIEGE=0` (no siege).
 //!
 //! Then a siege: a crowd of 1,000 hostile connections (the one in
-//! `tests/common/crowd.rs`) churns against one peer's listener while the other peer
+//! `tests/it/common/crowd.rs`) churns against one peer's listener while the other peer
 //! chats; the bench reports chat-line latency, the time the real peer takes to
 //! complete its handshake (TLS and greeting) through the crowd, and the
 //! listener's peak RSS.
 
-#[path = "../tests/common/crowd.rs"]
+#[path = "../tests/it/common/crowd.rs"]
 mod crowd;
 mod support;
 

@@ -1,5 +1,5 @@
 //! The invariants the fuzz targets check (`fuzz/fuzz_targets/`), shared with the
-//! regression test that replays the inputs they found (`tests/fuzz_regressions.rs`).
+//! regression test that replays the inputs they found (`tests/it/fuzz_regressions.rs`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -8,9 +8,9 @@
 //! (the same offer again while the first copy was being verified) is pinned down by
 //! `transfer::incoming::tests::a_part_still_being_verified_is_never_resumed`.
 
-#[path = "../fuzz/checks.rs"]
+#[path = "../../fuzz/checks.rs"]
 mod checks;
-#[path = "../fuzz/seeds.rs"]
+#[path = "../../fuzz/seeds.rs"]
 #[allow(dead_code)]
 mod seeds;
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod crowd;
 pub mod home;
 pub mod proxy;
 pub mod pty;

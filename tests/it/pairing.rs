@@ -1,7 +1,7 @@
 //! Pairing by invite code: two real processes pair and chat with no fingerprint
 //! typed; wrong codes, guessers, a replayed code and a relay in the middle fail.
 
-mod common;
+use crate::common;
 
 use common::home::Home;
 use common::{Peer, Stream, TIMEOUT, World};

@@ -2,7 +2,7 @@
 //! half-closes either way, resets, stalls and a black-holed reconnect, each in the
 //! middle of a transfer while both sides chat; and `/quit` through the proxies.
 
-mod common;
+use crate::common;
 
 use std::ops::Range;
 use std::thread;

@@ -1,7 +1,7 @@
 //! `transfer DIR` between two real processes: the tree that lands on disk, file by
 //! file, and what both users are told.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

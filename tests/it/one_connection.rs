@@ -2,7 +2,7 @@
 //! `--connect ... --no-listen`, alice takes it with `--accept`, and that one
 //! connection carries both directions, through a loss and back.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Strangers on both sides of the connection: wrong pins, garbage, idle sockets,
 //! and the identity files' own safety rules.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

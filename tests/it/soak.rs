@@ -4,7 +4,7 @@
 //! may be missing, shown twice, stored twice, reported lost or left half-kept.
 //! `CHAT_SOAK_SEED` replays a run's sequence of actions.
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `transfer FILE` between two real processes: the bytes that land on disk, the
 //! names they land under, and what both users are told.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

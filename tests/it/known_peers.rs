@@ -1,7 +1,7 @@
 //! Known peers: a first session saves each side's pin, `--peer NAME` uses it with
 //! no fingerprint typed, and a changed certificate is refused, loudly.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! in-process against a real `chat` listener. Each violation must close only that
 //! connection, with a clear message, and leave the listener serving.
 
-mod common;
+use crate::common;
 
 use chat::fingerprint::Fingerprint;
 use chat::frame::{Frame, MAX_PAYLOAD_LEN, VerdictStatus};

@@ -2,9 +2,8 @@
 //! addresses (the real peer's own among them), each reopened as soon as it closes,
 //! while the pinned peer restarts and has to come back in through them.
 
-mod common;
-#[path = "common/crowd.rs"]
-mod crowd;
+use crate::common;
+use crate::common::crowd;
 
 use common::{Pair, Peer, Stream, TIMEOUT};
 use crowd::Crowd;

@@ -2,7 +2,7 @@
 //! emulator: what a person at the terminal sees. The peer on the other side is a
 //! plain `chat` reading from a pipe.
 
-mod common;
+use crate::common;
 
 use common::pty::Terminal;
 use common::{Peer, Stream, World, pseudo_random};

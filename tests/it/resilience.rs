@@ -1,6 +1,6 @@
 //! Connections that drop and peers that restart: nothing typed is lost or shown twice.
 
-mod common;
+use crate::common;
 
 use common::{Pair, Peer, Stream, World, pseudo_random};
 

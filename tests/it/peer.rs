@@ -1,6 +1,6 @@
 //! Two real `chat` processes on 127.0.0.1: lines both ways, clean endings, exit codes.
 
-mod common;
+use crate::common;
 
 use common::{Pair, Peer, Stream, World};
 

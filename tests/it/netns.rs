@@ -2,7 +2,7 @@
 //! 50 ms delay, 1 % loss and reordering where the kernel offers netem. Needs root and
 //! iproute2; skipped with the reason printed otherwise.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Injected faults: a full disk under the download folder, and a crowd of hostile
 //! connections while the pinned peers chat.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::TcpStream;

@@ -19,7 +19,7 @@
 //! block appears on no interface outside its namespaces, and that its namespaces
 //! hold only the interfaces it made, joined to each other and to nothing else.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
