@@ -175,9 +175,14 @@ async fn dial_as_bob(world: &World, alice_fp: &str, port: u16) -> Link {
     );
     let addr = ([127, 0, 0, 1], port).into();
     let tcp = TcpStream::connect(addr).await.unwrap();
-    handshake::connect(&connector, tcp, addr, &Greeting::new("bob".into()))
-        .await
-        .expect("bob is pinned")
+    handshake::connect(
+        &connector,
+        chat::link::Stream::Tcp(tcp),
+        addr,
+        &Greeting::new("bob".into()),
+    )
+    .await
+    .expect("bob is pinned")
 }
 
 /// A number from `/proc/PID/status`, 0 once the process is gone.

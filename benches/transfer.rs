@@ -287,7 +287,7 @@ fn real_peer_handshakes(
             let tcp = tokio::net::TcpStream::connect(target)
                 .await
                 .map_err(|err| err.to_string())?;
-            chat::handshake::connect(&connector, tcp, target, &greeting)
+            chat::handshake::connect(&connector, chat::link::Stream::Tcp(tcp), target, &greeting)
                 .await
                 .map_err(|err| err.to_string())
         });

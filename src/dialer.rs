@@ -12,6 +12,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
+use crate::link::Stream;
 use crate::target::Target;
 use crate::tls::{self, Pin, PinMismatch};
 
@@ -193,7 +194,7 @@ impl Dialer {
                 }
             };
             let _ = tcp.set_nodelay(true);
-            return handshake::connect(&self.connector, tcp, addr, &self.greeting)
+            return handshake::connect(&self.connector, Stream::Tcp(tcp), addr, &self.greeting)
                 .await
                 .map_err(|err| classify(addr, err, self.one_connection));
         }

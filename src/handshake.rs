@@ -1,4 +1,4 @@
-//! Turning a TCP stream into an authenticated, greeted [`Link`], for both roles.
+//! Turning a transport's stream into an authenticated, greeted [`Link`], for both roles.
 //!
 //! In TLS 1.3 the connecting side finishes its handshake before the listener has
 //! checked the client certificate. The listener therefore speaks first: its `Hello`
@@ -15,13 +15,13 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use rustls::server::Acceptor;
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::connection::{Connection, ConnectionError};
 use crate::fingerprint::Fingerprint;
 use crate::frame::{Frame, MAX_NAME_LEN};
 use crate::identity::common_name;
+use crate::link::Stream;
 use crate::platform;
 use crate::read_ahead::ReadAhead;
 use crate::tls::{self, TlsSummary};
@@ -43,9 +43,12 @@ const UNSENT_LIMIT: u32 = 128 * 1024;
 
 /// What a peer connection asks of the kernel, on either side: notice a peer that
 /// vanished, and hold little unsent. Where a system refuses, its defaults stay.
-fn tune(tcp: &TcpStream) {
-    let _ = platform::detect_dead_peer(tcp);
-    let _ = platform::bound_unsent(tcp, UNSENT_LIMIT);
+/// A QUIC stream needs neither: iroh notices a dead path and bounds what it holds.
+fn tune(stream: &Stream) {
+    if let Stream::Tcp(tcp) = stream {
+        let _ = platform::detect_dead_peer(tcp);
+        let _ = platform::bound_unsent(tcp, UNSENT_LIMIT);
+    }
 }
 
 /// How far an accepted connection has got. The listener sheds the least advanced
@@ -61,8 +64,8 @@ pub enum Stage {
     Authenticated,
 }
 
-/// TLS over TCP, reading ahead once the peer is authenticated.
-pub type Tls = TlsStream<ReadAhead<TcpStream>>;
+/// TLS over a transport's stream, reading ahead once the peer is authenticated.
+pub type Tls = TlsStream<ReadAhead<Stream>>;
 
 /// A TLS connection to the pinned peer, after both greetings.
 #[derive(Debug)]
@@ -195,14 +198,14 @@ impl Greeting {
 /// here beyond what it keeps anyway.
 pub async fn accept(
     acceptor: &TlsAcceptor,
-    tcp: TcpStream,
+    stream: Stream,
     addr: SocketAddr,
     greeting: &Greeting,
     mut reached: impl FnMut(Stage) -> bool,
 ) -> Result<Link, HandshakeError> {
-    tune(&tcp);
+    tune(&stream);
     let handshake = async {
-        let client_hello = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::new(tcp));
+        let client_hello = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::new(stream));
         let start = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, client_hello)
             .await
             .map_err(|_| HandshakeError::ClientHelloTimeout)?
@@ -264,15 +267,15 @@ fn other_mode_offered(
 /// The connecting side: TLS, then the peer's `Hello` (proof it accepted us), then ours.
 pub async fn connect(
     connector: &TlsConnector,
-    tcp: TcpStream,
+    stream: Stream,
     addr: SocketAddr,
     greeting: &Greeting,
 ) -> Result<Link, HandshakeError> {
-    tune(&tcp);
+    tune(&stream);
     let handshake = async {
         let server_name = ServerName::IpAddress(addr.ip().into());
         let mut tls = connector
-            .connect(server_name, ReadAhead::new(tcp))
+            .connect(server_name, ReadAhead::new(stream))
             .await
             .map_err(HandshakeError::Tls)?;
         // The handshake completes only once the pin verifier has accepted the

@@ -19,6 +19,7 @@ pub mod input;
 pub mod invitation;
 pub mod known_peers;
 pub mod lane;
+pub mod link;
 pub mod listener;
 pub mod one_connection;
 pub mod one_way;

@@ -17,6 +17,7 @@ use crate::addresses;
 use crate::admission::{Admission, Limits, SlotId};
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link, Stage};
+use crate::link::Stream;
 use crate::rejections::Rejections;
 
 /// Handshakes in progress at once. A newcomer beyond it takes the slot of an
@@ -129,9 +130,13 @@ struct Handshake {
 
 impl Handshake {
     async fn run(self, tcp: TcpStream, addr: SocketAddr, slot: Slot) {
-        let result = handshake::accept(&self.acceptor, tcp, addr, &self.greeting, |stage| {
-            slot.reached(stage)
-        })
+        let result = handshake::accept(
+            &self.acceptor,
+            Stream::Tcp(tcp),
+            addr,
+            &self.greeting,
+            |stage| slot.reached(stage),
+        )
         .await;
         drop(slot);
         match result {

@@ -102,9 +102,14 @@ fn hundreds_of_hostile_connections_do_not_stop_the_chat() {
             let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
                 continue;
             };
-            if handshake::connect(&connector, tcp, addr, &Greeting::new(name))
-                .await
-                .is_err()
+            if handshake::connect(
+                &connector,
+                chat::link::Stream::Tcp(tcp),
+                addr,
+                &Greeting::new(name),
+            )
+            .await
+            .is_err()
             {
                 refused += 1;
             }

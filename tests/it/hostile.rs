@@ -45,9 +45,14 @@ impl Scene {
         let connector = TlsConnector::from(tls::client_config(&bob, pin, false).unwrap());
         let addr = ([127, 0, 0, 1], self.alice.port).into();
         let tcp = TcpStream::connect(addr).await.unwrap();
-        handshake::connect(&connector, tcp, addr, &Greeting::new("bob".into()))
-            .await
-            .expect("bob is pinned and should be greeted")
+        handshake::connect(
+            &connector,
+            chat::link::Stream::Tcp(tcp),
+            addr,
+            &Greeting::new("bob".into()),
+        )
+        .await
+        .expect("bob is pinned and should be greeted")
     }
 }
 
@@ -389,9 +394,14 @@ async fn dial_as_bob_speaking(scene: &Scene, alpn: &[u8]) -> Link {
     let connector = TlsConnector::from(std::sync::Arc::new(config));
     let addr = ([127, 0, 0, 1], scene.alice.port).into();
     let tcp = TcpStream::connect(addr).await.unwrap();
-    handshake::connect(&connector, tcp, addr, &Greeting::new("bob".into()))
-        .await
-        .expect("bob is pinned and should be greeted")
+    handshake::connect(
+        &connector,
+        chat::link::Stream::Tcp(tcp),
+        addr,
+        &Greeting::new("bob".into()),
+    )
+    .await
+    .expect("bob is pinned and should be greeted")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -292,7 +292,9 @@ fn sparse_file(path: &std::path::Path, size: u64) {
 #[test]
 fn a_bar_that_gets_nothing_says_it_has_stalled() {
     let mut s = Session::start(WIDE, &[]);
-    sparse_file(&s.alice_home().join("big.bin"), 2 << 30);
+    // Large enough to be still sending when bob stops, small enough to finish within
+    // a wait's deadline on a loaded machine once he goes on.
+    sparse_file(&s.alice_home().join("big.bin"), 512 << 20);
     s.alice.line("transfer big.bin");
     s.alice.wait_for_text("sending big.bin [");
     s.bob.signal("STOP");
@@ -309,7 +311,7 @@ fn a_folder_bar_counts_files_as_well_as_bytes() {
     let folder = s.alice_home().join("data");
     std::fs::create_dir(&folder).unwrap();
     std::fs::write(folder.join("a.txt"), b"first\n").unwrap();
-    sparse_file(&folder.join("big.bin"), 1 << 30);
+    sparse_file(&folder.join("big.bin"), 512 << 20);
     s.alice.line("transfer data");
     // Reports are at most 10 a second: stopped too early, the bar would still show
     // the count from before a.txt went (0/2).

@@ -238,7 +238,9 @@ async fn run_member(
             Kind::Garbage => garbage(tcp).await,
             Kind::Stranger => {
                 let greeting = Greeting::new("stranger".into());
-                let _ = handshake::connect(&stranger, tcp, target, &greeting).await;
+                let _ =
+                    handshake::connect(&stranger, chat::link::Stream::Tcp(tcp), target, &greeting)
+                        .await;
             }
         }
         tally.open.fetch_sub(1, Ordering::Relaxed);

@@ -1,0 +1,5 @@
+//! Everything that turns a transport into an authenticated link to the pinned peer.
+
+pub mod stream;
+
+pub use stream::Stream;

@@ -1,0 +1,89 @@
+//! The byte stream a link's TLS runs over: a TCP connection, or one bidirectional
+//! stream of an iroh (QUIC) connection. Everything above it sees one type, so the
+//! session never knows which transport carries it.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use iroh::endpoint::{Connection, RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A transport's byte stream, in both directions.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Quic(QuicStream),
+}
+
+/// One bidirectional QUIC stream, with the connection it belongs to: the connection
+/// stays open while the stream is in use.
+#[derive(Debug)]
+pub struct QuicStream {
+    pub send: SendStream,
+    pub recv: RecvStream,
+    pub connection: Connection,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_read(cx, out),
+            Stream::Quic(quic) => AsyncRead::poll_read(Pin::new(&mut quic.recv), cx, out),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_write(cx, data),
+            Stream::Quic(quic) => AsyncWrite::poll_write(Pin::new(&mut quic.send), cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, data),
+            Stream::Quic(quic) => {
+                AsyncWrite::poll_write_vectored(Pin::new(&mut quic.send), cx, data)
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(tcp) => tcp.is_write_vectored(),
+            Stream::Quic(quic) => AsyncWrite::is_write_vectored(&quic.send),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            Stream::Quic(quic) => AsyncWrite::poll_flush(Pin::new(&mut quic.send), cx),
+        }
+    }
+
+    /// For QUIC, finishes our side of the stream: the peer reads its end once every
+    /// byte before it has arrived.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Stream::Quic(quic) => AsyncWrite::poll_shutdown(Pin::new(&mut quic.send), cx),
+        }
+    }
+}
