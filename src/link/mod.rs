@@ -1,5 +1,6 @@
 //! Everything that turns a transport into an authenticated link to the pinned peer.
 
+pub mod iroh;
 pub mod stream;
 
 pub use stream::Stream;

@@ -16,6 +16,7 @@ mod one_connection;
 mod pairing;
 mod peer;
 mod proxy;
+mod reach;
 mod resilience;
 mod security;
 mod siege;

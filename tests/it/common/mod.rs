@@ -7,6 +7,7 @@ pub mod crowd;
 pub mod home;
 pub mod proxy;
 pub mod pty;
+pub mod relay;
 pub mod veth;
 
 use std::io::{BufRead, BufReader, Read, Write};

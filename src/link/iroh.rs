@@ -1,0 +1,181 @@
+//! The iroh transport: an endpoint that reaches a peer by its endpoint ID through
+//! relays and hole punching, and the one bidirectional stream per connection that
+//! our pinned TLS runs in (PROTOCOL.md, "The iroh transport").
+//!
+//! iroh authenticates endpoint IDs in its own QUIC handshake, so an accepting
+//! endpoint turns away every connection from an ID it does not expect before any of
+//! our TLS work runs. It authenticates nothing more: who the peer is stays the
+//! business of the pinned certificate inside.
+
+use std::time::Duration;
+
+use iroh::endpoint::{ConnectError, ConnectionError, presets};
+use iroh::tls::CaTlsConfig;
+use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, RelayUrl, SecretKey, TransportAddr};
+use rustls::pki_types::CertificateDer;
+use thiserror::Error;
+
+use super::stream::{QuicStream, Stream};
+
+/// The ALPN of chat's QUIC connections (not of the TLS inside them).
+pub const ALPN: &[u8] = b"chat/1";
+
+/// How long a new endpoint waits to reach its home relay before going on without.
+pub const ONLINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a dial or an accepted connection has to open its stream.
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which relays an endpoint uses to be reached and to reach others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relays {
+    /// The public relays that iroh's authors run.
+    Public,
+    /// These, and no others (`--relay URL`).
+    Own(Vec<RelayUrl>),
+    /// None: direct paths only (`--no-relay`).
+    Off,
+}
+
+/// Everything an endpoint needs besides its key.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub relays: Relays,
+    /// Certificate authorities trusted for relays beside the web PKI roots built into
+    /// iroh (`--relay-ca`),
+    /// for a relay of one's own with a private certificate.
+    pub relay_roots: Vec<CertificateDer<'static>>,
+}
+
+/// Why the iroh transport failed.
+#[derive(Debug, Error)]
+pub enum IrohError {
+    /// The endpoint's UDP sockets could not be opened.
+    #[error("cannot start the iroh endpoint: {0}")]
+    Bind(String),
+    /// The peer could not be reached through any relay or address.
+    #[error("cannot reach the peer's endpoint {peer}: {reason}")]
+    Connect { peer: String, reason: String },
+    /// The connection ended before its stream was open.
+    #[error("the connection ended before its stream opened: {0}")]
+    Connection(#[from] ConnectionError),
+    /// The stream did not open within [`STREAM_TIMEOUT`].
+    #[error("the peer opened no stream within {} s", STREAM_TIMEOUT.as_secs())]
+    StreamTimeout,
+}
+
+impl Settings {
+    fn relay_mode(&self) -> RelayMode {
+        match &self.relays {
+            Relays::Public => RelayMode::Default,
+            Relays::Own(urls) => RelayMode::custom(urls.iter().cloned()),
+            Relays::Off => RelayMode::Disabled,
+        }
+    }
+
+    /// Every relay this endpoint knows, for dialing a peer whose home relay we do
+    /// not know: iroh tries them all.
+    pub fn relay_urls(&self) -> Vec<RelayUrl> {
+        self.relay_mode().relay_map().urls()
+    }
+}
+
+/// Opens an endpoint with `secret` as its identity. One that `accepts` takes
+/// connections for [`ALPN`]; either kind dials. Waits up to [`ONLINE_TIMEOUT`] for
+/// the home relay, so that a peer dialing through it finds us.
+pub async fn bind(
+    secret: SecretKey,
+    settings: &Settings,
+    accepts: bool,
+) -> Result<Endpoint, IrohError> {
+    let mut builder = Endpoint::builder(presets::Minimal)
+        .secret_key(secret)
+        .relay_mode(settings.relay_mode());
+    if !settings.relay_roots.is_empty() {
+        builder = builder
+            .ca_tls_config(CaTlsConfig::default().with_extra_roots(settings.relay_roots.clone()));
+    }
+    if accepts {
+        builder = builder.alpns(vec![ALPN.to_vec()]);
+    }
+    let endpoint = builder
+        .bind()
+        .await
+        .map_err(|err| IrohError::Bind(format!("{err:#}")))?;
+    if settings.relays != Relays::Off {
+        let _ = tokio::time::timeout(ONLINE_TIMEOUT, endpoint.online()).await;
+    }
+    Ok(endpoint)
+}
+
+/// Dials `peer` through every relay in `relays` (and any address iroh knows for it),
+/// and opens the link's stream.
+pub async fn dial(
+    endpoint: &Endpoint,
+    peer: EndpointId,
+    relays: &[RelayUrl],
+) -> Result<Stream, IrohError> {
+    let addr = EndpointAddr::from_parts(peer, relays.iter().cloned().map(TransportAddr::Relay));
+    let connection = endpoint
+        .connect(addr, ALPN)
+        .await
+        .map_err(|err: ConnectError| IrohError::Connect {
+            peer: peer.to_string(),
+            reason: format!("{err:#}"),
+        })?;
+    let (send, recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.open_bi())
+        .await
+        .map_err(|_| IrohError::StreamTimeout)??;
+    Ok(Stream::Quic(QuicStream {
+        send,
+        recv,
+        connection,
+    }))
+}
+
+/// What an accepting endpoint lets through to our TLS.
+#[derive(Debug, Clone)]
+pub enum Admit {
+    /// Only this endpoint: the pinned peer's.
+    Only(EndpointId),
+    /// Anyone: a pairing endpoint, where the code decides.
+    Anyone,
+}
+
+/// Accepts the next connection that `admit` lets through and its stream. A
+/// connection from an endpoint that is not admitted is closed at once and yields
+/// `Ok(None)`; `Err` is a connection that failed on its way in. Ends with
+/// `Ok(None)` too when the endpoint is closed: check [`Endpoint::is_closed`].
+pub async fn accept(
+    endpoint: &Endpoint,
+    admit: &Admit,
+) -> Result<Option<(Stream, EndpointId)>, IrohError> {
+    let Some(incoming) = endpoint.accept().await else {
+        return Ok(None);
+    };
+    let connection = incoming.await.map_err(|err| IrohError::Connect {
+        peer: "an incoming endpoint".into(),
+        reason: format!("{err:#}"),
+    })?;
+    let remote = connection.remote_id();
+    if let Admit::Only(expected) = admit
+        && remote != *expected
+    {
+        connection.close(REFUSED, b"not expected");
+        return Ok(None);
+    }
+    let (send, recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi())
+        .await
+        .map_err(|_| IrohError::StreamTimeout)??;
+    Ok(Some((
+        Stream::Quic(QuicStream {
+            send,
+            recv,
+            connection,
+        }),
+        remote,
+    )))
+}
+
+/// The QUIC close code for a connection from an endpoint we do not expect.
+const REFUSED: iroh::endpoint::VarInt = iroh::endpoint::VarInt::from_u32(1);

@@ -1,0 +1,157 @@
+//! Reaching a peer over iroh through a real relay (`examples/relay.rs`): the pinned
+//! TLS link runs inside one QUIC stream, and an endpoint that is not the expected one
+//! is turned away before any TLS.
+
+use std::time::Duration;
+
+use chat::frame::Frame;
+use chat::handshake::{self, Greeting, Link};
+use chat::identity::{self, Identity, IdentityFiles};
+use chat::link::iroh::{self as transport, Admit, Relays, Settings};
+use chat::tls;
+use iroh::SecretKey;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::common::TIMEOUT;
+use crate::common::relay::Relay;
+
+fn settings(relay: &Relay) -> Settings {
+    let ca = CertificateDer::from_pem_file(&relay.ca_file).expect("the relay's certificate");
+    Settings {
+        relays: Relays::Own(vec![relay.url.parse().expect("a relay URL")]),
+        relay_roots: vec![ca],
+    }
+}
+
+fn identity(dir: &std::path::Path, name: &str) -> Identity {
+    identity::create(&IdentityFiles::named(dir, name), name, false).unwrap()
+}
+
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(TIMEOUT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// One line each way over `link`, as the session's first frames would go.
+async fn say(link: &mut Link, text: &str) {
+    let frame = Frame::Message {
+        seq: 1,
+        text: text.into(),
+    };
+    link.connection.write_frame(&frame).await.unwrap();
+}
+
+async fn heard(link: &mut Link) -> String {
+    match link.connection.read_frame().await.unwrap() {
+        Some(Frame::Message { text, .. }) => text,
+        other => panic!("expected a line, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_link_runs_in_a_stream_that_met_through_the_relay() {
+    let relay = Relay::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (identity(dir.path(), "alice"), identity(dir.path(), "bob"));
+    let settings = settings(&relay);
+    let alice_end = within(
+        "alice's endpoint",
+        transport::bind(SecretKey::generate(), &settings, true),
+    )
+    .await
+    .unwrap();
+    let bob_end = within(
+        "bob's endpoint",
+        transport::bind(SecretKey::generate(), &settings, false),
+    )
+    .await
+    .unwrap();
+    let (alice_id, bob_id) = (alice_end.id(), bob_end.id());
+
+    // Bob knows only alice's endpoint ID and the relay: no address of hers.
+    let relays = settings.relay_urls();
+    let acceptor = TlsAcceptor::from(tls::server_config(&alice, bob.fingerprint, true).unwrap());
+    let connector = TlsConnector::from(tls::client_config(&bob, alice.fingerprint, true).unwrap());
+    let addr = ([127, 0, 0, 1], 0).into();
+    let accepting = async {
+        let (stream, from) = transport::accept(&alice_end, &Admit::Only(bob_id))
+            .await
+            .unwrap()
+            .expect("bob's endpoint is admitted");
+        assert_eq!(from, bob_id);
+        handshake::accept(
+            &acceptor,
+            stream,
+            addr,
+            &Greeting::new("alice".into()),
+            |_| true,
+        )
+        .await
+        .unwrap()
+    };
+    let dialing = async {
+        let stream = transport::dial(&bob_end, alice_id, &relays).await.unwrap();
+        handshake::connect(&connector, stream, addr, &Greeting::new("bob".into()))
+            .await
+            .unwrap()
+    };
+    let (mut at_alice, mut at_bob) =
+        within("the link", async { tokio::join!(accepting, dialing) }).await;
+    assert_eq!(at_alice.peer_fingerprint, bob.fingerprint);
+    assert_eq!(at_bob.peer_fingerprint, alice.fingerprint);
+    assert_eq!(at_bob.peer_name, "alice");
+
+    say(&mut at_bob, "hello through the relay").await;
+    say(&mut at_alice, "and back").await;
+    assert_eq!(
+        within("bob's line", heard(&mut at_alice)).await,
+        "hello through the relay"
+    );
+    assert_eq!(within("alice's line", heard(&mut at_bob)).await, "and back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_is_not_the_peers_is_turned_away_before_tls() {
+    let relay = Relay::start();
+    let settings = settings(&relay);
+    let alice_end = within(
+        "alice's endpoint",
+        transport::bind(SecretKey::generate(), &settings, true),
+    )
+    .await
+    .unwrap();
+    let stranger_end = within(
+        "a stranger's endpoint",
+        transport::bind(SecretKey::generate(), &settings, false),
+    )
+    .await
+    .unwrap();
+    let expected = SecretKey::generate().public();
+    let relays = settings.relay_urls();
+    let alice_id = alice_end.id();
+    let accepting = async { transport::accept(&alice_end, &Admit::Only(expected)).await };
+    let dialing = async {
+        let mut stream = transport::dial(&stranger_end, alice_id, &relays).await?;
+        // A ClientHello's worth of bytes, then the answer: the connection is closed.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = stream
+            .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+            .await;
+        let mut answer = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await;
+        Ok::<_, chat::link::iroh::IrohError>(read)
+    };
+    let (accepted, dialed) =
+        within("the refusal", async { tokio::join!(accepting, dialing) }).await;
+    assert!(
+        matches!(accepted, Ok(None)),
+        "a stranger's connection was let through: {accepted:?}"
+    );
+    match dialed {
+        Err(_) | Ok(Ok(Err(_))) | Ok(Ok(Ok(0))) => {}
+        other => panic!("the stranger's stream should have been closed, got {other:?}"),
+    }
+}
