@@ -47,6 +47,25 @@
 //! is treated as a wrong code: the listener still answers `0x00` with message B,
 //! reads MAC_d and answers `0x02`; the dialer stops without sending MAC_d.
 //!
+//! # Version 2, over iroh
+//!
+//! Where the session that follows runs over iroh, the joiner has no port to
+//! announce but a long-term endpoint ID, and the inviter has one too, which the
+//! joiner dialled no more than a code-derived stand-in of. Version 2 differs from
+//! version 1 in exactly these points:
+//!
+//! - JOIN is 66 bytes: `0x02`, message A, the joiner's endpoint ID (32 bytes).
+//! - The accepting reply is `0x00`, message B, the inviter's endpoint ID (32 bytes).
+//! - Every label says `chat-pair/2` where version 1's says `chat-pair/1` (the SPAKE2
+//!   identities, both HKDF infos and the transcript's first field).
+//! - The transcript ends with the joiner's and then the inviter's endpoint ID (32
+//!   bytes each) instead of the port: T is 253 bytes.
+//!
+//! So both endpoint IDs are confirmed by both MACs, and a relay operator who sees
+//! the stream cannot point either side at another endpoint. A listener answers
+//! `0x03` to a JOIN of the version it does not take on its transport: version 1 over
+//! TCP, version 2 over iroh.
+//!
 //! Every read has a fixed size, and each byte is checked before it is used. Neither
 //! function has a deadline of its own: the caller bounds the exchange.
 
@@ -65,8 +84,10 @@ use crate::fingerprint::Fingerprint;
 /// The TLS exporter label whose 32-byte value, with no context, goes in [`Binding`].
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
 
-/// The first byte of JOIN.
+/// The first byte of JOIN in version 1, where the joiner announces a port.
 pub const PAIRING_VERSION: u8 = 0x01;
+/// The first byte of JOIN in version 2, where both sides announce endpoint IDs.
+pub const PAIRING_VERSION_2: u8 = 0x02;
 
 const ACCEPTED: u8 = 0x00;
 const INVITE_CLOSED: u8 = 0x01;
@@ -75,13 +96,61 @@ const UNSUPPORTED_VERSION: u8 = 0x03;
 
 const SPAKE2_MESSAGE_LEN: usize = 33;
 const MAC_LEN: usize = 32;
-const JOIN_LEN: usize = 1 + SPAKE2_MESSAGE_LEN + 2;
+const ENDPOINT_ID_LEN: usize = 32;
+const JOIN_2_LEN: usize = 1 + SPAKE2_MESSAGE_LEN + ENDPOINT_ID_LEN;
 
-const DIALER_IDENTITY: &[u8] = b"chat-pair/1 dialer";
-const LISTENER_IDENTITY: &[u8] = b"chat-pair/1 listener";
-const DIALER_CONFIRMATION: &[u8] = b"chat-pair/1 dialer confirmation";
-const LISTENER_CONFIRMATION: &[u8] = b"chat-pair/1 listener confirmation";
-const TRANSCRIPT_LABEL: &[u8] = b"chat-pair/1";
+/// The labels of one version of the exchange.
+struct Labels {
+    dialer_identity: &'static [u8],
+    listener_identity: &'static [u8],
+    dialer_confirmation: &'static [u8],
+    listener_confirmation: &'static [u8],
+    transcript: &'static [u8],
+}
+
+const LABELS_1: Labels = Labels {
+    dialer_identity: b"chat-pair/1 dialer",
+    listener_identity: b"chat-pair/1 listener",
+    dialer_confirmation: b"chat-pair/1 dialer confirmation",
+    listener_confirmation: b"chat-pair/1 listener confirmation",
+    transcript: b"chat-pair/1",
+};
+
+const LABELS_2: Labels = Labels {
+    dialer_identity: b"chat-pair/2 dialer",
+    listener_identity: b"chat-pair/2 listener",
+    dialer_confirmation: b"chat-pair/2 dialer confirmation",
+    listener_confirmation: b"chat-pair/2 listener confirmation",
+    transcript: b"chat-pair/2",
+};
+
+/// An iroh endpoint ID: an Ed25519 public key.
+pub type EndpointIdBytes = [u8; ENDPOINT_ID_LEN];
+
+/// Where each side's session can be reached, as the version of the exchange says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whereabouts {
+    /// Version 1: the joiner's listening port (the inviter is where it was dialled).
+    Port(u16),
+    /// Version 2: the side's long-term endpoint ID.
+    Endpoint(EndpointIdBytes),
+}
+
+impl Whereabouts {
+    fn labels(&self) -> &'static Labels {
+        match self {
+            Whereabouts::Port(_) => &LABELS_1,
+            Whereabouts::Endpoint(_) => &LABELS_2,
+        }
+    }
+
+    fn version(&self) -> u8 {
+        match self {
+            Whereabouts::Port(_) => PAIRING_VERSION,
+            Whereabouts::Endpoint(_) => PAIRING_VERSION_2,
+        }
+    }
+}
 
 const RELAYED: &str = "the inviter's confirmation failed: the connection is not \
                        end-to-end; a relay may be in the middle";
@@ -112,8 +181,8 @@ impl fmt::Debug for Binding {
 /// What the listener learns from a joiner that knew the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answered {
-    /// The port the dialer listens on, 0 when it does not.
-    pub port: u16,
+    /// Where the joiner's session can be reached.
+    pub joiner: Whereabouts,
 }
 
 /// Why a pairing exchange did not succeed.
@@ -144,27 +213,32 @@ pub enum PairError {
 }
 
 /// The dialer's side: proves to the listener that we know `code` and tells it
-/// `our_port` (0 for none). `Ok` means the listener proved it knows the code too, on
-/// this very connection.
+/// where our session is (`ours`, which picks the version). `Ok` means the listener
+/// proved it knows the code too, on this very connection; in version 2 it carries
+/// the listener's endpoint ID, confirmed by both MACs.
 pub async fn join<S>(
     stream: &mut S,
     code: &InviteCode,
     binding: &Binding,
-    our_port: u16,
-) -> Result<(), PairError>
+    ours: Whereabouts,
+) -> Result<Option<EndpointIdBytes>, PairError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let labels = ours.labels();
     let (spake, message_a) = Spake2::<Ed25519Group>::start_a(
         &Password::new(code.as_password()),
-        &Identity::new(DIALER_IDENTITY),
-        &Identity::new(LISTENER_IDENTITY),
+        &Identity::new(labels.dialer_identity),
+        &Identity::new(labels.listener_identity),
     );
     let message_a = spake_message(message_a);
-    let mut join = [0u8; JOIN_LEN];
-    join[0] = PAIRING_VERSION;
-    join[1..=SPAKE2_MESSAGE_LEN].copy_from_slice(&message_a);
-    join[1 + SPAKE2_MESSAGE_LEN..].copy_from_slice(&our_port.to_be_bytes());
+    let mut join = Vec::with_capacity(JOIN_2_LEN);
+    join.push(ours.version());
+    join.extend_from_slice(&message_a);
+    match &ours {
+        Whereabouts::Port(port) => join.extend_from_slice(&port.to_be_bytes()),
+        Whereabouts::Endpoint(id) => join.extend_from_slice(id),
+    }
     send(stream, &join).await?;
 
     match read_byte(stream).await? {
@@ -179,11 +253,19 @@ where
     }
     let mut message_b = [0u8; SPAKE2_MESSAGE_LEN];
     stream.read_exact(&mut message_b).await?;
+    let (joiner, listener) = match ours {
+        Whereabouts::Port(_) => (ours, None),
+        Whereabouts::Endpoint(_) => {
+            let mut id = [0u8; ENDPOINT_ID_LEN];
+            stream.read_exact(&mut id).await?;
+            (ours, Some(Whereabouts::Endpoint(id)))
+        }
+    };
     let Ok(shared_key) = spake.finish(&message_b) else {
         return Err(PairError::WrongCode);
     };
-    let keys = ConfirmationKeys::derive(&shared_key, &binding.exporter);
-    let transcript = transcript(binding, &message_a, &message_b, our_port);
+    let keys = ConfirmationKeys::derive(labels, &shared_key, &binding.exporter);
+    let transcript = transcript(labels, binding, &message_a, &message_b, joiner, listener);
     send(stream, hmac::sign(&keys.dialer, &transcript).as_ref()).await?;
 
     match read_byte(stream).await? {
@@ -199,7 +281,11 @@ where
     let mut listener_mac = [0u8; MAC_LEN];
     stream.read_exact(&mut listener_mac).await?;
     hmac::verify(&keys.listener, &transcript, &listener_mac)
-        .map_err(|_| PairError::PeerMisbehaved(RELAYED))
+        .map_err(|_| PairError::PeerMisbehaved(RELAYED))?;
+    Ok(match listener {
+        Some(Whereabouts::Endpoint(id)) => Some(id),
+        _ => None,
+    })
 }
 
 /// The listener's side: checks that the joiner knows `code` and proves that we do.
@@ -220,29 +306,47 @@ pub async fn answer<S>(
     stream: &mut S,
     code: &InviteCode,
     binding: &Binding,
+    ours: Option<EndpointIdBytes>,
     admit: impl FnOnce() -> Result<(), Closed>,
     confirm: impl FnOnce() -> Result<(), Closed>,
 ) -> Result<Answered, PairError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // The version first: a later version's JOIN may have another length.
-    if read_byte(stream).await? != PAIRING_VERSION {
+    // The version first: each version's JOIN has its own length.
+    let version = read_byte(stream).await?;
+    let expected = match ours {
+        None => PAIRING_VERSION,
+        Some(_) => PAIRING_VERSION_2,
+    };
+    if version != expected {
         refuse(stream, UNSUPPORTED_VERSION).await;
         return Err(PairError::Unsupported);
     }
-    let mut join = [0u8; JOIN_LEN];
-    join[0] = PAIRING_VERSION;
-    stream.read_exact(&mut join[1..]).await?;
     let mut message_a = [0u8; SPAKE2_MESSAGE_LEN];
-    message_a.copy_from_slice(&join[1..=SPAKE2_MESSAGE_LEN]);
-    let port = u16::from_be_bytes([join[JOIN_LEN - 2], join[JOIN_LEN - 1]]);
-    // A joiner that does not listen needs a later version, which sends both
-    // directions over one connection.
-    if port == 0 {
-        refuse(stream, UNSUPPORTED_VERSION).await;
-        return Err(PairError::Unsupported);
-    }
+    stream.read_exact(&mut message_a).await?;
+    let joiner = match ours {
+        None => {
+            let mut port = [0u8; 2];
+            stream.read_exact(&mut port).await?;
+            // A joiner that does not listen needs version 2, which sends both
+            // directions over one iroh connection.
+            match u16::from_be_bytes(port) {
+                0 => {
+                    refuse(stream, UNSUPPORTED_VERSION).await;
+                    return Err(PairError::Unsupported);
+                }
+                port => Whereabouts::Port(port),
+            }
+        }
+        Some(_) => {
+            let mut id = [0u8; ENDPOINT_ID_LEN];
+            stream.read_exact(&mut id).await?;
+            Whereabouts::Endpoint(id)
+        }
+    };
+    let labels = joiner.labels();
+    let listener = ours.map(Whereabouts::Endpoint);
 
     if let Err(reason) = admit() {
         refuse(stream, INVITE_CLOSED).await;
@@ -250,22 +354,25 @@ where
     }
     let (spake, message_b) = Spake2::<Ed25519Group>::start_b(
         &Password::new(code.as_password()),
-        &Identity::new(DIALER_IDENTITY),
-        &Identity::new(LISTENER_IDENTITY),
+        &Identity::new(labels.dialer_identity),
+        &Identity::new(labels.listener_identity),
     );
     let message_b = spake_message(message_b);
-    let mut reply = [0u8; 1 + SPAKE2_MESSAGE_LEN];
-    reply[0] = ACCEPTED;
-    reply[1..].copy_from_slice(&message_b);
+    let mut reply = Vec::with_capacity(1 + SPAKE2_MESSAGE_LEN + ENDPOINT_ID_LEN);
+    reply.push(ACCEPTED);
+    reply.extend_from_slice(&message_b);
+    if let Some(id) = &ours {
+        reply.extend_from_slice(id);
+    }
     send(stream, &reply).await?;
 
     let keys = spake
         .finish(&message_a)
         .ok()
-        .map(|shared_key| ConfirmationKeys::derive(&shared_key, &binding.exporter));
+        .map(|shared_key| ConfirmationKeys::derive(labels, &shared_key, &binding.exporter));
     let mut dialer_mac = [0u8; MAC_LEN];
     stream.read_exact(&mut dialer_mac).await?;
-    let transcript = transcript(binding, &message_a, &message_b, port);
+    let transcript = transcript(labels, binding, &message_a, &message_b, joiner, listener);
     let Some(keys) =
         keys.filter(|keys| hmac::verify(&keys.dialer, &transcript, &dialer_mac).is_ok())
     else {
@@ -280,7 +387,7 @@ where
     confirmation[0] = ACCEPTED;
     confirmation[1..].copy_from_slice(hmac::sign(&keys.listener, &transcript).as_ref());
     send(stream, &confirmation).await?;
-    Ok(Answered { port })
+    Ok(Answered { joiner })
 }
 
 /// kd and kl; aws-lc-rs keeps their bytes out of `Debug`.
@@ -290,7 +397,7 @@ struct ConfirmationKeys {
 }
 
 impl ConfirmationKeys {
-    fn derive(shared_key: &[u8], exporter: &[u8; 32]) -> Self {
+    fn derive(labels: &Labels, shared_key: &[u8], exporter: &[u8; 32]) -> Self {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, exporter).extract(shared_key);
         let expand = |info: &[u8]| {
             let info = [info];
@@ -300,29 +407,41 @@ impl ConfirmationKeys {
             hmac::Key::from(okm)
         };
         ConfirmationKeys {
-            dialer: expand(DIALER_CONFIRMATION),
-            listener: expand(LISTENER_CONFIRMATION),
+            dialer: expand(labels.dialer_confirmation),
+            listener: expand(labels.listener_confirmation),
         }
     }
 }
 
-/// T: each field preceded by its length as a big-endian u16.
+/// T: each field preceded by its length as a big-endian u16. The last fields say
+/// where each side is: version 1's port, or version 2's two endpoint IDs.
 fn transcript(
+    labels: &Labels,
     binding: &Binding,
     message_a: &SpakeMessage,
     message_b: &SpakeMessage,
-    port: u16,
+    joiner: Whereabouts,
+    listener: Option<Whereabouts>,
 ) -> Vec<u8> {
-    let port = port.to_be_bytes();
-    let fields: [&[u8]; 7] = [
-        TRANSCRIPT_LABEL,
+    let port;
+    let mut fields: Vec<&[u8]> = vec![
+        labels.transcript,
         &binding.exporter,
         binding.dialer.as_bytes(),
         binding.listener.as_bytes(),
         message_a,
         message_b,
-        &port,
     ];
+    match &joiner {
+        Whereabouts::Port(joiner_port) => {
+            port = joiner_port.to_be_bytes();
+            fields.push(&port);
+        }
+        Whereabouts::Endpoint(id) => fields.push(id),
+    }
+    if let Some(Whereabouts::Endpoint(id)) = &listener {
+        fields.push(id);
+    }
     let mut transcript = Vec::with_capacity(fields.iter().map(|field| 2 + field.len()).sum());
     for field in fields {
         let len = u16::try_from(field.len()).expect("every field is a few bytes");
@@ -368,6 +487,8 @@ mod tests {
     use crate::pairing::invite::{AfterWrongGuess, Attempt, Invite};
 
     const CODE: &str = "7-acid-acorn-acre";
+    /// A version 1 JOIN: the version, message A and a port.
+    const JOIN_LEN: usize = 1 + SPAKE2_MESSAGE_LEN + 2;
 
     async fn within<F: Future>(exchange: F) -> F::Output {
         tokio::time::timeout(Duration::from_secs(10), exchange)
@@ -424,13 +545,18 @@ mod tests {
         let (mut dialer, mut listener) = duplex(1024);
         let (joined, answered) = within(async {
             tokio::join!(
-                join(&mut dialer, &right, &binding, 40123),
-                answer(&mut listener, &right, &binding, admit_all, admit_all),
+                join(&mut dialer, &right, &binding, Whereabouts::Port(40123)),
+                answer(&mut listener, &right, &binding, None, admit_all, admit_all),
             )
         })
         .await;
         joined.unwrap();
-        assert_eq!(answered.unwrap(), Answered { port: 40123 });
+        assert_eq!(
+            answered.unwrap(),
+            Answered {
+                joiner: Whereabouts::Port(40123)
+            }
+        );
     }
 
     #[tokio::test]
@@ -443,11 +569,12 @@ mod tests {
         let mut attempt: Option<Attempt> = None;
         let (joined, answered) = within(async {
             tokio::join!(
-                join(&mut dialer, &wrong, &binding, 40123),
+                join(&mut dialer, &wrong, &binding, Whereabouts::Port(40123)),
                 answer(
                     &mut listener,
                     &right,
                     &binding,
+                    None,
                     || {
                         attempt = Some(invite.admit(Instant::now())?);
                         Ok(())
@@ -473,15 +600,25 @@ mod tests {
         dialer_side: Binding,
         listener_side: Binding,
         tamper: impl FnOnce(&mut [u8; JOIN_LEN]) + Send + 'static,
-    ) -> (Result<(), PairError>, Result<Answered, PairError>) {
+    ) -> (
+        Result<Option<EndpointIdBytes>, PairError>,
+        Result<Answered, PairError>,
+    ) {
         let right = code(CODE);
         let (mut dialer, dialer_relay) = duplex(1024);
         let (relay_listener, mut listener) = duplex(1024);
         let relaying = tokio::spawn(relay(dialer_relay, relay_listener, tamper));
         let results = within(async {
             tokio::join!(
-                join(&mut dialer, &right, &dialer_side, 40123),
-                answer(&mut listener, &right, &listener_side, admit_all, admit_all),
+                join(&mut dialer, &right, &dialer_side, Whereabouts::Port(40123)),
+                answer(
+                    &mut listener,
+                    &right,
+                    &listener_side,
+                    None,
+                    admit_all,
+                    admit_all
+                ),
             )
         })
         .await;
@@ -520,8 +657,15 @@ mod tests {
         let (mut dialer, mut listener) = duplex(1024);
         let (joined, answered) = within(async {
             tokio::join!(
-                join(&mut dialer, &right, &binding, 0),
-                answer(&mut listener, &right, &binding, never_admit, admit_all),
+                join(&mut dialer, &right, &binding, Whereabouts::Port(0)),
+                answer(
+                    &mut listener,
+                    &right,
+                    &binding,
+                    None,
+                    never_admit,
+                    admit_all
+                ),
             )
         })
         .await;
@@ -555,11 +699,12 @@ mod tests {
         invite.succeeded(earlier).unwrap();
         let (joined, answered) = within(async {
             tokio::join!(
-                join(&mut dialer, &right, &binding, 40123),
+                join(&mut dialer, &right, &binding, Whereabouts::Port(40123)),
                 answer(
                     &mut listener,
                     &right,
                     &binding,
+                    None,
                     || { invite.admit(Instant::now()).map(drop) },
                     admit_all
                 ),
@@ -583,11 +728,12 @@ mod tests {
         let second = std::cell::RefCell::new(None);
         let (joined, answered) = within(async {
             tokio::join!(
-                join(&mut dialer, &right, &binding, 40123),
+                join(&mut dialer, &right, &binding, Whereabouts::Port(40123)),
                 answer(
                     &mut listener,
                     &right,
                     &binding,
+                    None,
                     || {
                         *second.borrow_mut() = Some(invite.borrow_mut().admit(Instant::now())?);
                         Ok(())
@@ -617,7 +763,14 @@ mod tests {
         join[0] = 0x02;
         let (answered, reply) = within(async {
             tokio::join!(
-                answer(&mut listener, &right, &binding, never_admit, admit_all),
+                answer(
+                    &mut listener,
+                    &right,
+                    &binding,
+                    None,
+                    never_admit,
+                    admit_all
+                ),
                 async {
                     dialer.write_all(&join).await.unwrap();
                     let mut reply = Vec::new();
@@ -640,11 +793,14 @@ mod tests {
         let binding = direct();
         let (mut dialer, mut listener) = duplex(1024);
         let (joined, ()) = within(async {
-            tokio::join!(join(&mut dialer, &right, &binding, 40123), async {
-                let mut join = [0u8; JOIN_LEN];
-                listener.read_exact(&mut join).await.unwrap();
-                listener.write_all(&[UNSUPPORTED_VERSION]).await.unwrap();
-            })
+            tokio::join!(
+                join(&mut dialer, &right, &binding, Whereabouts::Port(40123)),
+                async {
+                    let mut join = [0u8; JOIN_LEN];
+                    listener.read_exact(&mut join).await.unwrap();
+                    listener.write_all(&[UNSUPPORTED_VERSION]).await.unwrap();
+                }
+            )
         })
         .await;
         assert!(matches!(joined, Err(PairError::Unsupported)), "{joined:?}");
@@ -656,11 +812,14 @@ mod tests {
         let binding = direct();
         let (mut dialer, mut listener) = duplex(1024);
         let (joined, ()) = within(async {
-            tokio::join!(join(&mut dialer, &right, &binding, 40123), async {
-                let mut join = [0u8; JOIN_LEN];
-                listener.read_exact(&mut join).await.unwrap();
-                listener.write_all(&[WRONG_CODE]).await.unwrap();
-            })
+            tokio::join!(
+                join(&mut dialer, &right, &binding, Whereabouts::Port(40123)),
+                async {
+                    let mut join = [0u8; JOIN_LEN];
+                    listener.read_exact(&mut join).await.unwrap();
+                    listener.write_all(&[WRONG_CODE]).await.unwrap();
+                }
+            )
         })
         .await;
         assert!(
@@ -686,6 +845,7 @@ mod tests {
                 &mut listener,
                 &right,
                 &binding,
+                None,
                 || {
                     attempt = Some(invite.admit(Instant::now())?);
                     Ok(())
@@ -729,13 +889,18 @@ mod tests {
         };
         let (joined, answered, ()) = within(async {
             tokio::join!(
-                join(&mut dialer, &right, &binding, 40123),
-                answer(&mut listener, &right, &binding, admit_all, admit_all),
+                join(&mut dialer, &right, &binding, Whereabouts::Port(40123)),
+                answer(&mut listener, &right, &binding, None, admit_all, admit_all),
                 relaying,
             )
         })
         .await;
-        assert_eq!(answered.unwrap(), Answered { port: 40123 });
+        assert_eq!(
+            answered.unwrap(),
+            Answered {
+                joiner: Whereabouts::Port(40123)
+            }
+        );
         assert!(
             matches!(joined, Err(PairError::PeerMisbehaved(RELAYED))),
             "{joined:?}"
@@ -752,7 +917,7 @@ mod tests {
         join[JOIN_LEN - 1] = 1;
         let (answered, replies) = within(async {
             tokio::join!(
-                answer(&mut listener, &right, &binding, admit_all, admit_all),
+                answer(&mut listener, &right, &binding, None, admit_all, admit_all),
                 async {
                     dialer.write_all(&join).await.unwrap();
                     let mut accepted = [0u8; 1 + SPAKE2_MESSAGE_LEN];
@@ -778,14 +943,17 @@ mod tests {
         let binding = direct();
         let (mut dialer, mut listener) = duplex(1024);
         let (joined, ()) = within(async {
-            tokio::join!(join(&mut dialer, &right, &binding, 40123), async {
-                let mut join = [0u8; JOIN_LEN];
-                listener.read_exact(&mut join).await.unwrap();
-                let mut reply = [0u8; 1 + SPAKE2_MESSAGE_LEN];
-                reply[0] = ACCEPTED;
-                reply[1..].copy_from_slice(&join[1..=SPAKE2_MESSAGE_LEN]);
-                listener.write_all(&reply).await.unwrap();
-            })
+            tokio::join!(
+                join(&mut dialer, &right, &binding, Whereabouts::Port(40123)),
+                async {
+                    let mut join = [0u8; JOIN_LEN];
+                    listener.read_exact(&mut join).await.unwrap();
+                    let mut reply = [0u8; 1 + SPAKE2_MESSAGE_LEN];
+                    reply[0] = ACCEPTED;
+                    reply[1..].copy_from_slice(&join[1..=SPAKE2_MESSAGE_LEN]);
+                    listener.write_all(&reply).await.unwrap();
+                }
+            )
         })
         .await;
         assert!(matches!(joined, Err(PairError::WrongCode)), "{joined:?}");
@@ -793,7 +961,14 @@ mod tests {
 
     #[test]
     fn the_transcript_frames_every_field() {
-        let transcript = transcript(&direct(), &[0xaa; 33], &[0xbb; 33], 0x1234);
+        let transcript = transcript(
+            &LABELS_1,
+            &direct(),
+            &[0xaa; 33],
+            &[0xbb; 33],
+            Whereabouts::Port(0x1234),
+            None,
+        );
         assert_eq!(transcript.len(), 189);
         assert_eq!(&transcript[..13], b"\x00\x0bchat-pair/1");
         assert_eq!(&transcript[13..15], [0, 32]);
@@ -802,8 +977,15 @@ mod tests {
 
     #[test]
     fn confirmations_match_the_documented_key_schedule() {
-        let keys = ConfirmationKeys::derive(&[0x4b; 32], &[0x5a; 32]);
-        let transcript = transcript(&direct(), &[0xaa; 33], &[0xbb; 33], 40123);
+        let keys = ConfirmationKeys::derive(&LABELS_1, &[0x4b; 32], &[0x5a; 32]);
+        let transcript = transcript(
+            &LABELS_1,
+            &direct(),
+            &[0xaa; 33],
+            &[0xbb; 33],
+            Whereabouts::Port(40123),
+            None,
+        );
         assert_eq!(
             hex::encode(hmac::sign(&keys.dialer, &transcript)),
             EXPECTED_DIALER_MAC
@@ -814,9 +996,159 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_version_2_transcript_ends_with_both_endpoint_ids() {
+        let transcript = transcript(
+            &LABELS_2,
+            &direct(),
+            &[0xaa; 33],
+            &[0xbb; 33],
+            Whereabouts::Endpoint([0xd1; 32]),
+            Some(Whereabouts::Endpoint([0x11; 32])),
+        );
+        assert_eq!(transcript.len(), 253);
+        assert_eq!(&transcript[..13], b"\x00\x0bchat-pair/2");
+        assert_eq!(&transcript[185..187], [0, 32]);
+        assert_eq!(&transcript[187..219], [0xd1; 32]);
+        assert_eq!(&transcript[219..221], [0, 32]);
+        assert_eq!(&transcript[221..], [0x11; 32]);
+    }
+
+    #[test]
+    fn version_2_confirmations_match_the_documented_key_schedule() {
+        let keys = ConfirmationKeys::derive(&LABELS_2, &[0x4b; 32], &[0x5a; 32]);
+        let transcript = transcript(
+            &LABELS_2,
+            &direct(),
+            &[0xaa; 33],
+            &[0xbb; 33],
+            Whereabouts::Endpoint([0xd1; 32]),
+            Some(Whereabouts::Endpoint([0x11; 32])),
+        );
+        assert_eq!(
+            hex::encode(hmac::sign(&keys.dialer, &transcript)),
+            EXPECTED_DIALER_MAC_2
+        );
+        assert_eq!(
+            hex::encode(hmac::sign(&keys.listener, &transcript)),
+            EXPECTED_LISTENER_MAC_2
+        );
+    }
+
+    #[tokio::test]
+    async fn version_2_pairs_and_each_side_learns_the_others_endpoint() {
+        let (right, binding) = (code(CODE), direct());
+        let (mut dialer, mut listener) = duplex(1024);
+        let (joined, answered) = within(async {
+            tokio::join!(
+                join(
+                    &mut dialer,
+                    &right,
+                    &binding,
+                    Whereabouts::Endpoint([0xd1; 32])
+                ),
+                answer(
+                    &mut listener,
+                    &right,
+                    &binding,
+                    Some([0x11; 32]),
+                    admit_all,
+                    admit_all
+                ),
+            )
+        })
+        .await;
+        assert_eq!(joined.unwrap(), Some([0x11; 32]));
+        assert_eq!(
+            answered.unwrap(),
+            Answered {
+                joiner: Whereabouts::Endpoint([0xd1; 32])
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn each_transport_refuses_the_other_versions_join() {
+        let right = code(CODE);
+        for (ours, listener_id) in [
+            (Whereabouts::Port(40123), Some([0x11; 32])),
+            (Whereabouts::Endpoint([0xd1; 32]), None),
+        ] {
+            let binding = direct();
+            let (mut dialer, mut listener) = duplex(1024);
+            let (joined, answered) = within(async {
+                tokio::join!(
+                    join(&mut dialer, &right, &binding, ours),
+                    answer(
+                        &mut listener,
+                        &right,
+                        &binding,
+                        listener_id,
+                        never_admit,
+                        admit_all
+                    ),
+                )
+            })
+            .await;
+            assert!(matches!(joined, Err(PairError::Unsupported)), "{joined:?}");
+            assert!(
+                matches!(answered, Err(PairError::Unsupported)),
+                "{answered:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_joiners_endpoint_id_changed_on_the_way_fails_the_confirmation() {
+        let right = code(CODE);
+        let binding = direct();
+        let (mut dialer, dialer_relay) = duplex(1024);
+        let (relay_listener, mut listener) = duplex(1024);
+        let relaying = tokio::spawn(async move {
+            let (mut from, mut to) = (dialer_relay, relay_listener);
+            let mut join = [0u8; JOIN_2_LEN];
+            if from.read_exact(&mut join).await.is_err() {
+                return;
+            }
+            join[JOIN_2_LEN - 1] ^= 1;
+            if to.write_all(&join).await.is_ok() {
+                let _ = tokio::io::copy_bidirectional(&mut from, &mut to).await;
+            }
+        });
+        let (joined, answered) = within(async {
+            tokio::join!(
+                join(
+                    &mut dialer,
+                    &right,
+                    &binding,
+                    Whereabouts::Endpoint([0xd1; 32])
+                ),
+                answer(
+                    &mut listener,
+                    &right,
+                    &binding,
+                    Some([0x11; 32]),
+                    admit_all,
+                    admit_all
+                ),
+            )
+        })
+        .await;
+        relaying.abort();
+        assert!(matches!(joined, Err(PairError::WrongCode)), "{joined:?}");
+        assert!(
+            matches!(answered, Err(PairError::WrongCode)),
+            "{answered:?}"
+        );
+    }
+
     /// Computed from the module's description by another implementation.
     const EXPECTED_DIALER_MAC: &str =
         "c0dfa6b76bc353af96b469cd8ecb55b36158d536d62e3aea147eaf4ec035f20f";
     const EXPECTED_LISTENER_MAC: &str =
         "50b956c02c7ff86f8fced8a413f0eb04b8f13f8a75687f1ec670413216ae8579";
+    const EXPECTED_DIALER_MAC_2: &str =
+        "18c93d43c96fc62451a9c14717ae7a8339c96568c0d0f80a7c984335eacbc00d";
+    const EXPECTED_LISTENER_MAC_2: &str =
+        "b472ee9cfc969e63c0ec65e2840ecdcb70c861d37c753c5412952ae1f3799c95";
 }

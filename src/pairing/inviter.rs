@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use super::code::InviteCode;
-use super::exchange;
+use super::exchange::{self, Answered, Whereabouts};
 use super::invite::{AfterWrongGuess, Closed, Invite};
 use super::link::{Paired, binding_of, peer_name};
 use crate::addresses;
@@ -170,14 +170,17 @@ async fn answer(
             confirmed.store(true, Ordering::SeqCst);
             Ok(())
         };
-        let answered = exchange::answer(&mut stream, &code, &binding, admit, confirm).await;
+        let answered = exchange::answer(&mut stream, &code, &binding, None, admit, confirm).await;
         let _ = stream.shutdown().await;
         match answered {
-            Ok(answered) => Ok(Paired {
+            Ok(Answered {
+                joiner: Whereabouts::Port(port),
+            }) => Ok(Paired {
                 fingerprint: binding.dialer,
                 name,
-                addr: SocketAddr::new(addr.ip(), answered.port),
+                addr: SocketAddr::new(addr.ip(), port),
             }),
+            Ok(_) => unreachable!("a listener that has no endpoint ID takes version 1 only"),
             Err(err) => Err(other(err.to_string())),
         }
     })

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::code::InviteCode;
-use super::exchange::{self, PairError};
+use super::exchange::{self, PairError, Whereabouts};
 use super::link::{Paired, binding_of, peer_name};
 use crate::handshake::HANDSHAKE_TIMEOUT;
 use crate::identity::Identity;
@@ -129,10 +129,10 @@ async fn pair(
         let binding = binding_of(connection, identity.fingerprint, true)
             .map_err(|err| failed(err.to_string()))?;
         let name = peer_name(connection);
-        let joined = exchange::join(&mut stream, code, &binding, our_port).await;
+        let joined = exchange::join(&mut stream, code, &binding, Whereabouts::Port(our_port)).await;
         let _ = stream.shutdown().await;
         match joined {
-            Ok(()) => Ok(Paired {
+            Ok(_) => Ok(Paired {
                 fingerprint: binding.listener,
                 name,
                 addr,
