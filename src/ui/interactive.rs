@@ -739,9 +739,15 @@ impl Screen {
         }
     }
 
+    /// Queues a status line, or each line of a text of several (`/help`) as its own,
+    /// as `/transfers` does with its rows: in raw mode a bare line feed would start
+    /// the next line where the last one ended, and the wrapping would run across it.
     fn push(&mut self, paint: Paint, text: &str) {
-        let text = format!("{}{text}", self.stamp());
-        self.push_line(text, 0, paint);
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let line = format!("{}{line}", self.stamp());
+            self.push_line(line, 0, paint);
+        }
     }
 
     /// Queues a line to print above the live rows, and keeps it for a redraw.

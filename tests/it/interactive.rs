@@ -515,3 +515,20 @@ fn an_invite_at_a_terminal_pairs_and_chats() {
     alice.line("hello from alice");
     bob.expect(Stream::Stdout, "alice: hello from alice");
 }
+
+/// `/help` is many lines: each shows on a row of its own from the first column, not
+/// as a staircase that starts each line where the one before ended.
+#[test]
+fn help_shows_each_line_on_its_own_row_from_the_first_column() {
+    let mut s = Session::start((120, 40), &[]);
+    s.alice.line("/help");
+    s.alice.wait_for_text("waits for the peer to finish.");
+    let rows = s.alice.rows();
+    for line in chat::input::HELP.lines() {
+        assert!(
+            rows.iter().any(|row| row == line.trim_end()),
+            "{line:?} is not a row of its own:\n{}",
+            rows.join("\n")
+        );
+    }
+}
