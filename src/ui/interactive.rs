@@ -3,9 +3,11 @@
 //! printed above both. One thread owns the terminal; keys, the core's events and
 //! the bars' redraws all reach it as [`Msg`]s, and each change is drawn as one
 //! frame in one write: erase the live rows (bars and input), print what is new,
-//! draw the live rows again.
+//! draw the live rows again. Only the live rows are ever erased, also after a
+//! resize: a terminal that keeps a cleared screen in its scrollback (tmux, VTE)
+//! would otherwise hold another copy of the conversation for every resize.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
@@ -36,8 +38,6 @@ const MAX_MESSAGES_PER_DRAW: usize = 256;
 const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// Rows at most that the echo of one typed line takes.
 const MAX_ECHO_ROWS: usize = 4;
-/// Lines kept to draw the screen again after a resize.
-const KEPT_LINES: usize = 500;
 
 /// What the input line asks after the peer presented another certificate.
 const REPIN_QUESTION: &str = "Enter the peer's fingerprint again: ";
@@ -269,12 +269,10 @@ struct Screen {
     bars: HashMap<(bool, u64), Bar>,
     /// Bars in the order they appeared.
     bar_order: Vec<(bool, u64)>,
-    /// Rows printed recently, for a redraw after a resize.
-    kept: VecDeque<Kept>,
-    /// New rows to print above the live ones in the next frame.
-    pending: Vec<String>,
-    /// How many rows the live part took when last drawn.
-    live_rows: usize,
+    /// New lines to print above the live rows in the next frame.
+    pending: Vec<Printed>,
+    /// The live rows the last frame drew, for the next one to erase.
+    drawn: Drawn,
     peer: Option<String>,
     /// The session's pin, once it runs.
     pin: Option<Pin>,
@@ -309,9 +307,8 @@ impl Screen {
             columns: Arc::new(columns.into()),
             bars: HashMap::new(),
             bar_order: Vec::new(),
-            kept: VecDeque::new(),
             pending: Vec::new(),
-            live_rows: 0,
+            drawn: Drawn::default(),
             peer: None,
             pin: None,
             commands: None,
@@ -366,11 +363,12 @@ impl Screen {
             term::Event::Paste(text) if !self.leaving => {
                 self.editor.apply(Edit::Paste(text));
             }
+            // The frame drawn after it erases and draws the live rows at the new
+            // size; what is printed above them stays as the terminal keeps it.
             term::Event::Resize(..) => {
                 let (columns, height) = terminal_size();
                 self.columns.store(columns, Ordering::Relaxed);
                 self.height = height;
-                self.redraw_everything();
             }
             _ => {}
         }
@@ -750,20 +748,14 @@ impl Screen {
         }
     }
 
-    /// Queues a line to print above the live rows, and keeps it for a redraw.
+    /// Queues a line to print above the live rows, wrapped when it is drawn.
     fn push_line(&mut self, text: String, head: usize, paint: Paint) {
-        let line = Kept { text, head, paint };
-        let rows = self.rows_of(&line, self.columns());
-        self.pending.extend(rows);
-        if self.kept.len() == KEPT_LINES {
-            self.kept.pop_front();
-        }
-        self.kept.push_back(line);
+        self.pending.push(Printed { text, head, paint });
     }
 
     /// The rows `line` takes at `columns`, coloured: the first `head` bytes of a
     /// name line (peer or own), every row of any other.
-    fn rows_of(&self, line: &Kept, columns: usize) -> Vec<String> {
+    fn rows_of(&self, line: &Printed, columns: usize) -> Vec<String> {
         let rows = wrap_marked(&line.text, columns);
         (rows.into_iter().enumerate())
             .map(|(i, row)| match line.paint {
@@ -783,7 +775,11 @@ impl Screen {
         let mut frame = String::from("\x1b[?2026h");
         self.erase_live_and_print_pending(&mut frame);
         let live = self.live_part();
-        self.live_rows = live.rows.len() + 1;
+        self.drawn = Drawn {
+            widths: live.widths.clone(),
+            cursor: live.cursor,
+            columns: self.columns(),
+        };
         for row in &live.rows {
             frame.push_str(row);
             frame.push_str("\r\n");
@@ -805,43 +801,26 @@ impl Screen {
     }
 
     /// Moves up over the live rows, erases to the end of the screen, and prints the
-    /// rows waiting to be printed.
+    /// lines waiting to be printed, wrapped at the terminal's width now: it is asked
+    /// for every frame, as a window may have changed size before chat hears of it.
     fn erase_live_and_print_pending(&mut self, frame: &mut String) {
+        if let Some(columns) = platform::stdout_columns().and_then(|c| u16::try_from(c).ok()) {
+            self.columns.store(columns, Ordering::Relaxed);
+        }
+        let columns = self.columns();
         frame.push('\r');
-        if self.live_rows > 1 {
-            frame.push_str(&format!("\x1b[{}A", self.live_rows - 1));
+        let up = self.drawn.rows_above_cursor(columns);
+        if up > 0 {
+            frame.push_str(&format!("\x1b[{up}A"));
         }
         frame.push_str("\x1b[J");
-        for row in self.pending.drain(..) {
-            frame.push_str(&row);
-            frame.push_str("\r\n");
-        }
-    }
-
-    /// After a resize the old rows may have been reflowed by the terminal: clear the
-    /// screen and print what fits of the recent rows again, then the live part.
-    fn redraw_everything(&mut self) {
-        let live = self.live_part().rows.len() + 1;
-        let room = self.height.saturating_sub(live);
-        let columns = self.columns();
-        let mut rows: Vec<String> = Vec::new();
-        for line in self.kept.iter().rev() {
-            if rows.len() >= room {
-                break;
+        for line in std::mem::take(&mut self.pending) {
+            for row in self.rows_of(&line, columns) {
+                frame.push_str(&row);
+                frame.push_str("\r\n");
             }
-            let mut these = self.rows_of(line, columns);
-            these.extend(rows);
-            rows = these;
         }
-        let skip = rows.len().saturating_sub(room);
-        let mut frame = String::from("\x1b[H\x1b[2J");
-        for row in rows.iter().skip(skip) {
-            frame.push_str(row);
-            frame.push_str("\r\n");
-        }
-        let _ = platform::write_stdout(frame.as_bytes());
-        self.pending.clear();
-        self.live_rows = 0;
+        self.drawn = Drawn::default();
     }
 
     fn live_part(&self) -> Live {
@@ -863,23 +842,26 @@ impl Screen {
             .filter_map(|key| self.bars.get(key))
             .map(|bar| {
                 let row = bar.row.lock().expect("bar row poisoned").clone();
-                let row = truncate_to_width(&row, columns - 1);
-                if self.colour {
-                    format!("\x1b[2m{row}\x1b[0m")
-                } else {
-                    row
-                }
+                truncate_to_width(&row, columns - 1)
             })
             .collect();
+        let bar_rows = rows.len();
         if more > 0 {
             rows.push(truncate_to_width(
                 &format!("… and {more} more transfers (/transfers lists them)"),
                 columns - 1,
             ));
         }
+        let widths = rows.iter().map(|row| row.width()).collect();
+        if self.colour {
+            for row in &mut rows[..bar_rows] {
+                *row = format!("\x1b[2m{row}\x1b[0m");
+            }
+        }
         if self.leaving {
             return Live {
                 rows,
+                widths,
                 input: String::new(),
                 cursor: 0,
             };
@@ -898,14 +880,15 @@ impl Screen {
         };
         Live {
             rows,
+            widths,
             input,
             cursor,
         }
     }
 }
 
-/// A line printed above the live rows, kept to be wrapped again after a resize.
-struct Kept {
+/// A line to print above the live rows.
+struct Printed {
     text: String,
     /// Bytes of the name at its start, for a peer's or our own line.
     head: usize,
@@ -915,8 +898,38 @@ struct Kept {
 /// The rows below the messages: bars, then the input line.
 struct Live {
     rows: Vec<String>,
+    /// The columns each of `rows` takes.
+    widths: Vec<usize>,
     input: String,
     cursor: usize,
+}
+
+/// The live rows a frame drew, as the next frame must erase them.
+#[derive(Debug, Default)]
+struct Drawn {
+    /// The columns each row above the input line takes.
+    widths: Vec<usize>,
+    /// The cursor's column on the input line.
+    cursor: usize,
+    /// The terminal's width then.
+    columns: usize,
+}
+
+impl Drawn {
+    /// How far above the cursor the live rows start, on a terminal now `columns`
+    /// wide. A narrower terminal has broken each row wider than itself into several,
+    /// the input line too, if it reflows its rows as tmux, VTE and most others do.
+    /// One that does not (xterm) has cut them instead; there the rows counted in
+    /// excess are printed lines, which the frame then erases: less harm than
+    /// leaving pieces of old bars in every other terminal.
+    fn rows_above_cursor(&self, columns: usize) -> usize {
+        if columns >= self.columns {
+            return self.widths.len();
+        }
+        let columns = columns.max(1);
+        let rows = |width: &usize| width.div_ceil(columns).max(1);
+        self.widths.iter().map(rows).sum::<usize>() + self.cursor / columns
+    }
 }
 
 /// How a row is coloured.

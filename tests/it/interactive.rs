@@ -332,9 +332,8 @@ fn a_resize_keeps_the_typed_line_whole_and_nothing_wider_than_the_window() {
     s.bob
         .send(&format!("a reply long enough to wrap {}", "x".repeat(40)));
     s.alice.wait_for_text("bob: a reply long enough to wrap");
-    // The window changes size before chat hears of it: a line drawn in between is
-    // wrapped by the terminal until chat draws it again. The reply broken by chat
-    // itself at 40 columns shows that chat has taken in the new size.
+    // chat asks the terminal's width for every frame it draws: the reply comes
+    // after the resize, and is broken by chat itself at 40 columns.
     s.alice
         .wait_for("the reply wrapped by chat and the input line", |screen| {
             let (row, _) = screen.cursor_position();
@@ -531,4 +530,56 @@ fn help_shows_each_line_on_its_own_row_from_the_first_column() {
             rows.join("\n")
         );
     }
+}
+
+/// A resize redraws only the rows `chat` owns. Clearing the whole screen to draw it
+/// again would leave a copy of the conversation in the scrollback of tmux and VTE
+/// terminals for every resize.
+#[test]
+fn resizes_leave_each_line_once_in_the_scrollback() {
+    let mut s = Session::start(WIDE, &[]);
+    for i in 0..3 {
+        s.bob.send(&format!("line {i} from bob"));
+        s.alice.wait_for_text(&format!("bob: line {i} from bob"));
+    }
+    // A typed line wider than the window: the input line shows its end, one column
+    // narrower with each resize, so that the screen tells when chat has taken a
+    // resize in. The row leaves its last column free and a cell for the cursor.
+    let typed: String = (0..150).map(|i| char::from(b'a' + i % 26)).collect();
+    s.alice.keys(&typed);
+    let (columns, rows) = WIDE;
+    for narrower in 1..=10 {
+        let columns = columns - narrower;
+        s.alice.resize(columns, rows);
+        s.alice.wait_for(
+            &format!("the typed line redrawn for {columns} columns"),
+            |screen| {
+                let (row, _) = screen.cursor_position();
+                let input = screen.rows(0, columns).nth(usize::from(row)).unwrap();
+                let input = input.trim_end();
+                input.len() + 2 == usize::from(columns)
+                    && input
+                        .strip_prefix("alice> ")
+                        .is_some_and(|shown| typed.ends_with(shown))
+            },
+        );
+    }
+    let history = s.alice.history();
+    let shown = history.join("\n");
+    for line in [
+        "bob: line 0 from bob",
+        "bob: line 1 from bob",
+        "bob: line 2 from bob",
+    ] {
+        let copies = history.iter().filter(|row| *row == line).count();
+        assert_eq!(copies, 1, "{line:?} {copies} times:\n{shown}");
+    }
+    let connected = (history.iter())
+        .filter(|row| row.starts_with("Connected to bob at "))
+        .count();
+    assert_eq!(connected, 1, "{shown}");
+    let inputs = (history.iter())
+        .filter(|row| row.starts_with("alice> "))
+        .count();
+    assert_eq!(inputs, 1, "stale input lines:\n{shown}");
 }
