@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self as term, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use tokio::sync::{mpsc, oneshot};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::complete;
 use super::editor::{Edit, Editor};
 use super::lines::{self, Tone, wrap_marked};
+use super::rate::{self, Run};
 use super::transfers::TransferTable;
 use crate::config::Look;
 use crate::event::{Command, Event, Phase};
@@ -186,10 +187,8 @@ pub fn restore() {
 struct Bar {
     bar: ProgressBar,
     row: Arc<Mutex<String>>,
-    /// When its bytes began to move, for the summary line.
-    started: Instant,
-    /// Where the bytes of this run began: not 0 when it resumed.
-    first_byte: Option<u64>,
+    /// This run of its bytes, for its speed and the summary line.
+    run: Run,
     last_progress: Instant,
     /// Whether bytes should be moving now: not while hashing, queued or verifying.
     moving: bool,
@@ -607,13 +606,21 @@ impl Screen {
                     (false, *id),
                     *size,
                     &format!("hashing {}", for_terminal(name)),
+                    0,
                 );
             }
-            Event::TransferIncoming { id, name, size, .. } => {
+            Event::TransferIncoming {
+                id,
+                name,
+                size,
+                run_start,
+                ..
+            } => {
                 self.add_bar(
                     (true, *id),
                     *size,
                     &format!("receiving {}", for_terminal(name)),
+                    *run_start,
                 );
             }
             Event::TransferProgress {
@@ -621,25 +628,32 @@ impl Screen {
                 phase,
                 done,
                 files,
+                run_start,
                 ..
             } => {
                 let receiving = *phase == Phase::Receiving;
                 if let Some(bar) = self.bars.get_mut(&(receiving, *id)) {
-                    if *phase == Phase::Sending && bar.bar.prefix().starts_with("hashing") {
+                    let now = Instant::now();
+                    let sending_starts =
+                        *phase == Phase::Sending && bar.bar.prefix().starts_with("hashing");
+                    if sending_starts {
                         bar.bar
                             .set_prefix(bar.bar.prefix().replacen("hashing", "sending", 1));
                         bar.bar.reset();
-                        bar.started = Instant::now();
                     }
-                    bar.last_progress = Instant::now();
-                    if *phase != Phase::Hashing {
-                        bar.first_byte.get_or_insert(*done);
+                    // Its speed counts from what this report shows, not from the
+                    // bar's 0: the bytes before it moved in a time not seen.
+                    if sending_starts || (*phase != Phase::Hashing && *run_start != bar.run.start())
+                    {
+                        bar.run = Run::new(*run_start, *done, now);
+                        bar.bar.set_style(bar_style(bar.stalled, bar.run));
                     }
+                    bar.last_progress = now;
                     bar.moving = *phase != Phase::Hashing
                         && bar.bar.length().is_some_and(|total| *done < total);
                     if bar.stalled {
                         bar.stalled = false;
-                        bar.bar.set_style(bar_style(false));
+                        bar.bar.set_style(bar_style(false, bar.run));
                     }
                     if let Some(files) = files {
                         bar.files = lines::files_done(files);
@@ -659,7 +673,8 @@ impl Screen {
         None
     }
 
-    fn add_bar(&mut self, key: (bool, u64), size: u64, prefix: &str) {
+    /// A bar for `size` bytes, of which an earlier run moved `run_start`.
+    fn add_bar(&mut self, key: (bool, u64), size: u64, prefix: &str, run_start: u64) {
         let row = Arc::new(Mutex::new(String::new()));
         let target = BarRow {
             row: row.clone(),
@@ -667,21 +682,22 @@ impl Screen {
             columns: self.columns.clone(),
             redraw: Mutex::new(self.redraws.clone()),
         };
+        let now = Instant::now();
+        let run = Run::new(run_start, run_start, now);
         let bar = ProgressBar::with_draw_target(
             Some(size),
             ProgressDrawTarget::term_like_with_hz(Box::new(target), 10),
         )
-        .with_style(bar_style(false))
-        .with_prefix(prefix.to_owned());
+        .with_style(bar_style(false, run))
+        .with_prefix(prefix.to_owned())
+        .with_position(run_start);
         bar.tick();
-        let now = Instant::now();
         self.bars.insert(
             key,
             Bar {
                 bar,
                 row,
-                started: now,
-                first_byte: None,
+                run,
                 last_progress: now,
                 moving: key.0,
                 stalled: false,
@@ -699,14 +715,7 @@ impl Screen {
             return None;
         }
         let size = bar.bar.length().unwrap_or(0);
-        let seconds = bar.started.elapsed().as_secs_f64();
-        let moved = size - bar.first_byte.unwrap_or(0).min(size);
-        let rate = if seconds > 0.0 {
-            format!(", {}/s", HumanBytes((moved as f64 / seconds) as u64))
-        } else {
-            String::new()
-        };
-        Some(format!("{} in {seconds:.1} s{rate}", HumanBytes(size)))
+        Some(bar.run.summary(size, Instant::now()))
     }
 
     fn check_stalls(&mut self) {
@@ -716,7 +725,7 @@ impl Screen {
             if bar.moving && quiet >= STALLED_AFTER {
                 if !bar.stalled {
                     bar.stalled = true;
-                    bar.bar.set_style(bar_style(true));
+                    bar.bar.set_style(bar_style(true, bar.run));
                 }
                 bar.bar
                     .set_message(format!("{}, stalled for {} s", bar.files, quiet.as_secs()));
@@ -953,15 +962,17 @@ impl Paint {
     }
 }
 
-fn bar_style(stalled: bool) -> ProgressStyle {
+/// A bar's look; a stalled one shows no speed, `run` is what a moving one's counts.
+fn bar_style(stalled: bool, run: Run) -> ProgressStyle {
     let template = if stalled {
         "{prefix} [{bar:20}] {bytes}/{total_bytes}{msg}"
     } else {
-        "{prefix} [{bar:20}] {bytes}/{total_bytes}{msg} {binary_bytes_per_sec} ETA {eta}"
+        "{prefix} [{bar:20}] {bytes}/{total_bytes}{msg}{speed}"
     };
-    ProgressStyle::with_template(template)
+    let style = ProgressStyle::with_template(template)
         .expect("valid template")
-        .progress_chars("=> ")
+        .progress_chars("=> ");
+    rate::with_speed(style, run)
 }
 
 /// Columns and rows of the terminal (80×24 if it cannot tell).
@@ -981,4 +992,117 @@ fn truncate_to_width(text: &str, columns: usize) -> String {
             width <= columns
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Verified;
+
+    /// A file of 3 GiB, of which an earlier run kept 1,600 MiB.
+    const SIZE: u64 = 3 << 30;
+    const KEPT: u64 = 1_600 << 20;
+    const CHUNK: u64 = 64 << 10;
+
+    fn screen() -> Screen {
+        let look = Look {
+            verbose: false,
+            progress: true,
+            timestamps: false,
+        };
+        let (lines, _) = mpsc::channel(1);
+        let (redraws, _) = std_mpsc::channel();
+        let me = Me {
+            name: "alice".into(),
+        };
+        let mut screen = Screen::new(me, look, lines, redraws);
+        screen.colour = false;
+        // Wide enough that no line here wraps.
+        screen.columns.store(300, Ordering::Relaxed);
+        screen
+    }
+
+    fn progress(phase: Phase, done: u64, run_start: u64) -> Event {
+        Event::TransferProgress {
+            id: 1,
+            phase,
+            done,
+            total: SIZE,
+            files: None,
+            run_start,
+        }
+    }
+
+    fn incoming(run_start: u64) -> Event {
+        Event::TransferIncoming {
+            id: 1,
+            name: "big.bin".into(),
+            size: SIZE,
+            from: "bob".into(),
+            run_start,
+        }
+    }
+
+    /// What the bar of `key` shows now.
+    fn bar_row(screen: &Screen, key: (bool, u64)) -> String {
+        let bar = &screen.bars[&key];
+        bar.bar.force_draw();
+        bar.row.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_resumed_send_shows_no_speed_for_the_bytes_an_earlier_run_moved() {
+        let mut screen = screen();
+        screen.core(Event::TransferQueued {
+            id: 1,
+            name: "big.bin".into(),
+            size: SIZE,
+        });
+        screen.core(progress(Phase::Sending, KEPT + CHUNK, KEPT));
+        let row = bar_row(&screen, (false, 1));
+        assert!(row.starts_with("sending big.bin ["), "{row}");
+        assert!(row.contains(" 1.56 GiB/3.00 GiB"), "{row}");
+        assert!(
+            !row.contains("/s") && !row.contains("ETA"),
+            "a speed before any was measured: {row}"
+        );
+    }
+
+    #[test]
+    fn a_resumed_receive_starts_its_bar_at_the_bytes_kept() {
+        let mut screen = screen();
+        screen.core(incoming(KEPT));
+        let row = bar_row(&screen, (true, 1));
+        assert!(row.starts_with("receiving big.bin ["), "{row}");
+        assert!(row.contains(" 1.56 GiB/3.00 GiB"), "{row}");
+        assert!(
+            !row.contains("/s"),
+            "a speed before any was measured: {row}"
+        );
+    }
+
+    #[test]
+    fn the_closing_line_of_a_resumed_transfer_counts_only_this_run() {
+        let mut screen = screen();
+        screen.core(incoming(KEPT));
+        screen.core(progress(Phase::Receiving, KEPT + CHUNK, KEPT));
+        screen.core(progress(Phase::Receiving, SIZE, KEPT));
+        screen.core(Event::TransferSaved {
+            id: 1,
+            path: "./big.bin".into(),
+            verified: Verified::Sha256("00".repeat(32)),
+        });
+        let printed = printed(&screen);
+        let saved = (printed.iter())
+            .find(|row| row.starts_with("Saved ./big.bin"))
+            .unwrap_or_else(|| panic!("no closing line: {printed:#?}"));
+        assert!(saved.contains(" (1.44 GiB of 3.00 GiB in "), "{saved}");
+    }
+
+    /// The rows waiting to be printed above the live ones.
+    fn printed(screen: &Screen) -> Vec<String> {
+        (screen.pending.iter())
+            .map(|line| line.text.clone())
+            .collect()
+    }
 }
