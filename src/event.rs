@@ -183,6 +183,9 @@ pub enum Event {
         done: u64,
         total: u64,
         files: Option<FileCount>,
+        /// Where this run of the phase began: the bytes before it were moved by an
+        /// earlier run that a resume continues, and count for no rate of this one.
+        run_start: u64,
     },
     /// The last byte of one file of a folder was sent or received (stored or,
     /// if it failed its check, listed when the folder ends): detail for `--verbose`.
@@ -198,6 +201,9 @@ pub enum Event {
         name: String,
         size: u64,
         from: String,
+        /// The bytes kept from an earlier run, which this one resumes after; 0 for
+        /// a fresh start.
+        run_start: u64,
     },
     /// A received file was verified and stored.
     TransferSaved {

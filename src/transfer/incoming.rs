@@ -255,6 +255,8 @@ impl DiskJob {
             return Outcome::Failed(format!("reading the kept part failed: {err}"));
         }
         let mut written = self.offset;
+        // Where this run starts: the kept bytes are no part of its progress.
+        progress(written);
         while let Some(data) = chunks.blocking_recv() {
             if let Err(err) = self.part.file.write_all(&data) {
                 self.part.discard();

@@ -60,14 +60,17 @@ impl FileList {
 /// Reports progress of one transfer phase, at most every [`PROGRESS_INTERVAL`] and
 /// always at the end. The first update only marks where this run starts, and is
 /// sent only if it is also the end: a receiver's disk thread makes it before the
-/// front end has heard of the transfer. The next one is sent at once.
+/// front end has heard of the transfer. The next one is sent at once. Every report
+/// carries where the run started, so that no front end takes the bytes an earlier
+/// run moved for speed.
 pub struct ProgressReporter {
     events: mpsc::UnboundedSender<Event>,
     id: u64,
     phase: Phase,
     total: u64,
     files: Option<FileList>,
-    started: bool,
+    /// Where this run started: the first update.
+    run_start: Option<u64>,
     last: Option<Instant>,
 }
 
@@ -79,7 +82,7 @@ impl ProgressReporter {
             phase,
             total,
             files: None,
-            started: false,
+            run_start: None,
             last: None,
         }
     }
@@ -93,7 +96,8 @@ impl ProgressReporter {
     }
 
     pub fn update(&mut self, done: u64) {
-        let first = !std::mem::replace(&mut self.started, true);
+        let first = self.run_start.is_none();
+        let run_start = *self.run_start.get_or_insert(done);
         let resumed = first && done > 0;
         if let Some(files) = &mut self.files {
             let newly = files.advance(done);
@@ -115,6 +119,7 @@ impl ProgressReporter {
                 done,
                 total: self.total,
                 files: self.files.as_ref().map(FileList::count),
+                run_start,
             });
         }
     }
@@ -216,6 +221,22 @@ mod tests {
     }
 
     #[test]
+    fn every_report_carries_where_the_run_started() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut reporter = ProgressReporter::new(tx, 7, Phase::Sending, 100);
+        reporter.update(40);
+        reporter.update(50);
+        reporter.update(100);
+        let starts: Vec<u64> = (drain(&mut rx).iter())
+            .filter_map(|event| match event {
+                Event::TransferProgress { run_start, .. } => Some(*run_start),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, [40, 40]);
+    }
+
+    #[test]
     fn a_resumed_run_counts_the_files_sent_before_but_tells_only_its_own() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut reporter = ProgressReporter::new(tx, 7, Phase::Sending, 15).with_files(files());
@@ -237,6 +258,7 @@ mod tests {
                 done: 4,
                 total: 4,
                 files: None,
+                run_start: 4,
             }]
         );
     }

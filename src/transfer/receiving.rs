@@ -206,6 +206,7 @@ impl Receiving {
             name: incoming.meta.name.clone(),
             size,
             from: self.peer.clone(),
+            run_start: incoming.offset,
         });
         if incoming.offset > 0 {
             let _ = self.events.send(Event::TransferNote {
@@ -387,6 +388,7 @@ impl Receiving {
             name: name.clone(),
             size,
             from: self.peer.clone(),
+            run_start: folder.offset,
         });
         if folder.offset > 0 {
             let _ = self.events.send(Event::TransferNote {

@@ -3,22 +3,25 @@
 //! printed above both. One thread owns the terminal; keys, the core's events and
 //! the bars' redraws all reach it as [`Msg`]s, and each change is drawn as one
 //! frame in one write: erase the live rows (bars and input), print what is new,
-//! draw the live rows again.
+//! draw the live rows again. Only the live rows are ever erased, also after a
+//! resize: a terminal that keeps a cleared screen in its scrollback (tmux, VTE)
+//! would otherwise hold another copy of the conversation for every resize.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self as term, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use tokio::sync::{mpsc, oneshot};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::complete;
 use super::editor::{Edit, Editor};
 use super::lines::{self, Tone, wrap_marked};
+use super::rate::{self, Run};
 use super::transfers::TransferTable;
 use crate::config::Look;
 use crate::event::{Command, Event, Phase};
@@ -36,8 +39,6 @@ const MAX_MESSAGES_PER_DRAW: usize = 256;
 const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// Rows at most that the echo of one typed line takes.
 const MAX_ECHO_ROWS: usize = 4;
-/// Lines kept to draw the screen again after a resize.
-const KEPT_LINES: usize = 500;
 
 /// What the input line asks after the peer presented another certificate.
 const REPIN_QUESTION: &str = "Enter the peer's fingerprint again: ";
@@ -186,10 +187,8 @@ pub fn restore() {
 struct Bar {
     bar: ProgressBar,
     row: Arc<Mutex<String>>,
-    /// When its bytes began to move, for the summary line.
-    started: Instant,
-    /// Where the bytes of this run began: not 0 when it resumed.
-    first_byte: Option<u64>,
+    /// This run of its bytes, for its speed and the summary line.
+    run: Run,
     last_progress: Instant,
     /// Whether bytes should be moving now: not while hashing, queued or verifying.
     moving: bool,
@@ -269,12 +268,10 @@ struct Screen {
     bars: HashMap<(bool, u64), Bar>,
     /// Bars in the order they appeared.
     bar_order: Vec<(bool, u64)>,
-    /// Rows printed recently, for a redraw after a resize.
-    kept: VecDeque<Kept>,
-    /// New rows to print above the live ones in the next frame.
-    pending: Vec<String>,
-    /// How many rows the live part took when last drawn.
-    live_rows: usize,
+    /// New lines to print above the live rows in the next frame.
+    pending: Vec<Printed>,
+    /// The live rows the last frame drew, for the next one to erase.
+    drawn: Drawn,
     peer: Option<String>,
     /// The session's pin, once it runs.
     pin: Option<Pin>,
@@ -309,9 +306,8 @@ impl Screen {
             columns: Arc::new(columns.into()),
             bars: HashMap::new(),
             bar_order: Vec::new(),
-            kept: VecDeque::new(),
             pending: Vec::new(),
-            live_rows: 0,
+            drawn: Drawn::default(),
             peer: None,
             pin: None,
             commands: None,
@@ -366,11 +362,12 @@ impl Screen {
             term::Event::Paste(text) if !self.leaving => {
                 self.editor.apply(Edit::Paste(text));
             }
+            // The frame drawn after it erases and draws the live rows at the new
+            // size; what is printed above them stays as the terminal keeps it.
             term::Event::Resize(..) => {
                 let (columns, height) = terminal_size();
                 self.columns.store(columns, Ordering::Relaxed);
                 self.height = height;
-                self.redraw_everything();
             }
             _ => {}
         }
@@ -609,13 +606,21 @@ impl Screen {
                     (false, *id),
                     *size,
                     &format!("hashing {}", for_terminal(name)),
+                    0,
                 );
             }
-            Event::TransferIncoming { id, name, size, .. } => {
+            Event::TransferIncoming {
+                id,
+                name,
+                size,
+                run_start,
+                ..
+            } => {
                 self.add_bar(
                     (true, *id),
                     *size,
                     &format!("receiving {}", for_terminal(name)),
+                    *run_start,
                 );
             }
             Event::TransferProgress {
@@ -623,25 +628,32 @@ impl Screen {
                 phase,
                 done,
                 files,
+                run_start,
                 ..
             } => {
                 let receiving = *phase == Phase::Receiving;
                 if let Some(bar) = self.bars.get_mut(&(receiving, *id)) {
-                    if *phase == Phase::Sending && bar.bar.prefix().starts_with("hashing") {
+                    let now = Instant::now();
+                    let sending_starts =
+                        *phase == Phase::Sending && bar.bar.prefix().starts_with("hashing");
+                    if sending_starts {
                         bar.bar
                             .set_prefix(bar.bar.prefix().replacen("hashing", "sending", 1));
                         bar.bar.reset();
-                        bar.started = Instant::now();
                     }
-                    bar.last_progress = Instant::now();
-                    if *phase != Phase::Hashing {
-                        bar.first_byte.get_or_insert(*done);
+                    // Its speed counts from what this report shows, not from the
+                    // bar's 0: the bytes before it moved in a time not seen.
+                    if sending_starts || (*phase != Phase::Hashing && *run_start != bar.run.start())
+                    {
+                        bar.run = Run::new(*run_start, *done, now);
+                        bar.bar.set_style(bar_style(bar.stalled, bar.run));
                     }
+                    bar.last_progress = now;
                     bar.moving = *phase != Phase::Hashing
                         && bar.bar.length().is_some_and(|total| *done < total);
                     if bar.stalled {
                         bar.stalled = false;
-                        bar.bar.set_style(bar_style(false));
+                        bar.bar.set_style(bar_style(false, bar.run));
                     }
                     if let Some(files) = files {
                         bar.files = lines::files_done(files);
@@ -661,7 +673,8 @@ impl Screen {
         None
     }
 
-    fn add_bar(&mut self, key: (bool, u64), size: u64, prefix: &str) {
+    /// A bar for `size` bytes, of which an earlier run moved `run_start`.
+    fn add_bar(&mut self, key: (bool, u64), size: u64, prefix: &str, run_start: u64) {
         let row = Arc::new(Mutex::new(String::new()));
         let target = BarRow {
             row: row.clone(),
@@ -669,21 +682,22 @@ impl Screen {
             columns: self.columns.clone(),
             redraw: Mutex::new(self.redraws.clone()),
         };
+        let now = Instant::now();
+        let run = Run::new(run_start, run_start, now);
         let bar = ProgressBar::with_draw_target(
             Some(size),
             ProgressDrawTarget::term_like_with_hz(Box::new(target), 10),
         )
-        .with_style(bar_style(false))
-        .with_prefix(prefix.to_owned());
+        .with_style(bar_style(false, run))
+        .with_prefix(prefix.to_owned())
+        .with_position(run_start);
         bar.tick();
-        let now = Instant::now();
         self.bars.insert(
             key,
             Bar {
                 bar,
                 row,
-                started: now,
-                first_byte: None,
+                run,
                 last_progress: now,
                 moving: key.0,
                 stalled: false,
@@ -701,14 +715,7 @@ impl Screen {
             return None;
         }
         let size = bar.bar.length().unwrap_or(0);
-        let seconds = bar.started.elapsed().as_secs_f64();
-        let moved = size - bar.first_byte.unwrap_or(0).min(size);
-        let rate = if seconds > 0.0 {
-            format!(", {}/s", HumanBytes((moved as f64 / seconds) as u64))
-        } else {
-            String::new()
-        };
-        Some(format!("{} in {seconds:.1} s{rate}", HumanBytes(size)))
+        Some(bar.run.summary(size, Instant::now()))
     }
 
     fn check_stalls(&mut self) {
@@ -718,7 +725,7 @@ impl Screen {
             if bar.moving && quiet >= STALLED_AFTER {
                 if !bar.stalled {
                     bar.stalled = true;
-                    bar.bar.set_style(bar_style(true));
+                    bar.bar.set_style(bar_style(true, bar.run));
                 }
                 bar.bar
                     .set_message(format!("{}, stalled for {} s", bar.files, quiet.as_secs()));
@@ -739,25 +746,25 @@ impl Screen {
         }
     }
 
+    /// Queues a status line, or each line of a text of several (`/help`) as its own,
+    /// as `/transfers` does with its rows: in raw mode a bare line feed would start
+    /// the next line where the last one ended, and the wrapping would run across it.
     fn push(&mut self, paint: Paint, text: &str) {
-        let text = format!("{}{text}", self.stamp());
-        self.push_line(text, 0, paint);
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let line = format!("{}{line}", self.stamp());
+            self.push_line(line, 0, paint);
+        }
     }
 
-    /// Queues a line to print above the live rows, and keeps it for a redraw.
+    /// Queues a line to print above the live rows, wrapped when it is drawn.
     fn push_line(&mut self, text: String, head: usize, paint: Paint) {
-        let line = Kept { text, head, paint };
-        let rows = self.rows_of(&line, self.columns());
-        self.pending.extend(rows);
-        if self.kept.len() == KEPT_LINES {
-            self.kept.pop_front();
-        }
-        self.kept.push_back(line);
+        self.pending.push(Printed { text, head, paint });
     }
 
     /// The rows `line` takes at `columns`, coloured: the first `head` bytes of a
     /// name line (peer or own), every row of any other.
-    fn rows_of(&self, line: &Kept, columns: usize) -> Vec<String> {
+    fn rows_of(&self, line: &Printed, columns: usize) -> Vec<String> {
         let rows = wrap_marked(&line.text, columns);
         (rows.into_iter().enumerate())
             .map(|(i, row)| match line.paint {
@@ -777,7 +784,11 @@ impl Screen {
         let mut frame = String::from("\x1b[?2026h");
         self.erase_live_and_print_pending(&mut frame);
         let live = self.live_part();
-        self.live_rows = live.rows.len() + 1;
+        self.drawn = Drawn {
+            widths: live.widths.clone(),
+            cursor: live.cursor,
+            columns: self.columns(),
+        };
         for row in &live.rows {
             frame.push_str(row);
             frame.push_str("\r\n");
@@ -799,43 +810,26 @@ impl Screen {
     }
 
     /// Moves up over the live rows, erases to the end of the screen, and prints the
-    /// rows waiting to be printed.
+    /// lines waiting to be printed, wrapped at the terminal's width now: it is asked
+    /// for every frame, as a window may have changed size before chat hears of it.
     fn erase_live_and_print_pending(&mut self, frame: &mut String) {
+        if let Some(columns) = platform::stdout_columns().and_then(|c| u16::try_from(c).ok()) {
+            self.columns.store(columns, Ordering::Relaxed);
+        }
+        let columns = self.columns();
         frame.push('\r');
-        if self.live_rows > 1 {
-            frame.push_str(&format!("\x1b[{}A", self.live_rows - 1));
+        let up = self.drawn.rows_above_cursor(columns);
+        if up > 0 {
+            frame.push_str(&format!("\x1b[{up}A"));
         }
         frame.push_str("\x1b[J");
-        for row in self.pending.drain(..) {
-            frame.push_str(&row);
-            frame.push_str("\r\n");
-        }
-    }
-
-    /// After a resize the old rows may have been reflowed by the terminal: clear the
-    /// screen and print what fits of the recent rows again, then the live part.
-    fn redraw_everything(&mut self) {
-        let live = self.live_part().rows.len() + 1;
-        let room = self.height.saturating_sub(live);
-        let columns = self.columns();
-        let mut rows: Vec<String> = Vec::new();
-        for line in self.kept.iter().rev() {
-            if rows.len() >= room {
-                break;
+        for line in std::mem::take(&mut self.pending) {
+            for row in self.rows_of(&line, columns) {
+                frame.push_str(&row);
+                frame.push_str("\r\n");
             }
-            let mut these = self.rows_of(line, columns);
-            these.extend(rows);
-            rows = these;
         }
-        let skip = rows.len().saturating_sub(room);
-        let mut frame = String::from("\x1b[H\x1b[2J");
-        for row in rows.iter().skip(skip) {
-            frame.push_str(row);
-            frame.push_str("\r\n");
-        }
-        let _ = platform::write_stdout(frame.as_bytes());
-        self.pending.clear();
-        self.live_rows = 0;
+        self.drawn = Drawn::default();
     }
 
     fn live_part(&self) -> Live {
@@ -857,23 +851,26 @@ impl Screen {
             .filter_map(|key| self.bars.get(key))
             .map(|bar| {
                 let row = bar.row.lock().expect("bar row poisoned").clone();
-                let row = truncate_to_width(&row, columns - 1);
-                if self.colour {
-                    format!("\x1b[2m{row}\x1b[0m")
-                } else {
-                    row
-                }
+                truncate_to_width(&row, columns - 1)
             })
             .collect();
+        let bar_rows = rows.len();
         if more > 0 {
             rows.push(truncate_to_width(
                 &format!("… and {more} more transfers (/transfers lists them)"),
                 columns - 1,
             ));
         }
+        let widths = rows.iter().map(|row| row.width()).collect();
+        if self.colour {
+            for row in &mut rows[..bar_rows] {
+                *row = format!("\x1b[2m{row}\x1b[0m");
+            }
+        }
         if self.leaving {
             return Live {
                 rows,
+                widths,
                 input: String::new(),
                 cursor: 0,
             };
@@ -892,14 +889,15 @@ impl Screen {
         };
         Live {
             rows,
+            widths,
             input,
             cursor,
         }
     }
 }
 
-/// A line printed above the live rows, kept to be wrapped again after a resize.
-struct Kept {
+/// A line to print above the live rows.
+struct Printed {
     text: String,
     /// Bytes of the name at its start, for a peer's or our own line.
     head: usize,
@@ -909,8 +907,38 @@ struct Kept {
 /// The rows below the messages: bars, then the input line.
 struct Live {
     rows: Vec<String>,
+    /// The columns each of `rows` takes.
+    widths: Vec<usize>,
     input: String,
     cursor: usize,
+}
+
+/// The live rows a frame drew, as the next frame must erase them.
+#[derive(Debug, Default)]
+struct Drawn {
+    /// The columns each row above the input line takes.
+    widths: Vec<usize>,
+    /// The cursor's column on the input line.
+    cursor: usize,
+    /// The terminal's width then.
+    columns: usize,
+}
+
+impl Drawn {
+    /// How far above the cursor the live rows start, on a terminal now `columns`
+    /// wide. A narrower terminal has broken each row wider than itself into several,
+    /// the input line too, if it reflows its rows as tmux, VTE and most others do.
+    /// One that does not (xterm) has cut them instead; there the rows counted in
+    /// excess are printed lines, which the frame then erases: less harm than
+    /// leaving pieces of old bars in every other terminal.
+    fn rows_above_cursor(&self, columns: usize) -> usize {
+        if columns >= self.columns {
+            return self.widths.len();
+        }
+        let columns = columns.max(1);
+        let rows = |width: &usize| width.div_ceil(columns).max(1);
+        self.widths.iter().map(rows).sum::<usize>() + self.cursor / columns
+    }
 }
 
 /// How a row is coloured.
@@ -934,15 +962,17 @@ impl Paint {
     }
 }
 
-fn bar_style(stalled: bool) -> ProgressStyle {
+/// A bar's look; a stalled one shows no speed, `run` is what a moving one's counts.
+fn bar_style(stalled: bool, run: Run) -> ProgressStyle {
     let template = if stalled {
         "{prefix} [{bar:20}] {bytes}/{total_bytes}{msg}"
     } else {
-        "{prefix} [{bar:20}] {bytes}/{total_bytes}{msg} {binary_bytes_per_sec} ETA {eta}"
+        "{prefix} [{bar:20}] {bytes}/{total_bytes}{msg}{speed}"
     };
-    ProgressStyle::with_template(template)
+    let style = ProgressStyle::with_template(template)
         .expect("valid template")
-        .progress_chars("=> ")
+        .progress_chars("=> ");
+    rate::with_speed(style, run)
 }
 
 /// Columns and rows of the terminal (80×24 if it cannot tell).
@@ -962,4 +992,117 @@ fn truncate_to_width(text: &str, columns: usize) -> String {
             width <= columns
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Verified;
+
+    /// A file of 3 GiB, of which an earlier run kept 1,600 MiB.
+    const SIZE: u64 = 3 << 30;
+    const KEPT: u64 = 1_600 << 20;
+    const CHUNK: u64 = 64 << 10;
+
+    fn screen() -> Screen {
+        let look = Look {
+            verbose: false,
+            progress: true,
+            timestamps: false,
+        };
+        let (lines, _) = mpsc::channel(1);
+        let (redraws, _) = std_mpsc::channel();
+        let me = Me {
+            name: "alice".into(),
+        };
+        let mut screen = Screen::new(me, look, lines, redraws);
+        screen.colour = false;
+        // Wide enough that no line here wraps.
+        screen.columns.store(300, Ordering::Relaxed);
+        screen
+    }
+
+    fn progress(phase: Phase, done: u64, run_start: u64) -> Event {
+        Event::TransferProgress {
+            id: 1,
+            phase,
+            done,
+            total: SIZE,
+            files: None,
+            run_start,
+        }
+    }
+
+    fn incoming(run_start: u64) -> Event {
+        Event::TransferIncoming {
+            id: 1,
+            name: "big.bin".into(),
+            size: SIZE,
+            from: "bob".into(),
+            run_start,
+        }
+    }
+
+    /// What the bar of `key` shows now.
+    fn bar_row(screen: &Screen, key: (bool, u64)) -> String {
+        let bar = &screen.bars[&key];
+        bar.bar.force_draw();
+        bar.row.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_resumed_send_shows_no_speed_for_the_bytes_an_earlier_run_moved() {
+        let mut screen = screen();
+        screen.core(Event::TransferQueued {
+            id: 1,
+            name: "big.bin".into(),
+            size: SIZE,
+        });
+        screen.core(progress(Phase::Sending, KEPT + CHUNK, KEPT));
+        let row = bar_row(&screen, (false, 1));
+        assert!(row.starts_with("sending big.bin ["), "{row}");
+        assert!(row.contains(" 1.56 GiB/3.00 GiB"), "{row}");
+        assert!(
+            !row.contains("/s") && !row.contains("ETA"),
+            "a speed before any was measured: {row}"
+        );
+    }
+
+    #[test]
+    fn a_resumed_receive_starts_its_bar_at_the_bytes_kept() {
+        let mut screen = screen();
+        screen.core(incoming(KEPT));
+        let row = bar_row(&screen, (true, 1));
+        assert!(row.starts_with("receiving big.bin ["), "{row}");
+        assert!(row.contains(" 1.56 GiB/3.00 GiB"), "{row}");
+        assert!(
+            !row.contains("/s"),
+            "a speed before any was measured: {row}"
+        );
+    }
+
+    #[test]
+    fn the_closing_line_of_a_resumed_transfer_counts_only_this_run() {
+        let mut screen = screen();
+        screen.core(incoming(KEPT));
+        screen.core(progress(Phase::Receiving, KEPT + CHUNK, KEPT));
+        screen.core(progress(Phase::Receiving, SIZE, KEPT));
+        screen.core(Event::TransferSaved {
+            id: 1,
+            path: "./big.bin".into(),
+            verified: Verified::Sha256("00".repeat(32)),
+        });
+        let printed = printed(&screen);
+        let saved = (printed.iter())
+            .find(|row| row.starts_with("Saved ./big.bin"))
+            .unwrap_or_else(|| panic!("no closing line: {printed:#?}"));
+        assert!(saved.contains(" (1.44 GiB of 3.00 GiB in "), "{saved}");
+    }
+
+    /// The rows waiting to be printed above the live ones.
+    fn printed(screen: &Screen) -> Vec<String> {
+        (screen.pending.iter())
+            .map(|line| line.text.clone())
+            .collect()
+    }
 }

@@ -10,6 +10,7 @@ pub mod editor;
 pub mod interactive;
 pub mod lines;
 pub mod plain;
+pub mod rate;
 pub mod transfers;
 
 use std::io::{self, BufRead, IsTerminal, Write};

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal};
+use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::{mpsc, oneshot};
 
 use super::lines::{self, Tone, wrap_marked};
+use super::rate::{self, Run};
 use super::transfers::TransferTable;
 use super::{status, write_line};
 use crate::config::Look;
@@ -122,11 +124,18 @@ impl Screen {
     pub fn show(&self, event: &Event, bars: &mut Bars) -> io::Result<()> {
         match event {
             Event::TransferQueued { id, name, size } => {
-                let bar = self.bar(*size, &format!("hashing {}", for_terminal(name)));
+                let bar = self.bar(*size, &format!("hashing {}", for_terminal(name)), 0);
                 bars.by_transfer.insert((false, *id), bar);
             }
-            Event::TransferIncoming { id, name, size, .. } => {
-                let bar = self.bar(*size, &format!("receiving {}", for_terminal(name)));
+            Event::TransferIncoming {
+                id,
+                name,
+                size,
+                run_start,
+                ..
+            } => {
+                let prefix = format!("receiving {}", for_terminal(name));
+                let bar = self.bar(*size, &prefix, *run_start);
                 bars.by_transfer.insert((true, *id), bar);
             }
             Event::TransferProgress {
@@ -134,6 +143,7 @@ impl Screen {
                 phase,
                 done,
                 files,
+                run_start,
                 ..
             } => {
                 let receiving = *phase == Phase::Receiving;
@@ -141,6 +151,9 @@ impl Screen {
                     if *phase == Phase::Sending && bar.prefix().starts_with("hashing") {
                         bar.set_prefix(bar.prefix().replacen("hashing", "sending", 1));
                         bar.reset();
+                        // The speed counts from this report: the bytes before it
+                        // moved in a time not seen, or in an earlier run.
+                        bar.set_style(bar_style(Run::new(*run_start, *done, Instant::now())));
                     }
                     if let Some(files) = files {
                         bar.set_message(lines::files_done(files));
@@ -176,13 +189,13 @@ impl Screen {
         Ok(())
     }
 
-    fn bar(&self, size: u64, prefix: &str) -> ProgressBar {
-        let style = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {bytes}/{total_bytes}{msg} {binary_bytes_per_sec} ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> ");
-        let bar = self.bars.add(ProgressBar::new(size).with_style(style));
+    /// A bar for `size` bytes, of which an earlier run moved `run_start`.
+    fn bar(&self, size: u64, prefix: &str, run_start: u64) -> ProgressBar {
+        let run = Run::new(run_start, run_start, Instant::now());
+        let bar = ProgressBar::new(size)
+            .with_style(bar_style(run))
+            .with_position(run_start);
+        let bar = self.bars.add(bar);
         bar.set_prefix(prefix.to_owned());
         bar
     }
@@ -193,4 +206,13 @@ impl Screen {
             self.bars.remove(&bar);
         }
     }
+}
+
+/// A bar's look, its speed counted over `run`.
+fn bar_style(run: Run) -> ProgressStyle {
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes}{msg}{speed}")
+            .expect("valid template")
+            .progress_chars("=> ");
+    rate::with_speed(style, run)
 }

@@ -50,8 +50,17 @@ impl TransferTable {
             Event::TransferQueued { id, name, size } => {
                 self.add(sent(id), name, *size, State::Hashing)
             }
-            Event::TransferIncoming { id, name, size, .. } => {
-                self.add(arriving(id), name, *size, State::Receiving)
+            Event::TransferIncoming {
+                id,
+                name,
+                size,
+                run_start,
+                ..
+            } => {
+                self.add(arriving(id), name, *size, State::Receiving);
+                if let Some(row) = self.row(arriving(id)) {
+                    row.done = *run_start;
+                }
             }
             Event::TransferProgress {
                 id,
@@ -212,6 +221,7 @@ mod tests {
             done: 1024,
             total: 2048,
             files: None,
+            run_start: 0,
         });
         assert_eq!(table.resolve(None), Ok(id("s1")));
         table.observe(&Event::TransferIncoming {
@@ -219,6 +229,7 @@ mod tests {
             name: "b.txt".into(),
             size: 10,
             from: "bob".into(),
+            run_start: 0,
         });
         let several = table.resolve(None).unwrap_err();
         assert!(several.contains("(s1, r1)"), "{several}");

@@ -334,9 +334,8 @@ fn a_resize_keeps_the_typed_line_whole_and_nothing_wider_than_the_window() {
     s.bob
         .send(&format!("a reply long enough to wrap {}", "x".repeat(40)));
     s.alice.wait_for_text("bob: a reply long enough to wrap");
-    // The window changes size before chat hears of it: a line drawn in between is
-    // wrapped by the terminal until chat draws it again. The reply broken by chat
-    // itself at 40 columns shows that chat has taken in the new size.
+    // chat asks the terminal's width for every frame it draws: the reply comes
+    // after the resize, and is broken by chat itself at 40 columns.
     s.alice
         .wait_for("the reply wrapped by chat and the input line", |screen| {
             let (row, _) = screen.cursor_position();
@@ -516,4 +515,115 @@ fn an_invite_at_a_terminal_pairs_and_chats() {
     alice.wait_for_text("bob: hello from bob");
     alice.line("hello from alice");
     bob.expect(Stream::Stdout, "alice: hello from alice");
+}
+
+/// `/help` is many lines: each shows on a row of its own from the first column, not
+/// as a staircase that starts each line where the one before ended.
+#[test]
+fn help_shows_each_line_on_its_own_row_from_the_first_column() {
+    let mut s = Session::start((120, 40), &[]);
+    s.alice.line("/help");
+    s.alice.wait_for_text("waits for the peer to finish.");
+    let rows = s.alice.rows();
+    for line in chat::input::HELP.lines() {
+        assert!(
+            rows.iter().any(|row| row == line.trim_end()),
+            "{line:?} is not a row of its own:\n{}",
+            rows.join("\n")
+        );
+    }
+}
+
+/// A resize redraws only the rows `chat` owns. Clearing the whole screen to draw it
+/// again would leave a copy of the conversation in the scrollback of tmux and VTE
+/// terminals for every resize.
+#[test]
+fn resizes_leave_each_line_once_in_the_scrollback() {
+    let mut s = Session::start(WIDE, &[]);
+    for i in 0..3 {
+        s.bob.send(&format!("line {i} from bob"));
+        s.alice.wait_for_text(&format!("bob: line {i} from bob"));
+    }
+    // A typed line wider than the window: the input line shows its end, one column
+    // narrower with each resize, so that the screen tells when chat has taken a
+    // resize in. The row leaves its last column free and a cell for the cursor.
+    let typed: String = (0..150).map(|i| char::from(b'a' + i % 26)).collect();
+    s.alice.keys(&typed);
+    let (columns, rows) = WIDE;
+    for narrower in 1..=10 {
+        let columns = columns - narrower;
+        s.alice.resize(columns, rows);
+        s.alice.wait_for(
+            &format!("the typed line redrawn for {columns} columns"),
+            |screen| {
+                let (row, _) = screen.cursor_position();
+                let input = screen.rows(0, columns).nth(usize::from(row)).unwrap();
+                let input = input.trim_end();
+                input.len() + 2 == usize::from(columns)
+                    && input
+                        .strip_prefix("alice> ")
+                        .is_some_and(|shown| typed.ends_with(shown))
+            },
+        );
+    }
+    let history = s.alice.history();
+    let shown = history.join("\n");
+    for line in [
+        "bob: line 0 from bob",
+        "bob: line 1 from bob",
+        "bob: line 2 from bob",
+    ] {
+        let copies = history.iter().filter(|row| *row == line).count();
+        assert_eq!(copies, 1, "{line:?} {copies} times:\n{shown}");
+    }
+    let connected = (history.iter())
+        .filter(|row| row.starts_with("Connected to bob at "))
+        .count();
+    assert_eq!(connected, 1, "{shown}");
+    let inputs = (history.iter())
+        .filter(|row| row.starts_with("alice> "))
+        .count();
+    assert_eq!(inputs, 1, "stale input lines:\n{shown}");
+}
+
+/// A transfer that resumes after the receiver restarted ends with a line that
+/// counts what this run moved, of the whole, at a speed it could have had.
+#[test]
+fn a_resumed_transfer_ends_with_the_bytes_and_speed_of_its_own_run() {
+    let mut s = Session::start((120, 40), &[]);
+    let alice_port: u16 = (s.alice.history().iter())
+        .find_map(|row| row.strip_prefix("Listening on port "))
+        .expect("the listening port on screen")
+        .parse()
+        .unwrap();
+    let alice_fp = s.world.identity_fingerprint("alice");
+    let data = pseudo_random(128 << 20, 17);
+    std::fs::write(s.alice_home().join("film.bin"), &data).unwrap();
+    s.alice.line("transfer film.bin");
+    s.bob.expect(Stream::Stderr, "Receiving film.bin");
+    common::wait_for_kept_part(&s.bob.workdir, 4 << 20);
+    let bob_port = s.bob.port;
+    s.bob.signal("KILL");
+    s.bob.wait();
+    s.alice.wait_for_text("Sending film.bin: connection lost");
+    s.bob = s.world.restart("bob", bob_port, alice_port, &alice_fp);
+    s.bob
+        .expect(Stream::Stderr, "Receiving film.bin: resuming at");
+    let closing = s
+        .alice
+        .wait_for_text("film.bin delivered and verified by bob (");
+    assert!(closing.contains(" of 128.00 MiB in "), "{closing}");
+    let speed = (closing.rsplit(", ").next())
+        .and_then(|speed| speed.strip_suffix("/s)"))
+        .unwrap_or_else(|| panic!("no speed in {closing:?}"));
+    let (number, unit) = speed.split_once(' ').unwrap();
+    let scale = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+        .iter()
+        .position(|known| *known == unit)
+        .unwrap_or_else(|| panic!("no unit in {closing:?}"));
+    let per_second = number.parse::<f64>().unwrap() * 1024f64.powi(scale as i32);
+    // Loopback in a debug build moves well under this; a speed counting the kept
+    // bytes as moved in no time is far above it.
+    assert!(per_second < 16.0 * 1024f64.powi(3), "{closing}");
+    assert_eq!(std::fs::read(s.bob.workdir.join("film.bin")).unwrap(), data);
 }

@@ -1,5 +1,9 @@
 //! `chat` in a pseudo-terminal, read through a terminal emulator: tests assert on
 //! the screen a person would see, and every wait has a deadline.
+//!
+//! The emulator keeps a cleared screen in its scrollback, as tmux (its default
+//! `scroll-on-clear`) and VTE terminals do, so that the scrollback a test reads is
+//! the one such a terminal would hold.
 
 use std::io::{Read, Write};
 use std::num::NonZeroU16;
@@ -89,16 +93,18 @@ impl Terminal {
         let feeding = shared.clone();
         std::thread::spawn(move || {
             let mut buffer = [0u8; 8192];
+            let mut unfed = Vec::new();
             loop {
                 let read = reader.read(&mut buffer).unwrap_or(0);
                 let (lock, changed) = &*feeding;
                 let mut shared = lock.lock().unwrap();
                 if read == 0 {
+                    shared.parser.process(&unfed);
                     shared.ended = true;
                     changed.notify_all();
                     return;
                 }
-                shared.parser.process(&buffer[..read]);
+                feed(&mut shared.parser, &mut unfed, &buffer[..read]);
                 changed.notify_all();
             }
         });
@@ -238,6 +244,44 @@ impl Drop for Terminal {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
+}
+
+/// Erases the whole screen (ED 2).
+const CLEAR_SCREEN: &[u8] = b"\x1b[2J";
+
+/// Passes `bytes` to the emulator, keeping the rows of every cleared screen in the
+/// scrollback first. `unfed` holds the start of a clear split across two reads.
+fn feed(parser: &mut vt100::Parser, unfed: &mut Vec<u8>, bytes: &[u8]) {
+    unfed.extend_from_slice(bytes);
+    while let Some(at) = (unfed.windows(CLEAR_SCREEN.len())).position(|w| w == CLEAR_SCREEN) {
+        parser.process(&unfed[..at]);
+        keep_screen_in_scrollback(parser);
+        parser.process(CLEAR_SCREEN);
+        unfed.drain(..at + CLEAR_SCREEN.len());
+    }
+    let kept = (1..CLEAR_SCREEN.len())
+        .rev()
+        .find(|&n| unfed.ends_with(&CLEAR_SCREEN[..n]))
+        .unwrap_or(0);
+    let fed = unfed.len() - kept;
+    parser.process(&unfed[..fed]);
+    unfed.drain(..fed);
+}
+
+/// Scrolls the screen's rows, down to the last one with text, into the scrollback,
+/// and puts the cursor back where it was.
+fn keep_screen_in_scrollback(parser: &mut vt100::Parser) {
+    let screen = parser.screen();
+    let (rows, _) = screen.size();
+    let (row, column) = screen.cursor_position();
+    let used = visible_rows(screen)
+        .iter()
+        .rposition(|text| !text.is_empty())
+        .map_or(0, |last| last + 1);
+    let mut scroll = format!("\x1b[{};1H", rows.get());
+    scroll.push_str(&"\n".repeat(used));
+    scroll.push_str(&format!("\x1b[{};{}H", row + 1, column + 1));
+    parser.process(scroll.as_bytes());
 }
 
 fn visible_rows(screen: &vt100::Screen) -> Vec<String> {
