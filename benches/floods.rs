@@ -178,7 +178,7 @@ async fn dial_as_bob(world: &World, alice_fp: &str, port: u16) -> Link {
     handshake::connect(
         &connector,
         chat::link::Stream::Tcp(tcp),
-        addr,
+        chat::link::Route::Tcp(addr),
         &Greeting::new("bob".into()),
     )
     .await

@@ -287,9 +287,14 @@ fn real_peer_handshakes(
             let tcp = tokio::net::TcpStream::connect(target)
                 .await
                 .map_err(|err| err.to_string())?;
-            chat::handshake::connect(&connector, chat::link::Stream::Tcp(tcp), target, &greeting)
-                .await
-                .map_err(|err| err.to_string())
+            chat::handshake::connect(
+                &connector,
+                chat::link::Stream::Tcp(tcp),
+                chat::link::Route::Tcp(target),
+                &greeting,
+            )
+            .await
+            .map_err(|err| err.to_string())
         });
         match result {
             Ok(link) => {

@@ -12,7 +12,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
-use crate::link::Stream;
+use crate::link::{Route, Stream};
 use crate::target::Target;
 use crate::tls::{self, Pin, PinMismatch};
 
@@ -194,9 +194,14 @@ impl Dialer {
                 }
             };
             let _ = tcp.set_nodelay(true);
-            return handshake::connect(&self.connector, Stream::Tcp(tcp), addr, &self.greeting)
-                .await
-                .map_err(|err| classify(addr, err, self.one_connection));
+            return handshake::connect(
+                &self.connector,
+                Stream::Tcp(tcp),
+                Route::Tcp(addr),
+                &self.greeting,
+            )
+            .await
+            .map_err(|err| classify(addr, err, self.one_connection));
         }
         Err(DialFailure::Retry(last_error))
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::fingerprint::Fingerprint;
+use crate::link::Route;
 use crate::tls::{PinMismatch, TlsSummary};
 
 /// What the user asked for, already parsed from a typed line.
@@ -111,7 +112,7 @@ pub enum Event {
         again: bool,
         peer: String,
         fingerprint: Fingerprint,
-        addr: SocketAddr,
+        route: Route,
         tls: TlsSummary,
     },
     /// A chat line from the peer. `from` and `text` are untrusted. The line is

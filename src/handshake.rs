@@ -9,7 +9,6 @@
 //! pinned peer from both.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -21,7 +20,7 @@ use crate::connection::{Connection, ConnectionError};
 use crate::fingerprint::Fingerprint;
 use crate::frame::{Frame, MAX_NAME_LEN};
 use crate::identity::common_name;
-use crate::link::Stream;
+use crate::link::{Route, Stream};
 use crate::platform;
 use crate::read_ahead::ReadAhead;
 use crate::tls::{self, TlsSummary};
@@ -79,7 +78,8 @@ pub struct Link {
     pub peer_session: u64,
     /// The protocol version both sides speak on this link (ALPN, confirmed by `Hello`).
     pub version: u16,
-    pub addr: SocketAddr,
+    /// How it reaches the peer.
+    pub route: Route,
     pub tls: TlsSummary,
 }
 
@@ -199,7 +199,7 @@ impl Greeting {
 pub async fn accept(
     acceptor: &TlsAcceptor,
     stream: Stream,
-    addr: SocketAddr,
+    route: Route,
     greeting: &Greeting,
     mut reached: impl FnMut(Stage) -> bool,
 ) -> Result<Link, HandshakeError> {
@@ -236,7 +236,7 @@ pub async fn accept(
         let mut connection = Connection::new(TlsStream::Server(tls));
         connection.write_frame(&greeting.hello(version)).await?;
         let peer_session = read_hello(&mut connection, version).await?;
-        Ok(into_link(connection, peer_session, version, addr))
+        Ok(into_link(connection, peer_session, version, route))
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
@@ -268,12 +268,16 @@ fn other_mode_offered(
 pub async fn connect(
     connector: &TlsConnector,
     stream: Stream,
-    addr: SocketAddr,
+    route: Route,
     greeting: &Greeting,
 ) -> Result<Link, HandshakeError> {
     tune(&stream);
     let handshake = async {
-        let server_name = ServerName::IpAddress(addr.ip().into());
+        // Names mean nothing to the pin verifier; an address is all TLS needs.
+        let server_name = match &route {
+            Route::Tcp(addr) => ServerName::IpAddress(addr.ip().into()),
+            Route::Iroh { .. } => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        };
         let mut tls = connector
             .connect(server_name, ReadAhead::new(stream))
             .await
@@ -285,7 +289,7 @@ pub async fn connect(
         let mut connection = Connection::new(TlsStream::Client(tls));
         let peer_session = read_hello(&mut connection, version).await?;
         connection.write_frame(&greeting.hello(version)).await?;
-        Ok(into_link(connection, peer_session, version, addr))
+        Ok(into_link(connection, peer_session, version, route))
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
@@ -308,12 +312,7 @@ async fn read_hello(connection: &mut Connection<Tls>, agreed: u16) -> Result<u64
     }
 }
 
-fn into_link(
-    connection: Connection<Tls>,
-    peer_session: u64,
-    version: u16,
-    addr: SocketAddr,
-) -> Link {
+fn into_link(connection: Connection<Tls>, peer_session: u64, version: u16, route: Route) -> Link {
     let (_, state) = connection.stream().get_ref();
     let certificate = state
         .peer_certificates()
@@ -328,7 +327,7 @@ fn into_link(
         peer_fingerprint,
         peer_session,
         version,
-        addr,
+        route,
         tls,
     }
 }

@@ -17,7 +17,7 @@ use crate::addresses;
 use crate::admission::{Admission, Limits, SlotId};
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link, Stage};
-use crate::link::Stream;
+use crate::link::{Route, Stream};
 use crate::rejections::Rejections;
 
 /// Handshakes in progress at once. A newcomer beyond it takes the slot of an
@@ -133,7 +133,7 @@ impl Handshake {
         let result = handshake::accept(
             &self.acceptor,
             Stream::Tcp(tcp),
-            addr,
+            Route::Tcp(addr),
             &self.greeting,
             |stage| slot.reached(stage),
         )

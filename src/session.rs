@@ -375,7 +375,7 @@ fn connected(
         again,
         peer: link.peer_name.clone(),
         fingerprint: link.peer_fingerprint,
-        addr: link.addr,
+        route: link.route.clone(),
         tls: link.tls.clone(),
     });
 }

@@ -2,6 +2,8 @@
 
 pub mod iroh;
 pub mod keys;
+pub mod route;
 pub mod stream;
 
+pub use route::Route;
 pub use stream::Stream;

@@ -6,6 +6,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::event::{Direction, Event, FileCount, TransferId, Verified};
 use crate::fingerprint::Fingerprint;
+use crate::link::Route;
 use crate::sanitize::for_terminal;
 
 /// What kind of line it is: the plain front end sends peer lines to standard output
@@ -82,29 +83,14 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             direction,
             again,
             peer,
-            addr,
+            route,
             tls,
             ..
         } => {
             let peer = for_terminal(peer);
-            let mut lines = vec![Line::status(match (direction, again) {
-                (Direction::Outbound, false) => format!("Connected to {peer} at {addr}"),
-                (Direction::Outbound, true) => format!("Reconnected to {peer} at {addr}"),
-                (Direction::Inbound, false) => format!("{peer} connected from {addr}"),
-                (Direction::Inbound, true) => format!("{peer} reconnected from {addr}"),
-                (Direction::Both { dialed: true }, false) => {
-                    format!("Connected to {peer} at {addr} (one connection, both directions)")
-                }
-                (Direction::Both { dialed: true }, true) => {
-                    format!("Reconnected to {peer} at {addr} (one connection, both directions)")
-                }
-                (Direction::Both { dialed: false }, false) => {
-                    format!("{peer} connected from {addr} (one connection, both directions)")
-                }
-                (Direction::Both { dialed: false }, true) => {
-                    format!("{peer} reconnected from {addr} (one connection, both directions)")
-                }
-            })];
+            let mut lines = vec![Line::status(connected_line(
+                &peer, route, *direction, *again,
+            ))];
             if verbose {
                 let way = match direction {
                     Direction::Outbound => "outbound",
@@ -385,6 +371,36 @@ fn thousands(n: u64) -> String {
         out.push(digit);
     }
     out
+}
+
+/// How a new connection is announced. Over TCP the address is the dialled one or
+/// the one the peer came from; over iroh it is the path, told the same either way.
+fn connected_line(peer: &str, route: &Route, direction: Direction, again: bool) -> String {
+    let (verb, route_words) = match (route, direction) {
+        (Route::Tcp(addr), Direction::Inbound | Direction::Both { dialed: false }) => {
+            let verb = if again { "reconnected" } else { "connected" };
+            let both = if direction == Direction::Inbound {
+                ""
+            } else {
+                " (one connection, both directions)"
+            };
+            return format!("{peer} {verb} from {addr}{both}");
+        }
+        (route, _) => (
+            if again {
+                "Reconnected to"
+            } else {
+                "Connected to"
+            },
+            route.describe(),
+        ),
+    };
+    match direction {
+        Direction::Outbound | Direction::Inbound => format!("{verb} {peer} {route_words}"),
+        Direction::Both { .. } => {
+            format!("{verb} {peer} {route_words} (one connection, both directions)")
+        }
+    }
 }
 
 #[cfg(test)]

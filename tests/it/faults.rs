@@ -105,7 +105,7 @@ fn hundreds_of_hostile_connections_do_not_stop_the_chat() {
             if handshake::connect(
                 &connector,
                 chat::link::Stream::Tcp(tcp),
-                addr,
+                chat::link::Route::Tcp(addr),
                 &Greeting::new(name),
             )
             .await

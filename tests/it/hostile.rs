@@ -48,7 +48,7 @@ impl Scene {
         handshake::connect(
             &connector,
             chat::link::Stream::Tcp(tcp),
-            addr,
+            chat::link::Route::Tcp(addr),
             &Greeting::new("bob".into()),
         )
         .await
@@ -397,7 +397,7 @@ async fn dial_as_bob_speaking(scene: &Scene, alpn: &[u8]) -> Link {
     handshake::connect(
         &connector,
         chat::link::Stream::Tcp(tcp),
-        addr,
+        chat::link::Route::Tcp(addr),
         &Greeting::new("bob".into()),
     )
     .await

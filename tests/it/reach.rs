@@ -8,6 +8,7 @@ use chat::frame::Frame;
 use chat::handshake::{self, Greeting, Link};
 use chat::identity::{self, Identity, IdentityFiles};
 use chat::link::iroh::{self as transport, Admit, Relays, Settings};
+use chat::link::route::{Path, Route};
 use chat::tls;
 use iroh::SecretKey;
 use rustls::pki_types::CertificateDer;
@@ -27,6 +28,13 @@ fn settings(relay: &Relay) -> Settings {
 
 fn identity(dir: &std::path::Path, name: &str) -> Identity {
     identity::create(&IdentityFiles::named(dir, name), name, false).unwrap()
+}
+
+fn iroh_route(peer: iroh::EndpointId) -> Route {
+    Route::Iroh {
+        peer,
+        path: Path::Unknown,
+    }
 }
 
 async fn within<F: Future>(what: &str, future: F) -> F::Output {
@@ -75,7 +83,6 @@ async fn a_pinned_link_runs_in_a_stream_that_met_through_the_relay() {
     let relays = settings.relay_urls();
     let acceptor = TlsAcceptor::from(tls::server_config(&alice, bob.fingerprint, true).unwrap());
     let connector = TlsConnector::from(tls::client_config(&bob, alice.fingerprint, true).unwrap());
-    let addr = ([127, 0, 0, 1], 0).into();
     let accepting = async {
         let (stream, from) = transport::accept(&alice_end, &Admit::Only(bob_id))
             .await
@@ -85,7 +92,7 @@ async fn a_pinned_link_runs_in_a_stream_that_met_through_the_relay() {
         handshake::accept(
             &acceptor,
             stream,
-            addr,
+            iroh_route(bob_id),
             &Greeting::new("alice".into()),
             |_| true,
         )
@@ -94,9 +101,14 @@ async fn a_pinned_link_runs_in_a_stream_that_met_through_the_relay() {
     };
     let dialing = async {
         let stream = transport::dial(&bob_end, alice_id, &relays).await.unwrap();
-        handshake::connect(&connector, stream, addr, &Greeting::new("bob".into()))
-            .await
-            .unwrap()
+        handshake::connect(
+            &connector,
+            stream,
+            iroh_route(alice_id),
+            &Greeting::new("bob".into()),
+        )
+        .await
+        .unwrap()
     };
     let (mut at_alice, mut at_bob) =
         within("the link", async { tokio::join!(accepting, dialing) }).await;

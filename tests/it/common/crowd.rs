@@ -238,9 +238,13 @@ async fn run_member(
             Kind::Garbage => garbage(tcp).await,
             Kind::Stranger => {
                 let greeting = Greeting::new("stranger".into());
-                let _ =
-                    handshake::connect(&stranger, chat::link::Stream::Tcp(tcp), target, &greeting)
-                        .await;
+                let _ = handshake::connect(
+                    &stranger,
+                    chat::link::Stream::Tcp(tcp),
+                    chat::link::Route::Tcp(target),
+                    &greeting,
+                )
+                .await;
             }
         }
         tally.open.fetch_sub(1, Ordering::Relaxed);
