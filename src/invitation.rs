@@ -21,8 +21,9 @@ use crate::ui;
 /// How long an invite code works.
 pub const INVITE_LIFETIME: Duration = pairing::INVITE_LIFETIME;
 
-/// Prints a fresh code and the joiner's command, and waits for the joiner. Returns
-/// where to dial it and its pin.
+/// Prints a fresh code and the joiner's command, which asks for the code rather
+/// than taking it as an argument, and waits for the joiner. Returns where to dial
+/// it and its pin.
 pub async fn invite(
     listener: &TcpListener,
     identity: &Identity,
@@ -39,7 +40,9 @@ pub async fn invite(
         "Give the other person this command; the code works once, for the next {} minutes:",
         INVITE_LIFETIME.as_secs() / 60
     ));
-    ui::status(&format!("  chat --join {code} --connect {share}"));
+    // Not the code: a command line is readable by every user of the joiner's machine.
+    ui::status(&format!("  chat --join --connect {share}"));
+    ui::status("  (then type the code at its prompt)");
     if share.ip().is_loopback() && local.ip().is_unspecified() {
         ui::status(
             "(No route out of this machine was found, so that is a loopback address: for \

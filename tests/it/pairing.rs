@@ -17,8 +17,20 @@ struct Invitation {
     join_args: Vec<String>,
 }
 
-fn invite(home: &Home) -> Invitation {
-    let mut peer = home.start(&["--invite"]);
+impl Invitation {
+    /// Reads the next code `peer` offers and the command it prints with it, which
+    /// must keep the code off the joiner's command line.
+    fn read(mut peer: Peer) -> Invitation {
+        let (code, join_args) = next_code(&mut peer);
+        Invitation {
+            peer,
+            code,
+            join_args,
+        }
+    }
+}
+
+fn next_code(peer: &mut Peer) -> (String, Vec<String>) {
     let code = peer.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
     let told = peer.expect(
         Stream::Stderr,
@@ -28,7 +40,11 @@ fn invite(home: &Home) -> Invitation {
         told.starts_with("Give the other person this command"),
         "{told}"
     );
-    let command = peer.expect(Stream::Stderr, "  chat --join ");
+    let command = peer.expect(Stream::Stderr, "  chat --join");
+    assert!(
+        !command.contains(&code),
+        "the code is on the joiner's command line, which every user can read: {command}"
+    );
     let join_args: Vec<String> = command
         .trim()
         .strip_prefix("chat ")
@@ -39,21 +55,25 @@ fn invite(home: &Home) -> Invitation {
     let port = peer.port.to_string();
     assert_eq!(
         join_args,
-        ["--join", &code, "--connect", &format!("127.0.0.1:{port}")]
+        ["--join", "--connect", &format!("127.0.0.1:{port}")]
     );
-    Invitation {
-        peer,
-        code,
-        join_args,
-    }
+    let then = peer.expect(Stream::Stderr, "type the code");
+    assert_eq!(then.trim(), "(then type the code at its prompt)");
+    (code, join_args)
 }
 
-/// `joiner` runs the command the inviter printed, with `code` in place of the real one.
+fn invite(home: &Home) -> Invitation {
+    Invitation::read(home.start(&["--invite"]))
+}
+
+/// `joiner` runs the command the inviter printed and types `code` at its prompt.
 fn join_with(joiner: &Home, invitation: &Invitation, code: &str) -> Peer {
-    let mut args = invitation.join_args.clone();
-    args[1] = code.to_owned();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    joiner.start(&args)
+    let args: Vec<&str> = invitation.join_args.iter().map(String::as_str).collect();
+    let mut peer = joiner.start(&args);
+    peer.send(code);
+    // A prompt's line ends once the answer is read, when input is not a terminal.
+    peer.expect(Stream::Stdout, "Enter the invite code: ");
+    peer
 }
 
 /// A code of the right shape that is not `code`.
@@ -181,24 +201,46 @@ fn a_used_code_cannot_be_used_again() {
     invitation.peer.expect(Stream::Stdout, "bob: still here");
 }
 
-/// `--join` without the code asks for it, so that it never shows in the list of
-/// processes that other users of the machine can read.
+/// The command the inviter prints asks for the code rather than taking it on the
+/// command line, which every user of the joiner's machine can read (`ps`).
 #[test]
-fn the_code_can_be_typed_rather_than_given_on_the_command_line() {
+fn the_printed_command_keeps_the_code_off_the_command_line() {
     let world = World::new();
     let alice = Home::new(&world, "alice");
     let bob = Home::new(&world, "bob");
     let mut invitation = invite(&alice);
-    let address = invitation.join_args[3].clone();
-    let mut b = bob.start(&["--join", "--connect", &address]);
+    let code = invitation.code.clone();
+    let mut b = join_with(&bob, &invitation, &code);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", b.child.id())).unwrap();
-    assert!(!String::from_utf8_lossy(&cmdline).contains(&invitation.code));
-    b.send(&invitation.code);
-    b.expect(Stream::Stdout, "Enter the invite code: ");
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&code));
     b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
     invitation
         .peer
         .expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+}
+
+/// A script passes the code in `CHAT_INVITE_CODE`: no prompt, and nothing on the
+/// command line.
+#[test]
+fn a_script_can_pass_the_code_in_the_environment() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let mut invitation = invite(&alice);
+    let code = invitation.code.clone();
+    let args: Vec<&str> = invitation.join_args.iter().map(String::as_str).collect();
+    let mut b = bob.start_with_env(&[("CHAT_INVITE_CODE", &code)], &args);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", b.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&code));
+    b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    invitation
+        .peer
+        .expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+    let prompted = b
+        .lines_on(Stream::Stdout)
+        .iter()
+        .any(|line| line.contains("invite code"));
+    assert!(!prompted, "{}", b.transcript());
 }
 
 #[test]
