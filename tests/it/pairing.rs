@@ -5,7 +5,7 @@ use crate::common;
 
 use common::home::Home;
 use common::{Peer, Stream, TIMEOUT, World};
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, copy_bidirectional};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -27,6 +27,13 @@ impl Invitation {
             code,
             join_args,
         }
+    }
+
+    /// Reads a fresh code offered after the current one died.
+    fn read_fresh_code(&mut self) {
+        let (code, join_args) = next_code(&mut self.peer);
+        assert_ne!(code, self.code, "the fresh code is another one");
+        (self.code, self.join_args) = (code, join_args);
     }
 }
 
@@ -74,6 +81,40 @@ fn join_with(joiner: &Home, invitation: &Invitation, code: &str) -> Peer {
     // A prompt's line ends once the answer is read, when input is not a terminal.
     peer.expect(Stream::Stdout, "Enter the invite code: ");
     peer
+}
+
+/// An identity of a third party's own, for pairing connections made by hand.
+fn stranger(world: &World, name: &str) -> chat::identity::Identity {
+    let files =
+        chat::identity::IdentityFiles::named(&world.path().join(format!("{name}-config")), name);
+    chat::identity::create(&files, name, false).unwrap()
+}
+
+/// Opens a pairing connection to the inviter at `port`, sends a JOIN, waits for the
+/// answer that says the guess was admitted, and hangs up: what anyone who can reach
+/// the port can do without knowing the code.
+fn hang_up_mid_exchange(
+    runtime: &tokio::runtime::Runtime,
+    port: u16,
+    as_whom: &chat::identity::Identity,
+) {
+    let connector = TlsConnector::from(chat::tls::pairing_client_config(as_whom).unwrap());
+    let exchange = async {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        // Version 1, a SPAKE2 message of zeros, and port 1.
+        let mut join = [0u8; 36];
+        join[0] = 1;
+        join[35] = 1;
+        tls.write_all(&join).await.unwrap();
+        let mut answer = [0u8; 34];
+        tls.read_exact(&mut answer).await.unwrap();
+        assert_eq!(answer[0], 0, "the guess was admitted");
+    };
+    runtime
+        .block_on(async { tokio::time::timeout(TIMEOUT, exchange).await })
+        .expect("the inviter did not answer a JOIN");
 }
 
 /// A code of the right shape that is not `code`.
@@ -154,30 +195,83 @@ fn a_wrong_code_fails_on_both_sides_and_the_right_one_still_works() {
     b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
 }
 
+/// Three wrong tries kill a code, but not the invite: the inviter says what
+/// happened and offers a fresh code, up to 3 codes in all, and then gives up.
 #[test]
-fn a_guesser_does_not_get_in_and_three_wrong_tries_kill_the_code() {
+fn guessers_kill_at_most_three_codes_and_then_the_inviter_gives_up() {
     let world = World::new();
     let alice = Home::new(&world, "alice");
     let mallory = Home::new(&world, "mallory");
+    let by_hand = stranger(&world, "mallory-by-hand");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut invitation = invite(&alice);
     for nth in 1..=3 {
         let guess = another_code(&invitation.code, nth);
         let mut m = join_with(&mallory, &invitation, &guess);
         assert_eq!(m.wait().code(), Some(3), "{}", m.transcript());
         m.expect_seen(Stream::Stderr, "the inviter did not accept the invite code");
-        let left = 3 - nth;
-        invitation.peer.expect(
-            Stream::Stderr,
-            &format!("tried a wrong invite code; {left} "),
+        let left = ["2 tries left", "1 try left", "no tries left"][nth as usize - 1];
+        let told = invitation
+            .peer
+            .expect(Stream::Stderr, "tried a wrong invite code");
+        assert!(told.ends_with(left), "{told}");
+    }
+    for fresh in 2..=3 {
+        let told = invitation.peer.expect(Stream::Stderr, "Nobody paired");
+        assert!(
+            told.contains("the invite code stopped working after 3 wrong tries"),
+            "{told}"
         );
+        assert!(
+            told.contains(&format!("fresh code {fresh} of at most 3")),
+            "{told}"
+        );
+        invitation.read_fresh_code();
+        for _ in 0..3 {
+            hang_up_mid_exchange(&runtime, invitation.peer.port, &by_hand);
+        }
     }
     let a = &mut invitation.peer;
     assert_eq!(a.wait().code(), Some(3), "{}", a.transcript());
     a.expect_seen(
         Stream::Stderr,
-        "chat: error: the invite code stopped working after 3 wrong tries",
+        "chat: error: the invite code stopped working after 3 wrong tries, and it was the last \
+         of 3 codes in this run; run chat --invite again for a new one",
     );
     assert!(!a.transcript().contains("Paired"), "{}", a.transcript());
+}
+
+/// Joiners that hang up halfway through the exchange use up a try each, so three
+/// of them end a code in a moment; the inviter says so and offers a fresh code,
+/// with which the real joiner pairs.
+#[test]
+fn joiners_that_hang_up_end_a_code_and_the_inviter_offers_a_fresh_one() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let by_hand = stranger(&world, "mallory");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut invitation = invite(&alice);
+    let old_code = invitation.code.clone();
+    for left in ["2 tries left", "1 try left", "no tries left"] {
+        hang_up_mid_exchange(&runtime, invitation.peer.port, &by_hand);
+        let told = invitation.peer.expect(Stream::Stderr, "broke off");
+        assert!(told.starts_with("Someone at 127.0.0.1:"), "{told}");
+        assert!(told.contains("counts as a wrong try"), "{told}");
+        assert!(told.ends_with(left), "{told}");
+    }
+    let told = invitation.peer.expect(Stream::Stderr, "Nobody paired");
+    assert!(told.contains("fresh code 2 of at most 3"), "{told}");
+    invitation.read_fresh_code();
+    assert_ne!(invitation.code, old_code);
+
+    let code = invitation.code.clone();
+    let mut b = join_with(&bob, &invitation, &code);
+    let a = &mut invitation.peer;
+    a.expect_seen(Stream::Stderr, "Paired with bob (sha256 ");
+    b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    b.send("made it");
+    a.expect(Stream::Stdout, "bob: made it");
 }
 
 #[test]
