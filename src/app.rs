@@ -438,7 +438,9 @@ async fn ask_invite_code() -> Result<InviteCode> {
         .context("reading the invite code")?;
     let Some(line) = line else {
         bail!(UsageError(
-            "standard input ended before an invite code; pass --join CODE instead".into()
+            "standard input ended before an invite code; set CHAT_INVITE_CODE to it \
+             (or pass --join CODE)"
+                .into()
         ));
     };
     line.trim()

@@ -25,8 +25,10 @@ Example: a session between two terminals
 Or pair by a one-time code instead of fingerprints, and by name from then on:
   alice$ chat --invite
   Invite code: 7-amber-lantern-echo
-    chat --join 7-amber-lantern-echo --connect 192.168.1.20:7001
-  bob$ chat --join 7-amber-lantern-echo --connect 192.168.1.20:7001
+    chat --join --connect 192.168.1.20:7001
+    (then type the code at its prompt)
+  bob$ chat --join --connect 192.168.1.20:7001
+  Enter the invite code: 7-amber-lantern-echo
   later: chat --peer alice --connect 192.168.1.20:7001
 
 When only one side can be reached (the other is behind a NAT or a firewall), one
@@ -132,8 +134,8 @@ pub struct PeerArgs {
     #[arg(long, conflicts_with_all = ["connect", "peer_fingerprint", "peer_cert", "peer", "join"])]
     pub invite: bool,
     /// Join the peer that printed this invite code (with --connect, the address it printed). Without
-    /// CODE, it is taken from $CHAT_INVITE_CODE or asked for, which keeps it out of the process list
-    /// that other users of this machine can read.
+    /// CODE, it is taken from $CHAT_INVITE_CODE (for scripts) or asked for, which keeps it out of the
+    /// process list that other users of this machine can read.
     #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "", requires = "connect", conflicts_with_all = ["peer_fingerprint", "peer_cert", "peer"])]
     pub join: Option<String>,
     /// Folder where received files are stored (created if missing).

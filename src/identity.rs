@@ -7,8 +7,11 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
+use rustls::InconsistentKeys;
+use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use thiserror::Error;
 
 use crate::fingerprint::Fingerprint;
@@ -66,6 +69,26 @@ pub enum IdentityError {
         fix = .exposure.fix
     )]
     FolderTooOpen { path: PathBuf, exposure: Exposure },
+    /// The certificate's public key is not the private key's: its fingerprint would
+    /// be shown as ours, and no handshake could prove it.
+    #[error(
+        "the certificate {} does not belong to the private key {}: its public key is another key's. Give the certificate that was made with this key",
+        .certificate.display(),
+        .key.display()
+    )]
+    KeyMismatch { certificate: PathBuf, key: PathBuf },
+    /// The private key is not one that TLS can sign with.
+    #[error("{}: not a usable private key: {source}", .path.display())]
+    KeyUnusable {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    /// The certificate cannot be read to compare its public key with the key's.
+    #[error("{}: not a usable certificate: {source}", .path.display())]
+    CertificateUnusable {
+        path: PathBuf,
+        source: rustls::Error,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
@@ -172,7 +195,9 @@ pub fn load_or_create(
     }
 }
 
-/// Loads an identity, refusing a private key that others can read.
+/// Loads an identity, refusing a private key that others can read, a folder of
+/// either file that others can write to (`known_peers` lives beside the
+/// certificate), and a certificate that is not the key's.
 pub fn load(files: &IdentityFiles) -> Result<Identity, IdentityError> {
     match files.existing() {
         (true, false) => {
@@ -189,11 +214,17 @@ pub fn load(files: &IdentityFiles) -> Result<Identity, IdentityError> {
         }
         _ => {}
     }
-    check_folder(&files.private_key)?;
+    let key_folder = folder_of(&files.private_key);
+    check_folder(key_folder)?;
+    let certificate_folder = folder_of(&files.certificate);
+    if certificate_folder != key_folder {
+        check_folder(certificate_folder)?;
+    }
     let key_pem = read_private_key(&files.private_key)?;
     let certificate = load_certificate(&files.certificate)?;
     let private_key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|source| pem_error(&files.private_key, source))?;
+    check_pair(files, &certificate, &private_key)?;
     let name = common_name(&certificate).unwrap_or_default();
     Ok(Identity {
         fingerprint: Fingerprint::of(&certificate),
@@ -233,12 +264,44 @@ fn read_private_key(path: &Path) -> Result<Vec<u8>, IdentityError> {
     Ok(pem)
 }
 
-/// Refuses an identity whose folder others may write to.
-fn check_folder(key: &Path) -> Result<(), IdentityError> {
-    let dir = match key.parent() {
+/// Refuses a certificate whose public key is not the private key's.
+fn check_pair(
+    files: &IdentityFiles,
+    certificate: &CertificateDer<'static>,
+    private_key: &PrivateKeyDer<'static>,
+) -> Result<(), IdentityError> {
+    let signing_key =
+        any_supported_type(private_key).map_err(|source| IdentityError::KeyUnusable {
+            path: files.private_key.clone(),
+            source,
+        })?;
+    match CertifiedKey::new(vec![certificate.clone()], signing_key).keys_match() {
+        // Unknown: a key that cannot tell its public key, which rustls accepts too.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            Err(IdentityError::KeyMismatch {
+                certificate: files.certificate.clone(),
+                key: files.private_key.clone(),
+            })
+        }
+        Err(source) => Err(IdentityError::CertificateUnusable {
+            path: files.certificate.clone(),
+            source,
+        }),
+    }
+}
+
+/// The folder a file of the identity is in.
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// Refuses an identity folder that others may write to: they could replace the
+/// files in it.
+fn check_folder(dir: &Path) -> Result<(), IdentityError> {
     match platform::folder_exposure(dir).map_err(|source| io_error(dir, source))? {
         Some(exposure) => Err(IdentityError::FolderTooOpen {
             path: dir.to_owned(),
@@ -398,6 +461,49 @@ mod tests {
             panic!("{err}");
         };
         assert!(err.to_string().ends_with(&exposure.fix), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_certificate_that_is_not_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = IdentityFiles::named(dir.path(), "alice");
+        let bob = IdentityFiles::named(dir.path(), "bob");
+        create(&alice, "alice", false).unwrap();
+        create(&bob, "bob", false).unwrap();
+        let crossed = IdentityFiles {
+            certificate: bob.certificate.clone(),
+            private_key: alice.private_key.clone(),
+        };
+        let err = load(&crossed).unwrap_err();
+        assert!(matches!(err, IdentityError::KeyMismatch { .. }), "{err}");
+        let shown = err.to_string();
+        assert!(
+            shown.contains(&bob.certificate.display().to_string())
+                && shown.contains(&alice.private_key.display().to_string()),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn refuses_a_certificate_folder_others_can_write_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = IdentityFiles::named(&dir.path().join("keys"), "frank");
+        create(&files, "frank", false).unwrap();
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        let certificate = shared.join("frank.crt");
+        fs::copy(&files.certificate, &certificate).unwrap();
+        let apart = IdentityFiles {
+            certificate,
+            private_key: files.private_key.clone(),
+        };
+        assert!(load(&apart).is_ok());
+        open_to_others(&shared);
+        let err = load(&apart).unwrap_err();
+        let IdentityError::FolderTooOpen { path, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(path, &shared);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Starting a session by invite code: the pairing before it, on either side, and
 //! what it tells the person. The session that follows is the pinned one.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,45 +22,60 @@ use crate::ui;
 /// How long an invite code works.
 pub const INVITE_LIFETIME: Duration = pairing::INVITE_LIFETIME;
 
-/// Prints a fresh code and the joiner's command, and waits for the joiner. Returns
-/// where to dial it and its pin.
+/// How many codes one `chat --invite` offers before it gives up.
+pub const CODES_PER_RUN: u32 = pairing::CODES_PER_RUN;
+
+/// Prints a code and the joiner's command, which asks for the code rather than
+/// taking it as an argument, and waits for the joiner. A code that dies without a
+/// pairing (of wrong tries, or a joiner that broke off after proving it) is
+/// followed by a fresh one, up to [`CODES_PER_RUN`] in all: a stranger's junk
+/// guesses do not end the invite at once. Returns where to dial the joiner and its
+/// pin.
 pub async fn invite(
     listener: &TcpListener,
     identity: &Identity,
     known_peers: &Path,
     verbose: bool,
 ) -> Result<(Target, Fingerprint)> {
-    let code = InviteCode::generate()?;
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;
     let share = pairing::address_to_share(local);
-    ui::say(&format!("Invite code: {code}"));
-    ui::status(&format!(
-        "Give the other person this command; the code works once, for the next {} minutes:",
-        INVITE_LIFETIME.as_secs() / 60
-    ));
-    ui::status(&format!("  chat --join {code} --connect {share}"));
-    if share.ip().is_loopback() && local.ip().is_unspecified() {
-        ui::status(
-            "(No route out of this machine was found, so that is a loopback address: for \
-             another machine, give an address of this one that it can reach.)",
-        );
-    }
-    let report = |report: InviteReport| match report {
+    let mut report = |report: InviteReport| match report {
         InviteReport::WrongCode { addr, left } => ui::status(&format!(
-            "Someone at {} tried a wrong invite code; {left} {} left",
-            addr,
-            if left == 1 { "try" } else { "tries" }
+            "Someone at {addr} tried a wrong invite code; {}",
+            tries_left(left)
         )),
-        InviteReport::Dropped { addr, reason } if verbose => ui::status(&format!(
-            "Pairing connection from {} dropped: {reason}",
-            addr
+        InviteReport::BrokeOff { addr, left } => ui::status(&format!(
+            "Someone at {addr} broke off before proving it knew the invite code, which counts \
+             as a wrong try; {}",
+            tries_left(left)
         )),
+        InviteReport::Dropped { addr, reason } if verbose => {
+            ui::status(&format!("Pairing connection from {addr} dropped: {reason}"))
+        }
         InviteReport::Dropped { .. } => {}
     };
-    let paired =
-        pairing::wait_for_joiner(listener, identity, code, INVITE_LIFETIME, report).await?;
+    let mut offered = 1;
+    let paired = loop {
+        let code = InviteCode::generate()?;
+        show_code(&code, local, share);
+        let waited =
+            pairing::wait_for_joiner(listener, identity, code, INVITE_LIFETIME, &mut report).await;
+        let died = match waited {
+            Ok(paired) => break paired,
+            Err(died @ (InviteError::TooManyWrongGuesses | InviteError::JoinerVanished(_))) => died,
+            Err(err) => return Err(err.into()),
+        };
+        if offered >= CODES_PER_RUN {
+            return Err(OutOfCodes(died).into());
+        }
+        offered += 1;
+        ui::status(&format!(
+            "Nobody paired: {died}. Here is fresh code {offered} of at most {CODES_PER_RUN} in \
+             this run (when the last one dies, chat gives up):"
+        ));
+    };
     announce(&paired, known_peers)?;
     let target = paired
         .addr
@@ -67,6 +83,33 @@ pub async fn invite(
         .parse()
         .context("the joiner's address")?;
     Ok((target, paired.fingerprint))
+}
+
+/// Prints `code` and the command to give the joiner.
+fn show_code(code: &InviteCode, local: SocketAddr, share: SocketAddr) {
+    ui::say(&format!("Invite code: {code}"));
+    ui::status(&format!(
+        "Give the other person this command; the code works once, for the next {} minutes:",
+        INVITE_LIFETIME.as_secs() / 60
+    ));
+    // Not the code: a command line is readable by every user of the joiner's machine.
+    ui::status(&format!("  chat --join --connect {share}"));
+    ui::status("  (then type the code at its prompt)");
+    if share.ip().is_loopback() && local.ip().is_unspecified() {
+        ui::status(
+            "(No route out of this machine was found, so that is a loopback address: for \
+             another machine, give an address of this one that it can reach.)",
+        );
+    }
+}
+
+/// "2 tries left", "1 try left", "no tries left".
+fn tries_left(left: u32) -> String {
+    match left {
+        0 => "no tries left".to_owned(),
+        1 => "1 try left".to_owned(),
+        left => format!("{left} tries left"),
+    }
 }
 
 /// Pairs with the inviter at `target` by `code`; its pin.
@@ -121,6 +164,13 @@ fn announce(paired: &Paired, known_peers: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The last code a run offers died without a pairing.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0}, and it was the last of {CODES_PER_RUN} codes in this run; run chat --invite again for a new one"
+)]
+pub struct OutOfCodes(InviteError);
+
 /// A pairing whose peer claims the name of another known peer.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -139,5 +189,17 @@ pub fn refused(err: &anyhow::Error) -> bool {
     if let Some(invite) = err.downcast_ref::<InviteError>() {
         return !matches!(invite, InviteError::Tls(_));
     }
-    err.is::<NameTaken>()
+    err.is::<NameTaken>() || err.is::<OutOfCodes>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn says_how_many_tries_are_left() {
+        assert_eq!(tries_left(2), "2 tries left");
+        assert_eq!(tries_left(1), "1 try left");
+        assert_eq!(tries_left(0), "no tries left");
+    }
 }

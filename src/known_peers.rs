@@ -27,6 +27,9 @@ const LOCK_FILE_NAME: &str = "known_peers.lock";
 const TEMPORARY_PREFIX: &str = ".known_peers.";
 /// Far more than anyone pairs with; a larger file is not ours.
 const MAX_FILE_LEN: u64 = 4 << 20;
+/// What Notepad and other editors may put before UTF-8 text; it is not part of
+/// the first line.
+const BYTE_ORDER_MARK: char = '\u{feff}';
 const HEADER: &str =
     "# Peers met by the identities in this folder: NAME FINGERPRINT FIRST-SEEN LAST-SEEN";
 
@@ -125,7 +128,10 @@ impl KnownPeers {
     }
 
     /// Parses the file's text; an error names the 1-based line and what is wrong.
+    /// A leading byte-order mark, which some editors write at the start of UTF-8, is
+    /// skipped (and not written back).
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
+        let text = text.strip_prefix(BYTE_ORDER_MARK).unwrap_or(text);
         let mut peers = KnownPeers::default();
         let mut lines_by_name = HashMap::new();
         for (index, line) in text.lines().enumerate() {
@@ -382,6 +388,21 @@ mod tests {
         assert_eq!(bob.line, 3);
         assert_eq!(bob.peer.fingerprint.to_string(), BOB);
         assert_eq!(bob.peer.first_seen.to_string(), "2026-12-02T05:30:00Z");
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let text =
+            format!("\u{feff}{HEADER}\r\nbob {BOB} 2026-12-02T05:30:00Z 2026-12-02T06:00:00Z\r\n");
+        let peers = KnownPeers::parse(&text).unwrap();
+        assert_eq!(peers.find("bob").unwrap().line, 2);
+        assert!(peers.render().starts_with(HEADER), "{}", peers.render());
+        let first_is_a_peer =
+            format!("\u{feff}bob {BOB} 2026-12-02T05:30:00Z 2026-12-02T06:00:00Z\n");
+        let peers = KnownPeers::parse(&first_is_a_peer).unwrap();
+        assert_eq!(peers.find("bob").unwrap().line, 1);
+        let (line, why) = KnownPeers::parse(&format!("# ok\n\u{feff}{HEADER}\n")).unwrap_err();
+        assert_eq!(line, 2, "only a mark at the very start is skipped: {why}");
     }
 
     #[test]

@@ -17,6 +17,14 @@ use super::code::InviteCode;
 /// Wrong guesses after which the code stops working.
 pub const MAX_WRONG_GUESSES: u32 = 3;
 
+/// Codes one inviter offers in a run. When a code dies of wrong guesses (three junk
+/// guesses or three joiners that hang up are enough, and anyone who can reach the
+/// port can make them), the inviter offers a fresh one rather than giving up; at
+/// most this many, so that the guesses made against one run stay at most
+/// `CODES_PER_RUN * MAX_WRONG_GUESSES` and no stranger keeps an inviter waiting
+/// for ever.
+pub const CODES_PER_RUN: u32 = 3;
+
 /// How long a code works unless given another lifetime.
 pub const INVITE_LIFETIME: Duration = Duration::from_secs(5 * 60);
 

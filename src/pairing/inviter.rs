@@ -32,22 +32,29 @@ const CONCURRENT_ATTEMPTS: usize = 16;
 pub enum InviteReport {
     /// Someone tried a wrong code; `left` more wrong tries are allowed.
     WrongCode { addr: SocketAddr, left: u32 },
-    /// A connection that made no guess, or broke off: for verbose output.
+    /// Someone made a guess and broke off (hung up, or stalled past the deadline)
+    /// before proving anything, which counts as a wrong try; `left` more are allowed.
+    BrokeOff { addr: SocketAddr, left: u32 },
+    /// A connection that made no guess that counts: for verbose output.
     Dropped { addr: SocketAddr, reason: String },
 }
 
-/// Why no one joined.
+/// Why no one joined with this code.
 #[derive(Debug, Error)]
 pub enum InviteError {
+    /// Nobody came in time.
     #[error("the invite code expired after {} minutes unused; run chat --invite again for a new one", .0.as_secs() / 60)]
     Expired(Duration),
+    /// The code died of wrong guesses; a fresh one may be offered.
     #[error(
-        "the invite code stopped working after {} wrong tries; run chat --invite again for a new one",
+        "the invite code stopped working after {} wrong tries",
         super::invite::MAX_WRONG_GUESSES
     )]
     TooManyWrongGuesses,
+    /// The code was proved and so used up, but the pairing broke off; a fresh one
+    /// may be offered.
     #[error(
-        "the joiner at {0} proved the code but broke off before pairing finished; the code is used up, so run chat --invite again"
+        "the joiner at {0} proved the code but broke off before pairing finished, which used the code up"
     )]
     JoinerVanished(SocketAddr),
     #[error(transparent)]
@@ -83,8 +90,12 @@ pub async fn wait_for_joiner(
             biased;
             Some(done) = attempts.join_next() => match done {
                 Ok(Ok(paired)) => return Ok(paired),
-                Ok(Err(Failure::WrongCode { addr, left })) => {
-                    report(InviteReport::WrongCode { addr, left });
+                Ok(Err(Failure::Guess { addr, left, broke_off })) => {
+                    report(if broke_off {
+                        InviteReport::BrokeOff { addr, left }
+                    } else {
+                        InviteReport::WrongCode { addr, left }
+                    });
                     if left == 0 {
                         return Err(InviteError::TooManyWrongGuesses);
                     }
@@ -109,9 +120,11 @@ pub async fn wait_for_joiner(
 }
 
 enum Failure {
-    WrongCode {
+    /// A guess that proved nothing: a wrong code, or, if `broke_off`, none at all.
+    Guess {
         addr: SocketAddr,
         left: u32,
+        broke_off: bool,
     },
     /// Proved the code, so the code is used, and then broke off.
     Vanished {
@@ -137,6 +150,7 @@ async fn answer(
     let _ = platform::detect_dead_peer(&tcp);
     let attempt = Mutex::new(None);
     let confirmed = AtomicBool::new(false);
+    let proved_wrong = AtomicBool::new(false);
     let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let hello = LazyConfigAcceptor::new(Acceptor::default(), tcp)
             .await
@@ -181,7 +195,12 @@ async fn answer(
                 addr: SocketAddr::new(addr.ip(), port),
             }),
             Ok(_) => unreachable!("a listener that has no endpoint ID takes version 1 only"),
-            Err(err) => Err(other(err.to_string())),
+            Err(err) => {
+                if matches!(err, exchange::PairError::WrongCode) {
+                    proved_wrong.store(true, Ordering::SeqCst);
+                }
+                Err(other(err.to_string()))
+            }
         }
     })
     .await
@@ -196,13 +215,20 @@ async fn answer(
     match (result, unsettled) {
         (Ok(paired), None) => Ok(paired),
         (Err(_), None) if confirmed.load(Ordering::SeqCst) => Err(Failure::Vanished { addr }),
-        (_, Some(admitted)) => match lock(&invite).failed(admitted) {
-            AfterWrongGuess::GuessesLeft(left) => Err(Failure::WrongCode { addr, left }),
-            AfterWrongGuess::CodeDied => Err(Failure::WrongCode { addr, left: 0 }),
-            AfterWrongGuess::CodeAlreadyUsed => {
-                Err(other("guessed after the code was used".into()))
+        (_, Some(admitted)) => {
+            let guess = |left| Failure::Guess {
+                addr,
+                left,
+                broke_off: !proved_wrong.load(Ordering::SeqCst),
+            };
+            match lock(&invite).failed(admitted) {
+                AfterWrongGuess::GuessesLeft(left) => Err(guess(left)),
+                AfterWrongGuess::CodeDied => Err(guess(0)),
+                AfterWrongGuess::CodeAlreadyUsed => {
+                    Err(other("guessed after the code was used".into()))
+                }
             }
-        },
+        }
         (Err(failure), None) => Err(failure),
     }
 }

@@ -11,8 +11,9 @@
 //! this very connection belongs to whoever knows the code, and can pin it.
 //!
 //! A connection tests one guess and the inviter admits at most
-//! [`MAX_WRONG_GUESSES`], so the code's 37.7 bits are ample; it also works only
-//! once and only for [`INVITE_LIFETIME`].
+//! [`MAX_WRONG_GUESSES`] per code and offers at most [`CODES_PER_RUN`] codes in a
+//! run, so the code's 37.7 bits are ample; each code also works only once and only
+//! for [`INVITE_LIFETIME`].
 
 pub mod code;
 pub mod exchange;
@@ -23,7 +24,9 @@ pub mod link;
 
 pub use code::{CodeError, InviteCode, RandomnessUnavailable};
 pub use exchange::{Answered, Binding, EXPORTER_LABEL, PairError, answer, join};
-pub use invite::{AfterWrongGuess, Attempt, Closed, INVITE_LIFETIME, Invite, MAX_WRONG_GUESSES};
+pub use invite::{
+    AfterWrongGuess, Attempt, CODES_PER_RUN, Closed, INVITE_LIFETIME, Invite, MAX_WRONG_GUESSES,
+};
 pub use inviter::{InviteError, InviteReport, address_to_share, wait_for_joiner};
 pub use joiner::{JoinError, join as join_inviter};
 pub use link::Paired;

@@ -505,9 +505,11 @@ fn an_invite_at_a_terminal_pairs_and_chats() {
     let (mut alice, port, _) = start_peer(&world, "alice", &["--invite"], WIDE);
     let code = alice.wait_for_text("Invite code: ");
     let code = code.trim().trim_start_matches("Invite code: ").to_owned();
-    alice.wait_for_text(&format!("chat --join {code} --connect 127.0.0.1:{port}"));
+    alice.wait_for_text(&format!("chat --join --connect 127.0.0.1:{port}"));
+    alice.wait_for_text("(then type the code at its prompt)");
     let address = format!("127.0.0.1:{port}");
-    let mut bob = world.peer("bob", &["--join", &code, "--connect", &address]);
+    let mut bob = world.peer("bob", &["--join", "--connect", &address]);
+    bob.send(&code);
     alice.wait_for_text("Paired with bob (sha256 ");
     alice.wait_for_text("Connected to bob at 127.0.0.1:");
     bob.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");

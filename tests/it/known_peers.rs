@@ -169,6 +169,36 @@ fn a_corrupt_line_is_reported_with_its_number() {
     );
 }
 
+/// A file saved by an editor that starts UTF-8 with a byte-order mark (Notepad) and
+/// ends lines with CR LF is read as written, and rewritten without the mark.
+#[test]
+fn a_file_saved_with_a_byte_order_mark_is_read() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    alice.make_identity(false);
+    let at = "2026-12-02T05:30:00Z";
+    let (carol, dave) = ("ab".repeat(32), "cd".repeat(32));
+    let header =
+        "# Peers met by the identities in this folder: NAME FINGERPRINT FIRST-SEEN LAST-SEEN";
+    std::fs::write(
+        alice.known_peers(),
+        format!("\u{feff}{header}\r\ncarol {carol} {at} {at}\r\ndave {dave} {at} {at}\r\n"),
+    )
+    .unwrap();
+    let listed = alice.tool(&["peers"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.contains("carol  sha256 abab") && listed.contains("dave  sha256 cdcd"),
+        "{listed}"
+    );
+
+    let forgot = alice.tool(&["forget", "carol"]);
+    assert!(forgot.status.success(), "{forgot:?}");
+    let left = std::fs::read_to_string(alice.known_peers()).unwrap();
+    assert_eq!(left, format!("{header}\ndave {dave} {at} {at}\n"));
+}
+
 #[test]
 fn a_file_others_may_change_is_refused() {
     let world = World::new();

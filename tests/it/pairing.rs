@@ -5,7 +5,7 @@ use crate::common;
 
 use common::home::Home;
 use common::{Peer, Stream, TIMEOUT, World};
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, copy_bidirectional};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -17,8 +17,27 @@ struct Invitation {
     join_args: Vec<String>,
 }
 
-fn invite(home: &Home) -> Invitation {
-    let mut peer = home.start(&["--invite"]);
+impl Invitation {
+    /// Reads the next code `peer` offers and the command it prints with it, which
+    /// must keep the code off the joiner's command line.
+    fn read(mut peer: Peer) -> Invitation {
+        let (code, join_args) = next_code(&mut peer);
+        Invitation {
+            peer,
+            code,
+            join_args,
+        }
+    }
+
+    /// Reads a fresh code offered after the current one died.
+    fn read_fresh_code(&mut self) {
+        let (code, join_args) = next_code(&mut self.peer);
+        assert_ne!(code, self.code, "the fresh code is another one");
+        (self.code, self.join_args) = (code, join_args);
+    }
+}
+
+fn next_code(peer: &mut Peer) -> (String, Vec<String>) {
     let code = peer.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
     let told = peer.expect(
         Stream::Stderr,
@@ -28,7 +47,11 @@ fn invite(home: &Home) -> Invitation {
         told.starts_with("Give the other person this command"),
         "{told}"
     );
-    let command = peer.expect(Stream::Stderr, "  chat --join ");
+    let command = peer.expect(Stream::Stderr, "  chat --join");
+    assert!(
+        !command.contains(&code),
+        "the code is on the joiner's command line, which every user can read: {command}"
+    );
     let join_args: Vec<String> = command
         .trim()
         .strip_prefix("chat ")
@@ -39,21 +62,59 @@ fn invite(home: &Home) -> Invitation {
     let port = peer.port.to_string();
     assert_eq!(
         join_args,
-        ["--join", &code, "--connect", &format!("127.0.0.1:{port}")]
+        ["--join", "--connect", &format!("127.0.0.1:{port}")]
     );
-    Invitation {
-        peer,
-        code,
-        join_args,
-    }
+    let then = peer.expect(Stream::Stderr, "type the code");
+    assert_eq!(then.trim(), "(then type the code at its prompt)");
+    (code, join_args)
 }
 
-/// `joiner` runs the command the inviter printed, with `code` in place of the real one.
+fn invite(home: &Home) -> Invitation {
+    Invitation::read(home.start(&["--invite"]))
+}
+
+/// `joiner` runs the command the inviter printed and types `code` at its prompt.
 fn join_with(joiner: &Home, invitation: &Invitation, code: &str) -> Peer {
-    let mut args = invitation.join_args.clone();
-    args[1] = code.to_owned();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    joiner.start(&args)
+    let args: Vec<&str> = invitation.join_args.iter().map(String::as_str).collect();
+    let mut peer = joiner.start(&args);
+    peer.send(code);
+    // A prompt's line ends once the answer is read, when input is not a terminal.
+    peer.expect(Stream::Stdout, "Enter the invite code: ");
+    peer
+}
+
+/// An identity of a third party's own, for pairing connections made by hand.
+fn stranger(world: &World, name: &str) -> chat::identity::Identity {
+    let files =
+        chat::identity::IdentityFiles::named(&world.path().join(format!("{name}-config")), name);
+    chat::identity::create(&files, name, false).unwrap()
+}
+
+/// Opens a pairing connection to the inviter at `port`, sends a JOIN, waits for the
+/// answer that says the guess was admitted, and hangs up: what anyone who can reach
+/// the port can do without knowing the code.
+fn hang_up_mid_exchange(
+    runtime: &tokio::runtime::Runtime,
+    port: u16,
+    as_whom: &chat::identity::Identity,
+) {
+    let connector = TlsConnector::from(chat::tls::pairing_client_config(as_whom).unwrap());
+    let exchange = async {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        // Version 1, a SPAKE2 message of zeros, and port 1.
+        let mut join = [0u8; 36];
+        join[0] = 1;
+        join[35] = 1;
+        tls.write_all(&join).await.unwrap();
+        let mut answer = [0u8; 34];
+        tls.read_exact(&mut answer).await.unwrap();
+        assert_eq!(answer[0], 0, "the guess was admitted");
+    };
+    runtime
+        .block_on(async { tokio::time::timeout(TIMEOUT, exchange).await })
+        .expect("the inviter did not answer a JOIN");
 }
 
 /// A code of the right shape that is not `code`.
@@ -134,30 +195,83 @@ fn a_wrong_code_fails_on_both_sides_and_the_right_one_still_works() {
     b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
 }
 
+/// Three wrong tries kill a code, but not the invite: the inviter says what
+/// happened and offers a fresh code, up to 3 codes in all, and then gives up.
 #[test]
-fn a_guesser_does_not_get_in_and_three_wrong_tries_kill_the_code() {
+fn guessers_kill_at_most_three_codes_and_then_the_inviter_gives_up() {
     let world = World::new();
     let alice = Home::new(&world, "alice");
     let mallory = Home::new(&world, "mallory");
+    let by_hand = stranger(&world, "mallory-by-hand");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut invitation = invite(&alice);
     for nth in 1..=3 {
         let guess = another_code(&invitation.code, nth);
         let mut m = join_with(&mallory, &invitation, &guess);
         assert_eq!(m.wait().code(), Some(3), "{}", m.transcript());
         m.expect_seen(Stream::Stderr, "the inviter did not accept the invite code");
-        let left = 3 - nth;
-        invitation.peer.expect(
-            Stream::Stderr,
-            &format!("tried a wrong invite code; {left} "),
+        let left = ["2 tries left", "1 try left", "no tries left"][nth as usize - 1];
+        let told = invitation
+            .peer
+            .expect(Stream::Stderr, "tried a wrong invite code");
+        assert!(told.ends_with(left), "{told}");
+    }
+    for fresh in 2..=3 {
+        let told = invitation.peer.expect(Stream::Stderr, "Nobody paired");
+        assert!(
+            told.contains("the invite code stopped working after 3 wrong tries"),
+            "{told}"
         );
+        assert!(
+            told.contains(&format!("fresh code {fresh} of at most 3")),
+            "{told}"
+        );
+        invitation.read_fresh_code();
+        for _ in 0..3 {
+            hang_up_mid_exchange(&runtime, invitation.peer.port, &by_hand);
+        }
     }
     let a = &mut invitation.peer;
     assert_eq!(a.wait().code(), Some(3), "{}", a.transcript());
     a.expect_seen(
         Stream::Stderr,
-        "chat: error: the invite code stopped working after 3 wrong tries",
+        "chat: error: the invite code stopped working after 3 wrong tries, and it was the last \
+         of 3 codes in this run; run chat --invite again for a new one",
     );
     assert!(!a.transcript().contains("Paired"), "{}", a.transcript());
+}
+
+/// Joiners that hang up halfway through the exchange use up a try each, so three
+/// of them end a code in a moment; the inviter says so and offers a fresh code,
+/// with which the real joiner pairs.
+#[test]
+fn joiners_that_hang_up_end_a_code_and_the_inviter_offers_a_fresh_one() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let by_hand = stranger(&world, "mallory");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut invitation = invite(&alice);
+    let old_code = invitation.code.clone();
+    for left in ["2 tries left", "1 try left", "no tries left"] {
+        hang_up_mid_exchange(&runtime, invitation.peer.port, &by_hand);
+        let told = invitation.peer.expect(Stream::Stderr, "broke off");
+        assert!(told.starts_with("Someone at 127.0.0.1:"), "{told}");
+        assert!(told.contains("counts as a wrong try"), "{told}");
+        assert!(told.ends_with(left), "{told}");
+    }
+    let told = invitation.peer.expect(Stream::Stderr, "Nobody paired");
+    assert!(told.contains("fresh code 2 of at most 3"), "{told}");
+    invitation.read_fresh_code();
+    assert_ne!(invitation.code, old_code);
+
+    let code = invitation.code.clone();
+    let mut b = join_with(&bob, &invitation, &code);
+    let a = &mut invitation.peer;
+    a.expect_seen(Stream::Stderr, "Paired with bob (sha256 ");
+    b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    b.send("made it");
+    a.expect(Stream::Stdout, "bob: made it");
 }
 
 #[test]
@@ -181,24 +295,46 @@ fn a_used_code_cannot_be_used_again() {
     invitation.peer.expect(Stream::Stdout, "bob: still here");
 }
 
-/// `--join` without the code asks for it, so that it never shows in the list of
-/// processes that other users of the machine can read.
+/// The command the inviter prints asks for the code rather than taking it on the
+/// command line, which every user of the joiner's machine can read (`ps`).
 #[test]
-fn the_code_can_be_typed_rather_than_given_on_the_command_line() {
+fn the_printed_command_keeps_the_code_off_the_command_line() {
     let world = World::new();
     let alice = Home::new(&world, "alice");
     let bob = Home::new(&world, "bob");
     let mut invitation = invite(&alice);
-    let address = invitation.join_args[3].clone();
-    let mut b = bob.start(&["--join", "--connect", &address]);
+    let code = invitation.code.clone();
+    let mut b = join_with(&bob, &invitation, &code);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", b.child.id())).unwrap();
-    assert!(!String::from_utf8_lossy(&cmdline).contains(&invitation.code));
-    b.send(&invitation.code);
-    b.expect(Stream::Stdout, "Enter the invite code: ");
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&code));
     b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
     invitation
         .peer
         .expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+}
+
+/// A script passes the code in `CHAT_INVITE_CODE`: no prompt, and nothing on the
+/// command line.
+#[test]
+fn a_script_can_pass_the_code_in_the_environment() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let mut invitation = invite(&alice);
+    let code = invitation.code.clone();
+    let args: Vec<&str> = invitation.join_args.iter().map(String::as_str).collect();
+    let mut b = bob.start_with_env(&[("CHAT_INVITE_CODE", &code)], &args);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", b.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&code));
+    b.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    invitation
+        .peer
+        .expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+    let prompted = b
+        .lines_on(Stream::Stdout)
+        .iter()
+        .any(|line| line.contains("invite code"));
+    assert!(!prompted, "{}", b.transcript());
 }
 
 #[test]

@@ -5,7 +5,8 @@ use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
 
 use common::{BIN, Peer, Stream, TIMEOUT, World};
 
@@ -235,6 +236,88 @@ fn a_key_readable_by_others_is_refused_with_the_fix() {
     let error = alice.expect(Stream::Stderr, "too open");
     assert!(error.contains("chmod 600"), "{error}");
     assert_eq!(alice.wait().code(), Some(1));
+}
+
+/// `chat --cert FILE --key FILE`, run until it exits, and how it exited.
+fn run_with_files(world: &World, certificate: &Path, key: &Path) -> (Peer, ExitStatus) {
+    let mut peer = Peer::spawn(
+        world.path(),
+        &[
+            "--cert".into(),
+            certificate.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--connect".into(),
+            "9".into(),
+            "--peer-fingerprint".into(),
+            "ab".repeat(32),
+        ],
+    );
+    let status = peer.wait();
+    (peer, status)
+}
+
+/// With `--cert` and `--key` in different folders, `known_peers` and the hash cache
+/// live beside the certificate: someone who can write that folder could swap the
+/// certificate and choose whom `--peer` trusts, so it is checked as the key's is.
+#[test]
+#[cfg(unix)]
+fn a_certificate_in_a_folder_others_can_write_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    world.identity("alice");
+    let shared = world.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let certificate = shared.join("alice.crt");
+    std::fs::copy(world.certs().join("alice.crt"), &certificate).unwrap();
+    let (mut alice, status) =
+        run_with_files(&world, &certificate, &world.certs().join("alice.key"));
+    assert_eq!(status.code(), Some(1), "{}", alice.transcript());
+    let error = alice.expect(Stream::Stderr, "chat: error:");
+    assert!(
+        error.contains(&format!(
+            "for the folder '{}' are too open",
+            shared.display()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("chmod go-w"), "{error}");
+    assert!(
+        alice.lines_on(Stream::Stdout).is_empty(),
+        "{}",
+        alice.transcript()
+    );
+}
+
+/// A certificate that is not the key's is refused before its fingerprint is shown:
+/// it would be read out as ours, and no handshake could ever prove it.
+#[test]
+fn a_certificate_that_is_not_the_keys_is_refused_naming_both_files() {
+    let world = World::new();
+    world.identity("alice");
+    world.identity("bob");
+    let certificate = world.certs().join("bob.crt");
+    let key = world.certs().join("alice.key");
+    let (mut alice, status) = run_with_files(&world, &certificate, &key);
+    assert_eq!(status.code(), Some(1), "{}", alice.transcript());
+    let error = alice.expect(Stream::Stderr, "chat: error:");
+    assert!(
+        error.contains("does not belong to the private key"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&certificate.display().to_string()),
+        "{error}"
+    );
+    assert!(error.contains(&key.display().to_string()), "{error}");
+    assert!(
+        alice.lines_on(Stream::Stdout).is_empty(),
+        "{}",
+        alice.transcript()
+    );
 }
 
 #[test]

@@ -50,6 +50,11 @@ impl Home {
         Peer::start(&self.workdir, &self.args(extra))
     }
 
+    /// Like [`Home::start`], with `env` added to the environment.
+    pub fn start_with_env(&self, env: &[(&str, &str)], extra: &[&str]) -> Peer {
+        Peer::start_with_env(env, &self.workdir, &self.args(extra))
+    }
+
     pub fn args(&self, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = ["--name", self.name, "--listen", "127.0.0.1:0"]
             .map(String::from)

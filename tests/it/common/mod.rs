@@ -242,7 +242,16 @@ impl Peer {
     /// Like [`Peer::start`], with the binary run through `wrapper` (for example
     /// `ip netns exec NAME`).
     pub fn start_in(wrapper: &[&str], workdir: &Path, args: &[String]) -> Peer {
-        let mut peer = Self::spawn_in(wrapper, workdir, args);
+        Self::start_with(wrapper, &[], workdir, args)
+    }
+
+    /// Like [`Peer::start`], with `env` added to the environment.
+    pub fn start_with_env(env: &[(&str, &str)], workdir: &Path, args: &[String]) -> Peer {
+        Self::start_with(&[], env, workdir, args)
+    }
+
+    fn start_with(wrapper: &[&str], env: &[(&str, &str)], workdir: &Path, args: &[String]) -> Peer {
+        let mut peer = Self::spawn_with(wrapper, env, workdir, args);
         let fingerprint = peer.expect(Stream::Stdout, "Fingerprint: ");
         peer.fingerprint = fingerprint["Fingerprint: ".len()..].to_owned();
         let listening = peer.expect(Stream::Stdout, "Listening on port ");
@@ -254,7 +263,7 @@ impl Peer {
     /// ready lines are in, as a terminal or pipe that stops being read: the harness
     /// sees only standard error.
     pub fn start_with_stalled_stdout(workdir: &Path, args: &[String]) -> (Peer, ChildStdout) {
-        let mut child = spawn_child(&[], workdir, args);
+        let mut child = spawn_child(&[], &[], workdir, args);
         let mut stdout = child.stdout.take().unwrap();
         // Byte by byte, so that nothing after the ready lines is taken from the pipe.
         let mut ready = Vec::new();
@@ -292,7 +301,11 @@ impl Peer {
     }
 
     pub fn spawn_in(wrapper: &[&str], workdir: &Path, args: &[String]) -> Peer {
-        let mut child = spawn_child(wrapper, workdir, args);
+        Self::spawn_with(wrapper, &[], workdir, args)
+    }
+
+    fn spawn_with(wrapper: &[&str], env: &[(&str, &str)], workdir: &Path, args: &[String]) -> Peer {
+        let mut child = spawn_child(wrapper, env, workdir, args);
         let (tx, lines) = mpsc::channel();
         read_lines(child.stdout.take().unwrap(), Stream::Stdout, tx.clone());
         read_lines(child.stderr.take().unwrap(), Stream::Stderr, tx);
@@ -493,9 +506,9 @@ impl Drop for Peer {
     }
 }
 
-/// Starts the binary in `workdir`, through `wrapper` if any, with all three
-/// standard streams piped.
-fn spawn_child(wrapper: &[&str], workdir: &Path, args: &[String]) -> Child {
+/// Starts the binary in `workdir`, through `wrapper` if any, with `env` added to
+/// its environment and all three standard streams piped.
+fn spawn_child(wrapper: &[&str], env: &[(&str, &str)], workdir: &Path, args: &[String]) -> Child {
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut command = Command::new(program);
@@ -506,6 +519,7 @@ fn spawn_child(wrapper: &[&str], workdir: &Path, args: &[String]) -> Child {
     };
     command
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workdir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
