@@ -1,7 +1,6 @@
 //! The dialer: reaches the peer's listener, retrying while it is not up, and dials
 //! again each time the connection it made is lost, until that connection ends for good.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustls::AlertDescription;
@@ -12,6 +11,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
+use crate::link::iroh as transport;
 use crate::link::{Route, Stream};
 use crate::target::Target;
 use crate::tls::{self, Pin, PinMismatch};
@@ -69,9 +69,30 @@ pub struct Refusal {
     pub target: String,
 }
 
+/// Where the dialer reaches the peer.
+pub enum Destination {
+    /// A TCP listener at a host and port.
+    Tcp(Target),
+    /// An iroh endpoint, through any of these relays or an address iroh learns.
+    Iroh {
+        endpoint: iroh::Endpoint,
+        peer: iroh::EndpointId,
+        relays: Vec<iroh::RelayUrl>,
+    },
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Tcp(target) => write!(f, "{target}"),
+            Destination::Iroh { peer, .. } => write!(f, "endpoint {}", peer.fmt_short()),
+        }
+    }
+}
+
 /// Everything needed to reach the peer.
 pub struct Dialer {
-    pub target: Target,
+    pub target: Destination,
     pub connector: TlsConnector,
     pub greeting: Greeting,
     pub retry_for: Duration,
@@ -179,8 +200,27 @@ impl Dialer {
     }
 
     async fn try_dial(&self) -> Result<Link, DialFailure> {
-        let addrs = self
-            .target
+        match &self.target {
+            Destination::Tcp(target) => self.try_tcp(target).await,
+            Destination::Iroh {
+                endpoint,
+                peer,
+                relays,
+            } => {
+                let stream = transport::dial(endpoint, *peer, relays)
+                    .await
+                    .map_err(|err| DialFailure::Retry(err.to_string()))?;
+                let route = transport::route_of(&stream);
+                let target = self.target.to_string();
+                handshake::connect(&self.connector, stream, route, &self.greeting)
+                    .await
+                    .map_err(|err| classify(&target, err, self.one_connection))
+            }
+        }
+    }
+
+    async fn try_tcp(&self, target: &Target) -> Result<Link, DialFailure> {
+        let addrs = target
             .resolve()
             .await
             .map_err(|err| DialFailure::Retry(err.to_string()))?;
@@ -201,7 +241,7 @@ impl Dialer {
                 &self.greeting,
             )
             .await
-            .map_err(|err| classify(addr, err, self.one_connection));
+            .map_err(|err| classify(&addr.to_string(), err, self.one_connection));
         }
         Err(DialFailure::Retry(last_error))
     }
@@ -217,7 +257,7 @@ enum DialFailure {
 }
 
 /// Pin mismatches and refusals are final; everything else may be a peer still starting.
-fn classify(addr: SocketAddr, err: HandshakeError, one_connection: bool) -> DialFailure {
+fn classify(addr: &str, err: HandshakeError, one_connection: bool) -> DialFailure {
     if let Some(io) = err.io_error() {
         if tls::received_alert(io) == Some(AlertDescription::NoApplicationProtocol) {
             return DialFailure::Fatal {
@@ -255,7 +295,7 @@ fn classify(addr: SocketAddr, err: HandshakeError, one_connection: bool) -> Dial
 /// What a dialer is told when the listener speaks the other mode: a listener
 /// started with `--accept` offers only single-connection mode, any other only two
 /// connections, and TLS finds no protocol in common (`no_application_protocol`).
-fn other_mode(addr: SocketAddr, one_connection: bool) -> String {
+fn other_mode(addr: &str, one_connection: bool) -> String {
     if one_connection {
         format!(
             "the peer at {addr} does not take a single connection for both directions: \

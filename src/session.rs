@@ -12,12 +12,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::dialer::{self, DialEnd, Dialed, Dialer, Refusal, WrongPin};
+use crate::dialer::{self, Destination, DialEnd, Dialed, Dialer, Refusal, WrongPin};
 use crate::event::{Command, Direction, Event, ShownWatch, TransferId};
 use crate::frame::Frame;
 use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
 use crate::lane::Lane;
+use crate::link::iroh_listener;
 use crate::listener;
 use crate::one_connection::{self, Carrier};
 use crate::one_way::OneWay;
@@ -61,6 +62,22 @@ pub enum Links {
     DialOne(Target),
     /// Accept, and carry both directions on that connection (`--accept`).
     AcceptOne(TcpListener),
+    /// One iroh connection for both directions: the side whose endpoint ID is the
+    /// smaller dials the peer's, the other accepts it, so the two never race.
+    Iroh {
+        endpoint: iroh::Endpoint,
+        peer: iroh::EndpointId,
+        relays: Vec<iroh::RelayUrl>,
+    },
+}
+
+/// Where the session takes connections from.
+enum Accepting {
+    Tcp(TcpListener),
+    Iroh {
+        endpoint: iroh::Endpoint,
+        peer: iroh::EndpointId,
+    },
 }
 
 /// What the session does once our sending side has finished.
@@ -125,9 +142,25 @@ pub async fn run(
         _ => None,
     };
     let (listener, target) = match setup.links {
-        Links::Two { listener, target } => (Some(listener), Some(target)),
-        Links::DialOne(target) => (None, Some(target)),
-        Links::AcceptOne(listener) => (Some(listener), None),
+        Links::Two { listener, target } => (
+            Some(Accepting::Tcp(listener)),
+            Some(Destination::Tcp(target)),
+        ),
+        Links::DialOne(target) => (None, Some(Destination::Tcp(target))),
+        Links::AcceptOne(listener) => (Some(Accepting::Tcp(listener)), None),
+        Links::Iroh {
+            endpoint,
+            peer,
+            relays,
+        } if endpoint.id() < peer => (
+            None,
+            Some(Destination::Iroh {
+                endpoint,
+                peer,
+                relays,
+            }),
+        ),
+        Links::Iroh { endpoint, peer, .. } => (Some(Accepting::Iroh { endpoint, peer }), None),
     };
     let (accepted_tx, mut accepted) = mpsc::channel::<Link>(4);
     let _stop_listening = match listener {
@@ -137,13 +170,25 @@ pub async fn run(
                 setup.pin.clone(),
                 one_connection,
             )?);
-            Some(AbortOnDrop(tokio::spawn(listener::run(
-                listener,
-                acceptor,
-                greeting.clone(),
-                accepted_tx,
-                events.clone(),
-            ))))
+            let greeting = greeting.clone();
+            let events = events.clone();
+            Some(AbortOnDrop(match listener {
+                Accepting::Tcp(listener) => tokio::spawn(listener::run(
+                    listener,
+                    acceptor,
+                    greeting,
+                    accepted_tx,
+                    events,
+                )),
+                Accepting::Iroh { endpoint, peer } => tokio::spawn(iroh_listener::run(
+                    endpoint,
+                    peer,
+                    acceptor,
+                    greeting,
+                    accepted_tx,
+                    events,
+                )),
+            }))
         }
         None => None,
     };

@@ -15,6 +15,7 @@ use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, RelayUrl, SecretKey, T
 use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 
+use super::route::{Path, Route};
 use super::stream::{QuicStream, Stream};
 
 /// The ALPN of chat's QUIC connections (not of the TLS inside them).
@@ -179,3 +180,28 @@ pub async fn accept(
 
 /// The QUIC close code for a connection from an endpoint we do not expect.
 const REFUSED: iroh::endpoint::VarInt = iroh::endpoint::VarInt::from_u32(1);
+
+/// The route of a stream's connection: its peer and the path iroh has chosen now.
+pub fn route_of(stream: &Stream) -> Route {
+    match stream {
+        Stream::Tcp(tcp) => match tcp.peer_addr() {
+            Ok(addr) => Route::Tcp(addr),
+            Err(_) => Route::Tcp(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+        },
+        Stream::Quic(quic) => Route::Iroh {
+            peer: quic.connection.remote_id(),
+            path: selected_path(&quic.connection),
+        },
+    }
+}
+
+/// The path a connection sends on now.
+pub fn selected_path(connection: &iroh::endpoint::Connection) -> Path {
+    let paths = connection.paths();
+    let selected = paths.iter().find(|path| path.is_selected());
+    match selected.map(|path| path.remote_addr().clone()) {
+        Some(TransportAddr::Relay(url)) => Path::Relay(url),
+        Some(TransportAddr::Ip(addr)) => Path::Direct(addr),
+        _ => Path::Unknown,
+    }
+}

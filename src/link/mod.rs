@@ -1,6 +1,7 @@
 //! Everything that turns a transport into an authenticated link to the pinned peer.
 
 pub mod iroh;
+pub mod iroh_listener;
 pub mod keys;
 pub mod route;
 pub mod stream;

@@ -5,6 +5,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use iroh::endpoint::{Connection, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -24,6 +25,34 @@ pub struct QuicStream {
     pub send: SendStream,
     pub recv: RecvStream,
     pub connection: Connection,
+}
+
+/// How long a dropped stream keeps its connection for the peer to take in what we
+/// sent last: QUIC drops data in flight when a connection closes.
+const LINGER: Duration = Duration::from_secs(3);
+
+impl Drop for QuicStream {
+    /// The connection closes when its last handle goes, and with it whatever the
+    /// peer has not yet received. So a connection whose stream we finished waits,
+    /// in the background and for at most [`LINGER`], until the peer has read it to
+    /// the end or closes the connection itself: the last receiver closes.
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let connection = self.connection.clone();
+        let stopped = self.send.stopped();
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(LINGER, async {
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = connection.closed() => {}
+                }
+            })
+            .await;
+            drop(connection);
+        });
+    }
 }
 
 impl AsyncRead for Stream {
