@@ -16,8 +16,12 @@ use crate::event::{Command, Event};
 use crate::fingerprint::Fingerprint;
 use crate::identity::{self, Identity, IdentityFiles};
 use crate::input::{self, Input};
-use crate::invitation;
+use crate::invitation::{self, Rendezvous};
 use crate::known_peers::{self, KnownPeers};
+use crate::link::Route;
+use crate::link::iroh as transport;
+use crate::link::keys;
+use crate::link::stream::Lingering;
 use crate::pairing::{CodeError, InviteCode};
 use crate::platform::{self, Stop};
 use crate::portmap::{self, PortMapping};
@@ -33,6 +37,8 @@ use crate::ui::Console;
 const STOP_DEADLINE: Duration = Duration::from_secs(7);
 /// Addresses listed at start; a machine with many interfaces has more.
 const ADDRESSES_SHOWN: usize = 6;
+/// How long each step of closing the iroh endpoint may take.
+const ENDPOINT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the end of a session waits for its last lines to be printed.
 const PRINTER_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -210,7 +216,23 @@ struct UsageError(String);
 /// caller to remove however the session ends.
 async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit> {
     let identity = load_identity(&config.identity)?;
+    // Over iroh, the identity's long-term endpoint, which known peers dial.
+    let endpoint = match config.over_iroh {
+        true => Some(
+            transport::bind(
+                keys::endpoint_key(&identity.private_key),
+                &config.relays,
+                true,
+            )
+            .await
+            .context("cannot start the iroh endpoint")?,
+        ),
+        false => None,
+    };
+    // Connections that stay open after their stream, for the peer to read our last words.
+    let lingering = Lingering::default();
     let listener = match config.links {
+        _ if endpoint.is_some() => None,
         LinkMode::DialOne => None,
         LinkMode::Two | LinkMode::AcceptOne => Some(
             config
@@ -246,39 +268,76 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
     })?;
     // Before the front end takes the terminal: nothing is typed while pairing.
     let paired = match &config.trust {
-        Trust::Invite => Some(
-            invitation::invite(
-                listener.as_ref().context("--invite needs a listener")?,
+        Trust::Invite => {
+            let rendezvous = match (&endpoint, &listener) {
+                (Some(endpoint), _) => Rendezvous::Iroh {
+                    settings: &config.relays,
+                    ours: endpoint.id(),
+                    lingering: &lingering,
+                },
+                (None, Some(listener)) => Rendezvous::Tcp(listener),
+                (None, None) => bail!("--invite needs a listener"),
+            };
+            let paired = invitation::invite(
+                rendezvous,
                 &identity,
                 &config.known_peers,
                 config.look.verbose,
             )
-            .await?,
-        ),
+            .await?;
+            Some(paired)
+        }
         Trust::Join(code) => {
-            let target = config.connect.as_ref().context("--join needs --connect")?;
             let code = match code {
                 Some(code) => code.clone(),
                 None => ask_invite_code().await?,
             };
-            let code = &code;
-            let pin = invitation::join(
-                target,
-                &identity,
-                &config.known_peers,
-                code,
-                port,
-                config.retry_for,
-            )
-            .await?;
-            Some((target.clone(), pin))
+            let paired = match (&endpoint, &config.connect) {
+                (Some(endpoint), _) => {
+                    invitation::join_over_iroh(
+                        endpoint,
+                        &config.relays,
+                        &lingering,
+                        &identity,
+                        &config.known_peers,
+                        &code,
+                        config.retry_for,
+                    )
+                    .await?
+                }
+                (None, Some(target)) => {
+                    invitation::join(
+                        target,
+                        &identity,
+                        &config.known_peers,
+                        &code,
+                        port,
+                        config.retry_for,
+                    )
+                    .await?
+                }
+                (None, None) => bail!("--join needs --connect, or iroh"),
+            };
+            Some(paired)
         }
+        _ => None,
+    };
+    // Where the session dials: over iroh, the endpoint the pairing confirmed.
+    let iroh_peer = match paired.as_ref().map(|paired| &paired.session) {
+        Some(Route::Iroh { peer, .. }) => Some(*peer),
         _ => None,
     };
     let (mut console, mut lines) = Console::start(&identity.name, config.look)?;
     let target = match (&paired, config.connect) {
-        _ if config.links == LinkMode::AcceptOne => None,
-        (Some((target, _)), _) => Some(target.clone()),
+        _ if config.links == LinkMode::AcceptOne || endpoint.is_some() => None,
+        (Some(paired), _) => match &paired.session {
+            Route::Tcp(addr) => Some(
+                addr.to_string()
+                    .parse()
+                    .context("the paired peer's address")?,
+            ),
+            Route::Iroh { .. } => None,
+        },
         (None, Some(target)) => Some(target),
         (None, None) => {
             let question = "Enter the target port number: ";
@@ -289,7 +348,7 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         }
     };
     let peer = match (&paired, &config.trust) {
-        (Some((_, pin)), _) => *pin,
+        (Some(paired), _) => paired.fingerprint,
         (None, Trust::Given(peer)) => *peer,
         (None, Trust::Known(entry)) => entry.peer.fingerprint,
         (None, _) => {
@@ -348,7 +407,19 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         events.downgrade(),
     ));
 
+    let closing = endpoint.clone();
     let links = match (listener, target) {
+        _ if endpoint.is_some() => {
+            let (Some(endpoint), Some(peer)) = (endpoint, iroh_peer) else {
+                bail!("over iroh, the peer's endpoint comes from pairing");
+            };
+            Links::Iroh {
+                endpoint,
+                peer,
+                relays: config.relays.relay_urls(),
+                lingering: lingering.clone(),
+            }
+        }
         (Some(listener), Some(target)) => Links::Two { listener, target },
         (None, Some(target)) => Links::DialOne(target),
         (Some(listener), None) => Links::AcceptOne(listener),
@@ -365,6 +436,9 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         at_finish,
     };
     let end = session::run(setup, commands_rx, events.clone()).await;
+    if let Some(endpoint) = closing {
+        close_endpoint(&endpoint, &lingering).await;
+    }
     if let Ok(SessionEnd::PeerLeft) = end {
         let _ = events.send(Event::PeerLeft);
     }
@@ -375,6 +449,13 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         SessionEnd::Quit if interrupted.load(Ordering::SeqCst) => Ok(Exit::Interrupted),
         _ => Ok(Exit::Success),
     }
+}
+
+/// Closes the iroh endpoint once the peer has read what we sent last, each step
+/// bounded: QUIC drops data in flight when a connection closes.
+async fn close_endpoint(endpoint: &iroh::Endpoint, lingering: &Lingering) {
+    let _ = tokio::time::timeout(ENDPOINT_CLOSE_TIMEOUT, lingering.finished()).await;
+    let _ = tokio::time::timeout(ENDPOINT_CLOSE_TIMEOUT, endpoint.close()).await;
 }
 
 /// The addresses a peer could dial, at most [`ADDRESSES_SHOWN`] of them.

@@ -136,7 +136,7 @@ pub struct PeerArgs {
     /// Join the peer that printed this invite code (with --connect, the address it printed). Without
     /// CODE, it is taken from $CHAT_INVITE_CODE (for scripts) or asked for, which keeps it out of the
     /// process list that other users of this machine can read.
-    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "", requires = "connect", conflicts_with_all = ["peer_fingerprint", "peer_cert", "peer"])]
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["peer_fingerprint", "peer_cert", "peer"])]
     pub join: Option<String>,
     /// Folder where received files are stored (created if missing).
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -154,6 +154,19 @@ pub struct PeerArgs {
     /// If the router says no, chat warns and goes on.
     #[arg(long)]
     pub map_port: bool,
+    /// A relay to meet the peer through over iroh, instead of the public relays that iroh's
+    /// authors run: a URL such as https://relay.example.org (repeat for more; also $CHAT_RELAY,
+    /// URLs separated by commas). A relay sees endpoint IDs, addresses, timing and volume, never
+    /// what is said or sent.
+    #[arg(long, value_name = "URL", conflicts_with = "no_relay")]
+    pub relay: Vec<String>,
+    /// Meet the peer over iroh without any relay: direct paths only.
+    #[arg(long)]
+    pub no_relay: bool,
+    /// Trust this CA certificate (PEM) for relays, beside the web's usual roots: for a relay of your
+    /// own with a private certificate.
+    #[arg(long, value_name = "FILE")]
+    pub relay_ca: Option<PathBuf>,
     /// Show connection details such as the negotiated TLS cipher suite and key exchange.
     #[arg(short, long)]
     pub verbose: bool,
@@ -182,6 +195,7 @@ impl PeerArgs {
                 }
             }
         };
+        let listen_given = self.listen.is_some();
         let listen = match self.listen {
             Some(text) => text.parse().context("--listen")?,
             None => ListenAddr::AllInterfaces(0),
@@ -224,6 +238,13 @@ impl PeerArgs {
             .transpose()
             .context("--max-file-size")?;
         let retry_for = config::parse_duration(&self.retry_for).context("--retry-for")?;
+        let relays = relay_settings(self.relay, self.no_relay, self.relay_ca.as_deref())?;
+        // An invite or a join given no address meets over iroh; everything else is TCP.
+        let over_iroh = match &trust {
+            Trust::Invite => !listen_given && !self.map_port,
+            Trust::Join(_) => connect.is_none(),
+            _ => false,
+        };
         Ok(Config {
             identity,
             listen,
@@ -236,6 +257,8 @@ impl PeerArgs {
             max_file_size,
             retry_for,
             map_port: self.map_port,
+            over_iroh,
+            relays,
             look: Look {
                 verbose: self.verbose,
                 progress: !self.no_progress,
@@ -262,6 +285,57 @@ fn find_known(path: &Path, name: &str) -> Result<Entry> {
          session with --peer-fingerprint, --peer-cert or the prompt",
         path.display()
     )
+}
+
+/// The relays from `--relay` (else `$CHAT_RELAY`), `--no-relay` and `--relay-ca`.
+fn relay_settings(
+    urls: Vec<String>,
+    none: bool,
+    ca: Option<&Path>,
+) -> Result<crate::link::iroh::Settings> {
+    use crate::link::iroh::{Relays, Settings};
+    let urls = match urls.is_empty() {
+        true => std::env::var("CHAT_RELAY")
+            .map(|list| {
+                (list.split(','))
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        false => urls,
+    };
+    let relays = match (none, urls.is_empty()) {
+        (true, _) => Relays::Off,
+        (false, true) => Relays::Public,
+        (false, false) => Relays::Own(
+            (urls.iter())
+                .map(|url| {
+                    url.parse::<iroh::RelayUrl>()
+                        .with_context(|| format!("--relay: {url:?} is not a URL"))
+                })
+                .collect::<Result<_>>()?,
+        ),
+    };
+    let relay_roots = match ca {
+        Some(path) => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let roots = CertificateDer::pem_file_iter(path)
+                .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("--relay-ca: cannot read {}", path.display()))?;
+            if roots.is_empty() {
+                bail!("--relay-ca: {} holds no certificate", path.display());
+            }
+            roots
+        }
+        None => Vec::new(),
+    };
+    Ok(Settings {
+        relays,
+        relay_roots,
+    })
 }
 
 /// The login name if it makes a valid identity name, else "peer".

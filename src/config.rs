@@ -110,6 +110,11 @@ pub struct Config {
     pub retry_for: Duration,
     /// Ask the router to forward the listening port (`--map-port`).
     pub map_port: bool,
+    /// Reach the peer over iroh rather than TCP: an invite or a join given no
+    /// address.
+    pub over_iroh: bool,
+    /// The relays iroh uses.
+    pub relays: crate::link::iroh::Settings,
     pub look: Look,
 }
 

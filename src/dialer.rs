@@ -12,6 +12,7 @@ use tokio_rustls::TlsConnector;
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
 use crate::link::iroh as transport;
+use crate::link::stream::Lingering;
 use crate::link::{Route, Stream};
 use crate::target::Target;
 use crate::tls::{self, Pin, PinMismatch};
@@ -78,6 +79,7 @@ pub enum Destination {
         endpoint: iroh::Endpoint,
         peer: iroh::EndpointId,
         relays: Vec<iroh::RelayUrl>,
+        lingering: Lingering,
     },
 }
 
@@ -206,8 +208,9 @@ impl Dialer {
                 endpoint,
                 peer,
                 relays,
+                lingering,
             } => {
-                let stream = transport::dial(endpoint, *peer, relays)
+                let stream = transport::dial(endpoint, *peer, relays, lingering)
                     .await
                     .map_err(|err| DialFailure::Retry(err.to_string()))?;
                 let route = transport::route_of(&stream);

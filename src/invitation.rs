@@ -9,9 +9,12 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
 use crate::dialer::Refusal;
-use crate::fingerprint::Fingerprint;
 use crate::identity::Identity;
 use crate::known_peers::KnownPeers;
+use crate::link::iroh as transport;
+use crate::link::keys;
+use crate::link::stream::Lingering;
+use crate::pairing::inviter::Door;
 use crate::pairing::{self, InviteCode, InviteError, InviteReport, JoinError, Paired};
 use crate::sanitize::for_terminal;
 use crate::target::Target;
@@ -25,43 +28,82 @@ pub const INVITE_LIFETIME: Duration = pairing::INVITE_LIFETIME;
 /// How many codes one `chat --invite` offers before it gives up.
 pub const CODES_PER_RUN: u32 = pairing::CODES_PER_RUN;
 
+/// Where an invite waits for its joiner.
+pub enum Rendezvous<'a> {
+    /// On our TCP listener (`--listen`): pairing version 1, the joiner dials the
+    /// address we print.
+    Tcp(&'a TcpListener),
+    /// At the code's own iroh endpoint, through the relays: pairing version 2, and
+    /// `ours` is the long-term endpoint the session will use.
+    Iroh {
+        settings: &'a transport::Settings,
+        ours: iroh::EndpointId,
+        lingering: &'a Lingering,
+    },
+}
+
 /// Prints a code and the joiner's command, which asks for the code rather than
 /// taking it as an argument, and waits for the joiner. A code that dies without a
 /// pairing (of wrong tries, or a joiner that broke off after proving it) is
 /// followed by a fresh one, up to [`CODES_PER_RUN`] in all: a stranger's junk
-/// guesses do not end the invite at once. Returns where to dial the joiner and its
-/// pin.
+/// guesses do not end the invite at once. Returns the joiner as paired.
 pub async fn invite(
-    listener: &TcpListener,
+    rendezvous: Rendezvous<'_>,
     identity: &Identity,
     known_peers: &Path,
     verbose: bool,
-) -> Result<(Target, Fingerprint)> {
-    let local = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
-    let share = pairing::address_to_share(local);
+) -> Result<Paired> {
     let mut report = |report: InviteReport| match report {
-        InviteReport::WrongCode { addr, left } => ui::status(&format!(
-            "Someone at {addr} tried a wrong invite code; {}",
+        InviteReport::WrongCode { from, left } => ui::status(&format!(
+            "Someone at {from} tried a wrong invite code; {}",
             tries_left(left)
         )),
-        InviteReport::BrokeOff { addr, left } => ui::status(&format!(
-            "Someone at {addr} broke off before proving it knew the invite code, which counts \
+        InviteReport::BrokeOff { from, left } => ui::status(&format!(
+            "Someone at {from} broke off before proving it knew the invite code, which counts \
              as a wrong try; {}",
             tries_left(left)
         )),
-        InviteReport::Dropped { addr, reason } if verbose => {
-            ui::status(&format!("Pairing connection from {addr} dropped: {reason}"))
-        }
+        InviteReport::Dropped { from, reason } if verbose => match from {
+            Some(from) => ui::status(&format!("Pairing connection from {from} dropped: {reason}")),
+            None => ui::status(&format!("A pairing connection dropped: {reason}")),
+        },
         InviteReport::Dropped { .. } => {}
     };
     let mut offered = 1;
     let paired = loop {
         let code = InviteCode::generate()?;
-        show_code(&code, local, share);
-        let waited =
-            pairing::wait_for_joiner(listener, identity, code, INVITE_LIFETIME, &mut report).await;
+        let waited = match &rendezvous {
+            Rendezvous::Tcp(listener) => {
+                let local = listener
+                    .local_addr()
+                    .context("cannot read the listening address")?;
+                show_code(&code, &JoinCommand::Tcp(local));
+                let door = Door::Tcp(listener);
+                pairing::wait_for_joiner(&door, identity, code, INVITE_LIFETIME, &mut report).await
+            }
+            Rendezvous::Iroh {
+                settings,
+                ours,
+                lingering,
+            } => {
+                let endpoint = transport::bind(keys::rendezvous_key(&code), settings, true)
+                    .await
+                    .context("cannot open the invite code's endpoint")?;
+                show_code(&code, &JoinCommand::Iroh(settings));
+                let door = Door::Iroh {
+                    rendezvous: &endpoint,
+                    ours: *ours,
+                    lingering,
+                };
+                let waited =
+                    pairing::wait_for_joiner(&door, identity, code, INVITE_LIFETIME, &mut report)
+                        .await;
+                // The code's endpoint is done with, once the joiner has read our last words.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, lingering.finished()).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.close()).await;
+                waited
+            }
+        };
         let died = match waited {
             Ok(paired) => break paired,
             Err(died @ (InviteError::TooManyWrongGuesses | InviteError::JoinerVanished(_))) => died,
@@ -77,29 +119,52 @@ pub async fn invite(
         ));
     };
     announce(&paired, known_peers)?;
-    let target = paired
-        .addr
-        .to_string()
-        .parse()
-        .context("the joiner's address")?;
-    Ok((target, paired.fingerprint))
+    Ok(paired)
+}
+
+/// How long closing the code's endpoint may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the joiner needs besides the code.
+enum JoinCommand<'a> {
+    /// Our listening address (`--listen`).
+    Tcp(SocketAddr),
+    /// Nothing, unless we use relays of our own: then the joiner must use one of them.
+    Iroh(&'a transport::Settings),
 }
 
 /// Prints `code` and the command to give the joiner.
-fn show_code(code: &InviteCode, local: SocketAddr, share: SocketAddr) {
+fn show_code(code: &InviteCode, command: &JoinCommand<'_>) {
     ui::say(&format!("Invite code: {code}"));
     ui::status(&format!(
         "Give the other person this command; the code works once, for the next {} minutes:",
         INVITE_LIFETIME.as_secs() / 60
     ));
     // Not the code: a command line is readable by every user of the joiner's machine.
-    ui::status(&format!("  chat --join --connect {share}"));
-    ui::status("  (then type the code at its prompt)");
-    if share.ip().is_loopback() && local.ip().is_unspecified() {
-        ui::status(
-            "(No route out of this machine was found, so that is a loopback address: for \
-             another machine, give an address of this one that it can reach.)",
-        );
+    match command {
+        JoinCommand::Tcp(local) => {
+            let share = pairing::address_to_share(*local);
+            ui::status(&format!("  chat --join --connect {share}"));
+            ui::status("  (then type the code at its prompt)");
+            if share.ip().is_loopback() && local.ip().is_unspecified() {
+                ui::status(
+                    "(No route out of this machine was found, so that is a loopback address: for \
+                     another machine, give an address of this one that it can reach.)",
+                );
+            }
+        }
+        JoinCommand::Iroh(settings) => {
+            let relays = match &settings.relays {
+                transport::Relays::Own(urls) => urls
+                    .iter()
+                    .map(|url| format!(" --relay {url}"))
+                    .collect::<String>(),
+                transport::Relays::Off => " --no-relay".to_owned(),
+                transport::Relays::Public => String::new(),
+            };
+            ui::status(&format!("  chat --join{relays}"));
+            ui::status("  (then type the code at its prompt)");
+        }
     }
 }
 
@@ -112,7 +177,8 @@ fn tries_left(left: u32) -> String {
     }
 }
 
-/// Pairs with the inviter at `target` by `code`; its pin.
+/// Pairs with the inviter at `target` by `code`, as the joiner's session listens on
+/// `our_port`; the inviter as paired.
 pub async fn join(
     target: &Target,
     identity: &Identity,
@@ -120,7 +186,7 @@ pub async fn join(
     code: &InviteCode,
     our_port: u16,
     retry_for: Duration,
-) -> Result<Fingerprint> {
+) -> Result<Paired> {
     // Waiting longer than a code lives cannot help.
     let retry_for = retry_for.min(INVITE_LIFETIME);
     let waiting = |reason: &str| {
@@ -132,7 +198,34 @@ pub async fn join(
     let paired =
         pairing::join_inviter(target, identity, code, our_port, retry_for, waiting).await?;
     announce(&paired, known_peers)?;
-    Ok(paired.fingerprint)
+    Ok(paired)
+}
+
+/// Pairs by `code` with the inviter at the code's iroh endpoint, dialled from our
+/// long-term `endpoint` through every relay we know; the inviter as paired.
+pub async fn join_over_iroh(
+    endpoint: &iroh::Endpoint,
+    settings: &transport::Settings,
+    lingering: &Lingering,
+    identity: &Identity,
+    known_peers: &Path,
+    code: &InviteCode,
+    retry_for: Duration,
+) -> Result<Paired> {
+    let retry_for = retry_for.min(INVITE_LIFETIME);
+    let waiting = |reason: &str| {
+        ui::status(&format!(
+            "Waiting for the inviter ({reason}); trying for up to {} s",
+            retry_for.as_secs()
+        ))
+    };
+    let relays = settings.relay_urls();
+    let paired = pairing::joiner::join_over_iroh(
+        endpoint, &relays, lingering, identity, code, retry_for, waiting,
+    )
+    .await?;
+    announce(&paired, known_peers)?;
+    Ok(paired)
 }
 
 /// Says whom we paired with, unless its name is saved in known peers with another
@@ -150,7 +243,7 @@ fn announce(paired: &Paired, known_peers: &Path) -> Result<()> {
                 expected: entry.peer.fingerprint,
                 presented: paired.fingerprint,
             }),
-            target: paired.addr.to_string(),
+            target: paired.session.to_string(),
         };
         let warning = trust::changed_certificate(known_peers, &entry, &refusal)
             .unwrap_or_else(|| refusal.reason.clone());

@@ -19,6 +19,7 @@ use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
 use crate::lane::Lane;
 use crate::link::iroh_listener;
+use crate::link::stream::Lingering;
 use crate::listener;
 use crate::one_connection::{self, Carrier};
 use crate::one_way::OneWay;
@@ -68,6 +69,7 @@ pub enum Links {
         endpoint: iroh::Endpoint,
         peer: iroh::EndpointId,
         relays: Vec<iroh::RelayUrl>,
+        lingering: Lingering,
     },
 }
 
@@ -77,6 +79,7 @@ enum Accepting {
     Iroh {
         endpoint: iroh::Endpoint,
         peer: iroh::EndpointId,
+        lingering: Lingering,
     },
 }
 
@@ -152,15 +155,29 @@ pub async fn run(
             endpoint,
             peer,
             relays,
+            lingering,
         } if endpoint.id() < peer => (
             None,
             Some(Destination::Iroh {
                 endpoint,
                 peer,
                 relays,
+                lingering,
             }),
         ),
-        Links::Iroh { endpoint, peer, .. } => (Some(Accepting::Iroh { endpoint, peer }), None),
+        Links::Iroh {
+            endpoint,
+            peer,
+            lingering,
+            ..
+        } => (
+            Some(Accepting::Iroh {
+                endpoint,
+                peer,
+                lingering,
+            }),
+            None,
+        ),
     };
     let (accepted_tx, mut accepted) = mpsc::channel::<Link>(4);
     let _stop_listening = match listener {
@@ -180,9 +197,14 @@ pub async fn run(
                     accepted_tx,
                     events,
                 )),
-                Accepting::Iroh { endpoint, peer } => tokio::spawn(iroh_listener::run(
+                Accepting::Iroh {
                     endpoint,
                     peer,
+                    lingering,
+                } => tokio::spawn(iroh_listener::run(
+                    endpoint,
+                    peer,
+                    lingering,
                     acceptor,
                     greeting,
                     accepted_tx,

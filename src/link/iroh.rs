@@ -16,7 +16,7 @@ use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 
 use super::route::{Path, Route};
-use super::stream::{QuicStream, Stream};
+use super::stream::{Lingering, QuicStream, Stream};
 
 /// The ALPN of chat's QUIC connections (not of the TLS inside them).
 pub const ALPN: &[u8] = b"chat/1";
@@ -115,6 +115,7 @@ pub async fn dial(
     endpoint: &Endpoint,
     peer: EndpointId,
     relays: &[RelayUrl],
+    lingering: &Lingering,
 ) -> Result<Stream, IrohError> {
     let addr = EndpointAddr::from_parts(peer, relays.iter().cloned().map(TransportAddr::Relay));
     let connection = endpoint
@@ -127,11 +128,9 @@ pub async fn dial(
     let (send, recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.open_bi())
         .await
         .map_err(|_| IrohError::StreamTimeout)??;
-    Ok(Stream::Quic(QuicStream {
-        send,
-        recv,
-        connection,
-    }))
+    Ok(Stream::Quic(QuicStream::new(
+        send, recv, connection, lingering,
+    )))
 }
 
 /// What an accepting endpoint lets through to our TLS.
@@ -150,32 +149,55 @@ pub enum Admit {
 pub async fn accept(
     endpoint: &Endpoint,
     admit: &Admit,
+    lingering: &Lingering,
 ) -> Result<Option<(Stream, EndpointId)>, IrohError> {
     let Some(incoming) = endpoint.accept().await else {
         return Ok(None);
     };
-    let connection = incoming.await.map_err(|err| IrohError::Connect {
+    let (stream, remote) = match admit {
+        Admit::Anyone => open(incoming, lingering).await?,
+        Admit::Only(expected) => {
+            let connection = handshake(incoming).await?;
+            if connection.remote_id() != *expected {
+                connection.close(REFUSED, b"not expected");
+                return Ok(None);
+            }
+            stream_of(connection, lingering).await?
+        }
+    };
+    Ok(Some((stream, remote)))
+}
+
+/// Finishes an incoming connection's QUIC handshake and takes the stream its
+/// dialer opens, whoever it is.
+pub async fn open(
+    incoming: iroh::endpoint::Incoming,
+    lingering: &Lingering,
+) -> Result<(Stream, EndpointId), IrohError> {
+    stream_of(handshake(incoming).await?, lingering).await
+}
+
+async fn handshake(
+    incoming: iroh::endpoint::Incoming,
+) -> Result<iroh::endpoint::Connection, IrohError> {
+    incoming.await.map_err(|err| IrohError::Connect {
         peer: "an incoming endpoint".into(),
         reason: format!("{err:#}"),
-    })?;
+    })
+}
+
+async fn stream_of(
+    connection: iroh::endpoint::Connection,
+    lingering: &Lingering,
+) -> Result<(Stream, EndpointId), IrohError> {
     let remote = connection.remote_id();
-    if let Admit::Only(expected) = admit
-        && remote != *expected
-    {
-        connection.close(REFUSED, b"not expected");
-        return Ok(None);
-    }
     let (send, recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi())
         .await
         .map_err(|_| IrohError::StreamTimeout)??;
-    Ok(Some((
-        Stream::Quic(QuicStream {
-            send,
-            recv,
-            connection,
-        }),
+    Ok((
+        Stream::Quic(QuicStream::new(send, recv, connection, lingering)),
         remote,
-    )))
+    ))
 }
 
 /// The QUIC close code for a connection from an endpoint we do not expect.

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use super::iroh::{self as transport, Admit};
+use super::stream::Lingering;
 use crate::event::Event;
 use crate::handshake::{self, Greeting, Link};
 
@@ -15,6 +16,7 @@ use crate::handshake::{self, Greeting, Link};
 pub async fn run(
     endpoint: Endpoint,
     peer: EndpointId,
+    lingering: Lingering,
     acceptor: TlsAcceptor,
     greeting: Greeting,
     links: mpsc::Sender<Link>,
@@ -22,7 +24,7 @@ pub async fn run(
 ) {
     let admit = Admit::Only(peer);
     loop {
-        let stream = match transport::accept(&endpoint, &admit).await {
+        let stream = match transport::accept(&endpoint, &admit, &lingering).await {
             Ok(Some((stream, _))) => stream,
             Ok(None) if endpoint.is_closed() => return,
             // A stranger turned away, or a connection that failed on its way in.

@@ -4,12 +4,14 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use iroh::endpoint::{Connection, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 /// A transport's byte stream, in both directions.
 #[derive(Debug)]
@@ -19,12 +21,60 @@ pub enum Stream {
 }
 
 /// One bidirectional QUIC stream, with the connection it belongs to: the connection
-/// stays open while the stream is in use.
+/// stays open while the stream is in use, and lingers after it (see [`Lingering`]).
 #[derive(Debug)]
 pub struct QuicStream {
     pub send: SendStream,
     pub recv: RecvStream,
     pub connection: Connection,
+    /// Counts this stream in its [`Lingering`] from its start to its linger's end.
+    counted: Option<LingerGuard>,
+}
+
+impl QuicStream {
+    pub fn new(
+        send: SendStream,
+        recv: RecvStream,
+        connection: Connection,
+        lingering: &Lingering,
+    ) -> Self {
+        QuicStream {
+            send,
+            recv,
+            connection,
+            counted: Some(lingering.begin()),
+        }
+    }
+}
+
+/// The QUIC streams in use, and the connections of dropped ones that are still open
+/// so that the peer can read what we sent last. A program waits for
+/// [`Lingering::finished`] before it exits: its end would close them, and QUIC drops
+/// data in flight when a connection closes.
+#[derive(Debug, Clone, Default)]
+pub struct Lingering(Arc<watch::Sender<usize>>);
+
+impl Lingering {
+    fn begin(&self) -> LingerGuard {
+        self.0.send_modify(|count| *count += 1);
+        LingerGuard(self.clone())
+    }
+
+    /// Waits until no stream is in use and no connection lingers.
+    pub async fn finished(&self) {
+        let mut count = self.0.subscribe();
+        let _ = count.wait_for(|count| *count == 0).await;
+    }
+}
+
+/// One stream or lingering connection, counted while it lives.
+#[derive(Debug)]
+struct LingerGuard(Lingering);
+
+impl Drop for LingerGuard {
+    fn drop(&mut self) {
+        (self.0).0.send_modify(|count| *count -= 1);
+    }
 }
 
 /// How long a dropped stream keeps its connection for the peer to take in what we
@@ -42,6 +92,7 @@ impl Drop for QuicStream {
         };
         let connection = self.connection.clone();
         let stopped = self.send.stopped();
+        let guard = self.counted.take();
         runtime.spawn(async move {
             let _ = tokio::time::timeout(LINGER, async {
                 tokio::select! {
@@ -51,6 +102,7 @@ impl Drop for QuicStream {
             })
             .await;
             drop(connection);
+            drop(guard);
         });
     }
 }

@@ -13,13 +13,17 @@ use tokio::task::JoinSet;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use super::code::InviteCode;
-use super::exchange::{self, Answered, Whereabouts};
+use super::exchange::{self, Answered, EndpointIdBytes, Whereabouts};
 use super::invite::{AfterWrongGuess, Closed, Invite};
 use super::link::{Paired, binding_of, peer_name};
 use crate::addresses;
 use crate::fingerprint::Fingerprint;
 use crate::handshake::HANDSHAKE_TIMEOUT;
 use crate::identity::Identity;
+use crate::link::Stream;
+use crate::link::iroh as transport;
+use crate::link::route::{Path, Route};
+use crate::link::stream::Lingering;
 use crate::platform;
 use crate::tls::{self, TlsConfigError};
 
@@ -31,12 +35,12 @@ const CONCURRENT_ATTEMPTS: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InviteReport {
     /// Someone tried a wrong code; `left` more wrong tries are allowed.
-    WrongCode { addr: SocketAddr, left: u32 },
+    WrongCode { from: Route, left: u32 },
     /// Someone made a guess and broke off (hung up, or stalled past the deadline)
     /// before proving anything, which counts as a wrong try; `left` more are allowed.
-    BrokeOff { addr: SocketAddr, left: u32 },
+    BrokeOff { from: Route, left: u32 },
     /// A connection that made no guess that counts: for verbose output.
-    Dropped { addr: SocketAddr, reason: String },
+    Dropped { from: Option<Route>, reason: String },
 }
 
 /// Why no one joined with this code.
@@ -56,16 +60,69 @@ pub enum InviteError {
     #[error(
         "the joiner at {0} proved the code but broke off before pairing finished, which used the code up"
     )]
-    JoinerVanished(SocketAddr),
+    JoinerVanished(Route),
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
 }
 
-/// Answers pairing connections on `listener` until one knows `code` (and returns
-/// who it is and where it listens), the code dies of wrong guesses, or `lifetime`
-/// passes.
+/// Where joiners arrive.
+pub enum Door<'a> {
+    /// A TCP listener: pairing version 1, the joiner announces a port.
+    Tcp(&'a TcpListener),
+    /// The code's rendezvous endpoint: pairing version 2, and `ours` is the long-term
+    /// endpoint ID that the session will use.
+    Iroh {
+        rendezvous: &'a iroh::Endpoint,
+        ours: iroh::EndpointId,
+        lingering: &'a Lingering,
+    },
+}
+
+/// A connection at the door, on its way to a stream.
+enum Arrival {
+    Tcp(TcpStream, SocketAddr),
+    Iroh(Box<iroh::endpoint::Incoming>),
+}
+
+impl Door<'_> {
+    async fn next(&self) -> Option<Arrival> {
+        match self {
+            Door::Tcp(listener) => match listener.accept().await {
+                Ok((tcp, addr)) => Some(Arrival::Tcp(tcp, addresses::canonical(addr))),
+                // Out of file descriptors, for example: let others finish first.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    None
+                }
+            },
+            Door::Iroh { rendezvous, .. } => match rendezvous.accept().await {
+                Some(incoming) => Some(Arrival::Iroh(Box::new(incoming))),
+                // Closed: nobody more can come.
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    fn lingering(&self) -> Lingering {
+        match self {
+            Door::Tcp(_) => Lingering::default(),
+            Door::Iroh { lingering, .. } => (*lingering).clone(),
+        }
+    }
+
+    fn ours(&self) -> Option<EndpointIdBytes> {
+        match self {
+            Door::Tcp(_) => None,
+            Door::Iroh { ours, .. } => Some(*ours.as_bytes()),
+        }
+    }
+}
+
+/// Answers pairing connections at `door` until one knows `code` (and returns
+/// who it is and where its session is), the code dies of wrong guesses, or
+/// `lifetime` passes.
 pub async fn wait_for_joiner(
-    listener: &TcpListener,
+    door: &Door<'_>,
     identity: &Identity,
     code: InviteCode,
     lifetime: Duration,
@@ -90,30 +147,30 @@ pub async fn wait_for_joiner(
             biased;
             Some(done) = attempts.join_next() => match done {
                 Ok(Ok(paired)) => return Ok(paired),
-                Ok(Err(Failure::Guess { addr, left, broke_off })) => {
+                Ok(Err(Failure::Guess { from, left, broke_off })) => {
                     report(if broke_off {
-                        InviteReport::BrokeOff { addr, left }
+                        InviteReport::BrokeOff { from, left }
                     } else {
-                        InviteReport::WrongCode { addr, left }
+                        InviteReport::WrongCode { from, left }
                     });
                     if left == 0 {
                         return Err(InviteError::TooManyWrongGuesses);
                     }
                 }
-                Ok(Err(Failure::Vanished { addr })) => return Err(InviteError::JoinerVanished(addr)),
-                Ok(Err(Failure::Other { addr, reason })) => report(InviteReport::Dropped { addr, reason }),
+                Ok(Err(Failure::Vanished { from })) => return Err(InviteError::JoinerVanished(from)),
+                Ok(Err(Failure::Other { from, reason })) => report(InviteReport::Dropped { from, reason }),
                 Err(_) => {}
             },
             () = &mut expiry, if !expired => expired = true,
-            accepted = listener.accept(), if !expired && attempts.len() < CONCURRENT_ATTEMPTS => {
-                match accepted {
-                    Ok((tcp, addr)) => {
-                        let addr = addresses::canonical(addr);
-                        attempts.spawn(answer(acceptor.clone(), tcp, addr, invite.clone(), identity.fingerprint));
-                    }
-                    // Out of file descriptors, for example: let others finish first.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
+            arrival = door.next(), if !expired && attempts.len() < CONCURRENT_ATTEMPTS => {
+                let Some(arrival) = arrival else { continue };
+                let (acceptor, invite, ours) = (acceptor.clone(), invite.clone(), door.ours());
+                let lingering = door.lingering();
+                let fingerprint = identity.fingerprint;
+                attempts.spawn(async move {
+                    let (stream, from) = arrive(arrival, &lingering).await?;
+                    answer(acceptor, stream, from, invite, fingerprint, ours).await
+                });
             }
         }
     }
@@ -122,18 +179,44 @@ pub async fn wait_for_joiner(
 enum Failure {
     /// A guess that proved nothing: a wrong code, or, if `broke_off`, none at all.
     Guess {
-        addr: SocketAddr,
+        from: Route,
         left: u32,
         broke_off: bool,
     },
     /// Proved the code, so the code is used, and then broke off.
-    Vanished {
-        addr: SocketAddr,
-    },
+    Vanished { from: Route },
     Other {
-        addr: SocketAddr,
+        /// Unknown for a connection that failed before it said who it is.
+        from: Option<Route>,
         reason: String,
     },
+}
+
+/// The stream of a connection at the door: at once for TCP; for iroh once its QUIC
+/// handshake is done and the joiner has opened its stream.
+async fn arrive(arrival: Arrival, lingering: &Lingering) -> Result<(Stream, Route), Failure> {
+    match arrival {
+        Arrival::Tcp(tcp, addr) => {
+            let _ = platform::detect_dead_peer(&tcp);
+            Ok((Stream::Tcp(tcp), Route::Tcp(addr)))
+        }
+        Arrival::Iroh(incoming) => {
+            let opened =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, transport::open(*incoming, lingering))
+                    .await
+                    .unwrap_or(Err(transport::IrohError::StreamTimeout));
+            match opened {
+                Ok((stream, _)) => {
+                    let from = transport::route_of(&stream);
+                    Ok((stream, from))
+                }
+                Err(err) => Err(Failure::Other {
+                    from: None,
+                    reason: err.to_string(),
+                }),
+            }
+        }
+    }
 }
 
 /// One pairing connection: TLS with any certificate, then the exchange, all within
@@ -141,18 +224,21 @@ enum Failure {
 /// joiner that vanishes before proving the code has still used one.
 async fn answer(
     acceptor: TlsAcceptor,
-    tcp: TcpStream,
-    addr: SocketAddr,
+    stream: Stream,
+    from: Route,
     invite: Arc<Mutex<Invite>>,
     ours: Fingerprint,
+    our_endpoint: Option<EndpointIdBytes>,
 ) -> Result<Paired, Failure> {
-    let other = |reason: String| Failure::Other { addr, reason };
-    let _ = platform::detect_dead_peer(&tcp);
+    let other = |reason: String| Failure::Other {
+        from: Some(from.clone()),
+        reason,
+    };
     let attempt = Mutex::new(None);
     let confirmed = AtomicBool::new(false);
     let proved_wrong = AtomicBool::new(false);
     let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let hello = LazyConfigAcceptor::new(Acceptor::default(), tcp)
+        let hello = LazyConfigAcceptor::new(Acceptor::default(), stream)
             .await
             .map_err(|err| other(format!("TLS: {err}")))?;
         // The joiner's session dials this port as soon as it has paired, perhaps
@@ -184,17 +270,27 @@ async fn answer(
             confirmed.store(true, Ordering::SeqCst);
             Ok(())
         };
-        let answered = exchange::answer(&mut stream, &code, &binding, None, admit, confirm).await;
+        let answered =
+            exchange::answer(&mut stream, &code, &binding, our_endpoint, admit, confirm).await;
         let _ = stream.shutdown().await;
         match answered {
-            Ok(Answered {
-                joiner: Whereabouts::Port(port),
-            }) => Ok(Paired {
+            Ok(Answered { joiner }) => Ok(Paired {
                 fingerprint: binding.dialer,
                 name,
-                addr: SocketAddr::new(addr.ip(), port),
+                session: match (joiner, &from) {
+                    (Whereabouts::Port(port), Route::Tcp(addr)) => {
+                        Route::Tcp(SocketAddr::new(addr.ip(), port))
+                    }
+                    (Whereabouts::Endpoint(id), _) => Route::Iroh {
+                        peer: iroh::EndpointId::from_bytes(&id)
+                            .map_err(|_| other("the joiner's endpoint ID is not a key".into()))?,
+                        path: Path::Unknown,
+                    },
+                    (Whereabouts::Port(_), Route::Iroh { .. }) => {
+                        unreachable!("an iroh door takes version 2 only")
+                    }
+                },
             }),
-            Ok(_) => unreachable!("a listener that has no endpoint ID takes version 1 only"),
             Err(err) => {
                 if matches!(err, exchange::PairError::WrongCode) {
                     proved_wrong.store(true, Ordering::SeqCst);
@@ -214,10 +310,10 @@ async fn answer(
     let unsettled = lock(&attempt).take();
     match (result, unsettled) {
         (Ok(paired), None) => Ok(paired),
-        (Err(_), None) if confirmed.load(Ordering::SeqCst) => Err(Failure::Vanished { addr }),
+        (Err(_), None) if confirmed.load(Ordering::SeqCst) => Err(Failure::Vanished { from }),
         (_, Some(admitted)) => {
             let guess = |left| Failure::Guess {
-                addr,
+                from: from.clone(),
                 left,
                 broke_off: !proved_wrong.load(Ordering::SeqCst),
             };
@@ -283,7 +379,7 @@ mod tests {
         let lifetime = Duration::from_millis(200);
         let waited = tokio::time::timeout(
             Duration::from_secs(10),
-            wait_for_joiner(&listener, &alice, code, lifetime, |_| {}),
+            wait_for_joiner(&Door::Tcp(&listener), &alice, code, lifetime, |_| {}),
         )
         .await
         .expect("the invite never expired");
@@ -299,17 +395,12 @@ mod tests {
             identity(dir.path(), "carol"),
         );
         let (listener, target) = listening().await;
+        let door = Door::Tcp(&listener);
         let code: InviteCode = "7-acid-acorn-acre".parse().unwrap();
         let retry = Duration::from_secs(5);
         let outcome = tokio::time::timeout(Duration::from_secs(20), async {
             tokio::join!(
-                wait_for_joiner(
-                    &listener,
-                    &alice,
-                    code.clone(),
-                    Duration::from_secs(60),
-                    |_| {}
-                ),
+                wait_for_joiner(&door, &alice, code.clone(), Duration::from_secs(60), |_| {}),
                 joiner::join(&target, &bob, &code, 1111, retry, |_| {}),
                 joiner::join(&target, &carol, &code, 2222, retry, |_| {}),
             )
@@ -325,7 +416,11 @@ mod tests {
         };
         let (fingerprint, port, paired) = winner;
         assert_eq!(invited.fingerprint, fingerprint);
-        assert_eq!(invited.addr.port(), port);
+        assert!(
+            matches!(invited.session, Route::Tcp(addr) if addr.port() == port),
+            "{:?}",
+            invited.session
+        );
         assert_eq!(paired.fingerprint, alice.fingerprint);
         assert!(
             matches!(loser, JoinError::Closed | JoinError::Broken { .. }),

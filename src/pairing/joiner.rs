@@ -11,10 +11,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::code::InviteCode;
-use super::exchange::{self, PairError, Whereabouts};
+use super::exchange::{self, EndpointIdBytes, PairError, Whereabouts};
 use super::link::{Paired, binding_of, peer_name};
 use crate::handshake::HANDSHAKE_TIMEOUT;
 use crate::identity::Identity;
+use crate::link::Stream;
+use crate::link::iroh as transport;
+use crate::link::keys;
+use crate::link::route::{Path as RoutePath, Route};
+use crate::link::stream::Lingering;
 use crate::platform;
 use crate::target::Target;
 use crate::tls::{self, TlsConfigError};
@@ -71,7 +76,27 @@ pub async fn join(
     let mut on_waiting = Some(on_waiting);
     loop {
         let reason = match dial(target).await {
-            Ok(tcp) => return pair(&connector, tcp, target, identity, code, our_port).await,
+            Ok(tcp) => {
+                let addr = tcp.peer_addr().map_err(|err| JoinError::Broken {
+                    target: target.to_string(),
+                    reason: err.to_string(),
+                })?;
+                let _ = tcp.set_nodelay(true);
+                let _ = platform::detect_dead_peer(&tcp);
+                let ours = Whereabouts::Port(our_port);
+                let session = |_| Ok(Route::Tcp(addr));
+                let label = target.to_string();
+                return pair(
+                    &connector,
+                    Stream::Tcp(tcp),
+                    &label,
+                    identity,
+                    code,
+                    ours,
+                    session,
+                )
+                .await;
+            }
             Err(err) => err.to_string(),
         };
         if let Some(tell) = on_waiting.take() {
@@ -100,48 +125,111 @@ async fn dial(target: &Target) -> io::Result<TcpStream> {
     Err(last_error)
 }
 
-async fn pair(
-    connector: &TlsConnector,
-    tcp: TcpStream,
-    target: &Target,
+/// Pairs with the inviter that dialling the code's rendezvous endpoint reaches,
+/// through every relay in `relays`, from our long-term `endpoint`, retrying while it
+/// is not there yet for up to `retry_for`. Pairing version 2: both long-term endpoint
+/// IDs are exchanged and confirmed.
+pub async fn join_over_iroh(
+    endpoint: &iroh::Endpoint,
+    relays: &[iroh::RelayUrl],
+    lingering: &Lingering,
     identity: &Identity,
     code: &InviteCode,
-    our_port: u16,
+    retry_for: Duration,
+    on_waiting: impl FnOnce(&str),
+) -> Result<Paired, JoinError> {
+    let connector = TlsConnector::from(tls::pairing_client_config(identity)?);
+    let rendezvous = keys::rendezvous_key(code).public();
+    let label = "the invite code's endpoint".to_owned();
+    let started = tokio::time::Instant::now();
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut on_waiting = Some(on_waiting);
+    loop {
+        let reason = match transport::dial(endpoint, rendezvous, relays, lingering).await {
+            Ok(stream) => {
+                let ours = Whereabouts::Endpoint(*endpoint.id().as_bytes());
+                let session = |inviter: Option<EndpointIdBytes>| {
+                    let id = inviter.ok_or("the inviter sent no endpoint ID")?;
+                    let peer = iroh::EndpointId::from_bytes(&id)
+                        .map_err(|_| "the inviter's endpoint ID is not a key")?;
+                    Ok(Route::Iroh {
+                        peer,
+                        path: RoutePath::Unknown,
+                    })
+                };
+                return pair(&connector, stream, &label, identity, code, ours, session).await;
+            }
+            Err(err) => err.to_string(),
+        };
+        if let Some(tell) = on_waiting.take() {
+            tell(&reason);
+        }
+        if started.elapsed() >= retry_for {
+            return Err(JoinError::Unreachable {
+                target: label,
+                reason,
+                within: retry_for,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
+}
+
+/// Pairing on a connected stream: TLS with any certificate, then the exchange, with
+/// `ours` announced; `session` turns what the inviter announced into where its
+/// session is.
+async fn pair(
+    connector: &TlsConnector,
+    transport_stream: Stream,
+    target: &str,
+    identity: &Identity,
+    code: &InviteCode,
+    ours: Whereabouts,
+    session: impl FnOnce(Option<EndpointIdBytes>) -> Result<Route, &'static str>,
 ) -> Result<Paired, JoinError> {
     let failed = |reason: String| JoinError::Broken {
-        target: target.to_string(),
+        target: target.to_owned(),
         reason,
     };
-    let addr = tcp.peer_addr().map_err(|err| failed(err.to_string()))?;
-    let _ = tcp.set_nodelay(true);
-    let _ = platform::detect_dead_peer(&tcp);
     let pairing = async {
-        let server_name = ServerName::IpAddress(addr.ip().into());
-        let mut stream = connector.connect(server_name, tcp).await.map_err(|err| {
-            match tls::received_alert(&err) {
+        // Names mean nothing to the pairing's verifier.
+        let server_name = match &transport_stream {
+            Stream::Tcp(tcp) => tcp
+                .peer_addr()
+                .map(|addr| ServerName::IpAddress(addr.ip().into()))
+                .map_err(|err| failed(err.to_string()))?,
+            Stream::Quic(_) => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        };
+        let mut stream = connector
+            .connect(server_name, transport_stream)
+            .await
+            .map_err(|err| match tls::received_alert(&err) {
                 Some(AlertDescription::NoApplicationProtocol) => {
-                    JoinError::NotInviting(target.to_string())
+                    JoinError::NotInviting(target.to_owned())
                 }
                 _ => failed(format!("TLS: {}", tls::explain(&err))),
-            }
-        })?;
+            })?;
         let (_, connection) = stream.get_ref();
         let binding = binding_of(connection, identity.fingerprint, true)
             .map_err(|err| failed(err.to_string()))?;
         let name = peer_name(connection);
-        let joined = exchange::join(&mut stream, code, &binding, Whereabouts::Port(our_port)).await;
+        let joined = exchange::join(&mut stream, code, &binding, ours).await;
         let _ = stream.shutdown().await;
         match joined {
-            Ok(_) => Ok(Paired {
+            Ok(inviter) => Ok(Paired {
                 fingerprint: binding.listener,
                 name,
-                addr,
+                session: session(inviter).map_err(|reason| JoinError::Misbehaved {
+                    target: target.to_owned(),
+                    reason: reason.into(),
+                })?,
             }),
             Err(PairError::WrongCode) => Err(JoinError::WrongCode),
             Err(PairError::InviteClosed) => Err(JoinError::Closed),
             Err(PairError::Io(err)) => Err(failed(err.to_string())),
             Err(other) => Err(JoinError::Misbehaved {
-                target: target.to_string(),
+                target: target.to_owned(),
                 reason: other.to_string(),
             }),
         }

@@ -1,10 +1,9 @@
 //! What both sides of a pairing connection share: the binding read from TLS, and
 //! who the peer turned out to be.
 
-use std::net::SocketAddr;
-
 use crate::fingerprint::Fingerprint;
 use crate::identity::common_name;
+use crate::link::Route;
 use crate::tls;
 
 use super::exchange::Binding;
@@ -15,9 +14,10 @@ pub struct Paired {
     pub fingerprint: Fingerprint,
     /// The common name in its certificate (untrusted text).
     pub name: String,
-    /// Where its listener is: for the joiner, the inviter's address it dialled; for
-    /// the inviter, the joiner's address with the port it announced.
-    pub addr: SocketAddr,
+    /// Where its session is: over TCP, for the joiner the inviter's address it
+    /// dialled and for the inviter the joiner's address with the port it announced;
+    /// over iroh, its long-term endpoint, as the pairing confirmed it.
+    pub session: Route,
 }
 
 /// The common name in the peer's certificate, as a session shows it.

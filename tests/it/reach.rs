@@ -9,14 +9,16 @@ use chat::handshake::{self, Greeting, Link};
 use chat::identity::{self, Identity, IdentityFiles};
 use chat::link::iroh::{self as transport, Admit, Relays, Settings};
 use chat::link::route::{Path, Route};
+use chat::link::stream::Lingering;
 use chat::tls;
 use iroh::SecretKey;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::common::TIMEOUT;
+use crate::common::home::Home;
 use crate::common::relay::Relay;
+use crate::common::{Peer, Stream, TIMEOUT, World, pseudo_random};
 
 fn settings(relay: &Relay) -> Settings {
     let ca = CertificateDer::from_pem_file(&relay.ca_file).expect("the relay's certificate");
@@ -81,10 +83,11 @@ async fn a_pinned_link_runs_in_a_stream_that_met_through_the_relay() {
 
     // Bob knows only alice's endpoint ID and the relay: no address of hers.
     let relays = settings.relay_urls();
+    let lingering = Lingering::default();
     let acceptor = TlsAcceptor::from(tls::server_config(&alice, bob.fingerprint, true).unwrap());
     let connector = TlsConnector::from(tls::client_config(&bob, alice.fingerprint, true).unwrap());
     let accepting = async {
-        let (stream, from) = transport::accept(&alice_end, &Admit::Only(bob_id))
+        let (stream, from) = transport::accept(&alice_end, &Admit::Only(bob_id), &lingering)
             .await
             .unwrap()
             .expect("bob's endpoint is admitted");
@@ -100,7 +103,9 @@ async fn a_pinned_link_runs_in_a_stream_that_met_through_the_relay() {
         .unwrap()
     };
     let dialing = async {
-        let stream = transport::dial(&bob_end, alice_id, &relays).await.unwrap();
+        let stream = transport::dial(&bob_end, alice_id, &relays, &lingering)
+            .await
+            .unwrap();
         handshake::connect(
             &connector,
             stream,
@@ -143,10 +148,12 @@ async fn an_endpoint_that_is_not_the_peers_is_turned_away_before_tls() {
     .unwrap();
     let expected = SecretKey::generate().public();
     let relays = settings.relay_urls();
+    let lingering = Lingering::default();
     let alice_id = alice_end.id();
-    let accepting = async { transport::accept(&alice_end, &Admit::Only(expected)).await };
+    let accepting =
+        async { transport::accept(&alice_end, &Admit::Only(expected), &lingering).await };
     let dialing = async {
-        let mut stream = transport::dial(&stranger_end, alice_id, &relays).await?;
+        let mut stream = transport::dial(&stranger_end, alice_id, &relays, &lingering).await?;
         // A ClientHello's worth of bytes, then the answer: the connection is closed.
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let _ = stream
@@ -166,4 +173,69 @@ async fn an_endpoint_that_is_not_the_peers_is_turned_away_before_tls() {
         Err(_) | Ok(Ok(Err(_))) | Ok(Ok(Ok(0))) => {}
         other => panic!("the stranger's stream should have been closed, got {other:?}"),
     }
+}
+
+/// `chat` for `home` with the test relay and `extra`, and nothing that would make it TCP.
+fn over_relay(home: &Home, relay: &Relay, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--name", home.name, "--certs-dir"]
+        .map(String::from)
+        .into();
+    args.push(home.certs.display().to_string());
+    args.extend(["--relay".into(), relay.url.clone()]);
+    args.extend(["--relay-ca".into(), relay.ca_file.display().to_string()]);
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    args
+}
+
+#[test]
+fn an_invite_and_a_join_with_no_address_meet_through_the_relay() {
+    let relay = Relay::start();
+    let world = World::new();
+    let (alice, bob) = (Home::new(&world, "alice"), Home::new(&world, "bob"));
+    let mut inviter = Peer::spawn(&alice.workdir, &over_relay(&alice, &relay, &["--invite"]));
+    let code = inviter.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
+    let command = inviter.expect(Stream::Stderr, "  chat --join");
+    assert_eq!(
+        command.trim().trim_end_matches('/'),
+        format!("chat --join --relay {}", relay.url),
+        "the joiner is told the relay, and no address"
+    );
+    inviter.expect(Stream::Stderr, "(then type the code at its prompt)");
+
+    let mut joiner = Peer::spawn(&bob.workdir, &over_relay(&bob, &relay, &["--join"]));
+    joiner.send(&code);
+    for (peer, other) in [(&mut inviter, "bob"), (&mut joiner, "alice")] {
+        let paired = peer.expect(Stream::Stderr, "Paired with ");
+        assert!(
+            paired.starts_with(&format!("Paired with {other} (sha256 ")),
+            "{paired}"
+        );
+        let connected = peer.expect(Stream::Stderr, &format!("Connected to {other} "));
+        let path_said =
+            connected.contains(" through relay 127.77.") || connected.contains(" directly at 127.");
+        assert!(
+            path_said && connected.ends_with("(one connection, both directions)"),
+            "{connected}"
+        );
+    }
+
+    joiner.send("hello over iroh");
+    inviter.expect(Stream::Stdout, "bob: hello over iroh");
+    inviter.send("and back");
+    joiner.expect(Stream::Stdout, "alice: and back");
+
+    let data = pseudo_random(3 << 20, 33);
+    std::fs::write(alice.workdir.join("notes.bin"), &data).unwrap();
+    inviter.send("transfer notes.bin");
+    joiner.expect(Stream::Stderr, "Saved ./notes.bin (verified");
+    inviter.expect(Stream::Stderr, "notes.bin delivered and verified by bob");
+    assert_eq!(std::fs::read(bob.workdir.join("notes.bin")).unwrap(), data);
+
+    joiner.close_stdin();
+    inviter.expect(Stream::Stderr, "bob has finished sending");
+    inviter.close_stdin();
+    assert!(inviter.wait().success(), "{}", inviter.transcript());
+    assert!(joiner.wait().success(), "{}", joiner.transcript());
+    let saved = std::fs::read_to_string(bob.known_peers()).unwrap();
+    assert!(saved.contains("alice "), "{saved}");
 }
