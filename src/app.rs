@@ -323,8 +323,9 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         _ => None,
     };
     // Where the session dials: over iroh, the endpoint the pairing confirmed.
-    let iroh_peer = match paired.as_ref().map(|paired| &paired.session) {
-        Some(Route::Iroh { peer, .. }) => Some(*peer),
+    let iroh_peer = match (paired.as_ref().map(|paired| &paired.session), &config.trust) {
+        (Some(Route::Iroh { peer, .. }), _) => Some(*peer),
+        (None, Trust::Known(entry)) => entry.peer.endpoint,
         _ => None,
     };
     let (mut console, mut lines) = Console::start(&identity.name, config.look)?;
@@ -411,7 +412,7 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
     let links = match (listener, target) {
         _ if endpoint.is_some() => {
             let (Some(endpoint), Some(peer)) = (endpoint, iroh_peer) else {
-                bail!("over iroh, the peer's endpoint comes from pairing");
+                bail!("over iroh, the peer's endpoint comes from pairing or known peers");
             };
             Links::Iroh {
                 endpoint,

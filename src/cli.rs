@@ -239,10 +239,13 @@ impl PeerArgs {
             .context("--max-file-size")?;
         let retry_for = config::parse_duration(&self.retry_for).context("--retry-for")?;
         let relays = relay_settings(self.relay, self.no_relay, self.relay_ca.as_deref())?;
-        // An invite or a join given no address meets over iroh; everything else is TCP.
+        // An invite or a join given no address meets over iroh, and so does a known
+        // peer met over iroh before; anything given an address or a port is TCP.
+        let tcp_asked = listen_given || connect.is_some() || self.accept || self.map_port;
         let over_iroh = match &trust {
             Trust::Invite => !listen_given && !self.map_port,
             Trust::Join(_) => connect.is_none(),
+            Trust::Known(entry) => entry.peer.endpoint.is_some() && !tcp_asked,
             _ => false,
         };
         Ok(Config {

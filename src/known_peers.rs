@@ -2,7 +2,10 @@
 //! `known_hosts`: the pin for `--peer NAME`, saved after the first session.
 //!
 //! One peer per line, fields separated by spaces: the name, the 64 hex digits of
-//! its fingerprint, and when it was first and last seen (RFC 3339, UTC). Lines
+//! its fingerprint, when it was first and last seen (RFC 3339, UTC), and, once it
+//! was met over iroh, `iroh:` and the 64 hex digits of its endpoint ID, which
+//! `--peer NAME` dials. The endpoint ID is only ever learned over a connection that
+//! authenticated both it and the fingerprint. Lines
 //! starting with `#` and blank lines are kept as written. A line that is anything
 //! else is an error naming its line number: a pin is never guessed at.
 
@@ -30,8 +33,9 @@ const MAX_FILE_LEN: u64 = 4 << 20;
 /// What Notepad and other editors may put before UTF-8 text; it is not part of
 /// the first line.
 const BYTE_ORDER_MARK: char = '\u{feff}';
-const HEADER: &str =
-    "# Peers met by the identities in this folder: NAME FINGERPRINT FIRST-SEEN LAST-SEEN";
+const HEADER: &str = "# Peers met by the identities in this folder: NAME FINGERPRINT FIRST-SEEN LAST-SEEN [iroh:ENDPOINT-ID]";
+/// What comes before a saved endpoint ID.
+const ENDPOINT_PREFIX: &str = "iroh:";
 
 /// One saved peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub struct KnownPeer {
     pub fingerprint: Fingerprint,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
+    /// Its long-term iroh endpoint, once met over iroh.
+    pub endpoint: Option<iroh::EndpointId>,
 }
 
 /// A saved peer and the line it is on, for messages that tell a person where to look.
@@ -191,14 +197,24 @@ impl KnownPeers {
     }
 
     /// Notes that the peer called `name` (its certificate's name) presented
-    /// `fingerprint`, authenticated, at `now`.
-    pub fn record(&mut self, name: &str, fingerprint: Fingerprint, now: Timestamp) -> Recorded {
+    /// `fingerprint`, authenticated, at `now`, from `endpoint` if it came over iroh
+    /// (authenticated as well, by the same connection).
+    pub fn record(
+        &mut self,
+        name: &str,
+        fingerprint: Fingerprint,
+        endpoint: Option<iroh::EndpointId>,
+        now: Timestamp,
+    ) -> Recorded {
         let now = whole_seconds(now);
         if let Some(peer) = self.lines.iter_mut().find_map(|line| match line {
             Line::Peer(peer) if peer.fingerprint == fingerprint => Some(peer),
             _ => None,
         }) {
             peer.last_seen = now;
+            if endpoint.is_some() {
+                peer.endpoint = endpoint;
+            }
             return Recorded::Seen {
                 name: peer.name.clone(),
             };
@@ -217,6 +233,7 @@ impl KnownPeers {
             fingerprint,
             first_seen: now,
             last_seen: now,
+            endpoint,
         }));
         Recorded::Added
     }
@@ -236,11 +253,15 @@ impl KnownPeers {
         for line in &self.lines {
             match line {
                 Line::Peer(peer) => {
-                    let _ = writeln!(
+                    let _ = write!(
                         text,
                         "{} {} {} {}",
                         peer.name, peer.fingerprint, peer.first_seen, peer.last_seen
                     );
+                    if let Some(endpoint) = &peer.endpoint {
+                        let _ = write!(text, " {ENDPOINT_PREFIX}{endpoint}");
+                    }
+                    text.push('\n');
                 }
                 Line::Other(other) => {
                     text.push_str(other);
@@ -254,11 +275,19 @@ impl KnownPeers {
 
 fn parse_peer(line: &str) -> Result<KnownPeer, String> {
     let fields: Vec<&str> = line.split_whitespace().collect();
-    let [name, fingerprint, first_seen, last_seen] = fields[..] else {
-        return Err(format!(
-            "expected 4 fields (NAME FINGERPRINT FIRST-SEEN LAST-SEEN), found {}",
-            fields.len()
-        ));
+    let (name, fingerprint, first_seen, last_seen, endpoint) = match fields[..] {
+        [name, fingerprint, first_seen, last_seen] => {
+            (name, fingerprint, first_seen, last_seen, None)
+        }
+        [name, fingerprint, first_seen, last_seen, endpoint] => {
+            (name, fingerprint, first_seen, last_seen, Some(endpoint))
+        }
+        _ => {
+            return Err(format!(
+                "expected 4 or 5 fields (NAME FINGERPRINT FIRST-SEEN LAST-SEEN [iroh:ENDPOINT-ID]), found {}",
+                fields.len()
+            ));
+        }
     };
     identity::validate_name(name).map_err(|err| err.to_string())?;
     let fingerprint = fingerprint
@@ -268,11 +297,20 @@ fn parse_peer(line: &str) -> Result<KnownPeer, String> {
         text.parse::<Timestamp>()
             .map_err(|_| format!("{what} of {name} is not a time like 2026-12-02T05:30:00Z"))
     };
+    let endpoint = endpoint
+        .map(|text| {
+            (text.strip_prefix(ENDPOINT_PREFIX))
+                .filter(|hex| hex.len() == 64)
+                .and_then(|hex| hex.parse::<iroh::EndpointId>().ok())
+                .ok_or_else(|| format!("the endpoint of {name} is not iroh: and 64 hex digits"))
+        })
+        .transpose()?;
     Ok(KnownPeer {
         name: name.to_owned(),
         fingerprint,
         first_seen: time(first_seen, "the first-seen time")?,
         last_seen: time(last_seen, "the last-seen time")?,
+        endpoint,
     })
 }
 
@@ -406,12 +444,48 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_met_over_iroh_is_saved_and_read_back() {
+        let endpoint = iroh::SecretKey::from_bytes(&[7; 32]).public();
+        let mut peers = KnownPeers::default();
+        assert_eq!(
+            peers.record("bob", fingerprint(1), None, at(0)),
+            Recorded::Added
+        );
+        assert_eq!(peers.find("bob").unwrap().peer.endpoint, None);
+        peers.record("bob", fingerprint(1), Some(endpoint), at(60));
+        let text = peers.render();
+        assert!(text.contains(&format!(" iroh:{endpoint}\n")), "{text}");
+        let read = KnownPeers::parse(&text).unwrap();
+        assert_eq!(read.find("bob").unwrap().peer.endpoint, Some(endpoint));
+        // A later session over TCP does not forget it.
+        let mut read = read;
+        read.record("bob", fingerprint(1), None, at(90));
+        assert_eq!(read.find("bob").unwrap().peer.endpoint, Some(endpoint));
+    }
+
+    #[test]
+    fn a_malformed_endpoint_is_reported_with_its_line() {
+        let times = "2026-12-02T05:30:00Z 2026-12-02T05:30:00Z";
+        for endpoint in [
+            "iroh:",
+            "iroh:abc",
+            &format!("tcp:{BOB}"),
+            &format!("iroh:{}", &BOB[1..]),
+        ] {
+            let (line, why) =
+                KnownPeers::parse(&format!("bob {BOB} {times} {endpoint}\n")).unwrap_err();
+            assert_eq!(line, 1);
+            assert!(why.contains("endpoint of bob"), "{endpoint}: {why}");
+        }
+    }
+
+    #[test]
     fn a_corrupt_line_is_reported_with_its_number() {
         let cases = [
             (
                 format!("# ok\nbob {BOB} 2026-12-02T05:30:00Z\n"),
                 2,
-                "4 fields",
+                "4 or 5 fields",
             ),
             (
                 format!(
@@ -450,21 +524,24 @@ mod tests {
     #[test]
     fn records_new_peers_and_never_repins_a_name() {
         let mut peers = KnownPeers::default();
-        assert_eq!(peers.record("bob", fingerprint(1), at(0)), Recorded::Added);
         assert_eq!(
-            peers.record("bob", fingerprint(1), at(60)),
+            peers.record("bob", fingerprint(1), None, at(0)),
+            Recorded::Added
+        );
+        assert_eq!(
+            peers.record("bob", fingerprint(1), None, at(60)),
             Recorded::Seen { name: "bob".into() }
         );
         let bob = peers.find("bob").unwrap().peer;
         assert_eq!((bob.first_seen, bob.last_seen), (at(0), at(60)));
 
-        let Recorded::NameTaken(entry) = peers.record("bob", fingerprint(2), at(90)) else {
+        let Recorded::NameTaken(entry) = peers.record("bob", fingerprint(2), None, at(90)) else {
             panic!("a second fingerprint for bob was accepted");
         };
         assert_eq!(entry.peer.fingerprint, fingerprint(1));
         assert_eq!(peers.find("bob").unwrap().peer.fingerprint, fingerprint(1));
         assert_eq!(
-            peers.record("no spaces allowed", fingerprint(3), at(0)),
+            peers.record("no spaces allowed", fingerprint(3), None, at(0)),
             Recorded::UnusableName
         );
     }
@@ -472,11 +549,11 @@ mod tests {
     #[test]
     fn a_peer_renamed_by_hand_keeps_its_name() {
         let mut peers = KnownPeers::default();
-        peers.record("peer", fingerprint(1), at(0));
+        peers.record("peer", fingerprint(1), None, at(0));
         let renamed = peers.render().replace("\npeer ", "\nbob ");
         let mut peers = KnownPeers::parse(&renamed).unwrap();
         assert_eq!(
-            peers.record("peer", fingerprint(1), at(5)),
+            peers.record("peer", fingerprint(1), None, at(5)),
             Recorded::Seen { name: "bob".into() }
         );
         assert!(peers.find("peer").is_none());
@@ -485,9 +562,9 @@ mod tests {
     #[test]
     fn names_that_differ_only_in_case_are_one_peer() {
         let mut peers = KnownPeers::default();
-        peers.record("bob", fingerprint(1), at(0));
+        peers.record("bob", fingerprint(1), None, at(0));
         assert!(matches!(
-            peers.record("Bob", fingerprint(2), at(0)),
+            peers.record("Bob", fingerprint(2), None, at(0)),
             Recorded::NameTaken(_)
         ));
         assert_eq!(peers.find("BOB").unwrap().peer.name, "bob");
@@ -505,7 +582,8 @@ mod tests {
                 let path = path.clone();
                 std::thread::spawn(move || {
                     update(&path, |peers| {
-                        let added = peers.record(&format!("peer{n}"), fingerprint(n + 10), at(0));
+                        let added =
+                            peers.record(&format!("peer{n}"), fingerprint(n + 10), None, at(0));
                         ((), added == Recorded::Added)
                     })
                     .unwrap()
@@ -522,8 +600,8 @@ mod tests {
     #[test]
     fn forgets_a_peer() {
         let mut peers = KnownPeers::default();
-        peers.record("bob", fingerprint(1), at(0));
-        peers.record("carol", fingerprint(2), at(0));
+        peers.record("bob", fingerprint(1), None, at(0));
+        peers.record("carol", fingerprint(2), None, at(0));
         assert!(peers.remove("bob"));
         assert!(!peers.remove("bob"));
         let names: Vec<String> = peers.entries().map(|entry| entry.peer.name).collect();
@@ -535,7 +613,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         let added = update(&path, |peers| {
-            let added = peers.record("bob", fingerprint(1), at(0)) == Recorded::Added;
+            let added = peers.record("bob", fingerprint(1), None, at(0)) == Recorded::Added;
             (added, added)
         });
         assert!(added.unwrap());

@@ -11,6 +11,7 @@ use crate::dialer::Refusal;
 use crate::event::Event;
 use crate::fingerprint::Fingerprint;
 use crate::known_peers::{self, Entry, KnownPeersError, Recorded};
+use crate::link::Route;
 use crate::sanitize::for_terminal;
 
 /// Passes the session's events on to the front end, and saves every peer that
@@ -25,17 +26,27 @@ pub async fn save_peers(
     while let Some(event) = from_session.recv().await {
         let met = match &event {
             Event::Connected {
-                peer, fingerprint, ..
-            } if recorded.insert(*fingerprint) => Some((peer.clone(), *fingerprint)),
+                peer,
+                fingerprint,
+                route,
+                ..
+            } if recorded.insert(*fingerprint) => {
+                let endpoint = match route {
+                    Route::Iroh { peer, .. } => Some(*peer),
+                    Route::Tcp(_) => None,
+                };
+                Some((peer.clone(), *fingerprint, endpoint))
+            }
             _ => None,
         };
         if to_front_end.send(event).is_err() {
             return;
         }
-        if let Some((name, fingerprint)) = met {
+        if let Some((name, fingerprint, endpoint)) = met {
             let path = path.clone();
             let saved =
-                tokio::task::spawn_blocking(move || record(&path, &name, fingerprint)).await;
+                tokio::task::spawn_blocking(move || record(&path, &name, fingerprint, endpoint))
+                    .await;
             if let Ok(Some(text)) = saved {
                 let _ = to_front_end.send(Event::Note { text });
             }
@@ -44,9 +55,14 @@ pub async fn save_peers(
 }
 
 /// Records the peer; the line to show, if any.
-fn record(path: &Path, name: &str, fingerprint: Fingerprint) -> Option<String> {
+fn record(
+    path: &Path,
+    name: &str,
+    fingerprint: Fingerprint,
+    endpoint: Option<iroh::EndpointId>,
+) -> Option<String> {
     let recorded = known_peers::update(path, |peers| {
-        let recorded = peers.record(name, fingerprint, Timestamp::now());
+        let recorded = peers.record(name, fingerprint, endpoint, Timestamp::now());
         let changed = matches!(recorded, Recorded::Added | Recorded::Seen { .. });
         (recorded, changed)
     });
@@ -127,6 +143,7 @@ mod tests {
                 fingerprint: fingerprint(0x72),
                 first_seen: Timestamp::UNIX_EPOCH,
                 last_seen: Timestamp::UNIX_EPOCH,
+                endpoint: None,
             },
             line: 2,
         };
@@ -162,13 +179,13 @@ mod tests {
     fn says_what_it_saved_and_what_it_would_not_replace() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(known_peers::FILE_NAME);
-        let saved = record(&path, "bob", fingerprint(1)).unwrap();
+        let saved = record(&path, "bob", fingerprint(1), None).unwrap();
         assert!(
             saved.starts_with("Saved bob (sha256 0101 0101 0101 0101 …) to known peers"),
             "{saved}"
         );
-        assert_eq!(record(&path, "bob", fingerprint(1)), None);
-        let refused = record(&path, "bob", fingerprint(2)).unwrap();
+        assert_eq!(record(&path, "bob", fingerprint(1), None), None);
+        let refused = record(&path, "bob", fingerprint(2), None).unwrap();
         assert!(refused.contains("line 2 of"), "{refused}");
         assert!(refused.contains("chat forget bob"), "{refused}");
     }

@@ -187,12 +187,9 @@ fn over_relay(home: &Home, relay: &Relay, extra: &[&str]) -> Vec<String> {
     args
 }
 
-#[test]
-fn an_invite_and_a_join_with_no_address_meet_through_the_relay() {
-    let relay = Relay::start();
-    let world = World::new();
-    let (alice, bob) = (Home::new(&world, "alice"), Home::new(&world, "bob"));
-    let mut inviter = Peer::spawn(&alice.workdir, &over_relay(&alice, &relay, &["--invite"]));
+/// alice invites and bob joins with no address; both are then connected and paired.
+fn pair_over_relay(relay: &Relay, alice: &Home, bob: &Home) -> (Peer, Peer) {
+    let mut inviter = Peer::spawn(&alice.workdir, &over_relay(alice, relay, &["--invite"]));
     let code = inviter.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
     let command = inviter.expect(Stream::Stderr, "  chat --join");
     assert_eq!(
@@ -202,7 +199,7 @@ fn an_invite_and_a_join_with_no_address_meet_through_the_relay() {
     );
     inviter.expect(Stream::Stderr, "(then type the code at its prompt)");
 
-    let mut joiner = Peer::spawn(&bob.workdir, &over_relay(&bob, &relay, &["--join"]));
+    let mut joiner = Peer::spawn(&bob.workdir, &over_relay(bob, relay, &["--join"]));
     joiner.send(&code);
     for (peer, other) in [(&mut inviter, "bob"), (&mut joiner, "alice")] {
         let paired = peer.expect(Stream::Stderr, "Paired with ");
@@ -210,14 +207,36 @@ fn an_invite_and_a_join_with_no_address_meet_through_the_relay() {
             paired.starts_with(&format!("Paired with {other} (sha256 ")),
             "{paired}"
         );
-        let connected = peer.expect(Stream::Stderr, &format!("Connected to {other} "));
-        let path_said =
-            connected.contains(" through relay 127.77.") || connected.contains(" directly at 127.");
-        assert!(
-            path_said && connected.ends_with("(one connection, both directions)"),
-            "{connected}"
-        );
+        expect_connected_over_iroh(peer, other);
     }
+    (inviter, joiner)
+}
+
+fn expect_connected_over_iroh(peer: &mut Peer, other: &str) {
+    let connected = peer.expect(Stream::Stderr, &format!("Connected to {other} "));
+    let path_said =
+        connected.contains(" through relay 127.77.") || connected.contains(" directly at 127.");
+    assert!(
+        path_said && connected.ends_with("(one connection, both directions)"),
+        "{connected}"
+    );
+}
+
+/// Both type end of input and exit cleanly.
+fn finish(mut first: Peer, mut second: Peer) {
+    first.close_stdin();
+    second.expect(Stream::Stderr, "has finished sending");
+    second.close_stdin();
+    assert!(first.wait().success(), "{}", first.transcript());
+    assert!(second.wait().success(), "{}", second.transcript());
+}
+
+#[test]
+fn an_invite_and_a_join_with_no_address_meet_through_the_relay() {
+    let relay = Relay::start();
+    let world = World::new();
+    let (alice, bob) = (Home::new(&world, "alice"), Home::new(&world, "bob"));
+    let (mut inviter, mut joiner) = pair_over_relay(&relay, &alice, &bob);
 
     joiner.send("hello over iroh");
     inviter.expect(Stream::Stdout, "bob: hello over iroh");
@@ -230,12 +249,39 @@ fn an_invite_and_a_join_with_no_address_meet_through_the_relay() {
     joiner.expect(Stream::Stderr, "Saved ./notes.bin (verified");
     inviter.expect(Stream::Stderr, "notes.bin delivered and verified by bob");
     assert_eq!(std::fs::read(bob.workdir.join("notes.bin")).unwrap(), data);
+    finish(joiner, inviter);
+}
 
-    joiner.close_stdin();
-    inviter.expect(Stream::Stderr, "bob has finished sending");
-    inviter.close_stdin();
-    assert!(inviter.wait().success(), "{}", inviter.transcript());
-    assert!(joiner.wait().success(), "{}", joiner.transcript());
-    let saved = std::fs::read_to_string(bob.known_peers()).unwrap();
-    assert!(saved.contains("alice "), "{saved}");
+#[test]
+fn after_pairing_the_peers_name_is_all_either_side_types() {
+    let relay = Relay::start();
+    let world = World::new();
+    let (alice, bob) = (Home::new(&world, "alice"), Home::new(&world, "bob"));
+    let (inviter, joiner) = pair_over_relay(&relay, &alice, &bob);
+    finish(joiner, inviter);
+    for (home, other) in [(&alice, "bob"), (&bob, "alice")] {
+        let saved = std::fs::read_to_string(home.known_peers()).unwrap();
+        let line = saved
+            .lines()
+            .find(|line| line.starts_with(&format!("{other} ")))
+            .unwrap_or_else(|| panic!("{other} is not saved: {saved}"));
+        assert!(line.contains(" iroh:"), "{line}");
+    }
+
+    // Either may start first; the first one waits for the other.
+    for (first, second) in [(&alice, &bob), (&bob, &alice)] {
+        let mut first_peer = Peer::spawn(
+            &first.workdir,
+            &over_relay(first, &relay, &["--peer", second.name]),
+        );
+        let mut second_peer = Peer::spawn(
+            &second.workdir,
+            &over_relay(second, &relay, &["--peer", first.name]),
+        );
+        expect_connected_over_iroh(&mut first_peer, second.name);
+        expect_connected_over_iroh(&mut second_peer, first.name);
+        first_peer.send("again, by name");
+        second_peer.expect(Stream::Stdout, &format!("{}: again, by name", first.name));
+        finish(first_peer, second_peer);
+    }
 }
