@@ -19,7 +19,7 @@ use super::route::{Path, Route};
 use super::stream::{Lingering, QuicStream, Stream};
 
 /// The ALPN of chat's QUIC connections (not of the TLS inside them).
-pub const ALPN: &[u8] = b"chat/1";
+pub const ALPN: &[u8] = b"chat-iroh/1";
 
 /// How long a new endpoint waits to reach its home relay before going on without.
 pub const ONLINE_TIMEOUT: Duration = Duration::from_secs(10);
