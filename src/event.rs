@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::fingerprint::Fingerprint;
 use crate::link::Route;
+use crate::link::route::Path;
 use crate::tls::{PinMismatch, TlsSummary};
 
 /// What the user asked for, already parsed from a typed line.
@@ -114,6 +115,14 @@ pub enum Event {
         fingerprint: Fingerprint,
         route: Route,
         tls: TlsSummary,
+    },
+    /// The path of an iroh connection changed: a direct path found (a hole punched),
+    /// or lost for a relay. `after` counts from when the connection was made.
+    PathChanged {
+        peer: String,
+        from: Path,
+        to: Path,
+        after: Duration,
     },
     /// A chat line from the peer. `from` and `text` are untrusted. The line is
     /// acknowledged to the peer only once the front end reports it written.

@@ -84,6 +84,20 @@ pub struct Link {
 }
 
 impl Link {
+    /// The iroh connection this link runs in, if it runs in one.
+    pub fn iroh_connection(&self) -> Option<&iroh::endpoint::Connection> {
+        match self.connection.stream().get_ref().0.get_ref() {
+            Stream::Quic(quic) => Some(&quic.connection),
+            Stream::Tcp(_) => None,
+        }
+    }
+
+    /// Tells `events` from now on when the route changes under the link (a hole
+    /// punched, a direct path lost), for as long as it lasts.
+    pub fn watch_route(&self, events: &tokio::sync::mpsc::UnboundedSender<crate::event::Event>) {
+        crate::link::iroh::watch_paths(self, events);
+    }
+
     /// Whether we dialed this connection (we are its TLS client).
     pub fn dialed(&self) -> bool {
         matches!(self.connection.stream(), TlsStream::Client(_))

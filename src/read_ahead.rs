@@ -36,6 +36,10 @@ impl<S> ReadAhead<S> {
         }
     }
 
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// From now on, reads smaller than the buffer are served from it.
     pub fn read_ahead(&mut self) {
         if self.buffer.is_empty() {

@@ -445,6 +445,7 @@ fn connected(
         route: link.route.clone(),
         tls: link.tls.clone(),
     });
+    link.watch_route(events);
 }
 
 /// What every receiving half of the session shares.

@@ -7,7 +7,12 @@
 //! our TLS work runs. It authenticates nothing more: who the peer is stays the
 //! business of the pinned certificate inside.
 
-use std::time::Duration;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use futures_core::Stream as _;
+use tokio::sync::mpsc;
 
 use iroh::endpoint::{ConnectError, ConnectionError, presets};
 use iroh::tls::CaTlsConfig;
@@ -17,6 +22,8 @@ use thiserror::Error;
 
 use super::route::{Path, Route};
 use super::stream::{Lingering, QuicStream, Stream};
+use crate::event::Event;
+use crate::handshake::Link;
 
 /// The ALPN of chat's QUIC connections (not of the TLS inside them).
 pub const ALPN: &[u8] = b"chat-iroh/1";
@@ -202,6 +209,44 @@ async fn stream_of(
 
 /// The QUIC close code for a connection from an endpoint we do not expect.
 const REFUSED: iroh::endpoint::VarInt = iroh::endpoint::VarInt::from_u32(1);
+
+/// Follows the path `link`'s iroh connection uses, until it closes, and tells
+/// `events` each time it changes: a hole punched, a direct path lost. Nothing for
+/// a link over TCP.
+pub fn watch_paths(link: &Link, events: &mpsc::UnboundedSender<Event>) {
+    let Some(connection) = link.iroh_connection().cloned() else {
+        return;
+    };
+    let Route::Iroh { path: mut last, .. } = link.route.clone() else {
+        return;
+    };
+    let (peer, events) = (link.peer_name.clone(), events.clone());
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let mut paths = connection.paths_stream();
+        while let Some(list) = poll_fn(|cx| Pin::new(&mut paths).poll_next(cx)).await {
+            let selected = list.iter().find(|path| path.is_selected());
+            let now = match selected.map(|path| path.remote_addr().clone()) {
+                Some(TransportAddr::Relay(url)) => Path::Relay(url),
+                Some(TransportAddr::Ip(addr)) => Path::Direct(addr),
+                _ => continue,
+            };
+            if now == last {
+                continue;
+            }
+            let sent = events.send(Event::PathChanged {
+                peer: peer.clone(),
+                from: last,
+                to: now.clone(),
+                after: started.elapsed(),
+            });
+            if sent.is_err() {
+                return;
+            }
+            last = now;
+        }
+    });
+}
 
 /// The route of a stream's connection: its peer and the path iroh has chosen now.
 pub fn route_of(stream: &Stream) -> Route {

@@ -7,6 +7,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 use crate::event::{Direction, Event, FileCount, TransferId, Verified};
 use crate::fingerprint::Fingerprint;
 use crate::link::Route;
+use crate::link::route::{self, Path};
 use crate::sanitize::for_terminal;
 
 /// What kind of line it is: the plain front end sends peer lines to standard output
@@ -103,6 +104,31 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
                 )));
             }
             lines
+        }
+        Event::PathChanged {
+            peer,
+            from,
+            to,
+            after,
+        } => {
+            let peer = for_terminal(peer);
+            one(Line::status(match (from, to) {
+                (Path::Direct(_), Path::Relay(url)) => format!(
+                    "Direct path to {peer} lost; relaying through {}",
+                    route::relay_host(url)
+                ),
+                (_, Path::Relay(url)) => {
+                    format!("Relaying to {peer} through {}", route::relay_host(url))
+                }
+                (Path::Direct(_), Path::Direct(addr)) => {
+                    format!("Direct path to {peer} moved to {addr}")
+                }
+                (_, Path::Direct(addr)) => format!(
+                    "Direct path to {peer} at {addr} (hole punched after {:.1} s)",
+                    after.as_secs_f64()
+                ),
+                (_, Path::Unknown) => return Vec::new(),
+            }))
         }
         Event::Queued { pending: 1 } => one(Line::status(
             "Not connected yet: lines are queued and will be sent once connected".into(),
