@@ -18,6 +18,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::common::home::Home;
 use crate::common::relay::Relay;
+use crate::common::two_homes::{RELAY_IP, Router, TwoHomes};
 use crate::common::{Peer, Stream, TIMEOUT, World, pseudo_random};
 
 fn settings(relay: &Relay) -> Settings {
@@ -287,4 +288,138 @@ fn after_pairing_the_peers_name_is_all_either_side_types() {
         second_peer.expect(Stream::Stdout, &format!("{}: again, by name", first.name));
         finish(first_peer, second_peer);
     }
+}
+
+/// The two homes, or the reason to skip (printed).
+fn two_homes(label: &str, routers: [Router; 2]) -> Option<TwoHomes> {
+    let have = |tool: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if let Some(tool) = ["ip", "nft"].into_iter().find(|tool| !have(tool)) {
+        println!("SKIPPED two-home test: `{tool}` is not installed");
+        return None;
+    }
+    match TwoHomes::create(label, routers) {
+        Ok(net) => Some(net),
+        Err(reason) => {
+            println!("SKIPPED two-home test: {reason}");
+            None
+        }
+    }
+}
+
+/// alice in home 0 invites, bob in home 1 joins; both connected. The relay runs on
+/// the bridge between the two routers.
+fn pair_across(net: &TwoHomes, relay: &Relay, world: &World) -> (Peer, Peer, Home, Home) {
+    let (alice, bob) = (Home::new(world, "alice"), Home::new(world, "bob"));
+    let mut inviter = Peer::spawn_in(
+        &net.in_home(0),
+        &alice.workdir,
+        &over_relay(&alice, relay, &["--invite"]),
+    );
+    let code = inviter.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
+    let mut joiner = Peer::spawn_in(
+        &net.in_home(1),
+        &bob.workdir,
+        &over_relay(&bob, relay, &["--join"]),
+    );
+    joiner.send(&code);
+    for (peer, other) in [(&mut inviter, "bob"), (&mut joiner, "alice")] {
+        peer.expect(Stream::Stderr, &format!("Paired with {other} (sha256 "));
+    }
+    (inviter, joiner, alice, bob)
+}
+
+/// Lines both ways, shown once each, and `size` bytes each way, verified on disk.
+fn exchange(alice: &mut Peer, bob: &mut Peer, homes: (&Home, &Home), size: usize) {
+    for i in 0..5 {
+        alice.send(&format!("from alice {i}"));
+        bob.send(&format!("from bob {i}"));
+    }
+    for i in 0..5 {
+        bob.expect(Stream::Stdout, &format!("alice: from alice {i}"));
+        alice.expect(Stream::Stdout, &format!("bob: from bob {i}"));
+    }
+    let (to_bob, to_alice) = (pseudo_random(size, 41), pseudo_random(size, 42));
+    std::fs::write(homes.0.workdir.join("to-bob.bin"), &to_bob).unwrap();
+    std::fs::write(homes.1.workdir.join("to-alice.bin"), &to_alice).unwrap();
+    alice.send("transfer to-bob.bin");
+    bob.send("transfer to-alice.bin");
+    bob.expect(Stream::Stderr, "Saved ./to-bob.bin (verified");
+    alice.expect(Stream::Stderr, "Saved ./to-alice.bin (verified");
+    assert_eq!(
+        std::fs::read(homes.1.workdir.join("to-bob.bin")).unwrap(),
+        to_bob
+    );
+    assert_eq!(
+        std::fs::read(homes.0.workdir.join("to-alice.bin")).unwrap(),
+        to_alice
+    );
+    for (peer, from) in [(&*alice, "bob"), (&*bob, "alice")] {
+        let shown = peer.lines_on(Stream::Stdout);
+        for i in 0..5 {
+            let line = format!("{from}: from {from} {i}");
+            assert_eq!(
+                shown.iter().filter(|seen| **seen == line).count(),
+                1,
+                "{line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn two_homes_behind_home_routers_meet_by_code_and_punch_a_direct_path() {
+    let Some(net) = two_homes("d", [Router::Home, Router::Home]) else {
+        return;
+    };
+    let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let world = World::new();
+    let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
+    for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        let connected = peer.expect(Stream::Stderr, &format!("Connected to {other} "));
+        if !connected.contains(" directly at 198.51.100.") {
+            assert!(
+                connected.contains(" through relay 198.51.100.1:"),
+                "{connected}"
+            );
+            let direct = peer.expect_within(
+                Duration::from_secs(5),
+                Stream::Stderr,
+                "a direct path within 5 s",
+                |line| line.starts_with(&format!("Direct path to {other} at 198.51.100.")),
+            );
+            assert!(direct.contains("(hole punched after "), "{direct}");
+        }
+    }
+    exchange(&mut alice, &mut bob, (&alice_home, &bob_home), 8 << 20);
+    finish(alice, bob);
+}
+
+#[test]
+fn behind_a_symmetric_nat_the_session_stays_on_the_relay() {
+    let Some(net) = two_homes("s", [Router::Home, Router::Symmetric]) else {
+        return;
+    };
+    let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let world = World::new();
+    let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
+    for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        let connected = peer.expect(Stream::Stderr, &format!("Connected to {other} "));
+        assert!(
+            connected.contains(" through relay 198.51.100.1:"),
+            "{connected}"
+        );
+    }
+    exchange(&mut alice, &mut bob, (&alice_home, &bob_home), 8 << 20);
+    for peer in [&alice, &bob] {
+        let direct = (peer.lines_on(Stream::Stderr).into_iter())
+            .find(|line| line.starts_with("Direct path to "));
+        assert_eq!(direct, None, "a symmetric NAT was punched through");
+    }
+    finish(alice, bob);
 }

@@ -8,6 +8,7 @@ pub mod home;
 pub mod proxy;
 pub mod pty;
 pub mod relay;
+pub mod two_homes;
 pub mod veth;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,216 @@
+//! Two homes, each behind a NAT router of its own, joined by an "internet" bridge
+//! that also holds a relay, each part a network namespace of the test:
+//!
+//! ```text
+//! home a 192.168.10.2 ── router a [NAT] 198.51.100.10 ─┐
+//!                                                      bridge 198.51.100.1 (relay)
+//! home b 192.168.20.2 ── router b [NAT] 198.51.100.20 ─┘
+//! ```
+//!
+//! 198.51.100.0/24 is TEST-NET-2 (RFC 5737): routed nowhere, and here it exists only
+//! inside the namespaces. Needs root, iproute2 and nftables; [`TwoHomes::create`]
+//! says why not.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// How a home router translates and filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Router {
+    /// Endpoint-independent mapping, address-and-port-dependent filtering: the
+    /// usual home router, through which holes can be punched (modelled as iroh's
+    /// own tests model it).
+    Home,
+    /// Endpoint-dependent mapping with random ports: a symmetric NAT, as carrier
+    /// grade NATs often are. Nothing is punched through it.
+    Symmetric,
+}
+
+/// The namespaces, removed when dropped.
+pub struct TwoHomes {
+    pub homes: [String; 2],
+    routers: [String; 2],
+    pub internet: String,
+}
+
+/// The relay's address on the bridge.
+pub const RELAY_IP: &str = "198.51.100.1";
+
+impl TwoHomes {
+    /// `label` (at most 4 characters) tells apart the topologies of one process.
+    pub fn create(label: &str, routers: [Router; 2]) -> Result<TwoHomes, String> {
+        let tag = std::process::id() % 10_000;
+        let name = |part: &str| format!("ch{tag}{label}{part}");
+        let net = TwoHomes {
+            homes: [name("ha"), name("hb")],
+            routers: [name("ra"), name("rb")],
+            internet: name("in"),
+        };
+        net.build(tag, label, routers)
+    }
+
+    fn build(self, tag: u32, label: &str, routers: [Router; 2]) -> Result<TwoHomes, String> {
+        for namespace in self.all_namespaces() {
+            ip(&format!("netns add {namespace}"))?;
+            ip(&format!("-n {namespace} link set lo up"))?;
+        }
+        let internet = self.internet.clone();
+        ip(&format!("-n {internet} link add br0 type bridge"))?;
+        ip(&format!("-n {internet} link set br0 up"))?;
+        ip(&format!("-n {internet} addr add {RELAY_IP}/24 dev br0"))?;
+        for (side, letter) in ["a", "b"].iter().enumerate() {
+            let (home, router) = (self.homes[side].clone(), self.routers[side].clone());
+            let lan = format!("cl{tag}{label}{letter}");
+            let wan = format!("cw{tag}{label}{letter}");
+            ip(&format!("link add {lan}h type veth peer name {lan}r"))?;
+            ip(&format!("link add {wan}r type veth peer name {wan}i"))?;
+            ip(&format!("link set {lan}h netns {home}"))?;
+            ip(&format!("link set {lan}r netns {router}"))?;
+            ip(&format!("link set {wan}r netns {router}"))?;
+            ip(&format!("link set {wan}i netns {internet}"))?;
+            ip(&format!("-n {internet} link set {wan}i master br0 up"))?;
+            let subnet = 10 * (side + 1);
+            let public = format!("198.51.100.{subnet}");
+            ip(&format!(
+                "-n {home} addr add 192.168.{subnet}.2/24 dev {lan}h"
+            ))?;
+            ip(&format!("-n {home} link set {lan}h up"))?;
+            ip(&format!(
+                "-n {home} route add default via 192.168.{subnet}.1"
+            ))?;
+            ip(&format!(
+                "-n {router} addr add 192.168.{subnet}.1/24 dev {lan}r"
+            ))?;
+            ip(&format!("-n {router} link set {lan}r up"))?;
+            ip(&format!("-n {router} addr add {public}/24 dev {wan}r"))?;
+            ip(&format!("-n {router} link set {wan}r up"))?;
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &router,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ],
+                None,
+            )?;
+            let rules = nat_rules(&format!("{wan}r"), &public, routers[side]);
+            run(
+                "ip",
+                &["netns", "exec", &router, "nft", "-f", "-"],
+                Some(&rules),
+            )?;
+        }
+        Ok(self)
+    }
+
+    fn all_namespaces(&self) -> Vec<String> {
+        let mut all = self.homes.to_vec();
+        all.extend(self.routers.iter().cloned());
+        all.push(self.internet.clone());
+        all
+    }
+
+    /// `ip netns exec NS`, to run a program in home `side` (0 or 1).
+    pub fn in_home(&self, side: usize) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.homes[side]]
+    }
+
+    /// `ip netns exec NS`, to run a program on the internet bridge.
+    pub fn on_internet(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.internet]
+    }
+}
+
+impl Drop for TwoHomes {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth ends in it, and so their peers.
+        for namespace in self.all_namespaces() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &namespace])
+                .status();
+        }
+    }
+}
+
+/// A router's ruleset: translation by `kind` on its WAN interface `wan` (address
+/// `public`), and a filter that lets in only what answers a flow from inside.
+fn nat_rules(wan: &str, public: &str, kind: Router) -> String {
+    let filter = format!(
+        "table ip filter {{
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    iifname \"{wan}\" ct state established,related accept
+    iifname \"{wan}\" drop
+  }}
+}}"
+    );
+    let nat = match kind {
+        // A UDP mapping keeps its public port for every destination, and what
+        // arrives on a mapped port is sent back in, where the filter admits it only
+        // if it answers a flow.
+        Router::Home => format!(
+            "table ip nat {{
+  map fullcone {{
+    type inet_service : ipv4_addr . inet_service
+    flags dynamic,timeout
+    timeout 300s
+    size 65536
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname \"{wan}\" meta l4proto udp dnat to udp dport map @fullcone
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"{wan}\" meta l4proto udp update @fullcone {{ udp sport timeout 300s : ip saddr . udp sport }}
+    oifname \"{wan}\" snat to {public}
+  }}
+}}"
+        ),
+        Router::Symmetric => format!(
+            "table ip nat {{
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"{wan}\" masquerade random
+  }}
+}}"
+        ),
+    };
+    format!("{nat}\n{filter}\n")
+}
+
+fn ip(args: &str) -> Result<String, String> {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    run("ip", &args, None)
+}
+
+/// Runs `program` with `args` and `input` on its standard input; the error
+/// carries its stderr.
+fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("{program}: {err}"))?;
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|err| format!("{program}: {err}"))?;
+    }
+    let output = child.wait_with_output().map_err(|err| err.to_string())?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
