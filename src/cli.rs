@@ -163,10 +163,10 @@ pub struct PeerArgs {
     /// Meet the peer over iroh without any relay: direct paths only.
     #[arg(long)]
     pub no_relay: bool,
-    /// Trust this CA certificate (PEM) for relays, beside the web's usual roots: for a relay of your
-    /// own with a private certificate.
+    /// Trust the CA certificates (PEM) in FILE for relays, beside the web's usual roots: for a relay
+    /// of your own with a private certificate (repeat for more files).
     #[arg(long, value_name = "FILE")]
-    pub relay_ca: Option<PathBuf>,
+    pub relay_ca: Vec<PathBuf>,
     /// Show connection details such as the negotiated TLS cipher suite and key exchange.
     #[arg(short, long)]
     pub verbose: bool,
@@ -238,7 +238,7 @@ impl PeerArgs {
             .transpose()
             .context("--max-file-size")?;
         let retry_for = config::parse_duration(&self.retry_for).context("--retry-for")?;
-        let relays = relay_settings(self.relay, self.no_relay, self.relay_ca.as_deref())?;
+        let relays = relay_settings(self.relay, self.no_relay, &self.relay_ca)?;
         // An invite or a join given no address meets over iroh, and so does a known
         // peer met over iroh before; anything given an address or a port is TCP.
         let tcp_asked = listen_given || connect.is_some() || self.accept || self.map_port;
@@ -294,7 +294,7 @@ fn find_known(path: &Path, name: &str) -> Result<Entry> {
 fn relay_settings(
     urls: Vec<String>,
     none: bool,
-    ca: Option<&Path>,
+    ca_files: &[PathBuf],
 ) -> Result<crate::link::iroh::Settings> {
     use crate::link::iroh::{Relays, Settings};
     let urls = match urls.is_empty() {
@@ -321,20 +321,18 @@ fn relay_settings(
                 .collect::<Result<_>>()?,
         ),
     };
-    let relay_roots = match ca {
-        Some(path) => {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject;
-            let roots = CertificateDer::pem_file_iter(path)
-                .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-                .with_context(|| format!("--relay-ca: cannot read {}", path.display()))?;
-            if roots.is_empty() {
-                bail!("--relay-ca: {} holds no certificate", path.display());
-            }
-            roots
+    let mut relay_roots = Vec::new();
+    for path in ca_files {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let roots = CertificateDer::pem_file_iter(path)
+            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("--relay-ca: cannot read {}", path.display()))?;
+        if roots.is_empty() {
+            bail!("--relay-ca: {} holds no certificate", path.display());
         }
-        None => Vec::new(),
-    };
+        relay_roots.extend(roots);
+    }
     Ok(Settings {
         relays,
         relay_roots,
@@ -364,5 +362,40 @@ mod tests {
         let cli = Cli::try_parse_from(["chat", "--peer-fingerprint", "abc"]).unwrap();
         let err = cli.peer.into_config().unwrap_err();
         assert!(format!("{err:#}").contains("--peer-fingerprint"), "{err:#}");
+    }
+
+    #[test]
+    fn relay_settings_are_checked_before_anything_starts() {
+        let config = |args: &[&str]| {
+            let mut all = vec!["chat", "--certs-dir", "/nonexistent", "--invite"];
+            all.extend(args);
+            Cli::try_parse_from(all).unwrap().peer.into_config()
+        };
+        let err = config(&["--relay", "not a url"]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--relay: \"not a url\""),
+            "{err:#}"
+        );
+        let err = config(&["--relay-ca", "/nonexistent/ca.pem"]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--relay-ca: cannot read /nonexistent/ca.pem"),
+            "{err:#}"
+        );
+        assert!(
+            Cli::try_parse_from(["chat", "--relay", "https://r.example", "--no-relay"]).is_err()
+        );
+        let own = config(&[
+            "--relay",
+            "https://r.example",
+            "--relay",
+            "https://s.example",
+        ])
+        .unwrap();
+        assert!(own.over_iroh);
+        assert!(
+            matches!(own.relays.relays, crate::link::iroh::Relays::Own(ref urls) if urls.len() == 2)
+        );
+        let tcp = config(&["--listen", "0"]).unwrap();
+        assert!(!tcp.over_iroh, "--invite --listen pairs over TCP");
     }
 }

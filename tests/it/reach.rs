@@ -8,8 +8,10 @@ use chat::frame::Frame;
 use chat::handshake::{self, Greeting, Link};
 use chat::identity::{self, Identity, IdentityFiles};
 use chat::link::iroh::{self as transport, Admit, Relays, Settings};
+use chat::link::keys;
 use chat::link::route::{Path, Route};
 use chat::link::stream::Lingering;
+use chat::pairing::exchange::Whereabouts;
 use chat::tls;
 use iroh::SecretKey;
 use rustls::pki_types::CertificateDer;
@@ -422,4 +424,84 @@ fn behind_a_symmetric_nat_the_session_stays_on_the_relay() {
         assert_eq!(direct, None, "a symmetric NAT was punched through");
     }
     finish(alice, bob);
+}
+
+#[test]
+fn a_joiner_that_knows_more_relays_finds_the_inviter_on_any_of_them() {
+    let (first, second) = (Relay::start(), Relay::start());
+    let world = World::new();
+    let (alice, bob) = (Home::new(&world, "alice"), Home::new(&world, "bob"));
+    // alice uses only the second relay; bob knows both and is not told which.
+    let mut inviter = Peer::spawn(&alice.workdir, &over_relay(&alice, &second, &["--invite"]));
+    let code = inviter.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
+    let mut joiner_args = over_relay(&bob, &first, &["--join"]);
+    joiner_args.extend(["--relay".into(), second.url.clone()]);
+    joiner_args.extend(["--relay-ca".into(), second.ca_file.display().to_string()]);
+    let mut joiner = Peer::spawn(&bob.workdir, &joiner_args);
+    joiner.send(&code);
+    joiner.expect(Stream::Stderr, "Paired with alice (sha256 ");
+    inviter.expect(Stream::Stderr, "Paired with bob (sha256 ");
+    expect_connected_over_iroh(&mut joiner, "alice");
+    joiner.send("found you");
+    inviter.expect(Stream::Stdout, "bob: found you");
+    finish(joiner, inviter);
+}
+
+/// What whoever sees the rendezvous endpoint ID at a relay can do without the code:
+/// dial it and run the pairing with a guess. Returns how the inviter answered.
+async fn guess_at(
+    relay: &Relay,
+    rendezvous: iroh::EndpointId,
+    as_whom: &Identity,
+    guess: &str,
+) -> Result<Option<[u8; 32]>, chat::pairing::PairError> {
+    let settings = settings(relay);
+    let ours = transport::bind(SecretKey::generate(), &settings, false)
+        .await
+        .unwrap();
+    let lingering = Lingering::default();
+    let stream = transport::dial(&ours, rendezvous, &settings.relay_urls(), &lingering)
+        .await
+        .unwrap();
+    let connector = TlsConnector::from(tls::pairing_client_config(as_whom).unwrap());
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let mut tls = connector.connect(name, stream).await.unwrap();
+    let binding =
+        chat::pairing::link::binding_of(tls.get_ref().1, as_whom.fingerprint, true).unwrap();
+    let guess: chat::pairing::InviteCode = guess.parse().unwrap();
+    let ours = Whereabouts::Endpoint(*ours.id().as_bytes());
+    chat::pairing::exchange::join(&mut tls, &guess, &binding, ours).await
+}
+
+#[test]
+fn three_wrong_guesses_through_the_relay_kill_the_code_and_nothing_is_saved() {
+    let relay = Relay::start();
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let mut inviter = Peer::spawn(&alice.workdir, &over_relay(&alice, &relay, &["--invite"]));
+    let code = inviter.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
+    let rendezvous = keys::rendezvous_key(&code.parse().unwrap()).public();
+    let mallory = identity(&world.path().join("mallory"), "mallory");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for left in ["2 tries left", "1 try left", "no tries left"] {
+        let answer = runtime.block_on(within(
+            "a guess",
+            guess_at(&relay, rendezvous, &mallory, "1-acid-acorn-acre"),
+        ));
+        assert!(
+            matches!(answer, Err(chat::pairing::PairError::WrongCode)),
+            "{answer:?}"
+        );
+        let told = inviter.expect(Stream::Stderr, "tried a wrong invite code");
+        assert!(told.ends_with(left), "{told}");
+    }
+    // The dead code's endpoint is gone: the inviter offers a fresh code instead.
+    inviter.expect(Stream::Stderr, "Nobody paired: ");
+    let fresh = inviter.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
+    assert_ne!(fresh, code);
+    inviter.close_stdin();
+    inviter.signal("TERM");
+    let _ = inviter.wait();
+    let saved = std::fs::read_to_string(alice.known_peers()).unwrap_or_default();
+    assert!(!saved.contains("mallory"), "{saved}");
 }
