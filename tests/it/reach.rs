@@ -505,3 +505,52 @@ fn three_wrong_guesses_through_the_relay_kill_the_code_and_nothing_is_saved() {
     let saved = std::fs::read_to_string(alice.known_peers()).unwrap_or_default();
     assert!(!saved.contains("mallory"), "{saved}");
 }
+
+#[test]
+fn a_direct_path_cut_mid_transfer_goes_on_over_the_relay() {
+    let Some(net) = two_homes("c", [Router::Home, Router::Home]) else {
+        return;
+    };
+    let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let world = World::new();
+    let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
+    for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        let connected = peer.expect(Stream::Stderr, &format!("Connected to {other} "));
+        if !connected.contains(" directly at ") {
+            peer.expect(Stream::Stderr, &format!("Direct path to {other} at "));
+        }
+    }
+    let data = pseudo_random(48 << 20, 51);
+    std::fs::write(alice_home.workdir.join("big.bin"), &data).unwrap();
+    alice.send("transfer big.bin");
+    // Bob is held still while the path is cut, so that most of the file is yet to
+    // come: it can only come over the relay.
+    crate::common::wait_for_kept_part(&bob_home.workdir, 4 << 20);
+    bob.signal("STOP");
+    net.cut_direct_path(0).unwrap();
+    bob.signal("CONT");
+    alice.send("said while the path was cut");
+    let lost = alice.expect(Stream::Stderr, "Direct path to bob lost; relaying through ");
+    let relay_port = relay.url.rsplit(':').next().unwrap();
+    assert!(
+        lost.ends_with(&format!("{RELAY_IP}:{relay_port}")),
+        "{lost}"
+    );
+    bob.expect(Stream::Stderr, "Saved ./big.bin (verified");
+    alice.expect(Stream::Stderr, "big.bin delivered and verified by bob");
+    assert_eq!(
+        std::fs::read(bob_home.workdir.join("big.bin")).unwrap(),
+        data
+    );
+    bob.expect(Stream::Stdout, "alice: said while the path was cut");
+    for peer in [&alice, &bob] {
+        let dropped = (peer.lines_on(Stream::Stderr).into_iter())
+            .find(|line| line.contains("lost") && !line.starts_with("Direct path"));
+        assert_eq!(dropped, None, "the session itself was not lost");
+    }
+    let said = (bob.lines_on(Stream::Stdout).into_iter())
+        .filter(|line| *line == "alice: said while the path was cut")
+        .count();
+    assert_eq!(said, 1, "the line is shown exactly once");
+    finish(alice, bob);
+}

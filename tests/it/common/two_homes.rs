@@ -113,6 +113,25 @@ impl TwoHomes {
         all
     }
 
+    /// Drops, at router `side`, every packet between the two routers: the direct
+    /// path dies, and the relay on the bridge is still reachable.
+    pub fn cut_direct_path(&self, side: usize) -> Result<(), String> {
+        let other = format!("198.51.100.{}", 10 * (2 - side));
+        let router = &self.routers[side];
+        for rule in [
+            format!("ip daddr {other} drop"),
+            format!("ip saddr {other} drop"),
+        ] {
+            let command = format!("add rule ip filter forward {rule}");
+            let args: Vec<&str> = ["netns", "exec", router, "nft"]
+                .into_iter()
+                .chain(command.split_whitespace())
+                .collect();
+            run("ip", &args, None)?;
+        }
+        Ok(())
+    }
+
     /// `ip netns exec NS`, to run a program in home `side` (0 or 1).
     pub fn in_home(&self, side: usize) -> [&str; 4] {
         ["ip", "netns", "exec", &self.homes[side]]
