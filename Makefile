@@ -23,9 +23,10 @@ certs: build
 run:
 	$(CARGO) run --release --locked -- --certs-dir certs $(ARGS)
 
-# tests/it/nat.rs needs nft (nftables) and miniupnpd: installed with apt-get where this
+# tests/it/nat.rs and tests/it/reach.rs need nft (nftables), miniupnpd and tcpdump:
+# installed with apt-get where this
 # runs as root, else that test says why it is skipped.
-NAT_PACKAGES := nftables miniupnpd miniupnpd-nftables
+NAT_PACKAGES := nftables miniupnpd miniupnpd-nftables tcpdump
 # The integration tests mostly wait on the processes they start, so more of them run
 # at once than there are cores.
 TEST_THREADS ?= 8

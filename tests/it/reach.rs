@@ -554,3 +554,79 @@ fn a_direct_path_cut_mid_transfer_goes_on_over_the_relay() {
     assert_eq!(said, 1, "the line is shown exactly once");
     finish(alice, bob);
 }
+
+#[test]
+fn the_bridge_between_the_homes_carries_only_ciphertext() {
+    let Some(net) = two_homes("x", [Router::Home, Router::Symmetric]) else {
+        return;
+    };
+    if std::process::Command::new("tcpdump")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED ciphertext capture: `tcpdump` is not installed");
+        return;
+    }
+    let world = World::new();
+    let capture = world.path().join("bridge.pcap");
+    let mut tcpdump = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.internet,
+            "tcpdump",
+            "-q",
+            "-U",
+            "-s",
+            "0",
+        ])
+        .args(["-i", "br0", "-w"])
+        .arg(&capture)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tcpdump starts");
+    // tcpdump says it listens once the capture is open.
+    let mut told = std::io::BufReader::new(tcpdump.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut told, &mut line).unwrap();
+    assert!(line.contains("listening on br0"), "{line}");
+
+    let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
+    bob.expect(Stream::Stderr, "Connected to alice ");
+    let marker = b"plaintext-marker-4c1d-who-reads-this";
+    let data: Vec<u8> = marker.iter().copied().cycle().take(2 << 20).collect();
+    std::fs::write(alice_home.workdir.join("marked.bin"), &data).unwrap();
+    alice.send("transfer marked.bin");
+    alice.send("a secret line: plaintext-line-9e7a");
+    bob.expect(Stream::Stderr, "Saved ./marked.bin (verified");
+    bob.expect(Stream::Stdout, "alice: a secret line: plaintext-line-9e7a");
+    assert_eq!(
+        std::fs::read(bob_home.workdir.join("marked.bin")).unwrap(),
+        data
+    );
+    finish(alice, bob);
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &tcpdump.id().to_string()])
+        .status();
+    let _ = tcpdump.wait();
+
+    let captured = std::fs::read(&capture).unwrap();
+    assert!(
+        captured.len() > data.len(),
+        "the capture holds {} bytes, less than the file: it missed the traffic",
+        captured.len()
+    );
+    for needle in [&marker[..], b"plaintext-line-9e7a", b"marked.bin"] {
+        let found = captured
+            .windows(needle.len())
+            .any(|window| window == needle);
+        assert!(
+            !found,
+            "{:?} crossed the bridge in the clear",
+            String::from_utf8_lossy(needle)
+        );
+    }
+}
