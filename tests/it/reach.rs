@@ -630,3 +630,59 @@ fn the_bridge_between_the_homes_carries_only_ciphertext() {
         );
     }
 }
+
+/// Waits for a restarted peer's connection, allowing for the other side to notice
+/// first that the old one died.
+fn reconnected_within_a_minute(peer: &mut Peer, other: &str) {
+    let connected = peer.expect_within(
+        Duration::from_secs(60),
+        Stream::Stderr,
+        "the connection after a restart",
+        |line| line.starts_with(&format!("Connected to {other} ")),
+    );
+    assert!(
+        connected.ends_with("(one connection, both directions)"),
+        "{connected}"
+    );
+}
+
+#[test]
+fn either_side_restarted_by_name_resumes_the_session_and_its_transfer() {
+    let relay = Relay::start();
+    let world = World::new();
+    let (alice, bob) = (Home::new(&world, "alice"), Home::new(&world, "bob"));
+    let (mut inviter, joiner) = pair_over_relay(&relay, &alice, &bob);
+    let data = pseudo_random(64 << 20, 61);
+    std::fs::write(alice.workdir.join("film.bin"), &data).unwrap();
+    inviter.send("transfer film.bin");
+    // Bob is killed mid-transfer, and a line is typed while he is away.
+    crate::common::wait_for_kept_part(&bob.workdir, 8 << 20);
+    drop(joiner);
+    inviter.send("while you were away");
+    let mut bob_again = Peer::spawn(
+        &bob.workdir,
+        &over_relay(&bob, &relay, &["--peer", "alice"]),
+    );
+    // If alice dials (the smaller endpoint ID does), she first notices that the
+    // killed bob is gone, when iroh's path and connection idle timeouts (15 s and
+    // 30 s) run out; a shorter one would also cut a session whose direct path dies
+    // before iroh falls back to the relay.
+    reconnected_within_a_minute(&mut bob_again, "alice");
+    bob_again.expect(Stream::Stderr, "Receiving film.bin: resuming at");
+    bob_again.expect(Stream::Stderr, "Saved ./film.bin (verified");
+    assert_eq!(std::fs::read(bob.workdir.join("film.bin")).unwrap(), data);
+    bob_again.expect(Stream::Stdout, "alice: while you were away");
+
+    // Now alice goes and comes back, by name too.
+    bob_again.send("still here");
+    inviter.expect(Stream::Stdout, "bob: still here");
+    drop(inviter);
+    bob_again.send("typed while alice restarts");
+    let mut alice_again = Peer::spawn(
+        &alice.workdir,
+        &over_relay(&alice, &relay, &["--peer", "bob"]),
+    );
+    reconnected_within_a_minute(&mut alice_again, "bob");
+    alice_again.expect(Stream::Stdout, "bob: typed while alice restarts");
+    finish(alice_again, bob_again);
+}
