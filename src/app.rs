@@ -25,6 +25,7 @@ use crate::link::stream::Lingering;
 use crate::pairing::{CodeError, InviteCode};
 use crate::platform::{self, Stop};
 use crate::portmap::{self, PortMapping};
+use crate::sanitize;
 use crate::session::{self, Links, SessionEnd, SessionError, SessionSetup};
 use crate::tls::Pin;
 use crate::transfer::hash_cache::HashCache;
@@ -374,6 +375,12 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         ));
     }
     console.note(&ui::lines::safety_line(&identity.fingerprint, &peer));
+    if let (Some(_), Trust::Known(entry)) = (&endpoint, &config.trust) {
+        console.note(&format!(
+            "Waiting for {} over iroh; it connects as soon as both sides run (Ctrl-C to leave)",
+            sanitize::for_terminal(&entry.peer.name)
+        ));
+    }
 
     let (commands, commands_rx) = mpsc::channel(1024);
     let (events, session_events) = mpsc::unbounded_channel();

@@ -158,11 +158,8 @@ pub struct PeerArgs {
     /// authors run: a URL such as https://relay.example.org (repeat for more; also $CHAT_RELAY,
     /// URLs separated by commas). A relay sees endpoint IDs, addresses, timing and volume, never
     /// what is said or sent.
-    #[arg(long, value_name = "URL", conflicts_with = "no_relay")]
+    #[arg(long, value_name = "URL")]
     pub relay: Vec<String>,
-    /// Meet the peer over iroh without any relay: direct paths only.
-    #[arg(long)]
-    pub no_relay: bool,
     /// Trust the CA certificates (PEM) in FILE for relays, beside the web's usual roots: for a relay
     /// of your own with a private certificate (repeat for more files).
     #[arg(long, value_name = "FILE")]
@@ -238,7 +235,7 @@ impl PeerArgs {
             .transpose()
             .context("--max-file-size")?;
         let retry_for = config::parse_duration(&self.retry_for).context("--retry-for")?;
-        let relays = relay_settings(self.relay, self.no_relay, &self.relay_ca)?;
+        let relays = relay_settings(self.relay, &self.relay_ca)?;
         // An invite or a join given no address meets over iroh, and so does a known
         // peer met over iroh before; anything given an address or a port is TCP.
         let tcp_asked = listen_given || connect.is_some() || self.accept || self.map_port;
@@ -248,6 +245,7 @@ impl PeerArgs {
             Trust::Known(entry) => entry.peer.endpoint.is_some() && !tcp_asked,
             _ => false,
         };
+
         Ok(Config {
             identity,
             listen,
@@ -290,12 +288,8 @@ fn find_known(path: &Path, name: &str) -> Result<Entry> {
     )
 }
 
-/// The relays from `--relay` (else `$CHAT_RELAY`), `--no-relay` and `--relay-ca`.
-fn relay_settings(
-    urls: Vec<String>,
-    none: bool,
-    ca_files: &[PathBuf],
-) -> Result<crate::link::iroh::Settings> {
+/// The relays from `--relay` (else `$CHAT_RELAY`) and `--relay-ca`.
+fn relay_settings(urls: Vec<String>, ca_files: &[PathBuf]) -> Result<crate::link::iroh::Settings> {
     use crate::link::iroh::{Relays, Settings};
     let urls = match urls.is_empty() {
         true => std::env::var("CHAT_RELAY")
@@ -309,10 +303,9 @@ fn relay_settings(
             .unwrap_or_default(),
         false => urls,
     };
-    let relays = match (none, urls.is_empty()) {
-        (true, _) => Relays::Off,
-        (false, true) => Relays::Public,
-        (false, false) => Relays::Own(
+    let relays = match urls.is_empty() {
+        true => Relays::Public,
+        false => Relays::Own(
             (urls.iter())
                 .map(|url| {
                     url.parse::<iroh::RelayUrl>()
@@ -380,9 +373,6 @@ mod tests {
         assert!(
             format!("{err:#}").contains("--relay-ca: cannot read /nonexistent/ca.pem"),
             "{err:#}"
-        );
-        assert!(
-            Cli::try_parse_from(["chat", "--relay", "https://r.example", "--no-relay"]).is_err()
         );
         let own = config(&[
             "--relay",

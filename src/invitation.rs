@@ -159,7 +159,6 @@ fn show_code(code: &InviteCode, command: &JoinCommand<'_>) {
                     .iter()
                     .map(|url| format!(" --relay {url}"))
                     .collect::<String>(),
-                transport::Relays::Off => " --no-relay".to_owned(),
                 transport::Relays::Public => String::new(),
             };
             ui::status(&format!("  chat --join{relays}"));

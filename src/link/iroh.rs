@@ -41,8 +41,6 @@ pub enum Relays {
     Public,
     /// These, and no others (`--relay URL`).
     Own(Vec<RelayUrl>),
-    /// None: direct paths only (`--no-relay`).
-    Off,
 }
 
 /// Everything an endpoint needs besides its key.
@@ -77,7 +75,6 @@ impl Settings {
         match &self.relays {
             Relays::Public => RelayMode::Default,
             Relays::Own(urls) => RelayMode::custom(urls.iter().cloned()),
-            Relays::Off => RelayMode::Disabled,
         }
     }
 
@@ -110,9 +107,7 @@ pub async fn bind(
         .bind()
         .await
         .map_err(|err| IrohError::Bind(format!("{err:#}")))?;
-    if settings.relays != Relays::Off {
-        let _ = tokio::time::timeout(ONLINE_TIMEOUT, endpoint.online()).await;
-    }
+    let _ = tokio::time::timeout(ONLINE_TIMEOUT, endpoint.online()).await;
     Ok(endpoint)
 }
 

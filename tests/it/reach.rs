@@ -280,6 +280,13 @@ fn after_pairing_the_peers_name_is_all_either_side_types() {
             &first.workdir,
             &over_relay(first, &relay, &["--peer", second.name]),
         );
+        first_peer.expect(
+            Stream::Stderr,
+            &format!(
+                "Waiting for {} over iroh; it connects as soon as both sides run",
+                second.name
+            ),
+        );
         let mut second_peer = Peer::spawn(
             &second.workdir,
             &over_relay(second, &relay, &["--peer", first.name]),
