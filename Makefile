@@ -56,6 +56,8 @@ bench:
 	$(CARGO) bench --locked --bench floods
 	$(CARGO) bench --locked --bench both_ways
 	$(CARGO) bench --locked --bench slow_link
+	$(CARGO) build --release --locked --examples
+	$(CARGO) bench --locked --bench reach
 
 # Coverage-guided fuzzing with cargo fuzz (needs a nightly toolchain and
 # `cargo install cargo-fuzz --locked`; not part of make test): writes the seed corpus,
