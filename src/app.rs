@@ -592,6 +592,10 @@ async fn forward_input(
                 ask_front_end(&events, Event::ListTransfers);
                 continue;
             }
+            Input::Status => {
+                ask_front_end(&events, Event::StatusRequest);
+                continue;
+            }
             Input::Cancel { transfer, keep } => {
                 ask_front_end(&events, Event::CancelRequest { transfer, keep });
                 continue;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::fingerprint::Fingerprint;
-use crate::link::Route;
 use crate::link::route::Path;
+use crate::link::{Probe, Route};
 use crate::tls::{PinMismatch, TlsSummary};
 
 /// What the user asked for, already parsed from a typed line.
@@ -114,6 +114,8 @@ pub enum Event {
         peer: String,
         fingerprint: Fingerprint,
         route: Route,
+        /// Asks the link for its round trip, for `/status`.
+        probe: Probe,
         tls: TlsSummary,
     },
     /// The path of an iroh connection changed: a direct path found (a hole punched),
@@ -135,6 +137,8 @@ pub enum Event {
     Note { text: String },
     /// `/transfers`, for the front end, which lists what it has seen.
     ListTransfers,
+    /// `/status`: the front end says what it knows of the connection and transfers.
+    StatusRequest,
     /// `/cancel`, for the front end, which knows which transfer is meant and
     /// answers with [`Command::Cancel`].
     CancelRequest {

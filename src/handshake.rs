@@ -98,6 +98,13 @@ impl Link {
         crate::link::iroh::watch_paths(self, events);
     }
 
+    /// What `/status` asks for the round trip.
+    pub fn probe(&self) -> crate::link::Probe {
+        self.iroh_connection()
+            .map(crate::link::Probe::of)
+            .unwrap_or_default()
+    }
+
     /// Whether we dialed this connection (we are its TLS client).
     pub fn dialed(&self) -> bool {
         matches!(self.connection.stream(), TlsStream::Client(_))

@@ -18,6 +18,8 @@ pub enum Input {
     Transfer(TransferPaths),
     /// `/transfers`: list them.
     Transfers,
+    /// `/status`.
+    Status,
     /// `/cancel [ID] [keep]`: stop a transfer (the only one running if no ID).
     Cancel {
         transfer: Option<TransferId>,
@@ -57,6 +59,7 @@ Commands:
   transfer FILE...
                  send one or more files; quote a name with spaces when sending several
   /transfers     list this session's transfers with their IDs (s1 sent, r1 received)
+  /status        the connection (path, round trip) and how fast transfers move now
   /cancel [ID] [keep]
                  stop a transfer in either direction (the only one running if no ID);
                  for a file arriving here, 'keep' keeps what arrived so that it can resume
@@ -109,6 +112,7 @@ pub fn parse_line_at_home(line: &str, home: Option<&Path>) -> Input {
             "quit" if rest.is_empty() => Input::Quit,
             "help" if rest.is_empty() => Input::Help,
             "transfers" if rest.is_empty() => Input::Transfers,
+            "status" if rest.is_empty() => Input::Status,
             "cancel" => parse_cancel(rest),
             _ => Input::Invalid(format!(
                 "unknown command /{command}; type /help for the list"

@@ -443,6 +443,7 @@ fn connected(
         peer: link.peer_name.clone(),
         fingerprint: link.peer_fingerprint,
         route: link.route.clone(),
+        probe: link.probe(),
         tls: link.tls.clone(),
     });
     link.watch_route(events);

@@ -6,5 +6,5 @@ pub mod keys;
 pub mod route;
 pub mod stream;
 
-pub use route::Route;
+pub use route::{Probe, Route};
 pub use stream::Stream;

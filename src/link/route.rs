@@ -63,3 +63,32 @@ impl fmt::Display for Route {
         }
     }
 }
+
+/// Asks a link, while it lasts, for its round trip now. It holds the connection
+/// weakly: a front end that keeps one keeps no connection open.
+#[derive(Debug, Clone, Default)]
+pub struct Probe(Option<iroh::endpoint::WeakConnectionHandle>);
+
+/// Probes are a way to ask, not a value: events that carry them compare by the rest.
+impl PartialEq for Probe {
+    fn eq(&self, _: &Probe) -> bool {
+        true
+    }
+}
+
+impl Eq for Probe {}
+
+impl Probe {
+    /// A probe of an iroh connection.
+    pub fn of(connection: &iroh::endpoint::Connection) -> Probe {
+        Probe(Some(connection.weak_handle()))
+    }
+
+    /// The round trip on the path in use, if the link runs over iroh and is open.
+    pub fn round_trip(&self) -> Option<std::time::Duration> {
+        let connection = self.0.as_ref()?.upgrade()?;
+        let paths = connection.paths();
+        let selected = paths.iter().find(|path| path.is_selected())?;
+        Some(selected.rtt())
+    }
+}

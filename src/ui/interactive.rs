@@ -22,6 +22,7 @@ use super::complete;
 use super::editor::{Edit, Editor};
 use super::lines::{self, Tone, wrap_marked};
 use super::rate::{self, Run};
+use super::status::StatusBoard;
 use super::transfers::TransferTable;
 use crate::config::Look;
 use crate::event::{Command, Event, Phase};
@@ -49,7 +50,7 @@ static RAW: AtomicBool = AtomicBool::new(false);
 /// What the terminal thread reacts to.
 enum Msg {
     Key(term::Event),
-    Core(Event),
+    Core(Box<Event>),
     /// The core's events ended: draw the last frame and give the terminal back.
     CoreClosed,
     /// The question the input line asks; empty for none.
@@ -128,7 +129,7 @@ impl Interactive {
     pub fn note(&self, text: &str) {
         let _ = self
             .messages
-            .send(Msg::Core(Event::Note { text: text.into() }));
+            .send(Msg::Core(Box::new(Event::Note { text: text.into() })));
     }
 
     /// Shows the core's events from now on. Commands that the terminal itself
@@ -152,7 +153,7 @@ impl Interactive {
             .name("chat-events".into())
             .spawn(move || {
                 while let Some(event) = events.blocking_recv() {
-                    if messages.send(Msg::Core(event)).is_err() {
+                    if messages.send(Msg::Core(Box::new(event))).is_err() {
                         let _ = quit.blocking_send(Command::Quit);
                         return;
                     }
@@ -278,6 +279,7 @@ struct Screen {
     commands: Option<mpsc::Sender<Command>>,
     own: Option<Fingerprint>,
     transfers: TransferTable,
+    status: StatusBoard,
     /// Whether the input line asks for the peer's fingerprint again.
     asking_for_pin: bool,
     output_open: bool,
@@ -313,6 +315,7 @@ impl Screen {
             commands: None,
             own: None,
             transfers: TransferTable::default(),
+            status: StatusBoard::default(),
             asking_for_pin: false,
             output_open: true,
             leaving: false,
@@ -517,7 +520,7 @@ impl Screen {
     fn take(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Key(event) => self.key(event),
-            Msg::Core(event) => self.core(event),
+            Msg::Core(event) => self.core(*event),
             Msg::Prompt(question) => {
                 self.prompt = (!question.is_empty()).then_some(question);
             }
@@ -534,7 +537,14 @@ impl Screen {
 
     fn core(&mut self, event: Event) {
         self.transfers.observe(&event);
+        self.status.observe(&event);
         match &event {
+            Event::StatusRequest => {
+                for line in self.status.report() {
+                    self.push(Paint::Status, &line);
+                }
+                return;
+            }
             Event::ListTransfers => {
                 for line in self.transfers.listing() {
                     self.push(Paint::Status, &line);

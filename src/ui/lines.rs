@@ -65,7 +65,7 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
         }),
         Event::Note { text } => one(Line::status(text.clone())),
         // Answered by the front end from its transfer table.
-        Event::ListTransfers | Event::CancelRequest { .. } => Vec::new(),
+        Event::ListTransfers | Event::StatusRequest | Event::CancelRequest { .. } => Vec::new(),
         Event::Waiting { target, reason } => one(Line::status(format!(
             "Waiting for the peer at {target} ({}); retrying until it is up",
             for_terminal(reason)

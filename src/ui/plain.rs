@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::lines::{self, Tone, wrap_marked};
 use super::rate::{self, Run};
+use super::status::StatusBoard;
 use super::transfers::TransferTable;
 use super::{status, write_line};
 use crate::config::Look;
@@ -33,10 +34,16 @@ pub fn spawn_printer(
         .spawn(move || {
             let mut bars = Bars::default();
             let mut transfers = TransferTable::default();
+            let mut status = StatusBoard::default();
             let mut output_open = true;
             while let Some(event) = events.blocking_recv() {
                 transfers.observe(&event);
+                status.observe(&event);
                 match &event {
+                    Event::StatusRequest => {
+                        status.report().iter().for_each(|line| screen.status(line));
+                        continue;
+                    }
                     Event::ListTransfers => {
                         transfers
                             .listing()

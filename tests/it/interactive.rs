@@ -629,3 +629,30 @@ fn a_resumed_transfer_ends_with_the_bytes_and_speed_of_its_own_run() {
     assert!(per_second < 16.0 * 1024f64.powi(3), "{closing}");
     assert_eq!(std::fs::read(s.bob.workdir.join("film.bin")).unwrap(), data);
 }
+
+#[test]
+fn status_shows_the_connection_and_a_running_transfer_on_rows_of_their_own() {
+    let mut s = Session::start((120, 40), &[]);
+    s.alice.line("/status");
+    s.alice.wait_for_text("Status:");
+    let connected = s
+        .alice
+        .wait_for_text("  bob: connected over TCP with 127.0.0.1:");
+    assert_eq!(connected.trim_start(), connected.trim_start_matches(' '));
+    let rows = s.alice.rows();
+    assert!(
+        rows.iter().any(|row| row == "Status:"),
+        "not a row of its own:\n{}",
+        rows.join("\n")
+    );
+    sparse_file(&s.alice_home().join("big.bin"), 512 << 20);
+    s.alice.line("transfer big.bin");
+    s.alice.wait_for_text("sending big.bin [");
+    s.bob.signal("STOP");
+    s.alice.line("/status");
+    let running = s.alice.wait_for_text("  s1 sending: ");
+    assert!(running.contains(" of 512.00 MiB"), "{running}");
+    s.bob.signal("CONT");
+    s.alice
+        .wait_for_text("big.bin delivered and verified by bob");
+}

@@ -246,6 +246,10 @@ fn an_invite_and_a_join_with_no_address_meet_through_the_relay() {
 
     joiner.send("hello over iroh");
     inviter.expect(Stream::Stdout, "bob: hello over iroh");
+    joiner.send("/status");
+    joiner.expect(Stream::Stderr, "Status:");
+    let status = joiner.expect(Stream::Stderr, "  alice: connected over iroh, ");
+    assert!(status.contains(" ms"), "the round trip: {status}");
     inviter.send("and back");
     joiner.expect(Stream::Stdout, "alice: and back");
 
