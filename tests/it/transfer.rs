@@ -362,3 +362,110 @@ fn an_unchanged_file_is_hashed_once_even_after_a_restart_and_a_changed_one_again
     let saved = pair.bob.expect(Stream::Stderr, "Saved ./same (1).bin");
     assert!(saved.contains(&sha256_hex(&longer)), "{saved}");
 }
+
+/// What bob answers when offered a file: the line that says it was stored, or the
+/// one that says it was there already.
+fn bob_answers(pair: &mut Pair, name: &str) -> String {
+    pair.bob
+        .expect_where(Stream::Stderr, "Saved or already", |line| {
+            line.starts_with("Saved ./") || (line.contains(name) && line.contains("already"))
+        })
+}
+
+#[test]
+fn a_file_put_in_the_download_folder_by_hand_is_stored_again_as_a_copy() {
+    // "Already saved" for any file that happens to be there would tell the peer,
+    // without a byte sent, whether a file of that name and content is there.
+    let mut pair = Pair::connect(&[]);
+    let data = b"the same bytes on both sides\n";
+    std::fs::write(pair.alice.workdir.join("notes.txt"), data).unwrap();
+    std::fs::write(pair.bob.workdir.join("notes.txt"), data).unwrap();
+    pair.alice.send("transfer notes.txt");
+    let answer = bob_answers(&mut pair, "notes.txt");
+    assert!(
+        answer.starts_with("Saved ./notes (1).txt (verified, sha256 "),
+        "{answer}"
+    );
+    pair.alice
+        .expect(Stream::Stderr, "notes.txt delivered and verified by bob");
+    assert_eq!(listing(&pair.bob.workdir), ["notes (1).txt", "notes.txt"]);
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("notes (1).txt")).unwrap(),
+        data
+    );
+}
+
+#[test]
+fn two_peers_started_in_one_folder_store_a_visible_copy() {
+    // The seed's first test case: alice and bob in one folder, alice sends a file
+    // of that folder to bob, who stores it beside the original.
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    let folder = world.path().join("shared");
+    std::fs::create_dir(&folder).unwrap();
+    let start = |name: &str, extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            name.into(),
+            "--certs-dir".into(),
+            world.certs().display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        common::Peer::start(&folder, &args)
+    };
+    let mut alice = start("alice", &["--peer-fingerprint", &bob_fp]);
+    let alice_port = alice.port.to_string();
+    let mut bob = start(
+        "bob",
+        &["--connect", &alice_port, "--peer-fingerprint", &alice_fp],
+    );
+    alice.send(&bob.port.to_string());
+    alice.expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+    bob.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    let data = b"notes for bob\n";
+    std::fs::write(folder.join("notes.txt"), data).unwrap();
+    alice.send("transfer notes.txt");
+    let answer = bob.expect_where(Stream::Stderr, "Saved or already", |line| {
+        line.starts_with("Saved ./") || line.contains("already")
+    });
+    assert_eq!(
+        answer,
+        format!(
+            "Saved ./notes (1).txt (verified, sha256 {})",
+            sha256_hex(data)
+        )
+    );
+    alice.expect(Stream::Stderr, "notes.txt delivered and verified by bob");
+    assert_eq!(
+        std::fs::read(folder.join("notes (1).txt")).unwrap(),
+        data.as_slice()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_stored_just_before_the_receiver_was_killed_is_known_after_a_restart() {
+    let world = World::new();
+    let mut pair = Pair::connect_in(world, &[]);
+    let data = pseudo_random(200_000, 51);
+    std::fs::write(pair.alice.workdir.join("notes.txt"), &data).unwrap();
+    pair.alice.send("transfer notes.txt");
+    pair.bob
+        .expect(Stream::Stderr, "Saved ./notes.txt (verified");
+    // Killed right after `Saved`: the verdict may or may not have left.
+    pair.bob.signal("KILL");
+    pair.alice.signal("KILL");
+    pair.bob.wait();
+    pair.alice.wait();
+
+    let mut pair = Pair::connect_again(pair.world, &[]);
+    pair.alice.send("transfer notes.txt");
+    let answer = bob_answers(&mut pair, "notes.txt");
+    assert!(answer.contains("already saved as ./notes.txt"), "{answer}");
+    pair.alice
+        .expect(Stream::Stderr, "notes.txt delivered and verified by bob");
+    assert_eq!(listing(&pair.bob.workdir), ["notes.txt"]);
+}
