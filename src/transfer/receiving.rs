@@ -188,7 +188,7 @@ impl Receiving {
         let incoming = match started {
             Ok(Ok(Start::Receiving(incoming))) => incoming,
             Ok(Ok(Start::AlreadyStored(path))) => {
-                self.already_stored(id, &path).await;
+                self.already_stored(id, name, &path).await;
                 return Ok(());
             }
             Ok(Err(reason)) => {
@@ -586,18 +586,18 @@ impl Receiving {
 
     /// The offer is a file the download folder holds already, typically offered
     /// again because its verdict was lost: say so on both sides, store nothing.
-    async fn already_stored(&self, id: u64, path: &std::path::Path) {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let _ = self.events.send(Event::TransferNote {
+    async fn already_stored(&self, id: u64, offered: &str, path: &std::path::Path) {
+        let _ = self.events.send(Event::TransferAlreadyReceived {
             id,
-            name: name.clone().into_owned(),
-            receiving: true,
-            note: format!("already saved as {}; not stored again", path.display()),
+            name: offered.to_owned(),
+            path: path.to_owned(),
+            from: self.peer.clone(),
         });
+        let stored_as = path.file_name().unwrap_or_default().to_string_lossy();
         let verdict = Frame::Verdict {
             id,
             status: VerdictStatus::Verified,
-            detail: truncate(format!("already saved as {name}")),
+            detail: truncate(format!("already saved as {stored_as}")),
         };
         let _ = self.replies.send(verdict).await;
     }

@@ -442,7 +442,7 @@ impl Sending {
             // Version 2: the receiver stored this very file before and its verdict
             // was lost with a connection; nothing more needs to be sent.
             (VerdictStatus::Verified, Head::Offered(..)) if self.version >= 2 => {
-                let _ = self.events.send(Event::TransferDelivered {
+                let _ = self.events.send(Event::TransferAlreadyThere {
                     id,
                     name,
                     peer: peer.to_owned(),
