@@ -480,3 +480,65 @@ fn a_file_stored_just_before_the_receiver_was_killed_is_known_after_a_restart() 
     );
     assert_eq!(listing(&pair.bob.workdir), ["notes.txt"]);
 }
+
+#[test]
+fn already_there_never_rests_on_a_stale_cached_hash() {
+    // The hash cache can be outdated by a write that leaves a file's stamp alone
+    // (through a shared mapping); a cached hash the receiver happens to hold must
+    // not make the sender say the peer has the file.
+    let world = World::new();
+    let alice_home = world.path().join("alice-home");
+    std::fs::create_dir_all(&alice_home).unwrap();
+    let path = alice_home.join("same.bin");
+    let old = pseudo_random(100_000, 61);
+    std::fs::write(&path, &old).unwrap();
+    let mut pair = Pair::connect_in(world, &[]);
+    pair.alice.send("transfer same.bin");
+    pair.bob
+        .expect(Stream::Stderr, "Saved ./same.bin (verified");
+    pair.alice
+        .expect(Stream::Stderr, "same.bin delivered and verified by bob");
+    pair.alice.close_stdin();
+    pair.bob.close_stdin();
+    assert!(pair.alice.wait().success(), "{}", pair.alice.transcript());
+    assert!(pair.bob.wait().success(), "{}", pair.bob.transcript());
+
+    // New bytes of the same size, with a cache entry for them that still says
+    // the old hash: what a stamp that did not move leaves behind.
+    let new = pseudo_random(100_000, 62);
+    std::fs::write(&path, &new).unwrap();
+    common::wait_until_settled(&path);
+    let stamp = chat::platform::file_stamp(&std::fs::File::open(&path).unwrap()).unwrap();
+    let cache = pair.world.certs().join("hash_cache");
+    let stale = format!(
+        "v1 {} {} {} {} {} {}\n",
+        stamp.device,
+        stamp.inode,
+        stamp.size,
+        stamp.modified_ns,
+        stamp.changed_ns,
+        sha256_hex(&old)
+    );
+    let mut text = std::fs::read_to_string(&cache).unwrap_or_default();
+    text.push_str(&stale);
+    std::fs::write(&cache, text).unwrap();
+
+    let mut pair = Pair::connect_again(pair.world, &[]);
+    pair.alice.send("transfer same.bin");
+    pair.alice.expect(Stream::Stderr, NOT_HASHED_AGAIN);
+    let saved = pair
+        .bob
+        .expect(Stream::Stderr, "Saved ./same (1).bin (verified");
+    assert!(saved.contains(&sha256_hex(&new)), "{saved}");
+    pair.alice
+        .expect(Stream::Stderr, "same.bin delivered and verified by bob");
+    assert!(
+        !pair
+            .alice
+            .lines_on(Stream::Stderr)
+            .iter()
+            .any(|line| line.contains("bob already has")),
+        "{}",
+        pair.alice.transcript()
+    );
+}
