@@ -10,10 +10,11 @@
 //! of a given name and content is there. Each stored file gets a line, written and
 //! synced before the rename that gives the file its final name, so a receiver killed
 //! right after `Saved` still knows its own file after a restart. A line names the
-//! offer (name, size, SHA-256), where the file went, and which file it is (device
-//! and inode). It is trusted only while the file at that path is still that very
-//! file, with that size and, read again, that SHA-256: a damaged, stale or forged
-//! line can make the receiver store a second copy, never trust other bytes.
+//! offer (name, size, SHA-256), where the file went, and which file it is (device,
+//! inode and modification time, which a rename keeps). It is trusted only while the
+//! file at that path is still that very file, unchanged, with that size and, read
+//! again, that SHA-256: a damaged, stale or forged line can make the receiver store
+//! a second copy, never trust other bytes.
 //!
 //! The record is a private file beside the identity, one per identity (`NAME.stored`),
 //! so that two identities receiving into one folder each know only their own files.
@@ -41,9 +42,9 @@ pub const MAX_CHECKED: usize = 2;
 /// Paths longer than this (in UTF-8 bytes) are not recorded: such a file is
 /// only ever stored again as a copy.
 const MAX_PATH_LEN: usize = 1024;
-/// A line: the format, two numbers for the file, its size, its SHA-256, and the
+/// A line: the format, three numbers for the file, its size, its SHA-256, and the
 /// offered name (at most 255 bytes) and the path in hex.
-const MAX_LINE_LEN: usize = 3 + 2 * 21 + 21 + 65 + 2 * 256 + 2 * MAX_PATH_LEN + 2;
+const MAX_LINE_LEN: usize = 3 + 3 * 42 + 21 + 65 + 2 * 256 + 2 * MAX_PATH_LEN + 2;
 /// More than this is not read: the record is never longer when `chat` wrote it.
 const MAX_FILE_LEN: u64 = (2 * MAX_ENTRIES * MAX_LINE_LEN) as u64;
 /// The first word of every line.
@@ -57,6 +58,9 @@ struct Entry {
     /// Where it was stored: the download folder's canonical path and its name there.
     path: PathBuf,
     id: FileId,
+    /// When its bytes were last written, in nanoseconds since 1970: a rename keeps
+    /// it, and a file made later under a freed inode number has its own.
+    modified_ns: i128,
 }
 
 /// What this identity stored, in memory and in its file.
@@ -119,6 +123,7 @@ impl StoredRecord {
             meta: meta.clone(),
             path,
             id: stamp.id(),
+            modified_ns: stamp.modified_ns,
         };
         let line = format_line(&entry)
             .ok_or_else(|| io::Error::other("the stored file's path is too long to record"))?;
@@ -150,7 +155,7 @@ impl StoredRecord {
         };
         candidates
             .into_iter()
-            .find(|entry| holds(&entry.path, entry.id, meta))
+            .find(|entry| holds(entry, meta))
             .and_then(|entry| Some(dir.join(entry.path.file_name()?)))
     }
 
@@ -199,14 +204,17 @@ impl State {
     }
 }
 
-/// Whether `path`, not followed if it is a link, is still the file `id` we stored,
-/// a regular file of ours with `meta`'s size and SHA-256.
-fn holds(path: &Path, id: FileId, meta: &Meta) -> bool {
-    let Ok(file) = platform::open_private_file(path, false) else {
+/// Whether the entry's path, not followed if it is a link, is still the very file
+/// we stored, unchanged since: a regular file of ours with `meta`'s size and SHA-256.
+fn holds(entry: &Entry, meta: &Meta) -> bool {
+    let Ok(file) = platform::open_private_file(&entry.path, false) else {
         return false;
     };
     match platform::file_stamp(&file) {
-        Ok(stamp) if stamp.id() == id && stamp.size == meta.size => {}
+        Ok(stamp)
+            if stamp.id() == entry.id
+                && stamp.modified_ns == entry.modified_ns
+                && stamp.size == meta.size => {}
         _ => return false,
     }
     let mut hasher = Sha256::new();
@@ -221,9 +229,10 @@ fn format_line(entry: &Entry) -> Option<String> {
         .to_str()
         .filter(|path| path.len() <= MAX_PATH_LEN)?;
     Some(format!(
-        "{FORMAT} {} {} {} {} {} {}\n",
+        "{FORMAT} {} {} {} {} {} {} {}\n",
         entry.id.device,
         entry.id.inode,
+        entry.modified_ns,
         entry.meta.size,
         hex::encode(entry.meta.sha256),
         hex::encode(&entry.meta.name),
@@ -242,8 +251,16 @@ fn parse_line(line: &str) -> Option<Entry> {
             .all(|b| b.is_ascii_digit())
             .then(|| word.parse())
     };
+    let signed = |word: &str| {
+        let digits = word.strip_prefix('-').unwrap_or(word);
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| word.parse())
+    };
     let device = number(words.next()?)?.ok()?;
     let inode = number(words.next()?)?.ok()?;
+    let modified_ns = signed(words.next()?)?.ok()?;
     let size = number(words.next()?)?.ok()?;
     let mut sha256 = [0u8; 32];
     hex::decode_to_slice(words.next()?, &mut sha256).ok()?;
@@ -256,6 +273,7 @@ fn parse_line(line: &str) -> Option<Entry> {
         meta: Meta { name, size, sha256 },
         path: PathBuf::from(path),
         id: FileId { device, inode },
+        modified_ns,
     })
 }
 
@@ -331,6 +349,15 @@ mod tests {
         let stored = store(&record, downloads.path(), "b.txt", b"abc");
         std::fs::remove_file(&stored).unwrap();
         std::fs::write(&stored, b"abc").unwrap();
+        // Made under the freed inode number, maybe, but at a time of its own (set
+        // apart here, as a clock tick may be coarser than this test).
+        let earlier = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&stored)
+            .unwrap()
+            .set_modified(earlier)
+            .unwrap();
         assert_eq!(record.find(downloads.path(), &meta("b.txt", b"abc")), None);
     }
 
@@ -436,6 +463,7 @@ mod tests {
                     device: 1,
                     inode: i as u64,
                 },
+                modified_ns: 0,
             };
             let mut state = record.state.lock().unwrap();
             state.push(entry.clone());
