@@ -30,6 +30,7 @@ use crate::session::{self, Links, SessionEnd, SessionError, SessionSetup};
 use crate::tls::Pin;
 use crate::transfer::hash_cache::HashCache;
 use crate::transfer::incoming::ReceiveLimits;
+use crate::transfer::stored::StoredRecord;
 use crate::trust;
 use crate::ui;
 use crate::ui::Console;
@@ -438,7 +439,8 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         identity,
         pin,
         wrong_pin,
-        limits: ReceiveLimits::new(config.download_dir, config.max_file_size),
+        limits: ReceiveLimits::new(config.download_dir, config.max_file_size)
+            .remembering(StoredRecord::open(config.stored_record)),
         hash_cache: Some(HashCache::open(config.hash_cache).shared()),
         retry_for: config.retry_for,
         at_finish,

@@ -209,6 +209,7 @@ impl PeerArgs {
         };
         let known_peers = identity.known_peers();
         let hash_cache = identity.hash_cache();
+        let stored_record = identity.stored_record();
         let trust = match (self.peer_fingerprint, self.peer_cert, self.peer) {
             _ if self.invite => Trust::Invite,
             _ if self.join.is_some() => {
@@ -254,6 +255,7 @@ impl PeerArgs {
             trust,
             known_peers,
             hash_cache,
+            stored_record,
             download_dir: self.download_dir,
             max_file_size,
             retry_for,

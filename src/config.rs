@@ -17,7 +17,7 @@ use crate::known_peers::{self, Entry};
 use crate::pairing::InviteCode;
 use crate::platform;
 use crate::target::Target;
-use crate::transfer::hash_cache;
+use crate::transfer::{hash_cache, stored};
 
 /// Which identity to present.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +67,17 @@ impl IdentitySource {
     pub fn hash_cache(&self) -> PathBuf {
         self.folder().join(hash_cache::FILE_NAME)
     }
+
+    /// The record of the files this identity stored, beside its certificate and
+    /// named after it: identities that share a folder each keep their own.
+    pub fn stored_record(&self) -> PathBuf {
+        match self {
+            IdentitySource::Named { dir, name } => {
+                dir.join(format!("{name}.{}", stored::EXTENSION))
+            }
+            IdentitySource::Files(files) => files.certificate.with_extension(stored::EXTENSION),
+        }
+    }
 }
 
 /// How the two peers reach each other.
@@ -103,6 +114,8 @@ pub struct Config {
     pub known_peers: PathBuf,
     /// The hash cache beside the identity.
     pub hash_cache: PathBuf,
+    /// The record of files stored, beside the identity.
+    pub stored_record: PathBuf,
     pub download_dir: PathBuf,
     /// Offers larger than this are refused.
     pub max_file_size: Option<u64>,

@@ -227,6 +227,17 @@ pub enum Event {
     },
     /// The peer verified and stored a file we sent.
     TransferDelivered { id: u64, name: String, peer: String },
+    /// The peer answered our offer with a file it had stored before, with the same
+    /// SHA-256: nothing was sent.
+    TransferAlreadyThere { id: u64, name: String, peer: String },
+    /// An offer was of a file we had stored before, still at `path` with the same
+    /// SHA-256: nothing was received, and no copy made. `name` is the offered name.
+    TransferAlreadyReceived {
+        id: u64,
+        name: String,
+        path: PathBuf,
+        from: String,
+    },
     /// A transfer stopped part way and will resume; `receiving` tells which side we are.
     TransferInterrupted {
         id: u64,

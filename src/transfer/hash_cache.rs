@@ -5,7 +5,10 @@
 //! rewritten with the newest [`MAX_ENTRIES`] once it holds twice that many lines.
 //!
 //! It is only a cache: an unreadable file or line is ignored and the file is hashed
-//! again. A wrong entry could only make the receiver's check fail, never pass.
+//! again. A wrong entry (a write through a shared mapping can leave the stamp alone)
+//! could only make the receiver's check fail, never pass: the receiver hashes what it
+//! receives, and an "already saved" answer to a cached hash makes the sender hash the
+//! file again before it believes it (see `sending`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

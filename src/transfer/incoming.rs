@@ -19,6 +19,7 @@ use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
 use super::in_progress::{Claim, InProgress};
 use super::name::{self, NameError};
 use super::parts::{self, Meta, OwnedPart};
+use super::stored::StoredRecord;
 use crate::platform;
 
 /// Files being received or verified at once, across every connection of a session.
@@ -32,6 +33,8 @@ pub struct ReceiveLimits {
     /// One permit per file being received, written or verified.
     slots: Arc<Semaphore>,
     in_progress: InProgress,
+    /// The files this identity stored, which alone are ever "already saved".
+    record: Option<Arc<StoredRecord>>,
 }
 
 /// What one transfer holds until its outcome is known: one of the session's slots,
@@ -49,7 +52,21 @@ impl ReceiveLimits {
             max_file_size,
             slots: Arc::new(Semaphore::new(MAX_ACTIVE_TRANSFERS)),
             in_progress: InProgress::default(),
+            record: None,
         }
+    }
+
+    /// Files stored from now on are noted in `record`, and an offer of one of them
+    /// is answered "already saved". Without a record, every offer is stored.
+    pub fn remembering(mut self, record: StoredRecord) -> Self {
+        self.record = Some(Arc::new(record));
+        self
+    }
+
+    /// Where the download folder holds a file this identity stored for exactly
+    /// `meta`, checked on disk. Reads files: call it off the async runtime.
+    pub fn already_stored(&self, meta: &Meta) -> Option<PathBuf> {
+        self.record.as_ref()?.find(&self.dir, meta)
     }
 
     /// Reserves the right to receive `meta`: first waits until no other transfer
@@ -171,6 +188,7 @@ impl Incoming {
             meta: meta.clone(),
             offset,
             keep_partial: keep_partial.clone(),
+            record: limits.record.clone(),
         };
         std::thread::Builder::new()
             .name("chat-disk".into())
@@ -245,6 +263,7 @@ struct DiskJob {
     meta: Meta,
     offset: u64,
     keep_partial: Arc<AtomicBool>,
+    record: Option<Arc<StoredRecord>>,
 }
 
 impl DiskJob {
@@ -289,7 +308,16 @@ impl DiskJob {
             self.part.discard();
             return Outcome::Failed(format!("storing the file failed: {err}"));
         }
-        match self.part.place(&self.dir, name) {
+        let (dir, meta, record) = (&self.dir, &self.meta, &self.record);
+        // Noted before the rename: a receiver killed right after it still knows the
+        // file as its own. A note that cannot be written costs only a second copy
+        // should the same file be offered again.
+        let remember = |target: &std::path::Path, file: &std::fs::File| {
+            if let Some(record) = record {
+                let _ = record.remember(dir, meta, target, file);
+            }
+        };
+        match self.part.place(dir, name, remember) {
             Ok(path) => Outcome::Saved {
                 path,
                 sha256: *sha256,
@@ -421,7 +449,9 @@ mod tests {
         // neither touch that copy nor store a second one. It waits, and then finds
         // the stored file.
         let dir = tempfile::tempdir().unwrap();
-        let limits = limits(dir.path());
+        let home = tempfile::tempdir().unwrap();
+        let record = StoredRecord::open(home.path().join("me.stored"));
+        let limits = limits(dir.path()).remembering(record);
         let data = b"hello fuzz".to_vec();
         let mut first = start(&limits, "a.txt", 10, sha(&data)).await.unwrap();
         first.write(data.clone()).await.unwrap();
@@ -433,10 +463,7 @@ mod tests {
         );
         assert!(matches!(first.finish(true).await, Outcome::Saved { .. }));
         let _reserved = again.await.expect("a free slot");
-        assert_eq!(
-            super::super::stored::find(dir.path(), &meta),
-            Some(dir.path().join("a.txt"))
-        );
+        assert_eq!(limits.already_stored(&meta), Some(dir.path().join("a.txt")));
         assert_eq!(names_in(dir.path()), ["a.txt"]);
     }
 

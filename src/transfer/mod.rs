@@ -60,17 +60,31 @@ struct FileHash {
     cached: bool,
 }
 
+/// How a hash cache is used while hashing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheUse {
+    /// Taken from the cache if it knows the file as it is; remembered otherwise.
+    LookUp,
+    /// Always read and hashed, then remembered in place of what the cache held.
+    Refresh,
+}
+
 /// The SHA-256 of the open `file`, which should hold `size` bytes: from `cache` if it
-/// knows the file as it is, else read and hashed (and then remembered), calling
-/// `progress` with the bytes hashed so far. `None` if the file changed meanwhile.
+/// knows the file as it is (and `using` allows), else read and hashed (and then
+/// remembered), calling `progress` with the bytes hashed so far. `None` if the file
+/// changed meanwhile.
 fn sha256_of(
     file: &File,
     size: u64,
     cache: Option<&SharedHashCache>,
+    using: CacheUse,
     progress: impl FnMut(u64),
 ) -> io::Result<Option<FileHash>> {
     let stamp = platform::file_stamp(file)?;
-    if let Some(sha256) = cache.and_then(|cache| cache.lock().ok()?.get(&stamp)) {
+    let known = cache
+        .filter(|_| using == CacheUse::LookUp)
+        .and_then(|cache| cache.lock().ok()?.get(&stamp));
+    if let Some(sha256) = known {
         return Ok(Some(FileHash {
             sha256,
             cached: true,
@@ -227,7 +241,9 @@ mod tests {
             std::fs::write(&path, &data).unwrap();
             let file = File::open(&path).unwrap();
             let mut reports = Vec::new();
-            let hash = sha256_of(&file, len as u64, None, |done| reports.push(done));
+            let hash = sha256_of(&file, len as u64, None, CacheUse::LookUp, |done| {
+                reports.push(done)
+            });
             let hash = hash.unwrap().expect("the file did not change");
             assert!(!hash.cached);
             assert_eq!(

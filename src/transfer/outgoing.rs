@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use thiserror::Error;
 
+use super::CacheUse;
 use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
 use super::hash_cache::SharedHashCache;
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
@@ -70,6 +71,25 @@ impl PreparedFile {
     pub fn prepare(
         path: &Path,
         cache: Option<&SharedHashCache>,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<PreparedFile, SendError> {
+        Self::prepare_using(path, cache, CacheUse::LookUp, progress)
+    }
+
+    /// Like [`PreparedFile::prepare`], but always reads and hashes the file, and
+    /// keeps the new hash in `cache` in place of the one it held.
+    pub fn prepare_afresh(
+        path: &Path,
+        cache: Option<&SharedHashCache>,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<PreparedFile, SendError> {
+        Self::prepare_using(path, cache, CacheUse::Refresh, progress)
+    }
+
+    fn prepare_using(
+        path: &Path,
+        cache: Option<&SharedHashCache>,
+        using: CacheUse,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<PreparedFile, SendError> {
         let io_error = |source| SendError::Io {
@@ -89,7 +109,7 @@ impl PreparedFile {
             return Err(SendError::NotAFile(path.to_owned()));
         }
         let size = metadata.len();
-        let hash = super::sha256_of(&file, size, cache, |hashed| progress(hashed, size))
+        let hash = super::sha256_of(&file, size, cache, using, |hashed| progress(hashed, size))
             .map_err(io_error)?
             .ok_or_else(|| SendError::Changed(path.to_owned()))?;
         Ok(PreparedFile {

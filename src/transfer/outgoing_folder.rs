@@ -193,7 +193,7 @@ fn hash_file(
     if stamp.size != size {
         return Ok(None);
     }
-    let hash = super::sha256_of(file, size, cache, progress)?;
+    let hash = super::sha256_of(file, size, cache, super::CacheUse::LookUp, progress)?;
     Ok(hash.map(|hash| (hash.sha256, stamp, hash.cached)))
 }
 

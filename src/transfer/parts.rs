@@ -200,14 +200,21 @@ impl OwnedPart {
 
     /// Moves this part, verified by its owner, to the first free variant of `name`
     /// in `dir`, never replacing a file. The meta goes first, so the part can never
-    /// again be taken for one to resume.
-    pub fn place(self, dir: &Path, name: &str) -> io::Result<PathBuf> {
+    /// again be taken for one to resume. `before_rename` is told each name the part
+    /// is about to take, with the part's open file, just before it is renamed.
+    pub fn place(
+        self,
+        dir: &Path,
+        name: &str,
+        mut before_rename: impl FnMut(&Path, &File),
+    ) -> io::Result<PathBuf> {
         if !platform::is_same_file(&self.file, &self.path)? {
             return Err(io::Error::other("the part file was moved by someone else"));
         }
         std::fs::remove_file(meta_path(&self.path))?;
         for _ in 0..MAX_PLACE_ATTEMPTS {
             let target = dir.join(first_free_name(dir, name)?);
+            before_rename(&target, &self.file);
             match platform::rename_no_replace(&self.path, &target) {
                 Ok(()) => {
                     let _ = platform::sync_dir(dir);
@@ -330,7 +337,7 @@ mod tests {
         a.file.write_all(b"abc").unwrap();
         let mut b = candidates(dir.path(), &offer).unwrap();
         assert_eq!(b.len(), 1, "B sees A's part");
-        let stored = a.place(dir.path(), "r.bin").unwrap();
+        let stored = a.place(dir.path(), "r.bin", |_, _| {}).unwrap();
         let _c = create(dir.path(), &meta("r.bin", 3, 2)).unwrap();
         assert_eq!(claim(b.pop().unwrap(), 3).unwrap().map(|p| p.path), None);
         assert_eq!(std::fs::read(stored).unwrap(), b"abc");
@@ -404,7 +411,7 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
         std::fs::write(dir.path().join("a (1).txt"), b"old").unwrap();
         let part = create(dir.path(), &meta("a.txt", 0, 1)).unwrap();
-        let stored = part.place(dir.path(), "a.txt").unwrap();
+        let stored = part.place(dir.path(), "a.txt", |_, _| {}).unwrap();
         assert_eq!(stored, dir.path().join("a (2).txt"));
         assert!(!dir.path().join(PARTS_DIR).exists());
     }

@@ -11,7 +11,7 @@ use super::incoming_folder::{self, Ending, IncomingFolder};
 use super::manifest;
 use super::name::{self, NameRules};
 use super::progress::ProgressReporter;
-use super::{TransferViolation, human_bytes, stored, truncate};
+use super::{TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase, Verified};
 use crate::frame::{Frame, VerdictStatus, takes_folders};
 
@@ -176,7 +176,7 @@ impl Receiving {
         let limits = self.limits.clone();
         let answers_stored = self.answers_stored;
         let started = tokio::task::spawn_blocking(move || {
-            if answers_stored && let Some(path) = stored::find(&limits.dir, &meta) {
+            if answers_stored && let Some(path) = limits.already_stored(&meta) {
                 return Ok(Start::AlreadyStored(path));
             }
             Incoming::start(&limits, meta, reservation, move |done| {
@@ -188,7 +188,7 @@ impl Receiving {
         let incoming = match started {
             Ok(Ok(Start::Receiving(incoming))) => incoming,
             Ok(Ok(Start::AlreadyStored(path))) => {
-                self.already_stored(id, &path).await;
+                self.already_stored(id, name, &path).await;
                 return Ok(());
             }
             Ok(Err(reason)) => {
@@ -586,18 +586,18 @@ impl Receiving {
 
     /// The offer is a file the download folder holds already, typically offered
     /// again because its verdict was lost: say so on both sides, store nothing.
-    async fn already_stored(&self, id: u64, path: &std::path::Path) {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let _ = self.events.send(Event::TransferNote {
+    async fn already_stored(&self, id: u64, offered: &str, path: &std::path::Path) {
+        let _ = self.events.send(Event::TransferAlreadyReceived {
             id,
-            name: name.clone().into_owned(),
-            receiving: true,
-            note: format!("already saved as {}; not stored again", path.display()),
+            name: offered.to_owned(),
+            path: path.to_owned(),
+            from: self.peer.clone(),
         });
+        let stored_as = path.file_name().unwrap_or_default().to_string_lossy();
         let verdict = Frame::Verdict {
             id,
             status: VerdictStatus::Verified,
-            detail: truncate(format!("already saved as {name}")),
+            detail: truncate(format!("already saved as {stored_as}")),
         };
         let _ = self.replies.send(verdict).await;
     }
@@ -766,7 +766,9 @@ mod tests {
     use super::*;
     use crate::frame::{FOLDER_VERSION, PROTOCOL_VERSION};
     use crate::transfer::names_in;
+    use crate::transfer::stored::StoredRecord;
     use sha2::{Digest, Sha256};
+    use std::path::Path;
     use std::time::Duration;
 
     /// One connection's receiving side, and the frames it answers with.
@@ -993,12 +995,19 @@ mod tests {
         assert_eq!(names_in(dir.path()), Vec::<String>::new());
     }
 
+    /// Limits for `dir` with a record of stored files kept in `home`.
+    fn remembering(dir: &Path, home: &Path) -> ReceiveLimits {
+        let record = StoredRecord::open(home.join("bob.stored"));
+        ReceiveLimits::new(dir.to_owned(), None).remembering(record)
+    }
+
     #[tokio::test]
     async fn an_offer_repeated_on_a_new_connection_is_answered_already_saved() {
         // The first connection delivered every byte, then was replaced before its
         // verdict went out; the sender offers the file again on the next one.
         let dir = tempfile::tempdir().unwrap();
-        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let home = tempfile::tempdir().unwrap();
+        let limits = remembering(dir.path(), home.path());
         let data = vec![7u8; 300_000];
         let (mut old, _old_replies) = connection(&limits);
         old.offer(1, "b.bin", 300_000, sha(&data)).await.unwrap();
@@ -1021,10 +1030,25 @@ mod tests {
     #[tokio::test]
     async fn a_file_stored_before_a_restart_is_not_stored_again() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("b.bin"), b"stored by the last run").unwrap();
-        let restarted = ReceiveLimits::new(dir.path().to_owned(), None);
+        let home = tempfile::tempdir().unwrap();
+        let data = b"stored by the last run";
+        let sha256 = sha(data);
+        {
+            let last_run = remembering(dir.path(), home.path());
+            let (mut files, mut replies) = connection(&last_run);
+            files.offer(1, "b.bin", 22, sha256).await.unwrap();
+            answer(&mut replies).await;
+            files.chunk(1, data.to_vec()).await.unwrap();
+            assert!(matches!(
+                answer(&mut replies).await,
+                Frame::Verdict {
+                    status: VerdictStatus::Verified,
+                    ..
+                }
+            ));
+        }
+        let restarted = remembering(dir.path(), home.path());
         let (mut files, mut replies) = connection(&restarted);
-        let sha256 = sha(b"stored by the last run");
         files.offer(4, "b.bin", 22, sha256).await.unwrap();
         assert!(matches!(
             answer(&mut replies).await,
@@ -1041,6 +1065,33 @@ mod tests {
         assert_eq!(
             answer(&mut replies).await,
             Frame::Accept { id: 5, offset: 0 }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_the_receiver_did_not_store_is_stored_again_as_a_copy() {
+        // A file put in the download folder by hand, with the offered name and
+        // bytes: answering "already saved" would tell the peer what is there.
+        let dir = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.bin"), b"put here by hand").unwrap();
+        let limits = remembering(dir.path(), home.path());
+        let (mut files, mut replies) = connection(&limits);
+        files
+            .offer(1, "b.bin", 16, sha(b"put here by hand"))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer(&mut replies).await,
+            Frame::Accept { id: 1, offset: 0 }
+        );
+        files.chunk(1, b"put here by hand".to_vec()).await.unwrap();
+        let Frame::Verdict { status, detail, .. } = answer(&mut replies).await else {
+            panic!("the file is judged");
+        };
+        assert_eq!(
+            (status, detail.as_str()),
+            (VerdictStatus::Verified, "saved as b (1).bin")
         );
     }
 

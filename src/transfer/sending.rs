@@ -132,6 +132,8 @@ const MAX_CANCELLED_REMEMBERED: usize = 64;
 const HASHING_AT_ONCE: usize = 2;
 /// Said when the offer's SHA-256 comes from the hash cache.
 const HASH_WAS_CACHED: &str = "unchanged since it was last hashed; not hashed again";
+/// Said when the receiver already has a file whose hash the offer took from the cache.
+const RECHECKING_CACHED_HASH: &str = "the peer already has a file with the SHA-256 kept from an earlier hashing; reading this file again to be sure it is the same";
 /// How a transfer the person cancelled ends.
 const CANCELLED: &str = "cancelled";
 
@@ -439,10 +441,31 @@ impl Sending {
                     peer: peer.to_owned(),
                 });
             }
+            // The receiver has a file with the SHA-256 we offered, but that hash came
+            // from the cache, which a write through a shared mapping can outdate
+            // without moving the file's stamp: "already there" must not rest on it
+            // alone. The file is read and hashed again and offered anew, and only a
+            // hash just computed can be answered that way.
+            (VerdictStatus::Verified, Head::Offered(_, Prepared::File(file)))
+                if self.version >= 2 && file.hash_was_cached =>
+            {
+                let path = file.path.clone();
+                self.note(id, &name, RECHECKING_CACHED_HASH.into());
+                let hash_cache = self.hash_cache.clone();
+                let hashing = tokio::spawn(async move {
+                    tokio::task::spawn_blocking(move || {
+                        PreparedFile::prepare_afresh(&path, hash_cache.as_ref(), |_, _| {})
+                            .map(Prepared::File)
+                    })
+                    .await
+                    .unwrap_or_else(|err| Err(SendError::Stopped(err.to_string())))
+                });
+                self.head = Some(Head::Hashing(Queued { id, name, hashing }));
+            }
             // Version 2: the receiver stored this very file before and its verdict
             // was lost with a connection; nothing more needs to be sent.
             (VerdictStatus::Verified, Head::Offered(..)) if self.version >= 2 => {
-                let _ = self.events.send(Event::TransferDelivered {
+                let _ = self.events.send(Event::TransferAlreadyThere {
                     id,
                     name,
                     peer: peer.to_owned(),

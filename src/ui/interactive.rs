@@ -674,6 +674,10 @@ impl Screen {
             }
             Event::TransferSaved { id, .. } => return self.end_bar((true, *id), true),
             Event::TransferDelivered { id, .. } => return self.end_bar((false, *id), true),
+            // Nothing moved: no rate to report.
+            Event::TransferAlreadyThere { id, .. } => {
+                self.end_bar((false, *id), false);
+            }
             Event::TransferInterrupted { id, receiving, .. }
             | Event::TransferFailed { id, receiving, .. } => {
                 self.end_bar((*receiving, *id), false);

@@ -277,6 +277,19 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             for_terminal(name),
             for_terminal(peer)
         ))),
+        Event::TransferAlreadyThere { name, peer, .. } => one(Line::status(format!(
+            "{} already has {} (same SHA-256); nothing needed sending",
+            for_terminal(peer),
+            for_terminal(name)
+        ))),
+        Event::TransferAlreadyReceived {
+            name, path, from, ..
+        } => one(Line::status(format!(
+            "{} from {} is one you already received, as {} (same SHA-256); not copied again",
+            for_terminal(name),
+            for_terminal(from),
+            for_terminal(&path.display().to_string())
+        ))),
         Event::TransferInterrupted {
             name,
             receiving,

@@ -169,7 +169,9 @@ impl Screen {
                 }
             }
             Event::TransferSaved { id, .. } => self.remove_bar(bars, (true, *id)),
-            Event::TransferDelivered { id, .. } => self.remove_bar(bars, (false, *id)),
+            Event::TransferDelivered { id, .. } | Event::TransferAlreadyThere { id, .. } => {
+                self.remove_bar(bars, (false, *id))
+            }
             Event::TransferInterrupted { id, receiving, .. }
             | Event::TransferFailed { id, receiving, .. } => {
                 self.remove_bar(bars, (*receiving, *id))

@@ -88,6 +88,9 @@ impl TransferTable {
             Event::TransferDelivered { id, .. } => {
                 self.end(sent(id), "delivered and verified".into())
             }
+            Event::TransferAlreadyThere { id, .. } => {
+                self.end(sent(id), "the peer already had it; nothing sent".into())
+            }
             Event::TransferInterrupted {
                 id,
                 receiving,

@@ -313,12 +313,16 @@ fn the_receiver_cancels_keeping_the_part_and_a_later_offer_resumes() {
 const NOT_HASHED_AGAIN: &str =
     "Sending same.bin: unchanged since it was last hashed; not hashed again";
 
-/// Sends same.bin from alice and waits until bob has it; true when alice hashed it.
+/// Sends same.bin from alice and waits until bob has it, sent or already there;
+/// true when alice hashed it.
 fn send_same(pair: &mut Pair) -> bool {
     let before = pair.alice.lines_on(Stream::Stderr).len();
     pair.alice.send("transfer same.bin");
     pair.alice
-        .expect(Stream::Stderr, "same.bin delivered and verified by bob");
+        .expect_where(Stream::Stderr, "same.bin delivered or there", |line| {
+            line == "same.bin delivered and verified by bob"
+                || line == "bob already has same.bin (same SHA-256); nothing needed sending"
+        });
     !pair.alice.lines_on(Stream::Stderr)[before..]
         .iter()
         .any(|line| line.contains(NOT_HASHED_AGAIN))
@@ -337,8 +341,10 @@ fn an_unchanged_file_is_hashed_once_even_after_a_restart_and_a_changed_one_again
     let mut pair = Pair::connect_in(world, &[]);
     assert!(send_same(&mut pair), "the first send hashes the file");
     assert!(!send_same(&mut pair), "the second one does not");
-    pair.bob
-        .expect(Stream::Stderr, "already saved as ./same.bin");
+    pair.bob.expect(
+        Stream::Stderr,
+        "same.bin from alice is one you already received, as ./same.bin",
+    );
     pair.alice.close_stdin();
     pair.bob.close_stdin();
     assert!(pair.alice.wait().success(), "{}", pair.alice.transcript());
@@ -361,4 +367,178 @@ fn an_unchanged_file_is_hashed_once_even_after_a_restart_and_a_changed_one_again
     assert!(send_same(&mut pair), "a longer file is hashed again");
     let saved = pair.bob.expect(Stream::Stderr, "Saved ./same (1).bin");
     assert!(saved.contains(&sha256_hex(&longer)), "{saved}");
+}
+
+/// What bob answers when offered a file: the line that says it was stored, or the
+/// one that says it was there already.
+fn bob_answers(pair: &mut Pair, name: &str) -> String {
+    pair.bob
+        .expect_where(Stream::Stderr, "Saved or already", |line| {
+            line.starts_with("Saved ./") || (line.contains(name) && line.contains("already"))
+        })
+}
+
+#[test]
+fn a_file_put_in_the_download_folder_by_hand_is_stored_again_as_a_copy() {
+    // "Already saved" for any file that happens to be there would tell the peer,
+    // without a byte sent, whether a file of that name and content is there.
+    let mut pair = Pair::connect(&[]);
+    let data = b"the same bytes on both sides\n";
+    std::fs::write(pair.alice.workdir.join("notes.txt"), data).unwrap();
+    std::fs::write(pair.bob.workdir.join("notes.txt"), data).unwrap();
+    pair.alice.send("transfer notes.txt");
+    let answer = bob_answers(&mut pair, "notes.txt");
+    assert!(
+        answer.starts_with("Saved ./notes (1).txt (verified, sha256 "),
+        "{answer}"
+    );
+    pair.alice
+        .expect(Stream::Stderr, "notes.txt delivered and verified by bob");
+    assert_eq!(listing(&pair.bob.workdir), ["notes (1).txt", "notes.txt"]);
+    assert_eq!(
+        std::fs::read(pair.bob.workdir.join("notes (1).txt")).unwrap(),
+        data
+    );
+}
+
+#[test]
+fn two_peers_started_in_one_folder_store_a_visible_copy() {
+    // The seed's first test case: alice and bob in one folder, alice sends a file
+    // of that folder to bob, who stores it beside the original.
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    let folder = world.path().join("shared");
+    std::fs::create_dir(&folder).unwrap();
+    let start = |name: &str, extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            name.into(),
+            "--certs-dir".into(),
+            world.certs().display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        common::Peer::start(&folder, &args)
+    };
+    let mut alice = start("alice", &["--peer-fingerprint", &bob_fp]);
+    let alice_port = alice.port.to_string();
+    let mut bob = start(
+        "bob",
+        &["--connect", &alice_port, "--peer-fingerprint", &alice_fp],
+    );
+    alice.send(&bob.port.to_string());
+    alice.expect_seen(Stream::Stderr, "Connected to bob at 127.0.0.1:");
+    bob.expect_seen(Stream::Stderr, "Connected to alice at 127.0.0.1:");
+    let data = b"notes for bob\n";
+    std::fs::write(folder.join("notes.txt"), data).unwrap();
+    alice.send("transfer notes.txt");
+    let answer = bob.expect_where(Stream::Stderr, "Saved or already", |line| {
+        line.starts_with("Saved ./") || line.contains("already")
+    });
+    assert_eq!(
+        answer,
+        format!(
+            "Saved ./notes (1).txt (verified, sha256 {})",
+            sha256_hex(data)
+        )
+    );
+    alice.expect(Stream::Stderr, "notes.txt delivered and verified by bob");
+    assert_eq!(
+        std::fs::read(folder.join("notes (1).txt")).unwrap(),
+        data.as_slice()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_stored_just_before_the_receiver_was_killed_is_known_after_a_restart() {
+    let world = World::new();
+    let mut pair = Pair::connect_in(world, &[]);
+    let data = pseudo_random(200_000, 51);
+    std::fs::write(pair.alice.workdir.join("notes.txt"), &data).unwrap();
+    pair.alice.send("transfer notes.txt");
+    pair.bob
+        .expect(Stream::Stderr, "Saved ./notes.txt (verified");
+    // Killed right after `Saved`: the verdict may or may not have left.
+    pair.bob.signal("KILL");
+    pair.alice.signal("KILL");
+    pair.bob.wait();
+    pair.alice.wait();
+
+    let mut pair = Pair::connect_again(pair.world, &[]);
+    pair.alice.send("transfer notes.txt");
+    let answer = bob_answers(&mut pair, "notes.txt");
+    assert_eq!(
+        answer,
+        "notes.txt from alice is one you already received, as ./notes.txt (same SHA-256); not copied again"
+    );
+    pair.alice.expect(
+        Stream::Stderr,
+        "bob already has notes.txt (same SHA-256); nothing needed sending",
+    );
+    assert_eq!(listing(&pair.bob.workdir), ["notes.txt"]);
+}
+
+#[test]
+fn already_there_never_rests_on_a_stale_cached_hash() {
+    // The hash cache can be outdated by a write that leaves a file's stamp alone
+    // (through a shared mapping); a cached hash the receiver happens to hold must
+    // not make the sender say the peer has the file.
+    let world = World::new();
+    let alice_home = world.path().join("alice-home");
+    std::fs::create_dir_all(&alice_home).unwrap();
+    let path = alice_home.join("same.bin");
+    let old = pseudo_random(100_000, 61);
+    std::fs::write(&path, &old).unwrap();
+    let mut pair = Pair::connect_in(world, &[]);
+    pair.alice.send("transfer same.bin");
+    pair.bob
+        .expect(Stream::Stderr, "Saved ./same.bin (verified");
+    pair.alice
+        .expect(Stream::Stderr, "same.bin delivered and verified by bob");
+    pair.alice.close_stdin();
+    pair.bob.close_stdin();
+    assert!(pair.alice.wait().success(), "{}", pair.alice.transcript());
+    assert!(pair.bob.wait().success(), "{}", pair.bob.transcript());
+
+    // New bytes of the same size, with a cache entry for them that still says
+    // the old hash: what a stamp that did not move leaves behind.
+    let new = pseudo_random(100_000, 62);
+    std::fs::write(&path, &new).unwrap();
+    common::wait_until_settled(&path);
+    let stamp = chat::platform::file_stamp(&std::fs::File::open(&path).unwrap()).unwrap();
+    let cache = pair.world.certs().join("hash_cache");
+    let stale = format!(
+        "v1 {} {} {} {} {} {}\n",
+        stamp.device,
+        stamp.inode,
+        stamp.size,
+        stamp.modified_ns,
+        stamp.changed_ns,
+        sha256_hex(&old)
+    );
+    let mut text = std::fs::read_to_string(&cache).unwrap_or_default();
+    text.push_str(&stale);
+    std::fs::write(&cache, text).unwrap();
+
+    let mut pair = Pair::connect_again(pair.world, &[]);
+    pair.alice.send("transfer same.bin");
+    pair.alice.expect(Stream::Stderr, NOT_HASHED_AGAIN);
+    let saved = pair
+        .bob
+        .expect(Stream::Stderr, "Saved ./same (1).bin (verified");
+    assert!(saved.contains(&sha256_hex(&new)), "{saved}");
+    pair.alice
+        .expect(Stream::Stderr, "same.bin delivered and verified by bob");
+    assert!(
+        !pair
+            .alice
+            .lines_on(Stream::Stderr)
+            .iter()
+            .any(|line| line.contains("bob already has")),
+        "{}",
+        pair.alice.transcript()
+    );
 }
