@@ -219,36 +219,38 @@ pub fn check_manifest(input: &[u8]) -> Result<(), String> {
         let Ok(checked) = manifest::check(bytes, entries, total, rules) else {
             continue;
         };
-        if checked.entries.len() != entries as usize {
+        if checked.len() != entries as usize {
             return Err(format!(
                 "{} entries accepted, {entries} declared",
-                checked.entries.len()
+                checked.len()
             ));
         }
-        let sizes = (checked.entries.iter()).filter_map(|entry| match entry.kind {
+        let sizes = checked.entries().filter_map(|entry| match entry.kind() {
             Kind::File { size, .. } => Some(size),
             Kind::Folder => None,
         });
         let (files, sum) = sizes.fold((0usize, 0u128), |(n, sum), size| {
             (n + 1, sum + u128::from(size))
         });
-        if sum != u128::from(total) || checked.total_size != total || checked.files != files {
+        if sum != u128::from(total) || checked.total_size != total || checked.files() != files {
             return Err(format!(
                 "sizes add up to {sum} over {files} files; declared {total}, accepted {} over {}",
-                checked.total_size, checked.files
+                checked.total_size,
+                checked.files()
             ));
         }
         let mut stored = std::collections::HashSet::new();
         let mut folders = std::collections::HashSet::new();
-        for entry in &checked.entries {
-            let path = entry.components.join("/");
-            if entry.components.is_empty() || entry.components.len() > MAX_DEPTH {
-                return Err(format!("{path:?} is {} deep", entry.components.len()));
+        for entry in checked.entries() {
+            let components = entry.components();
+            let path = components.join("/");
+            if components.is_empty() || components.len() > MAX_DEPTH {
+                return Err(format!("{path:?} is {} deep", components.len()));
             }
-            for component in &entry.components {
+            for component in &components {
                 safe_component(component).map_err(|why| format!("{path:?}: {why}"))?;
             }
-            let keys: Vec<String> = (entry.components.iter())
+            let keys: Vec<String> = (components.iter())
                 .map(|component| rules.key(component))
                 .collect();
             let parent = keys[..keys.len() - 1].join("/");
@@ -259,7 +261,7 @@ pub fn check_manifest(input: &[u8]) -> Result<(), String> {
             if !stored.insert(key.clone()) {
                 return Err(format!("{path:?} is stored twice ({rules:?})"));
             }
-            if entry.kind == Kind::Folder {
+            if entry.kind() == Kind::Folder {
                 folders.insert(key);
             }
         }

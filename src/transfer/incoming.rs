@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
 use super::in_progress::{Claim, InProgress};
+use super::manifest::{self, MEMORY_BUDGET};
 use super::name::{self, NameError};
 use super::parts::{self, Meta, OwnedPart};
 use super::stored::StoredRecord;
@@ -35,6 +36,11 @@ pub struct ReceiveLimits {
     in_progress: InProgress,
     /// The files this identity stored, which alone are ever "already saved".
     record: Option<Arc<StoredRecord>>,
+    /// One permit per heap byte that folders' manifests may hold at once, from the
+    /// `Folder` frame until the folder ends (see [`manifest::memory_bound`]).
+    manifest_memory: Arc<Semaphore>,
+    /// One permit per folder whose manifest is arriving or being checked.
+    manifest_checks: Arc<Semaphore>,
 }
 
 /// What one transfer holds until its outcome is known: one of the session's slots,
@@ -43,6 +49,45 @@ pub struct ReceiveLimits {
 pub struct Reservation {
     _slot: OwnedSemaphorePermit,
     _claim: Claim,
+    _manifest: Option<ManifestShare>,
+}
+
+impl Reservation {
+    /// Holds a folder's share of the manifests' memory too, for as long as its
+    /// checked manifest is held.
+    pub fn holding(self, share: ManifestShare) -> Reservation {
+        Reservation {
+            _manifest: Some(share),
+            ..self
+        }
+    }
+}
+
+/// A folder's share of the heap that the session's manifests may hold, taken when
+/// its `Folder` frame arrives, before any of its manifest is read; it goes with the
+/// manifest's bytes, then with its checked form, and is given back with the last.
+#[derive(Debug)]
+pub struct ManifestShare {
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// One of the session's checks of a folder's manifest, from its `Folder` frame
+/// until it is accepted or refused.
+#[derive(Debug)]
+pub struct CheckSlot {
+    _check: OwnedSemaphorePermit,
+}
+
+/// Why a folder's manifest is not taken in now.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ManifestBusy {
+    #[error("more than {MAX_ACTIVE_TRANSFERS} folders being checked at once")]
+    Checks,
+    #[error(
+        "the folders already arriving hold their manifests: this one may take {needs} bytes, \
+         and {free} of the {MEMORY_BUDGET} bytes allowed are free"
+    )]
+    Memory { needs: u64, free: u64 },
 }
 
 impl ReceiveLimits {
@@ -53,6 +98,8 @@ impl ReceiveLimits {
             slots: Arc::new(Semaphore::new(MAX_ACTIVE_TRANSFERS)),
             in_progress: InProgress::default(),
             record: None,
+            manifest_memory: Arc::new(Semaphore::new(MEMORY_BUDGET as usize)),
+            manifest_checks: Arc::new(Semaphore::new(MAX_ACTIVE_TRANSFERS)),
         }
     }
 
@@ -69,6 +116,32 @@ impl ReceiveLimits {
         self.record.as_ref()?.find(&self.dir, meta)
     }
 
+    /// Takes in a folder's manifest of `entries` entries and `manifest_len` bytes,
+    /// both within their maximums ([`manifest::check_announced`]): one of the
+    /// session's checks, and the most heap its manifest may hold. Nothing, across
+    /// every connection of the session, while [`MAX_ACTIVE_TRANSFERS`] are checked
+    /// or their manifests hold [`MEMORY_BUDGET`] bytes between them.
+    pub fn admit_manifest(
+        &self,
+        entries: u32,
+        manifest_len: u32,
+    ) -> Result<(CheckSlot, ManifestShare), ManifestBusy> {
+        let check =
+            (self.manifest_checks.clone().try_acquire_owned()).map_err(|_| ManifestBusy::Checks)?;
+        let needs = manifest::memory_bound(entries, manifest_len);
+        let share = u32::try_from(needs)
+            .ok()
+            .and_then(|needs| {
+                let memory = self.manifest_memory.clone();
+                memory.try_acquire_many_owned(needs).ok()
+            })
+            .ok_or_else(|| ManifestBusy::Memory {
+                needs,
+                free: self.manifest_memory.available_permits() as u64,
+            })?;
+        Ok((CheckSlot { _check: check }, ManifestShare { _bytes: share }))
+    }
+
     /// Reserves the right to receive `meta`: first waits until no other transfer
     /// of this session is receiving or verifying the same offer (an earlier copy on
     /// a connection that was lost or replaced), then takes a slot. Nothing, if
@@ -79,6 +152,7 @@ impl ReceiveLimits {
         Some(Reservation {
             _slot: slot,
             _claim: claim,
+            _manifest: None,
         })
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
 use super::incoming::{Outcome, Overflow, ReceiveLimits, RefuseReason, Reservation};
-use super::manifest::{Checked, Kind, StoredEntry};
+use super::manifest::{Checked, Kind};
 use super::parts::{self, Meta, OwnedPart};
 use crate::platform;
 
@@ -91,7 +91,7 @@ impl IncomingFolder {
     pub fn start(
         limits: &ReceiveLimits,
         meta: Meta,
-        manifest: Checked,
+        manifest: Arc<Checked>,
         reservation: Reservation,
         progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<IncomingFolder, RefuseReason> {
@@ -137,11 +137,7 @@ impl IncomingFolder {
             staging: staging.clone(),
             dir: limits.dir.clone(),
             name: meta.name.trim_end_matches('/').to_owned(),
-            files: manifest
-                .entries
-                .into_iter()
-                .filter(|entry| matches!(entry.kind, Kind::File { .. }))
-                .collect(),
+            manifest,
             start,
             ending: ending.clone(),
         };
@@ -240,31 +236,33 @@ impl Staging {
     /// and finds how far an earlier transfer of the same folder got.
     fn prepare(staging: &Path, manifest: &Checked) -> io::Result<Staging> {
         platform::ensure_private_dir(staging)?;
-        let mut files = Vec::with_capacity(manifest.files);
-        for entry in &manifest.entries {
-            match entry.kind {
-                Kind::Folder => match std::fs::create_dir(entry_path(staging, entry)) {
+        for entry in manifest.entries() {
+            if entry.kind() == Kind::Folder {
+                match std::fs::create_dir(entry.path_in(staging)) {
                     Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
                     _ => {}
-                },
-                Kind::File { size, .. } => files.push((entry, size)),
+                }
             }
         }
         let mut start = Staging {
-            next_file: files.len(),
+            next_file: manifest.files(),
             held: 0,
             offset: 0,
         };
-        for (index, (entry, size)) in files.iter().enumerate() {
-            let verified = std::fs::symlink_metadata(entry_path(staging, entry))
-                .is_ok_and(|stored| stored.is_file() && stored.len() == *size);
+        let files = (0..manifest.files()).map_while(|index| manifest.file(index));
+        for (index, entry) in files.enumerate() {
+            let Kind::File { size, .. } = entry.kind() else {
+                unreachable!("a file's entry is a file");
+            };
+            let verified = std::fs::symlink_metadata(entry.path_in(staging))
+                .is_ok_and(|stored| stored.is_file() && stored.len() == size);
             if !verified {
                 start.next_file = index;
                 start.held = std::fs::symlink_metadata(current_path(staging, index))
                     .ok()
                     .filter(|kept| kept.is_file())
                     .map_or(0, |kept| kept.len())
-                    .min(*size);
+                    .min(size);
                 break;
             }
             start.offset += size;
@@ -292,20 +290,13 @@ fn current_path(staging: &Path, index: usize) -> PathBuf {
     staging.join(format!("{CURRENT_PREFIX}{index}"))
 }
 
-fn entry_path(staging: &Path, entry: &StoredEntry) -> PathBuf {
-    entry
-        .components
-        .iter()
-        .fold(staging.to_owned(), |path, component| path.join(component))
-}
-
 /// The disk thread's work: it owns the part (and so the staging folder) throughout.
 struct FolderJob {
     part: OwnedPart,
     staging: PathBuf,
     dir: PathBuf,
     name: String,
-    files: Vec<StoredEntry>,
+    manifest: Arc<Checked>,
     start: Staging,
     ending: EndingFlag,
 }
@@ -382,10 +373,10 @@ impl FolderJob {
         if !failed.is_empty() {
             return Outcome::FilesFailed {
                 failed,
-                files: self.files.len(),
+                files: self.manifest.files(),
             };
         }
-        let files = self.files.len();
+        let files = self.manifest.files();
         let _ = platform::sync_dir(&self.staging);
         match parts::place_folder(&self.staging, &self.dir, &self.name) {
             Ok(path) => {
@@ -406,22 +397,16 @@ impl FolderJob {
     }
 
     fn part_size(&self) -> u64 {
-        self.files
-            .iter()
-            .map(|entry| match entry.kind {
-                Kind::File { size, .. } => size,
-                Kind::Folder => 0,
-            })
-            .sum()
+        self.manifest.total_size
     }
 
     /// Opens file `index` to write from `held` on, having hashed what it holds.
     /// Nothing when every file has arrived.
     fn open(&self, index: usize, held: u64) -> io::Result<Option<Current>> {
-        let Some(entry) = self.files.get(index) else {
+        let Some(entry) = self.manifest.file(index) else {
             return Ok(None);
         };
-        let Kind::File { size, sha256 } = entry.kind else {
+        let Kind::File { size, sha256 } = entry.kind() else {
             unreachable!("only files are kept in the list");
         };
         let path = current_path(&self.staging, index);
@@ -457,17 +442,17 @@ impl FolderJob {
     fn settle(&self, current: &mut Option<Current>, failed: &mut Vec<String>) -> io::Result<()> {
         while let Some(file) = current.take_if(|file| file.written == file.size) {
             let index = file.index;
-            let entry = &self.files[index];
+            let entry = self.manifest.file(index).expect("a file being written");
             let actual: [u8; 32] = file.hasher.finalize().into();
             let arrived = current_path(&self.staging, index);
             if actual == file.sha256 {
                 file.file.sync_all()?;
-                std::fs::rename(&arrived, entry_path(&self.staging, entry))?;
+                std::fs::rename(&arrived, entry.path_in(&self.staging))?;
             } else {
                 std::fs::remove_file(&arrived)?;
                 failed.push(format!(
                     "{}: SHA-256 mismatch (expected {}, received {})",
-                    entry.components.join("/"),
+                    entry.path(),
                     hex::encode(file.sha256),
                     hex::encode(actual)
                 ));

@@ -307,11 +307,7 @@ mod tests {
             NameRules::UNIX,
         )
         .unwrap();
-        let paths: Vec<String> = checked
-            .entries
-            .iter()
-            .map(|e| e.components.join("/"))
-            .collect();
+        let paths: Vec<String> = checked.entries().map(|e| e.path()).collect();
         assert_eq!(paths, ["a", "a/one", "b", "b/empty", "b/two", "z"]);
         let mut expected = vec![1u8; 70_000];
         expected.extend(b"two");

@@ -12,24 +12,42 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A folder's files in the order their bytes travel: each one's path and where in
 /// the folder's byte sequence it ends.
-#[derive(Debug)]
 pub struct FileList {
-    paths: Vec<String>,
+    /// The path of the file at an index, made when it is told.
+    path: Box<dyn Fn(usize) -> String + Send>,
     ends: Vec<u64>,
     done: usize,
 }
 
+impl std::fmt::Debug for FileList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileList")
+            .field("files", &self.ends.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FileList {
     pub fn new(files: impl IntoIterator<Item = (String, u64)>) -> Self {
-        let mut end = 0u64;
-        let (paths, ends) = (files.into_iter())
-            .map(|(path, size)| {
-                end = end.saturating_add(size);
-                (path, end)
+        let (paths, sizes): (Vec<String>, Vec<u64>) = files.into_iter().unzip();
+        FileList::from_fn(sizes, move |index| paths[index].clone())
+    }
+
+    /// The files of `sizes`, whose paths `path` makes from their indexes when they
+    /// are told, so that a list need not hold every path at once.
+    pub fn from_fn(
+        sizes: impl IntoIterator<Item = u64>,
+        path: impl Fn(usize) -> String + Send + 'static,
+    ) -> Self {
+        let ends = (sizes.into_iter())
+            .scan(0u64, |end, size| {
+                *end = end.saturating_add(size);
+                Some(*end)
             })
-            .unzip();
+            .collect();
         FileList {
-            paths,
+            path: Box::new(path),
             ends,
             done: 0,
         }
@@ -52,7 +70,7 @@ impl FileList {
     fn count(&self) -> FileCount {
         FileCount {
             done: self.done,
-            total: self.paths.len(),
+            total: self.ends.len(),
         }
     }
 }
@@ -105,7 +123,7 @@ impl ProgressReporter {
                 let _ = self.events.send(Event::TransferFileDone {
                     id: self.id,
                     receiving: self.phase == Phase::Receiving,
-                    path: files.paths[index].clone(),
+                    path: (files.path)(index),
                     size: files.size(index),
                 });
             }

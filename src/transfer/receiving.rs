@@ -2,11 +2,16 @@
 //! chunks to the disk, and answers every offer with `Accept` or a `Verdict`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::{self, JoinSet};
 
-use super::incoming::{self, Incoming, MAX_ACTIVE_TRANSFERS, Outcome, Overflow, ReceiveLimits};
+use super::incoming::{
+    self, CheckSlot, Incoming, MAX_ACTIVE_TRANSFERS, ManifestShare, Outcome, Overflow,
+    ReceiveLimits,
+};
 use super::incoming_folder::{self, Ending, IncomingFolder};
 use super::manifest;
 use super::name::{self, NameRules};
@@ -70,6 +75,8 @@ struct PendingManifest {
     size: u64,
     expected: usize,
     bytes: Vec<u8>,
+    check: CheckSlot,
+    share: ManifestShare,
 }
 
 /// A folder whose whole manifest is in, being checked and laid out off the
@@ -78,6 +85,7 @@ struct PendingManifest {
 struct Preparing {
     name: String,
     task: task::Id,
+    _check: CheckSlot,
 }
 
 /// A folder ready to be accepted, or why it is refused.
@@ -98,6 +106,10 @@ pub struct Receiving {
     preparations: JoinSet<Prepared>,
     /// Set when the connection ends: preparations stop waiting for a slot.
     ended: watch::Sender<bool>,
+    /// Set when this is dropped (its connection's task ended, or was aborted for a
+    /// newer connection): manifests being checked stop at their next entry, and give
+    /// back the memory they hold.
+    stop_checks: Arc<AtomicBool>,
     /// Whether the sender may offer folders (protocol version 4 and 5).
     takes_folders: bool,
     replies: mpsc::Sender<Frame>,
@@ -127,6 +139,7 @@ impl Receiving {
             preparing: HashMap::new(),
             preparations: JoinSet::new(),
             ended: watch::Sender::new(false),
+            stop_checks: Arc::default(),
             takes_folders: takes_folders(version),
             replies,
             events,
@@ -274,16 +287,12 @@ impl Receiving {
                     .map_err(|err| err.to_string())
             })
             .and_then(|name| {
-                if self.preparing.len() < MAX_ACTIVE_TRANSFERS {
-                    Ok(name)
-                } else {
-                    Err(format!(
-                        "more than {MAX_ACTIVE_TRANSFERS} folders being checked at once"
-                    ))
-                }
+                (self.limits.admit_manifest(entries, manifest_len))
+                    .map(|admitted| (name, admitted))
+                    .map_err(|busy| busy.to_string())
             });
-        let name = match checked {
-            Ok(name) => name,
+        let (name, (check, share)) = match checked {
+            Ok(admitted) => admitted,
             Err(reason) => {
                 if manifest_len > 0 {
                     self.discarding_manifests.insert(id, manifest_len.into());
@@ -299,7 +308,10 @@ impl Receiving {
                 entries,
                 size,
                 expected: manifest_len as usize,
-                bytes: Vec::new(),
+                // Within MAX_MANIFEST_LEN, and counted in the session's share.
+                bytes: Vec::with_capacity(manifest_len as usize),
+                check,
+                share,
             },
         );
         if manifest_len == 0 {
@@ -343,15 +355,42 @@ impl Receiving {
     /// The whole manifest is in: check and lay out the folder in the background;
     /// [`Receiving::prepared`] then accepts or refuses it.
     fn manifest_done(&mut self, id: u64) {
-        let pending = self.manifests.remove(&id).expect("a complete manifest");
-        let name = pending.name.clone();
+        let PendingManifest {
+            name,
+            entries,
+            size,
+            bytes,
+            check,
+            share,
+            ..
+        } = self.manifests.remove(&id).expect("a complete manifest");
+        let manifest = Manifest {
+            name: name.clone(),
+            entries,
+            size,
+            bytes,
+            share,
+        };
         let (limits, events) = (self.limits.clone(), self.events.clone());
-        let ended = self.ended.subscribe();
+        let ended = Ended {
+            waiting: self.ended.subscribe(),
+            checking: self.stop_checks.clone(),
+        };
         let task = self
             .preparations
-            .spawn(async move { (id, prepare_folder(limits, events, id, pending, ended).await) })
+            .spawn(async move {
+                (
+                    id,
+                    prepare_folder(limits, events, id, manifest, ended).await,
+                )
+            })
             .id();
-        self.preparing.insert(id, Preparing { name, task });
+        let preparing = Preparing {
+            name,
+            task,
+            _check: check,
+        };
+        self.preparing.insert(id, preparing);
     }
 
     /// The next folder whose preparation ended; never ready while none is prepared.
@@ -517,7 +556,8 @@ impl Receiving {
         };
         self.preparing.clear();
         // Preparations stop waiting for a slot; the disk work they began is waited
-        // for, so that what it made is left or removed as the sender deserves.
+        // for, so that what it made is left or removed as the sender deserves. A
+        // newer connection that replaces this one drops it, which stops the checks.
         self.ended.send_replace(true);
         while let Some(prepared) = self.preparations.join_next().await {
             if let Ok((_, Ok(folder))) = prepared {
@@ -612,6 +652,28 @@ impl Receiving {
     }
 }
 
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        // A connection's task that is aborted never calls `abandon`.
+        self.stop_checks.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A folder's whole manifest, with the share of memory it holds.
+struct Manifest {
+    name: String,
+    entries: u32,
+    size: u64,
+    bytes: Vec<u8>,
+    share: ManifestShare,
+}
+
+/// How a preparation learns that its connection ended.
+struct Ended {
+    waiting: watch::Receiver<bool>,
+    checking: Arc<AtomicBool>,
+}
+
 /// Checks a whole manifest, reserves a slot for the folder and lays it out on disk,
 /// resuming what an earlier transfer of it kept. Nothing is written for a manifest
 /// that fails a check. The error is the refusal's reason.
@@ -619,32 +681,40 @@ async fn prepare_folder(
     limits: ReceiveLimits,
     events: mpsc::UnboundedSender<Event>,
     id: u64,
-    pending: PendingManifest,
-    mut ended: watch::Receiver<bool>,
+    manifest: Manifest,
+    ended: Ended,
 ) -> Result<IncomingFolder, String> {
     let failed = |panicked: task::JoinError| format!("the receiver failed: {panicked}");
-    let PendingManifest {
+    let Manifest {
         name,
         entries,
         size,
         bytes,
-        ..
-    } = pending;
-    let (checked, bytes) = task::spawn_blocking(move || {
-        let checked = manifest::check(&bytes, entries, size, NameRules::here());
-        (checked, bytes)
+        share,
+    } = manifest;
+    let Ended {
+        mut waiting,
+        checking,
+    } = ended;
+    // The bytes and their share go to the check, so that a check that outlives this
+    // task still counts until it stops; the bytes are dropped there.
+    let (checked, meta, share) = task::spawn_blocking(move || {
+        let stop = || checking.load(Ordering::Relaxed);
+        let checked = manifest::check_until(&bytes, entries, size, NameRules::here(), stop)?;
+        let meta = incoming_folder::folder_meta(&name, size, &bytes);
+        Ok((Arc::new(checked), meta, share))
     })
     .await
-    .map_err(failed)?;
-    let checked = checked.map_err(|err| format!("the folder's manifest is refused: {err}"))?;
-    let meta = incoming_folder::folder_meta(&name, size, &bytes);
+    .map_err(failed)?
+    .map_err(|err: manifest::ManifestError| format!("the folder's manifest is refused: {err}"))?;
     // Only a wait for a slot is cut short: a preparation that can go on does.
     let reservation = tokio::select! {
         biased;
         reservation = limits.reserve(&meta) => reservation
             .ok_or_else(|| format!("more than {MAX_ACTIVE_TRANSFERS} transfers at once"))?,
-        _ = ended.wait_for(|ended| *ended) => return Err("the connection ended".into()),
+        _ = waiting.wait_for(|ended| *ended) => return Err("the connection ended".into()),
     };
+    let reservation = reservation.holding(share);
     let mut progress =
         ProgressReporter::new(events, id, Phase::Receiving, size).with_files(checked.file_list());
     task::spawn_blocking(move || {
@@ -884,6 +954,69 @@ mod tests {
         assert_eq!(id, 9);
         assert!(detail.contains("folders being checked at once"), "{detail}");
         files.abandon("the connection was lost", true).await;
+    }
+
+    #[tokio::test]
+    async fn folders_checked_at_once_are_counted_across_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let data = (4, sha(b"data"));
+        let (mut first, _first_replies) = connection_at(&limits, FOLDER_VERSION);
+        for id in 1..=2 {
+            announce(&mut first, id, &format!("tree{id}"), data, true)
+                .await
+                .unwrap();
+        }
+        let (mut second, mut replies) = connection_at(&limits, FOLDER_VERSION);
+        for id in 3..=4 {
+            announce(&mut second, id, &format!("tree{id}"), data, true)
+                .await
+                .unwrap();
+        }
+        announce(&mut second, 9, "one too many", data, true)
+            .await
+            .unwrap();
+        let (id, detail) = rejection(answer(&mut replies).await);
+        assert_eq!(id, 9);
+        assert!(detail.contains("folders being checked at once"), "{detail}");
+        // A connection that ends, even without a word, gives its places back.
+        drop(first);
+        announce(&mut second, 10, "in turn", data, true)
+            .await
+            .unwrap();
+        let mut prepared = Vec::new();
+        for _ in 0..3 {
+            let (id, folder) = next_prepared(&mut second).await;
+            prepared.push((id, folder.is_ok()));
+        }
+        prepared.sort();
+        assert_eq!(prepared, [(3, true), (4, true), (10, true)]);
+        second.abandon("the connection was lost", true).await;
+    }
+
+    #[tokio::test]
+    async fn manifests_share_one_budget_of_memory_across_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        // The largest manifest a folder may have, announced and never sent, takes
+        // the whole budget.
+        let (mut first, _first_replies) = connection_at(&limits, FOLDER_VERSION);
+        let (entries, len) = (manifest::MAX_ENTRIES, manifest::MAX_MANIFEST_LEN);
+        first.folder(1, entries, len, 0, "largest").await.unwrap();
+        let (mut second, mut replies) = connection_at(&limits, FOLDER_VERSION);
+        announce(&mut second, 2, "small", (4, sha(b"data")), true)
+            .await
+            .unwrap();
+        let (id, detail) = rejection(answer(&mut replies).await);
+        assert_eq!(id, 2);
+        assert!(detail.contains("hold their manifests"), "{detail}");
+        drop(first);
+        announce(&mut second, 3, "small", (4, sha(b"data")), true)
+            .await
+            .unwrap();
+        let (id, folder) = next_prepared(&mut second).await;
+        assert_eq!((id, folder.is_ok()), (3, true));
+        second.abandon("the connection was lost", true).await;
     }
 
     #[tokio::test]

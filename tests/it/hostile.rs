@@ -548,3 +548,98 @@ async fn a_hostile_manifest_is_refused_before_anything_is_written() {
     scene.alice.expect(Stream::Stdout, "bob: still here");
     assert_stored(&scene, &[]);
 }
+
+/// A manifest like the review's, scaled to run in seconds: a chain of `depth - 1`
+/// folders, then files at its bottom until there are `entries` entries, each file's
+/// path `depth` components long. It passes every check but the total, announced as
+/// one byte more than the files hold, so the receiver checks it to its last entry,
+/// then refuses it with nothing written.
+fn deep_manifest(entries: usize, depth: usize) -> (Vec<u8>, u32, u64) {
+    use chat::transfer::manifest::{Entry, Kind, encode};
+    let mut listed = Vec::with_capacity(entries);
+    let mut folder = String::from("d");
+    for _ in 1..depth {
+        listed.push(Entry {
+            path: folder.clone(),
+            kind: Kind::Folder,
+        });
+        folder.push_str("/d");
+    }
+    folder.truncate(folder.len() - 2);
+    let files = entries - listed.len();
+    for index in 0..files {
+        listed.push(Entry {
+            path: format!("{folder}/f{index:05}"),
+            kind: Kind::File {
+                size: 1,
+                sha256: [0; 32],
+            },
+        });
+    }
+    (encode(&listed), entries as u32, files as u64 + 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_manifests_over_several_connections_stays_within_memory() {
+    // The goal: 64 MiB plus the largest manifest a folder may have.
+    const LIMIT_KIB: u64 = (64 << 10) + (chat::transfer::manifest::MAX_MANIFEST_LEN as u64 >> 10);
+    let mut scene = Scene::new();
+    let (bytes, entries, size) = deep_manifest(30_000, 12);
+    let pid = scene.alice.child.id();
+    // Each connection replaces the one before it while its folders are checked.
+    let mut links = Vec::new();
+    for _ in 0..3 {
+        let mut link = scene.dial_as_bob().await;
+        for id in 1..=4 {
+            let header = Frame::Folder {
+                id,
+                entries,
+                manifest_len: bytes.len() as u32,
+                size,
+                name: format!("tree{id}"),
+            };
+            link.connection.write_frame(&header).await.unwrap();
+            for part in bytes.chunks(chat::frame::MAX_CHUNK_LEN) {
+                let data = part.to_vec();
+                let part = Frame::Manifest { id, data };
+                link.connection.write_frame(&part).await.unwrap();
+            }
+        }
+        links.push(link);
+    }
+    // The last connection's four folders are each answered, however they fare.
+    let link = links.last_mut().expect("three links");
+    let answers = tokio::time::timeout(common::TIMEOUT, async {
+        let mut refused = Vec::new();
+        while refused.len() < 4 {
+            match link.connection.read_frame().await {
+                Ok(Some(Frame::Verdict { id, status, .. })) => refused.push((id, status)),
+                Ok(Some(_)) => {}
+                other => panic!("alice stopped answering: {other:?}"),
+            }
+        }
+        refused
+    })
+    .await;
+    let peak_kib = common::proc_status(pid, "VmHWM:").expect("alice runs");
+    eprintln!("alice's peak RSS under the flood: {} MiB", peak_kib >> 10);
+    assert!(
+        peak_kib < LIMIT_KIB,
+        "alice's peak RSS was {} MiB, over {} MiB",
+        peak_kib >> 10,
+        LIMIT_KIB >> 10
+    );
+    let answers = answers.expect("the last connection's folders are answered in time");
+    assert!(
+        answers
+            .iter()
+            .all(|(_, status)| *status == VerdictStatus::Rejected),
+        "{answers:?}"
+    );
+    link.connection
+        .write_frame(&message_frame(1, "still here"))
+        .await
+        .unwrap();
+    scene.alice.expect(Stream::Stdout, "bob: still here");
+    assert_stored(&scene, &[]);
+}
