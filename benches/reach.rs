@@ -18,6 +18,7 @@
 mod support;
 
 #[path = "../tests/it/common/relay.rs"]
+#[allow(dead_code)]
 mod relay;
 #[path = "../tests/it/common/two_homes.rs"]
 #[allow(dead_code)]

@@ -697,3 +697,51 @@ fn either_side_restarted_by_name_resumes_the_session_and_its_transfer() {
     alice_again.expect(Stream::Stdout, "bob: typed while alice restarts");
     finish(alice_again, bob_again);
 }
+
+#[test]
+fn the_relay_lost_while_direct_changes_nothing_and_when_it_is_back_a_relayed_session_returns() {
+    // Direct through two home routers: the relay going away changes nothing.
+    let Some(net) = two_homes("k", [Router::Home, Router::Home]) else {
+        return;
+    };
+    let mut relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let world = World::new();
+    let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
+    for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        let connected = peer.expect(Stream::Stderr, &format!("Connected to {other} "));
+        if !connected.contains(" directly at ") {
+            peer.expect(Stream::Stderr, &format!("Direct path to {other} at "));
+        }
+    }
+    relay.kill();
+    exchange(&mut alice, &mut bob, (&alice_home, &bob_home), 4 << 20);
+    finish(alice, bob);
+    drop(net);
+
+    // Relayed through a symmetric NAT: nothing moves while the relay is down, and
+    // the session goes on when it is back, on the same connection if iroh kept it
+    // (its idle timeout is longer than the outage) or on a new one.
+    let Some(net) = two_homes("l", [Router::Home, Router::Symmetric]) else {
+        return;
+    };
+    let mut relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let world = World::new();
+    let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
+    for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        peer.expect(
+            Stream::Stderr,
+            &format!("Connected to {other} through relay "),
+        );
+    }
+    relay.kill();
+    alice.send("typed while the relay was down");
+    relay.restart();
+    bob.expect_within(
+        Duration::from_secs(90),
+        Stream::Stdout,
+        "the line typed while the relay was down",
+        |line| line == "alice: typed while the relay was down",
+    );
+    exchange(&mut alice, &mut bob, (&alice_home, &bob_home), 4 << 20);
+    finish(alice, bob);
+}

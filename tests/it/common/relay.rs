@@ -18,6 +18,8 @@ pub struct Relay {
     pub url: String,
     /// The relay's self-signed certificate, to pass as `--relay-ca`.
     pub ca_file: PathBuf,
+    prefix: Vec<String>,
+    ip: IpAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -51,42 +53,15 @@ impl Relay {
     pub fn start_with(prefix: &[&str], ip: IpAddr) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("relay-ca.pem");
-        let relay = binary();
-        let mut command = match prefix.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(&relay);
-                command
-            }
-            None => Command::new(&relay),
-        };
-        let mut child = command
-            .arg(ip.to_string())
-            .arg(&ca_file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the relay starts");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Some(url) = line.strip_prefix("Relay at ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(TIMEOUT)
-            .expect("the relay said where it serves within the timeout");
+        let prefix: Vec<String> = prefix.iter().map(|part| part.to_string()).collect();
+        let (child, stdin, url) = spawn(&prefix, ip, &ca_file, 0);
         Relay {
             child,
             _stdin: stdin,
             url,
             ca_file,
+            prefix,
+            ip,
             _dir: dir,
         }
     }
@@ -95,6 +70,64 @@ impl Relay {
     pub fn start() -> Relay {
         Relay::start_with(&[], fresh_loopback())
     }
+
+    /// Kills the relay, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the killed relay again: the same address, port and certificate.
+    pub fn restart(&mut self) {
+        let port: u16 = (self.url.rsplit(':').next())
+            .and_then(|port| port.trim_end_matches('/').parse().ok())
+            .expect("the relay's URL ends with its port");
+        let (child, stdin, url) = spawn(&self.prefix, self.ip, &self.ca_file, port);
+        assert_eq!(url, self.url, "the relay came back elsewhere");
+        (self.child, self._stdin) = (child, stdin);
+    }
+}
+
+/// Runs the relay binary and waits for it to say where it serves.
+fn spawn(
+    prefix: &[String],
+    ip: IpAddr,
+    ca_file: &std::path::Path,
+    port: u16,
+) -> (Child, ChildStdin, String) {
+    let relay = binary();
+    let mut command = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&relay);
+            command
+        }
+        None => Command::new(&relay),
+    };
+    let mut child = command
+        .arg(ip.to_string())
+        .arg(ca_file)
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the relay starts");
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(url) = line.strip_prefix("Relay at ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(TIMEOUT)
+        .expect("the relay said where it serves within the timeout");
+    (child, stdin, url)
 }
 
 impl Drop for Relay {
