@@ -208,7 +208,7 @@ fn ip(args: &str) -> Result<String, String> {
 
 /// Runs `program` with `args` and `input` on its standard input; the error
 /// carries its stderr.
-fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
+pub fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
