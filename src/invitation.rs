@@ -214,7 +214,8 @@ pub async fn join_over_iroh(
     let retry_for = retry_for.min(INVITE_LIFETIME);
     let waiting = |reason: &str| {
         ui::status(&format!(
-            "Waiting for the inviter ({reason}); trying for up to {} s",
+            "Waiting for the inviter: nobody answers for this code yet, so check it if this \
+             lasts ({reason}); trying for up to {} s",
             retry_for.as_secs()
         ))
     };

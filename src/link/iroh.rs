@@ -31,6 +31,11 @@ pub const ALPN: &[u8] = b"chat-iroh/1";
 /// How long a new endpoint waits to reach its home relay before going on without.
 pub const ONLINE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long one dial may take to reach the peer's endpoint: through a relay that
+/// takes a few round trips; an endpoint nobody serves (not started yet, or a
+/// mistyped code's) would otherwise keep an attempt waiting for QUIC's own timeout.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a dial or an accepted connection has to open its stream.
 pub const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -120,13 +125,14 @@ pub async fn dial(
     lingering: &Lingering,
 ) -> Result<Stream, IrohError> {
     let addr = EndpointAddr::from_parts(peer, relays.iter().cloned().map(TransportAddr::Relay));
-    let connection = endpoint
-        .connect(addr, ALPN)
+    let failed = |reason: String| IrohError::Connect {
+        peer: peer.fmt_short().to_string(),
+        reason,
+    };
+    let connection = tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect(addr, ALPN))
         .await
-        .map_err(|err: ConnectError| IrohError::Connect {
-            peer: peer.to_string(),
-            reason: format!("{err:#}"),
-        })?;
+        .map_err(|_| failed(format!("no answer within {} s", DIAL_TIMEOUT.as_secs())))?
+        .map_err(|err: ConnectError| failed(format!("{err:#}")))?;
     let (send, recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.open_bi())
         .await
         .map_err(|_| IrohError::StreamTimeout)??;

@@ -140,7 +140,7 @@ pub async fn join_over_iroh(
 ) -> Result<Paired, JoinError> {
     let connector = TlsConnector::from(tls::pairing_client_config(identity)?);
     let rendezvous = keys::rendezvous_key(code).public();
-    let label = "the invite code's endpoint".to_owned();
+    let label = "this code's endpoint".to_owned();
     let started = tokio::time::Instant::now();
     let mut delay = FIRST_RETRY_DELAY;
     let mut on_waiting = Some(on_waiting);

@@ -745,3 +745,26 @@ fn the_relay_lost_while_direct_changes_nothing_and_when_it_is_back_a_relayed_ses
     exchange(&mut alice, &mut bob, (&alice_home, &bob_home), 4 << 20);
     finish(alice, bob);
 }
+
+#[test]
+fn a_mistyped_code_says_that_nobody_answers_for_it_and_gives_up_in_time() {
+    let relay = Relay::start();
+    let world = World::new();
+    let bob = Home::new(&world, "bob");
+    let mut joiner = Peer::spawn(
+        &bob.workdir,
+        &over_relay(&bob, &relay, &["--join", "--retry-for", "3s"]),
+    );
+    joiner.send("12-acid-acorn-acre");
+    let waiting = joiner.expect(Stream::Stderr, "Waiting for the inviter: ");
+    assert!(
+        waiting.contains("nobody answers for this code yet, so check it"),
+        "{waiting}"
+    );
+    let failed = joiner.expect(Stream::Stderr, "chat: error: ");
+    assert!(
+        failed.contains("the inviter at this code's endpoint was unreachable for 3 s"),
+        "{failed}"
+    );
+    assert!(!joiner.wait().success());
+}
