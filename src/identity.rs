@@ -95,6 +95,9 @@ pub enum IdentityError {
     /// A file is not the PEM we expect.
     #[error("{}: {source}", .path.display())]
     Pem { path: PathBuf, source: pem::Error },
+    /// A file holds no PEM certificate at all.
+    #[error("{}: holds no certificate (a PEM block that starts with -----BEGIN CERTIFICATE-----)", .path.display())]
+    NoCertificate { path: PathBuf },
     /// rcgen could not generate the key or certificate.
     #[error("generating the certificate failed: {0}")]
     Generate(#[from] rcgen::Error),
@@ -236,7 +239,12 @@ pub fn load(files: &IdentityFiles) -> Result<Identity, IdentityError> {
 
 /// Reads the first certificate of a PEM file.
 pub fn load_certificate(path: &Path) -> Result<CertificateDer<'static>, IdentityError> {
-    CertificateDer::from_pem_file(path).map_err(|source| pem_error(path, source))
+    CertificateDer::from_pem_file(path).map_err(|source| match source {
+        pem::Error::NoItemsFound => IdentityError::NoCertificate {
+            path: path.to_owned(),
+        },
+        source => pem_error(path, source),
+    })
 }
 
 /// The subject's common name, if the certificate parses and has one.

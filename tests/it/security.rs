@@ -364,3 +364,22 @@ fn tls_1_2_is_refused() {
     let rejected = alice.expect(Stream::Stderr, "Rejected connection");
     assert!(rejected.to_lowercase().contains("version"), "{rejected}");
 }
+
+#[test]
+fn a_file_without_a_certificate_is_named_as_such() {
+    let world = World::new();
+    let not_a_certificate = world.path().join("passwd");
+    std::fs::write(&not_a_certificate, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let output = Command::new(BIN)
+        .arg("fingerprint")
+        .arg(&not_a_certificate)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("passwd: holds no certificate (a PEM block that starts with -----BEGIN CERTIFICATE-----)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no items found"), "{stderr}");
+}
