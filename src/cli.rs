@@ -284,8 +284,9 @@ fn find_known(path: &Path, name: &str) -> Result<Entry> {
         format!("it lists {}", names.join(", "))
     };
     bail!(
-        "no peer called {name:?} in {} ({known}); a peer is saved there after a first \
-         session with --peer-fingerprint, --peer-cert or the prompt",
+        "no peer called {name:?} in {} ({known}); to meet someone new, run chat --invite \
+         and have them run chat --join (or pin a fingerprint with --peer-fingerprint): \
+         the peer is saved there after that first session",
         path.display()
     )
 }

@@ -235,6 +235,10 @@ fn an_unknown_name_lists_the_known_ones_and_forget_removes_one() {
     let stderr = alice.refused_at_start(&["--peer", "bob", "--connect", "9"]);
     assert!(stderr.contains("no peer called \"bob\""), "{stderr}");
     assert!(stderr.contains("it lists carol, dave"), "{stderr}");
+    assert!(
+        stderr.contains("to meet someone new, run chat --invite and have them run chat --join"),
+        "{stderr}"
+    );
 
     let forgot = alice.tool(&["forget", "carol"]);
     assert!(forgot.status.success(), "{forgot:?}");
