@@ -39,8 +39,6 @@ use crate::ui::Console;
 const STOP_DEADLINE: Duration = Duration::from_secs(7);
 /// Addresses listed at start; a machine with many interfaces has more.
 const ADDRESSES_SHOWN: usize = 6;
-/// How long each step of closing the iroh endpoint may take.
-const ENDPOINT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the end of a session waits for its last lines to be printed.
 const PRINTER_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -220,19 +218,19 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
     let identity = load_identity(&config.identity)?;
     // Over iroh, the identity's long-term endpoint, which known peers dial.
     let endpoint = match config.over_iroh {
-        true => Some(
-            transport::bind(
+        true => Some(transport::Node {
+            endpoint: transport::bind(
                 keys::endpoint_key(&identity.private_key),
                 &config.relays,
                 true,
             )
             .await
             .context("cannot start the iroh endpoint")?,
-        ),
+            relays: config.relays.relay_urls(),
+            lingering: Lingering::default(),
+        }),
         false => None,
     };
-    // Connections that stay open after their stream, for the peer to read our last words.
-    let lingering = Lingering::default();
     let listener = match config.links {
         _ if endpoint.is_some() => None,
         LinkMode::DialOne => None,
@@ -274,8 +272,7 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
             let rendezvous = match (&endpoint, &listener) {
                 (Some(endpoint), _) => Rendezvous::Iroh {
                     settings: &config.relays,
-                    ours: endpoint.id(),
-                    lingering: &lingering,
+                    ours: endpoint,
                 },
                 (None, Some(listener)) => Rendezvous::Tcp(listener),
                 (None, None) => bail!("--invite needs a listener"),
@@ -298,8 +295,6 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
                 (Some(endpoint), _) => {
                     invitation::join_over_iroh(
                         endpoint,
-                        &config.relays,
-                        &lingering,
                         &identity,
                         &config.known_peers,
                         &code,
@@ -422,12 +417,7 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
             let (Some(endpoint), Some(peer)) = (endpoint, iroh_peer) else {
                 bail!("over iroh, the peer's endpoint comes from pairing or known peers");
             };
-            Links::Iroh {
-                endpoint,
-                peer,
-                relays: config.relays.relay_urls(),
-                lingering: lingering.clone(),
-            }
+            Links::Iroh(endpoint.role_with(peer))
         }
         (Some(listener), Some(target)) => Links::Two { listener, target },
         (None, Some(target)) => Links::DialOne(target),
@@ -447,7 +437,7 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
     };
     let end = session::run(setup, commands_rx, events.clone()).await;
     if let Some(endpoint) = closing {
-        close_endpoint(&endpoint, &lingering).await;
+        endpoint.close().await;
     }
     if let Ok(SessionEnd::PeerLeft) = end {
         let _ = events.send(Event::PeerLeft);
@@ -459,13 +449,6 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         SessionEnd::Quit if interrupted.load(Ordering::SeqCst) => Ok(Exit::Interrupted),
         _ => Ok(Exit::Success),
     }
-}
-
-/// Closes the iroh endpoint once the peer has read what we sent last, each step
-/// bounded: QUIC drops data in flight when a connection closes.
-async fn close_endpoint(endpoint: &iroh::Endpoint, lingering: &Lingering) {
-    let _ = tokio::time::timeout(ENDPOINT_CLOSE_TIMEOUT, lingering.finished()).await;
-    let _ = tokio::time::timeout(ENDPOINT_CLOSE_TIMEOUT, endpoint.close()).await;
 }
 
 /// The addresses a peer could dial, at most [`ADDRESSES_SHOWN`] of them.

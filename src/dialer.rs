@@ -12,7 +12,6 @@ use tokio_rustls::TlsConnector;
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
 use crate::link::iroh as transport;
-use crate::link::stream::Lingering;
 use crate::link::{Route, Stream};
 use crate::target::Target;
 use crate::tls::{self, Pin, PinMismatch};
@@ -74,20 +73,15 @@ pub struct Refusal {
 pub enum Destination {
     /// A TCP listener at a host and port.
     Tcp(Target),
-    /// An iroh endpoint, through any of these relays or an address iroh learns.
-    Iroh {
-        endpoint: iroh::Endpoint,
-        peer: iroh::EndpointId,
-        relays: Vec<iroh::RelayUrl>,
-        lingering: Lingering,
-    },
+    /// An iroh endpoint, through the relays or an address iroh learns.
+    Iroh(transport::Dial),
 }
 
 impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Destination::Tcp(target) => write!(f, "{target}"),
-            Destination::Iroh { peer, .. } => write!(f, "endpoint {}", peer.fmt_short()),
+            Destination::Iroh(dial) => write!(f, "{dial}"),
         }
     }
 }
@@ -204,13 +198,9 @@ impl Dialer {
     async fn try_dial(&self) -> Result<Link, DialFailure> {
         match &self.target {
             Destination::Tcp(target) => self.try_tcp(target).await,
-            Destination::Iroh {
-                endpoint,
-                peer,
-                relays,
-                lingering,
-            } => {
-                let stream = transport::dial(endpoint, *peer, relays, lingering)
+            Destination::Iroh(dial) => {
+                let stream = dial
+                    .open()
                     .await
                     .map_err(|err| DialFailure::Retry(err.to_string()))?;
                 let route = transport::route_of(&stream);

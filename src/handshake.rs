@@ -84,14 +84,6 @@ pub struct Link {
 }
 
 impl Link {
-    /// The iroh connection this link runs in, if it runs in one.
-    pub fn iroh_connection(&self) -> Option<&iroh::endpoint::Connection> {
-        match self.connection.stream().get_ref().0.get_ref() {
-            Stream::Quic(quic) => Some(&quic.connection),
-            Stream::Tcp(_) => None,
-        }
-    }
-
     /// Tells `events` from now on when the route changes under the link (a hole
     /// punched, a direct path lost), for as long as it lasts.
     pub fn watch_route(&self, events: &tokio::sync::mpsc::UnboundedSender<crate::event::Event>) {
@@ -100,9 +92,7 @@ impl Link {
 
     /// What `/status` asks for the round trip.
     pub fn probe(&self) -> crate::link::Probe {
-        self.iroh_connection()
-            .map(crate::link::Probe::of)
-            .unwrap_or_default()
+        crate::link::iroh::probe_of(self)
     }
 
     /// Whether we dialed this connection (we are its TLS client).

@@ -13,7 +13,6 @@ use crate::identity::Identity;
 use crate::known_peers::KnownPeers;
 use crate::link::iroh as transport;
 use crate::link::keys;
-use crate::link::stream::Lingering;
 use crate::pairing::inviter::Door;
 use crate::pairing::{self, InviteCode, InviteError, InviteReport, JoinError, Paired};
 use crate::sanitize::for_terminal;
@@ -37,8 +36,7 @@ pub enum Rendezvous<'a> {
     /// `ours` is the long-term endpoint the session will use.
     Iroh {
         settings: &'a transport::Settings,
-        ours: iroh::EndpointId,
-        lingering: &'a Lingering,
+        ours: &'a transport::Node,
     },
 }
 
@@ -81,25 +79,21 @@ pub async fn invite(
                 let door = Door::Tcp(listener);
                 pairing::wait_for_joiner(&door, identity, code, INVITE_LIFETIME, &mut report).await
             }
-            Rendezvous::Iroh {
-                settings,
-                ours,
-                lingering,
-            } => {
+            Rendezvous::Iroh { settings, ours } => {
                 let endpoint = transport::bind(keys::rendezvous_key(&code), settings, true)
                     .await
                     .context("cannot open the invite code's endpoint")?;
                 show_code(&code, &JoinCommand::Iroh(settings));
                 let door = Door::Iroh {
                     rendezvous: &endpoint,
-                    ours: *ours,
-                    lingering,
+                    ours: ours.endpoint.id(),
+                    lingering: &ours.lingering,
                 };
                 let waited =
                     pairing::wait_for_joiner(&door, identity, code, INVITE_LIFETIME, &mut report)
                         .await;
                 // The code's endpoint is done with, once the joiner has read our last words.
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, lingering.finished()).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, ours.lingering.finished()).await;
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.close()).await;
                 waited
             }
@@ -203,9 +197,7 @@ pub async fn join(
 /// Pairs by `code` with the inviter at the code's iroh endpoint, dialled from our
 /// long-term `endpoint` through every relay we know; the inviter as paired.
 pub async fn join_over_iroh(
-    endpoint: &iroh::Endpoint,
-    settings: &transport::Settings,
-    lingering: &Lingering,
+    ours: &transport::Node,
     identity: &Identity,
     known_peers: &Path,
     code: &InviteCode,
@@ -219,9 +211,14 @@ pub async fn join_over_iroh(
             retry_for.as_secs()
         ))
     };
-    let relays = settings.relay_urls();
     let paired = pairing::joiner::join_over_iroh(
-        endpoint, &relays, lingering, identity, code, retry_for, waiting,
+        &ours.endpoint,
+        &ours.relays,
+        &ours.lingering,
+        identity,
+        code,
+        retry_for,
+        waiting,
     )
     .await?;
     announce(&paired, known_peers)?;

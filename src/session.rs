@@ -18,8 +18,8 @@ use crate::frame::Frame;
 use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
 use crate::lane::Lane;
+use crate::link::iroh as transport;
 use crate::link::iroh_listener;
-use crate::link::stream::Lingering;
 use crate::listener;
 use crate::one_connection::{self, Carrier};
 use crate::one_way::OneWay;
@@ -63,24 +63,14 @@ pub enum Links {
     DialOne(Target),
     /// Accept, and carry both directions on that connection (`--accept`).
     AcceptOne(TcpListener),
-    /// One iroh connection for both directions: the side whose endpoint ID is the
-    /// smaller dials the peer's, the other accepts it, so the two never race.
-    Iroh {
-        endpoint: iroh::Endpoint,
-        peer: iroh::EndpointId,
-        relays: Vec<iroh::RelayUrl>,
-        lingering: Lingering,
-    },
+    /// One iroh connection for both directions, on our side of it.
+    Iroh(transport::Role),
 }
 
 /// Where the session takes connections from.
 enum Accepting {
     Tcp(TcpListener),
-    Iroh {
-        endpoint: iroh::Endpoint,
-        peer: iroh::EndpointId,
-        lingering: Lingering,
-    },
+    Iroh(transport::Accept),
 }
 
 /// What the session does once our sending side has finished.
@@ -151,33 +141,8 @@ pub async fn run(
         ),
         Links::DialOne(target) => (None, Some(Destination::Tcp(target))),
         Links::AcceptOne(listener) => (Some(Accepting::Tcp(listener)), None),
-        Links::Iroh {
-            endpoint,
-            peer,
-            relays,
-            lingering,
-        } if endpoint.id() < peer => (
-            None,
-            Some(Destination::Iroh {
-                endpoint,
-                peer,
-                relays,
-                lingering,
-            }),
-        ),
-        Links::Iroh {
-            endpoint,
-            peer,
-            lingering,
-            ..
-        } => (
-            Some(Accepting::Iroh {
-                endpoint,
-                peer,
-                lingering,
-            }),
-            None,
-        ),
+        Links::Iroh(transport::Role::Dial(dial)) => (None, Some(Destination::Iroh(dial))),
+        Links::Iroh(transport::Role::Accept(accept)) => (Some(Accepting::Iroh(accept)), None),
     };
     let (accepted_tx, mut accepted) = mpsc::channel::<Link>(4);
     let _stop_listening = match listener {
@@ -197,14 +162,8 @@ pub async fn run(
                     accepted_tx,
                     events,
                 )),
-                Accepting::Iroh {
-                    endpoint,
-                    peer,
-                    lingering,
-                } => tokio::spawn(iroh_listener::run(
-                    endpoint,
-                    peer,
-                    lingering,
+                Accepting::Iroh(accept) => tokio::spawn(iroh_listener::run(
+                    accept,
                     acceptor,
                     greeting,
                     accepted_tx,

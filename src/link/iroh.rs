@@ -215,7 +215,7 @@ const REFUSED: iroh::endpoint::VarInt = iroh::endpoint::VarInt::from_u32(1);
 /// `events` each time it changes: a hole punched, a direct path lost. Nothing for
 /// a link over TCP.
 pub fn watch_paths(link: &Link, events: &mpsc::UnboundedSender<Event>) {
-    let Some(connection) = link.iroh_connection().cloned() else {
+    let Some(connection) = connection_of(link).cloned() else {
         return;
     };
     let Route::Iroh { path: mut last, .. } = link.route.clone() else {
@@ -272,4 +272,84 @@ pub fn selected_path(connection: &iroh::endpoint::Connection) -> Path {
         Some(TransportAddr::Ip(addr)) => Path::Direct(addr),
         _ => Path::Unknown,
     }
+}
+
+/// One of our endpoints, with what reaching a peer from it needs: the relays to try
+/// and the count of streams that must be read before it closes.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub endpoint: Endpoint,
+    pub relays: Vec<RelayUrl>,
+    pub lingering: Lingering,
+}
+
+impl Node {
+    /// Closes the endpoint once the peer has read what we sent last, each step
+    /// bounded: QUIC drops data in flight when a connection closes.
+    pub async fn close(&self) {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.lingering.finished()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.endpoint.close()).await;
+    }
+
+    /// Our part in a session with `peer`: the smaller endpoint ID dials the other,
+    /// which accepts, so that the two never race.
+    pub fn role_with(self, peer: EndpointId) -> Role {
+        match self.endpoint.id() < peer {
+            true => Role::Dial(Dial { node: self, peer }),
+            false => Role::Accept(Accept { node: self, peer }),
+        }
+    }
+}
+
+/// How long each step of closing an endpoint may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Which side of a session over iroh we are.
+#[derive(Debug)]
+pub enum Role {
+    Dial(Dial),
+    Accept(Accept),
+}
+
+/// Reaching one peer's endpoint from ours, again after each loss.
+#[derive(Debug)]
+pub struct Dial {
+    node: Node,
+    peer: EndpointId,
+}
+
+impl Dial {
+    /// One attempt: the connection and its stream.
+    pub async fn open(&self) -> Result<Stream, IrohError> {
+        let node = &self.node;
+        dial(&node.endpoint, self.peer, &node.relays, &node.lingering).await
+    }
+}
+
+impl std::fmt::Display for Dial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "endpoint {}", self.peer.fmt_short())
+    }
+}
+
+/// Taking one peer's connections at our endpoint.
+#[derive(Debug)]
+pub struct Accept {
+    pub node: Node,
+    pub peer: EndpointId,
+}
+
+/// The iroh connection `link` runs in, if it runs in one.
+fn connection_of(link: &Link) -> Option<&iroh::endpoint::Connection> {
+    match link.connection.stream().get_ref().0.get_ref() {
+        Stream::Quic(quic) => Some(&quic.connection),
+        Stream::Tcp(_) => None,
+    }
+}
+
+/// What `/status` asks a link for its round trip; empty for TCP.
+pub fn probe_of(link: &Link) -> super::Probe {
+    connection_of(link)
+        .map(super::Probe::of)
+        .unwrap_or_default()
 }

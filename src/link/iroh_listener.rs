@@ -2,26 +2,24 @@
 //! only (iroh turns away every other endpoint before our TLS), each one's stream
 //! through the listening side of the handshake.
 
-use iroh::{Endpoint, EndpointId};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-use super::iroh::{self as transport, Admit};
-use super::stream::Lingering;
+use super::iroh::{self as transport, Accept, Admit};
 use crate::event::Event;
 use crate::handshake::{self, Greeting, Link};
 
 /// Accepts the peer's connections until the task is dropped or the endpoint
 /// closes, sending each authenticated link to `links`.
 pub async fn run(
-    endpoint: Endpoint,
-    peer: EndpointId,
-    lingering: Lingering,
+    accept: Accept,
     acceptor: TlsAcceptor,
     greeting: Greeting,
     links: mpsc::Sender<Link>,
     events: mpsc::UnboundedSender<Event>,
 ) {
+    let Accept { node, peer } = accept;
+    let (endpoint, lingering) = (node.endpoint, node.lingering);
     let admit = Admit::Only(peer);
     loop {
         let stream = match transport::accept(&endpoint, &admit, &lingering).await {
