@@ -180,6 +180,7 @@ async fn dial_as_bob(world: &World, alice_fp: &str, port: u16) -> Link {
         chat::link::Stream::Tcp(tcp),
         chat::link::Route::Tcp(addr),
         &Greeting::new("bob".into()),
+        None,
     )
     .await
     .expect("bob is pinned")

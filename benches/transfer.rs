@@ -292,6 +292,7 @@ fn real_peer_handshakes(
                 chat::link::Stream::Tcp(tcp),
                 chat::link::Route::Tcp(target),
                 &greeting,
+                None,
             )
             .await
             .map_err(|err| err.to_string())

@@ -27,7 +27,12 @@
 //!   addresses (a dual-stack listener) count as their IPv4 address.
 //! - **An authenticated handshake is never shed.** Once the pin verifier has accepted
 //!   the certificate, only the greeting remains. Such a handshake no longer counts
-//!   against its address. A newcomer is refused only when every slot holds one.
+//!   against its address.
+//! - **Nor is one that knocked.** A ClientHello that carries the pinned peer's knock
+//!   ([`crate::link::knock`]) is checked with one HMAC, before any public-key work.
+//!   Strangers cannot knock, so the crowd can no longer shed the pinned peer in the
+//!   round trip its handshake takes, however long that is. A newcomer is refused
+//!   only when every slot holds a handshake that knocked or authenticated.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -93,7 +98,9 @@ impl<H> fmt::Display for Shed<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let how_far = match self.stage {
             Stage::AwaitingClientHello => "had not sent a complete ClientHello",
-            Stage::Tls | Stage::Authenticated => "had not finished its TLS handshake",
+            Stage::Tls | Stage::Knocked | Stage::Authenticated => {
+                "had not finished its TLS handshake"
+            }
         };
         match self.why {
             ShedReason::AddressFull => write!(
@@ -111,9 +118,10 @@ impl<H> fmt::Display for Shed<H> {
     }
 }
 
-/// The newcomer gets no slot: every one holds an authenticated handshake.
+/// The newcomer gets no slot: every one holds a handshake that knocked or
+/// authenticated.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("all {slots} handshake slots hold authenticated connections")]
+#[error("all {slots} handshake slots hold connections that knocked or authenticated")]
 pub struct Full {
     pub slots: usize,
 }
@@ -162,16 +170,19 @@ impl<H> Admission<H> {
     pub fn admit(&mut self, addr: SocketAddr) -> Result<Admitted<H>, Full> {
         let source = Source::of(addr.ip());
         let from_source = self.unauthenticated.get(&source).copied().unwrap_or(0);
-        let shed = if from_source >= self.limits.per_address {
-            self.shed(Some(source), ShedReason::AddressFull)
-        } else if self.pending.len() >= self.limits.slots {
-            let slots = self.limits.slots;
-            Some(
-                self.shed(None, ShedReason::TableFull)
-                    .ok_or(Full { slots })?,
-            )
-        } else {
-            None
+        let shed = match (from_source >= self.limits.per_address)
+            .then(|| self.shed(Some(source), ShedReason::AddressFull))
+            .flatten()
+        {
+            Some(shed) => Some(shed),
+            None if self.pending.len() >= self.limits.slots => {
+                let slots = self.limits.slots;
+                Some(
+                    self.shed(None, ShedReason::TableFull)
+                        .ok_or(Full { slots })?,
+                )
+            }
+            None => None,
         };
         let id = SlotId(self.next_id);
         self.next_id += 1;
@@ -232,13 +243,13 @@ impl<H> Admission<H> {
             .unwrap_or(0)
     }
 
-    /// Removes the least advanced, then oldest, unauthenticated handshake (from
-    /// `only` if given).
+    /// Removes the least advanced, then oldest, handshake that has neither knocked
+    /// nor authenticated (from `only` if given): a newcomer has done neither yet.
     fn shed(&mut self, only: Option<Source>, why: ShedReason) -> Option<Shed<H>> {
         let victim = self
             .pending
             .iter()
-            .filter(|(_, p)| p.stage != Stage::Authenticated)
+            .filter(|(_, p)| p.stage < Stage::Knocked)
             .filter(|(_, p)| only.is_none_or(|source| p.source == source))
             .min_by_key(|(id, p)| (p.stage, **id))
             .map(|(id, _)| *id)?;
@@ -354,11 +365,50 @@ mod tests {
     }
 
     #[test]
-    fn a_newcomer_is_refused_only_when_every_slot_is_authenticated() {
+    fn a_knocked_handshake_is_shed_by_no_stranger_however_many_follow() {
+        let mut table = Admission::new(LIMITS);
+        let peer = admit(&mut table, "10.0.0.1:1", "peer");
+        assert!(table.advance(peer, Stage::Knocked));
+        for i in 0..1000 {
+            let from = format!("10.2.{}.{}:1", i / 250, i % 250);
+            let admitted = table.admit(addr(&from)).unwrap();
+            assert_ne!(admitted.shed.and_then(|shed| shed.handle), Some("peer"));
+            table.attach(admitted.id, "stranger");
+            if i % 2 == 0 {
+                assert!(table.advance(admitted.id, Stage::Tls));
+            }
+        }
+        assert!(table.advance(peer, Stage::Authenticated), "still admitted");
+    }
+
+    #[test]
+    fn an_address_whose_handshakes_all_knocked_sheds_no_one_while_there_is_room() {
+        let mut table = Admission::new(Limits {
+            slots: 4,
+            per_address: 1,
+        });
+        let peer = admit(&mut table, "10.0.0.1:1", "peer");
+        assert!(table.advance(peer, Stage::Knocked));
+        let again = table.admit(addr("10.0.0.1:2")).unwrap();
+        assert!(again.shed.is_none());
+        table.attach(again.id, "again");
+        assert_eq!(
+            shed_by(&mut table, "10.0.0.1:3"),
+            ("again", ShedReason::AddressFull)
+        );
+    }
+
+    #[test]
+    fn a_newcomer_is_refused_only_when_every_slot_has_knocked_or_authenticated() {
         let mut table = Admission::<()>::new(LIMITS);
         for i in 1..=4 {
             let id = table.admit(addr(&format!("10.0.0.{i}:1"))).unwrap().id;
-            assert!(table.advance(id, Stage::Authenticated));
+            let stage = if i % 2 == 0 {
+                Stage::Knocked
+            } else {
+                Stage::Authenticated
+            };
+            assert!(table.advance(id, stage));
         }
         assert_eq!(
             table.admit(addr("10.0.0.9:1")).unwrap_err(),

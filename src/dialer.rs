@@ -10,8 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsConnector;
 
 use crate::event::Event;
+use crate::fingerprint::Fingerprint;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
 use crate::link::iroh as transport;
+use crate::link::knock;
 use crate::link::{Route, Stream};
 use crate::target::Target;
 use crate::tls::{self, Pin, PinMismatch};
@@ -94,6 +96,8 @@ pub struct Dialer {
     pub retry_for: Duration,
     /// The pin the connector checks; a new one restarts the attempts at once.
     pub pin: Pin,
+    /// Our certificate's fingerprint, for the knock (a TCP listener only needs it).
+    pub own: Fingerprint,
     pub wrong_pin: WrongPin,
     /// Single-connection mode (`--no-listen`): the connection carries both directions.
     pub one_connection: bool,
@@ -205,7 +209,7 @@ impl Dialer {
                     .map_err(|err| DialFailure::Retry(err.to_string()))?;
                 let route = transport::route_of(&stream);
                 let target = self.target.to_string();
-                handshake::connect(&self.connector, stream, route, &self.greeting)
+                handshake::connect(&self.connector, stream, route, &self.greeting, None)
                     .await
                     .map_err(|err| classify(&target, err, self.one_connection))
             }
@@ -232,6 +236,7 @@ impl Dialer {
                 Stream::Tcp(tcp),
                 Route::Tcp(addr),
                 &self.greeting,
+                Some(knock::knock(&self.own, &self.pin)),
             )
             .await
             .map_err(|err| classify(&addr.to_string(), err, self.one_connection));

@@ -20,6 +20,7 @@ use crate::connection::{Connection, ConnectionError};
 use crate::fingerprint::Fingerprint;
 use crate::frame::{Frame, MAX_NAME_LEN};
 use crate::identity::common_name;
+use crate::link::knock::Doorman;
 use crate::link::{Route, Stream};
 use crate::platform;
 use crate::read_ahead::ReadAhead;
@@ -58,6 +59,9 @@ pub enum Stage {
     AwaitingClientHello,
     /// The ClientHello is in; the TLS handshake is under way.
     Tls,
+    /// As [`Stage::Tls`], and the ClientHello carried the pinned peer's knock
+    /// ([`crate::link::knock`]): shed only for another that knocked.
+    Knocked,
     /// TLS finished and the pin verifier accepted the certificate: the pinned peer,
     /// now greeting.
     Authenticated,
@@ -212,6 +216,7 @@ pub async fn accept(
     stream: Stream,
     route: Route,
     greeting: &Greeting,
+    doorman: Option<&Doorman>,
     mut reached: impl FnMut(Stage) -> bool,
 ) -> Result<Link, HandshakeError> {
     tune(&stream);
@@ -221,10 +226,13 @@ pub async fn accept(
             .await
             .map_err(|_| HandshakeError::ClientHelloTimeout)?
             .map_err(HandshakeError::Tls)?;
-        if !reached(Stage::Tls) {
+        let hello = start.client_hello();
+        let knocked =
+            doorman.is_some_and(|doorman| doorman.admits(hello.alpn().into_iter().flatten()));
+        if !reached(if knocked { Stage::Knocked } else { Stage::Tls }) {
             return Err(HandshakeError::Shed);
         }
-        let other_mode = other_mode_offered(&start.client_hello(), acceptor);
+        let other_mode = other_mode_offered(&hello, acceptor);
         // A dialer that offered names of its own is refused by TLS itself, with
         // `no_application_protocol`, which tells it why.
         let mut tls = start
@@ -276,11 +284,13 @@ fn other_mode_offered(
 }
 
 /// The connecting side: TLS, then the peer's `Hello` (proof it accepted us), then ours.
+/// A `knock` goes in the ClientHello after the connector's protocol names.
 pub async fn connect(
     connector: &TlsConnector,
     stream: Stream,
     route: Route,
     greeting: &Greeting,
+    knock: Option<Vec<u8>>,
 ) -> Result<Link, HandshakeError> {
     tune(&stream);
     let handshake = async {
@@ -289,10 +299,16 @@ pub async fn connect(
             Route::Tcp(addr) => ServerName::IpAddress(addr.ip().into()),
             Route::Iroh { .. } => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
         };
-        let mut tls = connector
-            .connect(server_name, ReadAhead::new(stream))
-            .await
-            .map_err(HandshakeError::Tls)?;
+        let stream = ReadAhead::new(stream);
+        let connecting = match knock {
+            Some(knock) => {
+                let mut names = connector.config().alpn_protocols.clone();
+                names.push(knock);
+                connector.with_alpn(names).connect(server_name, stream)
+            }
+            None => connector.connect(server_name, stream),
+        };
+        let mut tls = connecting.await.map_err(HandshakeError::Tls)?;
         // The handshake completes only once the pin verifier has accepted the
         // listener's certificate.
         tls.get_mut().0.read_ahead();

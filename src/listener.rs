@@ -1,7 +1,8 @@
 //! The accept loop: every connection gets a slot in a bounded table of handshakes
 //! ([`crate::admission`]), a short deadline for its ClientHello and a longer one for
-//! the rest. A crowd of strangers can push only itself out, never the pinned peer,
-//! and it is reported in summary ([`crate::rejections`]), not line by line.
+//! the rest. A crowd of strangers can push only itself out, never the pinned peer
+//! once its ClientHello has knocked ([`crate::link::knock`]), and it is reported in
+//! summary ([`crate::rejections`]), not line by line.
 
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use crate::addresses;
 use crate::admission::{Admission, Limits, SlotId};
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link, Stage};
+use crate::link::knock::Doorman;
 use crate::link::{Route, Stream};
 use crate::rejections::Rejections;
 
@@ -45,6 +47,7 @@ pub async fn run(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     greeting: Greeting,
+    doorman: Doorman,
     links: mpsc::Sender<Link>,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -52,6 +55,7 @@ pub async fn run(
     let serving_since = Instant::now();
     let reporter = Arc::new(Reporter::new(events));
     let greeting = Arc::new(greeting);
+    let doorman = Arc::new(doorman);
     loop {
         let summary_due = reporter.summary_due();
         let (tcp, addr) = tokio::select! {
@@ -78,6 +82,7 @@ pub async fn run(
             waited_in_backlog: serving_since.elapsed() < BACKLOG_DRAINED_AFTER,
             acceptor: acceptor.clone(),
             greeting: greeting.clone(),
+            doorman: doorman.clone(),
             links: links.clone(),
             reporter: reporter.clone(),
         };
@@ -124,6 +129,7 @@ struct Handshake {
     waited_in_backlog: bool,
     acceptor: TlsAcceptor,
     greeting: Arc<Greeting>,
+    doorman: Arc<Doorman>,
     links: mpsc::Sender<Link>,
     reporter: Arc<Reporter>,
 }
@@ -135,6 +141,7 @@ impl Handshake {
             Stream::Tcp(tcp),
             Route::Tcp(addr),
             &self.greeting,
+            Some(&self.doorman),
             |stage| slot.reached(stage),
         )
         .await;

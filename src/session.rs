@@ -20,6 +20,7 @@ use crate::identity::Identity;
 use crate::lane::Lane;
 use crate::link::iroh as transport;
 use crate::link::iroh_listener;
+use crate::link::knock::Doorman;
 use crate::listener;
 use crate::one_connection::{self, Carrier};
 use crate::one_way::OneWay;
@@ -159,6 +160,7 @@ pub async fn run(
                     listener,
                     acceptor,
                     greeting,
+                    Doorman::new(setup.identity.fingerprint, setup.pin.clone()),
                     accepted_tx,
                     events,
                 )),
@@ -187,6 +189,7 @@ pub async fn run(
                 greeting,
                 retry_for: setup.retry_for,
                 pin: setup.pin.clone(),
+                own: setup.identity.fingerprint,
                 wrong_pin: setup.wrong_pin,
                 one_connection,
             };

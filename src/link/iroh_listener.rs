@@ -36,7 +36,7 @@ pub async fn run(
             events.clone(),
         );
         tokio::spawn(async move {
-            match handshake::accept(&acceptor, stream, route, &greeting, |_| true).await {
+            match handshake::accept(&acceptor, stream, route, &greeting, None, |_| true).await {
                 Ok(link) => {
                     let _ = links.send(link).await;
                 }

@@ -3,6 +3,7 @@
 pub mod iroh;
 pub mod iroh_listener;
 pub mod keys;
+pub mod knock;
 pub mod route;
 pub mod stream;
 

@@ -107,6 +107,7 @@ fn hundreds_of_hostile_connections_do_not_stop_the_chat() {
                 chat::link::Stream::Tcp(tcp),
                 chat::link::Route::Tcp(addr),
                 &Greeting::new(name),
+                None,
             )
             .await
             .is_err()

@@ -50,6 +50,7 @@ impl Scene {
             chat::link::Stream::Tcp(tcp),
             chat::link::Route::Tcp(addr),
             &Greeting::new("bob".into()),
+            None,
         )
         .await
         .expect("bob is pinned and should be greeted")
@@ -399,6 +400,7 @@ async fn dial_as_bob_speaking(scene: &Scene, alpn: &[u8]) -> Link {
         chat::link::Stream::Tcp(tcp),
         chat::link::Route::Tcp(addr),
         &Greeting::new("bob".into()),
+        None,
     )
     .await
     .expect("bob is pinned and should be greeted")

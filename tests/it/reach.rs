@@ -100,6 +100,7 @@ async fn a_pinned_link_runs_in_a_stream_that_met_through_the_relay() {
             stream,
             iroh_route(bob_id),
             &Greeting::new("alice".into()),
+            None,
             |_| true,
         )
         .await
@@ -114,6 +115,7 @@ async fn a_pinned_link_runs_in_a_stream_that_met_through_the_relay() {
             stream,
             iroh_route(alice_id),
             &Greeting::new("bob".into()),
+            None,
         )
         .await
         .unwrap()

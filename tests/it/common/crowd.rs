@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use tokio_rustls::TlsConnector;
 /// harness's threads, the runtime).
 const FD_RESERVE: u64 = 256;
 /// Distinct source addresses: 127.0.0.1 (the real peer's own) and 127.0.1.1 onwards.
-const SOURCES: u8 = 100;
+const SOURCES: usize = 100;
 
 /// What one member of the crowd does with each of its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +106,7 @@ impl Crowd {
     pub fn start(target: SocketAddr, wanted: usize, strangers: Vec<TlsConnector>) -> Crowd {
         assert!(!strangers.is_empty());
         let size = usable_sockets(wanted);
-        let sources = source_addresses();
+        let sources = source_addresses(SOURCES);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -120,6 +121,50 @@ impl Crowd {
             let stranger = strangers[member % strangers.len()].clone();
             runtime.spawn(run_member(kind, source, target, stranger, tally.clone()));
         }
+        Crowd {
+            runtime: Some(runtime),
+            tally,
+            size,
+            sources: sources.len(),
+        }
+    }
+
+    /// Opens `per_second` connections a second to `target`, from `sources`
+    /// addresses in turn, each sending `client_hello` (recorded once, see
+    /// [`recorded_client_hello`]) and reading what comes back until the listener
+    /// closes it. Each costs the listener a key exchange and a signature, and the
+    /// crowd nothing. Paced rather than as fast as it goes: a listener kept too busy
+    /// to read the ClientHellos would shed silent connections, not these.
+    pub fn replaying(
+        target: SocketAddr,
+        per_second: u32,
+        sources: usize,
+        client_hello: Vec<u8>,
+    ) -> Crowd {
+        let sources = source_addresses(sources);
+        let size = usable_sockets(4 * per_second as usize);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the crowd");
+        let tally = Arc::new(Tally::default());
+        let client_hello: Arc<[u8]> = client_hello.into();
+        let pacing = tally.clone();
+        let from = sources.clone();
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1) / per_second);
+            for source in from.iter().cycle() {
+                ticks.tick().await;
+                if pacing.open() >= size as u64 {
+                    continue;
+                }
+                let (tally, hello) = (pacing.clone(), client_hello.clone());
+                tokio::spawn(connect_once(*source, target, tally, move |tcp| {
+                    replay(tcp, hello)
+                }));
+            }
+        });
         Crowd {
             runtime: Some(runtime),
             tally,
@@ -153,23 +198,37 @@ impl Drop for Crowd {
 /// TLS clients for the crowd's strangers: `count` fresh identities under `dir`,
 /// each pinning `pin` (so they would accept the listener; the listener refuses them).
 pub fn strangers(dir: &Path, count: usize, pin: Fingerprint) -> Vec<TlsConnector> {
+    strangers_in_mode(dir, count, pin, false)
+}
+
+/// As [`strangers`], dialing for one connection (`--no-listen`) if `one_connection`.
+pub fn strangers_in_mode(
+    dir: &Path,
+    count: usize,
+    pin: Fingerprint,
+    one_connection: bool,
+) -> Vec<TlsConnector> {
     (0..count)
         .map(|i| {
             let name = format!("stranger{i}");
             let files = IdentityFiles::named(dir, &name);
             let stranger = identity::create(&files, &name, true).expect("a stranger identity");
-            TlsConnector::from(chat::tls::client_config(&stranger, pin, false).unwrap())
+            TlsConnector::from(chat::tls::client_config(&stranger, pin, one_connection).unwrap())
         })
         .collect()
 }
 
-/// 127.0.0.1 and 127.0.1.1 onwards, if this system lets a socket bind those (Linux
-/// routes all of 127.0.0.0/8 to the loopback device); else 127.0.0.1 alone.
-fn source_addresses() -> Vec<Ipv4Addr> {
+/// `count` addresses: 127.0.0.1 and 127.0.1.1 onwards (127.0.1.255 is followed by
+/// 127.0.2.1), if this system lets a socket bind those (Linux routes all of
+/// 127.0.0.0/8 to the loopback device); else 127.0.0.1 alone.
+fn source_addresses(count: usize) -> Vec<Ipv4Addr> {
     let probe = Ipv4Addr::new(127, 0, 1, 1);
     match std::net::TcpListener::bind((probe, 0)) {
         Ok(_) => std::iter::once(Ipv4Addr::LOCALHOST)
-            .chain((1..SOURCES).map(|i| Ipv4Addr::new(127, 0, 1, i)))
+            .chain(
+                (0..count - 1)
+                    .map(|i| Ipv4Addr::new(127, 0, 1 + (i / 255) as u8, 1 + (i % 255) as u8)),
+            )
             .collect(),
         Err(err) => {
             println!("NOTE: cannot bind {probe} ({err}); the whole crowd comes from 127.0.0.1");
@@ -219,37 +278,68 @@ async fn run_member(
     stranger: TlsConnector,
     tally: Arc<Tally>,
 ) {
-    loop {
-        let tcp = match connect_from(source, target).await {
-            Ok(tcp) => tcp,
-            Err(_) => {
-                tally.failed.fetch_add(1, Ordering::Relaxed);
-                // Out of ports or refused: do not spin.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        tally.opened.fetch_add(1, Ordering::Relaxed);
-        let open = tally.open.fetch_add(1, Ordering::Relaxed) + 1;
-        tally.peak_open.fetch_max(open, Ordering::Relaxed);
-        match kind {
-            Kind::Idle => until_closed(tcp).await,
-            Kind::Trickle => trickle(tcp).await,
-            Kind::Garbage => garbage(tcp).await,
-            Kind::Stranger => {
-                let greeting = Greeting::new("stranger".into());
-                let _ = handshake::connect(
-                    &stranger,
-                    chat::link::Stream::Tcp(tcp),
-                    chat::link::Route::Tcp(target),
-                    &greeting,
-                )
-                .await;
+    keep_connecting(source, target, tally, |tcp| {
+        let stranger = stranger.clone();
+        async move {
+            match kind {
+                Kind::Idle => until_closed(tcp).await,
+                Kind::Trickle => trickle(tcp).await,
+                Kind::Garbage => garbage(tcp).await,
+                Kind::Stranger => {
+                    let greeting = Greeting::new("stranger".into());
+                    let _ = handshake::connect(
+                        &stranger,
+                        chat::link::Stream::Tcp(tcp),
+                        chat::link::Route::Tcp(target),
+                        &greeting,
+                        None,
+                    )
+                    .await;
+                }
             }
         }
-        tally.open.fetch_sub(1, Ordering::Relaxed);
-        tally.ended.fetch_add(1, Ordering::Relaxed);
+    })
+    .await;
+}
+
+/// Connects from `source` to `target` again and again, doing `each` with every
+/// connection.
+async fn keep_connecting<F, Fut>(source: Ipv4Addr, target: SocketAddr, tally: Arc<Tally>, each: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        if !connect_once(source, target, tally.clone(), &each).await {
+            // Out of ports or refused: do not spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
+}
+
+/// Connects from `source` to `target` and does `with` with the connection, counting
+/// it in `tally`; false if it could not connect.
+async fn connect_once<F, Fut>(
+    source: Ipv4Addr,
+    target: SocketAddr,
+    tally: Arc<Tally>,
+    with: F,
+) -> bool
+where
+    F: FnOnce(TcpStream) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(tcp) = connect_from(source, target).await else {
+        tally.failed.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    tally.opened.fetch_add(1, Ordering::Relaxed);
+    let open = tally.open.fetch_add(1, Ordering::Relaxed) + 1;
+    tally.peak_open.fetch_max(open, Ordering::Relaxed);
+    with(tcp).await;
+    tally.open.fetch_sub(1, Ordering::Relaxed);
+    tally.ended.fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 async fn connect_from(source: Ipv4Addr, target: SocketAddr) -> std::io::Result<TcpStream> {
@@ -297,4 +387,44 @@ async fn garbage(mut tcp: TcpStream) {
     {
         until_closed(tcp).await;
     }
+}
+
+/// A recorded ClientHello, then what comes back until the listener closes.
+async fn replay(mut tcp: TcpStream, client_hello: Arc<[u8]>) {
+    if tcp.write_all(&client_hello).await.is_ok() {
+        until_closed(tcp).await;
+    }
+}
+
+/// The first flight `stranger` sends to a listener: its whole ClientHello record,
+/// recorded by a listener that answers nothing.
+pub fn recorded_client_hello(stranger: &TlsConnector) -> Vec<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime to record a ClientHello");
+    runtime.block_on(async {
+        let recorder = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = recorder.local_addr().unwrap();
+        let stranger = stranger.clone();
+        let dialing = tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let greeting = Greeting::new("stranger".into());
+            let route = chat::link::Route::Tcp(addr);
+            let stream = chat::link::Stream::Tcp(tcp);
+            let _ = handshake::connect(&stranger, stream, route, &greeting, None).await;
+        });
+        let (mut tcp, _) = recorder.accept().await.unwrap();
+        let mut header = [0u8; 5];
+        tcp.read_exact(&mut header).await.unwrap();
+        assert_eq!(header[0], 0x16, "a TLS handshake record");
+        let mut record = header.to_vec();
+        record.resize(
+            5 + usize::from(u16::from_be_bytes([header[3], header[4]])),
+            0,
+        );
+        tcp.read_exact(&mut record[5..]).await.unwrap();
+        dialing.abort();
+        record
+    })
 }

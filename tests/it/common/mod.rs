@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod crowd;
+pub mod far;
 pub mod home;
 pub mod proxy;
 pub mod pty;
