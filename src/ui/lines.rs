@@ -2,13 +2,14 @@
 //! only in where and how they draw them. Pure, so it is tested with values.
 
 use indicatif::HumanBytes;
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::event::{Direction, Event, FileCount, TransferId, Verified};
 use crate::fingerprint::Fingerprint;
 use crate::link::Route;
 use crate::link::route::{self, Path};
 use crate::sanitize::for_terminal;
+
+use super::width;
 
 /// What kind of line it is: the plain front end sends peer lines to standard output
 /// and the rest to standard error; the interactive one colours them.
@@ -366,22 +367,23 @@ fn transfer_line(name: &str, receiving: bool, what: &str, detail: &str) -> Strin
 
 /// The rows `line` takes on a terminal `columns` wide, every row after the first
 /// starting with [`CONTINUATION`]: a peer cannot pad its text so that a row of it
-/// starts where a status line would.
+/// starts where a status line would. Rows are cut between grapheme clusters, each
+/// counted as wide as any terminal draws it, so that the terminal never wraps one
+/// itself and starts a row that has no marker.
 pub fn wrap_marked(line: &str, columns: usize) -> Vec<String> {
-    let marker_width = CONTINUATION.width();
+    let marker_width = width::width(CONTINUATION);
     let columns = columns.max(marker_width + 2);
     let mut rows = Vec::new();
     let mut row = String::new();
-    let mut width = 0;
-    for c in line.chars() {
-        let char_width = c.width().unwrap_or(0);
-        if width + char_width > columns {
+    let mut used = 0;
+    for (cluster, cluster_width) in width::clusters(line) {
+        if used + cluster_width > columns {
             rows.push(std::mem::take(&mut row));
             row.push_str(CONTINUATION);
-            width = marker_width;
+            used = marker_width;
         }
-        row.push(c);
-        width += char_width;
+        row.push_str(cluster);
+        used += cluster_width;
     }
     rows.push(row);
     rows
@@ -453,15 +455,36 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].len(), 80);
         assert!(rows[1].starts_with(CONTINUATION), "{rows:?}");
-        assert!(rows.iter().all(|row| row.width() <= 80), "{rows:?}");
+        assert!(rows.iter().all(|row| width::width(row) <= 80), "{rows:?}");
     }
 
     #[test]
     fn wide_characters_wrap_by_their_width() {
         let rows = wrap_marked(&"日".repeat(10), 8);
         assert_eq!(rows[0], "日".repeat(4));
-        assert!(rows.iter().all(|row| row.width() <= 8), "{rows:?}");
+        assert!(rows.iter().all(|row| width::width(row) <= 8), "{rows:?}");
         assert_eq!(wrap_marked("short", 80), ["short"]);
+    }
+
+    #[test]
+    fn emoji_padding_cannot_start_a_row_like_a_status_line() {
+        // Each heart with its presentation selector is drawn 2 columns wide: counted
+        // as 1, "Saved" would be where the terminal wraps the row itself.
+        let fake = format!(
+            "bob: {}{}Saved ./invoice.pdf (verified, sha256 00)",
+            "\u{2764}\u{fe0f}".repeat(40),
+            " ".repeat(15)
+        );
+        let rows = wrap_marked(&fake, 100);
+        assert_eq!(width::width(&rows[0]), 100, "{rows:?}");
+        assert!(rows[0].ends_with(' '), "{rows:?}");
+        assert_eq!(
+            rows[1],
+            format!("{CONTINUATION}Saved ./invoice.pdf (verified, sha256 00)")
+        );
+        let hearts = wrap_marked(&"\u{2764}\u{fe0f}".repeat(10), 9);
+        assert_eq!(hearts[0], "\u{2764}\u{fe0f}".repeat(4), "{hearts:?}");
+        assert!(hearts[1..].iter().all(|row| row.starts_with(CONTINUATION)));
     }
 
     #[test]
