@@ -23,6 +23,9 @@ certs: build
 run:
 	$(CARGO) run --release --locked -- --certs-dir certs $(ARGS)
 
+# The case-insensitive download folder of tests/it/folders.rs and tests/it/transfer.rs
+# is an NTFS image mounted by ntfs-3g (tests/support/install-ntfs-3g, as for the NAT
+# tools below).
 # tests/it/nat.rs and tests/it/reach.rs need nft (nftables), miniupnpd and tcpdump:
 # installed with apt-get where this
 # runs as root, else that test says why it is skipped.
@@ -36,6 +39,7 @@ TEST_THREADS ?= 8
 # it cannot be run here.
 test:
 	@tests/support/install-nat-tools $(NAT_PACKAGES)
+	@tests/support/install-ntfs-3g
 	$(CARGO) fmt --check
 	tests/support/linted $(CARGO) test --locked --all-targets --no-run
 	@CARGO="$(CARGO)" tests/support/windows-clippy

@@ -97,21 +97,8 @@ pub struct Candidate {
 
 /// Starts a new part for `meta` under a name nobody has used.
 pub fn create(dir: &Path, meta: &Meta) -> io::Result<OwnedPart> {
-    let parts = dir.join(PARTS_DIR);
-    let path = parts.join(format!("{}.part", random_hex()));
-    // Another transfer may remove the folder once it is empty, even between our
-    // two steps: each time it does, it has made progress, so trying again is safe.
-    let mut attempts = 0;
-    let file = loop {
-        let created = platform::ensure_private_dir(&parts)
-            .and_then(|()| platform::create_private_file(&path));
-        match created {
-            Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < MAX_CREATE_ATTEMPTS => {
-                attempts += 1
-            }
-            result => break result?,
-        }
-    };
+    let path = dir.join(PARTS_DIR).join(format!("{}.part", random_hex()));
+    let file = create_in_parts(&path)?;
     if file.try_lock().is_err() {
         let _ = std::fs::remove_file(&path);
         return Err(io::Error::other("cannot lock a new part file"));
@@ -128,6 +115,52 @@ pub fn create(dir: &Path, meta: &Meta) -> io::Result<OwnedPart> {
         path,
         held: 0,
     })
+}
+
+/// Creates the private file `path` in the parts folder, and the folder if need be.
+fn create_in_parts(path: &Path) -> io::Result<File> {
+    let parts = path.parent().expect("a path in the parts folder");
+    // Another transfer may remove the folder once it is empty, even between our
+    // two steps: each time it does, it has made progress, so trying again is safe.
+    let mut attempts = 0;
+    loop {
+        let created =
+            platform::ensure_private_dir(parts).and_then(|()| platform::create_private_file(path));
+        match created {
+            Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < MAX_CREATE_ATTEMPTS => {
+                attempts += 1
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether the parts folder in `dir`, where folders are staged, takes names that
+/// differ only in case for one (macOS by default, casefold folders on Linux): a
+/// probe is made under a name in lower case and looked for in upper case. Folders
+/// made in it are alike: ext4 passes casefolding on to each new folder, and macOS
+/// decides it for a whole volume.
+pub fn ignores_case(dir: &Path) -> io::Result<bool> {
+    let hex = random_hex();
+    let probe = dir.join(PARTS_DIR).join(format!("{hex}.case"));
+    create_in_parts(&probe)?;
+    let other_case = probe.with_file_name(format!("{}.CASE", hex.to_uppercase()));
+    let found = std::fs::symlink_metadata(other_case);
+    let removed = std::fs::remove_file(&probe);
+    remove_parts_dir_if_empty(&probe);
+    removed?;
+    Ok(found.is_ok())
+}
+
+/// The name rules for a folder received into `dir`: this system's, ignoring case
+/// where the folder it is staged in does, or where that cannot be told.
+pub fn name_rules(dir: &Path) -> name::NameRules {
+    let rules = name::NameRules::here();
+    if rules.case_insensitive || !ignores_case(dir).unwrap_or(true) {
+        rules
+    } else {
+        rules.ignoring_case()
+    }
 }
 
 /// A kept part of this very offer that no other transfer owns, locked for us.
@@ -257,13 +290,16 @@ pub fn place_folder(staging: &Path, dir: &Path, name: &str) -> io::Result<PathBu
 }
 
 /// `name`, or `name (n).ext` with the smallest `n` not taken, from one listing.
+/// A name that differs from a taken one only in case counts as taken on every
+/// system: where case does not count, the rename would find it taken on each try.
 fn first_free_name(dir: &Path, name: &str) -> io::Result<String> {
-    let taken: HashSet<_> = std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok().map(|entry| entry.file_name()))
+    let rules = name::NameRules::UNIX.ignoring_case();
+    let taken: HashSet<String> = std::fs::read_dir(dir)?
+        .filter_map(|entry| Some(rules.key(entry.ok()?.file_name().to_str()?)))
         .collect();
     (0..MAX_NAME_NUMBER)
         .map(|n| name::numbered(name, n))
-        .find(|candidate| !taken.contains(std::ffi::OsStr::new(candidate)))
+        .find(|candidate| !taken.contains(&rules.key(candidate)))
         .ok_or_else(|| io::Error::new(io::ErrorKind::AlreadyExists, "no free file name left"))
 }
 
@@ -403,6 +439,32 @@ mod tests {
         std::fs::remove_dir(&parts).unwrap();
         symlink_dir(dir.path(), &parts);
         assert!(create(dir.path(), &meta("x", 1, 1)).is_err());
+    }
+
+    #[test]
+    fn a_name_that_differs_from_a_taken_one_only_in_case_gets_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Report.TXT"), b"old").unwrap();
+        let part = create(dir.path(), &meta("report.txt", 0, 1)).unwrap();
+        let stored = part.place(dir.path(), "report.txt", |_, _| {}).unwrap();
+        assert_eq!(stored, dir.path().join("report (1).txt"));
+    }
+
+    #[test]
+    fn the_case_probe_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // Where the tests run, folders tell case apart unless made not to (see
+        // tests/it/folders.rs for one that does not).
+        assert!(!ignores_case(dir.path()).unwrap());
+        assert!(!dir.path().join(PARTS_DIR).exists());
+        let kept = kept(dir.path(), &meta("r.bin", 10, 1), b"ab");
+        assert!(!ignores_case(dir.path()).unwrap());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(PARTS_DIR))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&kept));
     }
 
     #[test]

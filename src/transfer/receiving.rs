@@ -14,7 +14,8 @@ use super::incoming::{
 };
 use super::incoming_folder::{self, Ending, IncomingFolder};
 use super::manifest;
-use super::name::{self, NameRules};
+use super::name;
+use super::parts;
 use super::progress::ProgressReporter;
 use super::{TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase, Verified};
@@ -698,9 +699,11 @@ async fn prepare_folder(
     } = ended;
     // The bytes and their share go to the check, so that a check that outlives this
     // task still counts until it stops; the bytes are dropped there.
+    let dir = limits.dir.clone();
     let (checked, meta, share) = task::spawn_blocking(move || {
         let stop = || checking.load(Ordering::Relaxed);
-        let checked = manifest::check_until(&bytes, entries, size, NameRules::here(), stop)?;
+        let rules = parts::name_rules(&dir);
+        let checked = manifest::check_until(&bytes, entries, size, rules, stop)?;
         let meta = incoming_folder::folder_meta(&name, size, &bytes);
         Ok((Arc::new(checked), meta, share))
     })

@@ -5,6 +5,7 @@ use crate::common;
 
 use std::time::{Duration, SystemTime};
 
+use common::case_folder::CaseInsensitiveFolder;
 use common::{Pair, Stream, World, listing, pseudo_random};
 use sha2::{Digest, Sha256};
 
@@ -540,5 +541,37 @@ fn already_there_never_rests_on_a_stale_cached_hash() {
             .any(|line| line.contains("bob already has")),
         "{}",
         pair.alice.transcript()
+    );
+}
+
+/// Where the download folder does not tell case apart, `REPORT.txt` offered beside
+/// a stored `Report.txt` is stored as `REPORT (1).txt`, and `Report.txt` is kept.
+/// (This folder lists every name in lower case; macOS keeps each name's case.)
+#[test]
+fn a_name_taken_in_another_case_gets_a_number_where_case_does_not_count() {
+    let world = World::new();
+    let downloads = world.path().join("bob-home/downloads");
+    let _folder = match CaseInsensitiveFolder::mount(&downloads) {
+        Ok(folder) => folder,
+        Err(reason) => {
+            println!("SKIPPED case-insensitive download folder: {reason}");
+            return;
+        }
+    };
+    std::fs::write(downloads.join("Report.txt"), b"kept").unwrap();
+    let mut pair = Pair::connect_in(world, &["--download-dir", "downloads"]);
+    std::fs::write(pair.alice.workdir.join("REPORT.txt"), b"new").unwrap();
+    pair.alice.send("transfer REPORT.txt");
+    let saved = pair.bob.expect(Stream::Stderr, "(verified, sha256 ");
+    assert!(saved.contains("REPORT (1).txt (verified"), "{saved}");
+    pair.alice
+        .expect(Stream::Stderr, "REPORT.txt delivered and verified by bob");
+    assert_eq!(
+        std::fs::read(downloads.join("Report.txt")).unwrap(),
+        b"kept"
+    );
+    assert_eq!(
+        std::fs::read(downloads.join("REPORT (1).txt")).unwrap(),
+        b"new"
     );
 }
