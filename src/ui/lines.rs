@@ -235,6 +235,33 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             thousands(*count),
             window.as_secs()
         ))),
+        Event::KeptPartsRemoved {
+            folder,
+            old,
+            surplus,
+            max_age,
+            max_parts,
+        } => {
+            let folder = for_terminal(&folder.display().to_string()).into_owned();
+            let days = max_age.as_secs() / (24 * 60 * 60);
+            let mut lines = Vec::new();
+            if !old.is_empty() {
+                lines.push(Line::status(format!(
+                    "Removed {} kept for over {days} days in {folder}, which can no longer resume: {}",
+                    unfinished_transfers(old.len()),
+                    some_names(old)
+                )));
+            }
+            if !surplus.is_empty() {
+                lines.push(Line::status(format!(
+                    "Removed {} kept in {folder}, the oldest beyond the {} kept at most, which can no longer resume: {}",
+                    unfinished_transfers(surplus.len()),
+                    thousands(*max_parts as u64),
+                    some_names(surplus)
+                )));
+            }
+            lines
+        }
         Event::TransferQueued { .. } | Event::TransferProgress { .. } => Vec::new(),
         Event::TransferFileDone {
             id,
@@ -401,6 +428,29 @@ pub fn files_done(files: &FileCount) -> String {
     )
 }
 
+/// Names listed in one line at most; the rest are counted.
+const MAX_NAMES_LISTED: usize = 5;
+
+/// `1 unfinished transfer`, `3 unfinished transfers`.
+fn unfinished_transfers(count: usize) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{} unfinished transfer{plural}", thousands(count as u64))
+}
+
+/// The first few of `names`, made safe, and how many more there are.
+fn some_names(names: &[String]) -> String {
+    let mut listed: Vec<String> = (names.iter().take(MAX_NAMES_LISTED))
+        .map(|name| for_terminal(name).into_owned())
+        .collect();
+    if names.len() > MAX_NAMES_LISTED {
+        listed.push(format!(
+            "and {} more",
+            thousands((names.len() - MAX_NAMES_LISTED) as u64)
+        ));
+    }
+    listed.join(", ")
+}
+
 /// `3412` as `3,412`: a count from a flood reads at a glance.
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -511,6 +561,33 @@ mod tests {
             assert_eq!(thousands(n), text);
         }
         assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn removed_kept_parts_are_named_a_few_at_a_time_and_made_safe() {
+        let names = |n: usize| (0..n).map(|i| format!("f{i}.bin")).collect::<Vec<_>>();
+        let removed = describe(
+            &Event::KeptPartsRemoved {
+                folder: "./.chat-parts".into(),
+                old: vec!["a\u{1b}[2J.bin".into()],
+                surplus: names(8),
+                max_age: std::time::Duration::from_secs(30 * 24 * 60 * 60),
+                max_parts: 1000,
+            },
+            false,
+        );
+        let texts: Vec<&str> = removed.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Removed 1 unfinished transfer kept for over 30 days in ./.chat-parts, \
+                 which can no longer resume: a\\x1b[2J.bin",
+                "Removed 8 unfinished transfers kept in ./.chat-parts, the oldest beyond the \
+                 1,000 kept at most, which can no longer resume: f0.bin, f1.bin, f2.bin, \
+                 f3.bin, f4.bin, and 3 more",
+            ]
+        );
+        assert!(removed.iter().all(|line| line.tone == Tone::Status));
     }
 
     #[test]
