@@ -263,9 +263,15 @@ pub fn expire(dir: &Path, now: SystemTime) -> Expired {
 
 fn expire_beyond(dir: &Path, now: SystemTime, max_age: Duration, max_parts: usize) -> Expired {
     let mut expired = Expired::default();
-    let Ok(entries) = std::fs::read_dir(dir.join(PARTS_DIR)) else {
+    let parts = dir.join(PARTS_DIR);
+    // Listed first, so that a missing folder is not made; then it must be ours
+    // alone, not a link to elsewhere.
+    let Ok(entries) = std::fs::read_dir(&parts) else {
         return expired;
     };
+    if platform::ensure_private_dir(&parts).is_err() {
+        return expired;
+    }
     let mut kept: Vec<(SystemTime, PathBuf)> = entries
         .filter_map(|entry| {
             let path = entry.ok()?.path();
@@ -308,7 +314,7 @@ fn expire_beyond(dir: &Path, now: SystemTime, max_age: Duration, max_parts: usiz
         }
     }
     if !expired.is_empty() {
-        let _ = std::fs::remove_dir(dir.join(PARTS_DIR));
+        let _ = std::fs::remove_dir(&parts);
     }
     expired
 }
@@ -616,6 +622,21 @@ mod tests {
         expected.sort();
         assert_eq!(left, expected);
         assert_eq!(expire(dir.path(), SystemTime::now()), Expired::default());
+    }
+
+    #[test]
+    fn nothing_is_expired_through_a_parts_folder_that_is_a_link() {
+        use crate::platform::testing::symlink_dir;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let old = kept(elsewhere.path(), &meta("old.bin", 10, 1), b"ab");
+        age(&old, MAX_KEPT_AGE + DAY);
+        symlink_dir(
+            &elsewhere.path().join(PARTS_DIR),
+            &dir.path().join(PARTS_DIR),
+        );
+        assert!(expire(dir.path(), SystemTime::now()).is_empty());
+        assert!(old.exists());
     }
 
     #[test]
