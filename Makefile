@@ -23,6 +23,9 @@ certs: build
 run:
 	$(CARGO) run --release --locked -- --certs-dir certs $(ARGS)
 
+# The case-insensitive download folder of tests/it/folders.rs and tests/it/transfer.rs
+# is an NTFS image mounted by ntfs-3g (tests/support/install-ntfs-3g, as for the NAT
+# tools below).
 # tests/it/nat.rs and tests/it/reach.rs need nft (nftables), miniupnpd and tcpdump:
 # installed with apt-get where this
 # runs as root, else that test says why it is skipped.
@@ -30,13 +33,18 @@ NAT_PACKAGES := nftables miniupnpd miniupnpd-nftables tcpdump
 # The integration tests mostly wait on the processes they start, so more of them run
 # at once than there are cores.
 TEST_THREADS ?= 8
+# cargo audit checks Cargo.lock against the RustSec advisories (tests/support/audit:
+# a prebuilt cargo-audit from PyPI; CHAT_ADVISORY_DB=DIR reads a copy of the database
+# instead of fetching it; skipped, with the reason printed, where neither can be had).
 # Clippy lints every target while it is built for the tests (tests/support/linted),
 # so each dependency compiles once. The Windows build is linted too
 # (tests/support/windows-clippy installs the target and MinGW, or says why it skips);
 # it cannot be run here.
 test:
 	@tests/support/install-nat-tools $(NAT_PACKAGES)
+	@tests/support/install-ntfs-3g
 	$(CARGO) fmt --check
+	@tests/support/audit
 	tests/support/linted $(CARGO) test --locked --all-targets --no-run
 	@CARGO="$(CARGO)" tests/support/windows-clippy
 	tests/support/linted $(CARGO) test --locked -- --show-output --test-threads=$(TEST_THREADS)

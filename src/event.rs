@@ -262,6 +262,17 @@ pub enum Event {
     /// During the last `window`, `count` more connections were rejected than were
     /// reported one by one with [`Event::Rejected`] (a flood is summarised).
     RejectedMore { count: u64, window: Duration },
+    /// Kept parts of unfinished transfers were removed from `folder` for good, so
+    /// that those transfers can no longer resume: `old` had not been written or
+    /// resumed for `max_age`, `surplus` were the oldest beyond `max_parts`. The names
+    /// are the offers' (untrusted).
+    KeptPartsRemoved {
+        folder: PathBuf,
+        old: Vec<String>,
+        surplus: Vec<String>,
+        max_age: Duration,
+        max_parts: usize,
+    },
 }
 
 impl Event {

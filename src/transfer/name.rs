@@ -97,27 +97,32 @@ impl NameRules {
         }
     }
 
-    /// Whether two stored names would name one file. Case is compared one character
-    /// at a time, as NTFS does (`ß` is not `SS`).
+    /// These rules where names that differ only in case name one file.
+    pub fn ignoring_case(self) -> Self {
+        Self {
+            case_insensitive: true,
+            ..self
+        }
+    }
+
+    /// Whether two stored names would name one file.
     pub fn same(&self, a: &str, b: &str) -> bool {
         self.key(a) == self.key(b)
     }
 
-    /// `name` as these rules compare it: itself, or with each character in upper
-    /// case where case does not count.
+    /// `name` as these rules compare it: itself, or where case does not count, its
+    /// case folded so that any two names that one case-insensitive file system or
+    /// another takes for one have one key. NTFS compares upper case one character
+    /// at a time; APFS and ext4's casefold fold case fully (`ß` is `ss`) and ignore
+    /// the normal form. Lower, upper, then lower case again folds at least as much
+    /// as each (`ẞ`, `ß`, `SS` and `ss` meet), and the key is put in one normal form.
+    /// A key that joins more than a system does only refuses more.
     pub fn key(&self, name: &str) -> String {
         if !self.case_insensitive {
             return name.to_owned();
         }
-        name.chars()
-            .map(|c| {
-                let mut upper = c.to_uppercase();
-                match (upper.next(), upper.next()) {
-                    (Some(single), None) => single,
-                    _ => c,
-                }
-            })
-            .collect()
+        let folded = name.to_lowercase().to_uppercase().to_lowercase();
+        folded.nfd().collect()
     }
 }
 
@@ -301,9 +306,45 @@ mod tests {
         );
         assert!(windows.same("Report.TXT", "report.txt"));
         assert!(windows.same("\u{c4}rger", "\u{e4}RGER"));
-        assert!(!windows.same("stra\u{df}e", "STRASSE"));
         assert!(!unix.same("Report.TXT", "report.txt"));
         assert!(unix.same("report.txt", "report.txt"));
+        assert_eq!(
+            unix.ignoring_case(),
+            NameRules {
+                case_insensitive: true,
+                ..unix
+            }
+        );
+    }
+
+    #[test]
+    fn ignoring_case_joins_what_any_case_insensitive_system_joins() {
+        let rules = NameRules::UNIX.ignoring_case();
+        // Full case folding, as APFS and ext4's casefold do.
+        for (a, b) in [
+            ("stra\u{df}e", "STRASSE"),
+            ("\u{1e9e}", "ss"),
+            ("\u{fb01}le", "FILE"),
+            ("\u{3c3}\u{3c2}", "\u{3a3}\u{3a3}"),
+            ("\u{212a}", "k"),
+            ("\u{1f0}", "J\u{30c}"),
+        ] {
+            assert!(rules.same(a, b), "{a:?} {b:?}");
+        }
+        assert!(!rules.same("a", "b"));
+        assert!(!rules.same("\u{e9}", "e"));
+        // NTFS: each character's simple upper case.
+        for code in (0..0x3_0000).filter_map(char::from_u32) {
+            let mut upper = code.to_uppercase();
+            if let (Some(single), None) = (upper.next(), upper.next()) {
+                let (a, b) = (code.to_string(), single.to_string());
+                assert!(
+                    rules.same(&a, &b),
+                    "U+{:04X} and its upper case",
+                    code as u32
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,11 +9,16 @@
 //! checks, after locking, that the path still names the locked file. Together with
 //! names that are never reused, that makes it impossible for one transfer to write
 //! into, verify or rename another transfer's bytes.
+//!
+//! Kept parts do not stay for good: [`expire`] removes those that no transfer has
+//! written or resumed for [`MAX_KEPT_AGE`], and the oldest beyond [`MAX_KEPT_PARTS`],
+//! which also bounds what the lookup for a part to resume reads.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::name;
 use crate::platform;
@@ -23,8 +28,11 @@ pub const PARTS_DIR: &str = ".chat-parts";
 const META_HEADER: &str = "chat partial transfer v2";
 /// A meta is four short lines; anything larger was not written by us.
 const MAX_META_LEN: u64 = 512;
-/// How many kept parts one offer looks through for one to resume.
-const MAX_KEPT_PARTS: usize = 1000;
+/// A kept part that no transfer has written or resumed for this long is removed:
+/// its transfer is taken as given up.
+pub const MAX_KEPT_AGE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// Kept parts beyond this many are removed, the oldest first.
+pub const MAX_KEPT_PARTS: usize = 1000;
 /// How many times a free final name is looked for when others take it meanwhile.
 const MAX_PLACE_ATTEMPTS: u32 = 8;
 /// How often a new part is tried again when its folder vanishes under it.
@@ -97,21 +105,8 @@ pub struct Candidate {
 
 /// Starts a new part for `meta` under a name nobody has used.
 pub fn create(dir: &Path, meta: &Meta) -> io::Result<OwnedPart> {
-    let parts = dir.join(PARTS_DIR);
-    let path = parts.join(format!("{}.part", random_hex()));
-    // Another transfer may remove the folder once it is empty, even between our
-    // two steps: each time it does, it has made progress, so trying again is safe.
-    let mut attempts = 0;
-    let file = loop {
-        let created = platform::ensure_private_dir(&parts)
-            .and_then(|()| platform::create_private_file(&path));
-        match created {
-            Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < MAX_CREATE_ATTEMPTS => {
-                attempts += 1
-            }
-            result => break result?,
-        }
-    };
+    let path = dir.join(PARTS_DIR).join(format!("{}.part", random_hex()));
+    let file = create_in_parts(&path)?;
     if file.try_lock().is_err() {
         let _ = std::fs::remove_file(&path);
         return Err(io::Error::other("cannot lock a new part file"));
@@ -128,6 +123,52 @@ pub fn create(dir: &Path, meta: &Meta) -> io::Result<OwnedPart> {
         path,
         held: 0,
     })
+}
+
+/// Creates the private file `path` in the parts folder, and the folder if need be.
+fn create_in_parts(path: &Path) -> io::Result<File> {
+    let parts = path.parent().expect("a path in the parts folder");
+    // Another transfer may remove the folder once it is empty, even between our
+    // two steps: each time it does, it has made progress, so trying again is safe.
+    let mut attempts = 0;
+    loop {
+        let created =
+            platform::ensure_private_dir(parts).and_then(|()| platform::create_private_file(path));
+        match created {
+            Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < MAX_CREATE_ATTEMPTS => {
+                attempts += 1
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether the parts folder in `dir`, where folders are staged, takes names that
+/// differ only in case for one (macOS by default, casefold folders on Linux): a
+/// probe is made under a name in lower case and looked for in upper case. Folders
+/// made in it are alike: ext4 passes casefolding on to each new folder, and macOS
+/// decides it for a whole volume.
+pub fn ignores_case(dir: &Path) -> io::Result<bool> {
+    let hex = random_hex();
+    let probe = dir.join(PARTS_DIR).join(format!("{hex}.case"));
+    create_in_parts(&probe)?;
+    let other_case = probe.with_file_name(format!("{}.CASE", hex.to_uppercase()));
+    let found = std::fs::symlink_metadata(other_case);
+    let removed = std::fs::remove_file(&probe);
+    remove_parts_dir_if_empty(&probe);
+    removed?;
+    Ok(found.is_ok())
+}
+
+/// The name rules for a folder received into `dir`: this system's, ignoring case
+/// where the folder it is staged in does, or where that cannot be told.
+pub fn name_rules(dir: &Path) -> name::NameRules {
+    let rules = name::NameRules::here();
+    if rules.case_insensitive || !ignores_case(dir).unwrap_or(true) {
+        rules
+    } else {
+        rules.ignoring_case()
+    }
 }
 
 /// A kept part of this very offer that no other transfer owns, locked for us.
@@ -155,8 +196,10 @@ pub fn candidates(dir: &Path, meta: &Meta) -> io::Result<Vec<Candidate>> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         checked => checked?,
     }
+    // Every entry: [`expire`] keeps their number bounded, and a part passed over
+    // here would be lost to its resume.
     let mut found = Vec::new();
-    for entry in entries.take(MAX_KEPT_PARTS) {
+    for entry in entries {
         let meta_file = entry?.path();
         if meta_file.extension().is_none_or(|ext| ext != "meta") {
             continue;
@@ -189,7 +232,108 @@ pub fn claim(candidate: Candidate, size: u64) -> io::Result<Option<OwnedPart>> {
     if held > size {
         return Ok(None);
     }
+    // Resumed: its age (see [`expire`]) counts from now.
+    let _ = file.set_modified(SystemTime::now());
     Ok(Some(OwnedPart { file, path, held }))
+}
+
+/// The kept parts [`expire`] removed, by the names of the offers they were of (the
+/// file name of the part where its meta was unreadable).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Those not written or resumed for [`MAX_KEPT_AGE`].
+    pub old: Vec<String>,
+    /// The oldest of the rest, beyond [`MAX_KEPT_PARTS`].
+    pub surplus: Vec<String>,
+}
+
+impl Expired {
+    pub fn is_empty(&self) -> bool {
+        self.old.is_empty() && self.surplus.is_empty()
+    }
+}
+
+/// Removes the kept parts in `dir` that no transfer owns and that nothing wrote or
+/// resumed for [`MAX_KEPT_AGE`] before `now`, then, while more than
+/// [`MAX_KEPT_PARTS`] remain, the oldest of the rest; with each, its meta and a
+/// folder's staging tree. Best effort: a part that cannot be removed stays.
+pub fn expire(dir: &Path, now: SystemTime) -> Expired {
+    expire_beyond(dir, now, MAX_KEPT_AGE, MAX_KEPT_PARTS)
+}
+
+fn expire_beyond(dir: &Path, now: SystemTime, max_age: Duration, max_parts: usize) -> Expired {
+    let mut expired = Expired::default();
+    let parts = dir.join(PARTS_DIR);
+    // Listed first, so that a missing folder is not made; then it must be ours
+    // alone, not a link to elsewhere.
+    let Ok(entries) = std::fs::read_dir(&parts) else {
+        return expired;
+    };
+    if platform::ensure_private_dir(&parts).is_err() {
+        return expired;
+    }
+    let mut kept: Vec<(SystemTime, PathBuf)> = entries
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let metadata = std::fs::symlink_metadata(&path).ok()?;
+            let is_part = path.extension().is_some_and(|ext| ext == "part");
+            (is_part && metadata.is_file()).then_some((metadata.modified().ok()?, path))
+        })
+        .collect();
+    kept.sort();
+    let mut remaining = kept.len();
+    for (modified, path) in kept {
+        let old = now.duration_since(modified).is_ok_and(|age| age > max_age);
+        let surplus = remaining > max_parts;
+        if !old && !surplus {
+            // The rest are younger, and their number within bounds.
+            break;
+        }
+        let meta = read_meta(&meta_path(&path)).ok();
+        // A recent part without its meta is still being made, or being placed.
+        if !old && meta.is_none() {
+            continue;
+        }
+        if !remove_unowned(&path) {
+            continue;
+        }
+        remaining -= 1;
+        let name = meta.map_or_else(
+            || {
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            },
+            |meta| meta.name,
+        );
+        if old {
+            expired.old.push(name);
+        } else {
+            expired.surplus.push(name);
+        }
+    }
+    if !expired.is_empty() {
+        let _ = std::fs::remove_dir(&parts);
+    }
+    expired
+}
+
+/// Removes the part at `path` with its meta and staging tree, holding its lock, as
+/// its owner would; false if a transfer owns it, or it has moved.
+fn remove_unowned(path: &Path) -> bool {
+    let Ok(file) = platform::open_private_file(path, true) else {
+        return false;
+    };
+    if file.try_lock().is_err() || !platform::is_same_file(&file, path).unwrap_or(false) {
+        return false;
+    }
+    let _ = std::fs::remove_file(meta_path(path));
+    let tree = path.with_extension("tree");
+    if std::fs::symlink_metadata(&tree).is_ok_and(|tree| tree.is_dir()) {
+        let _ = std::fs::remove_dir_all(&tree);
+    }
+    std::fs::remove_file(path).is_ok()
 }
 
 impl OwnedPart {
@@ -257,13 +401,16 @@ pub fn place_folder(staging: &Path, dir: &Path, name: &str) -> io::Result<PathBu
 }
 
 /// `name`, or `name (n).ext` with the smallest `n` not taken, from one listing.
+/// A name that differs from a taken one only in case counts as taken on every
+/// system: where case does not count, the rename would find it taken on each try.
 fn first_free_name(dir: &Path, name: &str) -> io::Result<String> {
-    let taken: HashSet<_> = std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok().map(|entry| entry.file_name()))
+    let rules = name::NameRules::UNIX.ignoring_case();
+    let taken: HashSet<String> = std::fs::read_dir(dir)?
+        .filter_map(|entry| Some(rules.key(entry.ok()?.file_name().to_str()?)))
         .collect();
     (0..MAX_NAME_NUMBER)
         .map(|n| name::numbered(name, n))
-        .find(|candidate| !taken.contains(std::ffi::OsStr::new(candidate)))
+        .find(|candidate| !taken.contains(&rules.key(candidate)))
         .ok_or_else(|| io::Error::new(io::ErrorKind::AlreadyExists, "no free file name left"))
 }
 
@@ -403,6 +550,155 @@ mod tests {
         std::fs::remove_dir(&parts).unwrap();
         symlink_dir(dir.path(), &parts);
         assert!(create(dir.path(), &meta("x", 1, 1)).is_err());
+    }
+
+    #[test]
+    fn a_name_that_differs_from_a_taken_one_only_in_case_gets_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Report.TXT"), b"old").unwrap();
+        let part = create(dir.path(), &meta("report.txt", 0, 1)).unwrap();
+        let stored = part.place(dir.path(), "report.txt", |_, _| {}).unwrap();
+        assert_eq!(stored, dir.path().join("report (1).txt"));
+    }
+
+    #[test]
+    fn the_case_probe_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // Where the tests run, folders tell case apart unless made not to (see
+        // tests/it/folders.rs for one that does not).
+        assert!(!ignores_case(dir.path()).unwrap());
+        assert!(!dir.path().join(PARTS_DIR).exists());
+        let kept = kept(dir.path(), &meta("r.bin", 10, 1), b"ab");
+        assert!(!ignores_case(dir.path()).unwrap());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(PARTS_DIR))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&kept));
+    }
+
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+    /// Makes the part at `path` look last written `age` ago.
+    fn age(path: &Path, age: Duration) {
+        let file = File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    #[test]
+    fn parts_untouched_for_30_days_expire_unless_a_transfer_owns_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = kept(dir.path(), &meta("old.bin", 10, 1), b"ab");
+        age(&old, MAX_KEPT_AGE + DAY);
+        let recent = kept(dir.path(), &meta("recent.bin", 10, 2), b"ab");
+        age(&recent, MAX_KEPT_AGE - DAY);
+        let owned = create(dir.path(), &meta("owned.bin", 10, 3)).unwrap();
+        age(&owned.path, MAX_KEPT_AGE + DAY);
+        // A folder's part, with its staging tree.
+        let folder = kept(dir.path(), &meta("photos/", 10, 4), b"");
+        std::fs::create_dir_all(folder.with_extension("tree").join("2026")).unwrap();
+        std::fs::write(folder.with_extension("tree").join("2026/a.jpg"), b"x").unwrap();
+        age(&folder, MAX_KEPT_AGE + DAY);
+        // Left by a crash between the part and its meta.
+        let orphan = dir.path().join(PARTS_DIR).join("0123.part");
+        std::fs::write(&orphan, b"").unwrap();
+        age(&orphan, MAX_KEPT_AGE + DAY);
+        let mut expired = expire(dir.path(), SystemTime::now());
+        expired.old.sort();
+        assert_eq!(expired.old, ["0123.part", "old.bin", "photos/"]);
+        assert!(expired.surplus.is_empty());
+        let mut left: Vec<PathBuf> = std::fs::read_dir(dir.path().join(PARTS_DIR))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            recent.clone(),
+            meta_path(&recent),
+            owned.path.clone(),
+            meta_path(&owned.path),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
+        assert_eq!(expire(dir.path(), SystemTime::now()), Expired::default());
+    }
+
+    #[test]
+    fn nothing_is_expired_through_a_parts_folder_that_is_a_link() {
+        use crate::platform::testing::symlink_dir;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let old = kept(elsewhere.path(), &meta("old.bin", 10, 1), b"ab");
+        age(&old, MAX_KEPT_AGE + DAY);
+        symlink_dir(
+            &elsewhere.path().join(PARTS_DIR),
+            &dir.path().join(PARTS_DIR),
+        );
+        assert!(expire(dir.path(), SystemTime::now()).is_empty());
+        assert!(old.exists());
+    }
+
+    #[test]
+    fn a_resumed_part_counts_its_age_from_the_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let offer = meta("r.bin", 10, 1);
+        let path = kept(dir.path(), &offer, b"ab");
+        age(&path, MAX_KEPT_AGE - DAY);
+        drop(find_resumable(dir.path(), &offer).unwrap().unwrap());
+        let later = SystemTime::now() + 2 * DAY;
+        assert!(expire(dir.path(), later).is_empty());
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn the_oldest_parts_beyond_the_most_kept_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..5u8 {
+            let path = kept(dir.path(), &meta(&format!("{i}.bin"), 10, i), b"ab");
+            age(&path, DAY * (10 - u32::from(i)));
+        }
+        // Being made: no meta yet.
+        let making = dir.path().join(PARTS_DIR).join("4567.part");
+        std::fs::write(&making, b"").unwrap();
+        age(&making, 20 * DAY);
+        let expired = expire_beyond(dir.path(), SystemTime::now(), MAX_KEPT_AGE, 3);
+        assert_eq!(expired.surplus, ["0.bin", "1.bin", "2.bin"]);
+        assert!(expired.old.is_empty());
+        assert_eq!(kept_counts(dir.path()), (3, 2));
+    }
+
+    #[test]
+    fn every_kept_part_can_be_found_to_resume_however_many_there_are() {
+        // Past the 1,000 directory entries that the lookup once read, and in the
+        // order the file system lists them, which is not the order they were made.
+        let dir = tempfile::tempdir().unwrap();
+        let offers: Vec<Meta> = (0..1100u32)
+            .map(|i| meta(&format!("{i}.bin"), 10, (i % 251) as u8))
+            .collect();
+        for offer in &offers {
+            kept(dir.path(), offer, b"ab");
+        }
+        // Each has more than an even chance to lie past those entries: 10 of them.
+        for offer in offers.iter().step_by(110) {
+            let found = find_resumable(dir.path(), offer).unwrap();
+            assert_eq!(found.map(|part| part.held), Some(2), "{}", offer.name);
+        }
+    }
+
+    /// How many parts and metas the parts folder in `dir` holds.
+    fn kept_counts(dir: &Path) -> (usize, usize) {
+        let names: Vec<PathBuf> = std::fs::read_dir(dir.join(PARTS_DIR))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        let count = |ext: &str| {
+            names
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == ext))
+                .count()
+        };
+        (count("part"), count("meta"))
     }
 
     #[test]

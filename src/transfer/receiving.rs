@@ -14,7 +14,8 @@ use super::incoming::{
 };
 use super::incoming_folder::{self, Ending, IncomingFolder};
 use super::manifest;
-use super::name::{self, NameRules};
+use super::name;
+use super::parts;
 use super::progress::ProgressReporter;
 use super::{TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase, Verified};
@@ -188,14 +189,16 @@ impl Receiving {
         let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size);
         let limits = self.limits.clone();
         let answers_stored = self.answers_stored;
-        let started = tokio::task::spawn_blocking(move || {
+        let events = self.events.clone();
+        let started = tokio::task::spawn_blocking(move || -> Result<_, incoming::RefuseReason> {
             if answers_stored && let Some(path) = limits.already_stored(&meta) {
                 return Ok(Start::AlreadyStored(path));
             }
-            Incoming::start(&limits, meta, reservation, move |done| {
+            let incoming = Incoming::start(&limits, meta, reservation, move |done| {
                 progress.update(done)
-            })
-            .map(Start::Receiving)
+            })?;
+            expire_kept_parts(&limits.dir, &events);
+            Ok(Start::Receiving(incoming))
         })
         .await;
         let incoming = match started {
@@ -698,9 +701,11 @@ async fn prepare_folder(
     } = ended;
     // The bytes and their share go to the check, so that a check that outlives this
     // task still counts until it stops; the bytes are dropped there.
+    let dir = limits.dir.clone();
     let (checked, meta, share) = task::spawn_blocking(move || {
         let stop = || checking.load(Ordering::Relaxed);
-        let checked = manifest::check_until(&bytes, entries, size, NameRules::here(), stop)?;
+        let rules = parts::name_rules(&dir);
+        let checked = manifest::check_until(&bytes, entries, size, rules, stop)?;
         let meta = incoming_folder::folder_meta(&name, size, &bytes);
         Ok((Arc::new(checked), meta, share))
     })
@@ -715,16 +720,33 @@ async fn prepare_folder(
         _ = waiting.wait_for(|ended| *ended) => return Err("the connection ended".into()),
     };
     let reservation = reservation.holding(share);
-    let mut progress =
-        ProgressReporter::new(events, id, Phase::Receiving, size).with_files(checked.file_list());
+    let mut progress = ProgressReporter::new(events.clone(), id, Phase::Receiving, size)
+        .with_files(checked.file_list());
     task::spawn_blocking(move || {
-        IncomingFolder::start(&limits, meta, checked, reservation, move |done| {
+        let folder = IncomingFolder::start(&limits, meta, checked, reservation, move |done| {
             progress.update(done)
-        })
+        })?;
+        expire_kept_parts(&limits.dir, &events);
+        Ok(folder)
     })
     .await
     .map_err(failed)?
-    .map_err(|reason| reason.to_string())
+    .map_err(|reason: incoming::RefuseReason| reason.to_string())
+}
+
+/// Removes the kept parts in `dir` that expired, and says so. Run once a transfer
+/// holds its own part, so that the part it resumes is never among them.
+fn expire_kept_parts(dir: &std::path::Path, events: &mpsc::UnboundedSender<Event>) {
+    let expired = parts::expire(dir, std::time::SystemTime::now());
+    if !expired.is_empty() {
+        let _ = events.send(Event::KeptPartsRemoved {
+            folder: dir.join(parts::PARTS_DIR),
+            old: expired.old,
+            surplus: expired.surplus,
+            max_age: parts::MAX_KEPT_AGE,
+            max_parts: parts::MAX_KEPT_PARTS,
+        });
+    }
 }
 
 /// What an offer turned into.

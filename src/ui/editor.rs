@@ -1,8 +1,12 @@
 //! The input line of the interactive front end: the text being typed, the cursor,
 //! the history of this session, and what is visible of it in a given width. Pure:
-//! keys come in as [`Edit`]s, so it is tested without a terminal.
+//! keys come in as [`Edit`]s, so it is tested without a terminal. The cursor moves
+//! and deletes by grapheme cluster, as a person sees characters (an emoji and its
+//! presentation selector are one).
 
-use unicode_width::UnicodeWidthChar;
+use unicode_segmentation::UnicodeSegmentation;
+
+use super::width;
 
 /// One editing action, as the keys map to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,18 +79,16 @@ impl Editor {
             }
             Edit::Submit => return Some(self.submit()),
             Edit::DeleteBefore => {
-                if self.cursor > 0 {
-                    self.cursor -= 1;
-                    self.text.remove(self.cursor);
-                }
+                let start = self.cluster_before();
+                self.text.drain(start..self.cursor);
+                self.cursor = start;
             }
             Edit::DeleteUnder => {
-                if self.cursor < self.text.len() {
-                    self.text.remove(self.cursor);
-                }
+                let end = self.cluster_after();
+                self.text.drain(self.cursor..end);
             }
-            Edit::Left => self.cursor = self.cursor.saturating_sub(1),
-            Edit::Right => self.cursor = (self.cursor + 1).min(self.text.len()),
+            Edit::Left => self.cursor = self.cluster_before(),
+            Edit::Right => self.cursor = self.cluster_after(),
             Edit::Start => self.cursor = 0,
             Edit::End => self.cursor = self.text.len(),
             Edit::WordLeft => self.cursor = self.word_start(),
@@ -122,39 +124,70 @@ impl Editor {
     }
 
     /// What of `prompt` and the text fits in `columns - 1` columns (the last column
-    /// stays free, so the row never wraps), scrolled so that the cursor is visible,
-    /// and the cursor's column.
-    pub fn view(&self, prompt: &str, columns: usize) -> (String, usize) {
+    /// stays free, so the row never wraps), scrolled so that the cursor is visible.
+    /// Widths are counted as wide as any terminal draws them, so the cursor's column
+    /// is at most that; the terminal itself puts the cursor between
+    /// [`View::before`] and [`View::after`].
+    pub fn view(&self, prompt: &str, columns: usize) -> View {
         let room = columns.saturating_sub(1).max(2);
-        let prompt_width: usize = prompt.chars().map(char_width).sum();
-        let prompt: String = if prompt_width + 1 >= room {
-            prompt.chars().take(room / 2).collect()
+        let prompt = if width::width(prompt) + 1 >= room {
+            width::truncate(prompt, room / 2)
         } else {
-            prompt.to_owned()
+            prompt
         };
-        let prompt_width: usize = prompt.chars().map(char_width).sum();
+        let prompt_width = width::width(prompt);
         let room = room - prompt_width;
+        let text = self.text();
+        let clusters: Vec<(usize, &str, usize)> = (text.grapheme_indices(true))
+            .map(|(at, cluster)| (at, cluster, width::cluster_width(cluster)))
+            .collect();
+        // The cluster the cursor stands before (or inside, after a word move).
+        let cursor_at = text
+            .char_indices()
+            .nth(self.cursor)
+            .map_or(text.len(), |(at, _)| at);
+        let under = clusters.partition_point(|&(at, cluster, _)| at + cluster.len() <= cursor_at);
         // Start as far left as lets the cursor (and one cell after it) fit.
-        let mut start = self.cursor;
-        let mut width = 1;
-        while start > 0 && width + char_width(self.text[start - 1]) <= room {
+        let mut start = under;
+        let mut used = 1;
+        while start > 0 && used + clusters[start - 1].2 <= room {
             start -= 1;
-            width += char_width(self.text[start]);
+            used += clusters[start].2;
         }
-        let mut shown = prompt;
+        let mut view = View {
+            prompt: prompt.to_owned(),
+            before: String::new(),
+            after: String::new(),
+            cursor: prompt_width,
+        };
         let mut used = 0;
-        let mut cursor_column = prompt_width;
-        for (i, &c) in self.text.iter().enumerate().skip(start) {
-            if used + char_width(c) > room {
+        for (i, &(_, cluster, columns)) in clusters.iter().enumerate().skip(start) {
+            if used + columns > room {
                 break;
             }
-            if i < self.cursor {
-                cursor_column += char_width(c);
+            used += columns;
+            if i < under {
+                view.before.push_str(cluster);
+                view.cursor += columns;
+            } else {
+                view.after.push_str(cluster);
             }
-            shown.push(c);
-            used += char_width(c);
         }
-        (shown, cursor_column)
+        view
+    }
+
+    /// Where the grapheme cluster before the cursor starts, as a char index.
+    fn cluster_before(&self) -> usize {
+        let before: String = self.text[..self.cursor].iter().collect();
+        let last = before.graphemes(true).next_back().unwrap_or_default();
+        self.cursor - last.chars().count()
+    }
+
+    /// Where the grapheme cluster at the cursor ends, as a char index.
+    fn cluster_after(&self) -> usize {
+        let after: String = self.text[self.cursor..].iter().collect();
+        let first = after.graphemes(true).next().unwrap_or_default();
+        self.cursor + first.chars().count()
     }
 
     fn insert(&mut self, chars: &[char]) {
@@ -232,8 +265,16 @@ impl Editor {
     }
 }
 
-fn char_width(c: char) -> usize {
-    c.width().unwrap_or(0)
+/// The input line as shown: the prompt and the typed text around the cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub prompt: String,
+    /// The text shown before the cursor.
+    pub before: String,
+    /// The text shown from the cursor on.
+    pub after: String,
+    /// The cursor's column, at most: clusters of uncertain width count wide.
+    pub cursor: usize,
 }
 
 #[cfg(test)]
@@ -304,20 +345,56 @@ mod tests {
     #[test]
     fn the_view_scrolls_to_keep_the_cursor_visible_and_never_fills_the_row() {
         let editor = typed(&"abcdefghij".repeat(5));
-        let (shown, cursor) = editor.view("> ", 20);
-        assert_eq!(shown, format!("> {}", &"abcdefghij".repeat(5)[34..]));
-        assert_eq!(shown.chars().count(), 18);
-        assert_eq!(cursor, 18);
+        let view = editor.view("> ", 20);
+        assert_eq!(view.prompt, "> ");
+        assert_eq!(view.before, &"abcdefghij".repeat(5)[34..]);
+        assert_eq!(view.after, "");
+        assert_eq!(view.cursor, 18);
         let mut editor = editor;
         editor.apply(Edit::Start);
-        let (shown, cursor) = editor.view("> ", 20);
-        assert_eq!(shown, "> abcdefghijabcdefg");
-        assert_eq!(cursor, 2);
-        let wide = typed(&"日".repeat(30));
-        let (shown, _) = wide.view("> ", 20);
-        assert!(
-            shown.chars().map(char_width).sum::<usize>() <= 19,
-            "{shown}"
+        let view = editor.view("> ", 20);
+        assert_eq!(
+            (view.before.as_str(), view.after.as_str()),
+            ("", "abcdefghijabcdefg")
         );
+        assert_eq!(view.cursor, 2);
+        let wide = typed(&"日".repeat(30));
+        let view = wide.view("> ", 20);
+        assert!(
+            width::width(&format!("{}{}", view.prompt, view.before)) <= 19,
+            "{view:?}"
+        );
+    }
+
+    const HEART: &str = "\u{2764}\u{fe0f}";
+
+    #[test]
+    fn an_emoji_with_its_selector_is_one_character_to_move_over_and_delete() {
+        let mut editor = typed(&format!("a{HEART}{HEART}b"));
+        editor.apply(Edit::Left);
+        editor.apply(Edit::Left);
+        editor.apply(Edit::DeleteBefore);
+        assert_eq!(editor.text(), format!("a{HEART}b"));
+        editor.apply(Edit::Insert('x'));
+        editor.apply(Edit::DeleteUnder);
+        assert_eq!(editor.text(), "axb");
+        editor.apply(Edit::Right);
+        assert_eq!(editor.text().chars().count(), editor.cursor);
+    }
+
+    #[test]
+    fn the_view_counts_an_emoji_with_its_selector_as_two_columns() {
+        let mut editor = typed(&HEART.repeat(30));
+        let view = editor.view("> ", 20);
+        assert_eq!(view.before, HEART.repeat(8), "{view:?}");
+        assert_eq!(view.cursor, 18);
+        editor.apply(Edit::Start);
+        editor.apply(Edit::Right);
+        let view = editor.view("> ", 20);
+        assert_eq!(
+            (view.before, view.after),
+            (HEART.to_owned(), HEART.repeat(7))
+        );
+        assert_eq!(view.cursor, 4);
     }
 }

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use crossterm::event::{self as term, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use tokio::sync::{mpsc, oneshot};
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::complete;
 use super::editor::{Edit, Editor};
@@ -24,6 +23,7 @@ use super::lines::{self, Tone, wrap_marked};
 use super::rate::{self, Run};
 use super::status::StatusBoard;
 use super::transfers::TransferTable;
+use super::width;
 use crate::config::Look;
 use crate::event::{Command, Event, Phase};
 use crate::fingerprint::Fingerprint;
@@ -807,11 +807,12 @@ impl Screen {
             frame.push_str(row);
             frame.push_str("\r\n");
         }
-        frame.push_str(&live.input);
-        frame.push('\r');
-        if live.cursor > 0 {
-            frame.push_str(&format!("\x1b[{}C", live.cursor));
-        }
+        // The terminal itself keeps where the cursor goes (DECSC, DECRC): a column
+        // counted here may be wider than the terminal draws.
+        frame.push_str(&live.input_before);
+        frame.push_str("\x1b7");
+        frame.push_str(&live.input_after);
+        frame.push_str("\x1b8");
         frame.push_str("\x1b[?2026l");
         platform::write_stdout(frame.as_bytes()).is_ok()
     }
@@ -864,18 +865,16 @@ impl Screen {
         let mut rows: Vec<String> = (shown_bars.iter())
             .filter_map(|key| self.bars.get(key))
             .map(|bar| {
-                let row = bar.row.lock().expect("bar row poisoned").clone();
-                truncate_to_width(&row, columns - 1)
+                let row = bar.row.lock().expect("bar row poisoned");
+                width::truncate(&row, columns - 1).to_owned()
             })
             .collect();
         let bar_rows = rows.len();
         if more > 0 {
-            rows.push(truncate_to_width(
-                &format!("… and {more} more transfers (/transfers lists them)"),
-                columns - 1,
-            ));
+            let more = format!("… and {more} more transfers (/transfers lists them)");
+            rows.push(width::truncate(&more, columns - 1).to_owned());
         }
-        let widths = rows.iter().map(|row| row.width()).collect();
+        let widths = rows.iter().map(|row| width::width(row)).collect();
         if self.colour {
             for row in &mut rows[..bar_rows] {
                 *row = format!("\x1b[2m{row}\x1b[0m");
@@ -885,7 +884,8 @@ impl Screen {
             return Live {
                 rows,
                 widths,
-                input: String::new(),
+                input_before: String::new(),
+                input_after: String::new(),
                 cursor: 0,
             };
         }
@@ -893,19 +893,18 @@ impl Screen {
             Some(question) => question.clone(),
             None => format!("{}> ", self.me.name),
         };
-        let (input, cursor) = self.editor.view(&prompt, columns);
-        let input = if self.colour {
-            let prompt_shown: String = input.chars().take(prompt.chars().count()).collect();
-            let rest: String = input.chars().skip(prompt.chars().count()).collect();
-            format!("\x1b[1m{prompt_shown}\x1b[0m{rest}")
+        let view = self.editor.view(&prompt, columns);
+        let input_before = if self.colour {
+            format!("\x1b[1m{}\x1b[0m{}", view.prompt, view.before)
         } else {
-            input
+            view.prompt + &view.before
         };
         Live {
             rows,
             widths,
-            input,
-            cursor,
+            input_before,
+            input_after: view.after,
+            cursor: view.cursor,
         }
     }
 }
@@ -921,18 +920,21 @@ struct Printed {
 /// The rows below the messages: bars, then the input line.
 struct Live {
     rows: Vec<String>,
-    /// The columns each of `rows` takes.
+    /// The columns each of `rows` takes, at most.
     widths: Vec<usize>,
-    input: String,
+    /// The input line up to the cursor, prompt included, and from the cursor on.
+    input_before: String,
+    input_after: String,
+    /// The cursor's column, at most.
     cursor: usize,
 }
 
 /// The live rows a frame drew, as the next frame must erase them.
 #[derive(Debug, Default)]
 struct Drawn {
-    /// The columns each row above the input line takes.
+    /// The columns each row above the input line takes, at most.
     widths: Vec<usize>,
-    /// The cursor's column on the input line.
+    /// The cursor's column on the input line, at most.
     cursor: usize,
     /// The terminal's width then.
     columns: usize,
@@ -992,20 +994,6 @@ fn bar_style(stalled: bool, run: Run) -> ProgressStyle {
 /// Columns and rows of the terminal (80×24 if it cannot tell).
 fn terminal_size() -> (u16, usize) {
     crossterm::terminal::size().map_or((80, 24), |(columns, rows)| (columns, usize::from(rows)))
-}
-
-/// The longest start of `text` at most `columns` wide.
-fn truncate_to_width(text: &str, columns: usize) -> String {
-    if text.width() <= columns {
-        return text.to_owned();
-    }
-    let mut width = 0;
-    text.chars()
-        .take_while(|c| {
-            width += c.width().unwrap_or(0);
-            width <= columns
-        })
-        .collect()
 }
 
 #[cfg(test)]

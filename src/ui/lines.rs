@@ -2,13 +2,14 @@
 //! only in where and how they draw them. Pure, so it is tested with values.
 
 use indicatif::HumanBytes;
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::event::{Direction, Event, FileCount, TransferId, Verified};
 use crate::fingerprint::Fingerprint;
 use crate::link::Route;
 use crate::link::route::{self, Path};
 use crate::sanitize::for_terminal;
+
+use super::width;
 
 /// What kind of line it is: the plain front end sends peer lines to standard output
 /// and the rest to standard error; the interactive one colours them.
@@ -234,6 +235,33 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             thousands(*count),
             window.as_secs()
         ))),
+        Event::KeptPartsRemoved {
+            folder,
+            old,
+            surplus,
+            max_age,
+            max_parts,
+        } => {
+            let folder = for_terminal(&folder.display().to_string()).into_owned();
+            let days = max_age.as_secs() / (24 * 60 * 60);
+            let mut lines = Vec::new();
+            if !old.is_empty() {
+                lines.push(Line::status(format!(
+                    "Removed {} kept for over {days} days in {folder}, which can no longer resume: {}",
+                    unfinished_transfers(old.len()),
+                    some_names(old)
+                )));
+            }
+            if !surplus.is_empty() {
+                lines.push(Line::status(format!(
+                    "Removed {} kept in {folder}, the oldest beyond the {} kept at most, which can no longer resume: {}",
+                    unfinished_transfers(surplus.len()),
+                    thousands(*max_parts as u64),
+                    some_names(surplus)
+                )));
+            }
+            lines
+        }
         Event::TransferQueued { .. } | Event::TransferProgress { .. } => Vec::new(),
         Event::TransferFileDone {
             id,
@@ -366,22 +394,23 @@ fn transfer_line(name: &str, receiving: bool, what: &str, detail: &str) -> Strin
 
 /// The rows `line` takes on a terminal `columns` wide, every row after the first
 /// starting with [`CONTINUATION`]: a peer cannot pad its text so that a row of it
-/// starts where a status line would.
+/// starts where a status line would. Rows are cut between grapheme clusters, each
+/// counted as wide as any terminal draws it, so that the terminal never wraps one
+/// itself and starts a row that has no marker.
 pub fn wrap_marked(line: &str, columns: usize) -> Vec<String> {
-    let marker_width = CONTINUATION.width();
+    let marker_width = width::width(CONTINUATION);
     let columns = columns.max(marker_width + 2);
     let mut rows = Vec::new();
     let mut row = String::new();
-    let mut width = 0;
-    for c in line.chars() {
-        let char_width = c.width().unwrap_or(0);
-        if width + char_width > columns {
+    let mut used = 0;
+    for (cluster, cluster_width) in width::clusters(line) {
+        if used + cluster_width > columns {
             rows.push(std::mem::take(&mut row));
             row.push_str(CONTINUATION);
-            width = marker_width;
+            used = marker_width;
         }
-        row.push(c);
-        width += char_width;
+        row.push_str(cluster);
+        used += cluster_width;
     }
     rows.push(row);
     rows
@@ -397,6 +426,29 @@ pub fn files_done(files: &FileCount) -> String {
         thousands(files.done as u64),
         thousands(files.total as u64)
     )
+}
+
+/// Names listed in one line at most; the rest are counted.
+const MAX_NAMES_LISTED: usize = 5;
+
+/// `1 unfinished transfer`, `3 unfinished transfers`.
+fn unfinished_transfers(count: usize) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{} unfinished transfer{plural}", thousands(count as u64))
+}
+
+/// The first few of `names`, made safe, and how many more there are.
+fn some_names(names: &[String]) -> String {
+    let mut listed: Vec<String> = (names.iter().take(MAX_NAMES_LISTED))
+        .map(|name| for_terminal(name).into_owned())
+        .collect();
+    if names.len() > MAX_NAMES_LISTED {
+        listed.push(format!(
+            "and {} more",
+            thousands((names.len() - MAX_NAMES_LISTED) as u64)
+        ));
+    }
+    listed.join(", ")
 }
 
 /// `3412` as `3,412`: a count from a flood reads at a glance.
@@ -453,15 +505,36 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].len(), 80);
         assert!(rows[1].starts_with(CONTINUATION), "{rows:?}");
-        assert!(rows.iter().all(|row| row.width() <= 80), "{rows:?}");
+        assert!(rows.iter().all(|row| width::width(row) <= 80), "{rows:?}");
     }
 
     #[test]
     fn wide_characters_wrap_by_their_width() {
         let rows = wrap_marked(&"日".repeat(10), 8);
         assert_eq!(rows[0], "日".repeat(4));
-        assert!(rows.iter().all(|row| row.width() <= 8), "{rows:?}");
+        assert!(rows.iter().all(|row| width::width(row) <= 8), "{rows:?}");
         assert_eq!(wrap_marked("short", 80), ["short"]);
+    }
+
+    #[test]
+    fn emoji_padding_cannot_start_a_row_like_a_status_line() {
+        // Each heart with its presentation selector is drawn 2 columns wide: counted
+        // as 1, "Saved" would be where the terminal wraps the row itself.
+        let fake = format!(
+            "bob: {}{}Saved ./invoice.pdf (verified, sha256 00)",
+            "\u{2764}\u{fe0f}".repeat(40),
+            " ".repeat(15)
+        );
+        let rows = wrap_marked(&fake, 100);
+        assert_eq!(width::width(&rows[0]), 100, "{rows:?}");
+        assert!(rows[0].ends_with(' '), "{rows:?}");
+        assert_eq!(
+            rows[1],
+            format!("{CONTINUATION}Saved ./invoice.pdf (verified, sha256 00)")
+        );
+        let hearts = wrap_marked(&"\u{2764}\u{fe0f}".repeat(10), 9);
+        assert_eq!(hearts[0], "\u{2764}\u{fe0f}".repeat(4), "{hearts:?}");
+        assert!(hearts[1..].iter().all(|row| row.starts_with(CONTINUATION)));
     }
 
     #[test]
@@ -488,6 +561,33 @@ mod tests {
             assert_eq!(thousands(n), text);
         }
         assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn removed_kept_parts_are_named_a_few_at_a_time_and_made_safe() {
+        let names = |n: usize| (0..n).map(|i| format!("f{i}.bin")).collect::<Vec<_>>();
+        let removed = describe(
+            &Event::KeptPartsRemoved {
+                folder: "./.chat-parts".into(),
+                old: vec!["a\u{1b}[2J.bin".into()],
+                surplus: names(8),
+                max_age: std::time::Duration::from_secs(30 * 24 * 60 * 60),
+                max_parts: 1000,
+            },
+            false,
+        );
+        let texts: Vec<&str> = removed.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Removed 1 unfinished transfer kept for over 30 days in ./.chat-parts, \
+                 which can no longer resume: a\\x1b[2J.bin",
+                "Removed 8 unfinished transfers kept in ./.chat-parts, the oldest beyond the \
+                 1,000 kept at most, which can no longer resume: f0.bin, f1.bin, f2.bin, \
+                 f3.bin, f4.bin, and 3 more",
+            ]
+        );
+        assert!(removed.iter().all(|line| line.tone == Tone::Status));
     }
 
     #[test]

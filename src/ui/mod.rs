@@ -13,6 +13,7 @@ pub mod plain;
 pub mod rate;
 pub mod status;
 pub mod transfers;
+pub mod width;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 

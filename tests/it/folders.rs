@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Pair, Stream, listing, pseudo_random};
+use common::case_folder::CaseInsensitiveFolder;
+use common::{Pair, Stream, World, listing, pseudo_random};
 use sha2::{Digest, Sha256};
 
 /// Every file under `root` by its path from there, with its SHA-256; every folder
@@ -253,4 +254,32 @@ fn a_sender_killed_mid_folder_sends_it_again_from_where_it_stopped() {
     alice.expect(Stream::Stderr, "data delivered and verified by bob");
     assert_eq!(tree(&bob.workdir.join("data")), expected);
     assert_eq!(listing(&bob.workdir), ["data"]);
+}
+
+/// Where the download folder does not tell case apart, a folder holding `Todo.txt`
+/// and `todo.txt` is refused before anything is written: stored, the second would
+/// replace the first while the verdict still counted two files.
+#[test]
+fn names_that_differ_only_in_case_are_refused_where_case_does_not_count() {
+    let world = World::new();
+    let downloads = world.path().join("bob-home/downloads");
+    let _folder = match CaseInsensitiveFolder::mount(&downloads) {
+        Ok(folder) => folder,
+        Err(reason) => {
+            println!("SKIPPED case-insensitive download folder: {reason}");
+            return;
+        }
+    };
+    let mut pair = Pair::connect_in(world, &["--download-dir", "downloads"]);
+    let root = pair.alice.workdir.join("notes");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("Todo.txt"), b"first").unwrap();
+    std::fs::write(root.join("todo.txt"), b"second").unwrap();
+    pair.alice.send("transfer notes");
+    let refused = pair.bob.expect(Stream::Stderr, "Receiving notes failed: ");
+    assert!(refused.contains("is listed twice"), "{refused}");
+    pair.alice.expect(Stream::Stderr, "Sending notes failed");
+    assert!(listing(&downloads).is_empty(), "{:?}", listing(&downloads));
+    pair.alice.send("still talking");
+    pair.bob.expect(Stream::Stdout, "alice: still talking");
 }

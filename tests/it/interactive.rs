@@ -442,6 +442,75 @@ fn ctrl_d_at_a_prompt_ends_with_a_usage_error_and_the_terminal_restored() {
     alice.wait_for_text("standard input ended before an answer; pass --connect instead");
 }
 
+/// An emoji with its presentation selector (U+FE0F) is drawn 2 columns wide.
+const HEART: &str = "\u{2764}\u{fe0f}";
+
+/// A peer pads its line with emoji so that, were each counted as 1 column, the
+/// terminal would wrap the row itself and a forged status line would start the next
+/// one, unmarked. Without colour, the marker is all that tells the two apart.
+#[test]
+fn emoji_padding_cannot_make_peer_text_start_a_row_like_a_status_line() {
+    let mut s = Session::start(WIDE, &[("NO_COLOR", "1")]);
+    // "bob: " and 40 hearts and 15 spaces fill the 100 columns as drawn.
+    let forged = format!(
+        "{}{}Saved ./invoice.pdf (verified, sha256 {})",
+        HEART.repeat(40),
+        " ".repeat(15),
+        "ab".repeat(32)
+    );
+    s.bob.send(&forged);
+    s.bob.send("after the forgery");
+    s.alice.wait_for_text("bob: after the forgery");
+    let history = s.alice.history();
+    let shown = history.join("\n");
+    let forged_rows: Vec<&String> = (history.iter())
+        .filter(|row| row.contains("invoice.pdf") || row.contains("abab"))
+        .collect();
+    assert!(!forged_rows.is_empty(), "{shown}");
+    for row in forged_rows {
+        assert!(row.starts_with("  \u{21b3} "), "unmarked {row:?}:\n{shown}");
+    }
+    let wrapped = wrapped_rows(&s.alice);
+    assert!(wrapped.is_empty(), "{wrapped:?} wrapped:\n{shown}");
+}
+
+/// The cursor stands where the terminal drew the typed text, whatever width `chat`
+/// counts for quotes of ambiguous width and an emoji with its selector; Left steps
+/// over such an emoji as over one character.
+#[test]
+fn the_cursor_stands_after_the_text_as_the_terminal_drew_it() {
+    let mut s = Session::start(WIDE, &[]);
+    s.alice.keys(&format!("\u{201c}a\u{201d} {HEART}{HEART}b"));
+    s.alice.keys("\x1b[D\x1b[D"); // twice Left: before the second heart
+    s.alice.keys("x");
+    let typed = format!("alice> \u{201c}a\u{201d} {HEART}x{HEART}b");
+    s.alice.wait_for_text(&typed);
+    // "alice> " 7, the quotes and the space 4, one heart 2, "x" 1.
+    s.alice.wait_for("the cursor after the x", |screen| {
+        screen.cursor_position().1 == 14
+    });
+}
+
+/// A bar whose file name is made of emoji is cut to the window by their drawn
+/// width: a bar row that wrapped would be erased only in part, and its first row
+/// left behind on every frame.
+#[test]
+fn a_file_named_in_emoji_leaves_no_stale_bar_rows() {
+    let mut s = Session::start(WIDE, &[]);
+    let name = format!("{}.bin", HEART.repeat(30));
+    sparse_file(&s.world.path().join("bob-home").join(&name), 64 << 20);
+    s.bob.send(&format!("transfer {name}"));
+    s.alice.wait_for_text(&format!("Saved ./{name} (verified"));
+    s.bob.send("after the file");
+    s.alice.wait_for_text("bob: after the file");
+    let history = s.alice.history();
+    let shown = history.join("\n");
+    let bars = (history.iter()).filter(|row| row.starts_with("receiving "));
+    assert_eq!(bars.count(), 0, "stale bar rows:\n{shown}");
+    let wrapped = wrapped_rows(&s.alice);
+    assert!(wrapped.is_empty(), "{wrapped:?} wrapped:\n{shown}");
+}
+
 /// Rows on screen that the terminal had to wrap: a row of ours that did not fit.
 /// The lines printed before the interactive screen starts (down to `Listening on
 /// port`) are exempt: the fingerprint is printed whole so that it can be copied, and

@@ -5,6 +5,7 @@ use crate::common;
 
 use std::time::{Duration, SystemTime};
 
+use common::case_folder::CaseInsensitiveFolder;
 use common::{Pair, Stream, World, listing, pseudo_random};
 use sha2::{Digest, Sha256};
 
@@ -310,6 +311,43 @@ fn the_receiver_cancels_keeping_the_part_and_a_later_offer_resumes() {
     assert_eq!(common::kept_counts(&pair.bob.workdir), (0, 0));
 }
 
+/// A part kept for over 30 days is removed once the next transfer starts, and the
+/// receiver says so: that transfer is taken as given up, and its bytes go.
+#[test]
+fn a_part_kept_for_over_30_days_is_removed_and_the_receiver_says_so() {
+    let mut pair = Pair::connect(&[]);
+    sparse_file(&pair.alice.workdir.join("big.bin"), 1 << 30);
+    pair.alice.send("transfer big.bin");
+    pair.bob
+        .expect(Stream::Stderr, "Receiving big.bin (1.00 GiB) from alice");
+    common::wait_for_kept_part(&pair.bob.workdir, 1 << 20);
+    pair.bob.send("/cancel r1 keep");
+    pair.bob
+        .expect(Stream::Stderr, "Receiving big.bin failed: cancelled; kept ");
+    let kept = common::kept_parts(&pair.bob.workdir);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let long_ago = SystemTime::now() - Duration::from_secs(31 * 24 * 60 * 60);
+    std::fs::File::options()
+        .write(true)
+        .open(&kept[0])
+        .and_then(|part| part.set_modified(long_ago))
+        .unwrap();
+    std::fs::write(pair.alice.workdir.join("small.txt"), b"new").unwrap();
+    pair.alice.send("transfer small.txt");
+    let removed = pair
+        .bob
+        .expect(Stream::Stderr, "Removed 1 unfinished transfer");
+    assert!(
+        removed.contains(
+            "kept for over 30 days in ./.chat-parts, which can no longer resume: big.bin"
+        ),
+        "{removed}"
+    );
+    pair.bob
+        .expect(Stream::Stderr, "Saved ./small.txt (verified");
+    assert_eq!(common::kept_counts(&pair.bob.workdir), (0, 0));
+}
+
 const NOT_HASHED_AGAIN: &str =
     "Sending same.bin: unchanged since it was last hashed; not hashed again";
 
@@ -540,5 +578,37 @@ fn already_there_never_rests_on_a_stale_cached_hash() {
             .any(|line| line.contains("bob already has")),
         "{}",
         pair.alice.transcript()
+    );
+}
+
+/// Where the download folder does not tell case apart, `REPORT.txt` offered beside
+/// a stored `Report.txt` is stored as `REPORT (1).txt`, and `Report.txt` is kept.
+/// (This folder lists every name in lower case; macOS keeps each name's case.)
+#[test]
+fn a_name_taken_in_another_case_gets_a_number_where_case_does_not_count() {
+    let world = World::new();
+    let downloads = world.path().join("bob-home/downloads");
+    let _folder = match CaseInsensitiveFolder::mount(&downloads) {
+        Ok(folder) => folder,
+        Err(reason) => {
+            println!("SKIPPED case-insensitive download folder: {reason}");
+            return;
+        }
+    };
+    std::fs::write(downloads.join("Report.txt"), b"kept").unwrap();
+    let mut pair = Pair::connect_in(world, &["--download-dir", "downloads"]);
+    std::fs::write(pair.alice.workdir.join("REPORT.txt"), b"new").unwrap();
+    pair.alice.send("transfer REPORT.txt");
+    let saved = pair.bob.expect(Stream::Stderr, "(verified, sha256 ");
+    assert!(saved.contains("REPORT (1).txt (verified"), "{saved}");
+    pair.alice
+        .expect(Stream::Stderr, "REPORT.txt delivered and verified by bob");
+    assert_eq!(
+        std::fs::read(downloads.join("Report.txt")).unwrap(),
+        b"kept"
+    );
+    assert_eq!(
+        std::fs::read(downloads.join("REPORT (1).txt")).unwrap(),
+        b"new"
     );
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod case_folder;
 pub mod crowd;
 pub mod far;
 pub mod home;
