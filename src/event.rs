@@ -147,8 +147,13 @@ pub enum Event {
     },
     /// A line typed before the connection was ready; it will be sent once it is.
     Queued { pending: usize },
-    /// A connection attempt to our listener failed authentication or the handshake.
-    Rejected { addr: SocketAddr, reason: String },
+    /// A connection attempt to our listener failed authentication or the handshake;
+    /// `mismatch` when it presented another certificate than the pinned one.
+    Rejected {
+        addr: SocketAddr,
+        reason: String,
+        mismatch: Option<PinMismatch>,
+    },
     /// A connection made before we listened for real (while at our prompts) was
     /// closed by its sender before its handshake: shown only in verbose mode.
     GaveUpWaiting { addr: SocketAddr },

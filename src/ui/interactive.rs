@@ -22,6 +22,7 @@ use super::complete;
 use super::editor::{Edit, Editor};
 use super::lines::{self, Tone, wrap_marked};
 use super::rate::{self, Run};
+use super::repeats::{Repeats, Seen};
 use super::status::StatusBoard;
 use super::transfers::TransferTable;
 use crate::config::Look;
@@ -30,7 +31,7 @@ use crate::fingerprint::Fingerprint;
 use crate::input::{self, Input};
 use crate::platform;
 use crate::sanitize::for_terminal;
-use crate::tls::Pin;
+use crate::tls::{Pin, PinMismatch};
 
 /// How often bars are checked for a stall.
 const TICK: Duration = Duration::from_millis(500);
@@ -282,6 +283,10 @@ struct Screen {
     status: StatusBoard,
     /// Whether the input line asks for the peer's fingerprint again.
     asking_for_pin: bool,
+    /// The rejection repeating, counted on a live row.
+    repeats: Repeats,
+    /// The two fingerprints last compared on the screen.
+    compared: Option<PinMismatch>,
     output_open: bool,
     leaving: bool,
 }
@@ -317,6 +322,8 @@ impl Screen {
             transfers: TransferTable::default(),
             status: StatusBoard::default(),
             asking_for_pin: false,
+            repeats: Repeats::default(),
+            compared: None,
             output_open: true,
             leaving: false,
         }
@@ -486,6 +493,7 @@ impl Screen {
                 }
                 self.asking_for_pin = false;
                 self.prompt = None;
+                self.repeats.end();
                 self.push(Paint::Status, "Trying again with the new fingerprint");
                 if let Some(own) = self.own {
                     self.push(Paint::Status, &lines::safety_line(&own, &fingerprint));
@@ -580,11 +588,26 @@ impl Screen {
                 }
                 return;
             }
-            Event::Connected { peer, .. } => self.peer = Some(for_terminal(peer).into_owned()),
-            Event::WrongPin { .. } if self.pin.is_some() => {
-                self.asking_for_pin = true;
-                self.prompt = Some(REPIN_QUESTION.into());
+            Event::Connected { peer, .. } => {
+                self.peer = Some(for_terminal(peer).into_owned());
+                self.repeats.end();
             }
+            Event::WrongPin { mismatch, .. } => {
+                self.compared = Some(mismatch.clone());
+                if self.pin.is_some() {
+                    self.asking_for_pin = true;
+                    self.prompt = Some(REPIN_QUESTION.into());
+                }
+            }
+            Event::Rejected {
+                addr,
+                reason,
+                mismatch,
+            } => {
+                self.rejected(*addr, reason, mismatch.as_ref());
+                return;
+            }
+            Event::RejectedMore { count, .. } if self.repeats.untold(*count) => return,
             Event::PeerLeft => {
                 let peer = self.peer.clone().unwrap_or_else(|| "The peer".into());
                 self.push(Paint::Status, &format!("{peer} left"));
@@ -604,6 +627,38 @@ impl Screen {
                 Some(summary) => self.push(paint, &format!("{} ({summary})", line.text)),
                 None => self.push(paint, &line.text),
             }
+        }
+    }
+
+    /// A rejected connection: the first of its kind on lines of its own, with the
+    /// fingerprints compared unless the same comparison was just shown; the same
+    /// again only counted, on a live row.
+    fn rejected(
+        &mut self,
+        addr: std::net::SocketAddr,
+        reason: &str,
+        mismatch: Option<&PinMismatch>,
+    ) {
+        if self.repeats.rejected(addr, reason) == Seen::Again {
+            return;
+        }
+        let from = format!("Rejected connection from {addr}");
+        match mismatch {
+            Some(mismatch) if self.compared.as_ref() == Some(mismatch) => self.push(
+                Paint::Problem,
+                &format!("{from}: the certificate compared above, not the pinned one"),
+            ),
+            Some(mismatch) => {
+                self.push(
+                    Paint::Problem,
+                    &format!("{from}: it presented another certificate than the pinned one:"),
+                );
+                for row in lines::compare_fingerprints(&mismatch.expected, &mismatch.presented) {
+                    self.push(Paint::Problem, &row);
+                }
+                self.compared = Some(mismatch.clone());
+            }
+            None => self.push(Paint::Problem, &format!("{from}: {}", for_terminal(reason))),
         }
     }
 
@@ -850,7 +905,11 @@ impl Screen {
         let columns = self.columns();
         // The bars, the input line and one row of messages must fit, or rows would
         // scroll away on every frame.
-        let room = self.height.saturating_sub(2).max(1);
+        let repeated = self.repeats.row();
+        let room = (self
+            .height
+            .saturating_sub(2 + usize::from(repeated.is_some())))
+        .max(1);
         let shown_bars = if self.progress {
             &self.bar_order[..]
         } else {
@@ -869,6 +928,9 @@ impl Screen {
             })
             .collect();
         let bar_rows = rows.len();
+        if let Some(repeated) = repeated {
+            rows.push(truncate_to_width(&repeated, columns - 1));
+        }
         if more > 0 {
             rows.push(truncate_to_width(
                 &format!("… and {more} more transfers (/transfers lists them)"),

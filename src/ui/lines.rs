@@ -134,7 +134,7 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             "Not connected yet: lines are queued and will be sent once connected".into(),
         )),
         Event::Queued { .. } => Vec::new(),
-        Event::Rejected { addr, reason } => one(Line::problem(format!(
+        Event::Rejected { addr, reason, .. } => one(Line::problem(format!(
             "Rejected connection from {addr}: {}",
             for_terminal(reason)
         ))),

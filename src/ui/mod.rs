@@ -11,6 +11,7 @@ pub mod interactive;
 pub mod lines;
 pub mod plain;
 pub mod rate;
+pub mod repeats;
 pub mod status;
 pub mod transfers;
 

@@ -656,3 +656,56 @@ fn status_shows_the_connection_and_a_running_transfer_on_rows_of_their_own() {
     s.alice
         .wait_for_text("big.bin delivered and verified by bob");
 }
+
+/// While a mistyped fingerprint is entered again, the peer keeps dialling and is
+/// refused each time, on both sides. The same refusal again is counted on one line,
+/// so that the comparison of the two fingerprints stays on the screen.
+#[test]
+fn repeated_rejections_of_one_certificate_are_one_line_with_a_count() {
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    let flipped = if bob_fp.as_bytes()[20] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    let typo = format!("{}{flipped}{}", &bob_fp[..20], &bob_fp[21..]);
+    let start = |name: &str, extra: &[&str]| {
+        let (terminal, port, _) = start_peer(&world, name, extra, (100, 24));
+        (terminal, port)
+    };
+    let (mut alice, alice_port) = start("alice", &["--peer-fingerprint", &typo]);
+    let (bob, bob_port) = start(
+        "bob",
+        &["--connect", &alice_port, "--peer-fingerprint", &alice_fp],
+    );
+    alice.wait_for_text("Enter the target port number:");
+    alice.line(&bob_port);
+    alice.wait_for_text("^^^^ first difference");
+    for (who, terminal) in [("alice", &alice), ("bob", &bob)] {
+        terminal.wait_for(
+            &format!("{who}: a rejection counted three times"),
+            |screen| {
+                (screen.rows(0, 100))
+                    .any(|row| row.starts_with("Rejected again") && row.contains("(3 times"))
+            },
+        );
+        let history = terminal.history();
+        let shown = history.join("\n");
+        let rejected = (history.iter())
+            .filter(|row| row.starts_with("Rejected connection"))
+            .count();
+        assert_eq!(rejected, 1, "{who}:\n{shown}");
+    }
+    let rows = alice.rows();
+    assert!(
+        rows.iter()
+            .any(|row| row.ends_with("^^^^ first difference")),
+        "the comparison scrolled away:\n{}",
+        rows.join("\n")
+    );
+    alice.line(&bob_fp);
+    alice.wait_for_text("Connected to bob at 127.0.0.1:");
+    bob.wait_for_text("Connected to alice at 127.0.0.1:");
+}
