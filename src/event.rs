@@ -257,6 +257,15 @@ pub enum Event {
         receiving: bool,
         note: String,
     },
+    /// A person stopped a transfer with `/cancel`: the peer, named by `by`, or we
+    /// (`None`). `kept` says what an arriving file left for a resume, if anything.
+    TransferCancelled {
+        id: u64,
+        name: String,
+        receiving: bool,
+        by: Option<String>,
+        kept: Option<String>,
+    },
     /// A transfer failed or was refused; `receiving` tells which side we are.
     TransferFailed {
         id: u64,

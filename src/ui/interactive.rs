@@ -734,6 +734,7 @@ impl Screen {
                 self.end_bar((false, *id), false);
             }
             Event::TransferInterrupted { id, receiving, .. }
+            | Event::TransferCancelled { id, receiving, .. }
             | Event::TransferFailed { id, receiving, .. } => {
                 self.end_bar((*receiving, *id), false);
             }

@@ -709,3 +709,17 @@ fn repeated_rejections_of_one_certificate_are_one_line_with_a_count() {
     alice.wait_for_text("Connected to bob at 127.0.0.1:");
     bob.wait_for_text("Connected to alice at 127.0.0.1:");
 }
+
+/// A file of a few bytes takes round trips, not bandwidth: its closing line gives
+/// its size and time, and no rate (which read `0 B/s` or thousands of KiB/s).
+#[test]
+fn a_tiny_file_ends_with_its_size_and_time_and_no_rate() {
+    let mut s = Session::start(WIDE, &[]);
+    std::fs::write(s.alice_home().join("notes.txt"), b"twenty-three bytes here").unwrap();
+    s.alice.line("transfer notes.txt");
+    let closing = s
+        .alice
+        .wait_for_text("notes.txt delivered and verified by bob (");
+    assert!(closing.ends_with(" s)"), "{closing}");
+    assert!(!closing.contains("/s"), "{closing}");
+}
