@@ -550,6 +550,30 @@ impl Sending {
         self.head = Some(Head::Ready(id, file));
     }
 
+    /// The session ends because we or the peer left. A file on its way stops where
+    /// it is: the receiver keeps what arrived, as it does whenever data stops
+    /// coming, and says so; sending it again resumes there. The files still
+    /// waiting were not sent.
+    pub fn left(&mut self, we_left: bool, peer: &str) {
+        let streaming = self
+            .head
+            .take_if(|head| matches!(head, Head::Streaming { .. }) && !head.all_sent());
+        let who = if we_left { "you" } else { peer };
+        if let Some(head) = streaming {
+            let keeps = match we_left {
+                true => format!("you left; {peer} keeps what arrived"),
+                false => format!("{peer} left and keeps what arrived"),
+            };
+            let _ = self.events.send(Event::TransferInterrupted {
+                id: head.id().unwrap_or_default(),
+                name: head.name(),
+                receiving: false,
+                reason: format!("{keeps}, and sending it again resumes there"),
+            });
+        }
+        self.abandon(&format!("not sent: {who} left"));
+    }
+
     /// We are quitting: everything queued or in flight fails.
     pub fn abandon(&mut self, reason: &str) {
         if let Some(head) = self.head.take() {

@@ -42,6 +42,9 @@ const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// Rows at most that the echo of one typed line takes.
 const MAX_ECHO_ROWS: usize = 4;
 
+/// What the first Ctrl-C says while a file moves.
+const TRANSFER_RUNNING: &str = "A transfer is running: Ctrl-C again to leave; it resumes next time";
+
 /// What the input line asks after the peer presented another certificate.
 const REPIN_QUESTION: &str = "Enter the peer's fingerprint again: ";
 
@@ -287,6 +290,8 @@ struct Screen {
     repeats: Repeats,
     /// The two fingerprints last compared on the screen.
     compared: Option<PinMismatch>,
+    /// Ctrl-C said that a transfer is running; the next one leaves.
+    warned_of_transfers: bool,
     output_open: bool,
     leaving: bool,
 }
@@ -324,6 +329,7 @@ impl Screen {
             asking_for_pin: false,
             repeats: Repeats::default(),
             compared: None,
+            warned_of_transfers: false,
             output_open: true,
             leaving: false,
         }
@@ -391,9 +397,17 @@ impl Screen {
                 restore();
                 std::process::exit(130);
             }
+            // Leaving stops a transfer half way: asked once, and the next Ctrl-C
+            // (with no other key between) leaves.
+            if !self.leaving && !self.warned_of_transfers && self.transfers.any_running() {
+                self.warned_of_transfers = true;
+                self.push(Paint::Problem, TRANSFER_RUNNING);
+                return;
+            }
             platform::interrupt_self();
             return;
         }
+        self.warned_of_transfers = false;
         if self.leaving {
             return;
         }

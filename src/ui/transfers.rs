@@ -151,6 +151,11 @@ impl TransferTable {
         lines
     }
 
+    /// Whether a transfer is queued, hashing or moving.
+    pub fn any_running(&self) -> bool {
+        (self.rows.iter()).any(|row| !matches!(row.state, State::Ended(_)))
+    }
+
     /// Which transfer `/cancel` means: the one named, or the only one running.
     pub fn resolve(&self, named: Option<TransferId>) -> Result<TransferId, String> {
         let running: Vec<TransferId> = (self.rows.iter())

@@ -723,3 +723,33 @@ fn a_tiny_file_ends_with_its_size_and_time_and_no_rate() {
     assert!(closing.ends_with(" s)"), "{closing}");
     assert!(!closing.contains("/s"), "{closing}");
 }
+
+/// Ctrl-C while a file arrives asks first; the second leaves, the part is kept, and
+/// the sender is told that the receiver kept it and that sending again resumes.
+#[test]
+fn the_first_ctrl_c_during_a_transfer_asks_and_the_sender_learns_the_part_is_kept() {
+    let mut s = Session::start(WIDE, &[]);
+    sparse_file(&s.bob.workdir.join("big.bin"), 1 << 30);
+    s.bob.send("transfer big.bin");
+    s.alice.wait_for_text("receiving big.bin [");
+    common::wait_for_kept_part(&s.alice_home(), 1 << 20);
+    // Stopped, bob cannot finish the transfer before alice has answered.
+    s.bob.signal("STOP");
+    s.alice.keys("\x03");
+    s.alice
+        .wait_for_text("A transfer is running: Ctrl-C again to leave; it resumes next time");
+    assert!(
+        s.alice.child.try_wait().unwrap().is_none(),
+        "the first Ctrl-C left:\n{}",
+        s.alice.rows().join("\n")
+    );
+    s.bob.signal("CONT");
+    s.alice.keys("\x03");
+    assert_eq!(s.alice.wait_exit(), 130);
+    s.bob.expect(
+        Stream::Stderr,
+        "Sending big.bin interrupted: alice left and keeps what arrived, \
+         and sending it again resumes there",
+    );
+    assert_eq!(common::kept_counts(&s.alice_home()), (1, 1));
+}
