@@ -216,6 +216,7 @@ struct UsageError(String);
 /// caller to remove however the session ends.
 async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit> {
     let identity = load_identity(&config.identity)?;
+    check_download_folder(&config.download_dir)?;
     // Over iroh, the identity's long-term endpoint, which known peers dial.
     let endpoint = match config.over_iroh {
         true => Some(transport::Node {
@@ -260,12 +261,6 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         }
     }
 
-    std::fs::create_dir_all(&config.download_dir).with_context(|| {
-        format!(
-            "cannot create the download folder {}",
-            config.download_dir.display()
-        )
-    })?;
     // Before the front end takes the terminal: nothing is typed while pairing.
     let paired = match &config.trust {
         Trust::Invite => {
@@ -449,6 +444,24 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         SessionEnd::Quit if interrupted.load(Ordering::SeqCst) => Ok(Exit::Interrupted),
         _ => Ok(Exit::Success),
     }
+}
+
+/// Creates the download folder if it is missing, and makes sure that files can be
+/// created in it: a folder that refuses them is found now, not when the first
+/// file arrives and is refused on both sides.
+fn check_download_folder(dir: &Path) -> Result<()> {
+    let shown = dir.display();
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the download folder {shown}"))?;
+    tempfile::Builder::new()
+        .prefix(".chat-write-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "cannot write in the download folder {shown} (choose another with --download-dir)"
+            )
+        })
 }
 
 /// The addresses a peer could dial, at most [`ADDRESSES_SHOWN`] of them.

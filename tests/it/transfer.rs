@@ -252,6 +252,51 @@ fn files_go_to_the_download_folder_which_is_created() {
     );
 }
 
+/// A download folder in which no file can be created is found at start, and the
+/// error names it, rather than every offer being refused later.
+#[cfg(unix)]
+#[test]
+fn an_unwritable_download_folder_is_refused_at_start_by_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    world.identity("bob");
+    let home = world.path().join("bob-home");
+    std::fs::create_dir_all(home.join("closed")).unwrap();
+    std::fs::set_permissions(home.join("closed"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let certs = world.certs().display().to_string();
+    let args = [
+        "--name",
+        "bob",
+        "--certs-dir",
+        &certs,
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-fingerprint",
+        &"ab".repeat(32),
+        "--connect",
+        "1",
+        "--download-dir",
+        "closed",
+    ]
+    .map(String::from);
+    let mut bob = common::Peer::spawn_in(&common::bound_by_permissions(), &home, &args);
+    let status = bob.wait();
+    assert_eq!(status.code(), Some(1), "{}", bob.transcript());
+    let error = (bob.lines_on(Stream::Stderr).into_iter())
+        .find(|line| line.starts_with("chat: error: "))
+        .unwrap_or_else(|| panic!("no error:\n{}", bob.transcript()))
+        .to_owned();
+    assert!(
+        error.contains("cannot write in the download folder closed"),
+        "{error}"
+    );
+    assert!(
+        bob.lines_on(Stream::Stdout).is_empty(),
+        "{}",
+        bob.transcript()
+    );
+}
+
 #[test]
 fn a_chat_line_starting_with_transfer_can_be_sent_as_text() {
     let mut pair = Pair::connect(&[]);
