@@ -81,6 +81,21 @@ pub fn run_tool(tool: Tool) -> Exit {
         }
         Tool::Fingerprint { file } => identity::load_certificate(&file)
             .map(|certificate| ui::say(&Fingerprint::of(&certificate).to_string())),
+        Tool::Completions { shell } => {
+            crate::cli::write_completions(shell, &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Tool::Manpage => {
+            return match crate::cli::write_manual(&mut std::io::stdout().lock()) {
+                Ok(()) => Exit::Success,
+                // Read only in part (`chat manpage | head`): nothing went wrong.
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Exit::Success,
+                Err(err) => {
+                    ui::status(&format!("chat: error: cannot write the manual page: {err}"));
+                    Exit::Failure
+                }
+            };
+        }
         Tool::Peers { dir } => return known_peers_tool(dir, list_peers),
         Tool::Forget { name, dir } => return known_peers_tool(dir, |path| forget(path, &name)),
     };
