@@ -847,9 +847,26 @@ impl Screen {
     }
 
     /// The rows `line` takes at `columns`, coloured: the first `head` bytes of a
-    /// name line (peer or own), every row of any other.
+    /// name line (peer or own), every row of any other. A status line shows each
+    /// SHA-256 in its short grouped form, which keeps it within 80 columns, and
+    /// continues on an indented row: the `↳` marker is the peer's alone.
     fn rows_of(&self, line: &Printed, columns: usize) -> Vec<String> {
-        let rows = wrap_marked(&line.text, columns);
+        let rows = match line.paint {
+            Paint::Peer | Paint::Own => wrap_marked(&line.text, columns),
+            Paint::Status | Paint::Problem | Paint::Dim => {
+                let text = match line.paint {
+                    Paint::Dim => line.text.clone(),
+                    _ => shorten_digests(&line.text),
+                };
+                let indent = " ".repeat(lines::CONTINUATION.width());
+                (wrap_marked(&text, columns).into_iter())
+                    .map(|row| match row.strip_prefix(lines::CONTINUATION) {
+                        Some(rest) => format!("{indent}{rest}"),
+                        None => row,
+                    })
+                    .collect()
+            }
+        };
         (rows.into_iter().enumerate())
             .map(|(i, row)| match line.paint {
                 Paint::Peer | Paint::Own if i == 0 && self.colour => {
@@ -1066,6 +1083,34 @@ fn bar_style(stalled: bool, run: Run) -> ProgressStyle {
     rate::with_speed(style, run)
 }
 
+/// `text` with each SHA-256 in hex (64 digits standing alone) in the grouped
+/// short form a person compares: `ec12 be32 5a77 19c0 …`. What is typed (a
+/// fingerprint at a prompt) is shown as typed, and plain output keeps every digit.
+fn shorten_digests(text: &str) -> String {
+    const DIGITS: usize = 64;
+    let mut shortened = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_hexdigit()) {
+        let (before, from) = rest.split_at(start);
+        let run = from
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(from.len());
+        let (word, after) = from.split_at(run);
+        let alone = !before.ends_with(|c: char| c.is_ascii_alphanumeric());
+        shortened.push_str(before);
+        if alone && word.len() == DIGITS && word.chars().all(|c| c.is_ascii_hexdigit()) {
+            let groups: Vec<&str> = (0..4).map(|i| &word[i * 4..i * 4 + 4]).collect();
+            shortened.push_str(&groups.join(" "));
+            shortened.push_str(" …");
+        } else {
+            shortened.push_str(word);
+        }
+        rest = after;
+    }
+    shortened.push_str(rest);
+    shortened
+}
+
 /// Columns and rows of the terminal (80×24 if it cannot tell).
 fn terminal_size() -> (u16, usize) {
     crossterm::terminal::size().map_or((80, 24), |(columns, rows)| (columns, usize::from(rows)))
@@ -1188,6 +1233,20 @@ mod tests {
             .find(|row| row.starts_with("Saved ./big.bin"))
             .unwrap_or_else(|| panic!("no closing line: {printed:#?}"));
         assert!(saved.contains(" (1.44 GiB of 3.00 GiB in "), "{saved}");
+    }
+
+    #[test]
+    fn digests_are_shortened_where_they_stand_alone() {
+        let digest = "ec12be325a7719c0".repeat(4);
+        assert_eq!(
+            shorten_digests(&format!("Saved ./a (verified, sha256 {digest})")),
+            "Saved ./a (verified, sha256 ec12 be32 5a77 19c0 …)"
+        );
+        let longer = format!("{digest}0");
+        assert_eq!(shorten_digests(&longer), longer);
+        let inside = format!("x{digest}");
+        assert_eq!(shorten_digests(&inside), inside);
+        assert_eq!(shorten_digests("no digest, café 12"), "no digest, café 12");
     }
 
     /// The rows waiting to be printed above the live ones.

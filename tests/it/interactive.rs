@@ -753,3 +753,37 @@ fn the_first_ctrl_c_during_a_transfer_asks_and_the_sender_learns_the_part_is_kep
     );
     assert_eq!(common::kept_counts(&s.alice_home()), (1, 1));
 }
+
+/// On an 80-column terminal a status line that carries a SHA-256 fits one row, in
+/// the short grouped form, and no status row starts with the `↳` that marks the
+/// continuation of a peer's line.
+#[test]
+fn a_saved_line_fits_80_columns_and_only_peer_lines_continue_with_the_marker() {
+    let mut s = Session::start((80, 24), &[]);
+    let data = pseudo_random(3000, 11);
+    std::fs::write(s.bob.workdir.join("notes.txt"), &data).unwrap();
+    s.bob.send("transfer notes.txt");
+    let digest = hex::encode(Sha256::digest(&data));
+    let grouped = format!(
+        "{} {} {} {} …",
+        &digest[..4],
+        &digest[4..8],
+        &digest[8..12],
+        &digest[12..16]
+    );
+    let saved = s
+        .alice
+        .wait_for_text("Saved ./notes.txt (verified, sha256 ");
+    assert!(saved.contains(&grouped), "{saved}");
+    s.bob
+        .send(&format!("a long line from bob {}", "y".repeat(80)));
+    s.alice.wait_for_text("bob: a long line from bob");
+    let rows = s.alice.rows();
+    let marked: Vec<&String> = (rows.iter())
+        .filter(|row| row.starts_with("  \u{21b3} "))
+        .collect();
+    assert_eq!(marked.len(), 1, "{}", rows.join("\n"));
+    assert!(marked[0].contains("yyyy"), "{}", rows.join("\n"));
+    let wrapped = wrapped_rows(&s.alice);
+    assert!(wrapped.is_empty(), "{wrapped:?}:\n{}", rows.join("\n"));
+}
