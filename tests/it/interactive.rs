@@ -787,3 +787,60 @@ fn a_saved_line_fits_80_columns_and_only_peer_lines_continue_with_the_marker() {
     let wrapped = wrapped_rows(&s.alice);
     assert!(wrapped.is_empty(), "{wrapped:?}:\n{}", rows.join("\n"));
 }
+
+/// A peer started with nothing to go on shows its fingerprint once, grouped, and
+/// before its first question says what it waits for and what to do.
+#[test]
+fn a_peer_started_bare_says_what_it_waits_for_with_one_fingerprint() {
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let (args, home) = peer_args(&world, "alice", &[]);
+    let mut alice = Terminal::start(&home, &args, (80, 24), &[]);
+    alice.wait_for_text("Enter the target port number:");
+    let rows = alice.rows();
+    let shown = rows.join("\n");
+    let prompt = (rows.iter())
+        .position(|row| row.starts_with("Enter the target port number:"))
+        .unwrap();
+    let before: Vec<&String> = (rows[..prompt].iter())
+        .filter(|row| !row.is_empty())
+        .collect();
+    assert!(
+        before.len() <= 6,
+        "{} rows before the prompt:\n{shown}",
+        before.len()
+    );
+    assert!(
+        !shown.contains(&alice_fp),
+        "the fingerprint unread:\n{shown}"
+    );
+    let first_group = format!("Fingerprint: {} ", &alice_fp[..4]);
+    let fingerprints = (rows.iter())
+        .filter(|row| row.contains(&alice_fp[..4]))
+        .count();
+    assert_eq!(fingerprints, 1, "{shown}");
+    assert!(
+        rows.iter().any(|row| row.starts_with(&first_group)),
+        "{shown}"
+    );
+    let waiting = (rows[..prompt].iter())
+        .position(|row| row.starts_with("Waiting for the peer's port and fingerprint"))
+        .unwrap_or_else(|| panic!("no word of what it waits for:\n{shown}"));
+    assert!(
+        rows[waiting..prompt]
+            .iter()
+            .any(|row| row.contains("chat --invite")),
+        "{shown}"
+    );
+    // The two rows of the fingerprint, pasted, are one fingerprint: here, as the
+    // fingerprint of a peer whose port is then given.
+    alice.line("1");
+    alice.wait_for_text("Enter the peer's fingerprint:");
+    let grouped: Vec<String> = (rows.iter())
+        .skip_while(|row| !row.starts_with("Fingerprint: "))
+        .take(2)
+        .cloned()
+        .collect();
+    alice.keys(&format!("\x1b[200~{}\x1b[201~\r", grouped.join("\n")));
+    alice.wait_for_text("Note: the peer fingerprint is our own");
+}
