@@ -711,17 +711,24 @@ fn repeated_rejections_of_one_certificate_are_one_line_with_a_count() {
 }
 
 /// A file of a few bytes takes round trips, not bandwidth: its closing line gives
-/// its size and time, and no rate (which read `0 B/s` or thousands of KiB/s).
+/// its size and time, and no rate (which read `0 B/s` or thousands of KiB/s), on
+/// the side that sends it and on the side that receives it.
 #[test]
 fn a_tiny_file_ends_with_its_size_and_time_and_no_rate() {
-    let mut s = Session::start(WIDE, &[]);
+    // Wide enough for a whole SHA-256 on one row.
+    let mut s = Session::start((160, 30), &[]);
     std::fs::write(s.alice_home().join("notes.txt"), b"twenty-three bytes here").unwrap();
+    std::fs::write(s.bob.workdir.join("reply.txt"), b"a reply of 22 bytes...").unwrap();
     s.alice.line("transfer notes.txt");
-    let closing = s
+    s.bob.send("transfer reply.txt");
+    let sent = s
         .alice
         .wait_for_text("notes.txt delivered and verified by bob (");
-    assert!(closing.ends_with(" s)"), "{closing}");
-    assert!(!closing.contains("/s"), "{closing}");
+    let received = s.alice.wait_for_text("Saved ./reply.txt (verified, ");
+    for closing in [sent, received] {
+        assert!(closing.ends_with(" s)"), "{closing}");
+        assert!(!closing.contains("/s"), "{closing}");
+    }
 }
 
 /// Ctrl-C while a file arrives asks first; the second leaves, the part is kept, and
