@@ -606,11 +606,18 @@ impl Screen {
                 self.peer = Some(for_terminal(peer).into_owned());
                 self.repeats.end();
             }
-            Event::WrongPin { mismatch, .. } => {
-                self.compared = Some(mismatch.clone());
+            Event::WrongPin { target, mismatch } => {
                 if self.pin.is_some() {
                     self.asking_for_pin = true;
                     self.prompt = Some(REPIN_QUESTION.into());
+                }
+                if self.compared.replace(mismatch.clone()).as_ref() == Some(mismatch) {
+                    let text = format!(
+                        "The peer at {target} is not the one whose fingerprint was given: \
+                         it presented the certificate compared above"
+                    );
+                    self.push(Paint::Problem, &text);
+                    return;
                 }
             }
             Event::Rejected {
