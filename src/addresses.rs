@@ -7,7 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// How far an address reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reach {
-    /// A private or link-local network: peers on the same network, or a VPN.
+    /// A private or link-local network, or a range never routed on the internet
+    /// (documentation, benchmarking): peers on the same network, or a VPN.
     Lan,
     /// The internet, unless a firewall says otherwise.
     Public,
@@ -38,11 +39,23 @@ pub fn reach(ip: IpAddr) -> Option<Reach> {
 }
 
 fn reach_v4(ip: Ipv4Addr) -> Option<Reach> {
-    let [first, second, ..] = ip.octets();
+    let [first, second, third, _] = ip.octets();
     let carrier_grade_nat = first == 100 && (64..128).contains(&second);
+    // 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24 (RFC 5737), and
+    // 198.18.0.0/15 for benchmarks (RFC 2544): found only on test networks.
+    let documentation = matches!(
+        (first, second, third),
+        (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
+    );
+    let benchmarking = first == 198 && (second == 18 || second == 19);
     if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
         None
-    } else if ip.is_private() || ip.is_link_local() || carrier_grade_nat {
+    } else if ip.is_private()
+        || ip.is_link_local()
+        || carrier_grade_nat
+        || documentation
+        || benchmarking
+    {
         Some(Reach::Lan)
     } else {
         Some(Reach::Public)
@@ -53,9 +66,11 @@ fn reach_v6(ip: Ipv6Addr) -> Option<Reach> {
     let first = ip.segments()[0];
     let link_local = first & 0xffc0 == 0xfe80;
     let unique_local = first & 0xfe00 == 0xfc00;
+    // 2001:db8::/32 (RFC 3849).
+    let documentation = first == 0x2001 && ip.segments()[1] == 0x0db8;
     if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || link_local {
         None
-    } else if unique_local {
+    } else if unique_local || documentation {
         Some(Reach::Lan)
     } else {
         Some(Reach::Public)
@@ -102,10 +117,22 @@ mod tests {
             "169.254.3.4",
             "100.64.0.1",
             "fd12::1",
+            "fc00::2",
+            "192.0.2.7",
+            "198.51.100.20",
+            "203.0.113.9",
+            "198.18.0.1",
+            "2001:db8::5",
         ] {
             assert_eq!(reach_of(lan), Some(Reach::Lan), "{lan}");
         }
-        for public in ["203.0.113.9", "8.8.8.8", "100.128.0.1", "2001:db8::5"] {
+        for public in [
+            "8.8.8.8",
+            "100.128.0.1",
+            "2a01:4f8::1",
+            "192.0.3.1",
+            "203.0.114.1",
+        ] {
             assert_eq!(reach_of(public), Some(Reach::Public), "{public}");
         }
         for useless in [

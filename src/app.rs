@@ -38,7 +38,7 @@ use crate::ui::Console;
 /// How long a stop signal gives the graceful close before the process ends anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(7);
 /// Addresses listed at start; a machine with many interfaces has more.
-const ADDRESSES_SHOWN: usize = 6;
+const ADDRESSES_SHOWN: usize = 4;
 /// How long the end of a session waits for its last lines to be printed.
 const PRINTER_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -81,6 +81,21 @@ pub fn run_tool(tool: Tool) -> Exit {
         }
         Tool::Fingerprint { file } => identity::load_certificate(&file)
             .map(|certificate| ui::say(&Fingerprint::of(&certificate).to_string())),
+        Tool::Completions { shell } => {
+            crate::cli::write_completions(shell, &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Tool::Manpage => {
+            return match crate::cli::write_manual(&mut std::io::stdout().lock()) {
+                Ok(()) => Exit::Success,
+                // Read only in part (`chat manpage | head`): nothing went wrong.
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Exit::Success,
+                Err(err) => {
+                    ui::status(&format!("chat: error: cannot write the manual page: {err}"));
+                    Exit::Failure
+                }
+            };
+        }
         Tool::Peers { dir } => return known_peers_tool(dir, list_peers),
         Tool::Forget { name, dir } => return known_peers_tool(dir, |path| forget(path, &name)),
     };
@@ -216,6 +231,7 @@ struct UsageError(String);
 /// caller to remove however the session ends.
 async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit> {
     let identity = load_identity(&config.identity)?;
+    check_download_folder(&config.download_dir)?;
     // Over iroh, the identity's long-term endpoint, which known peers dial.
     let endpoint = match config.over_iroh {
         true => Some(transport::Node {
@@ -242,11 +258,18 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
                 .with_context(|| format!("cannot listen on {}", config.listen))?,
         ),
     };
-    ui::say(&format!("Fingerprint: {}", identity.fingerprint));
-    ui::status(&format!(
-        "Your fingerprint, to read out: {}",
-        identity.fingerprint.grouped()
-    ));
+    // A person reads the fingerprint out, once; a script reads it whole.
+    if ui::at_a_terminal() {
+        ui::fingerprint_rows(&identity.fingerprint)
+            .iter()
+            .for_each(|row| ui::say(row));
+    } else {
+        ui::say(&format!("Fingerprint: {}", identity.fingerprint));
+        ui::status(&format!(
+            "Your fingerprint, to read out: {}",
+            identity.fingerprint.grouped()
+        ));
+    }
     let mut port = 0;
     if let Some(listener) = &listener {
         let listening = listener
@@ -260,12 +283,6 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         }
     }
 
-    std::fs::create_dir_all(&config.download_dir).with_context(|| {
-        format!(
-            "cannot create the download folder {}",
-            config.download_dir.display()
-        )
-    })?;
     // Before the front end takes the terminal: nothing is typed while pairing.
     let paired = match &config.trust {
         Trust::Invite => {
@@ -326,6 +343,16 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         _ => None,
     };
     let (mut console, mut lines) = Console::start(&identity.name, config.look)?;
+    let asks_target = paired.is_none()
+        && config.connect.is_none()
+        && config.links != LinkMode::AcceptOne
+        && endpoint.is_none();
+    let asks_pin = paired.is_none() && matches!(config.trust, Trust::Ask);
+    if console.is_interactive() {
+        for line in waiting_for_answers(asks_target, asks_pin) {
+            console.note(line);
+        }
+    }
     let target = match (&paired, config.connect) {
         _ if config.links == LinkMode::AcceptOne || endpoint.is_some() => None,
         (Some(paired), _) => match &paired.session {
@@ -451,27 +478,68 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
     }
 }
 
-/// The addresses a peer could dial, at most [`ADDRESSES_SHOWN`] of them.
+/// What a person at a terminal reads before the first question: what `chat` waits
+/// for, where it comes from, and the easier way; rows that fit 80 columns.
+fn waiting_for_answers(target: bool, pin: bool) -> &'static [&'static str] {
+    match (target, pin) {
+        (true, true) => &[
+            "Waiting for the peer's port and fingerprint: start chat in a second terminal",
+            "and type what it prints. Or Ctrl-C and pair by code: chat --invite.",
+        ],
+        (true, false) => &["Waiting for the peer's port: its chat prints it (Listening on port)."],
+        (false, true) => {
+            &["Waiting for the peer's fingerprint: its chat prints it (Ctrl-C leaves)."]
+        }
+        (false, false) => &[],
+    }
+}
+
+/// Creates the download folder if it is missing, and makes sure that files can be
+/// created in it: a folder that refuses them is found now, not when the first
+/// file arrives and is refused on both sides.
+fn check_download_folder(dir: &Path) -> Result<()> {
+    let shown = dir.display();
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the download folder {shown}"))?;
+    tempfile::Builder::new()
+        .prefix(".chat-write-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "cannot write in the download folder {shown} (choose another with --download-dir)"
+            )
+        })
+}
+
+/// The addresses a peer could dial, at most [`ADDRESSES_SHOWN`] of them, on one line.
 fn show_reachable(listening: std::net::SocketAddr) {
     let reachable = addresses::reachable(listening);
-    for (addr, reach) in reachable.iter().take(ADDRESSES_SHOWN) {
-        ui::status(&format!("Reachable at {addr} ({reach})"));
+    if reachable.is_empty() {
+        return;
     }
+    let mut shown: Vec<String> = (reachable.iter().take(ADDRESSES_SHOWN))
+        .map(|(addr, reach)| format!("{addr} ({reach})"))
+        .collect();
     if let Some(more) = reachable
         .len()
         .checked_sub(ADDRESSES_SHOWN)
         .filter(|&n| n > 0)
     {
-        ui::status(&format!("… and {more} more addresses"));
+        shown.push(format!("and {more} more"));
     }
+    ui::status(&format!("Reachable at {}", shown.join(", ")));
 }
 
 /// Asks the router to forward `port`; a failure is only a warning.
 async fn map_port(port: u16) -> Option<PortMapping> {
     match portmap::map(port).await {
         Ok(mapping) => {
+            // A router behind another NAT has an address of a carrier's network.
+            let reach =
+                addresses::reach((*mapping.external.ip()).into()).unwrap_or(addresses::Reach::Lan);
             ui::status(&format!(
-                "Reachable at {} (public, forwarded by the router to port {port} while chat runs)",
+                "Reachable at {} ({reach}, forwarded by the router to port {port} while chat runs)",
                 mapping.external
             ));
             Some(mapping)

@@ -1,9 +1,11 @@
 //! The command line as clap sees it, and its conversion into a validated [`Config`].
 
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 
 use crate::config::{self, Config, IdentitySource, LinkMode, ListenAddr, Look, Trust};
 use crate::fingerprint::Fingerprint;
@@ -12,44 +14,78 @@ use crate::known_peers::{Entry, KnownPeers};
 use crate::pairing::InviteCode;
 use crate::target::Target;
 
+/// The examples under `--help`: the way most people start, by code, first.
 const EXAMPLE: &str = "\
-Example: a session between two terminals
-  alice$ chat --name alice --listen 7001
+Examples:
+  alice$ chat --invite        prints a one-time code, such as 7-amber-lantern-echo
+  bob$   chat --join          asks for that code; the two are then paired and chat
+  later: chat --peer bob      on alice's side, chat --peer alice on bob's
+
+In a session: type to chat, `transfer FILE` or `transfer DIR` to send, /help for more.
+The whole manual: chat manpage | man -l -";
+
+/// What the manual adds after the options: the other ways to start a session.
+const MORE_EXAMPLES: &str = "\
+Pair by a one-time code over the internet (through iroh's relays, then directly where
+the routers allow):
+  alice$ chat --invite
+  bob$ chat --join
+  later: chat --peer bob (alice) and chat --peer alice (bob)
+
+Pair by code over TCP, where one side can reach the other:
+  alice$ chat --invite --listen 7001
+  bob$ chat --join --connect 192.168.1.20:7001
+
+Exchange fingerprints instead of a code:
+  alice$ chat --listen 7001
   Fingerprint: 3f1c...          (tell bob this line)
-  Listening on port 7001
   Enter the target port number: 7002
   Enter the peer's fingerprint: 9a0b...   (bob's Fingerprint line)
+  bob$ chat --listen 7002 --connect 7001 --peer-fingerprint 3f1c...
 
-  bob$ chat --name bob --listen 7002 --connect 7001 --peer-fingerprint 3f1c...
-
-Or pair by a one-time code instead of fingerprints, and by name from then on:
-  alice$ chat --invite
-  Invite code: 7-amber-lantern-echo
-    chat --join --connect 192.168.1.20:7001
-    (then type the code at its prompt)
-  bob$ chat --join --connect 192.168.1.20:7001
-  Enter the invite code: 7-amber-lantern-echo
-  later: chat --peer alice --connect 192.168.1.20:7001
-
-When only one side can be reached (the other is behind a NAT or a firewall), one
-connection carries both directions:
+When only one side can be reached, one connection carries both directions:
   alice$ chat --peer bob --accept --listen 7001           (the side bob can reach)
   bob$ chat --peer alice --connect 203.0.113.5:7001 --no-listen
 
-Then each line typed in one window appears in the other as `name: text`,
-and `transfer FILE...` sends files, stored in the peer's --download-dir once each
-one's size and SHA-256 are verified.
-Check a fingerprint with: openssl x509 -in ~/.config/chat/alice.crt -noout -fingerprint -sha256
-Type /help in a session for its commands.";
+Each line typed in one window appears in the other as `name: text`, and `transfer
+FILE...` sends files, stored in the peer's --download-dir once each one's size and
+SHA-256 are verified. Check a fingerprint with: openssl x509 -in
+~/.config/chat/alice.crt -noout -fingerprint -sha256. Type /help in a session for its
+commands.";
 
-/// Peer-to-peer chat over mutually authenticated TLS 1.3, each side pinning the other's certificate.
+/// The option groups of `--help`, in the order a person needs them.
+const PAIRING: &str = "Pairing";
+const CONNECTING: &str = "Connecting";
+const TRANSFERS: &str = "Transfers";
+const IDENTITY: &str = "Identity";
+const OUTPUT: &str = "Output";
+
+/// Peer-to-peer chat and file transfer over mutually pinned TLS 1.3.
+///
+/// Two people pair once with a one-time code (or by exchanging fingerprints), then
+/// meet by name. Every line and every file travels inside TLS 1.3 that each side
+/// pins to the other's certificate; received files are stored only once their size
+/// and SHA-256 check out.
 #[derive(Debug, Parser)]
-#[command(version, after_help = EXAMPLE, args_conflicts_with_subcommands = true)]
+#[command(
+    version,
+    after_help = EXAMPLE,
+    after_long_help = MORE_EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Tool>,
     #[command(flatten)]
     pub peer: PeerArgs,
+    /// Print help (the whole manual: chat manpage).
+    #[arg(short, long, action = ArgAction::HelpShort, help_heading = OUTPUT)]
+    help: Option<bool>,
+    /// Print the version.
+    #[arg(short = 'V', long, action = ArgAction::Version, help_heading = OUTPUT)]
+    version: Option<bool>,
 }
 
 /// Helpers that do not start a peer.
@@ -86,92 +122,130 @@ pub enum Tool {
         /// A PEM certificate file.
         file: PathBuf,
     },
+    /// Print a shell's completion script for chat (see the README for where it goes).
+    Completions {
+        /// The shell: bash, zsh, fish, powershell or elvish.
+        shell: Shell,
+    },
+    /// Print chat's manual page, in roff (read it with: chat manpage | man -l -).
+    Manpage,
 }
 
-/// Options for running a peer.
+/// Options for running a peer. The first paragraph of each is its line in
+/// `--help`; the rest is for the manual page.
 #[derive(Debug, Args)]
 pub struct PeerArgs {
-    /// Identity to use: NAME.crt and NAME.key in the --certs-dir folder, created if neither exists. [default: $USER, or "peer"]
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Folder that holds named identities. [default: $CHAT_HOME, else the per-user configuration folder's chat/: $XDG_CONFIG_HOME/chat or ~/.config/chat]
-    #[arg(long, value_name = "DIR")]
-    pub certs_dir: Option<PathBuf>,
-    /// Certificate file to present, instead of a named identity (needs --key).
-    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "name")]
-    pub cert: Option<PathBuf>,
-    /// Private key file for --cert; must not be readable by group or others.
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// Where to listen: PORT or HOST:PORT, IPv4 or IPv6. [default: all interfaces, a port the OS picks]
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// The peer's listener: PORT (on 127.0.0.1) or HOST:PORT. Asked for on standard input if absent.
-    #[arg(long, value_name = "TARGET")]
-    pub connect: Option<String>,
-    /// Dial --connect TARGET and listen for nothing: that one connection carries both directions.
-    /// For the side behind a NAT or a firewall; the peer runs with --accept.
-    #[arg(long, requires = "connect", conflicts_with_all = ["listen", "map_port", "accept", "invite", "join"])]
-    pub no_listen: bool,
-    /// Listen, and dial nobody: the peer's one connection (it runs with --connect ... --no-listen)
-    /// carries both directions. For the side the peer can reach; no target is asked for.
-    #[arg(long, conflicts_with_all = ["connect", "invite", "join"])]
-    pub accept: bool,
-    /// The SHA-256 fingerprint of the peer's certificate, the only one accepted. Hex, any case, colons and a
-    /// "sha256:" prefix allowed. Asked for on standard input if neither this nor --peer-cert is given.
-    #[arg(long, value_name = "FP", conflicts_with = "peer_cert")]
-    pub peer_fingerprint: Option<String>,
-    /// Take the peer's fingerprint from its certificate file.
-    #[arg(long, value_name = "FILE")]
-    pub peer_cert: Option<PathBuf>,
-    /// Trust the peer saved under NAME in known_peers (see `chat peers`). Every peer reached with
-    /// --peer-fingerprint, --peer-cert, the prompt or an invite code is saved there under its
-    /// certificate's name.
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["peer_fingerprint", "peer_cert"])]
-    pub peer: Option<String>,
-    /// Pair with someone new: print a one-time code, and the command to give them, and wait for them
-    /// to join. Nothing to type on either side but that command. The code works once, for 5 minutes.
-    #[arg(long, conflicts_with_all = ["connect", "peer_fingerprint", "peer_cert", "peer", "join"])]
+    /// Pair with someone new: print a one-time code for them.
+    ///
+    /// Prints the code, and the command to give them, and waits for them to join.
+    /// Nothing to type on either side but that command. The code works once, for 5
+    /// minutes.
+    #[arg(long, help_heading = PAIRING, conflicts_with_all = ["connect", "peer_fingerprint", "peer_cert", "peer", "join"])]
     pub invite: bool,
-    /// Join the peer that printed this invite code (with --connect, the address it printed). Without
-    /// CODE, it is taken from $CHAT_INVITE_CODE (for scripts) or asked for, which keeps it out of the
+    /// Join the peer that printed an invite code.
+    ///
+    /// With --connect, at the address it printed. Without CODE, the code is taken
+    /// from $CHAT_INVITE_CODE (for scripts) or asked for, which keeps it out of the
     /// process list that other users of this machine can read.
-    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["peer_fingerprint", "peer_cert", "peer"])]
+    #[arg(long, help_heading = PAIRING, value_name = "CODE", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["peer_fingerprint", "peer_cert", "peer"])]
     pub join: Option<String>,
-    /// Folder where received files are stored (created if missing).
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    pub download_dir: PathBuf,
-    /// Refuse offered files larger than SIZE (bytes, or with K, M, G, T suffix). [default: no limit
-    /// beyond the free space in the download folder]
-    #[arg(long, value_name = "SIZE")]
-    pub max_file_size: Option<String>,
-    /// How long to keep trying to reach the peer, at start or after a connection drops
-    /// (seconds, or with s, m or h).
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    pub retry_for: String,
-    /// Ask the router (PCP or UPnP-IGD) to forward the listening port from its public address, and
-    /// print that address for the peer. The mapping is renewed while chat runs and removed at exit.
-    /// If the router says no, chat warns and goes on.
-    #[arg(long)]
+    /// Meet the peer saved under NAME by an earlier session (chat peers lists them).
+    ///
+    /// Every peer reached with --peer-fingerprint, --peer-cert, the prompt or an
+    /// invite code is saved in known_peers under its certificate's name.
+    #[arg(long, help_heading = PAIRING, value_name = "NAME", conflicts_with_all = ["peer_fingerprint", "peer_cert"])]
+    pub peer: Option<String>,
+    /// Trust only the peer with this certificate fingerprint.
+    ///
+    /// The SHA-256 of the peer's certificate: hex, any case, colons and a "sha256:"
+    /// prefix allowed. Asked for on standard input if neither this nor --peer-cert
+    /// nor any other way of pairing is given.
+    #[arg(long, help_heading = PAIRING, value_name = "FP", conflicts_with = "peer_cert")]
+    pub peer_fingerprint: Option<String>,
+    /// Trust only the peer with this certificate file.
+    #[arg(long, help_heading = PAIRING, value_name = "FILE")]
+    pub peer_cert: Option<PathBuf>,
+    /// Dial the peer's listener: PORT (on 127.0.0.1) or HOST:PORT.
+    ///
+    /// Asked for on standard input if absent, unless pairing or a known peer met
+    /// over iroh says where the peer is.
+    #[arg(long, help_heading = CONNECTING, value_name = "TARGET")]
+    pub connect: Option<String>,
+    /// Listen on PORT or HOST:PORT, IPv4 or IPv6.
+    ///
+    /// [default: all interfaces, a port the system picks]
+    #[arg(long, help_heading = CONNECTING, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Listen and dial nobody: for the side the peer can reach.
+    ///
+    /// The peer's one connection (it runs with --connect ... --no-listen) carries
+    /// both directions; no target is asked for.
+    #[arg(long, help_heading = CONNECTING, conflicts_with_all = ["connect", "invite", "join"])]
+    pub accept: bool,
+    /// Dial --connect and listen for nothing: for the side behind a NAT.
+    ///
+    /// That one connection carries both directions; the peer runs with --accept.
+    #[arg(long, help_heading = CONNECTING, requires = "connect", conflicts_with_all = ["listen", "map_port", "accept", "invite", "join"])]
+    pub no_listen: bool,
+    /// Ask the router to forward the listening port (PCP or UPnP-IGD).
+    ///
+    /// Prints the public address for the peer. The mapping is renewed while chat
+    /// runs and removed at exit. If the router says no, chat warns and goes on.
+    #[arg(long, help_heading = CONNECTING)]
     pub map_port: bool,
-    /// A relay to meet the peer through over iroh, instead of the public relays that iroh's
-    /// authors run: a URL such as https://relay.example.org (repeat for more; also $CHAT_RELAY,
-    /// URLs separated by commas). A relay sees endpoint IDs, addresses, timing and volume, never
+    /// Keep trying to reach the peer this long (seconds, or with s, m or h).
+    ///
+    /// At start, and after a connection drops.
+    #[arg(long, help_heading = CONNECTING, value_name = "DURATION", default_value = "5m")]
+    pub retry_for: String,
+    /// Meet the peer through this relay over iroh (repeatable).
+    ///
+    /// Instead of the public relays that iroh's authors run: a URL such as
+    /// https://relay.example.org (repeat for more; also $CHAT_RELAY, URLs separated
+    /// by commas). A relay sees endpoint IDs, addresses, timing and volume, never
     /// what is said or sent.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, help_heading = CONNECTING, value_name = "URL")]
     pub relay: Vec<String>,
-    /// Trust the CA certificates (PEM) in FILE for relays, beside the web's usual roots: for a relay
-    /// of your own with a private certificate (repeat for more files).
-    #[arg(long, value_name = "FILE")]
+    /// Trust the CA certificates (PEM) in FILE for relays (repeatable).
+    ///
+    /// Beside the web's usual roots: for a relay of your own with a private
+    /// certificate.
+    #[arg(long, help_heading = CONNECTING, value_name = "FILE")]
     pub relay_ca: Vec<PathBuf>,
-    /// Show connection details such as the negotiated TLS cipher suite and key exchange.
-    #[arg(short, long)]
+    /// Store received files in DIR (created if missing).
+    #[arg(long, help_heading = TRANSFERS, value_name = "DIR", default_value = ".")]
+    pub download_dir: PathBuf,
+    /// Refuse offered files larger than SIZE (bytes, or with K, M, G, T).
+    ///
+    /// [default: no limit beyond the free space in the download folder]
+    #[arg(long, help_heading = TRANSFERS, value_name = "SIZE")]
+    pub max_file_size: Option<String>,
+    /// Use the identity NAME, created if missing [default: your login name].
+    ///
+    /// NAME.crt and NAME.key in the --certs-dir folder, created if neither exists.
+    /// [default: $USER if it makes a valid name, else "peer"]
+    #[arg(long, help_heading = IDENTITY, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Keep identities in DIR.
+    ///
+    /// [default: $CHAT_HOME, else the per-user configuration folder's chat/:
+    /// $XDG_CONFIG_HOME/chat or ~/.config/chat]
+    #[arg(long, help_heading = IDENTITY, value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// Present this certificate file instead of a named identity (needs --key).
+    #[arg(long, help_heading = IDENTITY, value_name = "FILE", requires = "key", conflicts_with = "name")]
+    pub cert: Option<PathBuf>,
+    /// The private key file for --cert; readable by you alone.
+    #[arg(long, help_heading = IDENTITY, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Show connection details, such as the TLS cipher suite and key exchange.
+    #[arg(short, long, help_heading = OUTPUT)]
     pub verbose: bool,
     /// Never draw progress bars.
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub no_progress: bool,
     /// Start every line shown with the local time, as [HH:MM].
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub timestamps: bool,
 }
 
@@ -271,6 +345,35 @@ impl PeerArgs {
     }
 }
 
+/// Writes `shell`'s completion script for `chat`.
+pub fn write_completions(shell: Shell, out: &mut dyn Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "chat", out);
+}
+
+/// Writes `chat`'s manual page, in roff: the command with its options under their
+/// headings, then each helper command with its own. One page rather than one per
+/// helper (as git has), since the helpers are few and small.
+pub fn write_manual(out: &mut dyn Write) -> io::Result<()> {
+    let command = Cli::command();
+    clap_mangen::Man::new(command.clone()).render(out)?;
+    for tool in command.get_subcommands() {
+        let name = format!("chat {}", tool.get_name());
+        let has_options = tool.get_arguments().any(|arg| !arg.is_hide_set());
+        let page = clap_mangen::Man::new(tool.clone().bin_name(name.clone()));
+        let mut section = Vec::new();
+        page.render_synopsis_section(&mut section)?;
+        page.render_description_section(&mut section)?;
+        if has_options {
+            page.render_options_section(&mut section)?;
+        }
+        // One section per helper: its own headings become subsections of it.
+        writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+        let section = String::from_utf8_lossy(&section).replace(".SH ", ".SS ");
+        out.write_all(section.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// The entry for `name` in the known-peers file at `path`.
 fn find_known(path: &Path, name: &str) -> Result<Entry> {
     let peers = KnownPeers::load(path)?;
@@ -346,7 +449,6 @@ fn default_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn clap_definition_is_consistent() {

@@ -147,8 +147,13 @@ pub enum Event {
     },
     /// A line typed before the connection was ready; it will be sent once it is.
     Queued { pending: usize },
-    /// A connection attempt to our listener failed authentication or the handshake.
-    Rejected { addr: SocketAddr, reason: String },
+    /// A connection attempt to our listener failed authentication or the handshake;
+    /// `mismatch` when it presented another certificate than the pinned one.
+    Rejected {
+        addr: SocketAddr,
+        reason: String,
+        mismatch: Option<PinMismatch>,
+    },
     /// A connection made before we listened for real (while at our prompts) was
     /// closed by its sender before its handshake: shown only in verbose mode.
     GaveUpWaiting { addr: SocketAddr },
@@ -251,6 +256,15 @@ pub enum Event {
         name: String,
         receiving: bool,
         note: String,
+    },
+    /// A person stopped a transfer with `/cancel`: the peer, named by `by`, or we
+    /// (`None`). `kept` says what an arriving file left for a resume, if anything.
+    TransferCancelled {
+        id: u64,
+        name: String,
+        receiving: bool,
+        by: Option<String>,
+        kept: Option<String>,
     },
     /// A transfer failed or was refused; `receiving` tells which side we are.
     TransferFailed {

@@ -21,6 +21,7 @@ use crate::handshake::{self, Greeting, HandshakeError, Link, Stage};
 use crate::link::knock::Doorman;
 use crate::link::{Route, Stream};
 use crate::rejections::Rejections;
+use crate::tls::{self, PinMismatch};
 
 /// Handshakes in progress at once. A newcomer beyond it takes the slot of an
 /// unauthenticated one (see [`crate::admission`]), so this bounds memory and file
@@ -103,7 +104,7 @@ fn admit(table: &Table, reporter: &Reporter, tcp: TcpStream, addr: SocketAddr, s
         Ok(admitted) => admitted,
         Err(full) => {
             drop(slots);
-            reporter.reject(addr, full);
+            reporter.reject(addr, full, None);
             return;
         }
     };
@@ -111,7 +112,7 @@ fn admit(table: &Table, reporter: &Reporter, tcp: TcpStream, addr: SocketAddr, s
         if let Some(task) = &shed.handle {
             task.abort();
         }
-        reporter.reject(shed.addr, &shed);
+        reporter.reject(shed.addr, &shed, None);
     }
     let slot = Slot {
         table: table.clone(),
@@ -157,7 +158,10 @@ impl Handshake {
             Err(err) if self.waited_in_backlog && err.is_closed_by_client() => {
                 let _ = self.reporter.events.send(Event::GaveUpWaiting { addr });
             }
-            Err(err) => self.reporter.reject(addr, err),
+            Err(err) => {
+                let mismatch = err.io_error().and_then(tls::pin_mismatch).cloned();
+                self.reporter.reject(addr, err, mismatch);
+            }
         }
     }
 }
@@ -198,7 +202,7 @@ impl Reporter {
         }
     }
 
-    fn reject(&self, addr: SocketAddr, reason: impl Display) {
+    fn reject(&self, addr: SocketAddr, reason: impl Display, mismatch: Option<PinMismatch>) {
         let mut rejections = lock(&self.rejections);
         let recorded = rejections.record(Instant::now());
         if let Some(summary) = recorded.summary {
@@ -208,6 +212,7 @@ impl Reporter {
             let _ = self.events.send(Event::Rejected {
                 addr,
                 reason: reason.to_string(),
+                mismatch,
             });
         } else if rejections.just_started_counting() {
             self.counting.notify_one();

@@ -200,10 +200,7 @@ pub async fn run(
             Ok(end) => {
                 if !matches!(end, SendingEnd::Finished) {
                     report_undelivered(&mut outbox, &mut input, &events);
-                    files.abandon(match end {
-                        SendingEnd::Quit => "not sent: we quit",
-                        _ => "not sent: the peer left",
-                    });
+                    files.left(matches!(end, SendingEnd::Quit), &lane.peer_name);
                 }
                 return end;
             }

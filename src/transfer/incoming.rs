@@ -16,6 +16,7 @@ use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
+use super::human_bytes;
 use super::in_progress::{Claim, InProgress};
 use super::manifest::{self, MEMORY_BUDGET};
 use super::name::{self, NameError};
@@ -84,8 +85,11 @@ pub enum ManifestBusy {
     #[error("more than {MAX_ACTIVE_TRANSFERS} folders being checked at once")]
     Checks,
     #[error(
-        "the folders already arriving hold their manifests: this one may take {needs} bytes, \
-         and {free} of the {MEMORY_BUDGET} bytes allowed are free"
+        "the folders already arriving hold their manifests: this one may take {}, and {} of \
+         the {} allowed are free",
+        human_bytes(*needs),
+        human_bytes(*free),
+        human_bytes(MEMORY_BUDGET)
     )]
     Memory { needs: u64, free: u64 },
 }
@@ -171,9 +175,17 @@ pub fn validate(offered_name: &str, size: u64, sha256: [u8; 32]) -> Result<Meta,
 pub enum RefuseReason {
     #[error(transparent)]
     Name(#[from] NameError),
-    #[error("the file is {size} bytes, more than the receiver's limit of {max}")]
+    #[error(
+        "the file is {}, more than the receiver's limit of {}",
+        human_bytes(*size),
+        human_bytes(*max)
+    )]
     TooLarge { size: u64, max: u64 },
-    #[error("the file is {size} bytes, but only {available} bytes are free in the download folder")]
+    #[error(
+        "the file is {}, but only {} are free in the download folder",
+        human_bytes(*size),
+        human_bytes(*available)
+    )]
     NoRoom { size: u64, available: u64 },
     #[error("the receiver cannot create the file: {0}")]
     Io(#[from] io::Error),
@@ -368,7 +380,11 @@ impl DiskJob {
                 };
             }
             self.part.discard();
-            return Outcome::Failed(format!("incomplete: {written} of {size} bytes arrived"));
+            return Outcome::Failed(format!(
+                "incomplete: {} of {} arrived",
+                human_bytes(written),
+                human_bytes(*size)
+            ));
         }
         let actual: [u8; 32] = hasher.finalize().into();
         if actual != *sha256 {

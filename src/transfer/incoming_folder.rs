@@ -368,7 +368,11 @@ impl FolderJob {
                     received: written,
                 };
             }
-            return self.fail(format!("incomplete: {written} of {total} bytes arrived"));
+            return self.fail(format!(
+                "incomplete: {} of {} arrived",
+                super::human_bytes(written),
+                super::human_bytes(total)
+            ));
         }
         if !failed.is_empty() {
             return Outcome::FilesFailed {

@@ -193,9 +193,17 @@ fn truncate(mut text: String) -> String {
     text
 }
 
-/// A byte count for people: `212.0 MiB`, `3 B`.
+/// The `Cancel` reason of a transfer that the person sending it cancelled
+/// (PROTOCOL.md §6, step 5).
+pub const CANCELLED_BY_SENDER: &str = "cancelled";
+/// The `Verdict` detail of a transfer that the person receiving it cancelled
+/// (PROTOCOL.md §6, step 4).
+pub const CANCELLED_BY_RECEIVER: &str = "cancelled by the receiver";
+
+/// A byte count for people, written as the front ends' progress bars write it so
+/// that every line of a session agrees: `212.00 MiB`, `3 B`.
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
     }
@@ -205,7 +213,7 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    format!("{value:.1} {}", UNITS[unit])
+    format!("{value:.2} {}", UNITS[unit])
 }
 
 /// The names in a folder, sorted: what a test expects to find there.
@@ -227,9 +235,10 @@ mod tests {
     fn formats_byte_counts() {
         assert_eq!(human_bytes(0), "0 B");
         assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(212 << 20), "212.0 MiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(212 << 20), "212.00 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.00 GiB");
+        assert_eq!(human_bytes(633_274_368), "603.94 MiB");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::manifest;
 use super::name;
 use super::parts;
 use super::progress::ProgressReporter;
-use super::{TransferViolation, human_bytes, truncate};
+use super::{CANCELLED_BY_RECEIVER, CANCELLED_BY_SENDER, TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase, Verified};
 use crate::frame::{Frame, VerdictStatus, takes_folders};
 
@@ -510,7 +510,17 @@ impl Receiving {
             })?;
         let name = incoming.name().to_owned();
         incoming.finish(false).await;
-        self.fail(id, &name, format!("the sender cancelled: {reason}"));
+        if reason == CANCELLED_BY_SENDER {
+            let _ = self.events.send(Event::TransferCancelled {
+                id,
+                name,
+                receiving: true,
+                by: Some(self.peer.clone()),
+                kept: None,
+            });
+        } else {
+            self.fail(id, &name, format!("the sender stopped: {reason}"));
+        }
         Ok(())
     }
 
@@ -527,18 +537,26 @@ impl Receiving {
             self.discarding.insert(id, incoming.remaining());
         }
         let (name, size) = (incoming.name().to_owned(), incoming.size());
-        let reason = match incoming.finish(keep).await {
+        let kept = match incoming.finish(keep).await {
             Outcome::Interrupted { part, received } => format!(
-                "cancelled; kept {received} of {size} bytes in {} to resume",
+                "{} of {} kept in {} to resume",
+                human_bytes(received),
+                human_bytes(size),
                 part.display()
             ),
-            _ => "cancelled; nothing was kept".into(),
+            _ => "nothing kept".into(),
         };
-        self.fail(id, &name, reason);
+        let _ = self.events.send(Event::TransferCancelled {
+            id,
+            name,
+            receiving: true,
+            by: None,
+            kept: Some(kept),
+        });
         let verdict = Frame::Verdict {
             id,
             status: VerdictStatus::Failed,
-            detail: "cancelled by the receiver".into(),
+            detail: CANCELLED_BY_RECEIVER.into(),
         };
         let _ = self.replies.send(verdict).await;
         Ok(())
@@ -577,7 +595,9 @@ impl Receiving {
                         name,
                         receiving: true,
                         reason: format!(
-                            "incomplete ({received} of {size} bytes), {reason}; kept {} to resume",
+                            "incomplete ({} of {}), {reason}; kept {} to resume",
+                            human_bytes(received),
+                            human_bytes(size),
                             part.display()
                         ),
                     });
@@ -829,12 +849,12 @@ fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
                 id,
                 name,
                 receiving: true,
-                reason: format!("stopped after {received} bytes"),
+                reason: format!("stopped after {}", human_bytes(received)),
             },
             Frame::Verdict {
                 id,
                 status: VerdictStatus::Failed,
-                detail: format!("stopped after {received} bytes"),
+                detail: format!("stopped after {}", human_bytes(received)),
             },
         ),
         Outcome::Failed(reason) => (

@@ -13,7 +13,7 @@ use super::hash_cache::SharedHashCache;
 use super::outgoing::{PreparedFile, SendError};
 use super::outgoing_folder::{Listing, PreparedFolder};
 use super::progress::ProgressReporter;
-use super::{TransferViolation, human_bytes, truncate};
+use super::{CANCELLED_BY_RECEIVER, CANCELLED_BY_SENDER, TransferViolation, human_bytes, truncate};
 use crate::event::{Event, Phase};
 use crate::frame::{Frame, MAX_CHUNK_LEN, VerdictStatus, takes_folders};
 
@@ -134,8 +134,6 @@ const HASHING_AT_ONCE: usize = 2;
 const HASH_WAS_CACHED: &str = "unchanged since it was last hashed; not hashed again";
 /// Said when the receiver already has a file whose hash the offer took from the cache.
 const RECHECKING_CACHED_HASH: &str = "the peer already has a file with the SHA-256 kept from an earlier hashing; reading this file again to be sure it is the same";
-/// How a transfer the person cancelled ends.
-const CANCELLED: &str = "cancelled";
 
 impl Sending {
     pub fn new(events: mpsc::UnboundedSender<Event>, hash_cache: Option<SharedHashCache>) -> Self {
@@ -332,7 +330,7 @@ impl Sending {
             );
         }
         if self.cancel_on_accept.take() == Some(id) && offset < file.size() {
-            self.fail(id, file.name(), CANCELLED.into());
+            self.cancelled_here(id, file.name());
             self.cancel_on_the_wire(id);
             return Ok(());
         }
@@ -365,7 +363,7 @@ impl Sending {
         if let Some(at) = self.queue.iter().position(|queued| queued.id == id) {
             let queued = self.queue.remove(at).expect("found above");
             queued.hashing.abort();
-            self.fail(id, &queued.name, CANCELLED.into());
+            self.cancelled_here(id, &queued.name);
             return Ok(());
         }
         let Some(head) = self.head.take_if(|head| head.id() == Some(id)) else {
@@ -395,7 +393,7 @@ impl Sending {
                 ));
             }
         }
-        self.fail(id, &name, CANCELLED.into());
+        self.cancelled_here(id, &name);
         Ok(())
     }
 
@@ -403,7 +401,7 @@ impl Sending {
     fn cancel_on_the_wire(&mut self, id: u64) {
         self.pending_cancel = Some(Frame::Cancel {
             id,
-            reason: CANCELLED.into(),
+            reason: CANCELLED_BY_SENDER.into(),
         });
         if self.cancelled.len() == MAX_CANCELLED_REMEMBERED {
             self.cancelled.pop_front();
@@ -496,6 +494,15 @@ impl Sending {
                 self.head_offset = 0;
                 self.head = Some(Head::Ready(id, file));
             }
+            (VerdictStatus::Failed, _) if detail == CANCELLED_BY_RECEIVER => {
+                let _ = self.events.send(Event::TransferCancelled {
+                    id,
+                    name,
+                    receiving: false,
+                    by: Some(peer.to_owned()),
+                    kept: None,
+                });
+            }
             (status, _) => {
                 let what = match status {
                     VerdictStatus::Rejected => "refused by the peer",
@@ -526,7 +533,7 @@ impl Sending {
         };
         let (id, name) = (head.id().unwrap_or_default(), head.name());
         if self.cancel_on_accept.take() == Some(id) {
-            self.fail(id, &name, CANCELLED.into());
+            self.cancelled_here(id, &name);
             return;
         }
         let file = match head {
@@ -541,6 +548,30 @@ impl Sending {
             format!("connection lost ({reason}); it resumes after reconnecting"),
         );
         self.head = Some(Head::Ready(id, file));
+    }
+
+    /// The session ends because we or the peer left. A file on its way stops where
+    /// it is: the receiver keeps what arrived, as it does whenever data stops
+    /// coming, and says so; sending it again resumes there. The files still
+    /// waiting were not sent.
+    pub fn left(&mut self, we_left: bool, peer: &str) {
+        let streaming = self
+            .head
+            .take_if(|head| matches!(head, Head::Streaming { .. }) && !head.all_sent());
+        let who = if we_left { "you" } else { peer };
+        if let Some(head) = streaming {
+            let keeps = match we_left {
+                true => format!("you left; {peer} keeps what arrived"),
+                false => format!("{peer} left and keeps what arrived"),
+            };
+            let _ = self.events.send(Event::TransferInterrupted {
+                id: head.id().unwrap_or_default(),
+                name: head.name(),
+                receiving: false,
+                reason: format!("{keeps}, and sending it again resumes there"),
+            });
+        }
+        self.abandon(&format!("not sent: {who} left"));
     }
 
     /// We are quitting: everything queued or in flight fails.
@@ -589,6 +620,17 @@ impl Sending {
             name: name.to_owned(),
             receiving: false,
             note,
+        });
+    }
+
+    /// The person here cancelled transfer `id`.
+    fn cancelled_here(&self, id: u64, name: &str) {
+        let _ = self.events.send(Event::TransferCancelled {
+            id,
+            name: name.to_owned(),
+            receiving: false,
+            by: None,
+            kept: None,
         });
     }
 

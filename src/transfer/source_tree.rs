@@ -35,19 +35,36 @@ pub(super) fn walk(root: &Path) -> Result<Walk, SendError> {
     // Folders still to read: the folder holding each (`None`: the root), and its
     // path inside the sent folder.
     let mut pending: Vec<(Option<Rc<Folder>>, String)> = Vec::new();
-    for inside in found.list(&root_folder, "")? {
+    let top = found
+        .list(&root_folder, "")
+        .map_err(|unlisted| match unlisted {
+            Unlisted::Denied(source) => found.io_error("", source),
+            Unlisted::Failed(err) => err,
+        })?;
+    for inside in top {
         pending.push((None, inside));
     }
     while let Some((holder, inside)) = pending.pop() {
         let name = inside.rsplit('/').next().unwrap_or(&inside);
         let holder = holder.as_deref().unwrap_or(&root_folder);
-        let folder = holder
-            .folder(OsStr::new(name))
-            .map_err(|source| found.io_error(&inside, source))?
-            .ok_or_else(|| SendError::Changed(shown(root, &inside)))?;
-        let folder = Rc::new(folder);
-        for subfolder in found.list(&folder, &inside)? {
-            pending.push((Some(folder.clone()), subfolder));
+        let folder = match holder.folder(OsStr::new(name)) {
+            Ok(Some(folder)) => Rc::new(folder),
+            Ok(None) => return Err(SendError::Changed(shown(root, &inside))),
+            Err(source) if source.kind() == io::ErrorKind::PermissionDenied => {
+                found.leave_out_unreadable(&inside, &source);
+                continue;
+            }
+            Err(source) => return Err(found.io_error(&inside, source)),
+        };
+        match found.list(&folder, &inside) {
+            Ok(subfolders) => {
+                let held = subfolders
+                    .into_iter()
+                    .map(|sub| (Some(folder.clone()), sub));
+                pending.extend(held);
+            }
+            Err(Unlisted::Denied(source)) => found.leave_out_unreadable(&inside, &source),
+            Err(Unlisted::Failed(err)) => return Err(err),
         }
     }
     // Each folder's entries were listed before its subfolders were read, so the
@@ -62,6 +79,14 @@ pub(super) fn walk(root: &Path) -> Result<Walk, SendError> {
     })
 }
 
+/// Why a folder's content is not in the walk.
+enum Unlisted {
+    /// It may not be read: left out, and said so.
+    Denied(io::Error),
+    /// Anything else stops the walk.
+    Failed(SendError),
+}
+
 /// The walk's findings so far.
 struct Findings<'a> {
     root: &'a Path,
@@ -73,10 +98,11 @@ struct Findings<'a> {
 impl Findings<'_> {
     /// Lists `folder`, found at `inside`, and returns its subfolders' paths, last
     /// name first, so that a stack takes them in name order.
-    fn list(&mut self, folder: &Folder, inside: &str) -> Result<Vec<String>, SendError> {
-        let mut children = folder
-            .entries()
-            .map_err(|source| self.io_error(inside, source))?;
+    fn list(&mut self, folder: &Folder, inside: &str) -> Result<Vec<String>, Unlisted> {
+        let mut children = folder.entries().map_err(|source| match source.kind() {
+            io::ErrorKind::PermissionDenied => Unlisted::Denied(source),
+            _ => Unlisted::Failed(self.io_error(inside, source)),
+        })?;
         children.sort_by(|a, b| a.name.cmp(&b.name));
         let mut subfolders = Vec::new();
         let root = self.root;
@@ -117,10 +143,23 @@ impl Findings<'_> {
                     continue;
                 }
             };
-            self.add(Entry { path, kind })?;
+            self.add(Entry { path, kind }).map_err(Unlisted::Failed)?;
         }
         subfolders.reverse();
         Ok(subfolders)
+    }
+
+    /// Leaves out the folder at `inside`, which may not be read, as links are left
+    /// out: it is not sent, not even empty, and the sender is told.
+    fn leave_out_unreadable(&mut self, inside: &str, source: &io::Error) {
+        if let Some(at) = self.entries.iter().position(|entry| entry.path == inside) {
+            let entry = self.entries.remove(at);
+            self.manifest_len -= manifest::encoded_len(&entry);
+        }
+        self.skipped.push(format!(
+            "{}: a folder that cannot be read ({source})",
+            shown(self.root, inside).display()
+        ));
     }
 
     fn add(&mut self, entry: Entry) -> Result<(), SendError> {

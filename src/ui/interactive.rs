@@ -21,6 +21,7 @@ use super::complete;
 use super::editor::{Edit, Editor};
 use super::lines::{self, Tone, wrap_marked};
 use super::rate::{self, Run};
+use super::repeats::{Repeats, Seen};
 use super::status::StatusBoard;
 use super::transfers::TransferTable;
 use super::width;
@@ -30,7 +31,7 @@ use crate::fingerprint::Fingerprint;
 use crate::input::{self, Input};
 use crate::platform;
 use crate::sanitize::for_terminal;
-use crate::tls::Pin;
+use crate::tls::{Pin, PinMismatch};
 
 /// How often bars are checked for a stall.
 const TICK: Duration = Duration::from_millis(500);
@@ -40,6 +41,9 @@ const MAX_MESSAGES_PER_DRAW: usize = 256;
 const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// Rows at most that the echo of one typed line takes.
 const MAX_ECHO_ROWS: usize = 4;
+
+/// What the first Ctrl-C says while a file moves.
+const TRANSFER_RUNNING: &str = "A transfer is running: Ctrl-C again to leave; it resumes next time";
 
 /// What the input line asks after the peer presented another certificate.
 const REPIN_QUESTION: &str = "Enter the peer's fingerprint again: ";
@@ -282,6 +286,12 @@ struct Screen {
     status: StatusBoard,
     /// Whether the input line asks for the peer's fingerprint again.
     asking_for_pin: bool,
+    /// The rejection repeating, counted on a live row.
+    repeats: Repeats,
+    /// The two fingerprints last compared on the screen.
+    compared: Option<PinMismatch>,
+    /// Ctrl-C said that a transfer is running; the next one leaves.
+    warned_of_transfers: bool,
     output_open: bool,
     leaving: bool,
 }
@@ -317,6 +327,9 @@ impl Screen {
             transfers: TransferTable::default(),
             status: StatusBoard::default(),
             asking_for_pin: false,
+            repeats: Repeats::default(),
+            compared: None,
+            warned_of_transfers: false,
             output_open: true,
             leaving: false,
         }
@@ -384,9 +397,17 @@ impl Screen {
                 restore();
                 std::process::exit(130);
             }
+            // Leaving stops a transfer half way: asked once, and the next Ctrl-C
+            // (with no other key between) leaves.
+            if !self.leaving && !self.warned_of_transfers && self.transfers.any_running() {
+                self.warned_of_transfers = true;
+                self.push(Paint::Problem, TRANSFER_RUNNING);
+                return;
+            }
             platform::interrupt_self();
             return;
         }
+        self.warned_of_transfers = false;
         if self.leaving {
             return;
         }
@@ -486,6 +507,7 @@ impl Screen {
                 }
                 self.asking_for_pin = false;
                 self.prompt = None;
+                self.repeats.end();
                 self.push(Paint::Status, "Trying again with the new fingerprint");
                 if let Some(own) = self.own {
                     self.push(Paint::Status, &lines::safety_line(&own, &fingerprint));
@@ -580,11 +602,33 @@ impl Screen {
                 }
                 return;
             }
-            Event::Connected { peer, .. } => self.peer = Some(for_terminal(peer).into_owned()),
-            Event::WrongPin { .. } if self.pin.is_some() => {
-                self.asking_for_pin = true;
-                self.prompt = Some(REPIN_QUESTION.into());
+            Event::Connected { peer, .. } => {
+                self.peer = Some(for_terminal(peer).into_owned());
+                self.repeats.end();
             }
+            Event::WrongPin { target, mismatch } => {
+                if self.pin.is_some() {
+                    self.asking_for_pin = true;
+                    self.prompt = Some(REPIN_QUESTION.into());
+                }
+                if self.compared.replace(mismatch.clone()).as_ref() == Some(mismatch) {
+                    let text = format!(
+                        "The peer at {target} is not the one whose fingerprint was given: \
+                         it presented the certificate compared above"
+                    );
+                    self.push(Paint::Problem, &text);
+                    return;
+                }
+            }
+            Event::Rejected {
+                addr,
+                reason,
+                mismatch,
+            } => {
+                self.rejected(*addr, reason, mismatch.as_ref());
+                return;
+            }
+            Event::RejectedMore { count, .. } if self.repeats.untold(*count) => return,
             Event::PeerLeft => {
                 let peer = self.peer.clone().unwrap_or_else(|| "The peer".into());
                 self.push(Paint::Status, &format!("{peer} left"));
@@ -604,6 +648,38 @@ impl Screen {
                 Some(summary) => self.push(paint, &format!("{} ({summary})", line.text)),
                 None => self.push(paint, &line.text),
             }
+        }
+    }
+
+    /// A rejected connection: the first of its kind on lines of its own, with the
+    /// fingerprints compared unless the same comparison was just shown; the same
+    /// again only counted, on a live row.
+    fn rejected(
+        &mut self,
+        addr: std::net::SocketAddr,
+        reason: &str,
+        mismatch: Option<&PinMismatch>,
+    ) {
+        if self.repeats.rejected(addr, reason) == Seen::Again {
+            return;
+        }
+        let from = format!("Rejected connection from {addr}");
+        match mismatch {
+            Some(mismatch) if self.compared.as_ref() == Some(mismatch) => self.push(
+                Paint::Problem,
+                &format!("{from}: the certificate compared above, not the pinned one"),
+            ),
+            Some(mismatch) => {
+                self.push(
+                    Paint::Problem,
+                    &format!("{from}: it presented another certificate than the pinned one:"),
+                );
+                for row in lines::compare_fingerprints(&mismatch.expected, &mismatch.presented) {
+                    self.push(Paint::Problem, &row);
+                }
+                self.compared = Some(mismatch.clone());
+            }
+            None => self.push(Paint::Problem, &format!("{from}: {}", for_terminal(reason))),
         }
     }
 
@@ -679,6 +755,7 @@ impl Screen {
                 self.end_bar((false, *id), false);
             }
             Event::TransferInterrupted { id, receiving, .. }
+            | Event::TransferCancelled { id, receiving, .. }
             | Event::TransferFailed { id, receiving, .. } => {
                 self.end_bar((*receiving, *id), false);
             }
@@ -777,9 +854,26 @@ impl Screen {
     }
 
     /// The rows `line` takes at `columns`, coloured: the first `head` bytes of a
-    /// name line (peer or own), every row of any other.
+    /// name line (peer or own), every row of any other. A status line shows each
+    /// SHA-256 in its short grouped form, which keeps it within 80 columns, and
+    /// continues on an indented row: the `↳` marker is the peer's alone.
     fn rows_of(&self, line: &Printed, columns: usize) -> Vec<String> {
-        let rows = wrap_marked(&line.text, columns);
+        let rows = match line.paint {
+            Paint::Peer | Paint::Own => wrap_marked(&line.text, columns),
+            Paint::Status | Paint::Problem | Paint::Dim => {
+                let text = match line.paint {
+                    Paint::Dim => line.text.clone(),
+                    _ => shorten_digests(&line.text),
+                };
+                let indent = " ".repeat(width::width(lines::CONTINUATION));
+                (wrap_marked(&text, columns).into_iter())
+                    .map(|row| match row.strip_prefix(lines::CONTINUATION) {
+                        Some(rest) => format!("{indent}{rest}"),
+                        None => row,
+                    })
+                    .collect()
+            }
+        };
         (rows.into_iter().enumerate())
             .map(|(i, row)| match line.paint {
                 Paint::Peer | Paint::Own if i == 0 && self.colour => {
@@ -851,7 +945,11 @@ impl Screen {
         let columns = self.columns();
         // The bars, the input line and one row of messages must fit, or rows would
         // scroll away on every frame.
-        let room = self.height.saturating_sub(2).max(1);
+        let repeated = self.repeats.row();
+        let room = (self
+            .height
+            .saturating_sub(2 + usize::from(repeated.is_some())))
+        .max(1);
         let shown_bars = if self.progress {
             &self.bar_order[..]
         } else {
@@ -870,6 +968,9 @@ impl Screen {
             })
             .collect();
         let bar_rows = rows.len();
+        if let Some(repeated) = repeated {
+            rows.push(width::truncate(&repeated, columns - 1).to_owned());
+        }
         if more > 0 {
             let more = format!("… and {more} more transfers (/transfers lists them)");
             rows.push(width::truncate(&more, columns - 1).to_owned());
@@ -991,6 +1092,34 @@ fn bar_style(stalled: bool, run: Run) -> ProgressStyle {
     rate::with_speed(style, run)
 }
 
+/// `text` with each SHA-256 in hex (64 digits standing alone) in the grouped
+/// short form a person compares: `ec12 be32 5a77 19c0 …`. What is typed (a
+/// fingerprint at a prompt) is shown as typed, and plain output keeps every digit.
+fn shorten_digests(text: &str) -> String {
+    const DIGITS: usize = 64;
+    let mut shortened = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_hexdigit()) {
+        let (before, from) = rest.split_at(start);
+        let run = from
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(from.len());
+        let (word, after) = from.split_at(run);
+        let alone = !before.ends_with(|c: char| c.is_ascii_alphanumeric());
+        shortened.push_str(before);
+        if alone && word.len() == DIGITS && word.chars().all(|c| c.is_ascii_hexdigit()) {
+            let groups: Vec<&str> = (0..4).map(|i| &word[i * 4..i * 4 + 4]).collect();
+            shortened.push_str(&groups.join(" "));
+            shortened.push_str(" …");
+        } else {
+            shortened.push_str(word);
+        }
+        rest = after;
+    }
+    shortened.push_str(rest);
+    shortened
+}
+
 /// Columns and rows of the terminal (80×24 if it cannot tell).
 fn terminal_size() -> (u16, usize) {
     crossterm::terminal::size().map_or((80, 24), |(columns, rows)| (columns, usize::from(rows)))
@@ -1099,6 +1228,20 @@ mod tests {
             .find(|row| row.starts_with("Saved ./big.bin"))
             .unwrap_or_else(|| panic!("no closing line: {printed:#?}"));
         assert!(saved.contains(" (1.44 GiB of 3.00 GiB in "), "{saved}");
+    }
+
+    #[test]
+    fn digests_are_shortened_where_they_stand_alone() {
+        let digest = "ec12be325a7719c0".repeat(4);
+        assert_eq!(
+            shorten_digests(&format!("Saved ./a (verified, sha256 {digest})")),
+            "Saved ./a (verified, sha256 ec12 be32 5a77 19c0 …)"
+        );
+        let longer = format!("{digest}0");
+        assert_eq!(shorten_digests(&longer), longer);
+        let inside = format!("x{digest}");
+        assert_eq!(shorten_digests(&inside), inside);
+        assert_eq!(shorten_digests("no digest, café 12"), "no digest, café 12");
     }
 
     /// The rows waiting to be printed above the live ones.

@@ -135,7 +135,7 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             "Not connected yet: lines are queued and will be sent once connected".into(),
         )),
         Event::Queued { .. } => Vec::new(),
-        Event::Rejected { addr, reason } => one(Line::problem(format!(
+        Event::Rejected { addr, reason, .. } => one(Line::problem(format!(
             "Rejected connection from {addr}: {}",
             for_terminal(reason)
         ))),
@@ -155,7 +155,7 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             lines
         }
         Event::PeerFinished { peer } => one(Line::status(format!(
-            "{} has finished sending",
+            "{} has nothing more to say, and leaves when you do",
             for_terminal(peer)
         ))),
         Event::InboundLost { peer, reason } => one(Line::problem(format!(
@@ -335,6 +335,18 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
             note,
             ..
         } => one(Line::status(transfer_line(name, *receiving, "", note))),
+        Event::TransferCancelled {
+            name,
+            receiving,
+            by,
+            kept,
+            ..
+        } => {
+            let by = by.as_deref().unwrap_or("you");
+            let kept = kept.as_ref().map(|kept| format!("; {kept}"));
+            let detail = format!("cancelled by {by}{}", kept.unwrap_or_default());
+            one(Line::status(transfer_line(name, *receiving, "", &detail)))
+        }
         Event::TransferFailed {
             name,
             receiving,

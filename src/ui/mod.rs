@@ -11,6 +11,7 @@ pub mod interactive;
 pub mod lines;
 pub mod plain;
 pub mod rate;
+pub mod repeats;
 pub mod status;
 pub mod transfers;
 pub mod width;
@@ -40,11 +41,7 @@ impl Console {
     /// that understand escape sequences (and `TERM` is not `dumb`), the plain one
     /// otherwise. Returns the typed lines.
     pub fn start(own_name: &str, look: Look) -> anyhow::Result<(Console, mpsc::Receiver<String>)> {
-        let terminal = io::stdin().is_terminal()
-            && io::stdout().is_terminal()
-            && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
-            && platform::enable_escape_sequences();
-        if terminal {
+        if at_a_terminal() {
             let (console, lines) =
                 Interactive::start(own_name, look).context("cannot set up the terminal")?;
             return Ok((Console::Interactive(console), lines));
@@ -122,6 +119,27 @@ impl Console {
         }
         err
     }
+}
+
+/// Whether the interactive front end will run: standard input and output are both
+/// terminals that understand escape sequences, and `TERM` is not `dumb`.
+pub fn at_a_terminal() -> bool {
+    io::stdin().is_terminal()
+        && io::stdout().is_terminal()
+        && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
+        && platform::enable_escape_sequences()
+}
+
+/// Our fingerprint as a person reads it out: two rows of 8 groups of 4 digits,
+/// which fit any terminal and paste back in whole.
+pub fn fingerprint_rows(fingerprint: &Fingerprint) -> [String; 2] {
+    let grouped = fingerprint.grouped();
+    let (first, second) = grouped.split_at(39);
+    let label = "Fingerprint: ";
+    [
+        format!("{label}{first}"),
+        format!("{}{}", " ".repeat(label.len()), second.trim_start()),
+    ]
 }
 
 /// Leaves raw mode if the interactive front end is using it: on every way out.

@@ -173,6 +173,7 @@ impl Screen {
                 self.remove_bar(bars, (false, *id))
             }
             Event::TransferInterrupted { id, receiving, .. }
+            | Event::TransferCancelled { id, receiving, .. }
             | Event::TransferFailed { id, receiving, .. } => {
                 self.remove_bar(bars, (*receiving, *id))
             }

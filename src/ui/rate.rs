@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, HumanDuration, ProgressState, ProgressStyle};
 
+/// Below this many bytes moved, a run's closing line gives no rate: a small file's
+/// time is round trips and hashing, and its rate would say nothing of the link.
+const RATE_FROM: u64 = 1 << 20;
+
 /// One run of a transfer's bytes, as a front end sees it go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Run {
@@ -34,11 +38,14 @@ impl Run {
     }
 
     /// Bytes a second since the run was first seen, by `position` at `now`; none
-    /// before it has moved, rather than a guess.
+    /// before it has moved, rather than a guess, and none under a byte a second,
+    /// which would read `0 B/s`.
     pub fn rate(&self, position: u64, now: Instant) -> Option<f64> {
         let moved = position.checked_sub(self.seen).filter(|&moved| moved > 0)?;
         let seconds = now.saturating_duration_since(self.since).as_secs_f64();
-        (seconds > 0.0).then(|| moved as f64 / seconds)
+        (seconds > 0.0)
+            .then(|| moved as f64 / seconds)
+            .filter(|&rate| rate >= 1.0)
     }
 
     /// How long the rest of `total` takes at that rate.
@@ -62,7 +69,8 @@ impl Run {
 
     /// The closing line's account of a run that ended with all `size` bytes at
     /// `now`: `3.00 GiB in 4.1 s, 750.00 MiB/s`, and for a resumed one what this run
-    /// moved of the whole: `1.40 GiB of 3.00 GiB in 4.1 s, 350.00 MiB/s`.
+    /// moved of the whole: `1.40 GiB of 3.00 GiB in 4.1 s, 350.00 MiB/s`. A run
+    /// that moved less than [`RATE_FROM`] gives no rate: `24 B in 0.1 s`.
     pub fn summary(&self, size: u64, now: Instant) -> String {
         let seconds = now.saturating_duration_since(self.since).as_secs_f64();
         let mut shown = if self.start > 0 {
@@ -75,7 +83,8 @@ impl Run {
             HumanBytes(size).to_string()
         };
         let _ = write!(shown, " in {seconds:.1} s");
-        if let Some(rate) = self.rate(size, now) {
+        let moved = size.saturating_sub(self.seen);
+        if let Some(rate) = self.rate(size, now).filter(|_| moved >= RATE_FROM) {
             let _ = write!(shown, ", {}/s", HumanBytes(rate as u64));
         }
         shown
@@ -165,6 +174,20 @@ mod tests {
         assert_eq!(
             run.summary(3 * GIB, after(t0, 4_000)),
             "2.00 GiB of 3.00 GiB in 4.0 s, 512.00 MiB/s"
+        );
+    }
+
+    #[test]
+    fn a_small_file_or_a_crawl_gives_no_rate() {
+        let t0 = Instant::now();
+        let run = Run::new(0, 0, t0);
+        assert_eq!(run.summary(24, after(t0, 500)), "24 B in 0.5 s");
+        assert_eq!(run.summary(24, after(t0, 1)), "24 B in 0.0 s");
+        assert_eq!(run.rate(24, after(t0, 30_000)), None, "under 1 B/s");
+        assert_eq!(run.speed(24, 100, after(t0, 30_000)), "");
+        assert_eq!(
+            run.summary(MIB, after(t0, 1_000)),
+            "1.00 MiB in 1.0 s, 1.00 MiB/s"
         );
     }
 

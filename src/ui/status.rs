@@ -92,7 +92,9 @@ impl StatusBoard {
             Event::TransferSaved { id, .. } | Event::TransferDelivered { id, .. } => {
                 self.moving.retain(|(moving, _), _| moving != id);
             }
-            Event::TransferFailed { id, .. } | Event::TransferInterrupted { id, .. } => {
+            Event::TransferFailed { id, .. }
+            | Event::TransferCancelled { id, .. }
+            | Event::TransferInterrupted { id, .. } => {
                 self.moving.retain(|(moving, _), _| moving != id);
             }
             _ => {}
@@ -144,7 +146,8 @@ impl StatusBoard {
             };
             let seconds = last.at.saturating_duration_since(first.at).as_secs_f64();
             let rate = match last.done.checked_sub(first.done) {
-                Some(moved) if seconds > 0.0 => {
+                // Under a byte a second it would read `0 B/s`.
+                Some(moved) if seconds > 0.0 && moved as f64 >= seconds => {
                     format!(", {}/s", HumanBytes((moved as f64 / seconds) as u64))
                 }
                 _ => String::new(),

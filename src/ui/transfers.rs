@@ -109,6 +109,16 @@ impl TransferTable {
                 };
                 self.end(transfer, for_terminal(reason).into_owned());
             }
+            Event::TransferCancelled {
+                id, receiving, by, ..
+            } => {
+                let transfer = TransferId {
+                    receiving: *receiving,
+                    id: *id,
+                };
+                let by = by.as_deref().map_or("you".into(), for_terminal);
+                self.end(transfer, format!("cancelled by {by}"));
+            }
             _ => {}
         }
     }
@@ -119,7 +129,9 @@ impl TransferTable {
             return vec!["No transfers yet".into()];
         }
         let mut lines = vec!["Transfers:".to_owned()];
-        for row in &self.rows {
+        let mut rows: Vec<&Row> = self.rows.iter().collect();
+        rows.sort_by_key(|row| (row.transfer.receiving, row.transfer.id));
+        for row in rows {
             let name = for_terminal(&row.name);
             let size = HumanBytes(row.size);
             let done = HumanBytes(row.done);
@@ -137,6 +149,11 @@ impl TransferTable {
             lines.push(format!("  {:<5} {line}", row.transfer.to_string()));
         }
         lines
+    }
+
+    /// Whether a transfer is queued, hashing or moving.
+    pub fn any_running(&self) -> bool {
+        (self.rows.iter()).any(|row| !matches!(row.state, State::Ended(_)))
     }
 
     /// Which transfer `/cancel` means: the one named, or the only one running.

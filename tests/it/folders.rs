@@ -283,3 +283,37 @@ fn names_that_differ_only_in_case_are_refused_where_case_does_not_count() {
     pair.alice.send("still talking");
     pair.bob.expect(Stream::Stdout, "alice: still talking");
 }
+
+/// A subfolder that may not be read is left out and named, as links are, and the
+/// rest of the folder is sent.
+#[cfg(unix)]
+#[test]
+fn an_unreadable_subfolder_is_left_out_and_named_and_the_rest_is_sent() {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = common::bound_by_permissions();
+    let mut pair = Pair::connect_with_alice_in(&wrapper, common::World::new(), &[]);
+    let root = pair.alice.workdir.join("project");
+    std::fs::create_dir_all(root.join("private/inside")).unwrap();
+    std::fs::create_dir_all(root.join("public")).unwrap();
+    std::fs::write(root.join("public/a.txt"), b"public\n").unwrap();
+    std::fs::write(root.join("private/inside/b.txt"), b"private\n").unwrap();
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    pair.alice.send("transfer project");
+    let left_out = pair
+        .alice
+        .expect(Stream::Stderr, "Sending project: left out ");
+    assert!(
+        left_out.contains("project/private: a folder that cannot be read"),
+        "{left_out}"
+    );
+    let saved = pair
+        .bob
+        .expect(Stream::Stderr, "Saved ./project (verified, ");
+    assert!(saved.contains("1 files, "), "{saved}");
+    pair.alice
+        .expect(Stream::Stderr, "project delivered and verified by bob");
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut expected = tree(&root);
+    expected.retain(|path, _| !path.starts_with("private"));
+    assert_eq!(tree(&pair.bob.workdir.join("project")), expected);
+}

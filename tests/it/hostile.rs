@@ -245,7 +245,7 @@ async fn a_lying_sender_never_gets_a_file_stored() {
         .alice
         .expect(Stream::Stderr, "Receiving half.bin interrupted");
     assert!(
-        interrupted.contains("incomplete (50000 of 100000 bytes)"),
+        interrupted.contains("incomplete (48.83 KiB of 97.66 KiB)"),
         "{interrupted}"
     );
     assert_stored(&scene, &[PARTS_DIR]);

@@ -725,3 +725,198 @@ fn status_shows_the_connection_and_a_running_transfer_on_rows_of_their_own() {
     s.alice
         .wait_for_text("big.bin delivered and verified by bob");
 }
+
+/// While a mistyped fingerprint is entered again, the peer keeps dialling and is
+/// refused each time, on both sides. The same refusal again is counted on one line,
+/// so that the comparison of the two fingerprints stays on the screen.
+#[test]
+fn repeated_rejections_of_one_certificate_are_one_line_with_a_count() {
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let bob_fp = world.identity("bob");
+    let flipped = if bob_fp.as_bytes()[20] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    let typo = format!("{}{flipped}{}", &bob_fp[..20], &bob_fp[21..]);
+    let start = |name: &str, extra: &[&str]| {
+        let (terminal, port, _) = start_peer(&world, name, extra, (100, 24));
+        (terminal, port)
+    };
+    let (mut alice, alice_port) = start("alice", &["--peer-fingerprint", &typo]);
+    let (bob, bob_port) = start(
+        "bob",
+        &["--connect", &alice_port, "--peer-fingerprint", &alice_fp],
+    );
+    alice.wait_for_text("Enter the target port number:");
+    alice.line(&bob_port);
+    alice.wait_for_text("^^^^ first difference");
+    for (who, terminal) in [("alice", &alice), ("bob", &bob)] {
+        terminal.wait_for(
+            &format!("{who}: a rejection counted three times"),
+            |screen| {
+                (screen.rows(0, 100))
+                    .any(|row| row.starts_with("Rejected again") && row.contains("(3 times"))
+            },
+        );
+        let history = terminal.history();
+        let shown = history.join("\n");
+        let rejected = (history.iter())
+            .filter(|row| row.starts_with("Rejected connection"))
+            .count();
+        assert_eq!(rejected, 1, "{who}:\n{shown}");
+    }
+    let rows = alice.rows();
+    assert!(
+        rows.iter()
+            .any(|row| row.ends_with("^^^^ first difference")),
+        "the comparison scrolled away:\n{}",
+        rows.join("\n")
+    );
+    alice.line(&bob_fp);
+    alice.wait_for_text("Connected to bob at 127.0.0.1:");
+    bob.wait_for_text("Connected to alice at 127.0.0.1:");
+}
+
+/// A file of a few bytes takes round trips, not bandwidth: its closing line gives
+/// its size and time, and no rate (which read `0 B/s` or thousands of KiB/s), on
+/// the side that sends it and on the side that receives it.
+#[test]
+fn a_tiny_file_ends_with_its_size_and_time_and_no_rate() {
+    // Wide enough for a whole SHA-256 on one row.
+    let mut s = Session::start((160, 30), &[]);
+    std::fs::write(s.alice_home().join("notes.txt"), b"twenty-three bytes here").unwrap();
+    std::fs::write(s.bob.workdir.join("reply.txt"), b"a reply of 22 bytes...").unwrap();
+    s.alice.line("transfer notes.txt");
+    s.bob.send("transfer reply.txt");
+    let sent = s
+        .alice
+        .wait_for_text("notes.txt delivered and verified by bob (");
+    let received = s.alice.wait_for_text("Saved ./reply.txt (verified, ");
+    for closing in [sent, received] {
+        assert!(closing.ends_with(" s)"), "{closing}");
+        assert!(!closing.contains("/s"), "{closing}");
+    }
+}
+
+/// Ctrl-C while a file arrives asks first; the second leaves, the part is kept, and
+/// the sender is told that the receiver kept it and that sending again resumes.
+#[test]
+fn the_first_ctrl_c_during_a_transfer_asks_and_the_sender_learns_the_part_is_kept() {
+    let mut s = Session::start(WIDE, &[]);
+    sparse_file(&s.bob.workdir.join("big.bin"), 1 << 30);
+    s.bob.send("transfer big.bin");
+    s.alice.wait_for_text("receiving big.bin [");
+    common::wait_for_kept_part(&s.alice_home(), 1 << 20);
+    // Stopped, bob cannot finish the transfer before alice has answered.
+    s.bob.signal("STOP");
+    s.alice.keys("\x03");
+    s.alice
+        .wait_for_text("A transfer is running: Ctrl-C again to leave; it resumes next time");
+    assert!(
+        s.alice.child.try_wait().unwrap().is_none(),
+        "the first Ctrl-C left:\n{}",
+        s.alice.rows().join("\n")
+    );
+    s.bob.signal("CONT");
+    s.alice.keys("\x03");
+    assert_eq!(s.alice.wait_exit(), 130);
+    s.bob.expect(
+        Stream::Stderr,
+        "Sending big.bin interrupted: alice left and keeps what arrived, \
+         and sending it again resumes there",
+    );
+    assert_eq!(common::kept_counts(&s.alice_home()), (1, 1));
+}
+
+/// On an 80-column terminal a status line that carries a SHA-256 fits one row, in
+/// the short grouped form, and no status row starts with the `↳` that marks the
+/// continuation of a peer's line.
+#[test]
+fn a_saved_line_fits_80_columns_and_only_peer_lines_continue_with_the_marker() {
+    let mut s = Session::start((80, 24), &[]);
+    let data = pseudo_random(3000, 11);
+    std::fs::write(s.bob.workdir.join("notes.txt"), &data).unwrap();
+    s.bob.send("transfer notes.txt");
+    let digest = hex::encode(Sha256::digest(&data));
+    let grouped = format!(
+        "{} {} {} {} …",
+        &digest[..4],
+        &digest[4..8],
+        &digest[8..12],
+        &digest[12..16]
+    );
+    let saved = s
+        .alice
+        .wait_for_text("Saved ./notes.txt (verified, sha256 ");
+    assert!(saved.contains(&grouped), "{saved}");
+    s.bob
+        .send(&format!("a long line from bob {}", "y".repeat(80)));
+    s.alice.wait_for_text("bob: a long line from bob");
+    let rows = s.alice.rows();
+    let marked: Vec<&String> = (rows.iter())
+        .filter(|row| row.starts_with("  \u{21b3} "))
+        .collect();
+    assert_eq!(marked.len(), 1, "{}", rows.join("\n"));
+    assert!(marked[0].contains("yyyy"), "{}", rows.join("\n"));
+    let wrapped = wrapped_rows(&s.alice);
+    assert!(wrapped.is_empty(), "{wrapped:?}:\n{}", rows.join("\n"));
+}
+
+/// A peer started with nothing to go on shows its fingerprint once, grouped, and
+/// before its first question says what it waits for and what to do.
+#[test]
+fn a_peer_started_bare_says_what_it_waits_for_with_one_fingerprint() {
+    let world = World::new();
+    let alice_fp = world.identity("alice");
+    let (args, home) = peer_args(&world, "alice", &[]);
+    let mut alice = Terminal::start(&home, &args, (80, 24), &[]);
+    alice.wait_for_text("Enter the target port number:");
+    let rows = alice.rows();
+    let shown = rows.join("\n");
+    let prompt = (rows.iter())
+        .position(|row| row.starts_with("Enter the target port number:"))
+        .unwrap();
+    let before: Vec<&String> = (rows[..prompt].iter())
+        .filter(|row| !row.is_empty())
+        .collect();
+    assert!(
+        before.len() <= 6,
+        "{} rows before the prompt:\n{shown}",
+        before.len()
+    );
+    assert!(
+        !shown.contains(&alice_fp),
+        "the fingerprint unread:\n{shown}"
+    );
+    let first_group = format!("Fingerprint: {} ", &alice_fp[..4]);
+    let fingerprints = (rows.iter())
+        .filter(|row| row.contains(&alice_fp[..4]))
+        .count();
+    assert_eq!(fingerprints, 1, "{shown}");
+    assert!(
+        rows.iter().any(|row| row.starts_with(&first_group)),
+        "{shown}"
+    );
+    let waiting = (rows[..prompt].iter())
+        .position(|row| row.starts_with("Waiting for the peer's port and fingerprint"))
+        .unwrap_or_else(|| panic!("no word of what it waits for:\n{shown}"));
+    assert!(
+        rows[waiting..prompt]
+            .iter()
+            .any(|row| row.contains("chat --invite")),
+        "{shown}"
+    );
+    // The two rows of the fingerprint, pasted, are one fingerprint: here, as the
+    // fingerprint of a peer whose port is then given.
+    alice.line("1");
+    alice.wait_for_text("Enter the peer's fingerprint:");
+    let grouped: Vec<String> = (rows.iter())
+        .skip_while(|row| !row.starts_with("Fingerprint: "))
+        .take(2)
+        .cloned()
+        .collect();
+    alice.keys(&format!("\x1b[200~{}\x1b[201~\r", grouped.join("\n")));
+    alice.wait_for_text("Note: the peer fingerprint is our own");
+}

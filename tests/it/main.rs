@@ -4,6 +4,7 @@
 
 mod common;
 
+mod command_line;
 mod faults;
 mod folders;
 mod fuzz_regressions;

@@ -113,8 +113,8 @@ fn one_connection_carries_lines_and_files_both_ways_at_once() {
     }
     let problems = wait_both(&mut pair.peers);
     assert!(problems.is_empty(), "{problems:?}");
-    pair.peers[ALICE].expect_seen(Stream::Stderr, "bob has finished sending");
-    pair.peers[BOB].expect_seen(Stream::Stderr, "alice has finished sending");
+    pair.peers[ALICE].expect_seen(Stream::Stderr, "bob has nothing more to say");
+    pair.peers[BOB].expect_seen(Stream::Stderr, "alice has nothing more to say");
     let _ = &pair.world;
 }
 
@@ -237,7 +237,7 @@ fn a_finished_direction_stays_finished_across_a_lost_connection() {
     pair.peers[BOB].send("bob's only line");
     pair.peers[BOB].close_stdin();
     pair.peers[ALICE].expect(Stream::Stdout, "bob: bob's only line");
-    pair.peers[ALICE].expect(Stream::Stderr, "bob has finished sending");
+    pair.peers[ALICE].expect(Stream::Stderr, "bob has nothing more to say");
     proxy.current().reset();
     pair.peers[ALICE].expect(Stream::Stderr, "bob reconnected from 127.0.0.1:");
     pair.peers[ALICE].send("alice after the cut");
@@ -248,7 +248,7 @@ fn a_finished_direction_stays_finished_across_a_lost_connection() {
     let alice = pair.peers[ALICE].lines_on(Stream::Stderr);
     let count = |needle: &str| alice.iter().filter(|line| line.contains(needle)).count();
     assert_eq!(count("reconnected from"), 1, "no reconnect loop: {alice:?}");
-    assert_eq!(count("bob has finished sending"), 1, "{alice:?}");
+    assert_eq!(count("bob has nothing more to say"), 1, "{alice:?}");
     let shown = common::proxy::shown_from(&pair.peers[ALICE], "bob");
     assert_eq!(shown, ["bob's only line"]);
 }

@@ -25,7 +25,7 @@ fn hundreds_of_lines_arrive_in_order_both_ways() {
         assert_eq!(line, format!("bob: from bob {i} — ünïcödé"), "out of order");
     }
     alice.close_stdin();
-    bob.expect(Stream::Stderr, "alice has finished sending");
+    bob.expect(Stream::Stderr, "alice has nothing more to say");
     bob.close_stdin();
     assert!(alice.wait().success(), "{}", alice.transcript());
     assert!(bob.wait().success(), "{}", bob.transcript());
@@ -61,7 +61,7 @@ fn end_of_input_delivers_queued_lines_then_exits_when_peer_is_done() {
     alice.send("last words");
     alice.close_stdin();
     bob.expect(Stream::Stdout, "alice: last words");
-    bob.expect(Stream::Stderr, "alice has finished sending");
+    bob.expect(Stream::Stderr, "alice has nothing more to say");
     assert!(alice.is_running(), "alice waits for bob to finish too");
     bob.send("reply after alice finished");
     alice.expect(Stream::Stdout, "bob: reply after alice finished");

@@ -233,7 +233,7 @@ fn expect_connected_over_iroh(peer: &mut Peer, other: &str) {
 /// Both type end of input and exit cleanly.
 fn finish(mut first: Peer, mut second: Peer) {
     first.close_stdin();
-    second.expect(Stream::Stderr, "has finished sending");
+    second.expect(Stream::Stderr, "has nothing more to say");
     second.close_stdin();
     assert!(first.wait().success(), "{}", first.transcript());
     assert!(second.wait().success(), "{}", second.transcript());

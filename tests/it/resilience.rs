@@ -268,11 +268,11 @@ fn an_input_that_ends_before_the_peer_is_up_still_ends_cleanly_on_both_sides() {
     let mut alice = world.restart("alice", alice_port, bob.port, &bob_fp);
     alice.send("hello");
     bob.expect(Stream::Stdout, "alice: hello");
-    alice.expect_seen(Stream::Stderr, "bob has finished sending");
+    alice.expect_seen(Stream::Stderr, "bob has nothing more to say");
     alice.close_stdin();
     assert!(bob.wait().success(), "{}", bob.transcript());
     assert!(alice.wait().success(), "{}", alice.transcript());
-    bob.expect_seen(Stream::Stderr, "alice has finished sending");
+    bob.expect_seen(Stream::Stderr, "alice has nothing more to say");
 }
 
 /// Receivers whose standard output stops being read: how full a pipe is can be

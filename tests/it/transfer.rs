@@ -231,7 +231,10 @@ fn offers_over_the_size_limit_are_refused_on_both_sides() {
     std::fs::write(pair.alice.workdir.join("big.txt"), vec![b'x'; 2048]).unwrap();
     pair.alice.send("transfer big.txt");
     let refused = pair.bob.expect(Stream::Stderr, "Receiving big.txt failed");
-    assert!(refused.contains("limit of 1024"), "{refused}");
+    assert!(
+        refused.contains("the file is 2.00 KiB, more than the receiver's limit of 1.00 KiB"),
+        "{refused}"
+    );
     let told = pair.alice.expect(Stream::Stderr, "Sending big.txt failed");
     assert!(told.contains("refused by the peer"), "{told}");
     assert!(listing(&pair.bob.workdir).is_empty());
@@ -250,6 +253,51 @@ fn files_go_to_the_download_folder_which_is_created() {
     );
 }
 
+/// A download folder in which no file can be created is found at start, and the
+/// error names it, rather than every offer being refused later.
+#[cfg(unix)]
+#[test]
+fn an_unwritable_download_folder_is_refused_at_start_by_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    world.identity("bob");
+    let home = world.path().join("bob-home");
+    std::fs::create_dir_all(home.join("closed")).unwrap();
+    std::fs::set_permissions(home.join("closed"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let certs = world.certs().display().to_string();
+    let args = [
+        "--name",
+        "bob",
+        "--certs-dir",
+        &certs,
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-fingerprint",
+        &"ab".repeat(32),
+        "--connect",
+        "1",
+        "--download-dir",
+        "closed",
+    ]
+    .map(String::from);
+    let mut bob = common::Peer::spawn_in(&common::bound_by_permissions(), &home, &args);
+    let status = bob.wait();
+    assert_eq!(status.code(), Some(1), "{}", bob.transcript());
+    let error = (bob.lines_on(Stream::Stderr).into_iter())
+        .find(|line| line.starts_with("chat: error: "))
+        .unwrap_or_else(|| panic!("no error:\n{}", bob.transcript()))
+        .to_owned();
+    assert!(
+        error.contains("cannot write in the download folder closed"),
+        "{error}"
+    );
+    assert!(
+        bob.lines_on(Stream::Stdout).is_empty(),
+        "{}",
+        bob.transcript()
+    );
+}
+
 #[test]
 fn a_chat_line_starting_with_transfer_can_be_sent_as_text() {
     let mut pair = Pair::connect(&[]);
@@ -263,23 +311,39 @@ fn sparse_file(path: &std::path::Path, size: u64) {
     std::fs::File::create(path).unwrap().set_len(size).unwrap();
 }
 
+/// Each side says who cancelled, in words: the one who did reads "by you", the
+/// other the name of who did; and `/transfers` lists by ID, sent ones first.
 #[test]
 fn the_sender_cancels_and_both_sides_are_told() {
     let mut pair = Pair::connect(&[]);
     sparse_file(&pair.alice.workdir.join("big.bin"), 1 << 30);
+    std::fs::write(pair.bob.workdir.join("reply.txt"), b"reply\n").unwrap();
+    std::fs::write(pair.alice.workdir.join("small.txt"), b"small\n").unwrap();
     pair.alice.send("transfer big.bin");
     pair.bob
         .expect(Stream::Stderr, "Receiving big.bin (1.00 GiB) from alice");
-    pair.alice.send("/cancel");
+    pair.bob.send("transfer reply.txt");
+    pair.alice.expect_seen(Stream::Stderr, "Saved ./reply.txt");
+    pair.alice.send("/cancel s1");
     pair.alice
-        .expect(Stream::Stderr, "Sending big.bin failed: cancelled");
-    let told = pair
-        .bob
-        .expect(Stream::Stderr, "Receiving big.bin failed: ");
-    assert!(told.contains("the sender cancelled"), "{told}");
+        .expect(Stream::Stderr, "Sending big.bin: cancelled by you");
+    pair.bob
+        .expect(Stream::Stderr, "Receiving big.bin: cancelled by alice");
+    pair.alice.send("transfer small.txt");
+    pair.alice
+        .expect(Stream::Stderr, "small.txt delivered and verified by bob");
     pair.alice.send("/transfers");
-    pair.alice
-        .expect(Stream::Stderr, "  s1    big.bin (1.00 GiB): cancelled");
+    pair.alice.expect(Stream::Stderr, "Transfers:");
+    let rows: Vec<String> = ["s1", "s2", "r1"]
+        .iter()
+        .map(|_| pair.alice.expect(Stream::Stderr, "  "))
+        .collect();
+    assert!(
+        rows[0].starts_with("  s1    big.bin (1.00 GiB): cancelled by you"),
+        "{rows:#?}"
+    );
+    assert!(rows[1].starts_with("  s2    small.txt"), "{rows:#?}");
+    assert!(rows[2].starts_with("  r1    reply.txt"), "{rows:#?}");
     assert_eq!(common::kept_counts(&pair.bob.workdir), (0, 0));
     pair.alice.send("still talking");
     pair.bob.expect(Stream::Stdout, "alice: still talking");
@@ -296,12 +360,14 @@ fn the_receiver_cancels_keeping_the_part_and_a_later_offer_resumes() {
     pair.bob.send("/cancel r1 keep");
     let kept = pair
         .bob
-        .expect(Stream::Stderr, "Receiving big.bin failed: cancelled; kept ");
-    assert!(kept.contains("to resume"), "{kept}");
-    let told = pair
-        .alice
-        .expect(Stream::Stderr, "Sending big.bin failed: ");
-    assert!(told.contains("cancelled by the receiver"), "{told}");
+        .expect(Stream::Stderr, "Receiving big.bin: cancelled by you; ");
+    let (moved, rest) = (kept.split("cancelled by you; ").nth(1))
+        .and_then(|rest| rest.split_once(" of 1.00 GiB kept in "))
+        .unwrap_or_else(|| panic!("no human sizes in {kept:?}"));
+    assert!(moved.ends_with(" MiB") || moved.ends_with(" GiB"), "{kept}");
+    assert!(rest.ends_with(" to resume"), "{kept}");
+    pair.alice
+        .expect(Stream::Stderr, "Sending big.bin: cancelled by bob");
     assert_eq!(common::kept_counts(&pair.bob.workdir), (1, 1));
     pair.alice.send("transfer big.bin");
     pair.bob.expect(Stream::Stderr, "resuming at");

@@ -207,6 +207,11 @@ impl World {
     /// Starts a peer called `name` with its identity from this world's certs folder,
     /// listening on 127.0.0.1 with a port the OS picks, plus `extra` arguments.
     pub fn peer(&self, name: &str, extra: &[&str]) -> Peer {
+        self.peer_in(&[], name, extra)
+    }
+
+    /// Like [`World::peer`], with the binary run through `wrapper`.
+    pub fn peer_in(&self, wrapper: &[&str], name: &str, extra: &[&str]) -> Peer {
         let workdir = self.path().join(format!("{name}-home"));
         std::fs::create_dir_all(&workdir).unwrap();
         let mut args: Vec<String> = vec![
@@ -218,7 +223,23 @@ impl World {
             "127.0.0.1:0".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Peer::start(&workdir, &args)
+        Peer::start_in(wrapper, &workdir, &args)
+    }
+}
+
+/// What runs `chat` as a user whom file permissions bind: nothing for a user, and
+/// for root `setpriv` without the capabilities that let root read and write any
+/// file, so that a folder closed to its owner is closed to the test too.
+pub fn bound_by_permissions() -> Vec<&'static str> {
+    let root = proc_status(std::process::id(), "Uid:") == Some(0);
+    match root {
+        true => vec![
+            "setpriv",
+            "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--",
+        ],
+        false => Vec::new(),
     }
 }
 
@@ -576,9 +597,14 @@ impl Pair {
 
     /// Like [`Pair::connect`], in a world the caller has prepared.
     pub fn connect_in(world: World, extra: &[&str]) -> Pair {
+        Self::connect_with_alice_in(&[], world, extra)
+    }
+
+    /// Like [`Pair::connect_in`], with alice's binary run through `wrapper`.
+    pub fn connect_with_alice_in(wrapper: &[&str], world: World, extra: &[&str]) -> Pair {
         let alice_fp = world.identity("alice");
         let bob_fp = world.identity("bob");
-        Self::connect_with(world, &alice_fp, &bob_fp, extra)
+        Self::connect_with(wrapper, world, &alice_fp, &bob_fp, extra)
     }
 
     /// Like [`Pair::connect_in`], with the identities a session before made: both
@@ -586,13 +612,19 @@ impl Pair {
     pub fn connect_again(world: World, extra: &[&str]) -> Pair {
         let alice_fp = world.identity_fingerprint("alice");
         let bob_fp = world.identity_fingerprint("bob");
-        Self::connect_with(world, &alice_fp, &bob_fp, extra)
+        Self::connect_with(&[], world, &alice_fp, &bob_fp, extra)
     }
 
-    fn connect_with(world: World, alice_fp: &str, bob_fp: &str, extra: &[&str]) -> Pair {
+    fn connect_with(
+        alice_wrapper: &[&str],
+        world: World,
+        alice_fp: &str,
+        bob_fp: &str,
+        extra: &[&str],
+    ) -> Pair {
         let mut alice_args = vec!["--peer-fingerprint", bob_fp];
         alice_args.extend_from_slice(extra);
-        let mut alice = world.peer("alice", &alice_args);
+        let mut alice = world.peer_in(alice_wrapper, "alice", &alice_args);
         let alice_port = alice.port.to_string();
         let mut bob_args = vec!["--connect", &alice_port, "--peer-fingerprint", alice_fp];
         bob_args.extend_from_slice(extra);
