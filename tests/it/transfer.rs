@@ -389,7 +389,7 @@ fn a_part_kept_for_over_30_days_is_removed_and_the_receiver_says_so() {
     common::wait_for_kept_part(&pair.bob.workdir, 1 << 20);
     pair.bob.send("/cancel r1 keep");
     pair.bob
-        .expect(Stream::Stderr, "Receiving big.bin failed: cancelled; kept ");
+        .expect(Stream::Stderr, "Receiving big.bin: cancelled by you; ");
     let kept = common::kept_parts(&pair.bob.workdir);
     assert_eq!(kept.len(), 1, "{kept:?}");
     let long_ago = SystemTime::now() - Duration::from_secs(31 * 24 * 60 * 60);
