@@ -66,6 +66,14 @@ pub async fn invite(
             None => ui::status(&format!("A pairing connection dropped: {reason}")),
         },
         InviteReport::Dropped { .. } => {}
+        InviteReport::CrowdBegan => ui::status(
+            "Strangers are crowding the invite's port; their connections are dropped to keep \
+             room for the joiner, who may need a few more tries",
+        ),
+        InviteReport::Crowded { dropped, window } => ui::status(&format!(
+            "… and {dropped} more connections to the invite's port dropped in the last {} s",
+            window.as_secs().max(1)
+        )),
     };
     let mut offered = 1;
     let paired = loop {

@@ -15,7 +15,7 @@ use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::addresses;
-use crate::admission::{Admission, Limits, SlotId};
+use crate::admission::{Admission, Full, Limits, Shed, SlotId};
 use crate::event::Event;
 use crate::handshake::{self, Greeting, HandshakeError, Link, Stage};
 use crate::link::knock::Doorman;
@@ -35,13 +35,19 @@ pub const MAX_PENDING_PER_ADDRESS: usize = 8;
 /// Connections accepted this soon after serving began were waiting in the backlog.
 const BACKLOG_DRAINED_AFTER: Duration = Duration::from_secs(1);
 
-const LIMITS: Limits = Limits {
+/// The session listener's bounds, which the pairing listener shares.
+pub const LIMITS: Limits = Limits {
     slots: MAX_PENDING_HANDSHAKES,
     per_address: MAX_PENDING_PER_ADDRESS,
 };
 
 /// The handshakes in progress, each with the handle that stops its task.
-type Table = Arc<Mutex<Admission<AbortHandle>>>;
+pub type Table = Arc<Mutex<Admission<AbortHandle>>>;
+
+/// An empty table with `limits`.
+pub fn table(limits: Limits) -> Table {
+    Arc::new(Mutex::new(Admission::new(limits)))
+}
 
 /// Accepts connections until the task is dropped, sending each authenticated link to `links`.
 pub async fn run(
@@ -52,7 +58,7 @@ pub async fn run(
     links: mpsc::Sender<Link>,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let table: Table = Arc::new(Mutex::new(Admission::new(LIMITS)));
+    let table = table(LIMITS);
     let serving_since = Instant::now();
     let reporter = Arc::new(Reporter::new(events));
     let greeting = Arc::new(greeting);
@@ -99,28 +105,36 @@ pub async fn run(
 
 /// Gives the connection a slot (shedding someone if need be) and starts its handshake.
 fn admit(table: &Table, reporter: &Reporter, tcp: TcpStream, addr: SocketAddr, start: Handshake) {
+    match take_slot(table, addr, |slot| {
+        tokio::spawn(start.run(tcp, addr, slot)).abort_handle()
+    }) {
+        Ok(Some(shed)) => reporter.reject(shed.addr, &shed, None),
+        Ok(None) => {}
+        Err(full) => reporter.reject(addr, full, None),
+    }
+}
+
+/// Gives a connection from `addr` a slot in `table`, stopping the handshake shed to
+/// make room (returned, to be reported), and starts the new one with `start`, which
+/// returns the handle that stops it. Started and attached under the table's lock:
+/// nothing can shed it before it has a handle.
+pub fn take_slot(
+    table: &Table,
+    addr: SocketAddr,
+    start: impl FnOnce(Slot) -> AbortHandle,
+) -> Result<Option<Shed<AbortHandle>>, Full> {
     let mut slots = lock(table);
-    let admitted = match slots.admit(addr) {
-        Ok(admitted) => admitted,
-        Err(full) => {
-            drop(slots);
-            reporter.reject(addr, full, None);
-            return;
-        }
-    };
-    if let Some(shed) = admitted.shed {
-        if let Some(task) = &shed.handle {
-            task.abort();
-        }
-        reporter.reject(shed.addr, &shed, None);
+    let admitted = slots.admit(addr)?;
+    if let Some(task) = admitted.shed.as_ref().and_then(|shed| shed.handle.as_ref()) {
+        task.abort();
     }
     let slot = Slot {
         table: table.clone(),
         id: admitted.id,
     };
-    // Spawned and attached under the lock: nothing can shed it before it has a handle.
-    let task = tokio::spawn(start.run(tcp, addr, slot));
-    slots.attach(admitted.id, task.abort_handle());
+    let task = start(slot);
+    slots.attach(admitted.id, task);
+    Ok(admitted.shed)
 }
 
 /// What one handshake task needs besides its connection.
@@ -167,13 +181,14 @@ impl Handshake {
 }
 
 /// A handshake's place in the table, given back when the task ends or is aborted.
-struct Slot {
+pub struct Slot {
     table: Table,
     id: SlotId,
 }
 
 impl Slot {
-    fn reached(&self, stage: Stage) -> bool {
+    /// Records that the handshake reached `stage`; false if it was shed meanwhile.
+    pub fn reached(&self, stage: Stage) -> bool {
         lock(&self.table).advance(self.id, stage)
     }
 }

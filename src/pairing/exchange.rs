@@ -201,6 +201,10 @@ pub enum PairError {
     /// Listener: the invite took no more guesses, and the joiner was told so.
     #[error("refused a joiner: {0}")]
     Refused(Closed),
+    /// Listener: the connection lost its place to a newer one before it could guess,
+    /// and was closed without a word, so that the joiner tries again.
+    #[error("dropped for a newer connection before it guessed")]
+    Shed,
     /// The other side speaks another version of the pairing exchange.
     #[error("the other side speaks another version of the pairing exchange")]
     Unsupported,
@@ -210,6 +214,21 @@ pub enum PairError {
     /// The connection failed or ended early.
     #[error("the connection failed during pairing: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Why the listener takes no guess on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoGuess {
+    /// The invite takes no more: the joiner is told so.
+    Closed(Closed),
+    /// The connection has lost its place to a newer one.
+    Shed,
+}
+
+impl From<Closed> for NoGuess {
+    fn from(closed: Closed) -> Self {
+        NoGuess::Closed(closed)
+    }
 }
 
 /// The dialer's side: proves to the listener that we know `code` and tells it
@@ -292,7 +311,8 @@ where
 ///
 /// `admit` is called once JOIN has been read, before anything derived from the code
 /// is sent; its refusal goes back to the joiner as "closed" and comes out as
-/// [`PairError::Refused`]. When it admits, the joiner has had a guess, whatever
+/// [`PairError::Refused`], or, for [`NoGuess::Shed`], closes the connection without
+/// a word as [`PairError::Shed`]. When it admits, the joiner has had a guess, whatever
 /// happens next. With an [`Invite`](super::invite::Invite), let `admit` keep the
 /// [`Attempt`](super::invite::Attempt) from `Invite::admit` where the caller can
 /// reach it, and settle that attempt once this returns or is dropped: `Ok` with
@@ -307,7 +327,7 @@ pub async fn answer<S>(
     code: &InviteCode,
     binding: &Binding,
     ours: Option<EndpointIdBytes>,
-    admit: impl FnOnce() -> Result<(), Closed>,
+    admit: impl FnOnce() -> Result<(), NoGuess>,
     confirm: impl FnOnce() -> Result<(), Closed>,
 ) -> Result<Answered, PairError>
 where
@@ -348,9 +368,13 @@ where
     let labels = joiner.labels();
     let listener = ours.map(Whereabouts::Endpoint);
 
-    if let Err(reason) = admit() {
-        refuse(stream, INVITE_CLOSED).await;
-        return Err(PairError::Refused(reason));
+    match admit() {
+        Ok(()) => {}
+        Err(NoGuess::Closed(reason)) => {
+            refuse(stream, INVITE_CLOSED).await;
+            return Err(PairError::Refused(reason));
+        }
+        Err(NoGuess::Shed) => return Err(PairError::Shed),
     }
     let (spake, message_b) = Spake2::<Ed25519Group>::start_b(
         &Password::new(code.as_password()),
@@ -512,11 +536,11 @@ mod tests {
         binding(0x5a, b"dialer", b"listener")
     }
 
-    fn admit_all() -> Result<(), Closed> {
+    fn admit_all<E>() -> Result<(), E> {
         Ok(())
     }
 
-    fn never_admit() -> Result<(), Closed> {
+    fn never_admit() -> Result<(), NoGuess> {
         panic!("admission asked for before a valid JOIN")
     }
 
@@ -705,7 +729,12 @@ mod tests {
                     &right,
                     &binding,
                     None,
-                    || { invite.admit(Instant::now()).map(drop) },
+                    || {
+                        invite
+                            .admit(Instant::now())
+                            .map(drop)
+                            .map_err(NoGuess::from)
+                    },
                     admit_all
                 ),
             )

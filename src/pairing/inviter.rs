@@ -13,23 +13,27 @@ use tokio::task::JoinSet;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use super::code::InviteCode;
-use super::exchange::{self, Answered, EndpointIdBytes, Whereabouts};
+use super::exchange::{self, Answered, EndpointIdBytes, NoGuess, Whereabouts};
 use super::invite::{AfterWrongGuess, Closed, Invite};
 use super::link::{Paired, binding_of, peer_name};
 use crate::addresses;
 use crate::fingerprint::Fingerprint;
-use crate::handshake::HANDSHAKE_TIMEOUT;
+use crate::handshake::{CLIENT_HELLO_TIMEOUT, HANDSHAKE_TIMEOUT, Stage};
 use crate::identity::Identity;
 use crate::link::Stream;
 use crate::link::iroh as transport;
 use crate::link::route::{Path, Route};
 use crate::link::stream::Lingering;
+use crate::listener::{self, Slot};
 use crate::platform;
 use crate::tls::{self, TlsConfigError};
 
-/// Pairing connections handled at once; more wait in the kernel's queue. Each
-/// has [`HANDSHAKE_TIMEOUT`] to finish.
-const CONCURRENT_ATTEMPTS: usize = 16;
+/// Pairing connections over iroh handled at once; more wait in iroh's queue. Each
+/// has [`HANDSHAKE_TIMEOUT`] to finish. Nobody without the code can find the
+/// rendezvous endpoint, so there is no crowd to shed.
+const CONCURRENT_IROH_ATTEMPTS: usize = 16;
+/// How often the inviter hears how many strangers were shed, while some are.
+const CROWD_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Something the person who invited should know while waiting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +45,12 @@ pub enum InviteReport {
     BrokeOff { from: Route, left: u32 },
     /// A connection that made no guess that counts: for verbose output.
     Dropped { from: Option<Route>, reason: String },
+    /// Over TCP, the first connection lost its place to a newer one: someone is
+    /// crowding the port, and a joiner may need several tries.
+    CrowdBegan,
+    /// Over TCP, `dropped` more connections lost their place to newer ones within
+    /// `window`; one report each [`CROWD_REPORT_EVERY`] while it goes on.
+    Crowded { dropped: u64, window: Duration },
 }
 
 /// Why no one joined with this code.
@@ -110,6 +120,10 @@ impl Door<'_> {
         }
     }
 
+    fn is_tcp(&self) -> bool {
+        matches!(self, Door::Tcp(_))
+    }
+
     fn ours(&self) -> Option<EndpointIdBytes> {
         match self {
             Door::Tcp(_) => None,
@@ -138,11 +152,15 @@ pub async fn wait_for_joiner(
     tokio::pin!(expiry);
     let mut expired = false;
     let mut attempts = JoinSet::new();
+    let table = listener::table(listener::LIMITS);
+    let mut crowd = Crowd::default();
+    let mut crowd_reports = tokio::time::interval(CROWD_REPORT_EVERY);
     loop {
         // An attempt admitted before the code expired may still finish.
         if expired && attempts.is_empty() {
             return Err(InviteError::Expired(lifetime));
         }
+        let room = door.is_tcp() || attempts.len() < CONCURRENT_IROH_ATTEMPTS;
         tokio::select! {
             biased;
             Some(done) = attempts.join_next() => match done {
@@ -159,20 +177,85 @@ pub async fn wait_for_joiner(
                 }
                 Ok(Err(Failure::Vanished { from })) => return Err(InviteError::JoinerVanished(from)),
                 Ok(Err(Failure::Other { from, reason })) => report(InviteReport::Dropped { from, reason }),
+                // Shed, and counted when it was.
                 Err(_) => {}
             },
             () = &mut expiry, if !expired => expired = true,
-            arrival = door.next(), if !expired && attempts.len() < CONCURRENT_ATTEMPTS => {
+            _ = crowd_reports.tick() => {
+                if let Some(report_now) = crowd.report() {
+                    report(report_now);
+                }
+            }
+            arrival = door.next(), if !expired && room => {
                 let Some(arrival) = arrival else { continue };
                 let (acceptor, invite, ours) = (acceptor.clone(), invite.clone(), door.ours());
                 let lingering = door.lingering();
                 let fingerprint = identity.fingerprint;
-                attempts.spawn(async move {
+                let addr = arrival_addr(&arrival);
+                let answer = move |slot| async move {
                     let (stream, from) = arrive(arrival, &lingering).await?;
-                    answer(acceptor, stream, from, invite, fingerprint, ours).await
-                });
+                    answer(acceptor, stream, from, invite, fingerprint, ours, slot).await
+                };
+                match addr {
+                    None => {
+                        attempts.spawn(answer(None));
+                    }
+                    Some(addr) => {
+                        let taken = listener::take_slot(&table, addr, |slot| {
+                            attempts.spawn(answer(Some(slot)))
+                        });
+                        let dropped = match taken {
+                            Ok(shed) => shed.map(|shed| (shed.addr, shed.to_string())),
+                            Err(full) => Some((addr, full.to_string())),
+                        };
+                        if let Some((addr, reason)) = dropped {
+                            let from = Some(Route::Tcp(addr));
+                            report(InviteReport::Dropped { from, reason });
+                            if crowd.dropped() {
+                                report(InviteReport::CrowdBegan);
+                            }
+                        }
+                    }
+                }
             }
         }
+    }
+}
+
+/// Connections shed since the last report.
+#[derive(Debug, Default)]
+struct Crowd {
+    dropped: u64,
+    since: Option<Instant>,
+    began: bool,
+}
+
+impl Crowd {
+    /// Counts one more after the first; true for the first, told on its own.
+    fn dropped(&mut self) -> bool {
+        if !std::mem::replace(&mut self.began, true) {
+            return true;
+        }
+        self.dropped += 1;
+        false
+    }
+
+    fn report(&mut self) -> Option<InviteReport> {
+        let now = Instant::now();
+        let since = self.since.replace(now)?;
+        let dropped = std::mem::take(&mut self.dropped);
+        (dropped > 0).then(|| InviteReport::Crowded {
+            dropped,
+            window: now - since,
+        })
+    }
+}
+
+/// Where a TCP arrival comes from; iroh arrivals take no slot.
+fn arrival_addr(arrival: &Arrival) -> Option<SocketAddr> {
+    match arrival {
+        Arrival::Tcp(_, addr) => Some(*addr),
+        Arrival::Iroh(_) => None,
     }
 }
 
@@ -219,9 +302,13 @@ async fn arrive(arrival: Arrival, lingering: &Lingering) -> Result<(Stream, Rout
     }
 }
 
-/// One pairing connection: TLS with any certificate, then the exchange, all within
-/// [`HANDSHAKE_TIMEOUT`]. A guess is counted from the moment it is admitted, so a
-/// joiner that vanishes before proving the code has still used one.
+/// One pairing connection: its ClientHello within [`CLIENT_HELLO_TIMEOUT`], TLS with
+/// any certificate, then the exchange, all within [`HANDSHAKE_TIMEOUT`]. A guess is
+/// counted from the moment it is admitted, so a joiner that vanishes before proving
+/// the code has still used one. Over TCP the connection holds a `slot` in the
+/// listener's table, as the session listener's do (see [`crate::admission`]): a
+/// newer connection may shed it until it has a guess in hand, never after, so a
+/// crowd cannot use up the code's tries by shedding joiners.
 async fn answer(
     acceptor: TlsAcceptor,
     stream: Stream,
@@ -229,7 +316,9 @@ async fn answer(
     invite: Arc<Mutex<Invite>>,
     ours: Fingerprint,
     our_endpoint: Option<EndpointIdBytes>,
+    slot: Option<Slot>,
 ) -> Result<Paired, Failure> {
+    let reached = |stage| slot.as_ref().is_none_or(|slot| slot.reached(stage));
     let other = |reason: String| Failure::Other {
         from: Some(from.clone()),
         reason,
@@ -238,9 +327,19 @@ async fn answer(
     let confirmed = AtomicBool::new(false);
     let proved_wrong = AtomicBool::new(false);
     let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let hello = LazyConfigAcceptor::new(Acceptor::default(), stream)
+        let hello = LazyConfigAcceptor::new(Acceptor::default(), stream);
+        let hello = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, hello)
             .await
+            .map_err(|_| {
+                other(format!(
+                    "no complete TLS ClientHello within {} s",
+                    CLIENT_HELLO_TIMEOUT.as_secs()
+                ))
+            })?
             .map_err(|err| other(format!("TLS: {err}")))?;
+        if !reached(Stage::Tls) {
+            return Err(other("dropped for a newer connection".into()));
+        }
         // The joiner's session dials this port as soon as it has paired, perhaps
         // before we are done here: closing without an alert makes it try again
         // (an alert would tell it we refuse its certificate).
@@ -259,7 +358,11 @@ async fn answer(
         let binding = binding_of(connection, ours, false).map_err(|err| other(err.to_string()))?;
         let name = peer_name(connection);
         let code = lock(&invite).code().clone();
-        let admit = || -> Result<(), Closed> {
+        let admit = || -> Result<(), NoGuess> {
+            // From here the connection holds a guess: never shed.
+            if !reached(Stage::Authenticated) {
+                return Err(NoGuess::Shed);
+            }
             let admitted = lock(&invite).admit(Instant::now())?;
             *lock(&attempt) = Some(admitted);
             Ok(())

@@ -59,8 +59,9 @@ pub enum JoinError {
     Tls(#[from] TlsConfigError),
 }
 
-/// Dials `target`, retrying while nothing listens there for up to `retry_for`
-/// (telling `on_waiting` why, once), and runs the pairing exchange, announcing
+/// Dials `target`, retrying while nothing listens there, or a connection breaks
+/// before the inviter answers, for up to `retry_for` (telling `on_waiting` why,
+/// once), and runs the pairing exchange, announcing
 /// `our_port` as where the inviter can reach us. Returns the inviter, authenticated.
 pub async fn join(
     target: &Target,
@@ -86,7 +87,7 @@ pub async fn join(
                 let ours = Whereabouts::Port(our_port);
                 let session = |_| Ok(Route::Tcp(addr));
                 let label = target.to_string();
-                return pair(
+                let paired = pair(
                     &connector,
                     Stream::Tcp(tcp),
                     &label,
@@ -94,8 +95,12 @@ pub async fn join(
                     code,
                     ours,
                     session,
-                )
-                .await;
+                );
+                match paired.await {
+                    // Dropped before an answer, by a crowded inviter for example.
+                    Err(JoinError::Broken { reason, .. }) => reason,
+                    done => return done,
+                }
             }
             Err(err) => err.to_string(),
         };
@@ -157,7 +162,10 @@ pub async fn join_over_iroh(
                         path: RoutePath::Unknown,
                     })
                 };
-                return pair(&connector, stream, &label, identity, code, ours, session).await;
+                match pair(&connector, stream, &label, identity, code, ours, session).await {
+                    Err(JoinError::Broken { reason, .. }) => reason,
+                    done => return done,
+                }
             }
             Err(err) => err.to_string(),
         };

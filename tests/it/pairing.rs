@@ -3,11 +3,16 @@
 
 use crate::common;
 
+use common::crowd::{self, Crowd};
 use common::home::Home;
 use common::{Peer, Stream, TIMEOUT, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, copy_bidirectional};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// Connections crowding an invite's port: idle, trickling, garbage and TLS
+/// strangers, each reopened as it closes, more than the listener's 128 places.
+const CROWD: usize = 400;
 
 /// An inviter waiting, with its code and the joiner's command as printed.
 struct Invitation {
@@ -164,6 +169,39 @@ fn two_peers_pair_by_code_and_chat_with_no_fingerprint_typed() {
         saved.contains(&format!("alice {} ", a.fingerprint)),
         "{saved}"
     );
+}
+
+/// Idle connections reopened as they close once kept every place at the invite's
+/// port: the joiner failed after 10 s and the inviter said nothing. Now the pairing
+/// listener sheds them as the session listener does, the inviter is told, and the
+/// joiner gets in (trying again if it is shed).
+#[test]
+fn a_crowd_at_the_invite_s_port_is_reported_and_the_joiner_still_gets_in() {
+    let world = World::new();
+    let alice = Home::new(&world, "alice");
+    let bob = Home::new(&world, "bob");
+    let mut invitation = invite(&alice);
+    // They pin a certificate nobody has: the inviter refuses them either way.
+    let nobody = "07".repeat(32).parse().unwrap();
+    let strangers = crowd::strangers(&world.path().join("strangers"), 4, nobody);
+    let port = invitation.peer.port;
+    let crowd = Crowd::start(([127, 0, 0, 1], port).into(), CROWD, strangers);
+    invitation.peer.expect_seen(
+        Stream::Stderr,
+        "Strangers are crowding the invite's port; their connections are dropped",
+    );
+    let code = invitation.code.clone();
+    let mut b = join_with(&bob, &invitation, &code);
+    b.expect_seen(Stream::Stderr, "Paired with alice (sha256 ");
+    invitation
+        .peer
+        .expect_seen(Stream::Stderr, "Paired with bob (sha256 ");
+    println!("invite crowd: {} members; {:?}", crowd.size, crowd.tally);
+    drop(crowd);
+    b.send("through the crowd");
+    invitation
+        .peer
+        .expect(Stream::Stdout, "bob: through the crowd");
 }
 
 #[test]
