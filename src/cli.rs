@@ -209,7 +209,7 @@ pub struct PeerArgs {
     /// Trust the CA certificates (PEM) in FILE for relays (repeatable).
     ///
     /// Beside the web's usual roots: for a relay of your own with a private
-    /// certificate.
+    /// certificate (also $CHAT_RELAY_CA, files separated by commas).
     #[arg(long, help_heading = CONNECTING, value_name = "FILE")]
     pub relay_ca: Vec<PathBuf>,
     /// Store received files in DIR (created if missing).
@@ -394,20 +394,20 @@ fn find_known(path: &Path, name: &str) -> Result<Entry> {
     )
 }
 
-/// The relays from `--relay` (else `$CHAT_RELAY`) and `--relay-ca`.
+/// The relays from `--relay` (else `$CHAT_RELAY`) and `--relay-ca` (else
+/// `$CHAT_RELAY_CA`).
 fn relay_settings(urls: Vec<String>, ca_files: &[PathBuf]) -> Result<crate::link::iroh::Settings> {
     use crate::link::iroh::{Relays, Settings};
     let urls = match urls.is_empty() {
-        true => std::env::var("CHAT_RELAY")
-            .map(|list| {
-                (list.split(','))
-                    .map(str::trim)
-                    .filter(|url| !url.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        true => listed_in("CHAT_RELAY"),
         false => urls,
+    };
+    let ca_files = match ca_files.is_empty() {
+        true => listed_in("CHAT_RELAY_CA")
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        false => ca_files.to_vec(),
     };
     let relays = match urls.is_empty() {
         true => Relays::Public,
@@ -421,7 +421,7 @@ fn relay_settings(urls: Vec<String>, ca_files: &[PathBuf]) -> Result<crate::link
         ),
     };
     let mut relay_roots = Vec::new();
-    for path in ca_files {
+    for path in &ca_files {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let roots = CertificateDer::pem_file_iter(path)
@@ -436,6 +436,19 @@ fn relay_settings(urls: Vec<String>, ca_files: &[PathBuf]) -> Result<crate::link
         relays,
         relay_roots,
     })
+}
+
+/// The items of the comma-separated list in the environment variable `name`.
+fn listed_in(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .map(|list| {
+            (list.split(','))
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The login name if it makes a valid identity name, else "peer".

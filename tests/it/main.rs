@@ -17,6 +17,7 @@ mod one_connection;
 mod pairing;
 mod peer;
 mod proxy;
+mod quick_start;
 mod reach;
 mod resilience;
 mod security;

@@ -324,6 +324,11 @@ impl Peer {
         Self::spawn_in(&[], workdir, args)
     }
 
+    /// Like [`Peer::spawn`], with `env` added to the environment.
+    pub fn spawn_with_env(env: &[(&str, &str)], workdir: &Path, args: &[String]) -> Peer {
+        Self::spawn_with(&[], env, workdir, args)
+    }
+
     pub fn spawn_in(wrapper: &[&str], workdir: &Path, args: &[String]) -> Peer {
         Self::spawn_with(wrapper, &[], workdir, args)
     }
