@@ -210,7 +210,7 @@ async fn stream_of(
 }
 
 /// The QUIC close code for a connection from an endpoint we do not expect.
-const REFUSED: iroh::endpoint::VarInt = iroh::endpoint::VarInt::from_u32(1);
+pub(super) const REFUSED: iroh::endpoint::VarInt = iroh::endpoint::VarInt::from_u32(1);
 
 /// Follows the path `link`'s iroh connection uses, until it closes, and tells
 /// `events` each time it changes: a hole punched, a direct path lost. Nothing for

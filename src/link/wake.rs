@@ -16,7 +16,7 @@ use iroh::{Endpoint, EndpointAddr, EndpointId, TransportAddr};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::iroh::{DIAL_TIMEOUT, IrohError, Node};
+use super::iroh::{DIAL_TIMEOUT, IrohError, Node, REFUSED};
 
 /// The ALPN of a wake-up call.
 pub const WAKE_ALPN: &[u8] = b"chat-iroh-wake/1";
@@ -30,9 +30,6 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The QUIC close code of a call that was taken: the callee dials.
 const DIALING: VarInt = VarInt::from_u32(0);
-
-/// The QUIC close code of a call from an endpoint we do not expect.
-const REFUSED: VarInt = VarInt::from_u32(1);
 
 /// The QUIC close code of a dialer's connection to the peer's previous run, which it
 /// closes when the peer calls.
@@ -117,7 +114,7 @@ async fn answer(endpoint: Endpoint, peer: EndpointId, taken: watch::Sender<u64>)
 }
 
 /// Takes one call: the pinned peer's is counted and closed with [`DIALING`], any
-/// other endpoint's refused.
+/// other endpoint's refused as the session's accept loop refuses it.
 fn take(connection: &Connection, peer: EndpointId, taken: &watch::Sender<u64>) {
     if connection.remote_id() != peer || connection.alpn() != WAKE_ALPN {
         connection.close(REFUSED, b"not expected");
