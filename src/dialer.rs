@@ -14,6 +14,7 @@ use crate::fingerprint::Fingerprint;
 use crate::handshake::{self, Greeting, HandshakeError, Link};
 use crate::link::iroh as transport;
 use crate::link::knock;
+use crate::link::wake::{self, WakeUps};
 use crate::link::{Route, Stream};
 use crate::target::Target;
 use crate::tls::{self, Pin, PinMismatch};
@@ -39,23 +40,54 @@ pub enum DialEnd {
     GaveUp(String),
 }
 
-/// Dials, hands the connection to `links`, and dials again whenever it is lost.
+/// Dials, hands the connection to `links`, and dials again whenever it is lost, or
+/// when the peer calls to say it started again (over iroh): the connection we hold
+/// then is to its previous run, and the new one replaces it.
 pub async fn run(
     dialer: Dialer,
     links: mpsc::Sender<Dialed>,
     events: mpsc::UnboundedSender<Event>,
 ) -> DialEnd {
+    let mut wake_ups = match &dialer.target {
+        Destination::Iroh(dial) => Some(dial.wake_ups()),
+        Destination::Tcp(_) => None,
+    };
     let mut connected_before = false;
     loop {
-        let link = match dialer.dial(&events, connected_before).await {
+        let link = match dialer.dial(&events, connected_before, &mut wake_ups).await {
             Ok(link) => link,
             Err(end) => return end,
         };
+        if let Some(wake_ups) = &mut wake_ups {
+            wake_ups.seen();
+        }
         connected_before = true;
+        let held = transport::connection_of(&link).cloned();
         let (on_loss, lost) = oneshot::channel();
-        if links.send(Dialed { link, on_loss }).await.is_err() || lost.await.is_err() {
+        if links.send(Dialed { link, on_loss }).await.is_err() {
             return DialEnd::Done;
         }
+        tokio::select! {
+            lost = lost => if lost.is_err() {
+                return DialEnd::Done;
+            },
+            // The peer started again: the connection we hold is to its previous run.
+            // Closed first, as iroh sends a new connection's first packets only on
+            // the path an open one to the same endpoint uses, a dead one here.
+            () = woken(&mut wake_ups) => {
+                if let Some(held) = held {
+                    held.close(wake::STALE, b"the peer started again");
+                }
+            }
+        }
+    }
+}
+
+/// Waits for the peer's next wake-up call; forever where none can come.
+async fn woken(wake_ups: &mut Option<WakeUps>) {
+    match wake_ups {
+        Some(wake_ups) => wake_ups.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -120,10 +152,13 @@ impl Dialer {
     /// A wrong certificate or a refusal is final only before the pinned peer has ever
     /// answered: afterwards it may be a stranger holding the port while the peer
     /// restarts, or a forged alert, so it is reported and retried.
+    ///
+    /// A wake-up call from the peer cuts the wait before the next attempt short.
     async fn dial(
         &self,
         events: &mpsc::UnboundedSender<Event>,
         connected_before: bool,
+        wake_ups: &mut Option<WakeUps>,
     ) -> Result<Link, DialEnd> {
         let mut delay = FIRST_RETRY_DELAY;
         let mut told_user = false;
@@ -195,6 +230,7 @@ impl Dialer {
                     delay = FIRST_RETRY_DELAY;
                     started = tokio::time::Instant::now();
                 }
+                () = woken(wake_ups) => delay = FIRST_RETRY_DELAY,
             }
         }
     }

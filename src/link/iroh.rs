@@ -22,6 +22,7 @@ use thiserror::Error;
 
 use super::route::{Path, Route};
 use super::stream::{Lingering, QuicStream, Stream};
+use super::wake::{self, WakeUps};
 use crate::event::Event;
 use crate::handshake::Link;
 
@@ -209,7 +210,7 @@ async fn stream_of(
 }
 
 /// The QUIC close code for a connection from an endpoint we do not expect.
-const REFUSED: iroh::endpoint::VarInt = iroh::endpoint::VarInt::from_u32(1);
+pub(super) const REFUSED: iroh::endpoint::VarInt = iroh::endpoint::VarInt::from_u32(1);
 
 /// Follows the path `link`'s iroh connection uses, until it closes, and tells
 /// `events` each time it changes: a hole punched, a direct path lost. Nothing for
@@ -292,11 +293,18 @@ impl Node {
     }
 
     /// Our part in a session with `peer`: the smaller endpoint ID dials the other,
-    /// which accepts, so that the two never race.
+    /// which accepts, so that the two never race. The endpoint takes connections
+    /// only for that part: the session's if it accepts, wake-up calls if it dials.
     pub fn role_with(self, peer: EndpointId) -> Role {
         match self.endpoint.id() < peer {
-            true => Role::Dial(Dial { node: self, peer }),
-            false => Role::Accept(Accept { node: self, peer }),
+            true => {
+                self.endpoint.set_alpns(vec![wake::WAKE_ALPN.to_vec()]);
+                Role::Dial(Dial { node: self, peer })
+            }
+            false => {
+                self.endpoint.set_alpns(vec![ALPN.to_vec()]);
+                Role::Accept(Accept { node: self, peer })
+            }
         }
     }
 }
@@ -324,6 +332,11 @@ impl Dial {
         let node = &self.node;
         dial(&node.endpoint, self.peer, &node.relays, &node.lingering).await
     }
+
+    /// Starts taking the peer's wake-up calls, each a sign that it started again.
+    pub fn wake_ups(&self) -> WakeUps {
+        WakeUps::answer(self.node.endpoint.clone(), self.peer)
+    }
 }
 
 impl std::fmt::Display for Dial {
@@ -340,7 +353,7 @@ pub struct Accept {
 }
 
 /// The iroh connection `link` runs in, if it runs in one.
-fn connection_of(link: &Link) -> Option<&iroh::endpoint::Connection> {
+pub fn connection_of(link: &Link) -> Option<&iroh::endpoint::Connection> {
     match link.connection.stream().get_ref().0.get_ref() {
         Stream::Quic(quic) => Some(&quic.connection),
         Stream::Tcp(_) => None,

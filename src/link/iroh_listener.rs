@@ -1,11 +1,13 @@
 //! The session's accept loop over iroh: connections from the pinned peer's endpoint
 //! only (iroh turns away every other endpoint before our TLS), each one's stream
-//! through the listening side of the handshake.
+//! through the listening side of the handshake. Started, it calls the peer to dial
+//! now ([`wake`]) unless the peer's connection comes first.
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_rustls::TlsAcceptor;
 
-use super::iroh::{self as transport, Accept, Admit};
+use super::iroh::{self as transport, Accept, Admit, Node};
+use super::wake;
 use crate::event::Event;
 use crate::handshake::{self, Greeting, Link};
 
@@ -19,33 +21,51 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let Accept { node, peer } = accept;
-    let (endpoint, lingering) = (node.endpoint, node.lingering);
-    let admit = Admit::Only(peer);
-    loop {
-        let stream = match transport::accept(&endpoint, &admit, &lingering).await {
-            Ok(Some((stream, _))) => stream,
-            Ok(None) if endpoint.is_closed() => return,
-            // A stranger turned away, or a connection that failed on its way in.
-            Ok(None) | Err(_) => continue,
-        };
-        let route = transport::route_of(&stream);
-        let (acceptor, greeting, links, events) = (
-            acceptor.clone(),
-            greeting.clone(),
-            links.clone(),
-            events.clone(),
-        );
-        tokio::spawn(async move {
-            match handshake::accept(&acceptor, stream, route, &greeting, None, |_| true).await {
-                Ok(link) => {
-                    let _ = links.send(link).await;
+    let reached = Notify::new();
+    let accepting = async {
+        let admit = Admit::Only(peer);
+        loop {
+            let stream = match transport::accept(&node.endpoint, &admit, &node.lingering).await {
+                Ok(Some((stream, _))) => stream,
+                Ok(None) if node.endpoint.is_closed() => return,
+                // A stranger turned away, or a connection that failed on its way in.
+                Ok(None) | Err(_) => continue,
+            };
+            reached.notify_one();
+            let route = transport::route_of(&stream);
+            let (acceptor, greeting, links, events) = (
+                acceptor.clone(),
+                greeting.clone(),
+                links.clone(),
+                events.clone(),
+            );
+            tokio::spawn(async move {
+                match handshake::accept(&acceptor, stream, route, &greeting, None, |_| true).await {
+                    Ok(link) => {
+                        let _ = links.send(link).await;
+                    }
+                    Err(err) => {
+                        let _ = events.send(Event::Note {
+                            text: format!("A connection from the peer's endpoint failed: {err}"),
+                        });
+                    }
                 }
-                Err(err) => {
-                    let _ = events.send(Event::Note {
-                        text: format!("A connection from the peer's endpoint failed: {err}"),
-                    });
-                }
-            }
-        });
+            });
+        }
+    };
+    tokio::join!(accepting, wake_unless_reached(&node, peer, &reached));
+}
+
+/// Calls the peer to dial now, unless its connection arrives within
+/// [`wake::CALL_AFTER`] or while calling. A peer that does not answer is not running
+/// yet, and dials when it starts: the call is not repeated.
+async fn wake_unless_reached(node: &Node, peer: iroh::EndpointId, reached: &Notify) {
+    let calling = async {
+        tokio::time::sleep(wake::CALL_AFTER).await;
+        let _ = wake::call(node, peer).await;
+    };
+    tokio::select! {
+        () = reached.notified() => {}
+        () = calling => {}
     }
 }

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod knock;
 pub mod route;
 pub mod stream;
+pub mod wake;
 
 pub use route::{Probe, Route};
 pub use stream::Stream;

@@ -7,10 +7,11 @@ use std::time::Duration;
 use chat::frame::Frame;
 use chat::handshake::{self, Greeting, Link};
 use chat::identity::{self, Identity, IdentityFiles};
-use chat::link::iroh::{self as transport, Admit, Relays, Settings};
+use chat::link::iroh::{self as transport, Admit, Node, Relays, Settings};
 use chat::link::keys;
 use chat::link::route::{Path, Route};
 use chat::link::stream::Lingering;
+use chat::link::wake::{self, WakeUps};
 use chat::pairing::exchange::Whereabouts;
 use chat::tls;
 use iroh::SecretKey;
@@ -178,6 +179,45 @@ async fn an_endpoint_that_is_not_the_peers_is_turned_away_before_tls() {
         Err(_) | Ok(Ok(Err(_))) | Ok(Ok(Ok(0))) => {}
         other => panic!("the stranger's stream should have been closed, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_peers_endpoint_can_wake_a_dialer() {
+    let relay = Relay::start();
+    let settings = settings(&relay);
+    let node = |secret| async {
+        let endpoint = within("an endpoint", transport::bind(secret, &settings, false))
+            .await
+            .unwrap();
+        Node {
+            endpoint,
+            relays: settings.relay_urls(),
+            lingering: Lingering::default(),
+        }
+    };
+    let (dialer, peer, stranger) = (
+        node(SecretKey::generate()).await,
+        node(SecretKey::generate()).await,
+        node(SecretKey::generate()).await,
+    );
+    dialer.endpoint.set_alpns(vec![wake::WAKE_ALPN.to_vec()]);
+    let mut wake_ups = WakeUps::answer(dialer.endpoint.clone(), peer.endpoint.id());
+
+    // A stranger's call is refused, and so counts for nothing.
+    let refused = within(
+        "the stranger's call",
+        wake::call(&stranger, dialer.endpoint.id()),
+    )
+    .await;
+    let refusal = refused
+        .expect_err("a stranger's call is not taken")
+        .to_string();
+    assert!(refusal.contains("not expected"), "{refusal}");
+
+    within("the peer's call", wake::call(&peer, dialer.endpoint.id()))
+        .await
+        .expect("the peer's call is taken");
+    within("the wake-up", wake_ups.next()).await;
 }
 
 /// `chat` for `home` with the test relay and `extra`, and nothing that would make it TCP.
@@ -644,11 +684,18 @@ fn the_bridge_between_the_homes_carries_only_ciphertext() {
     }
 }
 
-/// Waits for a restarted peer's connection, allowing for the other side to notice
-/// first that the old one died.
-fn reconnected_within_a_minute(peer: &mut Peer, other: &str) {
+/// How soon a restarted peer is back in the session, from its first line: it has
+/// bound its endpoint by then, and either role must come back without waiting for
+/// the other side to find its old connection dead.
+const BACK_WITHIN: Duration = Duration::from_secs(10);
+
+/// Starts `home`'s peer again by name and waits for its connection to `other`.
+fn restarted_and_reconnected(home: &Home, relay: &Relay, other: &str) -> Peer {
+    let mut peer = Peer::spawn(&home.workdir, &over_relay(home, relay, &["--peer", other]));
+    peer.expect_where(Stream::Stderr, "the first line", |_| true);
+    let started = std::time::Instant::now();
     let connected = peer.expect_within(
-        Duration::from_secs(60),
+        BACK_WITHIN,
         Stream::Stderr,
         "the connection after a restart",
         |line| line.starts_with(&format!("Connected to {other} ")),
@@ -657,6 +704,12 @@ fn reconnected_within_a_minute(peer: &mut Peer, other: &str) {
         connected.ends_with("(one connection, both directions)"),
         "{connected}"
     );
+    println!(
+        "{} back in the session {:.1} s after its first line",
+        home.name,
+        started.elapsed().as_secs_f64()
+    );
+    peer
 }
 
 #[test]
@@ -672,15 +725,9 @@ fn either_side_restarted_by_name_resumes_the_session_and_its_transfer() {
     crate::common::wait_for_kept_part(&bob.workdir, 8 << 20);
     drop(joiner);
     inviter.send("while you were away");
-    let mut bob_again = Peer::spawn(
-        &bob.workdir,
-        &over_relay(&bob, &relay, &["--peer", "alice"]),
-    );
-    // If alice dials (the smaller endpoint ID does), she first notices that the
-    // killed bob is gone, when iroh's path and connection idle timeouts (15 s and
-    // 30 s) run out; a shorter one would also cut a session whose direct path dies
-    // before iroh falls back to the relay.
-    reconnected_within_a_minute(&mut bob_again, "alice");
+    // One of the two restarts below is of the side that dials (the smaller endpoint
+    // ID does), the other of the side that accepts: each must be back at once.
+    let mut bob_again = restarted_and_reconnected(&bob, &relay, "alice");
     bob_again.expect(Stream::Stderr, "Receiving film.bin: resuming at");
     bob_again.expect(Stream::Stderr, "Saved ./film.bin (verified");
     assert_eq!(std::fs::read(bob.workdir.join("film.bin")).unwrap(), data);
@@ -691,11 +738,7 @@ fn either_side_restarted_by_name_resumes_the_session_and_its_transfer() {
     inviter.expect(Stream::Stdout, "bob: still here");
     drop(inviter);
     bob_again.send("typed while alice restarts");
-    let mut alice_again = Peer::spawn(
-        &alice.workdir,
-        &over_relay(&alice, &relay, &["--peer", "bob"]),
-    );
-    reconnected_within_a_minute(&mut alice_again, "bob");
+    let mut alice_again = restarted_and_reconnected(&alice, &relay, "bob");
     alice_again.expect(Stream::Stdout, "bob: typed while alice restarts");
     finish(alice_again, bob_again);
 }
