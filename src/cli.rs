@@ -212,6 +212,14 @@ pub struct PeerArgs {
     /// certificate (also $CHAT_RELAY_CA, files separated by commas).
     #[arg(long, help_heading = CONNECTING, value_name = "FILE")]
     pub relay_ca: Vec<PathBuf>,
+    /// Do not look for the peer on the local network (mDNS).
+    ///
+    /// Over iroh, chat announces its endpoint IDs and IP addresses to the local
+    /// network and looks the peer's up there, so that two machines on one network
+    /// meet with no relay reachable. Anyone on that network can then see that an
+    /// endpoint is there, and recognise it when it comes back. Also $CHAT_NO_MDNS=1.
+    #[arg(long, help_heading = CONNECTING)]
+    pub no_mdns: bool,
     /// Store received files in DIR (created if missing).
     #[arg(long, help_heading = TRANSFERS, value_name = "DIR", default_value = ".")]
     pub download_dir: PathBuf,
@@ -310,7 +318,8 @@ impl PeerArgs {
             .transpose()
             .context("--max-file-size")?;
         let retry_for = config::parse_duration(&self.retry_for).context("--retry-for")?;
-        let relays = relay_settings(self.relay, &self.relay_ca)?;
+        let mdns = !(self.no_mdns || env_flag("CHAT_NO_MDNS"));
+        let relays = relay_settings(self.relay, &self.relay_ca, mdns)?;
         // An invite or a join given no address meets over iroh, and so does a known
         // peer met over iroh before; anything given an address or a port is TCP.
         let tcp_asked = listen_given || connect.is_some() || self.accept || self.map_port;
@@ -395,8 +404,12 @@ fn find_known(path: &Path, name: &str) -> Result<Entry> {
 }
 
 /// The relays from `--relay` (else `$CHAT_RELAY`) and `--relay-ca` (else
-/// `$CHAT_RELAY_CA`).
-fn relay_settings(urls: Vec<String>, ca_files: &[PathBuf]) -> Result<crate::link::iroh::Settings> {
+/// `$CHAT_RELAY_CA`); `mdns`, whether to look on the local network too.
+fn relay_settings(
+    urls: Vec<String>,
+    ca_files: &[PathBuf],
+    mdns: bool,
+) -> Result<crate::link::iroh::Settings> {
     use crate::link::iroh::{Relays, Settings};
     let urls = match urls.is_empty() {
         true => listed_in("CHAT_RELAY"),
@@ -435,6 +448,7 @@ fn relay_settings(urls: Vec<String>, ca_files: &[PathBuf]) -> Result<crate::link
     Ok(Settings {
         relays,
         relay_roots,
+        mdns,
     })
 }
 
@@ -449,6 +463,11 @@ fn listed_in(name: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether the environment variable `name` is set to anything but empty or `0`.
+fn env_flag(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|value| !value.is_empty() && value != "0")
 }
 
 /// The login name if it makes a valid identity name, else "peer".

@@ -57,6 +57,9 @@ pub struct Settings {
     /// iroh (`--relay-ca`),
     /// for a relay of one's own with a private certificate.
     pub relay_roots: Vec<CertificateDer<'static>>,
+    /// Announce our endpoints and look up peers' on the local network over mDNS
+    /// (off with `--no-mdns`).
+    pub mdns: bool,
 }
 
 /// Why the iroh transport failed.
@@ -93,7 +96,8 @@ impl Settings {
 
 /// Opens an endpoint with `secret` as its identity. One that `accepts` takes
 /// connections for [`ALPN`]; either kind dials. Waits up to [`ONLINE_TIMEOUT`] for
-/// the home relay, so that a peer dialing through it finds us.
+/// the home relay, so that a peer dialing through it finds us, unless no relay can
+/// be reached; with `settings.mdns`, it is also found on the local network.
 pub async fn bind(
     secret: SecretKey,
     settings: &Settings,
@@ -106,6 +110,9 @@ pub async fn bind(
         builder = builder
             .ca_tls_config(CaTlsConfig::default().with_extra_roots(settings.relay_roots.clone()));
     }
+    if settings.mdns {
+        builder = builder.address_lookup(super::mdns::lookup());
+    }
     if accepts {
         builder = builder.alpns(vec![ALPN.to_vec()]);
     }
@@ -113,7 +120,11 @@ pub async fn bind(
         .bind()
         .await
         .map_err(|err| IrohError::Bind(format!("{err:#}")))?;
-    let _ = tokio::time::timeout(ONLINE_TIMEOUT, endpoint.online()).await;
+    let _ = tokio::time::timeout(
+        ONLINE_TIMEOUT,
+        super::online::online_or_unreachable(&endpoint),
+    )
+    .await;
     Ok(endpoint)
 }
 

@@ -4,6 +4,8 @@ pub mod iroh;
 pub mod iroh_listener;
 pub mod keys;
 pub mod knock;
+pub mod mdns;
+pub mod online;
 pub mod route;
 pub mod stream;
 pub mod wake;

@@ -11,6 +11,7 @@ mod fuzz_regressions;
 mod hostile;
 mod interactive;
 mod known_peers;
+mod lan;
 mod nat;
 mod netns;
 mod one_connection;

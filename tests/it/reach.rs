@@ -29,6 +29,7 @@ fn settings(relay: &Relay) -> Settings {
     Settings {
         relays: Relays::Own(vec![relay.url.parse().expect("a relay URL")]),
         relay_roots: vec![ca],
+        mdns: false,
     }
 }
 
