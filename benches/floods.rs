@@ -16,11 +16,11 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chat::fingerprint::Fingerprint;
 use chat::frame::Frame;
-use chat::handshake::{self, Greeting, Link};
+use chat::identity::fingerprint::Fingerprint;
 use chat::identity::{self, IdentityFiles};
-use chat::tls;
+use chat::link::handshake::{self, Greeting, Link};
+use chat::link::tls;
 use common::{Peer, World};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;

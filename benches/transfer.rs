@@ -219,7 +219,7 @@ struct Siege {
 /// and the greeting through the crowd, then bob's peak RSS.
 fn siege_round(scratch: &Path) -> Siege {
     let (mut alice, mut bob, bob_port) = start_pair(scratch);
-    let bob_fp: chat::fingerprint::Fingerprint = run(Command::new(CHAT)
+    let bob_fp: chat::identity::fingerprint::Fingerprint = run(Command::new(CHAT)
         .arg("fingerprint")
         .arg(scratch.join("certs/bob.crt")))
     .trim()
@@ -269,13 +269,14 @@ fn siege_round(scratch: &Path) -> Siege {
 fn real_peer_handshakes(
     scratch: &Path,
     target: std::net::SocketAddr,
-    bob_fp: chat::fingerprint::Fingerprint,
+    bob_fp: chat::identity::fingerprint::Fingerprint,
 ) -> (Vec<f64>, usize) {
     let files = chat::identity::IdentityFiles::named(&scratch.join("certs"), "alice");
     let alice = chat::identity::load(&files).unwrap();
-    let connector =
-        tokio_rustls::TlsConnector::from(chat::tls::client_config(&alice, bob_fp, false).unwrap());
-    let greeting = chat::handshake::Greeting::new("alice".into());
+    let connector = tokio_rustls::TlsConnector::from(
+        chat::link::tls::client_config(&alice, bob_fp, false).unwrap(),
+    );
+    let greeting = chat::link::handshake::Greeting::new("alice".into());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -287,7 +288,7 @@ fn real_peer_handshakes(
             let tcp = tokio::net::TcpStream::connect(target)
                 .await
                 .map_err(|err| err.to_string())?;
-            chat::handshake::connect(
+            chat::link::handshake::connect(
                 &connector,
                 chat::link::Stream::Tcp(tcp),
                 chat::link::Route::Tcp(target),

@@ -8,11 +8,11 @@ use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
 use crate::config::{self, Config, IdentitySource, LinkMode, ListenAddr, Look, Trust};
-use crate::fingerprint::Fingerprint;
+use crate::identity::fingerprint::Fingerprint;
+use crate::identity::known_peers::{Entry, KnownPeers};
 use crate::identity::{self, IdentityFiles};
-use crate::known_peers::{Entry, KnownPeers};
+use crate::link::target::Target;
 use crate::pairing::InviteCode;
-use crate::target::Target;
 
 /// The examples under `--help`: the way most people start, by code, first.
 const EXAMPLE: &str = "\

@@ -11,12 +11,12 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::fingerprint::Fingerprint;
 use crate::identity::IdentityFiles;
-use crate::known_peers::{self, Entry};
+use crate::identity::fingerprint::Fingerprint;
+use crate::identity::known_peers::{self, Entry};
+use crate::link::target::Target;
 use crate::pairing::InviteCode;
 use crate::platform;
-use crate::target::Target;
 use crate::transfer::{hash_cache, stored};
 
 /// Which identity to present.

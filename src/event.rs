@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::fingerprint::Fingerprint;
+use crate::identity::fingerprint::Fingerprint;
 use crate::link::route::Path;
+use crate::link::tls::{PinMismatch, TlsSummary};
 use crate::link::{Probe, Route};
-use crate::tls::{PinMismatch, TlsSummary};
 
 /// What the user asked for, already parsed from a typed line.
 #[derive(Debug, Clone, PartialEq, Eq)]

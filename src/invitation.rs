@@ -8,17 +8,17 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
-use crate::dialer::Refusal;
 use crate::identity::Identity;
-use crate::known_peers::KnownPeers;
+use crate::identity::known_peers::KnownPeers;
+use crate::identity::trust;
+use crate::link::dialer::Refusal;
 use crate::link::iroh as transport;
 use crate::link::keys;
+use crate::link::target::Target;
+use crate::link::tls::PinMismatch;
 use crate::pairing::inviter::Door;
 use crate::pairing::{self, InviteCode, InviteError, InviteReport, JoinError, Paired};
 use crate::sanitize::for_terminal;
-use crate::target::Target;
-use crate::tls::PinMismatch;
-use crate::trust;
 use crate::ui;
 
 /// How long an invite code works.

@@ -5,9 +5,9 @@
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::{ConnectionError, FrameReader, FrameWriter};
 use crate::frame::Frame;
-use crate::handshake::{Link, Tls};
+use crate::link::connection::{ConnectionError, FrameReader, FrameWriter};
+use crate::link::handshake::{Link, Tls};
 
 /// One direction's view of a connection, with what the handshake learned.
 #[derive(Debug)]

@@ -14,10 +14,10 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::connection::{ConnectionError, FrameReader, FrameWriter};
 use crate::frame::Frame;
-use crate::handshake::{Link, Tls};
 use crate::lane::{Lane, LaneReader, LaneWriter, Outgoing, Routed};
+use crate::link::connection::{ConnectionError, FrameReader, FrameWriter};
+use crate::link::handshake::{Link, Tls};
 
 /// Frames waiting for the receiving half before reading from the peer pauses.
 const TO_RECEIVE: usize = 16;

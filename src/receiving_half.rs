@@ -8,10 +8,10 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::connection::ConnectionError;
 use crate::event::{Event, Shown, ShownWatch};
 use crate::frame::Frame;
 use crate::lane::{Lane, LaneReader, LaneWriter};
+use crate::link::connection::ConnectionError;
 use crate::transfer::TransferViolation;
 use crate::transfer::incoming::ReceiveLimits;
 use crate::transfer::receiving::Receiving;

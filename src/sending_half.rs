@@ -7,10 +7,10 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::connection::ConnectionError;
 use crate::event::{Command, Event, TransferId};
 use crate::frame::Frame;
 use crate::lane::Lane;
+use crate::link::connection::ConnectionError;
 use crate::transfer::TransferViolation;
 use crate::transfer::hash_cache::SharedHashCache;
 use crate::transfer::sending::Sending;

@@ -12,22 +12,22 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::dialer::{self, Destination, DialEnd, Dialed, Dialer, Refusal, WrongPin};
 use crate::event::{Command, Direction, Event, ShownWatch, TransferId};
 use crate::frame::Frame;
-use crate::handshake::{Greeting, Link};
 use crate::identity::Identity;
 use crate::lane::Lane;
+use crate::link::dialer::{self, Destination, DialEnd, Dialed, Dialer, Refusal, WrongPin};
+use crate::link::handshake::{Greeting, Link};
 use crate::link::iroh as transport;
 use crate::link::iroh_listener;
 use crate::link::knock::Doorman;
-use crate::listener;
+use crate::link::listener;
+use crate::link::one_way::OneWay;
+use crate::link::target::Target;
+use crate::link::tls::{self, Pin, TlsConfigError};
 use crate::one_connection::{self, Carrier};
-use crate::one_way::OneWay;
 use crate::receiving_half::{self, ReceiveState, ReceivingEnd};
 use crate::sending_half::{self, SendingEnd};
-use crate::target::Target;
-use crate::tls::{self, Pin, TlsConfigError};
 use crate::transfer::hash_cache::SharedHashCache;
 use crate::transfer::incoming::ReceiveLimits;
 

@@ -24,7 +24,7 @@ use super::route::{Path, Route};
 use super::stream::{Lingering, QuicStream, Stream};
 use super::wake::{self, WakeUps};
 use crate::event::Event;
-use crate::handshake::Link;
+use crate::link::handshake::Link;
 
 /// The ALPN of chat's QUIC connections (not of the TLS inside them).
 pub const ALPN: &[u8] = b"chat-iroh/1";

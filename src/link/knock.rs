@@ -21,8 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lc_rs::hmac;
 use thiserror::Error;
 
-use crate::fingerprint::Fingerprint;
-use crate::tls::{self, Pin};
+use crate::identity::fingerprint::Fingerprint;
+use crate::link::tls::{self, Pin};
 
 /// The start of the ALPN name that carries a knock; never one a listener selects.
 pub const PREFIX: &[u8] = b"chat-knock/1";

@@ -79,7 +79,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::code::InviteCode;
 use super::invite::Closed;
-use crate::fingerprint::Fingerprint;
+use crate::identity::fingerprint::Fingerprint;
 
 /// The TLS exporter label whose 32-byte value, with no context, goes in [`Binding`].
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";

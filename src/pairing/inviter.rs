@@ -16,17 +16,17 @@ use super::code::InviteCode;
 use super::exchange::{self, Answered, EndpointIdBytes, NoGuess, Whereabouts};
 use super::invite::{AfterWrongGuess, Closed, Invite};
 use super::link::{Paired, binding_of, peer_name};
-use crate::addresses;
-use crate::fingerprint::Fingerprint;
-use crate::handshake::{CLIENT_HELLO_TIMEOUT, HANDSHAKE_TIMEOUT, Stage};
 use crate::identity::Identity;
+use crate::identity::fingerprint::Fingerprint;
 use crate::link::Stream;
+use crate::link::addresses;
+use crate::link::handshake::{CLIENT_HELLO_TIMEOUT, HANDSHAKE_TIMEOUT, Stage};
 use crate::link::iroh as transport;
+use crate::link::listener::{self, Slot};
 use crate::link::route::{Path, Route};
 use crate::link::stream::Lingering;
-use crate::listener::{self, Slot};
+use crate::link::tls::{self, TlsConfigError};
 use crate::platform;
-use crate::tls::{self, TlsConfigError};
 
 /// Pairing connections over iroh handled at once; more wait in iroh's queue. Each
 /// has [`HANDSHAKE_TIMEOUT`] to finish. Nobody without the code can find the
@@ -306,7 +306,7 @@ async fn arrive(arrival: Arrival, lingering: &Lingering) -> Result<(Stream, Rout
 /// any certificate, then the exchange, all within [`HANDSHAKE_TIMEOUT`]. A guess is
 /// counted from the moment it is admitted, so a joiner that vanishes before proving
 /// the code has still used one. Over TCP the connection holds a `slot` in the
-/// listener's table, as the session listener's do (see [`crate::admission`]): a
+/// listener's table, as the session listener's do (see [`crate::link::admission`]): a
 /// newer connection may shed it until it has a guess in hand, never after, so a
 /// crowd cannot use up the code's tries by shedding joiners.
 async fn answer(
@@ -460,8 +460,8 @@ pub fn address_to_share(listening: SocketAddr) -> SocketAddr {
 mod tests {
     use super::*;
     use crate::identity::{self, IdentityFiles};
+    use crate::link::target::Target;
     use crate::pairing::joiner::{self, JoinError};
-    use crate::target::Target;
 
     fn identity(dir: &std::path::Path, name: &str) -> Identity {
         identity::create(&IdentityFiles::named(dir, name), name, false).unwrap()

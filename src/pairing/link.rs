@@ -1,10 +1,10 @@
 //! What both sides of a pairing connection share: the binding read from TLS, and
 //! who the peer turned out to be.
 
-use crate::fingerprint::Fingerprint;
 use crate::identity::common_name;
+use crate::identity::fingerprint::Fingerprint;
 use crate::link::Route;
-use crate::tls;
+use crate::link::tls;
 
 use super::exchange::Binding;
 

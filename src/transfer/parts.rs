@@ -436,7 +436,7 @@ fn remove_parts_dir_if_empty(part: &Path) {
 
 fn random_hex() -> String {
     let mut bytes = [0u8; 16];
-    crate::tls::crypto_provider()
+    crate::link::tls::crypto_provider()
         .secure_random
         .fill(&mut bytes)
         .expect("the system random number generator failed");

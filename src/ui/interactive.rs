@@ -27,11 +27,11 @@ use super::transfers::TransferTable;
 use super::width;
 use crate::config::Look;
 use crate::event::{Command, Event, Phase};
-use crate::fingerprint::Fingerprint;
+use crate::identity::fingerprint::Fingerprint;
 use crate::input::{self, Input};
+use crate::link::tls::{Pin, PinMismatch};
 use crate::platform;
 use crate::sanitize::for_terminal;
-use crate::tls::{Pin, PinMismatch};
 
 /// How often bars are checked for a stall.
 const TICK: Duration = Duration::from_millis(500);

@@ -4,7 +4,7 @@
 use indicatif::HumanBytes;
 
 use crate::event::{Direction, Event, FileCount, TransferId, Verified};
-use crate::fingerprint::Fingerprint;
+use crate::identity::fingerprint::Fingerprint;
 use crate::link::Route;
 use crate::link::route::{self, Path};
 use crate::sanitize::for_terminal;
@@ -384,7 +384,7 @@ pub fn compare_fingerprints(given: &Fingerprint, presented: &Fingerprint) -> Vec
 pub fn safety_line(own: &Fingerprint, peer: &Fingerprint) -> String {
     format!(
         "Safety number: {} (the peer sees the same if each of you pinned the other)",
-        crate::fingerprint::safety_number(own, peer)
+        crate::identity::fingerprint::safety_number(own, peer)
     )
 }
 

@@ -22,12 +22,12 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Look;
-use crate::dialer::WrongPin;
 use crate::event::{Command, Event};
-use crate::fingerprint::Fingerprint;
+use crate::identity::fingerprint::Fingerprint;
+use crate::link::dialer::WrongPin;
+use crate::link::tls::Pin;
 use crate::platform;
 use crate::session::AtFinish;
-use crate::tls::Pin;
 use interactive::Interactive;
 
 /// The front end in use: chosen once, at start.

@@ -8,9 +8,9 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chat::handshake::{self, Greeting};
 use chat::identity::{self, IdentityFiles};
-use chat::tls;
+use chat::link::handshake::{self, Greeting};
+use chat::link::tls;
 use common::{Pair, Stream, World, listing};
 use tokio_rustls::TlsConnector;
 
@@ -76,7 +76,7 @@ fn hundreds_of_hostile_connections_do_not_stop_the_chat() {
         mut alice,
         mut bob,
     } = Pair::connect(&[]);
-    let alice_fp: chat::fingerprint::Fingerprint = alice.fingerprint.parse().unwrap();
+    let alice_fp: chat::identity::fingerprint::Fingerprint = alice.fingerprint.parse().unwrap();
     let port = alice.port;
 
     let idle: Vec<TcpStream> = (0..150)

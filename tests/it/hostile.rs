@@ -4,11 +4,11 @@
 
 use crate::common;
 
-use chat::fingerprint::Fingerprint;
 use chat::frame::{Frame, MAX_PAYLOAD_LEN, VerdictStatus};
-use chat::handshake::{self, Greeting, Link};
+use chat::identity::fingerprint::Fingerprint;
 use chat::identity::{self, IdentityFiles};
-use chat::tls;
+use chat::link::handshake::{self, Greeting, Link};
+use chat::link::tls;
 use common::{PARTS_DIR, Peer, Stream, World, kept_counts, listing};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -135,7 +135,7 @@ trait WriteRaw {
     async fn write_raw(&mut self, bytes: &[u8]);
 }
 
-impl<W: tokio::io::AsyncWrite + Unpin> WriteRaw for chat::connection::FrameWriter<W> {
+impl<W: tokio::io::AsyncWrite + Unpin> WriteRaw for chat::link::connection::FrameWriter<W> {
     async fn write_raw(&mut self, bytes: &[u8]) {
         let stream = self.get_mut();
         stream.write_all(bytes).await.unwrap();
@@ -378,7 +378,7 @@ async fn a_connection_closed_for_a_protocol_error_gets_no_close_notify() {
         .alice
         .expect(Stream::Stderr, "Connection from bob lost");
     match reader.read_frame().await {
-        Err(chat::connection::ConnectionError::Io(err)) => {
+        Err(chat::link::connection::ConnectionError::Io(err)) => {
             assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}")
         }
         other => panic!("expected a close without close_notify, got {other:?}"),

@@ -103,7 +103,7 @@ fn hang_up_mid_exchange(
     port: u16,
     as_whom: &chat::identity::Identity,
 ) {
-    let connector = TlsConnector::from(chat::tls::pairing_client_config(as_whom).unwrap());
+    let connector = TlsConnector::from(chat::link::tls::pairing_client_config(as_whom).unwrap());
     let exchange = async {
         let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
@@ -407,8 +407,10 @@ fn a_relay_in_the_middle_makes_pairing_fail() {
     let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let relay_port = listener.local_addr().unwrap().port();
     let relayed = runtime.spawn(async move {
-        let acceptor = TlsAcceptor::from(chat::tls::pairing_server_config(&as_alice).unwrap());
-        let connector = TlsConnector::from(chat::tls::pairing_client_config(&as_bob).unwrap());
+        let acceptor =
+            TlsAcceptor::from(chat::link::tls::pairing_server_config(&as_alice).unwrap());
+        let connector =
+            TlsConnector::from(chat::link::tls::pairing_client_config(&as_bob).unwrap());
         let (from_bob, _) = listener.accept().await.unwrap();
         let mut bob_side = acceptor.accept(from_bob).await.unwrap();
         let to_alice = TcpStream::connect(("127.0.0.1", alice_port)).await.unwrap();

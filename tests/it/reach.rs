@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use chat::frame::Frame;
-use chat::handshake::{self, Greeting, Link};
 use chat::identity::{self, Identity, IdentityFiles};
+use chat::link::handshake::{self, Greeting, Link};
 use chat::link::iroh::{self as transport, Admit, Node, Relays, Settings};
 use chat::link::keys;
 use chat::link::route::{Path, Route};
 use chat::link::stream::Lingering;
+use chat::link::tls;
 use chat::link::wake::{self, WakeUps};
 use chat::pairing::exchange::Whereabouts;
-use chat::tls;
 use iroh::SecretKey;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chat::fingerprint::Fingerprint;
-use chat::handshake::{self, Greeting};
+use chat::identity::fingerprint::Fingerprint;
 use chat::identity::{self, IdentityFiles};
+use chat::link::handshake::{self, Greeting};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -213,7 +213,9 @@ pub fn strangers_in_mode(
             let name = format!("stranger{i}");
             let files = IdentityFiles::named(dir, &name);
             let stranger = identity::create(&files, &name, true).expect("a stranger identity");
-            TlsConnector::from(chat::tls::client_config(&stranger, pin, one_connection).unwrap())
+            TlsConnector::from(
+                chat::link::tls::client_config(&stranger, pin, one_connection).unwrap(),
+            )
         })
         .collect()
 }

@@ -16,15 +16,15 @@ use rustls::server::Acceptor;
 use thiserror::Error;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor, TlsConnector, TlsStream};
 
-use crate::connection::{Connection, ConnectionError};
-use crate::fingerprint::Fingerprint;
 use crate::frame::{Frame, MAX_NAME_LEN};
 use crate::identity::common_name;
+use crate::identity::fingerprint::Fingerprint;
+use crate::link::connection::{Connection, ConnectionError};
 use crate::link::knock::Doorman;
+use crate::link::read_ahead::ReadAhead;
+use crate::link::tls::{self, TlsSummary};
 use crate::link::{Route, Stream};
 use crate::platform;
-use crate::read_ahead::ReadAhead;
-use crate::tls::{self, TlsSummary};
 
 /// How long a peer has to complete TLS and the greeting.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

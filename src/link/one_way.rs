@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::event::Event;
-use crate::handshake::Link;
+use crate::link::handshake::Link;
 
 /// How long one connection may stand alone before the user is told.
 pub const HINT_AFTER: Duration = Duration::from_secs(10);

@@ -22,8 +22,8 @@ use rustls::{
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::fingerprint::Fingerprint;
 use crate::identity::Identity;
+use crate::identity::fingerprint::Fingerprint;
 
 /// Application protocol names, newest first, so that a `chat` connection cannot be
 /// confused with another protocol and the two peers agree on a version. The listener

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use thiserror::Error;
 
-use crate::fingerprint::Fingerprint;
 use crate::identity;
+use crate::identity::fingerprint::Fingerprint;
 use crate::platform::{self, Access, Exposure};
 
 pub const FILE_NAME: &str = "known_peers";

@@ -2,6 +2,10 @@
 //!
 //! Keys are ECDSA P-256, made by rcgen through aws-lc-rs (the same provider rustls uses).
 
+pub mod fingerprint;
+pub mod known_peers;
+pub mod trust;
+
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +18,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use thiserror::Error;
 
-use crate::fingerprint::Fingerprint;
+use crate::identity::fingerprint::Fingerprint;
 use crate::platform::{self, Access, Exposure};
 
 /// The longest name a certificate may be created with.

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
-use crate::dialer::Refusal;
 use crate::event::Event;
-use crate::fingerprint::Fingerprint;
-use crate::known_peers::{self, Entry, KnownPeersError, Recorded};
+use crate::identity::fingerprint::Fingerprint;
+use crate::identity::known_peers::{self, Entry, KnownPeersError, Recorded};
 use crate::link::Route;
+use crate::link::dialer::Refusal;
 use crate::sanitize::for_terminal;
 
 /// Passes the session's events on to the front end, and saves every peer that
@@ -128,8 +128,8 @@ pub fn changed_certificate(path: &Path, entry: &Entry, refusal: &Refusal) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::known_peers::KnownPeer;
-    use crate::tls::PinMismatch;
+    use crate::identity::known_peers::KnownPeer;
+    use crate::link::tls::PinMismatch;
 
     fn fingerprint(byte: u8) -> Fingerprint {
         hex::encode([byte; 32]).parse().unwrap()

@@ -10,14 +10,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsConnector;
 
 use crate::event::Event;
-use crate::fingerprint::Fingerprint;
-use crate::handshake::{self, Greeting, HandshakeError, Link};
+use crate::identity::fingerprint::Fingerprint;
+use crate::link::handshake::{self, Greeting, HandshakeError, Link};
 use crate::link::iroh as transport;
 use crate::link::knock;
+use crate::link::target::Target;
+use crate::link::tls::{self, Pin, PinMismatch};
 use crate::link::wake::{self, WakeUps};
 use crate::link::{Route, Stream};
-use crate::target::Target;
-use crate::tls::{self, Pin, PinMismatch};
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);

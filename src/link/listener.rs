@@ -1,8 +1,8 @@
 //! The accept loop: every connection gets a slot in a bounded table of handshakes
-//! ([`crate::admission`]), a short deadline for its ClientHello and a longer one for
+//! ([`crate::link::admission`]), a short deadline for its ClientHello and a longer one for
 //! the rest. A crowd of strangers can push only itself out, never the pinned peer
 //! once its ClientHello has knocked ([`crate::link::knock`]), and it is reported in
-//! summary ([`crate::rejections`]), not line by line.
+//! summary ([`crate::link::rejections`]), not line by line.
 
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -14,17 +14,17 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::addresses;
-use crate::admission::{Admission, Full, Limits, Shed, SlotId};
 use crate::event::Event;
-use crate::handshake::{self, Greeting, HandshakeError, Link, Stage};
+use crate::link::addresses;
+use crate::link::admission::{Admission, Full, Limits, Shed, SlotId};
+use crate::link::handshake::{self, Greeting, HandshakeError, Link, Stage};
 use crate::link::knock::Doorman;
+use crate::link::rejections::Rejections;
+use crate::link::tls::{self, PinMismatch};
 use crate::link::{Route, Stream};
-use crate::rejections::Rejections;
-use crate::tls::{self, PinMismatch};
 
 /// Handshakes in progress at once. A newcomer beyond it takes the slot of an
-/// unauthenticated one (see [`crate::admission`]), so this bounds memory and file
+/// unauthenticated one (see [`crate::link::admission`]), so this bounds memory and file
 /// descriptors, not who gets in.
 pub const MAX_PENDING_HANDSHAKES: usize = 128;
 /// Unauthenticated handshakes in progress from one address (one IPv6 /64): a
@@ -244,7 +244,7 @@ impl Reporter {
         }
     }
 
-    fn send_summary(&self, summary: crate::rejections::Summary) {
+    fn send_summary(&self, summary: crate::link::rejections::Summary) {
         let _ = self.events.send(Event::RejectedMore {
             count: summary.count,
             window: summary.window,

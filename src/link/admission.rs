@@ -40,7 +40,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use thiserror::Error;
 
-use crate::handshake::Stage;
+use crate::link::handshake::Stage;
 
 /// The table's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
