@@ -173,9 +173,9 @@ pub fn prepare(
         let kept = std::fs::symlink_metadata(&path)
             .ok()
             .filter(|kept| kept.is_file())
-            .map_or(0, |kept| kept.len());
-        let verified =
-            kept == size && (index < synced.files || check_again(&path, size, sha256, batch)?);
+            .map(|kept| kept.len());
+        let verified = kept == Some(size)
+            && (index < synced.files || check_again(&path, size, sha256, batch)?);
         if !verified {
             let durable = if index == synced.files {
                 synced.partial
@@ -183,7 +183,7 @@ pub fn prepare(
                 0
             };
             start.next_file = index;
-            start.held = kept.min(size).min(durable);
+            start.held = kept.unwrap_or(0).min(size).min(durable);
             break;
         }
         start.offset += size;
@@ -446,6 +446,23 @@ mod tests {
         let start = prepare(&staging, &manifest(), &mut NoBatch(vec![])).unwrap();
         assert_eq!((start.next_file, start.held), (1, 2));
         assert_eq!(crate::transfer::names_in(&staging), [SYNCED, "a", "sub"]);
+    }
+
+    #[test]
+    fn an_empty_file_not_yet_made_is_not_taken_for_a_kept_one() {
+        let entries = [Entry {
+            path: "empty".into(),
+            kind: Kind::File {
+                size: 0,
+                sha256: Sha256::digest(b"").into(),
+            },
+        }];
+        let bytes = manifest::encode(&entries);
+        let manifest = manifest::check(&bytes, 1, 0, NameRules::here()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("x.tree");
+        let start = prepare(&staging, &manifest, &mut NoBatch(vec![])).unwrap();
+        assert_eq!((start.next_file, start.held, start.offset), (0, 0, 0));
     }
 
     #[test]
