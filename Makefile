@@ -55,8 +55,10 @@ SOAK_SECONDS ?= 120
 soak:
 	CHAT_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --locked --release --test it -- --nocapture soak::
 
-# chat vs OpenSSL's tools (and scp if sshd is installed), 1 GiB on loopback.
-# BENCH_MIB, BENCH_ROUNDS and BENCH_DIR change the defaults.
+# chat vs OpenSSL's tools and scp, scp -r, tar | ssh and rsync -a (if sshd and rsync
+# are installed) on loopback, the receivers writing to this repository's disk and to
+# tmpfs. BENCH_MIB, BENCH_ROUNDS and BENCH_DIR change the defaults; BENCH_CHAT measures
+# another build of chat.
 bench:
 	@benches/support/install-sshd
 	$(CARGO) bench --locked --bench transfer

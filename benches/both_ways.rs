@@ -158,7 +158,7 @@ fn both_ways_round(scratch: &Path, mode: Mode) -> Round {
 fn start_pair(scratch: &Path, mode: Mode) -> [Proc; 2] {
     let certs = scratch.join("certs");
     let fingerprint = |name: &str| {
-        run(Command::new(CHAT)
+        run(Command::new(&*CHAT)
             .arg("fingerprint")
             .arg(certs.join(format!("{name}.crt"))))
         .trim()
@@ -167,7 +167,7 @@ fn start_pair(scratch: &Path, mode: Mode) -> [Proc; 2] {
     let command = |name: &str, peer: &str| {
         let downloads = scratch.join(format!("downloads-{name}"));
         let _ = std::fs::remove_dir_all(&downloads);
-        let mut command = Command::new(CHAT);
+        let mut command = Command::new(&*CHAT);
         command
             .args(["--name", name, "--no-progress", "--certs-dir"])
             .arg(&certs)

@@ -149,10 +149,10 @@ fn spawn(wrapper: &[&str], args: &[String]) -> Proc {
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut command = Command::new(program);
-            command.args(rest).arg(CHAT);
+            command.args(rest).arg(&*CHAT);
             command
         }
-        None => Command::new(CHAT),
+        None => Command::new(&*CHAT),
     };
     command
         .args(args)
@@ -184,7 +184,7 @@ fn tcp_run(scratch: &Path, file: &Path) -> Run {
     let (_dir, alice_home, bob_home) = fresh_homes(scratch);
     let mut fingerprints = Vec::new();
     for (home, name) in [(&alice_home, "alice"), (&bob_home, "bob")] {
-        let output = Command::new(CHAT)
+        let output = Command::new(&*CHAT)
             .args(["certs", "--name", name, "--dir"])
             .arg(home.join("certs"))
             .output()

@@ -1,14 +1,20 @@
-//! `make bench` (`cargo bench --bench transfer`): a file sent by `chat` against the same work done by OpenSSL's tools
-//! and by scp (with OpenSSH's default cipher, and with `aes128-gcm@openssh.com`, where
-//! an sshd is installed), on loopback, alternating the contenders over several rounds
-//! and reporting ratios per round and medians.
+//! `make bench` (`cargo bench --bench transfer`): a file sent by `chat` against the
+//! same work done by OpenSSL's tools and by scp (with OpenSSH's default cipher, and
+//! with `aes128-gcm@openssh.com`, where an sshd is installed), on loopback,
+//! alternating the contenders over several rounds and reporting ratios per round and
+//! medians. The receivers write to the repository's own disk, then to tmpfs, each row
+//! in the same rounds; every run starts with the disk settled (`sync`). `chat`
+//! reports a file saved only once it is durable; the contenders sync nothing, so each
+//! row also says what a `sync -f` right after them took. On the disk, `dd
+//! oflag=direct` writing the same file gives the disk's own speed.
 //!
 //! Each round sends the file twice with `chat`: first with an empty hash cache (the
 //! sender hashes it), then again (the hash is cached, so only the transfer is timed).
 //!
 //! Settings (environment): `BENCH_MIB` (file size, default 1024), `BENCH_ROUNDS`
-//! (default 3), `BENCH_DIR` (scratch folder, default a new folder in /dev/shm if it
-//! exists, so the disk's speed is not what is measured), `BENCH_SIEGE=0` (no siege).
+//! (default 3), `BENCH_DIR` (where the disk row writes, and the sender's files;
+//! default a folder under `target/`, and tmpfs for the sender), `BENCH_SIEGE=0` (no
+//! siege), `BENCH_CHAT` (another build of `chat` to measure).
 //!
 //! Then a siege: a crowd of 1,000 hostile connections (the one in
 //! `tests/it/common/crowd.rs`) churns against one peer's listener while the other peer
@@ -25,11 +31,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::pair::{chat_round, start_pair};
+use support::pair::{chat_round_to, start_pair};
 use support::ssh::{AES128_GCM, Sshd};
 use support::{
-    CHAT, WAIT, env_or, free_port, make_identities, make_random_file, median, now_micros,
-    peak_rss_kib, percentile, run, scratch_dir,
+    CHAT, Place, WAIT, env_or, free_port, make_identities, make_random_file, median, now_micros,
+    peak_rss_kib, percentile, receiving_places, run, scratch_dir, seconds_to_sync, settle_disk,
 };
 
 /// Hostile connections in the siege.
@@ -37,14 +43,47 @@ const SIEGE_CROWD: usize = 1000;
 /// Times the real peer dials the besieged listener, each timed.
 const SIEGE_HANDSHAKES: usize = 20;
 
+/// What one receiving place measured over the rounds.
+#[derive(Default)]
+struct Row {
+    chat: Vec<f64>,
+    repeat: Vec<f64>,
+    repeat_cpu: Vec<(f64, f64)>,
+    /// Per contender: its times, and what a `sync -f` right after it took.
+    contenders: Vec<(String, Vec<f64>, Vec<f64>)>,
+    /// `dd oflag=direct`, on a disk.
+    dd: Vec<f64>,
+    latencies: Vec<f64>,
+    rss_sender: u64,
+    rss_receiver: u64,
+}
+
+impl Row {
+    fn contender(&mut self, name: &str, seconds: f64, sync: f64) {
+        match self.contenders.iter_mut().find(|(known, ..)| known == name) {
+            Some((_, times, syncs)) => {
+                times.push(seconds);
+                syncs.push(sync);
+            }
+            None => self
+                .contenders
+                .push((name.to_owned(), vec![seconds], vec![sync])),
+        }
+    }
+}
+
 fn main() {
     let mib: u64 = env_or("BENCH_MIB", 1024);
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
     let scratch = scratch_dir();
+    let places = receiving_places();
     println!(
-        "bench: {mib} MiB file, {rounds} rounds, scratch {}",
+        "bench: {mib} MiB file, {rounds} rounds, sent from {}",
         scratch.display()
     );
+    for place in &places {
+        println!("  received on {}", place.label);
+    }
     let file = scratch.join("payload.bin");
     make_random_file(&file, mib << 20);
     let certs = make_identities(&scratch);
@@ -56,62 +95,83 @@ fn main() {
     if let Err(reason) = &sshd {
         println!("SKIPPED scp contenders: {reason}");
     }
-    let scp_target = scratch.join("scp-received.bin");
 
     // A file changed within the last 2 s is hashed but not cached.
     std::thread::sleep(Duration::from_millis(2100));
     let hash_cache = certs.join("hash_cache");
-    let (mut chat_secs, mut openssl_secs, mut scp_secs) = (vec![], vec![], vec![]);
-    let mut scp_gcm_secs = vec![];
-    let mut repeat_secs = vec![];
-    let mut repeat_cpu = vec![];
-    let (mut latencies, mut rss_sender, mut rss_receiver) = (vec![], vec![], vec![]);
+    let mut rows: Vec<Row> = places.iter().map(|_| Row::default()).collect();
     for round in 1..=rounds {
-        let _ = std::fs::remove_file(&hash_cache);
-        let run = chat_round(&scratch, &file);
-        println!(
-            "round {round}: chat {:.2} s ({:.0} MiB/s), peak RSS sender {} MiB receiver {} MiB, chat latency median {:.1} ms max {:.1} ms",
-            run.seconds,
-            mib as f64 / run.seconds,
-            run.rss_sender_kib / 1024,
-            run.rss_receiver_kib / 1024,
-            median(&run.latencies_ms),
-            run.latencies_ms.iter().cloned().fold(0.0, f64::max)
-        );
-        chat_secs.push(run.seconds);
-        latencies.extend(run.latencies_ms);
-        rss_sender.push(run.rss_sender_kib);
-        rss_receiver.push(run.rss_receiver_kib);
-        let repeat = chat_round(&scratch, &file);
-        println!(
-            "round {round}: chat, the same file again (hash cached) {:.2} s ({:.0} MiB/s), CPU sender {:.2} s receiver {:.2} s",
-            repeat.seconds,
-            mib as f64 / repeat.seconds,
-            repeat.cpu_sender,
-            repeat.cpu_receiver
-        );
-        repeat_secs.push(repeat.seconds);
-        repeat_cpu.push((repeat.cpu_sender, repeat.cpu_receiver));
-        if openssl_present {
-            let seconds = openssl_round(&scratch, &file);
+        for (place, row) in places.iter().zip(&mut rows) {
+            let downloads = place.dir.join("chat-downloads");
+            let _ = std::fs::remove_file(&hash_cache);
+            let run = chat_round_to(&scratch, &file, &downloads);
+            let _ = std::fs::remove_dir_all(&downloads);
             println!(
-                "round {round}: openssl {seconds:.2} s ({:.0} MiB/s)",
-                mib as f64 / seconds
+                "round {round}, {}: chat {:.2} s ({:.0} MiB/s), peak RSS sender {} MiB receiver {} MiB, chat latency median {:.1} ms max {:.1} ms",
+                place.kind,
+                run.seconds,
+                mib as f64 / run.seconds,
+                run.rss_sender_kib / 1024,
+                run.rss_receiver_kib / 1024,
+                median(&run.latencies_ms),
+                run.latencies_ms.iter().cloned().fold(0.0, f64::max)
             );
-            openssl_secs.push(seconds);
-        }
-        if let Ok(sshd) = &sshd {
-            for (cipher, times) in [(None, &mut scp_secs), (Some(AES128_GCM), &mut scp_gcm_secs)] {
-                let seconds = sshd.scp(&file, &scp_target, cipher);
-                let _ = std::fs::remove_file(&scp_target);
+            row.chat.push(run.seconds);
+            row.latencies.extend(run.latencies_ms);
+            row.rss_sender = row.rss_sender.max(run.rss_sender_kib);
+            row.rss_receiver = row.rss_receiver.max(run.rss_receiver_kib);
+            let repeat = chat_round_to(&scratch, &file, &downloads);
+            let _ = std::fs::remove_dir_all(&downloads);
+            println!(
+                "round {round}, {}: chat, the same file again (hash cached) {:.2} s ({:.0} MiB/s), CPU sender {:.2} s receiver {:.2} s",
+                place.kind,
+                repeat.seconds,
+                mib as f64 / repeat.seconds,
+                repeat.cpu_sender,
+                repeat.cpu_receiver
+            );
+            row.repeat.push(repeat.seconds);
+            row.repeat_cpu
+                .push((repeat.cpu_sender, repeat.cpu_receiver));
+            if openssl_present {
+                settle_disk();
+                let seconds = openssl_round(&scratch, &file, &place.dir);
+                let sync = seconds_to_sync(&place.dir);
+                let _ = std::fs::remove_file(place.dir.join("openssl-received.bin"));
                 println!(
-                    "round {round}: scp ({}) {seconds:.2} s ({:.0} MiB/s); chat {:.2}x, chat again {:.2}x",
-                    cipher.unwrap_or("default cipher"),
-                    mib as f64 / seconds,
-                    seconds / run.seconds,
-                    seconds / repeat.seconds
+                    "round {round}, {}: openssl {seconds:.2} s ({:.0} MiB/s), then sync -f {sync:.2} s",
+                    place.kind,
+                    mib as f64 / seconds
                 );
-                times.push(seconds);
+                row.contender("openssl", seconds, sync);
+            }
+            if let Ok(sshd) = &sshd {
+                let target = place.dir.join("scp-received.bin");
+                for cipher in [None, Some(AES128_GCM)] {
+                    settle_disk();
+                    let seconds = sshd.scp(&file, &target, cipher);
+                    let sync = seconds_to_sync(&place.dir);
+                    let _ = std::fs::remove_file(&target);
+                    let name = format!("scp {}", cipher.unwrap_or("(default cipher)"));
+                    println!(
+                        "round {round}, {}: {name} {seconds:.2} s ({:.0} MiB/s), then sync -f {sync:.2} s; chat {:.2}x, chat again {:.2}x",
+                        place.kind,
+                        mib as f64 / seconds,
+                        seconds / run.seconds,
+                        seconds / repeat.seconds
+                    );
+                    row.contender(&name, seconds, sync);
+                }
+            }
+            if place.kind == "disk"
+                && let Some(seconds) = dd_direct(&file, &place.dir.join("dd.bin"))
+            {
+                println!(
+                    "round {round}, {}: dd oflag=direct {seconds:.2} s ({:.0} MiB/s)",
+                    place.kind,
+                    mib as f64 / seconds
+                );
+                row.dd.push(seconds);
             }
         }
     }
@@ -120,56 +180,95 @@ fn main() {
         report_siege(&scratch);
     }
 
-    println!("\nmedians over {rounds} rounds, {mib} MiB:");
-    let chat = median(&chat_secs);
-    println!("  chat     {:>7.0} MiB/s  ({chat:.2} s)", mib as f64 / chat);
-    let repeat = median(&repeat_secs);
     println!(
-        "  chat, the same file again {:>7.0} MiB/s  ({repeat:.2} s)",
-        mib as f64 / repeat
+        "\nmedians over {rounds} rounds, {mib} MiB; chat's Saved line comes once the file \
+         is durable, the contenders sync nothing:"
     );
-    if !openssl_secs.is_empty() {
-        let openssl = median(&openssl_secs);
-        println!(
-            "  openssl  {:>7.0} MiB/s  ({openssl:.2} s)",
-            mib as f64 / openssl
-        );
-        println!("  ratio chat/openssl: {:.2}x", openssl / chat);
+    for (place, row) in places.iter().zip(&rows) {
+        report(place, row, mib as f64);
     }
-    if !scp_secs.is_empty() {
-        let scp = median(&scp_secs);
-        let gcm = median(&scp_gcm_secs);
-        println!("  scp      {:>7.0} MiB/s  ({scp:.2} s)", mib as f64 / scp);
-        println!(
-            "  scp {AES128_GCM} {:>7.0} MiB/s  ({gcm:.2} s)",
-            mib as f64 / gcm
-        );
-        println!("  ratio chat/scp: {:.2}x (target 1.5x)", scp / chat);
-        println!(
-            "  ratio chat/scp {AES128_GCM}: {:.2}x (target 1.2x)",
-            gcm / chat
-        );
-        println!("  ratio chat again/scp: {:.2}x (target 2x)", scp / repeat);
+    for place in &places {
+        place.clean_up();
     }
-    let (cpu_sender, cpu_receiver): (Vec<f64>, Vec<f64>) = repeat_cpu.into_iter().unzip();
-    let (cpu_sender, cpu_receiver) = (median(&cpu_sender), median(&cpu_receiver));
-    println!("  chat again, CPU seconds: sender {cpu_sender:.2} s, receiver {cpu_receiver:.2} s");
-    report_first_send_floor(chat, repeat, cpu_sender + cpu_receiver, &scp_gcm_secs);
-    println!(
-        "  chat peak RSS: sender {} MiB, receiver {} MiB",
-        rss_sender.iter().max().unwrap_or(&0) / 1024,
-        rss_receiver.iter().max().unwrap_or(&0) / 1024
-    );
-    println!(
-        "  chat line latency during transfer: median {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines)",
-        median(&latencies),
-        percentile(&latencies, 99.0),
-        latencies.iter().cloned().fold(0.0, f64::max),
-        latencies.len()
-    );
     if std::env::var_os("BENCH_DIR").is_none() {
         let _ = std::fs::remove_dir_all(&scratch);
     }
+}
+
+fn report(place: &Place, row: &Row, mib: f64) {
+    println!("  received on {}:", place.label);
+    let chat = median(&row.chat);
+    println!(
+        "    chat, first send  {:>5.0} MiB/s ({chat:.2} s), durable",
+        mib / chat
+    );
+    let repeat = median(&row.repeat);
+    println!(
+        "    chat, again       {:>5.0} MiB/s ({repeat:.2} s), durable",
+        mib / repeat
+    );
+    for (name, times, syncs) in &row.contenders {
+        let (seconds, sync) = (median(times), median(syncs));
+        let target = match name.as_str() {
+            "scp (default cipher)" => " (target 1.5x)",
+            "scp aes128-gcm@openssh.com" => " (target 1.2x)",
+            _ => "",
+        };
+        println!(
+            "    {name:<27} {:>5.0} MiB/s ({seconds:.2} s), not synced (sync -f after it: {sync:.2} s); chat {:.2}x{target}, chat again {:.2}x",
+            mib / seconds,
+            seconds / chat,
+            seconds / repeat
+        );
+    }
+    if !row.dd.is_empty() {
+        let dd = median(&row.dd);
+        println!(
+            "    dd oflag=direct   {:>5.0} MiB/s ({dd:.2} s), the disk's own write speed; chat first {:.0}% of it, again {:.0}%",
+            mib / dd,
+            100.0 * dd / chat,
+            100.0 * dd / repeat
+        );
+    }
+    let (cpu_sender, cpu_receiver): (Vec<f64>, Vec<f64>) = row.repeat_cpu.iter().copied().unzip();
+    let (cpu_sender, cpu_receiver) = (median(&cpu_sender), median(&cpu_receiver));
+    println!("    chat again, CPU seconds: sender {cpu_sender:.2} s, receiver {cpu_receiver:.2} s");
+    let gcm = row
+        .contenders
+        .iter()
+        .find(|(name, ..)| name.contains(AES128_GCM))
+        .map(|(_, times, _)| median(times));
+    report_first_send_floor(chat, repeat, cpu_sender + cpu_receiver, gcm);
+    println!(
+        "    chat peak RSS: sender {} MiB, receiver {} MiB",
+        row.rss_sender / 1024,
+        row.rss_receiver / 1024
+    );
+    println!(
+        "    chat line latency during transfer: median {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines)",
+        median(&row.latencies),
+        percentile(&row.latencies, 99.0),
+        row.latencies.iter().cloned().fold(0.0, f64::max),
+        row.latencies.len()
+    );
+}
+
+/// Seconds `dd` takes to write `file` to `target` past the page cache
+/// (`oflag=direct`, 4 MiB blocks): the disk's own write speed. Nothing where the
+/// file system refuses direct writes.
+fn dd_direct(file: &Path, target: &Path) -> Option<f64> {
+    settle_disk();
+    let start = Instant::now();
+    let status = Command::new("dd")
+        .arg(format!("if={}", file.display()))
+        .arg(format!("of={}", target.display()))
+        .args(["bs=4M", "oflag=direct"])
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(target);
+    status.success().then_some(seconds)
 }
 
 fn report_siege(scratch: &Path) {
@@ -219,7 +318,7 @@ struct Siege {
 /// and the greeting through the crowd, then bob's peak RSS.
 fn siege_round(scratch: &Path) -> Siege {
     let (mut alice, mut bob, bob_port) = start_pair(scratch);
-    let bob_fp: chat::identity::fingerprint::Fingerprint = run(Command::new(CHAT)
+    let bob_fp: chat::identity::fingerprint::Fingerprint = run(Command::new(&*CHAT)
         .arg("fingerprint")
         .arg(scratch.join("certs/bob.crt")))
     .trim()
@@ -319,27 +418,23 @@ fn real_peer_handshakes(
 /// A first send is the sender's hash pass, which must end before the offer and so
 /// before any byte goes, then the transfer. With both peers on this machine, the
 /// transfer cannot take less than its CPU time spread over every core.
-fn report_first_send_floor(first: f64, again: f64, transfer_cpu: f64, scp_gcm_secs: &[f64]) {
+fn report_first_send_floor(first: f64, again: f64, transfer_cpu: f64, scp_gcm: Option<f64>) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hash_pass = (first - again).max(0.0);
     let floor = hash_pass + transfer_cpu / cores as f64;
     print!(
-        "  first send: hash pass {hash_pass:.2} s (first - again) + transfer; at this CPU cost, \
+        "    first send: hash pass {hash_pass:.2} s (first - again) + transfer; at this CPU cost, \
          on {cores} cores shared by both peers, at least {floor:.2} s"
     );
-    if scp_gcm_secs.is_empty() {
-        println!();
-    } else {
-        println!(
-            ", {:.2}x scp {AES128_GCM} at best",
-            median(scp_gcm_secs) / floor
-        );
+    match scp_gcm {
+        Some(gcm) => println!(", {:.2}x scp {AES128_GCM} at best", gcm / floor),
+        None => println!(),
     }
 }
 
-fn openssl_round(scratch: &Path, file: &Path) -> f64 {
+fn openssl_round(scratch: &Path, file: &Path, into: &Path) -> f64 {
     let certs = scratch.join("certs");
-    let out = scratch.join("openssl-received.bin");
+    let out = into.join("openssl-received.bin");
     let port = free_port();
     let (a_crt, a_key) = (certs.join("alice.crt"), certs.join("alice.key"));
     let (b_crt, b_key) = (certs.join("bob.crt"), certs.join("bob.key"));
@@ -392,6 +487,5 @@ fn openssl_round(scratch: &Path, file: &Path) -> f64 {
         std::fs::metadata(&out).unwrap().len(),
         std::fs::metadata(file).unwrap().len()
     );
-    let _ = std::fs::remove_file(&out);
     seconds
 }

@@ -12,7 +12,12 @@ use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub const CHAT: &str = env!("CARGO_BIN_EXE_chat");
+/// The `chat` built with the bench, or the one `BENCH_CHAT` names: two builds
+/// measured by the same bench, one after the other.
+pub static CHAT: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| {
+    std::env::var_os("BENCH_CHAT")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chat")), PathBuf::from)
+});
 pub const WAIT: Duration = Duration::from_secs(300);
 
 /// A running `chat` with its output lines on a channel (stdout and stderr merged).
@@ -113,7 +118,7 @@ pub fn cpu_seconds(child: &Child) -> f64 {
 pub fn make_identities(scratch: &Path) -> PathBuf {
     let certs = scratch.join("certs");
     for name in ["alice", "bob"] {
-        run(Command::new(CHAT)
+        run(Command::new(&*CHAT)
             .args(["certs", "--force", "--name", name, "--dir"])
             .arg(&certs));
     }
@@ -150,6 +155,104 @@ pub fn scratch_dir() -> PathBuf {
     let dir = base.join(format!("chat-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A folder a receiver writes into, and what it is: the repository's own disk, or
+/// tmpfs, named by its file system.
+pub struct Place {
+    pub dir: PathBuf,
+    /// `disk` or `tmpfs`.
+    pub kind: &'static str,
+    /// The kind, with the file system's type and the folder.
+    pub label: String,
+}
+
+/// Where the receivers of the folder and transfer benches write: the repository's
+/// own disk (a folder under `target/`, or `BENCH_DIR`), then tmpfs (`/dev/shm`)
+/// where there is one. Each is emptied first, and removed at the end unless
+/// `BENCH_DIR` chose it.
+pub fn receiving_places() -> Vec<Place> {
+    let pid = std::process::id();
+    let disk = match std::env::var_os("BENCH_DIR") {
+        Some(dir) => PathBuf::from(dir).join("received"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-received-{pid}")),
+    };
+    let mut places = vec![disk];
+    if Path::new("/dev/shm").is_dir() {
+        places.push(PathBuf::from(format!("/dev/shm/chat-bench-received-{pid}")));
+    }
+    places
+        .into_iter()
+        .zip(["disk", "tmpfs"])
+        .map(|(dir, kind)| {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let dir = dir.canonicalize().unwrap();
+            let label = format!("{kind} ({}, {})", file_system(&dir), dir.display());
+            Place { dir, kind, label }
+        })
+        .collect()
+}
+
+impl Place {
+    /// Takes away what a run received at `path`: on tmpfs it is removed, on a disk
+    /// moved aside until [`Place::clean_up`], so that the next run does not make its
+    /// files among freshly deleted ones (ext4 without a journal looks at each
+    /// recently deleted inode every time it makes a file).
+    pub fn discard(&self, path: &Path) {
+        if !path.exists() {
+            return;
+        }
+        if self.kind == "tmpfs" {
+            let _ = std::fs::remove_dir_all(path);
+            let _ = std::fs::remove_file(path);
+            return;
+        }
+        static DISCARDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let number = DISCARDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let aside = self.dir.join("discarded");
+        std::fs::create_dir_all(&aside).unwrap();
+        std::fs::rename(path, aside.join(number.to_string())).unwrap();
+    }
+
+    /// Removes the folder unless `BENCH_DIR` chose it; what was moved aside in it
+    /// goes either way.
+    pub fn clean_up(&self) {
+        let _ = std::fs::remove_dir_all(self.dir.join("discarded"));
+        if std::env::var_os("BENCH_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The type of the file system `path` is on, from the mount that holds it.
+pub fn file_system(path: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let (_, mount, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            let mount = mount.replace("\\040", " ");
+            path.starts_with(&mount)
+                .then(|| (mount.len(), kind.to_owned()))
+        })
+        .max()
+        .map_or_else(|| "unknown file system".into(), |(_, kind)| kind)
+}
+
+/// Writes out what earlier runs left in the page cache (`sync`), so that a run does
+/// not pay for the write-back of the one before it.
+pub fn settle_disk() {
+    let _ = Command::new("sync").status();
+}
+
+/// Seconds `sync -f` takes on the file system of `dir`: what making the bytes just
+/// written there durable would still cost.
+pub fn seconds_to_sync(dir: &Path) -> f64 {
+    let start = Instant::now();
+    let _ = Command::new("sync").arg("-f").arg(dir).status();
+    start.elapsed().as_secs_f64()
 }
 
 pub fn run(command: &mut Command) -> String {

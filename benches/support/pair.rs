@@ -50,11 +50,16 @@ pub fn start_pair(scratch: &Path) -> (Proc, Proc, u16) {
 
 /// Starts alice and bob where `sides` says, connected both ways.
 pub fn start_pair_on(scratch: &Path, sides: &Sides) -> (Proc, Proc, u16) {
-    let downloads = scratch.join("chat-downloads");
-    let _ = std::fs::remove_dir_all(&downloads);
+    start_pair_into(scratch, sides, &scratch.join("chat-downloads"))
+}
+
+/// Starts alice and bob where `sides` says, connected both ways, bob receiving into
+/// `downloads` (emptied first).
+pub fn start_pair_into(scratch: &Path, sides: &Sides, downloads: &Path) -> (Proc, Proc, u16) {
+    let _ = std::fs::remove_dir_all(downloads);
     let certs = scratch.join("certs");
     let fp = |name: &str| {
-        let out = run(Command::new(CHAT)
+        let out = run(Command::new(&*CHAT)
             .arg("fingerprint")
             .arg(certs.join(format!("{name}.crt"))));
         out.trim().to_owned()
@@ -64,10 +69,10 @@ pub fn start_pair_on(scratch: &Path, sides: &Sides) -> (Proc, Proc, u16) {
         let mut command = match prefix.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
-                command.args(args).arg(CHAT);
+                command.args(args).arg(&*CHAT);
                 command
             }
-            None => Command::new(CHAT),
+            None => Command::new(&*CHAT),
         };
         command
             .args(["--name", name, "--listen", &format!("{ip}:0")])
@@ -90,7 +95,7 @@ pub fn start_pair_on(scratch: &Path, sides: &Sides) -> (Proc, Proc, u16) {
                 &alice_fp,
                 "--download-dir",
             ])
-            .arg(&downloads),
+            .arg(downloads),
     );
     let bob_port = bob.wait_line(|l| l.strip_prefix("Listening on port ").map(str::to_owned));
     alice.send(&format!("{}:{bob_port}", sides.bob.ip));
@@ -107,9 +112,21 @@ pub fn chat_round(scratch: &Path, file: &Path) -> ChatRun {
     chat_round_on(scratch, file, &Sides::loopback())
 }
 
+/// [`chat_round`] with bob receiving into `downloads`.
+pub fn chat_round_to(scratch: &Path, file: &Path, downloads: &Path) -> ChatRun {
+    chat_round_into(scratch, file, &Sides::loopback(), downloads)
+}
+
 /// [`chat_round`] with the peers where `sides` says.
 pub fn chat_round_on(scratch: &Path, file: &Path, sides: &Sides) -> ChatRun {
-    let (mut alice, bob, _) = start_pair_on(scratch, sides);
+    chat_round_into(scratch, file, sides, &scratch.join("chat-downloads"))
+}
+
+/// [`chat_round`] with the peers where `sides` says, bob receiving into `downloads`.
+/// What an earlier round left there, or anywhere, is on the disk before it starts.
+pub fn chat_round_into(scratch: &Path, file: &Path, sides: &Sides, downloads: &Path) -> ChatRun {
+    let (mut alice, bob, _) = start_pair_into(scratch, sides, downloads);
+    super::settle_disk();
     let start = Instant::now();
     alice.send(&format!("transfer {}", file.display()));
     let mut latencies = Vec::new();

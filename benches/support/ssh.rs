@@ -1,6 +1,6 @@
 //! The OpenSSH contenders: a private sshd on loopback (installed by
-//! `benches/support/install-sshd` where it can be), and scp, `scp -r` and
-//! `tar | ssh` against it.
+//! `benches/support/install-sshd` where it can be), and scp, `scp -r`, `tar | ssh`
+//! and `rsync -a` over ssh against it. None of them syncs what it writes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -107,25 +107,40 @@ impl Sshd {
     pub fn tar_over_ssh(&self, source: &Path, into: &Path) -> f64 {
         let start = Instant::now();
         std::fs::create_dir_all(into).unwrap();
+        let ssh = self.ssh_command(&[
+            format!("{}@127.0.0.1", self.user),
+            format!("tar -x -C '{}'", into.display()),
+        ]);
+        let parent = source.parent().unwrap();
+        let name = source.file_name().unwrap().to_string_lossy();
+        let pipeline = format!("tar -c -C '{}' '{name}' | {ssh}", parent.display());
+        run(Command::new("sh").args(["-c", &pipeline]));
+        start.elapsed().as_secs_f64()
+    }
+
+    /// Seconds `rsync -a` over ssh takes to copy the folder `source` to `target`,
+    /// which it creates.
+    pub fn rsync(&self, source: &Path, target: &Path) -> f64 {
+        let start = Instant::now();
+        let mut source = source.as_os_str().to_owned();
+        source.push("/");
+        run(Command::new("rsync")
+            .args(["-a", "-e", &self.ssh_command(&[])])
+            .arg(source)
+            .arg(format!("{}/", self.remote(target))));
+        start.elapsed().as_secs_f64()
+    }
+
+    /// `ssh` with the options every call shares and then `words`, quoted for `sh`.
+    fn ssh_command(&self, words: &[String]) -> String {
         let mut ssh = Command::new("ssh");
         self.options(&mut ssh, "-p", None);
         let ssh: Vec<String> = std::iter::once("ssh".to_owned())
             .chain(ssh.get_args().map(|arg| arg.to_string_lossy().into_owned()))
-            .chain([
-                format!("{}@127.0.0.1", self.user),
-                format!("tar -x -C '{}'", into.display()),
-            ])
+            .chain(words.iter().cloned())
             .map(|word| format!("'{}'", word.replace('\'', "'\\''")))
             .collect();
-        let parent = source.parent().unwrap();
-        let name = source.file_name().unwrap().to_string_lossy();
-        let pipeline = format!(
-            "tar -c -C '{}' '{name}' | {}",
-            parent.display(),
-            ssh.join(" ")
-        );
-        run(Command::new("sh").args(["-c", &pipeline]));
-        start.elapsed().as_secs_f64()
+        ssh.join(" ")
     }
 }
 

@@ -1,7 +1,7 @@
 //! Every call whose form differs between operating systems: private files and
 //! folders, opening without following links, walking a folder by handles, renames
-//! that never replace, file identity, free space, sockets, the console and stop
-//! signals. Both sides offer the
+//! that never replace, durability paid once for many files, file identity, free
+//! space, sockets, the console and stop signals. Both sides offer the
 //! same functions with the same contract (the tests below hold either to it); the
 //! rest of the code stays free of `cfg`.
 

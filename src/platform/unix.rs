@@ -10,7 +10,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{Access, DEAD_PEER_TIMEOUT, Exposure, FileStamp, Stop};
 
+mod durable;
 mod folder;
+pub use durable::{SyncBatch, start_write_back};
 pub use folder::Folder;
 
 /// Unix forbids only `/` and NUL in a name, and tells names apart by case.

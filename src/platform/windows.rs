@@ -54,7 +54,9 @@ use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken}
 
 use super::{Access, DEAD_PEER_TIMEOUT, Exposure, FileId, FileStamp, Stop};
 
+mod durable;
 mod folder;
+pub use durable::{SyncBatch, start_write_back};
 pub use folder::Folder;
 
 /// Windows reserves `< > : " | ? *` in names, and names that differ only in case are one.

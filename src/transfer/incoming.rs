@@ -27,6 +27,11 @@ use crate::platform;
 /// Files being received or verified at once, across every connection of a session.
 pub const MAX_ACTIVE_TRANSFERS: usize = 4;
 
+/// Bytes of one file written between two starts of their write-back to the disk, so
+/// that a large file goes to the disk as it arrives instead of piling up in memory
+/// for its one sync at the end.
+pub const WRITE_BACK_STEP: u64 = 8 << 20;
+
 /// Where files go, how large they may be, and how many may be in progress at once.
 #[derive(Debug, Clone)]
 pub struct ReceiveLimits {
@@ -360,6 +365,7 @@ impl DiskJob {
             return Outcome::Failed(format!("reading the kept part failed: {err}"));
         }
         let mut written = self.offset;
+        let mut written_back = written;
         // Where this run starts: the kept bytes are no part of its progress.
         progress(written);
         while let Some(data) = chunks.blocking_recv() {
@@ -369,6 +375,10 @@ impl DiskJob {
             }
             hasher.update(&data);
             written += data.len() as u64;
+            if written - written_back >= WRITE_BACK_STEP {
+                platform::start_write_back(&self.part.file, written_back, written - written_back);
+                written_back = written;
+            }
             progress(written);
         }
         let Meta { name, size, sha256 } = &self.meta;

@@ -1,12 +1,20 @@
 //! Receiving a folder whose manifest has been checked: its files' bytes arrive as
 //! one sequence, in manifest order. A disk thread cuts the sequence into the files,
 //! checks each by its own size and SHA-256, and builds the tree in a private staging
-//! folder; the folder takes its final name only when every file in it is verified.
+//! folder (see [`super::staging`]); the folder takes its final name only when every
+//! file in it is verified and durable.
+//!
+//! Durability is paid once per batch, not once per file: each verified file's
+//! write-back starts as it is complete, and one sync for all of them comes before
+//! the folder takes its final name, or before the staging folder's note says how
+//! much of it is durable (when the data stops, and every `CHECKPOINT_STEP` bytes of
+//! one large file).
 //!
 //! The staging folder sits beside a part (see [`super::parts`]) named after the
 //! folder and its manifest, whose lock makes it this transfer's alone. Verified
 //! files stay there when the data stops, so the same folder offered again resumes
-//! at the first file that is not yet verified, within that file at what it holds.
+//! at the first file that is not yet verified, within that file at what of it is
+//! durable.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -18,13 +26,27 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
-use super::incoming::{Outcome, Overflow, ReceiveLimits, RefuseReason, Reservation};
+use super::incoming::{
+    Outcome, Overflow, ReceiveLimits, RefuseReason, Reservation, WRITE_BACK_STEP,
+};
 use super::manifest::{Checked, Kind};
 use super::parts::{self, Meta, OwnedPart};
+use super::staging::{self, Durability, Start, Synced};
 use crate::platform;
 
 /// Failed files named one by one in an outcome; the rest are counted.
 const MAX_FAILURES_NAMED: usize = 20;
+
+/// Files smaller than this have their write-back left to the one sync at the end
+/// (or to the system's own write-back before it): starting it file by file costs a
+/// request to the disk each, which for a tree of small files costs more than their
+/// bytes do.
+const WRITE_BACK_MIN: u64 = 1 << 20;
+
+/// Bytes of one file between two checkpoints, each of which makes what has arrived
+/// durable and notes it: a receiver killed in the middle of a large file resumes
+/// within it, at the last checkpoint, at the cost of a sync or two per step.
+const CHECKPOINT_STEP: u64 = 256 << 20;
 
 /// The part meta of a folder: its name with a `/`, which no file name has, its
 /// files' total size, and the SHA-256 of its manifest.
@@ -95,6 +117,26 @@ impl IncomingFolder {
         reservation: Reservation,
         progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<IncomingFolder, RefuseReason> {
+        Self::start_with(
+            limits,
+            meta,
+            manifest,
+            reservation,
+            progress,
+            platform::SyncBatch::new,
+        )
+    }
+
+    /// [`IncomingFolder::start`], with the files' durability paid by what `batch`
+    /// makes for the staging folder.
+    fn start_with<D: Durability>(
+        limits: &ReceiveLimits,
+        meta: Meta,
+        manifest: Arc<Checked>,
+        reservation: Reservation,
+        progress: impl FnMut(u64) + Send + 'static,
+        batch: impl FnOnce(&Path) -> io::Result<D>,
+    ) -> Result<IncomingFolder, RefuseReason> {
         let size = manifest.total_size;
         if let Some(max) = limits.max_file_size.filter(|max| size > *max) {
             return Err(RefuseReason::TooLarge { size, max });
@@ -112,8 +154,11 @@ impl IncomingFolder {
             None => parts::create(&limits.dir, &meta)?,
         };
         let staging = part.path.with_extension("tree");
-        let start = match Staging::prepare(&staging, &manifest) {
-            Ok(start) => start,
+        let laid_out = platform::ensure_private_dir(&staging)
+            .and_then(|()| batch(&staging))
+            .and_then(|mut batch| Ok((staging::prepare(&staging, &manifest, &mut batch)?, batch)));
+        let (start, batch) = match laid_out {
+            Ok(laid_out) => laid_out,
             Err(err) => {
                 // What it holds cannot be laid out as this manifest says.
                 let _ = std::fs::remove_dir_all(&staging);
@@ -138,8 +183,12 @@ impl IncomingFolder {
             dir: limits.dir.clone(),
             name: meta.name.trim_end_matches('/').to_owned(),
             manifest,
+            unsynced: start.next_file > start.synced.files,
+            synced: start.synced,
             start,
             ending: ending.clone(),
+            batch,
+            first_failed: None,
         };
         let spawned = std::thread::Builder::new()
             .name("chat-disk".into())
@@ -222,83 +271,22 @@ impl IncomingFolder {
     }
 }
 
-/// Where a staging folder stands: the first file not yet verified, what is held of
-/// it, and where that is in the folder's byte sequence.
-#[derive(Debug)]
-struct Staging {
-    next_file: usize,
-    held: u64,
-    offset: u64,
-}
-
-impl Staging {
-    /// Creates every folder of the manifest in `staging` (so empty ones are kept),
-    /// and finds how far an earlier transfer of the same folder got.
-    fn prepare(staging: &Path, manifest: &Checked) -> io::Result<Staging> {
-        platform::ensure_private_dir(staging)?;
-        for entry in manifest.entries() {
-            if entry.kind() == Kind::Folder {
-                match std::fs::create_dir(entry.path_in(staging)) {
-                    Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
-                    _ => {}
-                }
-            }
-        }
-        let mut start = Staging {
-            next_file: manifest.files(),
-            held: 0,
-            offset: 0,
-        };
-        let files = (0..manifest.files()).map_while(|index| manifest.file(index));
-        for (index, entry) in files.enumerate() {
-            let Kind::File { size, .. } = entry.kind() else {
-                unreachable!("a file's entry is a file");
-            };
-            let verified = std::fs::symlink_metadata(entry.path_in(staging))
-                .is_ok_and(|stored| stored.is_file() && stored.len() == size);
-            if !verified {
-                start.next_file = index;
-                start.held = std::fs::symlink_metadata(current_path(staging, index))
-                    .ok()
-                    .filter(|kept| kept.is_file())
-                    .map_or(0, |kept| kept.len())
-                    .min(size);
-                break;
-            }
-            start.offset += size;
-        }
-        start.offset += start.held;
-        for entry in std::fs::read_dir(staging)? {
-            let path = entry?.path();
-            let ours = current_path(staging, start.next_file);
-            let is_current = path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with(CURRENT_PREFIX));
-            if is_current && path != ours {
-                std::fs::remove_file(&path)?;
-            }
-        }
-        Ok(start)
-    }
-}
-
-/// Files still arriving are kept under names no received name can have.
-const CURRENT_PREFIX: &str = ".arriving-";
-
-fn current_path(staging: &Path, index: usize) -> PathBuf {
-    staging.join(format!("{CURRENT_PREFIX}{index}"))
-}
-
 /// The disk thread's work: it owns the part (and so the staging folder) throughout.
-struct FolderJob {
+struct FolderJob<D> {
     part: OwnedPart,
     staging: PathBuf,
     dir: PathBuf,
     name: String,
     manifest: Arc<Checked>,
-    start: Staging,
+    start: Start,
     ending: EndingFlag,
+    batch: D,
+    /// What the staging folder's note says is durable.
+    synced: Synced,
+    /// Whether files joined the batch since it last synced.
+    unsynced: bool,
+    /// The first file that failed its check: no file from it on is noted durable.
+    first_failed: Option<usize>,
 }
 
 /// The file being written now.
@@ -309,10 +297,14 @@ struct Current {
     written: u64,
     size: u64,
     sha256: [u8; 32],
+    /// Bytes whose write-back has been started.
+    written_back: u64,
+    /// Bytes made durable and noted at the last checkpoint.
+    checkpointed: u64,
 }
 
-impl FolderJob {
-    fn run(self, mut chunks: ChunkReceiver<Vec<u8>>, mut progress: impl FnMut(u64)) -> Outcome {
+impl<D: Durability> FolderJob<D> {
+    fn run(mut self, mut chunks: ChunkReceiver<Vec<u8>>, mut progress: impl FnMut(u64)) -> Outcome {
         let mut failed = Vec::new();
         let mut written = self.start.offset;
         progress(written);
@@ -338,36 +330,30 @@ impl FolderJob {
                 file.hasher.update(this_file);
                 file.written += take as u64;
                 rest = next;
-                if let Err(err) = self.settle(&mut current, &mut failed) {
+                let stored = self
+                    .settle(&mut current, &mut failed)
+                    .and_then(|()| self.keep_up(current.as_mut()));
+                if let Err(err) = stored {
                     return self.fail(format!("storing a file failed: {err}"));
                 }
             }
             progress(written);
         }
-        let total = self.part_size();
+        let total = self.manifest.total_size;
         let ending = self.ending.get();
         if ending == Ending::Remove {
             return self.fail("the sender broke the protocol".into());
         }
-        if ending == Ending::Leave {
-            if let Some(file) = &current {
-                let _ = file.file.sync_data();
-            }
-            return Outcome::Interrupted {
-                part: self.staging.clone(),
-                received: written,
-            };
-        }
-        if written != total {
-            if let Some(file) = &current
-                && ending == Ending::Keep
-                && file.file.sync_data().is_ok()
-            {
+        if ending == Ending::Leave || (written != total && ending == Ending::Keep) {
+            let kept = self.checkpoint(current.as_ref());
+            if ending == Ending::Leave || kept.is_ok() {
                 return Outcome::Interrupted {
                     part: self.staging.clone(),
                     received: written,
                 };
             }
+        }
+        if written != total {
             return self.fail(format!(
                 "incomplete: {} of {} arrived",
                 super::human_bytes(written),
@@ -375,13 +361,29 @@ impl FolderJob {
             ));
         }
         if !failed.is_empty() {
+            // The verified files are kept for the folder sent again.
+            let _ = self.checkpoint(None);
             return Outcome::FilesFailed {
                 failed,
                 files: self.manifest.files(),
             };
         }
+        self.place(written)
+    }
+
+    /// Every file is verified: makes them all durable, then gives the folder its
+    /// final name.
+    fn place(mut self, written: u64) -> Outcome {
         let files = self.manifest.files();
-        let _ = platform::sync_dir(&self.staging);
+        let kept = |err: io::Error, staging: &Path| {
+            Outcome::Failed(format!(
+                "storing the folder failed: {err}; its verified files are kept in {}",
+                staging.display()
+            ))
+        };
+        if let Err(err) = Synced::remove(&self.staging).and_then(|()| self.batch.sync()) {
+            return kept(err, &self.staging);
+        }
         match parts::place_folder(&self.staging, &self.dir, &self.name) {
             Ok(path) => {
                 self.part.discard();
@@ -391,17 +393,65 @@ impl FolderJob {
                     bytes: written,
                 }
             }
-            // Every file is verified: keep them, so that the folder offered again
-            // is placed without a byte sent.
-            Err(err) => Outcome::Failed(format!(
-                "storing the folder failed: {err}; its verified files are kept in {}",
-                self.staging.display()
-            )),
+            // Every file is verified and durable: keep them, so that the folder
+            // offered again is placed without a byte sent.
+            Err(err) => {
+                let _ = Synced { files, partial: 0 }.write(&self.staging);
+                kept(err, &self.staging)
+            }
         }
     }
 
-    fn part_size(&self) -> u64 {
-        self.manifest.total_size
+    /// Makes everything verified so far durable, and what has arrived of `current`,
+    /// then notes it in the staging folder.
+    fn checkpoint(&mut self, current: Option<&Current>) -> io::Result<()> {
+        if self.unsynced {
+            self.batch.sync()?;
+            self.unsynced = false;
+        }
+        let synced = match (self.first_failed, current) {
+            (Some(failed), _) => Synced {
+                files: failed,
+                partial: 0,
+            },
+            (None, Some(file)) => {
+                file.file.sync_data()?;
+                Synced {
+                    files: file.index,
+                    partial: file.written,
+                }
+            }
+            (None, None) => Synced {
+                files: self.manifest.files(),
+                partial: 0,
+            },
+        };
+        if synced != self.synced {
+            synced.write(&self.staging)?;
+            self.synced = synced;
+        }
+        Ok(())
+    }
+
+    /// Starts the write-back of a large file as it grows, and makes it durable at
+    /// each checkpoint.
+    fn keep_up(&mut self, current: Option<&mut Current>) -> io::Result<()> {
+        let Some(file) = current else {
+            return Ok(());
+        };
+        if file.written - file.written_back >= WRITE_BACK_STEP {
+            platform::start_write_back(
+                &file.file,
+                file.written_back,
+                file.written - file.written_back,
+            );
+            file.written_back = file.written;
+        }
+        if file.written - file.checkpointed >= CHECKPOINT_STEP {
+            self.checkpoint(Some(file))?;
+            file.checkpointed = file.written;
+        }
+        Ok(())
     }
 
     /// Opens file `index` to write from `held` on, having hashed what it holds.
@@ -413,7 +463,7 @@ impl FolderJob {
         let Kind::File { size, sha256 } = entry.kind() else {
             unreachable!("only files are kept in the list");
         };
-        let path = current_path(&self.staging, index);
+        let path = entry.path_in(&self.staging);
         let mut hasher = Sha256::new();
         let file = if held > 0 {
             let mut file = platform::open_private_file(&path, true)?;
@@ -428,8 +478,13 @@ impl FolderJob {
             file.set_len(held)?;
             file
         } else {
-            let _ = std::fs::remove_file(&path);
-            platform::create_private_file(&path)?
+            match platform::create_private_file(&path) {
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                    std::fs::remove_file(&path)?;
+                    platform::create_private_file(&path)?
+                }
+                created => created?,
+            }
         };
         Ok(Some(Current {
             index,
@@ -438,22 +493,35 @@ impl FolderJob {
             written: held,
             size,
             sha256,
+            written_back: held,
+            checkpointed: held,
         }))
     }
 
-    /// Stores every complete file at `current` and moves on, so that empty files
-    /// are stored as soon as the sequence reaches them.
-    fn settle(&self, current: &mut Option<Current>, failed: &mut Vec<String>) -> io::Result<()> {
+    /// Checks every complete file at `current` and moves on, so that empty files
+    /// are checked as soon as the sequence reaches them. A verified file joins the
+    /// batch; one that is not is removed.
+    fn settle(
+        &mut self,
+        current: &mut Option<Current>,
+        failed: &mut Vec<String>,
+    ) -> io::Result<()> {
         while let Some(file) = current.take_if(|file| file.written == file.size) {
             let index = file.index;
             let entry = self.manifest.file(index).expect("a file being written");
             let actual: [u8; 32] = file.hasher.finalize().into();
-            let arrived = current_path(&self.staging, index);
+            let path = entry.path_in(&self.staging);
             if actual == file.sha256 {
-                file.file.sync_all()?;
-                std::fs::rename(&arrived, entry.path_in(&self.staging))?;
+                if file.size >= WRITE_BACK_MIN {
+                    let rest = file.size - file.written_back;
+                    platform::start_write_back(&file.file, file.written_back, rest);
+                }
+                self.batch.add_file(&file.file, &path)?;
+                self.unsynced = true;
             } else {
-                std::fs::remove_file(&arrived)?;
+                drop(file.file);
+                std::fs::remove_file(&path)?;
+                self.first_failed.get_or_insert(index);
                 failed.push(format!(
                     "{}: SHA-256 mismatch (expected {}, received {})",
                     entry.path(),
@@ -482,4 +550,322 @@ pub fn describe_failures(failed: &[String], files: usize) -> String {
         text.push_str(&format!("; and {} more", failed.len() - MAX_FAILURES_NAMED));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::manifest::{self, Entry};
+    use crate::transfer::name::NameRules;
+    use std::sync::Mutex;
+
+    /// What a folder's disk thread asked of its batch, in order.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Step {
+        File(PathBuf),
+        /// A sync, with whether the folder had its final name then, and what the
+        /// staging folder's note said.
+        Sync {
+            placed: bool,
+            noted: Synced,
+        },
+    }
+
+    /// A batch that records what it is asked and syncs nothing: the order of the
+    /// steps is what these tests check.
+    struct Recorder {
+        steps: Arc<Mutex<Vec<Step>>>,
+        staging: PathBuf,
+        placed: PathBuf,
+    }
+
+    impl Durability for Recorder {
+        fn add_file(&mut self, _: &File, path: &Path) -> io::Result<()> {
+            self.steps.lock().unwrap().push(Step::File(path.to_owned()));
+            Ok(())
+        }
+
+        fn add_folder(&mut self, _: &Path) {}
+
+        fn sync(&mut self) -> io::Result<()> {
+            let step = Step::Sync {
+                placed: self.placed.exists(),
+                noted: Synced::read(&self.staging),
+            };
+            self.steps.lock().unwrap().push(step);
+            Ok(())
+        }
+    }
+
+    const FILES: [(&str, &[u8]); 5] = [
+        ("a.txt", b"alpha"),
+        ("sub/b.txt", b"bravo!"),
+        ("sub/empty", b""),
+        ("sub/c.txt", b"charlie"),
+        ("z.bin", b"the last file"),
+    ];
+
+    fn entries() -> Vec<Entry> {
+        let mut entries = vec![Entry {
+            path: "sub".into(),
+            kind: Kind::Folder,
+        }];
+        entries.extend(FILES.iter().map(|(path, data)| Entry {
+            path: (*path).into(),
+            kind: Kind::File {
+                size: data.len() as u64,
+                sha256: Sha256::digest(data).into(),
+            },
+        }));
+        entries
+    }
+
+    /// Every file's bytes, one after the other, as they travel.
+    fn sequence() -> Vec<u8> {
+        FILES
+            .iter()
+            .flat_map(|(_, data)| data.iter().copied())
+            .collect()
+    }
+
+    /// Starts receiving folder `tree` (as [`FILES`] lists it) into `dir`, its
+    /// batch recording into `steps`.
+    async fn start(dir: &Path, steps: &Arc<Mutex<Vec<Step>>>) -> IncomingFolder {
+        start_with(dir, &entries(), steps).await
+    }
+
+    async fn start_with(
+        dir: &Path,
+        entries: &[Entry],
+        steps: &Arc<Mutex<Vec<Step>>>,
+    ) -> IncomingFolder {
+        let limits = ReceiveLimits::new(dir.to_owned(), None);
+        let bytes = manifest::encode(entries);
+        let total = entries
+            .iter()
+            .map(|entry| match entry.kind {
+                Kind::File { size, .. } => size,
+                Kind::Folder => 0,
+            })
+            .sum();
+        let checked =
+            manifest::check(&bytes, entries.len() as u32, total, NameRules::here()).unwrap();
+        let meta = folder_meta("tree", total, &bytes);
+        let reservation = limits.reserve(&meta).await.expect("a free slot");
+        let (steps, placed) = (steps.clone(), dir.join("tree"));
+        IncomingFolder::start_with(
+            &limits,
+            meta,
+            Arc::new(checked),
+            reservation,
+            |_| {},
+            move |staging| {
+                Ok(Recorder {
+                    steps,
+                    staging: staging.to_owned(),
+                    placed,
+                })
+            },
+        )
+        .unwrap()
+    }
+
+    /// Sends `bytes` in chunks of `chunk`, as they may straddle files.
+    async fn send(folder: &mut IncomingFolder, bytes: &[u8], chunk: usize) {
+        for piece in bytes.chunks(chunk) {
+            assert_eq!(folder.write(piece.to_vec()).await, Ok(None));
+        }
+    }
+
+    fn staging_in(dir: &Path) -> PathBuf {
+        std::fs::read_dir(dir.join(parts::PARTS_DIR))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|ext| ext == "tree"))
+            .expect("a staging folder")
+    }
+
+    /// The offset of file `index` in the folder's byte sequence.
+    fn offset_of(index: usize) -> usize {
+        FILES[..index].iter().map(|(_, data)| data.len()).sum()
+    }
+
+    fn steps_of(steps: &Arc<Mutex<Vec<Step>>>) -> Vec<Step> {
+        std::mem::take(&mut *steps.lock().unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_file_joins_the_one_sync_before_the_folder_takes_its_final_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let mut folder = start(dir.path(), &steps).await;
+        let staging = staging_in(dir.path());
+        send(&mut folder, &sequence(), 4).await;
+        let outcome = folder.end(Ending::Keep).await;
+        let placed = dir.path().join("tree");
+        assert_eq!(
+            outcome,
+            Outcome::FolderSaved {
+                path: placed.clone(),
+                files: FILES.len(),
+                bytes: sequence().len() as u64,
+            }
+        );
+        let mut expected: Vec<Step> = FILES
+            .iter()
+            .map(|(path, _)| Step::File(staging.join(path)))
+            .collect();
+        expected.push(Step::Sync {
+            placed: false,
+            noted: Synced::default(),
+        });
+        assert_eq!(steps_of(&steps), expected, "one sync, after every file");
+        for (path, data) in FILES {
+            assert_eq!(std::fs::read(placed.join(path)).unwrap(), data);
+        }
+        assert_eq!(
+            crate::transfer::names_in(&placed),
+            ["a.txt", "sub", "z.bin"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_file_is_synced_once_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let data: Vec<u8> = (0..3 * WRITE_BACK_STEP + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let entries = [Entry {
+            path: "large.bin".into(),
+            kind: Kind::File {
+                size: data.len() as u64,
+                sha256: Sha256::digest(&data).into(),
+            },
+        }];
+        let mut folder = start_with(dir.path(), &entries, &steps).await;
+        send(&mut folder, &data, 64 << 10).await;
+        assert!(matches!(
+            folder.end(Ending::Keep).await,
+            Outcome::FolderSaved { .. }
+        ));
+        let syncs = steps_of(&steps)
+            .into_iter()
+            .filter(|step| matches!(step, Step::Sync { .. }))
+            .count();
+        assert_eq!(syncs, 1);
+        assert_eq!(
+            std::fs::read(dir.path().join("tree/large.bin")).unwrap(),
+            data
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_notes_only_what_was_synced_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let mut folder = start(dir.path(), &steps).await;
+        let staging = staging_in(dir.path());
+        let upto = offset_of(4) + 3;
+        send(&mut folder, &sequence()[..upto], 4).await;
+        let outcome = folder.end(Ending::Keep).await;
+        assert_eq!(
+            outcome,
+            Outcome::Interrupted {
+                part: staging.clone(),
+                received: upto as u64,
+            }
+        );
+        let steps = steps_of(&steps);
+        assert_eq!(
+            steps.last(),
+            Some(&Step::Sync {
+                placed: false,
+                noted: Synced::default(),
+            }),
+            "the note comes after the sync: {steps:?}"
+        );
+        assert_eq!(
+            steps.len(),
+            5,
+            "four verified files, then the sync: {steps:?}"
+        );
+        assert_eq!(
+            Synced::read(&staging),
+            Synced {
+                files: 4,
+                partial: 3,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_power_cut_files_past_the_note_are_checked_and_garbled_ones_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let all = sequence();
+
+        // A first transfer stops in b.txt; a second one goes on to z.bin.
+        let mut folder = start(dir.path(), &steps).await;
+        let staging = staging_in(dir.path());
+        send(&mut folder, &all[..offset_of(1) + 2], 3).await;
+        assert!(matches!(
+            folder.end(Ending::Keep).await,
+            Outcome::Interrupted { .. }
+        ));
+        let noted = Synced::read(&staging);
+        assert_eq!(
+            noted,
+            Synced {
+                files: 1,
+                partial: 2
+            }
+        );
+        let mut folder = start(dir.path(), &steps).await;
+        assert_eq!(folder.offset, offset_of(1) as u64 + 2);
+        send(&mut folder, &all[offset_of(1) + 2..offset_of(4) + 4], 3).await;
+        assert!(matches!(
+            folder.end(Ending::Keep).await,
+            Outcome::Interrupted { .. }
+        ));
+        assert_eq!(
+            Synced::read(&staging),
+            Synced {
+                files: 4,
+                partial: 4
+            }
+        );
+
+        // The power goes before that second note reaches the disk: the first note
+        // stands, c.txt is garbled, and z.bin holds bytes that never arrived.
+        noted.write(&staging).unwrap();
+        std::fs::write(staging.join("sub/c.txt"), b"CHARLIE").unwrap();
+        std::fs::write(staging.join("z.bin"), b"the lXXXXXX").unwrap();
+        steps_of(&steps);
+
+        // b.txt and the empty file are checked again and kept; c.txt arrives again.
+        let mut folder = start(dir.path(), &steps).await;
+        assert_eq!(folder.offset, offset_of(3) as u64);
+        send(&mut folder, &all[offset_of(3)..], 3).await;
+        let placed = dir.path().join("tree");
+        assert!(matches!(
+            folder.end(Ending::Keep).await,
+            Outcome::FolderSaved { path, .. } if path == placed
+        ));
+        for (path, data) in FILES {
+            assert_eq!(std::fs::read(placed.join(path)).unwrap(), data, "{path}");
+        }
+        let steps = steps_of(&steps);
+        let (last_sync, _) = steps
+            .iter()
+            .enumerate()
+            .rfind(|(_, step)| matches!(step, Step::Sync { .. }))
+            .unwrap();
+        for path in ["sub/b.txt", "sub/empty", "sub/c.txt", "z.bin"] {
+            let at = steps
+                .iter()
+                .position(|step| *step == Step::File(staging.join(path)));
+            assert!(at.is_some_and(|at| at < last_sync), "{path}: {steps:?}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub mod progress;
 pub mod receiving;
 pub mod sending;
 mod source_tree;
+mod staging;
 pub mod stored;
 
 use std::cell::RefCell;
