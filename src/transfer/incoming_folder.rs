@@ -606,18 +606,7 @@ mod tests {
     ];
 
     fn entries() -> Vec<Entry> {
-        let mut entries = vec![Entry {
-            path: "sub".into(),
-            kind: Kind::Folder,
-        }];
-        entries.extend(FILES.iter().map(|(path, data)| Entry {
-            path: (*path).into(),
-            kind: Kind::File {
-                size: data.len() as u64,
-                sha256: Sha256::digest(data).into(),
-            },
-        }));
-        entries
+        manifest::entries_of(&FILES)
     }
 
     /// Every file's bytes, one after the other, as they travel.

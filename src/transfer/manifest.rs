@@ -520,6 +520,25 @@ fn stored_components(
     Ok(())
 }
 
+/// A test folder's entries: the folder `sub`, then `files` with their contents'
+/// sizes and SHA-256s.
+#[cfg(test)]
+pub(crate) fn entries_of(files: &[(&str, &[u8])]) -> Vec<Entry> {
+    use sha2::{Digest, Sha256};
+    let mut entries = vec![Entry {
+        path: "sub".into(),
+        kind: Kind::Folder,
+    }];
+    entries.extend(files.iter().map(|(path, data)| Entry {
+        path: (*path).into(),
+        kind: Kind::File {
+            size: data.len() as u64,
+            sha256: Sha256::digest(data).into(),
+        },
+    }));
+    entries
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

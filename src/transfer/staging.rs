@@ -263,17 +263,7 @@ mod tests {
     ];
 
     fn manifest() -> Checked {
-        let mut entries = vec![Entry {
-            path: "sub".into(),
-            kind: Kind::Folder,
-        }];
-        entries.extend(FILES.iter().map(|(path, data)| Entry {
-            path: (*path).into(),
-            kind: Kind::File {
-                size: data.len() as u64,
-                sha256: Sha256::digest(data).into(),
-            },
-        }));
+        let entries = manifest::entries_of(&FILES);
         let bytes = manifest::encode(&entries);
         let total = FILES.iter().map(|(_, data)| data.len() as u64).sum();
         manifest::check(&bytes, entries.len() as u32, total, NameRules::here()).unwrap()
