@@ -5,13 +5,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chat::frame::{Frame, HEADER_LEN, MAX_FILE_NAME_LEN, PROTOCOL_VERSION};
-use chat::receiving_half::ReceiveState;
-use chat::sanitize::{MAX_COMBINING_MARKS, for_terminal, is_invisible};
+use chat::session::receiving_half::ReceiveState;
 use chat::transfer::incoming::ReceiveLimits;
 use chat::transfer::manifest::{self, Kind, MAX_DEPTH};
 use chat::transfer::name::{NameRules, numbered, sanitize};
 use chat::transfer::parts::PARTS_DIR;
 use chat::transfer::receiving::Receiving;
+use chat::ui::sanitize::{MAX_COMBINING_MARKS, for_terminal, is_invisible};
 use sha2::{Digest, Sha256};
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::is_nfc;

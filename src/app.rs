@@ -10,30 +10,30 @@ use tokio::sync::mpsc;
 
 use crate::cli::Tool;
 use crate::config::{Config, IdentitySource, LinkMode, Trust};
-use crate::event::{Command, Event};
+use crate::identity::endpoint_key::endpoint_key;
 use crate::identity::fingerprint::Fingerprint;
 use crate::identity::known_peers::{self, KnownPeers};
 use crate::identity::trust;
 use crate::identity::{self, Identity, IdentityFiles};
-use crate::input::{self, Input};
-use crate::invitation::{self, Rendezvous};
 use crate::link::Route;
 use crate::link::addresses;
 use crate::link::dialer::WrongPin;
 use crate::link::iroh as transport;
-use crate::link::keys;
 use crate::link::portmap::{self, PortMapping};
 use crate::link::stream::Lingering;
 use crate::link::tls::Pin;
+use crate::pairing::invitation::{self, Rendezvous};
 use crate::pairing::{CodeError, InviteCode};
 use crate::platform::{self, Stop};
-use crate::sanitize;
+use crate::session::event::{Command, Event};
 use crate::session::{self, Links, SessionEnd, SessionError, SessionSetup};
 use crate::transfer::hash_cache::HashCache;
 use crate::transfer::incoming::ReceiveLimits;
 use crate::transfer::stored::StoredRecord;
 use crate::ui;
 use crate::ui::Console;
+use crate::ui::input::{self, Input};
+use crate::ui::sanitize;
 
 /// How long a stop signal gives the graceful close before the process ends anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(7);
@@ -235,13 +235,9 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
     // Over iroh, the identity's long-term endpoint, which known peers dial.
     let endpoint = match config.over_iroh {
         true => Some(transport::Node {
-            endpoint: transport::bind(
-                keys::endpoint_key(&identity.private_key),
-                &config.relays,
-                true,
-            )
-            .await
-            .context("cannot start the iroh endpoint")?,
+            endpoint: transport::bind(endpoint_key(&identity.private_key), &config.relays, true)
+                .await
+                .context("cannot start the iroh endpoint")?,
             relays: config.relays.relay_urls(),
             lingering: Lingering::default(),
         }),

@@ -2,6 +2,7 @@
 //!
 //! Keys are ECDSA P-256, made by rcgen through aws-lc-rs (the same provider rustls uses).
 
+pub mod endpoint_key;
 pub mod fingerprint;
 pub mod known_peers;
 pub mod trust;

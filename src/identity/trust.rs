@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
-use crate::event::Event;
 use crate::identity::fingerprint::Fingerprint;
 use crate::identity::known_peers::{self, Entry, KnownPeersError, Recorded};
 use crate::link::Route;
 use crate::link::dialer::Refusal;
-use crate::sanitize::for_terminal;
+use crate::session::event::Event;
+use crate::ui::sanitize::for_terminal;
 
 /// Passes the session's events on to the front end, and saves every peer that
 /// authenticates to the known-peers file at `path`, saying so where it is news.

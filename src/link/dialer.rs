@@ -9,7 +9,6 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsConnector;
 
-use crate::event::Event;
 use crate::identity::fingerprint::Fingerprint;
 use crate::link::handshake::{self, Greeting, HandshakeError, Link};
 use crate::link::iroh as transport;
@@ -18,6 +17,7 @@ use crate::link::target::Target;
 use crate::link::tls::{self, Pin, PinMismatch};
 use crate::link::wake::{self, WakeUps};
 use crate::link::{Route, Stream};
+use crate::session::event::Event;
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);

@@ -90,7 +90,10 @@ pub struct Link {
 impl Link {
     /// Tells `events` from now on when the route changes under the link (a hole
     /// punched, a direct path lost), for as long as it lasts.
-    pub fn watch_route(&self, events: &tokio::sync::mpsc::UnboundedSender<crate::event::Event>) {
+    pub fn watch_route(
+        &self,
+        events: &tokio::sync::mpsc::UnboundedSender<crate::session::event::Event>,
+    ) {
         crate::link::iroh::watch_paths(self, events);
     }
 

@@ -23,8 +23,8 @@ use thiserror::Error;
 use super::route::{Path, Route};
 use super::stream::{Lingering, QuicStream, Stream};
 use super::wake::{self, WakeUps};
-use crate::event::Event;
 use crate::link::handshake::Link;
+use crate::session::event::Event;
 
 /// The ALPN of chat's QUIC connections (not of the TLS inside them).
 pub const ALPN: &[u8] = b"chat-iroh/1";

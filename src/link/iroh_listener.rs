@@ -8,8 +8,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::iroh::{self as transport, Accept, Admit, Node};
 use super::wake;
-use crate::event::Event;
 use crate::link::handshake::{self, Greeting, Link};
+use crate::session::event::Event;
 
 /// Accepts the peer's connections until the task is dropped or the endpoint
 /// closes, sending each authenticated link to `links`.

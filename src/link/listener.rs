@@ -14,7 +14,6 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::event::Event;
 use crate::link::addresses;
 use crate::link::admission::{Admission, Full, Limits, Shed, SlotId};
 use crate::link::handshake::{self, Greeting, HandshakeError, Link, Stage};
@@ -22,6 +21,7 @@ use crate::link::knock::Doorman;
 use crate::link::rejections::Rejections;
 use crate::link::tls::{self, PinMismatch};
 use crate::link::{Route, Stream};
+use crate::session::event::Event;
 
 /// Handshakes in progress at once. A newcomer beyond it takes the slot of an
 /// unauthenticated one (see [`crate::link::admission`]), so this bounds memory and file

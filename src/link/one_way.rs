@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::event::Event;
 use crate::link::handshake::Link;
+use crate::session::event::Event;
 
 /// How long one connection may stand alone before the user is told.
 pub const HINT_AFTER: Duration = Duration::from_secs(10);

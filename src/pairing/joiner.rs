@@ -17,7 +17,7 @@ use crate::identity::Identity;
 use crate::link::Stream;
 use crate::link::handshake::HANDSHAKE_TIMEOUT;
 use crate::link::iroh as transport;
-use crate::link::keys;
+use crate::link::rendezvous::rendezvous_key;
 use crate::link::route::{Path as RoutePath, Route};
 use crate::link::stream::Lingering;
 use crate::link::target::Target;
@@ -144,7 +144,7 @@ pub async fn join_over_iroh(
     on_waiting: impl FnOnce(&str),
 ) -> Result<Paired, JoinError> {
     let connector = TlsConnector::from(tls::pairing_client_config(identity)?);
-    let rendezvous = keys::rendezvous_key(code).public();
+    let rendezvous = rendezvous_key(code).public();
     let label = "this code's endpoint".to_owned();
     let started = tokio::time::Instant::now();
     let mut delay = FIRST_RETRY_DELAY;

@@ -17,6 +17,7 @@
 
 pub mod code;
 pub mod exchange;
+pub mod invitation;
 pub mod invite;
 pub mod inviter;
 pub mod joiner;

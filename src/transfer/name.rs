@@ -6,7 +6,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::frame::MAX_FILE_NAME_LEN;
 use crate::platform;
-use crate::sanitize::is_invisible;
+use crate::ui::sanitize::is_invisible;
 
 /// Why an offered file name is refused.
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::event::{Event, FileCount, Phase};
+use crate::session::event::{Event, FileCount, Phase};
 
 /// How often progress is reported at most, so events never flood the front end.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);

@@ -18,8 +18,8 @@ use super::name;
 use super::parts;
 use super::progress::ProgressReporter;
 use super::{CANCELLED_BY_RECEIVER, CANCELLED_BY_SENDER, TransferViolation, human_bytes, truncate};
-use crate::event::{Event, Phase, Verified};
 use crate::frame::{Frame, VerdictStatus, takes_folders};
+use crate::session::event::{Event, Phase, Verified};
 
 /// A file or a folder whose data is arriving.
 #[derive(Debug)]

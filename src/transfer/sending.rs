@@ -14,8 +14,8 @@ use super::outgoing::{PreparedFile, SendError};
 use super::outgoing_folder::{Listing, PreparedFolder};
 use super::progress::ProgressReporter;
 use super::{CANCELLED_BY_RECEIVER, CANCELLED_BY_SENDER, TransferViolation, human_bytes, truncate};
-use crate::event::{Event, Phase};
 use crate::frame::{Frame, MAX_CHUNK_LEN, VerdictStatus, takes_folders};
+use crate::session::event::{Event, Phase};
 
 /// What one transfer sends: a file, or a folder with everything in it.
 #[derive(Debug, Clone)]

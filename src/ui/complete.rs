@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::input::{expand_home, quote_path, shell_words_so_far};
+use crate::ui::input::{expand_home, quote_path, shell_words_so_far};
 
 /// How many names a completion lists at most.
 const MAX_CHOICES: usize = 40;
@@ -51,7 +51,7 @@ fn complete_in(before_cursor: &str, home: Option<&Path>) -> Option<Completion> {
             // shown or inserted; it can still be typed.
             if name
                 .chars()
-                .any(|c| c.is_control() || crate::sanitize::is_invisible(c))
+                .any(|c| c.is_control() || crate::ui::sanitize::is_invisible(c))
             {
                 return None;
             }

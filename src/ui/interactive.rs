@@ -26,12 +26,12 @@ use super::status::StatusBoard;
 use super::transfers::TransferTable;
 use super::width;
 use crate::config::Look;
-use crate::event::{Command, Event, Phase};
 use crate::identity::fingerprint::Fingerprint;
-use crate::input::{self, Input};
 use crate::link::tls::{Pin, PinMismatch};
 use crate::platform;
-use crate::sanitize::for_terminal;
+use crate::session::event::{Command, Event, Phase};
+use crate::ui::input::{self, Input};
+use crate::ui::sanitize::for_terminal;
 
 /// How often bars are checked for a stall.
 const TICK: Duration = Duration::from_millis(500);
@@ -1128,7 +1128,7 @@ fn terminal_size() -> (u16, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Verified;
+    use crate::session::event::Verified;
 
     /// A file of 3 GiB, of which an earlier run kept 1,600 MiB.
     const SIZE: u64 = 3 << 30;

@@ -3,11 +3,11 @@
 
 use indicatif::HumanBytes;
 
-use crate::event::{Direction, Event, FileCount, TransferId, Verified};
 use crate::identity::fingerprint::Fingerprint;
 use crate::link::Route;
 use crate::link::route::{self, Path};
-use crate::sanitize::for_terminal;
+use crate::session::event::{Direction, Event, FileCount, TransferId, Verified};
+use crate::ui::sanitize::for_terminal;
 
 use super::width;
 

@@ -3,15 +3,17 @@
 //! between it and the messages. The plain one, for scripts, pipes and CI, prints
 //! peer lines on standard output as `name: text` and status lines on standard error,
 //! so that a script can read the conversation alone. Everything that came from the
-//! network is passed through [`crate::sanitize::for_terminal`] first.
+//! network is passed through [`crate::ui::sanitize::for_terminal`] first.
 
 pub mod complete;
 pub mod editor;
+pub mod input;
 pub mod interactive;
 pub mod lines;
 pub mod plain;
 pub mod rate;
 pub mod repeats;
+pub mod sanitize;
 pub mod status;
 pub mod transfers;
 pub mod width;
@@ -22,12 +24,12 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Look;
-use crate::event::{Command, Event};
 use crate::identity::fingerprint::Fingerprint;
 use crate::link::dialer::WrongPin;
 use crate::link::tls::Pin;
 use crate::platform;
 use crate::session::AtFinish;
+use crate::session::event::{Command, Event};
 use interactive::Interactive;
 
 /// The front end in use: chosen once, at start.

@@ -14,9 +14,9 @@ use super::status::StatusBoard;
 use super::transfers::TransferTable;
 use super::{status, write_line};
 use crate::config::Look;
-use crate::event::{Command, Event, Phase};
 use crate::platform;
-use crate::sanitize::for_terminal;
+use crate::session::event::{Command, Event, Phase};
+use crate::ui::sanitize::for_terminal;
 
 /// Shows the core's events on a thread of its own, so that a terminal that stops
 /// reading (Ctrl-S, a pager, a slow link) never blocks the async runtime. A peer's

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::HumanBytes;
 
-use crate::event::{Event, Phase};
 use crate::link::Probe;
 use crate::link::route::{Path, Route};
-use crate::sanitize::for_terminal;
+use crate::session::event::{Event, Phase};
+use crate::ui::sanitize::for_terminal;
 
 /// How far back a transfer's current rate looks.
 const RATE_WINDOW: Duration = Duration::from_secs(3);

@@ -4,8 +4,8 @@
 use indicatif::HumanBytes;
 
 use super::lines;
-use crate::event::{Event, FileCount, Phase, TransferId};
-use crate::sanitize::for_terminal;
+use crate::session::event::{Event, FileCount, Phase, TransferId};
+use crate::ui::sanitize::for_terminal;
 
 /// How many finished transfers are remembered; older ones are forgotten first.
 const MAX_FINISHED: usize = 100;

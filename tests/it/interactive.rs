@@ -596,7 +596,7 @@ fn help_shows_each_line_on_its_own_row_from_the_first_column() {
     s.alice.line("/help");
     s.alice.wait_for_text("waits for the peer to finish.");
     let rows = s.alice.rows();
-    for line in chat::input::HELP.lines() {
+    for line in chat::ui::input::HELP.lines() {
         assert!(
             rows.iter().any(|row| row == line.trim_end()),
             "{line:?} is not a row of its own:\n{}",

@@ -8,7 +8,7 @@ use chat::frame::Frame;
 use chat::identity::{self, Identity, IdentityFiles};
 use chat::link::handshake::{self, Greeting, Link};
 use chat::link::iroh::{self as transport, Admit, Node, Relays, Settings};
-use chat::link::keys;
+use chat::link::rendezvous::rendezvous_key;
 use chat::link::route::{Path, Route};
 use chat::link::stream::Lingering;
 use chat::link::tls;
@@ -534,7 +534,7 @@ fn three_wrong_guesses_through_the_relay_kill_the_code_and_nothing_is_saved() {
     let alice = Home::new(&world, "alice");
     let mut inviter = Peer::spawn(&alice.workdir, &over_relay(&alice, &relay, &["--invite"]));
     let code = inviter.expect(Stream::Stdout, "Invite code: ")["Invite code: ".len()..].to_owned();
-    let rendezvous = keys::rendezvous_key(&code.parse().unwrap()).public();
+    let rendezvous = rendezvous_key(&code.parse().unwrap()).public();
     let mallory = identity(&world.path().join("mallory"), "mallory");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for left in ["2 tries left", "1 try left", "no tries left"] {

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::event::TransferId;
 use crate::frame::MAX_TEXT_LEN;
+use crate::session::event::TransferId;
 
 /// One line of user input, interpreted.
 #[derive(Debug, Clone, PartialEq, Eq)]

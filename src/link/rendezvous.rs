@@ -1,19 +1,11 @@
-//! Which iroh key an endpoint has: an identity's long-term one, which known peers
-//! dial, and an invite code's rendezvous one, which only the code's holders can find
-//! (PROTOCOL.md, "Endpoint keys").
-//!
-//! Neither authenticates anything: who the peer is stays with the pinned
-//! certificate, and the code is proved by the pairing exchange inside TLS.
+//! An invite code's rendezvous key, which only the code's holders can find
+//! (PROTOCOL.md, "Endpoint keys"). It authenticates nothing: the code is proved by
+//! the pairing exchange inside TLS.
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use aws_lc_rs::hkdf;
 use iroh::SecretKey;
-use rustls::pki_types::PrivateKeyDer;
 
 use crate::pairing::InviteCode;
-
-/// HKDF's info for an identity's endpoint key.
-const ENDPOINT_KEY_INFO: &[u8] = b"chat endpoint key v1";
 
 /// Argon2id's salt for a code's rendezvous key.
 const RENDEZVOUS_SALT: &[u8] = b"chat rendezvous v1";
@@ -22,18 +14,6 @@ const RENDEZVOUS_SALT: &[u8] = b"chat rendezvous v1";
 const RENDEZVOUS_MEMORY_KIB: u32 = 64 * 1024;
 const RENDEZVOUS_PASSES: u32 = 3;
 const RENDEZVOUS_LANES: u32 = 1;
-
-/// The identity's long-term endpoint key: HKDF-SHA256 of its private key's DER,
-/// with no salt. It is as private as that key, kept in no file of its own, and the
-/// same on every run, so a known peer can dial its endpoint ID.
-pub fn endpoint_key(private_key: &PrivateKeyDer<'_>) -> SecretKey {
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(private_key.secret_der());
-    let mut seed = [0u8; 32];
-    prk.expand(&[ENDPOINT_KEY_INFO], Seed)
-        .and_then(|okm| okm.fill(&mut seed))
-        .expect("32 bytes is a valid HKDF-SHA256 output length");
-    SecretKey::from_bytes(&seed)
-}
 
 /// The code's rendezvous key: Argon2id over the code's canonical text. The inviter
 /// listens as this key's endpoint for as long as the code lives; the joiner
@@ -53,22 +33,12 @@ pub fn rendezvous_key(code: &InviteCode) -> SecretKey {
     SecretKey::from_bytes(&seed)
 }
 
-/// HKDF output of 32 bytes.
-struct Seed;
-
-impl hkdf::KeyType for Seed {
-    fn len(&self) -> usize {
-        32
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::pki_types::PrivatePkcs8KeyDer;
 
     /// The test vectors of PROTOCOL.md, checked against Argon2's reference
-    /// implementation and an independent HKDF and Ed25519.
+    /// implementation and an independent Ed25519.
     #[test]
     fn a_code_gives_the_rendezvous_key_of_the_specification() {
         let code: InviteCode = "7-rise-tribe-spill".parse().unwrap();
@@ -88,15 +58,5 @@ mod tests {
         let a: InviteCode = "7-rise-tribe-spill".parse().unwrap();
         let b: InviteCode = "8-rise-tribe-spill".parse().unwrap();
         assert_ne!(rendezvous_key(&a).public(), rendezvous_key(&b).public());
-    }
-
-    #[test]
-    fn a_private_key_gives_the_endpoint_key_of_the_specification() {
-        let der: Vec<u8> = (0u8..48).collect();
-        let key = endpoint_key(&PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)));
-        assert_eq!(
-            hex::encode(key.to_bytes()),
-            "fce0917067a4d5a43336ce53ef4f3bd2c85eb03fd0123e47f82170d94f5926f7"
-        );
     }
 }

@@ -1,6 +1,6 @@
 //! What one half of a session reads from and writes to: a connection of its own
 //! (two-connection mode), or its share of one connection that carries both
-//! directions ([`crate::one_connection`]). The halves cannot tell the two apart.
+//! directions ([`super::one_connection`]). The halves cannot tell the two apart.
 
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};

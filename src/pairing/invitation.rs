@@ -13,13 +13,13 @@ use crate::identity::known_peers::KnownPeers;
 use crate::identity::trust;
 use crate::link::dialer::Refusal;
 use crate::link::iroh as transport;
-use crate::link::keys;
+use crate::link::rendezvous::rendezvous_key;
 use crate::link::target::Target;
 use crate::link::tls::PinMismatch;
 use crate::pairing::inviter::Door;
 use crate::pairing::{self, InviteCode, InviteError, InviteReport, JoinError, Paired};
-use crate::sanitize::for_terminal;
 use crate::ui;
+use crate::ui::sanitize::for_terminal;
 
 /// How long an invite code works.
 pub const INVITE_LIFETIME: Duration = pairing::INVITE_LIFETIME;
@@ -88,7 +88,7 @@ pub async fn invite(
                 pairing::wait_for_joiner(&door, identity, code, INVITE_LIFETIME, &mut report).await
             }
             Rendezvous::Iroh { settings, ours } => {
-                let endpoint = transport::bind(keys::rendezvous_key(&code), settings, true)
+                let endpoint = transport::bind(rendezvous_key(&code), settings, true)
                     .await
                     .context("cannot open the invite code's endpoint")?;
                 show_code(&code, &JoinCommand::Iroh(settings));

@@ -7,9 +7,9 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::event::{Command, Event, TransferId};
+use super::event::{Command, Event, TransferId};
+use super::lane::Lane;
 use crate::frame::Frame;
-use crate::lane::Lane;
 use crate::link::connection::ConnectionError;
 use crate::transfer::TransferViolation;
 use crate::transfer::hash_cache::SharedHashCache;

@@ -8,9 +8,9 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::event::{Event, Shown, ShownWatch};
+use super::event::{Event, Shown, ShownWatch};
+use super::lane::{Lane, LaneReader, LaneWriter};
 use crate::frame::Frame;
-use crate::lane::{Lane, LaneReader, LaneWriter};
 use crate::link::connection::ConnectionError;
 use crate::transfer::TransferViolation;
 use crate::transfer::incoming::ReceiveLimits;

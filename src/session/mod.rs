@@ -1,7 +1,13 @@
 //! One peer's session: the dialer and the listener make the connections, each
-//! connection becomes a lane for one half or both ([`crate::lane`],
-//! [`crate::one_connection`]), the sending half and the receiving half run over
+//! connection becomes a lane for one half or both ([`crate::session::lane`],
+//! [`crate::session::one_connection`]), the sending half and the receiving half run over
 //! them, and the rules here say when the whole thing is over.
+
+pub mod event;
+pub mod lane;
+pub mod one_connection;
+pub mod receiving_half;
+pub mod sending_half;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,10 +18,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::event::{Command, Direction, Event, ShownWatch, TransferId};
 use crate::frame::Frame;
 use crate::identity::Identity;
-use crate::lane::Lane;
 use crate::link::dialer::{self, Destination, DialEnd, Dialed, Dialer, Refusal, WrongPin};
 use crate::link::handshake::{Greeting, Link};
 use crate::link::iroh as transport;
@@ -25,11 +29,13 @@ use crate::link::listener;
 use crate::link::one_way::OneWay;
 use crate::link::target::Target;
 use crate::link::tls::{self, Pin, TlsConfigError};
-use crate::one_connection::{self, Carrier};
-use crate::receiving_half::{self, ReceiveState, ReceivingEnd};
-use crate::sending_half::{self, SendingEnd};
 use crate::transfer::hash_cache::SharedHashCache;
 use crate::transfer::incoming::ReceiveLimits;
+use event::{Command, Direction, Event, ShownWatch, TransferId};
+use lane::Lane;
+use one_connection::Carrier;
+use receiving_half::{ReceiveState, ReceivingEnd};
+use sending_half::SendingEnd;
 
 /// Cancels typed ahead of the receiving connection.
 const CANCELS_IN_FLIGHT: usize = 16;

@@ -14,8 +14,8 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::lane::{Lane, LaneReader, LaneWriter, Outgoing, Routed};
 use crate::frame::Frame;
-use crate::lane::{Lane, LaneReader, LaneWriter, Outgoing, Routed};
 use crate::link::connection::{ConnectionError, FrameReader, FrameWriter};
 use crate::link::handshake::{Link, Tls};
 
