@@ -1,12 +1,13 @@
 //! The dialer: reaches the peer's listener, retrying while it is not up, and dials
 //! again each time the connection it made is lost, until that connection ends for good.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::AlertDescription;
 use thiserror::Error;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_rustls::TlsConnector;
 
 use crate::identity::fingerprint::Fingerprint;
@@ -42,9 +43,11 @@ pub enum DialEnd {
 
 /// Dials, hands the connection to `links`, and dials again whenever it is lost, or
 /// when the peer calls to say it started again (over iroh): the connection we hold
-/// then is to its previous run, and the new one replaces it.
+/// then is to its previous run, and the new one replaces it. In two-connection mode,
+/// asked to, it dials once more for a connection that carries both directions, and
+/// stays in that mode when the peer takes it.
 pub async fn run(
-    dialer: Dialer,
+    mut dialer: Dialer,
     links: mpsc::Sender<Dialed>,
     events: mpsc::UnboundedSender<Event>,
 ) -> DialEnd {
@@ -53,33 +56,66 @@ pub async fn run(
         Destination::Tcp(_) => None,
     };
     let mut connected_before = false;
+    let mut next = None;
     loop {
-        let link = match dialer.dial(&events, connected_before, &mut wake_ups).await {
-            Ok(link) => link,
-            Err(end) => return end,
+        let link = match next.take() {
+            Some(link) => link,
+            None => match dialer.dial(&events, connected_before, &mut wake_ups).await {
+                Ok(link) => link,
+                Err(end) => return end,
+            },
         };
         if let Some(wake_ups) = &mut wake_ups {
             wake_ups.seen();
         }
         connected_before = true;
         let held = transport::connection_of(&link).cloned();
-        let (on_loss, lost) = oneshot::channel();
+        let (on_loss, mut lost) = oneshot::channel();
         if links.send(Dialed { link, on_loss }).await.is_err() {
             return DialEnd::Done;
         }
-        tokio::select! {
-            lost = lost => if lost.is_err() {
-                return DialEnd::Done;
-            },
-            // The peer started again: the connection we hold is to its previous run.
-            // Closed first, as iroh sends a new connection's first packets only on
-            // the path an open one to the same endpoint uses, a dead one here.
-            () = woken(&mut wake_ups) => {
-                if let Some(held) = held {
-                    held.close(wake::STALE, b"the peer started again");
+        next = loop {
+            tokio::select! {
+                lost = &mut lost => if lost.is_err() {
+                    return DialEnd::Done;
+                } else {
+                    break None;
+                },
+                // The peer started again: the connection we hold is to its previous run.
+                // Closed first, as iroh sends a new connection's first packets only on
+                // the path an open one to the same endpoint uses, a dead one here.
+                () = woken(&mut wake_ups) => {
+                    if let Some(held) = held {
+                        held.close(wake::STALE, b"the peer started again");
+                    }
+                    break None;
+                }
+                // The session retires the connection we hold once it has this one.
+                () = asked(dialer.two_connections.as_ref()) => {
+                    if let Some(link) = dialer.carry_both().await {
+                        break Some(link);
+                    }
                 }
             }
-        }
+        };
+    }
+}
+
+/// Waits until the session asks for one connection for both directions; forever
+/// where it cannot.
+async fn asked(two_connections: Option<&TwoConnections>) {
+    match two_connections {
+        Some(two) => two.carry_both.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until the peer has connected to us: it is up, so the next attempt need
+/// not wait for the backoff. Forever where nobody tells.
+async fn peer_seen(two_connections: Option<&TwoConnections>) {
+    match two_connections {
+        Some(two) => two.peer_seen.notified().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -133,6 +169,20 @@ pub struct Dialer {
     pub wrong_pin: WrongPin,
     /// Single-connection mode (`--no-listen`): the connection carries both directions.
     pub one_connection: bool,
+    /// In two-connection mode, what ties the dialer to the session's listening side.
+    pub two_connections: Option<TwoConnections>,
+}
+
+/// A two-connection dialer's ties to the session: when to dial at once, and when
+/// to carry both directions on one connection instead (PROTOCOL.md §13, "From two
+/// connections to one").
+pub struct TwoConnections {
+    /// The peer connected to us.
+    pub peer_seen: Arc<Notify>,
+    /// Only our connection came up: dial once for one that carries both directions.
+    pub carry_both: Arc<Notify>,
+    /// The connector for that connection: single-connection protocol names.
+    pub one_connection: TlsConnector,
 }
 
 /// What a wrong certificate before the first connection means.
@@ -231,6 +281,25 @@ impl Dialer {
                     started = tokio::time::Instant::now();
                 }
                 () = woken(wake_ups) => delay = FIRST_RETRY_DELAY,
+                () = peer_seen(self.two_connections.as_ref()) => delay = FIRST_RETRY_DELAY,
+            }
+        }
+    }
+
+    /// Dials once for a connection that carries both directions, and from then on
+    /// dials only for such connections. `None`, and two connections as before, when
+    /// the peer does not take one (an older `chat`) or cannot be reached just now.
+    async fn carry_both(&mut self) -> Option<Link> {
+        let mut two = self.two_connections.take()?;
+        std::mem::swap(&mut self.connector, &mut two.one_connection);
+        self.one_connection = true;
+        match self.try_dial().await {
+            Ok(link) => Some(link),
+            Err(_) => {
+                std::mem::swap(&mut self.connector, &mut two.one_connection);
+                self.one_connection = false;
+                self.two_connections = Some(two);
+                None
             }
         }
     }

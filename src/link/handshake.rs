@@ -102,6 +102,11 @@ impl Link {
         crate::link::iroh::probe_of(self)
     }
 
+    /// Whether this connection carries both directions (single-connection mode).
+    pub fn carries_both(&self) -> bool {
+        tls::carries_both(self.version)
+    }
+
     /// Whether we dialed this connection (we are its TLS client).
     pub fn dialed(&self) -> bool {
         matches!(self.connection.stream(), TlsStream::Client(_))
@@ -143,18 +148,13 @@ pub enum HandshakeError {
     /// The peer's `Hello` names another version than the one TLS negotiated.
     #[error("the peer's Hello says protocol version {got}, but version {agreed} was agreed")]
     Version { got: u16, agreed: u16 },
-    /// The dialer is in the other mode: one connection for both directions, or one
-    /// per direction (told by ALPN before anything is authenticated).
-    #[error("{}", other_mode(*.dialer_wants_one))]
-    OtherMode { dialer_wants_one: bool },
-}
-
-fn other_mode(dialer_wants_one: bool) -> &'static str {
-    if dialer_wants_one {
-        "it dialed for a single connection (--no-listen); to take it, run this side with --accept"
-    } else {
+    /// We accept one connection for both directions (`--accept`), and the dialer
+    /// offered only the protocol names of one connection per direction (told by
+    /// ALPN before anything is authenticated).
+    #[error(
         "it dialed for one connection per direction, but this side runs with --accept: run that side with --connect ADDRESS:PORT --no-listen"
-    }
+    )]
+    OtherMode,
 }
 
 impl HandshakeError {
@@ -241,12 +241,15 @@ pub async fn accept(
         let mut tls = start
             .into_stream(acceptor.config().clone())
             .await
-            .map_err(|err| match other_mode {
-                Some(dialer_wants_one) => HandshakeError::OtherMode { dialer_wants_one },
-                None => HandshakeError::Tls(err),
+            .map_err(|err| {
+                if other_mode {
+                    HandshakeError::OtherMode
+                } else {
+                    HandshakeError::Tls(err)
+                }
             })?;
-        if let Some(dialer_wants_one) = other_mode {
-            return Err(HandshakeError::OtherMode { dialer_wants_one });
+        if other_mode {
+            return Err(HandshakeError::OtherMode);
         }
         // The handshake completes only once the pin verifier has accepted the
         // client's certificate and its signature has been checked.
@@ -265,25 +268,17 @@ pub async fn accept(
         .unwrap_or(Err(HandshakeError::Timeout))
 }
 
-/// Whether a ClientHello asks for the mode this listener does not serve, and which.
-fn other_mode_offered(
-    hello: &rustls::server::ClientHello<'_>,
-    acceptor: &TlsAcceptor,
-) -> Option<bool> {
-    let one = tls::ONE_CONNECTION_ALPN;
-    let we_take_one = acceptor
-        .config()
-        .alpn_protocols
-        .iter()
-        .any(|name| one.contains(&name.as_slice()));
+/// Whether a ClientHello asks an accepting listener (`--accept`) for one connection
+/// per direction. (A two-connection listener takes both kinds.)
+fn other_mode_offered(hello: &rustls::server::ClientHello<'_>, acceptor: &TlsAcceptor) -> bool {
+    let ours = &acceptor.config().alpn_protocols;
+    let we_take_two = ours.iter().any(|name| tls::ALPN.contains(&name.as_slice()));
     let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
-    let wants_one = offered.iter().any(|name| one.contains(name));
+    let wants_one = offered
+        .iter()
+        .any(|name| tls::ONE_CONNECTION_ALPN.contains(name));
     let wants_two = offered.is_empty() || offered.iter().any(|name| tls::ALPN.contains(name));
-    match (we_take_one, wants_one, wants_two) {
-        (true, false, true) => Some(false),
-        (false, true, false) => Some(true),
-        _ => None,
-    }
+    !we_take_two && wants_two && !wants_one
 }
 
 /// The connecting side: TLS, then the peer's `Hello` (proof it accepted us), then ours.

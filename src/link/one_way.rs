@@ -1,6 +1,7 @@
-//! Two-connection mode needs each side to reach the other. When only one of the
-//! two connections comes up, the user is told so, and what to run instead: behind a
-//! NAT or a firewall, one connection for both directions.
+//! Two-connection mode needs each side to reach the other. When only our connection
+//! comes up, we ask to carry both directions on it instead (the peer restarted on a
+//! new port, or sits behind a NAT or a firewall); only when that cannot be done is
+//! the user told, and what to run instead.
 
 use std::time::Duration;
 
@@ -9,16 +10,29 @@ use tokio::time::Instant;
 use crate::link::handshake::Link;
 use crate::session::event::Event;
 
+/// How long our connection may stand alone before we ask to carry both directions
+/// on it: the peer, which has just seen us, dials at once if it can.
+pub const ASK_AFTER: Duration = Duration::from_secs(3);
 /// How long one connection may stand alone before the user is told.
 pub const HINT_AFTER: Duration = Duration::from_secs(10);
+
+/// What is due when one connection has stood alone for long enough.
+#[derive(Debug)]
+pub enum Step {
+    /// Dial once more for one connection that carries both directions.
+    CarryBoth,
+    /// Tell the user.
+    Hint(Box<Event>),
+}
 
 /// Watches the first connection each way (in two-connection mode only).
 #[derive(Debug)]
 pub struct OneWay {
-    /// The peer we dial; `None` in single-connection mode, where nothing is watched.
+    /// The peer we dial; `None` where nothing is watched.
     target: Option<String>,
     dialed: bool,
     accepted: bool,
+    ask_at: Option<Instant>,
     hint_at: Option<Instant>,
     peer: String,
 }
@@ -29,9 +43,20 @@ impl OneWay {
             target,
             dialed: false,
             accepted: false,
+            ask_at: None,
             hint_at: None,
             peer: String::new(),
         }
+    }
+
+    /// Nothing to watch any more: one connection carries both directions.
+    pub fn settled() -> Self {
+        OneWay::new(None)
+    }
+
+    /// The peer we dial, where it is watched.
+    pub fn target(&self) -> Option<String> {
+        self.target.clone()
     }
 
     /// Our connection to the peer is up.
@@ -52,34 +77,40 @@ impl OneWay {
             self.accepted = true;
         }
         if before == (false, false) && self.target.is_some() {
-            self.hint_at = Some(Instant::now() + HINT_AFTER);
+            let now = Instant::now();
+            self.hint_at = Some(now + HINT_AFTER);
+            self.ask_at = dialed.then_some(now + ASK_AFTER);
         } else if self.dialed && self.accepted {
+            self.ask_at = None;
             self.hint_at = None;
         }
         self.peer = link.peer_name.clone();
     }
 
     pub fn is_due(&self) -> bool {
-        self.hint_at.is_some()
+        self.ask_at.is_some() || self.hint_at.is_some()
     }
 
-    /// Waits until the hint is due (forever when none is).
+    /// Waits until the next step is due (forever when none is).
     pub async fn due(&self) {
-        match self.hint_at {
+        match self.ask_at.or(self.hint_at) {
             Some(at) => tokio::time::sleep_until(at).await,
             None => std::future::pending().await,
         }
     }
 
-    /// The hint, once: only one of the two connections came up in time.
-    pub fn hint(&mut self) -> Option<Event> {
+    /// The step that is due, once: asking first, then, if nothing changed, the hint.
+    pub fn step(&mut self) -> Option<Step> {
+        if self.ask_at.take().is_some() {
+            return Some(Step::CarryBoth);
+        }
         self.hint_at.take()?;
         let target = self.target.clone()?;
-        Some(Event::OnlyOneWay {
+        Some(Step::Hint(Box::new(Event::OnlyOneWay {
             peer: self.peer.clone(),
             we_reached_them: self.dialed,
             target,
             after: HINT_AFTER,
-        })
+        })))
     }
 }

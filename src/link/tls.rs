@@ -31,10 +31,16 @@ use crate::identity::fingerprint::Fingerprint;
 pub const ALPN: [&[u8]; 3] = [b"chat/4", b"chat/2", b"chat/1"];
 
 /// The application protocols of single-connection mode (`--no-listen`, `--accept`),
-/// newest first: version 5 (with folders), version 3. Each mode offers only its own
-/// names, so a peer in the other mode is refused by the handshake and never
-/// misunderstood.
+/// newest first: version 5 (with folders), version 3. A dialer offers only its own
+/// mode's names, and an accepting listener takes only these, so a two-connection
+/// dialer is refused by it and never misunderstood.
 pub const ONE_CONNECTION_ALPN: [&[u8]; 2] = [b"chat/5", b"chat/3"];
+
+/// What a two-connection listener takes: its own mode first, then a connection that
+/// carries both directions (a peer that could reach us but that we cannot reach, or
+/// a `--no-listen` dialer). Its dialer never offers names of both modes at once.
+const TWO_CONNECTION_LISTENER_ALPN: [&[u8]; 5] =
+    [b"chat/4", b"chat/2", b"chat/1", b"chat/5", b"chat/3"];
 
 /// The application protocol of a pairing connection (PROTOCOL.md §12): a session
 /// listener does not offer it, so an invite code used twice meets a clear refusal.
@@ -56,12 +62,26 @@ pub fn negotiated_version(state: &CommonState) -> u16 {
     }
 }
 
-/// The application protocols of a session in one mode or the other.
-fn session_alpn(one_connection: bool) -> &'static [&'static [u8]] {
+/// Whether a connection of this version carries both directions (section 13).
+pub fn carries_both(version: u16) -> bool {
+    matches!(version, 3 | 5)
+}
+
+/// The application protocols a dialer offers in one mode or the other.
+fn dialer_alpn(one_connection: bool) -> &'static [&'static [u8]] {
     if one_connection {
         &ONE_CONNECTION_ALPN
     } else {
         &ALPN
+    }
+}
+
+/// The application protocols a listener takes: an accepting one only its own.
+fn listener_alpn(one_connection: bool) -> &'static [&'static [u8]] {
+    if one_connection {
+        &ONE_CONNECTION_ALPN
+    } else {
+        &TWO_CONNECTION_LISTENER_ALPN
     }
 }
 
@@ -134,7 +154,8 @@ impl From<Fingerprint> for Pin {
 }
 
 /// The listening side: requires a client certificate and accepts only `pin`, in
-/// single-connection mode or with one connection per direction.
+/// single-connection mode (`--accept`) or with one connection per direction, where
+/// it takes a connection for both directions too.
 pub fn server_config(
     identity: &Identity,
     pin: impl Into<Pin>,
@@ -143,7 +164,7 @@ pub fn server_config(
     build_server_config(
         identity,
         Trusts::Pin(pin.into()),
-        session_alpn(one_connection),
+        listener_alpn(one_connection),
     )
 }
 
@@ -186,7 +207,7 @@ pub fn client_config(
     build_client_config(
         identity,
         Trusts::Pin(pin.into()),
-        session_alpn(one_connection),
+        dialer_alpn(one_connection),
     )
 }
 

@@ -182,6 +182,15 @@ pub enum Event {
         target: String,
         after: Duration,
     },
+    /// Two-connection mode: from now on one connection carries both directions,
+    /// because only one of the two could be made.
+    OneConnectionForBoth {
+        peer: String,
+        /// We asked, on our connection to the peer (else the peer did, on its
+        /// connection to us, and we stopped dialing `target`).
+        we_asked: bool,
+        target: String,
+    },
     /// We stopped trying to reach the peer; `--retry-for` ran out.
     GaveUp { target: String, reason: String },
     /// The peer said it leaves (`Leave`; a bare `close_notify` from a version-1 peer).

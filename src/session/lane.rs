@@ -24,6 +24,8 @@ pub struct Lane {
     /// Told when the lane is lost, so that its connection is made again; dropped
     /// untold when the lane ended for good.
     pub on_loss: Option<oneshot::Sender<()>>,
+    /// Tells the half that the session moved its direction to a newer connection.
+    pub retire: Option<oneshot::Receiver<()>>,
 }
 
 /// Where a lane's frames come from.
@@ -70,7 +72,27 @@ impl Lane {
             version: link.version,
             dialed,
             on_loss,
+            retire: None,
         }
+    }
+
+    /// This lane, and what retires it: once told, the half leaves it for the next
+    /// lane it is handed, as if it were lost but without saying so.
+    pub fn retirable(mut self) -> (Lane, oneshot::Sender<()>) {
+        let (retire, retired) = oneshot::channel();
+        self.retire = Some(retired);
+        (self, retire)
+    }
+
+    /// Resolves once the session has retired this lane; never when it cannot.
+    pub async fn retired(retire: &mut Option<oneshot::Receiver<()>>) {
+        if let Some(retired) = retire
+            && retired.await.is_ok()
+        {
+            return;
+        }
+        *retire = None;
+        std::future::pending().await
     }
 
     /// Whether this lane is one direction of a connection that carries both.

@@ -14,19 +14,21 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::frame::Frame;
 use crate::identity::Identity;
-use crate::link::dialer::{self, Destination, DialEnd, Dialed, Dialer, Refusal, WrongPin};
+use crate::link::dialer::{
+    self, Destination, DialEnd, Dialed, Dialer, Refusal, TwoConnections, WrongPin,
+};
 use crate::link::handshake::{Greeting, Link};
 use crate::link::iroh as transport;
 use crate::link::iroh_listener;
 use crate::link::knock::Doorman;
 use crate::link::listener;
-use crate::link::one_way::OneWay;
+use crate::link::one_way::{OneWay, Step};
 use crate::link::target::Target;
 use crate::link::tls::{self, Pin, TlsConfigError};
 use crate::transfer::hash_cache::SharedHashCache;
@@ -135,7 +137,7 @@ pub async fn run(
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<SessionEnd, SessionError> {
-    let one_connection = !matches!(setup.links, Links::Two { .. });
+    let mut one_connection = !matches!(setup.links, Links::Two { .. });
     let greeting = Greeting::new(setup.identity.name.clone());
     let one_way_target = match &setup.links {
         Links::Two { target, .. } => Some(target.to_string()),
@@ -152,7 +154,7 @@ pub async fn run(
         Links::Iroh(transport::Role::Accept(accept)) => (Some(Accepting::Iroh(accept)), None),
     };
     let (accepted_tx, mut accepted) = mpsc::channel::<Link>(4);
-    let _stop_listening = match listener {
+    let mut stop_listening = match listener {
         Some(listener) => {
             let acceptor = TlsAcceptor::from(tls::server_config(
                 &setup.identity,
@@ -182,28 +184,38 @@ pub async fn run(
         None => None,
     };
     let (dialed_tx, mut dialed) = mpsc::channel::<Dialed>(1);
+    let peer_seen = Arc::new(Notify::new());
+    let carry_both = Arc::new(Notify::new());
     let mut dialing = match target {
         Some(target) => {
-            let connector = TlsConnector::from(tls::client_config(
-                &setup.identity,
-                setup.pin.clone(),
-                one_connection,
-            )?);
+            let connector = |one_connection| {
+                tls::client_config(&setup.identity, setup.pin.clone(), one_connection)
+                    .map(TlsConnector::from)
+            };
+            let two_connections = match one_connection {
+                true => None,
+                false => Some(TwoConnections {
+                    peer_seen: peer_seen.clone(),
+                    carry_both: carry_both.clone(),
+                    one_connection: connector(true)?,
+                }),
+            };
             let dialer = Dialer {
                 target,
-                connector,
+                connector: connector(one_connection)?,
                 greeting,
                 retry_for: setup.retry_for,
                 pin: setup.pin.clone(),
                 own: setup.identity.fingerprint,
                 wrong_pin: setup.wrong_pin,
                 one_connection,
+                two_connections,
             };
             Some(tokio::spawn(dialer::run(dialer, dialed_tx, events.clone())))
         }
         None => None,
     };
-    let _stop_dialing = dialing
+    let mut stop_dialing = dialing
         .as_ref()
         .map(|task| task.abort_handle())
         .map(AbortDialer);
@@ -230,6 +242,9 @@ pub async fn run(
     };
     let mut receiver: Option<Receiver> = None;
     let mut shared: Option<Shared> = None;
+    // Our direction's own connection, in two-connection mode: retired when one
+    // connection comes to carry both.
+    let mut outbound: Option<oneshot::Sender<()>> = None;
     let mut come_back_by: Option<tokio::time::Instant> = None;
     let mut one_way = OneWay::new(one_way_target);
     let mut peer_finished = false;
@@ -277,29 +292,47 @@ pub async fn run(
                 }
             },
             Some(Dialed { link, on_loss }) = dialed.recv() => {
-                let direction = if one_connection {
-                    Direction::Both { dialed: true }
-                } else {
+                let again = std::mem::replace(&mut dialed_before, true);
+                if !link.carries_both() {
                     one_way.dialed(&link);
-                    Direction::Outbound
-                };
-                connected(&events, &link, direction, std::mem::replace(&mut dialed_before, true));
-                let Some(lanes) = &lanes_tx else { continue };
-                if one_connection {
-                    let (send_lane, receive_lane, carrier) = one_connection::split(link, Some(on_loss));
-                    shared = Some(Shared { carrier, lost: None });
-                    hand_over(lanes, send_lane).await;
-                    peer_finished = false;
-                    replace(&mut receiver, receiving.start(receive_lane));
-                } else {
-                    let _ = lanes.send(Lane::whole(link, Some(on_loss))).await;
+                    connected(&events, &link, Direction::Outbound, again);
+                    let (lane, retire) = Lane::whole(link, Some(on_loss)).retirable();
+                    outbound = Some(retire);
+                    if let Some(lanes) = &lanes_tx {
+                        let _ = lanes.send(lane).await;
+                    }
+                    continue;
                 }
+                let switched = !one_connection;
+                if switched {
+                    // Only our connection could be made: it carries both directions
+                    // now, and the peer stops dialing us.
+                    one_connection = true;
+                    drop(stop_listening.take());
+                    both_on_one(&mut one_way, &mut outbound, &events, &link, true);
+                }
+                connected(&events, &link, Direction::Both { dialed: true }, again && !switched);
+                let Some(lanes) = &lanes_tx else { continue };
+                let (send_lane, receive_lane, carrier) = one_connection::split(link, Some(on_loss));
+                shared = Some(Shared { carrier, lost: None });
+                hand_over(lanes, send_lane).await;
+                peer_finished = false;
+                replace(&mut receiver, receiving.start(receive_lane));
             }
             Some(link) = accepted.recv() => {
                 let again = std::mem::replace(&mut heard_before, true);
                 peer_finished = false;
-                if one_connection {
-                    connected(&events, &link, Direction::Both { dialed: false }, again);
+                if link.carries_both() {
+                    let switched = !one_connection;
+                    if switched {
+                        // The peer could reach us but not we it: its connection
+                        // carries both directions now, and ours is not dialed again.
+                        one_connection = true;
+                        dialing = None;
+                        drop(stop_dialing.take());
+                        both_on_one(&mut one_way, &mut outbound, &events, &link, false);
+                    }
+                    connected(&events, &link, Direction::Both { dialed: false }, again && !switched);
                     let (on_loss, lost) = oneshot::channel();
                     let (send_lane, receive_lane, carrier) = one_connection::split(link, Some(on_loss));
                     // The old connection, if any, goes first: its halves see it lost.
@@ -310,6 +343,7 @@ pub async fn run(
                     }
                     replace(&mut receiver, receiving.start(receive_lane));
                 } else {
+                    peer_seen.notify_one();
                     one_way.accepted(&link);
                     connected(&events, &link, Direction::Inbound, again);
                     replace(&mut receiver, receiving.start(Lane::whole(link, None)));
@@ -334,11 +368,13 @@ pub async fn run(
                 give_up(&mut lanes_tx, sending.take(), receiver.take()).await;
                 return Err(SessionError::Unreachable(reason));
             }
-            () = one_way.due(), if one_way.is_due() => {
-                if let Some(event) = one_way.hint() {
-                    let _ = events.send(event);
+            () = one_way.due(), if one_way.is_due() => match one_way.step() {
+                Some(Step::CarryBoth) => carry_both.notify_one(),
+                Some(Step::Hint(event)) => {
+                    let _ = events.send(*event);
                 }
-            }
+                None => {}
+            },
             end = async { (&mut receiver.as_mut().expect("guarded").task).await }, if receiver.is_some() => {
                 let peer = receiver.take().expect("guarded").peer;
                 match end {
@@ -373,6 +409,27 @@ pub async fn run(
             }
         }
     }
+}
+
+/// From now on one connection carries both directions: the hint is off, our own
+/// connection (if any) retires, and the person is told.
+fn both_on_one(
+    one_way: &mut OneWay,
+    outbound: &mut Option<oneshot::Sender<()>>,
+    events: &mpsc::UnboundedSender<Event>,
+    link: &Link,
+    we_asked: bool,
+) {
+    let target = one_way.target().unwrap_or_default();
+    *one_way = OneWay::settled();
+    if let Some(retire) = outbound.take() {
+        let _ = retire.send(());
+    }
+    let _ = events.send(Event::OneConnectionForBoth {
+        peer: link.peer_name.clone(),
+        we_asked,
+        target,
+    });
 }
 
 /// Gives the sending half its lane on a new shared connection; once that half has

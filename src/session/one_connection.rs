@@ -71,6 +71,7 @@ pub fn split(link: Link, on_loss: Option<oneshot::Sender<()>>) -> (Lane, Lane, C
         version: link.version,
         dialed,
         on_loss: Some(on_loss),
+        retire: None,
     };
     let sending = lane(answers_rx, sends_tx, sending_lost);
     let receiving = lane(arrivals_rx, replies_tx, receiving_lost);

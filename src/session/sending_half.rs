@@ -17,6 +17,8 @@ use crate::transfer::sending::Sending;
 
 /// How long a clean close waits for the peer to close its side back.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a retired lane's connection is held open for the peer to drop it.
+const LINGER: Duration = Duration::from_secs(10);
 
 /// Lines in flight, in order, each with its sequence number.
 #[derive(Debug)]
@@ -68,6 +70,9 @@ enum LinkError {
     /// may not know that we finished, so the end is delivered again.
     #[error("the peer did not confirm the end of our lines within {}s", CLOSE_TIMEOUT.as_secs())]
     CloseUnconfirmed,
+    /// The session moved our direction to a connection that carries both.
+    #[error("the session moved to one connection for both directions")]
+    Moved,
 }
 
 impl Default for Outbox {
@@ -204,6 +209,10 @@ pub async fn run(
                 }
                 return end;
             }
+            Err(err @ LinkError::Moved) => {
+                files.connection_lost(&err.to_string());
+                tokio::spawn(linger(lane));
+            }
             Err(err) => {
                 let reason = err.to_string();
                 lane.lost();
@@ -232,7 +241,7 @@ async fn send_on(
     // a dead connection is found by its keepalive instead.
     let close_timeout = (!lane.is_shared()).then_some(CLOSE_TIMEOUT);
     files.connected(lane.version);
-    let (reader, writer) = (&mut lane.reader, &mut lane.writer);
+    let (reader, writer, retire) = (&mut lane.reader, &mut lane.writer, &mut lane.retire);
     loop {
         while let Some(frame) = outbox.take_unsent() {
             writer.write_frame(frame).await?;
@@ -285,9 +294,20 @@ async fn send_on(
                 None if says_leave => return Err(LinkError::ClosedWithoutLeave),
                 None => return Ok(SendingEnd::PeerLeft),
             },
+            () = Lane::retired(retire) => return Err(LinkError::Moved),
             frame = files.next_frame() => writer.write_frame(frame).await?,
         }
     }
+}
+
+/// Holds a retired lane's connection open until the peer, which has taken its
+/// successor, drops it (or [`LINGER`] passes): closing it first could reach the
+/// peer as a loss before it has taken the new connection.
+async fn linger(mut lane: Lane) {
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(Some(_)) = lane.reader.read_frame().await {}
+    })
+    .await;
 }
 
 /// The user's commands; remembers when input has ended so a closed channel is read only once.

@@ -5,6 +5,7 @@ use indicatif::HumanBytes;
 
 use crate::identity::fingerprint::Fingerprint;
 use crate::link::Route;
+use crate::link::one_way;
 use crate::link::route::{self, Path};
 use crate::session::event::{Direction, Event, FileCount, TransferId, Verified};
 use crate::ui::sanitize::for_terminal;
@@ -207,6 +208,23 @@ pub fn describe(event: &Event, verbose: bool) -> Vec<Line> {
                     .into(),
             ),
         ],
+        Event::OneConnectionForBoth {
+            peer,
+            we_asked: true,
+            ..
+        } => one(Line::status(format!(
+            "{} has not connected back within {}s: carrying both directions on our connection to it",
+            for_terminal(peer),
+            one_way::ASK_AFTER.as_secs()
+        ))),
+        Event::OneConnectionForBoth {
+            peer,
+            we_asked: false,
+            target,
+        } => one(Line::status(format!(
+            "{} carries both directions on its connection to us; no longer dialing {target}",
+            for_terminal(peer)
+        ))),
         Event::PeerLeft => one(Line::status("The peer closed the connection".into())),
         Event::Distrusted { reason } => one(Line::problem(format!(
             "Warning: {}; still trying to reach the pinned peer",

@@ -27,7 +27,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::two_homes::run;
-use common::{Peer, Stream, TIMEOUT, World};
+use common::{Peer, Stream, TIMEOUT, World, pseudo_random};
 use sha2::{Digest, Sha256};
 
 const WAN_BLOCK: &str = "80.100.100.";
@@ -512,8 +512,11 @@ fn a_cut_single_connection_comes_back_resumes_and_loses_no_line() {
     session.finish();
 }
 
+/// Two-connection mode where only one connection can be made: the home peer
+/// reaches the public one, never the reverse. The one that was made comes to
+/// carry both directions, and neither side is told to start again in another mode.
 #[test]
-fn two_connections_from_behind_a_nat_fail_and_both_sides_say_to_use_one() {
+fn two_connections_from_behind_a_nat_become_one_that_carries_both_ways() {
     let Some(nat) = network('t') else { return };
     let world = World::new();
     let TwoConnections {
@@ -527,17 +530,44 @@ fn two_connections_from_behind_a_nat_fail_and_both_sides_say_to_use_one() {
         Stream::Stderr,
         &format!("Connected to public at {public_addr}"),
     );
-    public.expect_seen(Stream::Stderr, "home connected from 80.100.100.1:");
-    home.expect_seen(Stream::Stderr, "but it has not connected back within 10s");
     home.expect_seen(
         Stream::Stderr,
-        &format!("there `chat --accept`, here `chat --connect {public_addr} --no-listen`"),
+        "public has not connected back within 3s: carrying both directions on our connection to it",
     );
-    public.expect_seen(Stream::Stderr, "we have not reached it at 192.168.77.2:");
     public.expect_seen(
         Stream::Stderr,
-        "here `chat --accept`, there `chat --connect ADDRESS:PORT --no-listen`",
+        "home carries both directions on its connection to us; no longer dialing 192.168.77.2:",
     );
+    public.expect_seen(Stream::Stderr, "(one connection, both directions)");
+    home.expect_seen(
+        Stream::Stderr,
+        &format!("Connected to public at {public_addr} (one connection, both directions)"),
+    );
+
+    // The direction that never had a connection of its own: a line and a file.
+    let data = pseudo_random(3 << 20, 77);
+    std::fs::write(home_dir(&world, "public").join("to-home.bin"), &data).unwrap();
+    public.send("from public");
+    public.send("transfer to-home.bin");
+    home.send("from home");
+    home.expect(Stream::Stdout, "public: from public");
+    public.expect(Stream::Stdout, "home: from home");
+    home.expect(Stream::Stderr, "Saved ./to-home.bin (verified");
+    assert_eq!(
+        std::fs::read(home_dir(&world, "home").join("to-home.bin")).unwrap(),
+        data
+    );
+    home.close_stdin();
+    public.close_stdin();
+    assert!(home.wait().success(), "{}", home.transcript());
+    assert!(public.wait().success(), "{}", public.transcript());
+    for peer in [&home, &public] {
+        assert!(
+            !peer.transcript().contains("behind a NAT"),
+            "{}",
+            peer.transcript()
+        );
+    }
 }
 
 #[test]

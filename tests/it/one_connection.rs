@@ -185,21 +185,29 @@ fn a_two_connection_dialer_meets_an_accepting_peer_and_both_say_what_to_run() {
     );
 }
 
+/// A two-connection peer takes a single-connection dialer's connection for both
+/// directions, and stops dialing a peer that does not listen.
 #[test]
-fn a_single_connection_dialer_meets_a_two_connection_peer_and_both_say_what_to_run() {
+fn a_single_connection_dialer_meets_a_two_connection_peer_that_carries_both_ways_on_it() {
     let world = World::new();
     let alice_fp = world.identity("alice");
     let bob_fp = world.identity("bob");
-    // Alice dials a port where nobody listens; only bob's connection matters here.
+    // Alice dials a port where nobody listens: bob listens for nothing.
     let mut alice = world.peer("alice", &["--connect", "1", "--peer-fingerprint", &bob_fp]);
     let mut bob = spawn_single_dialer(&world, &alice.port.to_string(), &alice_fp, &[]);
-    bob.expect_seen(Stream::Stderr, "does not take a single connection");
-    bob.expect_seen(Stream::Stderr, "chat --accept");
-    assert_eq!(bob.wait().code(), Some(3), "{}", bob.transcript());
     alice.expect_seen(
         Stream::Stderr,
-        "it dialed for a single connection (--no-listen); to take it, run this side with --accept",
+        "bob carries both directions on its connection to us; no longer dialing 127.0.0.1:1",
     );
+    bob.expect_seen(Stream::Stderr, "(one connection, both directions)");
+    alice.send("to bob");
+    bob.send("to alice");
+    bob.expect(Stream::Stdout, "alice: to bob");
+    alice.expect(Stream::Stdout, "bob: to alice");
+    alice.close_stdin();
+    bob.close_stdin();
+    assert!(alice.wait().success(), "{}", alice.transcript());
+    assert!(bob.wait().success(), "{}", bob.transcript());
 }
 
 #[test]

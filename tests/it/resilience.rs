@@ -191,6 +191,105 @@ fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
     assert_eq!(common::listing(&bob.workdir), ["film.bin"]);
 }
 
+/// The seed's flow with a receiver that comes back on another port: the sender
+/// still dials the old one, so only the receiver's connection can be made. It comes
+/// to carry both directions, and the transfer and the line typed meanwhile arrive.
+#[test]
+fn a_receiver_restarted_on_a_new_port_carries_both_directions_on_its_connection() {
+    let Pair {
+        world,
+        mut alice,
+        mut bob,
+    } = Pair::connect(&[]);
+    let alice_fp = world.identity_fingerprint("alice");
+    let data = pseudo_random(64 << 20, 13);
+    std::fs::write(alice.workdir.join("film.bin"), &data).unwrap();
+    alice.send("transfer film.bin");
+    bob.expect(Stream::Stderr, "Receiving film.bin");
+    common::wait_for_kept_part(&bob.workdir, 4 << 20);
+    bob.signal("KILL");
+    bob.wait();
+    alice.expect(Stream::Stderr, "Sending film.bin: connection lost");
+    alice.send("typed while bob was down");
+
+    let mut bob = world.restart("bob", 0, alice.port, &alice_fp);
+    bob.expect(
+        Stream::Stderr,
+        "alice has not connected back within 3s: carrying both directions on our connection to it",
+    );
+    alice.expect(
+        Stream::Stderr,
+        "bob carries both directions on its connection to us; no longer dialing",
+    );
+    let resumed = bob.expect(Stream::Stderr, "Receiving film.bin: resuming at");
+    assert!(!resumed.ends_with("at 0 B"), "{resumed}");
+    bob.expect(Stream::Stdout, "alice: typed while bob was down");
+    bob.expect_seen(Stream::Stderr, "Saved ./film.bin (verified");
+    assert_eq!(std::fs::read(bob.workdir.join("film.bin")).unwrap(), data);
+    bob.send("back, on another port");
+    alice.expect(Stream::Stdout, "bob: back, on another port");
+    alice.close_stdin();
+    bob.close_stdin();
+    assert!(alice.wait().success(), "{}", alice.transcript());
+    assert!(bob.wait().success(), "{}", bob.transcript());
+    let shown = bob.lines_on(Stream::Stdout);
+    assert_eq!(
+        shown
+            .iter()
+            .filter(|line| **line == "alice: typed while bob was down")
+            .count(),
+        1,
+        "{shown:?}"
+    );
+    for peer in [&alice, &bob] {
+        assert!(
+            !peer.transcript().contains("behind a NAT"),
+            "{}",
+            peer.transcript()
+        );
+    }
+}
+
+/// The same with the sender back on another port: the receiver's direction moves
+/// onto the sender's connection, and repeating `transfer` resumes the file.
+#[test]
+fn a_sender_restarted_on_a_new_port_carries_both_directions_on_its_connection() {
+    let Pair {
+        world,
+        mut alice,
+        mut bob,
+    } = Pair::connect(&[]);
+    let bob_fp = world.identity_fingerprint("bob");
+    let data = pseudo_random(64 << 20, 14);
+    std::fs::write(alice.workdir.join("disk.img"), &data).unwrap();
+    alice.send("transfer disk.img");
+    bob.expect(Stream::Stderr, "Receiving disk.img");
+    common::wait_for_kept_part(&bob.workdir, 4 << 20);
+    alice.signal("KILL");
+    alice.wait();
+    bob.expect(Stream::Stderr, "Receiving disk.img interrupted");
+    bob.send("typed while alice was down");
+
+    let mut alice = world.restart("alice", 0, bob.port, &bob_fp);
+    alice.expect(
+        Stream::Stderr,
+        "bob has not connected back within 3s: carrying both directions on our connection to it",
+    );
+    bob.expect(
+        Stream::Stderr,
+        "alice carries both directions on its connection to us; no longer dialing",
+    );
+    alice.expect(Stream::Stdout, "bob: typed while alice was down");
+    alice.send("transfer disk.img");
+    alice.expect(Stream::Stderr, "Sending disk.img: resuming at");
+    bob.expect(Stream::Stderr, "Saved ./disk.img (verified");
+    assert_eq!(std::fs::read(bob.workdir.join("disk.img")).unwrap(), data);
+    alice.close_stdin();
+    bob.close_stdin();
+    assert!(alice.wait().success(), "{}", alice.transcript());
+    assert!(bob.wait().success(), "{}", bob.transcript());
+}
+
 /// Starts alice sending a `size`-byte file called `name` to bob, kills alice once bob
 /// holds at least `held` bytes of it, and restarts alice on the same port. Returns the
 /// restarted alice, bob (who kept the part), the world and the file's bytes.
