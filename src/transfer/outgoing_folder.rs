@@ -103,15 +103,29 @@ impl Listing {
     ) -> Result<PreparedFolder, SendError> {
         let Walk {
             root,
-            mut entries,
-            skipped,
+            entries,
+            mut skipped,
         } = self.walk;
         let mut opener = Opener::new(&root, &self.path);
         let mut sources = Vec::new();
+        let mut sent = Vec::with_capacity(entries.len());
+        let mut total = self.size;
         let (mut hashed_before, mut cached) = (0u64, 0);
-        for entry in &mut entries {
+        for mut entry in entries {
             if let Kind::File { size, sha256 } = &mut entry.kind {
-                let file = opener.open(&entry.path)?;
+                let file = match opener.open(&entry.path) {
+                    Ok(file) => file,
+                    // Left out and named, as a folder that cannot be read is.
+                    Err(SendError::Io { path, source })
+                        if source.kind() == io::ErrorKind::PermissionDenied =>
+                    {
+                        let path = path.display();
+                        skipped.push(format!("{path}: a file that cannot be read ({source})"));
+                        total -= *size;
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                };
                 let hashed = hash_file(&file, *size, cache, |done| progress(hashed_before + done))
                     .map_err(|source| SendError::Io {
                         path: opener.shown(&entry.path),
@@ -127,20 +141,21 @@ impl Listing {
                     stamp,
                 });
             }
+            sent.push(entry);
         }
         drop(opener);
         let root_id = root.id().map_err(|source| SendError::Io {
             path: self.path.clone(),
             source,
         })?;
-        progress(self.size);
+        progress(total);
         Ok(PreparedFolder {
             path: self.path,
             name: self.name,
-            manifest: Arc::new(manifest::encode(&entries)),
-            entries: entries.len() as u32,
+            manifest: Arc::new(manifest::encode(&sent)),
+            entries: sent.len() as u32,
             files: sources.len(),
-            size: self.size,
+            size: total,
             skipped,
             cached,
             root: root_id,

@@ -286,6 +286,39 @@ fn names_that_differ_only_in_case_are_refused_where_case_does_not_count() {
     pair.bob.expect(Stream::Stdout, "alice: still talking");
 }
 
+/// A file that may not be read is left out and named, as an unreadable subfolder
+/// is, and the rest of the folder is sent.
+#[cfg(unix)]
+#[test]
+fn an_unreadable_file_is_left_out_and_named_and_the_rest_is_sent() {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = common::bound_by_permissions();
+    let mut pair = Pair::connect_with_alice_in(&wrapper, common::World::new(), &[]);
+    let root = pair.alice.workdir.join("notes");
+    std::fs::create_dir_all(root.join("week")).unwrap();
+    std::fs::write(root.join("week/monday.txt"), b"monday\n").unwrap();
+    std::fs::write(root.join("week/secret.txt"), b"secret\n").unwrap();
+    std::fs::write(root.join("todo.txt"), b"todo\n").unwrap();
+    let secret = root.join("week/secret.txt");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    pair.alice.send("transfer notes");
+    let left_out = pair
+        .alice
+        .expect(Stream::Stderr, "Sending notes: left out ");
+    assert!(
+        left_out.contains("notes/week/secret.txt: a file that cannot be read"),
+        "{left_out}"
+    );
+    let saved = pair.bob.expect(Stream::Stderr, "Saved ./notes (verified, ");
+    assert!(saved.contains("2 files, "), "{saved}");
+    pair.alice
+        .expect(Stream::Stderr, "notes delivered and verified by bob");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut expected = tree(&root);
+    expected.retain(|path, _| !path.ends_with("secret.txt"));
+    assert_eq!(tree(&pair.bob.workdir.join("notes")), expected);
+}
+
 /// A subfolder that may not be read is left out and named, as links are, and the
 /// rest of the folder is sent.
 #[cfg(unix)]
