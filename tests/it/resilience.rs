@@ -213,14 +213,7 @@ fn a_receiver_restarted_on_a_new_port_carries_both_directions_on_its_connection(
     alice.send("typed while bob was down");
 
     let mut bob = world.restart("bob", 0, alice.port, &alice_fp);
-    bob.expect(
-        Stream::Stderr,
-        "alice has not connected back within 3s: carrying both directions on our connection to it",
-    );
-    alice.expect(
-        Stream::Stderr,
-        "bob carries both directions on its connection to us; no longer dialing",
-    );
+    expect_one_connection_for_both((&mut bob, "bob"), (&mut alice, "alice"));
     let resumed = bob.expect(Stream::Stderr, "Receiving film.bin: resuming at");
     assert!(!resumed.ends_with("at 0 B"), "{resumed}");
     bob.expect(Stream::Stdout, "alice: typed while bob was down");
@@ -228,10 +221,7 @@ fn a_receiver_restarted_on_a_new_port_carries_both_directions_on_its_connection(
     assert_eq!(std::fs::read(bob.workdir.join("film.bin")).unwrap(), data);
     bob.send("back, on another port");
     alice.expect(Stream::Stdout, "bob: back, on another port");
-    alice.close_stdin();
-    bob.close_stdin();
-    assert!(alice.wait().success(), "{}", alice.transcript());
-    assert!(bob.wait().success(), "{}", bob.transcript());
+    end_without_a_nat_hint(&mut alice, &mut bob);
     let shown = bob.lines_on(Stream::Stdout);
     assert_eq!(
         shown
@@ -241,7 +231,32 @@ fn a_receiver_restarted_on_a_new_port_carries_both_directions_on_its_connection(
         1,
         "{shown:?}"
     );
-    for peer in [&alice, &bob] {
+}
+
+/// `restarted`, which reached `other` but was not reached back, asks to carry both
+/// directions on its connection, and `other` takes it.
+fn expect_one_connection_for_both(restarted: (&mut Peer, &str), other: (&mut Peer, &str)) {
+    let ((restarted, restarted_name), (other, other_name)) = (restarted, other);
+    restarted.expect(
+        Stream::Stderr,
+        &format!(
+            "{other_name} has not connected back within 3s: carrying both directions on our connection to it"
+        ),
+    );
+    other.expect(
+        Stream::Stderr,
+        &format!(
+            "{restarted_name} carries both directions on its connection to us; no longer dialing"
+        ),
+    );
+}
+
+/// Both sides end cleanly, neither having been told to start in another mode.
+fn end_without_a_nat_hint(alice: &mut Peer, bob: &mut Peer) {
+    alice.close_stdin();
+    bob.close_stdin();
+    for peer in [alice, bob] {
+        assert!(peer.wait().success(), "{}", peer.transcript());
         assert!(
             !peer.transcript().contains("behind a NAT"),
             "{}",
@@ -271,23 +286,13 @@ fn a_sender_restarted_on_a_new_port_carries_both_directions_on_its_connection() 
     bob.send("typed while alice was down");
 
     let mut alice = world.restart("alice", 0, bob.port, &bob_fp);
-    alice.expect(
-        Stream::Stderr,
-        "bob has not connected back within 3s: carrying both directions on our connection to it",
-    );
-    bob.expect(
-        Stream::Stderr,
-        "alice carries both directions on its connection to us; no longer dialing",
-    );
+    expect_one_connection_for_both((&mut alice, "alice"), (&mut bob, "bob"));
     alice.expect(Stream::Stdout, "bob: typed while alice was down");
     alice.send("transfer disk.img");
     alice.expect(Stream::Stderr, "Sending disk.img: resuming at");
     bob.expect(Stream::Stderr, "Saved ./disk.img (verified");
     assert_eq!(std::fs::read(bob.workdir.join("disk.img")).unwrap(), data);
-    alice.close_stdin();
-    bob.close_stdin();
-    assert!(alice.wait().success(), "{}", alice.transcript());
-    assert!(bob.wait().success(), "{}", bob.transcript());
+    end_without_a_nat_hint(&mut alice, &mut bob);
 }
 
 /// Starts alice sending a `size`-byte file called `name` to bob, kills alice once bob
