@@ -150,6 +150,7 @@ pub fn frame_sequences() -> Vec<Vec<u8>> {
         // Frames a receiver must not get.
         vec![
             Frame::Ack { seq: 1 },
+            Frame::Credit { limit: 1 << 24 },
             Frame::Accept { id: 1, offset: 0 },
             Frame::Verdict {
                 id: 1,

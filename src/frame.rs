@@ -18,10 +18,25 @@ pub const ONE_CONNECTION_VERSION: u16 = 3;
 pub const FOLDER_VERSION: u16 = 4;
 /// Version 3 with folders, one connection.
 pub const ONE_CONNECTION_FOLDER_VERSION: u16 = 5;
+/// Version 4 with `Credit`: the receiver paces file data, two connections.
+pub const CREDIT_VERSION: u16 = 6;
+/// Version 5 with `Credit`, one connection.
+pub const ONE_CONNECTION_CREDIT_VERSION: u16 = 7;
+
+/// The `Chunk` data a sender may have sent on a connection of a version with
+/// `Credit` before the receiver's first one, and what each `Credit` adds beyond
+/// what the receiver has taken in: the file data in flight or waiting for its disk.
+pub const CREDIT_WINDOW: u64 = 8 << 20;
 
 /// Whether a connection of protocol `version` carries folders.
 pub fn takes_folders(version: u16) -> bool {
     version >= FOLDER_VERSION
+}
+
+/// Whether the sender of file data on a connection of protocol `version` waits for
+/// the receiver's `Credit`.
+pub fn takes_credit(version: u16) -> bool {
+    version >= CREDIT_VERSION
 }
 /// Bytes before the payload: one type byte and a four-byte length.
 pub const HEADER_LEN: usize = 5;
@@ -44,6 +59,7 @@ const TYPE_ACK: u8 = 0x03;
 const TYPE_LEAVE: u8 = 0x04;
 const TYPE_FINISH: u8 = 0x05;
 const TYPE_FINISH_ACK: u8 = 0x06;
+const TYPE_CREDIT: u8 = 0x07;
 const TYPE_OFFER: u8 = 0x10;
 const TYPE_ACCEPT: u8 = 0x11;
 const TYPE_CHUNK: u8 = 0x12;
@@ -74,6 +90,9 @@ pub enum Frame {
     Finish,
     /// Version 3: the answer to `Finish`, after the last `Ack` and `Verdict` for it.
     FinishAck,
+    /// Version 6: the receiver lets the sender have sent up to `limit` bytes of
+    /// `Chunk` data on this connection in all (beyond [`CREDIT_WINDOW`] at first).
+    Credit { limit: u64 },
     /// The sender proposes a file. `name` is untrusted; `size` and `sha256` are binding.
     Offer {
         id: u64,
@@ -163,6 +182,7 @@ impl Frame {
             Frame::Manifest { .. } => "Manifest",
             Frame::Finish => "Finish",
             Frame::FinishAck => "FinishAck",
+            Frame::Credit { .. } => "Credit",
             Frame::Offer { .. } => "Offer",
             Frame::Accept { .. } => "Accept",
             Frame::Chunk { .. } => "Chunk",
@@ -196,6 +216,7 @@ impl Frame {
                 out.extend_from_slice(text.as_bytes());
             }
             Frame::Ack { seq } => out.extend_from_slice(&seq.to_be_bytes()),
+            Frame::Credit { limit } => out.extend_from_slice(&limit.to_be_bytes()),
             Frame::Leave | Frame::Finish | Frame::FinishAck => {}
             Frame::Offer {
                 id,
@@ -269,6 +290,7 @@ impl Frame {
             Frame::Leave => TYPE_LEAVE,
             Frame::Finish => TYPE_FINISH,
             Frame::FinishAck => TYPE_FINISH_ACK,
+            Frame::Credit { .. } => TYPE_CREDIT,
             Frame::Offer { .. } => TYPE_OFFER,
             Frame::Accept { .. } => TYPE_ACCEPT,
             Frame::Chunk { .. } => TYPE_CHUNK,
@@ -322,6 +344,13 @@ impl Frame {
             TYPE_FINISH => return Err(bad_length("Finish", payload, "exactly 0")),
             TYPE_FINISH_ACK if payload.is_empty() => Frame::FinishAck,
             TYPE_FINISH_ACK => return Err(bad_length("FinishAck", payload, "exactly 0")),
+            TYPE_CREDIT => {
+                let (limit, rest) = split_u64(payload, "Credit", "exactly 8")?;
+                if !rest.is_empty() {
+                    return Err(bad_length("Credit", payload, "exactly 8"));
+                }
+                Frame::Credit { limit }
+            }
             TYPE_OFFER => decode_offer(payload)?,
             TYPE_ACCEPT => {
                 let (id, rest) = split_u64(payload, "Accept", "exactly 16")?;
@@ -380,8 +409,8 @@ impl Frame {
 fn check_type(kind: u8) -> Result<(), FrameError> {
     match kind {
         TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK | TYPE_LEAVE | TYPE_FINISH | TYPE_FINISH_ACK
-        | TYPE_OFFER | TYPE_ACCEPT | TYPE_CHUNK | TYPE_VERDICT | TYPE_CANCEL | TYPE_FOLDER
-        | TYPE_MANIFEST => Ok(()),
+        | TYPE_CREDIT | TYPE_OFFER | TYPE_ACCEPT | TYPE_CHUNK | TYPE_VERDICT | TYPE_CANCEL
+        | TYPE_FOLDER | TYPE_MANIFEST => Ok(()),
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -480,6 +509,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn credit_is_a_limit_of_eight_bytes_and_nothing_else() {
+        let mut out = Vec::new();
+        Frame::Credit { limit: 0x0102 }.encode(&mut out);
+        assert_eq!(out, [0x07, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(
+            Frame::decode(&out),
+            Ok(Some((Frame::Credit { limit: 0x0102 }, 13)))
+        );
+        for bad in [
+            &[0x07, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 1][..],
+            &[0x07, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 1, 2, 3],
+        ] {
+            assert!(
+                matches!(
+                    Frame::decode(bad),
+                    Err(FrameError::BadLength {
+                        frame: "Credit",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn leave_is_a_bare_header_and_refuses_a_payload() {
         let mut out = Vec::new();
         Frame::Leave.encode(&mut out);
@@ -530,6 +585,7 @@ mod tests {
             Frame::Leave,
             Frame::Finish,
             Frame::FinishAck,
+            Frame::Credit { limit: 8 << 20 },
             Frame::Offer {
                 id: 3,
                 size: 5 << 32,
@@ -850,6 +906,7 @@ mod properties {
             Just(Frame::Leave),
             Just(Frame::Finish),
             Just(Frame::FinishAck),
+            any::<u64>().prop_map(|limit| Frame::Credit { limit }),
             (any::<u64>(), any::<u64>(), any::<[u8; 32]>(), text(60)).prop_map(
                 |(id, size, sha256, name)| {
                     Frame::Offer {

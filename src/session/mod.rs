@@ -448,7 +448,7 @@ async fn finish_again(mut lane: Lane) {
     }
     loop {
         match lane.reader.read_frame().await {
-            Ok(Some(Frame::Ack { .. })) => {}
+            Ok(Some(Frame::Ack { .. } | Frame::Credit { .. })) => {}
             Ok(None | Some(Frame::Leave)) => return,
             Ok(Some(_)) | Err(_) => return lane.lost(),
         }

@@ -216,9 +216,10 @@ impl Reading {
                     let _ = self.arrivals.send(Routed::Frame(Frame::Leave)).await;
                     continue;
                 }
-                Frame::Ack { .. } | Frame::Accept { .. } | Frame::Verdict { .. } => {
-                    (Route::Answer, Routed::Frame(frame))
-                }
+                Frame::Ack { .. }
+                | Frame::Accept { .. }
+                | Frame::Verdict { .. }
+                | Frame::Credit { .. } => (Route::Answer, Routed::Frame(frame)),
                 Frame::FinishAck if self.left.we_finished.load(Ordering::SeqCst) => {
                     (Route::Answer, Routed::End)
                 }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::event::{Event, Shown, ShownWatch};
 use super::lane::{Lane, LaneReader, LaneWriter};
-use crate::frame::Frame;
+use crate::frame::{CREDIT_WINDOW, Frame, takes_credit};
 use crate::link::connection::ConnectionError;
 use crate::transfer::TransferViolation;
 use crate::transfer::incoming::ReceiveLimits;
@@ -142,8 +142,9 @@ pub async fn receive(
         session,
         shown: shown.subscribe(),
     };
-    let answering = Answering(tokio::spawn(answer(writer, acks, replies_rx)));
     let mut files = Receiving::new(limits, peer.clone(), version, replies, events.clone());
+    let credits = takes_credit(version).then(|| files.backlog().drained_counts());
+    let answering = Answering(tokio::spawn(answer(writer, acks, credits, replies_rx)));
     let incoming = Incoming {
         session,
         peer: &peer,
@@ -305,13 +306,15 @@ impl Acks {
     }
 }
 
-/// Writes acknowledgements and transfer replies, so reading never waits on writing.
-/// Acknowledgements are cumulative, so only the latest is sent, including, first of
-/// all, lines written before this connection existed. When the receiver is done,
-/// sends what is left and closes our side with close_notify.
+/// Writes acknowledgements, credit for file data and transfer replies, so reading
+/// never waits on writing. Acknowledgements are cumulative, so only the latest is
+/// sent, including, first of all, lines written before this connection existed;
+/// so is credit. When the receiver is done, sends what is left and closes our side
+/// with close_notify.
 async fn answer(
     mut writer: LaneWriter,
     mut acks: Acks,
+    mut credits: Option<watch::Receiver<u64>>,
     mut replies: mpsc::Receiver<Frame>,
 ) -> Result<(), ConnectionError> {
     let mut acked = 0;
@@ -325,6 +328,9 @@ async fn answer(
                     acked = seq;
                 }
             }
+            Some(limit) = next_credit(&mut credits) => {
+                writer.write_frame(Frame::Credit { limit }).await?;
+            }
             reply = replies.recv() => match reply {
                 Some(frame) => writer.write_frame(frame).await?,
                 None => break,
@@ -335,6 +341,16 @@ async fn answer(
         writer.write_frame(Frame::Ack { seq }).await?;
     }
     writer.shutdown().await
+}
+
+/// The credit to grant once more of the connection's file data has drained: a
+/// window beyond it. `None` on a version without `Credit`.
+async fn next_credit(drained: &mut Option<watch::Receiver<u64>>) -> Option<u64> {
+    let drained = drained.as_mut()?;
+    if drained.changed().await.is_err() {
+        return std::future::pending().await;
+    }
+    Some(*drained.borrow_and_update() + CREDIT_WINDOW)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::event::{Command, Event, TransferId};
 use super::lane::Lane;
-use crate::frame::Frame;
+use crate::frame::{self, Frame};
 use crate::link::connection::ConnectionError;
 use crate::transfer::TransferViolation;
 use crate::transfer::hash_cache::SharedHashCache;
@@ -236,6 +236,7 @@ async fn send_on(
 ) -> Result<SendingEnd, LinkError> {
     let peer = lane.peer_name.clone();
     let says_leave = lane.version >= 2;
+    let takes_credit = frame::takes_credit(lane.version);
     // On a connection of its own, the peer's close comes at once. On a shared one,
     // `FinishAck` may wait behind the peer's file data that we are still storing:
     // a dead connection is found by its keepalive instead.
@@ -253,6 +254,7 @@ async fn send_on(
                     match reader.read_frame().await? {
                         None | Some(Frame::Leave) => return Ok::<_, LinkError>(()),
                         Some(Frame::Ack { .. }) => {}
+                        Some(Frame::Credit { .. }) if takes_credit => {}
                         Some(other) => return Err(LinkError::Unexpected(other.kind())),
                     }
                 }
@@ -289,6 +291,7 @@ async fn send_on(
                 Some(Frame::Ack { seq }) => outbox.acknowledge(seq)?,
                 Some(Frame::Accept { id, offset }) => files.accepted(id, offset)?,
                 Some(Frame::Verdict { id, status, detail }) => files.verdict(id, status, &detail, &peer)?,
+                Some(Frame::Credit { limit }) if takes_credit => files.credited(limit)?,
                 Some(Frame::Leave) if says_leave => return Ok(SendingEnd::PeerLeft),
                 Some(other) => return Err(LinkError::Unexpected(other.kind())),
                 None if says_leave => return Err(LinkError::ClosedWithoutLeave),

@@ -3,16 +3,22 @@
 //! queue at a time. Where the far end is the slower one, the queue stays full; a
 //! sender waiting for each chunk's room would be woken, across threads, once per
 //! chunk, and those wake-ups cost more than the chunks' copies. Waiting for half
-//! the queue wakes it once per [`WAKE_BYTES`].
+//! the queue wakes it once per half a queue.
 
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
 
-/// The bytes queued at most.
+use super::backlog::Backlog;
+use crate::frame::{CREDIT_WINDOW, MAX_CHUNK_LEN};
+
+/// The bytes queued at most between a file being read and its connection.
 pub const QUEUE_BYTES: usize = 1 << 20;
-/// The room a sender waits for once the queue is full.
-const WAKE_BYTES: usize = QUEUE_BYTES / 2;
+/// The bytes queued at most between a connection and the disk: a whole credit
+/// window, and what its chunks cost beyond their data down to 1 KiB each, so that
+/// a sender that keeps to its credit never finds the queue full.
+pub const ARRIVING_QUEUE_BYTES: usize =
+    CREDIT_WINDOW as usize + CREDIT_WINDOW as usize / 1024 * CHUNK_OVERHEAD;
 
 /// What one queued chunk costs beyond its data (its allocation and its place in the
 /// queue), counted so that a peer's one-byte chunks cannot queue 60 times their size.
@@ -20,12 +26,19 @@ pub const CHUNK_OVERHEAD: usize = 64;
 
 /// What the queue carries, and how many bytes of it count against its bound.
 pub trait Chunk {
+    /// What it costs in the queue.
     fn bytes(&self) -> usize;
+    /// The file data it carries.
+    fn data_len(&self) -> usize;
 }
 
 impl Chunk for Vec<u8> {
     fn bytes(&self) -> usize {
         self.len() + CHUNK_OVERHEAD
+    }
+
+    fn data_len(&self) -> usize {
+        self.len()
     }
 }
 
@@ -34,20 +47,42 @@ impl<E> Chunk for Result<Vec<u8>, E> {
     fn bytes(&self) -> usize {
         self.as_ref().map_or(0, Chunk::bytes)
     }
+
+    fn data_len(&self) -> usize {
+        self.as_ref().map_or(0, Vec::len)
+    }
 }
 
-/// A queue for chunks of at most [`WAKE_BYTES`] each.
+/// A queue of [`QUEUE_BYTES`] for a file being read.
 pub fn chunk_queue<T: Chunk>() -> (ChunkSender<T>, ChunkReceiver<T>) {
+    queue_of(QUEUE_BYTES, None)
+}
+
+/// A queue of [`ARRIVING_QUEUE_BYTES`] for data arriving for the disk, counted in
+/// its connection's `backlog` while it waits there.
+pub fn arriving_queue<T: Chunk>(backlog: Arc<Backlog>) -> (ChunkSender<T>, ChunkReceiver<T>) {
+    queue_of(ARRIVING_QUEUE_BYTES, Some(backlog))
+}
+
+/// A queue of `capacity` bytes, for chunks of at most half that each.
+fn queue_of<T: Chunk>(
+    capacity: usize,
+    backlog: Option<Arc<Backlog>>,
+) -> (ChunkSender<T>, ChunkReceiver<T>) {
+    debug_assert!(capacity / 2 >= MAX_CHUNK_LEN + CHUNK_OVERHEAD);
     let (chunks, chunks_rx) = mpsc::unbounded_channel();
-    let room = Arc::new(Semaphore::new(QUEUE_BYTES));
+    let room = Arc::new(Semaphore::new(capacity));
     let sender = ChunkSender {
         chunks,
         room: room.clone(),
+        wake_bytes: capacity / 2,
         credit: 0,
+        backlog: backlog.clone(),
     };
     let receiver = ChunkReceiver {
         chunks: chunks_rx,
         room,
+        backlog,
     };
     (sender, receiver)
 }
@@ -57,15 +92,20 @@ pub fn chunk_queue<T: Chunk>() -> (ChunkSender<T>, ChunkReceiver<T>) {
 pub struct ChunkSender<T> {
     chunks: mpsc::UnboundedSender<T>,
     room: Arc<Semaphore>,
+    /// The room a sender waits for once the queue is full: half the queue.
+    wake_bytes: usize,
     /// Room taken from `room` and not yet filled.
     credit: usize,
+    backlog: Option<Arc<Backlog>>,
 }
 
-/// The consuming end. Dropping it releases a waiting sender.
+/// The consuming end. Dropping it releases a waiting sender, and whatever it still
+/// holds counts as drained.
 #[derive(Debug)]
-pub struct ChunkReceiver<T> {
+pub struct ChunkReceiver<T: Chunk> {
     chunks: mpsc::UnboundedReceiver<T>,
     room: Arc<Semaphore>,
+    backlog: Option<Arc<Backlog>>,
 }
 
 /// The other end is gone.
@@ -75,15 +115,29 @@ pub struct Closed;
 impl<T: Chunk> ChunkSender<T> {
     /// Queues `chunk`, first waiting for room if the queue is full.
     pub async fn send(&mut self, chunk: T) -> Result<(), Closed> {
-        let bytes = chunk.bytes();
-        assert!(bytes <= WAKE_BYTES, "a chunk larger than the queue's step");
+        let (bytes, data_len) = (chunk.bytes(), chunk.data_len() as u64);
+        assert!(
+            bytes <= self.wake_bytes,
+            "a chunk larger than the queue's step"
+        );
         if self.credit < bytes {
-            let room = self.room.acquire_many(WAKE_BYTES as u32).await;
+            let room = self.room.acquire_many(self.wake_bytes as u32).await;
             room.map_err(|_| Closed)?.forget();
-            self.credit += WAKE_BYTES;
+            self.credit += self.wake_bytes;
         }
         self.credit -= bytes;
-        self.chunks.send(chunk).map_err(|_| Closed)
+        // Counted first: the receiver may take it, and count it out, at once.
+        if let Some(backlog) = &self.backlog {
+            backlog.queued(data_len);
+        }
+        self.chunks
+            .send(chunk)
+            .map_err(|mpsc::error::SendError(chunk)| {
+                if let Some(backlog) = &self.backlog {
+                    backlog.dequeued(chunk.data_len() as u64);
+                }
+                Closed
+            })
     }
 
     /// [`Self::send`], blocking the thread: for a thread outside the async runtime.
@@ -97,21 +151,33 @@ impl<T: Chunk> ChunkReceiver<T> {
     /// Cancel-safe.
     pub async fn recv(&mut self) -> Option<T> {
         let chunk = self.chunks.recv().await?;
-        self.room.add_permits(chunk.bytes());
-        Some(chunk)
+        Some(self.taken(chunk))
     }
 
     /// [`Self::recv`], blocking the thread: for a thread outside the async runtime.
     pub fn blocking_recv(&mut self) -> Option<T> {
         let chunk = self.chunks.blocking_recv()?;
+        Some(self.taken(chunk))
+    }
+
+    fn taken(&self, chunk: T) -> T {
         self.room.add_permits(chunk.bytes());
-        Some(chunk)
+        if let Some(backlog) = &self.backlog {
+            backlog.dequeued(chunk.data_len() as u64);
+        }
+        chunk
     }
 }
 
-impl<T> Drop for ChunkReceiver<T> {
+impl<T: Chunk> Drop for ChunkReceiver<T> {
     fn drop(&mut self) {
         self.room.close();
+        self.chunks.close();
+        if let Some(backlog) = &self.backlog {
+            while let Ok(chunk) = self.chunks.try_recv() {
+                backlog.dequeued(chunk.data_len() as u64);
+            }
+        }
     }
 }
 
@@ -122,6 +188,8 @@ mod tests {
     use std::task::{Context, Poll, Waker};
 
     use super::*;
+
+    const WAKE_BYTES: usize = QUEUE_BYTES / 2;
 
     /// The data of a chunk that weighs 64 KiB.
     const CHUNK: usize = (64 << 10) - CHUNK_OVERHEAD;

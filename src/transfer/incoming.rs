@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
+use super::backlog::Backlog;
+use super::chunk_queue::{ChunkReceiver, ChunkSender, arriving_queue};
 use super::human_bytes;
 use super::in_progress::{Claim, InProgress};
 use super::manifest::{self, MEMORY_BUDGET};
@@ -251,6 +252,7 @@ impl Incoming {
         limits: &ReceiveLimits,
         meta: Meta,
         reservation: Reservation,
+        backlog: Arc<Backlog>,
         progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<Incoming, RefuseReason> {
         let size = meta.size;
@@ -270,7 +272,7 @@ impl Incoming {
             Some(part) => part,
             None => parts::create(&limits.dir, &meta)?,
         };
-        let (chunks, chunks_rx) = chunk_queue();
+        let (chunks, chunks_rx) = arriving_queue(backlog);
         let (outcome_tx, outcome) = oneshot::channel();
         let keep_partial = Arc::new(AtomicBool::new(true));
         let job = DiskJob {
@@ -461,7 +463,7 @@ mod tests {
     ) -> Result<Incoming, RefuseReason> {
         let meta = validate(name, size, sha256)?;
         let reservation = limits.reserve(&meta).await.expect("a free slot");
-        Incoming::start(limits, meta, reservation, |_| {})
+        Incoming::start(limits, meta, reservation, Arc::default(), |_| {})
     }
 
     /// Polls `future` once: whether it is done at this point.
@@ -591,7 +593,8 @@ mod tests {
             }
         ));
         let reservation = again.await.expect("a free slot");
-        let mut resumed = Incoming::start(&limits, meta.clone(), reservation, |_| {}).unwrap();
+        let mut resumed =
+            Incoming::start(&limits, meta.clone(), reservation, Arc::default(), |_| {}).unwrap();
         assert_eq!(resumed.offset, 20_000);
         resumed.write(data[20_000..].to_vec()).await.unwrap();
         assert!(matches!(resumed.finish(true).await, Outcome::Saved { .. }));

@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
+use super::backlog::Backlog;
+use super::chunk_queue::{ChunkReceiver, ChunkSender, arriving_queue};
 use super::incoming::{
     Outcome, Overflow, ReceiveLimits, RefuseReason, Reservation, WRITE_BACK_STEP,
 };
@@ -115,6 +116,7 @@ impl IncomingFolder {
         meta: Meta,
         manifest: Arc<Checked>,
         reservation: Reservation,
+        backlog: Arc<Backlog>,
         progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<IncomingFolder, RefuseReason> {
         Self::start_with(
@@ -122,6 +124,7 @@ impl IncomingFolder {
             meta,
             manifest,
             reservation,
+            backlog,
             progress,
             platform::SyncBatch::new,
         )
@@ -134,6 +137,7 @@ impl IncomingFolder {
         meta: Meta,
         manifest: Arc<Checked>,
         reservation: Reservation,
+        backlog: Arc<Backlog>,
         progress: impl FnMut(u64) + Send + 'static,
         batch: impl FnOnce(&Path) -> io::Result<D>,
     ) -> Result<IncomingFolder, RefuseReason> {
@@ -172,7 +176,7 @@ impl IncomingFolder {
                 available,
             });
         }
-        let (chunks, chunks_rx) = chunk_queue();
+        let (chunks, chunks_rx) = arriving_queue(backlog);
         let (outcome_tx, outcome) = oneshot::channel();
         let ending = EndingFlag::default();
         let offset = start.offset;
@@ -647,6 +651,7 @@ mod tests {
             meta,
             Arc::new(checked),
             reservation,
+            Arc::default(),
             |_| {},
             move |staging| {
                 Ok(Recorder {

@@ -1,6 +1,7 @@
 //! File transfer: the sending and receiving state machines, the files they read and
 //! write, and progress reports. Nothing here draws; progress leaves as events.
 
+pub mod backlog;
 pub mod chunk_queue;
 pub mod hash_cache;
 pub mod in_progress;
@@ -50,6 +51,8 @@ pub enum TransferViolation {
     EarlyVerdict(u64),
     #[error("a {0} frame on a connection whose protocol version has none")]
     NotInVersion(&'static str),
+    #[error("a Credit of {limit} bytes after one of {before}: credit never shrinks")]
+    CreditShrank { limit: u64, before: u64 },
 }
 
 /// Files at least this big are read on a thread of their own while hashed.

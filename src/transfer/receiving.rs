@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{self, JoinSet};
 
+use super::backlog::Backlog;
 use super::incoming::{
     self, CheckSlot, Incoming, MAX_ACTIVE_TRANSFERS, ManifestShare, Outcome, Overflow,
     ReceiveLimits,
@@ -117,6 +118,8 @@ pub struct Receiving {
     events: mpsc::UnboundedSender<Event>,
     /// Whether the sender understands "already stored" (protocol version 2).
     answers_stored: bool,
+    /// This connection's file data on its way to the disk, for `Credit`.
+    backlog: Arc<Backlog>,
 }
 
 impl Receiving {
@@ -145,7 +148,13 @@ impl Receiving {
             replies,
             events,
             answers_stored: version >= 2,
+            backlog: Arc::default(),
         }
+    }
+
+    /// This connection's file data on its way to the disk: what `Credit` grants from.
+    pub fn backlog(&self) -> Arc<Backlog> {
+        self.backlog.clone()
     }
 
     /// Handles an `Offer`: accept it, or refuse it with a `Verdict` and a message on both
@@ -189,12 +198,12 @@ impl Receiving {
         let mut progress = ProgressReporter::new(self.events.clone(), id, Phase::Receiving, size);
         let limits = self.limits.clone();
         let answers_stored = self.answers_stored;
-        let events = self.events.clone();
+        let (events, backlog) = (self.events.clone(), self.backlog());
         let started = tokio::task::spawn_blocking(move || -> Result<_, incoming::RefuseReason> {
             if answers_stored && let Some(path) = limits.already_stored(&meta) {
                 return Ok(Start::AlreadyStored(path));
             }
-            let incoming = Incoming::start(&limits, meta, reservation, move |done| {
+            let incoming = Incoming::start(&limits, meta, reservation, backlog, move |done| {
                 progress.update(done)
             })?;
             expire_kept_parts(&limits.dir, &events);
@@ -374,7 +383,7 @@ impl Receiving {
             bytes,
             share,
         };
-        let (limits, events) = (self.limits.clone(), self.events.clone());
+        let (limits, events, backlog) = (self.limits.clone(), self.events.clone(), self.backlog());
         let ended = Ended {
             waiting: self.ended.subscribe(),
             checking: self.stop_checks.clone(),
@@ -384,7 +393,7 @@ impl Receiving {
             .spawn(async move {
                 (
                     id,
-                    prepare_folder(limits, events, id, manifest, ended).await,
+                    prepare_folder(limits, events, backlog, id, manifest, ended).await,
                 )
             })
             .id();
@@ -458,6 +467,14 @@ impl Receiving {
 
     /// Handles a `Chunk`: more bytes than declared, or an unknown id, break the protocol.
     pub async fn chunk(&mut self, id: u64, data: Vec<u8>) -> Result<(), TransferViolation> {
+        let len = data.len() as u64;
+        let handled = self.take_chunk(id, data).await;
+        // Queued or not, it has been taken in: what is not queued is drained.
+        self.backlog.taken_in(len);
+        handled
+    }
+
+    async fn take_chunk(&mut self, id: u64, data: Vec<u8>) -> Result<(), TransferViolation> {
         if let Some(remaining) = self.discarding.get_mut(&id) {
             *remaining =
                 remaining
@@ -703,6 +720,7 @@ struct Ended {
 async fn prepare_folder(
     limits: ReceiveLimits,
     events: mpsc::UnboundedSender<Event>,
+    backlog: Arc<Backlog>,
     id: u64,
     manifest: Manifest,
     ended: Ended,
@@ -743,9 +761,10 @@ async fn prepare_folder(
     let mut progress = ProgressReporter::new(events.clone(), id, Phase::Receiving, size)
         .with_files(checked.file_list());
     task::spawn_blocking(move || {
-        let folder = IncomingFolder::start(&limits, meta, checked, reservation, move |done| {
-            progress.update(done)
-        })?;
+        let folder =
+            IncomingFolder::start(&limits, meta, checked, reservation, backlog, move |done| {
+                progress.update(done)
+            })?;
         expire_kept_parts(&limits.dir, &events);
         Ok(folder)
     })

@@ -14,7 +14,9 @@ use super::outgoing::{PreparedFile, SendError};
 use super::outgoing_folder::{Listing, PreparedFolder};
 use super::progress::ProgressReporter;
 use super::{CANCELLED_BY_RECEIVER, CANCELLED_BY_SENDER, TransferViolation, human_bytes, truncate};
-use crate::frame::{Frame, MAX_CHUNK_LEN, VerdictStatus, takes_folders};
+use crate::frame::{
+    CREDIT_WINDOW, Frame, MAX_CHUNK_LEN, VerdictStatus, takes_credit, takes_folders,
+};
 use crate::session::event::{Event, Phase};
 
 /// What one transfer sends: a file, or a folder with everything in it.
@@ -109,6 +111,9 @@ pub struct Sending {
     head_offset: u64,
     /// The protocol version of the current connection.
     version: u16,
+    /// On a connection of a version with `Credit`: how much file data it carried
+    /// and how much the receiver lets it carry.
+    credit: Option<Credit>,
     /// The head was cancelled while offered: cancel it once the receiver accepts.
     cancel_on_accept: Option<u64>,
     /// A `Cancel` to write before anything else.
@@ -123,6 +128,30 @@ pub struct Sending {
     /// Files hashed at once: each holds a thread and an open file.
     hashing_slots: Arc<Semaphore>,
     events: mpsc::UnboundedSender<Event>,
+}
+
+/// How much file data a connection of a version with `Credit` carried, and how much
+/// the receiver lets it carry in all.
+#[derive(Debug)]
+struct Credit {
+    sent: u64,
+    limit: u64,
+}
+
+impl Default for Credit {
+    fn default() -> Self {
+        Credit {
+            sent: 0,
+            limit: CREDIT_WINDOW,
+        }
+    }
+}
+
+impl Credit {
+    /// Whether the next chunk could take the connection past its limit.
+    fn spent(&self) -> bool {
+        self.sent + MAX_CHUNK_LEN as u64 > self.limit
+    }
 }
 
 /// How many cancelled transfers a crossing `Verdict` is forgiven for.
@@ -142,6 +171,7 @@ impl Sending {
             queue: VecDeque::new(),
             head: None,
             head_offset: 0,
+            credit: None,
             version: 1,
             cancel_on_accept: None,
             pending_cancel: None,
@@ -156,6 +186,23 @@ impl Sending {
     /// A new connection carries the transfers from now on.
     pub fn connected(&mut self, version: u16) {
         self.version = version;
+        self.credit = takes_credit(version).then(Credit::default);
+    }
+
+    /// Handles the receiver's `Credit`: the file data this connection may carry in all.
+    pub fn credited(&mut self, limit: u64) -> Result<(), TransferViolation> {
+        let credit = self
+            .credit
+            .as_mut()
+            .ok_or(TransferViolation::NotInVersion("Credit"))?;
+        if limit < credit.limit {
+            return Err(TransferViolation::CreditShrank {
+                limit,
+                before: credit.limit,
+            });
+        }
+        credit.limit = limit;
+        Ok(())
     }
 
     /// Queues `path` and starts hashing it on a blocking thread.
@@ -250,6 +297,10 @@ impl Sending {
                         }
                     }
                 }
+                Some(Head::Streaming { .. }) if self.credit.as_ref().is_some_and(Credit::spent) => {
+                    // Until the receiver's `Credit`, which ends this wait.
+                    return std::future::pending().await;
+                }
                 Some(Head::Streaming {
                     id,
                     chunks,
@@ -258,6 +309,9 @@ impl Sending {
                     ..
                 }) => match chunks.recv().await {
                     Some(Ok(data)) => {
+                        if let Some(credit) = &mut self.credit {
+                            credit.sent += data.len() as u64;
+                        }
                         *sent += data.len() as u64;
                         progress.update(*sent);
                         return Frame::Chunk { id: *id, data };

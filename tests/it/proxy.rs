@@ -8,6 +8,8 @@ use std::ops::Range;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chat::frame::CREDIT_WINDOW;
+
 use common::proxy::{
     ALICE, BOB, Conn, NAMES, Proxy, Session, Way, sha256_hex, shown_from, wait_both,
 };
@@ -212,7 +214,9 @@ fn quit_while_the_other_side_types_ends_it_promptly_and_lists_what_was_lost() {
 #[test]
 fn a_verdict_lost_after_the_file_was_stored_is_not_stored_twice() {
     let mut s = Session::start();
-    let data = pseudo_random(FILE_SIZE, 41);
+    // Within the first credit: the receiver's answers, lost from `FAULT_AFTER` on,
+    // include the credit a larger file would wait for.
+    let data = pseudo_random(CREDIT_WINDOW as usize - (1 << 20), 41);
     std::fs::write(s.peers[ALICE].workdir.join("big.bin"), &data).unwrap();
     s.peers[ALICE].send("transfer big.bin");
     s.peers[BOB].expect(Stream::Stderr, "Receiving big.bin");
