@@ -846,6 +846,79 @@ fn either_side_back_from_another_network_resumes_the_session_and_its_transfer() 
     assert_eq!(times_shown(&alice, "bob: typed while alice was away"), 1);
 }
 
+/// The endpoint ID (hex) that `seen_by` has saved for `name`.
+fn endpoint_of(seen_by: &Home, name: &str) -> String {
+    let saved = std::fs::read_to_string(seen_by.known_peers()).unwrap();
+    let line = (saved.lines())
+        .find(|line| line.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} is not saved: {saved}"));
+    let id = (line.split_whitespace()).find_map(|field| field.strip_prefix("iroh:"));
+    id.unwrap_or_else(|| panic!("no endpoint ID: {line}"))
+        .to_owned()
+}
+
+/// How long the dialer stays out of reach after the accepting side started again:
+/// longer than the first call may take (it comes 1 s after the start and waits up to
+/// 10 s for an answer), so that it is lost for certain.
+const DIALER_AWAY: Duration = Duration::from_secs(12);
+
+/// How soon after the dialer is back the session must be: well before the dialer's
+/// own idle timeout (30 s from the last packet of the accepting side's previous
+/// run) would find its old connection dead.
+const BACK_AFTER_THE_DIALER: Duration = Duration::from_secs(8);
+
+#[test]
+fn a_wake_up_call_lost_while_the_dialer_is_away_is_made_again() {
+    let relay = Relay::start();
+    let world = World::new();
+    let (alice, bob) = (Home::new(&world, "alice"), Home::new(&world, "bob"));
+    let (mut inviter, mut joiner) = pair_over_relay(&relay, &alice, &bob);
+    for peer in [&mut inviter, &mut joiner] {
+        peer.expect_seen(Stream::Stderr, "to known peers; next time: chat --peer ");
+    }
+    // The smaller endpoint ID dials; the other accepts, and calls when it restarts.
+    let alice_dials = endpoint_of(&bob, "alice") < endpoint_of(&alice, "bob");
+    let ((dialer, dialing_home), (accepting, accepting_home)) = match alice_dials {
+        true => ((inviter, &alice), (joiner, &bob)),
+        false => ((joiner, &bob), (inviter, &alice)),
+    };
+
+    // The accepting side starts again while the dialer is out of reach (stopped, as
+    // a machine put to sleep): its first call is lost.
+    drop(accepting);
+    dialer.signal("STOP");
+    let args = over_relay(accepting_home, &relay, &["--peer", dialing_home.name]);
+    let mut accepting = Peer::spawn(&accepting_home.workdir, &args);
+    // Its endpoint is up and its session started once it says it waits.
+    accepting.expect(
+        Stream::Stderr,
+        &format!("Waiting for {} over iroh", dialing_home.name),
+    );
+    let started = std::time::Instant::now();
+    std::thread::sleep(DIALER_AWAY);
+    dialer.signal("CONT");
+    let back = std::time::Instant::now();
+    let mut dialer = dialer;
+    accepting.expect_within(
+        BACK_AFTER_THE_DIALER,
+        Stream::Stderr,
+        "the connection once the dialer is back",
+        |line| line.starts_with(&format!("Connected to {} ", dialing_home.name)),
+    );
+    println!(
+        "{} (accepting) back in the session {:.1} s after the dialer was back, {:.1} s after it started",
+        accepting_home.name,
+        back.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    accepting.send("after the lost call");
+    dialer.expect(
+        Stream::Stdout,
+        &format!("{}: after the lost call", accepting_home.name),
+    );
+    finish(accepting, dialer);
+}
+
 #[test]
 fn the_relay_lost_while_direct_changes_nothing_and_when_it_is_back_a_relayed_session_returns() {
     // Direct through two home routers: the relay going away changes nothing.
