@@ -813,7 +813,14 @@ fn either_side_back_from_another_network_resumes_the_session_and_its_transfer() 
     let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
     for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
         peer.expect(Stream::Stderr, &format!("Connected to {other} "));
+        peer.expect_seen(Stream::Stderr, "to known peers; next time: chat --peer ");
     }
+    let alice_dials = endpoint_of(&bob_home, "alice") < endpoint_of(&alice_home, "bob");
+    println!(
+        "{} dials, {} accepts",
+        ["bob", "alice"][usize::from(alice_dials)],
+        ["alice", "bob"][usize::from(alice_dials)]
+    );
 
     // One of the two comes back to the side that dials (the smaller endpoint ID
     // does), the other to the side that accepts: each must be back at once.
