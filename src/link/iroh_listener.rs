@@ -1,7 +1,7 @@
 //! The session's accept loop over iroh: connections from the pinned peer's endpoint
 //! only (iroh turns away every other endpoint before our TLS), each one's stream
 //! through the listening side of the handshake. Started, it calls the peer to dial
-//! now ([`wake`]) unless the peer's connection comes first.
+//! now ([`wake`]), again and again less often, until the peer's connection comes.
 
 use tokio::sync::{Notify, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -53,16 +53,19 @@ pub async fn run(
             });
         }
     };
-    tokio::join!(accepting, wake_unless_reached(&node, peer, &reached));
+    tokio::join!(accepting, wake_until_reached(&node, peer, &reached));
 }
 
 /// Calls the peer to dial now, unless its connection arrives within
-/// [`wake::CALL_AFTER`] or while calling. A peer that does not answer is not running
-/// yet, and dials when it starts: the call is not repeated.
-async fn wake_unless_reached(node: &Node, peer: iroh::EndpointId, reached: &Notify) {
+/// [`wake::CALL_AFTER`], and again after each call while it has not arrived
+/// ([`wake::waits_between_calls`]): a call may be lost, and one that was taken may
+/// have started a dial that was lost. Stops as soon as the connection arrives.
+async fn wake_until_reached(node: &Node, peer: iroh::EndpointId, reached: &Notify) {
     let calling = async {
-        tokio::time::sleep(wake::CALL_AFTER).await;
-        let _ = wake::call(node, peer).await;
+        for wait in wake::waits_between_calls() {
+            tokio::time::sleep(wait).await;
+            let _ = wake::call(node, peer).await;
+        }
     };
     tokio::select! {
         () = reached.notified() => {}

@@ -3,6 +3,10 @@
 //! dialer that still holds its connection to the accepting side's previous run would
 //! wait for iroh's idle timeouts to find that connection dead.
 //!
+//! A call can be lost (the dialer out of reach for a while, asleep, between
+//! networks): it is made again, less and less often, until the dialer's connection
+//! comes.
+//!
 //! The call is a QUIC connection for its own ALPN that carries nothing: iroh has
 //! authenticated the caller's endpoint ID by the time it is taken, so only the pinned
 //! peer's endpoint can make us dial. A call only makes us dial: the connection it
@@ -24,6 +28,24 @@ pub const WAKE_ALPN: &[u8] = b"chat-iroh-wake/1";
 /// How long a freshly started accepting side waits for the dialer's own connection
 /// before it calls: a dialer that starts at the same time dials without being told.
 pub const CALL_AFTER: Duration = Duration::from_secs(1);
+
+/// The wait after the first call before the next, while the dialer's connection has
+/// not come: a lost call (the dialer was out of reach for a while) is made again.
+const FIRST_REPEAT_AFTER: Duration = Duration::from_secs(2);
+
+/// The longest wait between calls: each wait doubles up to it, so that a dialer that
+/// is not running costs its relay one small handshake every half minute or so.
+const LONGEST_REPEAT_AFTER: Duration = Duration::from_secs(16);
+
+/// The waits of a freshly started accepting side before each of its calls: the
+/// first from the session's start, each other from the end of the call before.
+/// 1 s, 2 s, 4 s, 8 s, then 16 s for good.
+pub fn waits_between_calls() -> impl Iterator<Item = Duration> {
+    let repeats = std::iter::successors(Some(FIRST_REPEAT_AFTER), |wait| {
+        Some((*wait * 2).min(LONGEST_REPEAT_AFTER))
+    });
+    std::iter::once(CALL_AFTER).chain(repeats)
+}
 
 /// How long a caller waits for the call to be answered once connected.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -122,4 +144,18 @@ fn take(connection: &Connection, peer: EndpointId, taken: &watch::Sender<u64>) {
     }
     taken.send_modify(|calls| *calls += 1);
     connection.close(DIALING, b"dialing");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_come_less_and_less_often_but_never_stop() {
+        let waits: Vec<u64> = waits_between_calls()
+            .take(8)
+            .map(|wait| wait.as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 16, 16, 16]);
+    }
 }

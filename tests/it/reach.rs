@@ -271,13 +271,14 @@ fn expect_connected_over_iroh(peer: &mut Peer, other: &str) {
     );
 }
 
-/// Both type end of input and exit cleanly.
-fn finish(mut first: Peer, mut second: Peer) {
+/// Both type end of input and exit cleanly; their whole output, for checks.
+fn finish(mut first: Peer, mut second: Peer) -> (Peer, Peer) {
     first.close_stdin();
     second.expect(Stream::Stderr, "has nothing more to say");
     second.close_stdin();
     assert!(first.wait().success(), "{}", first.transcript());
     assert!(second.wait().success(), "{}", second.transcript());
+    (first, second)
 }
 
 #[test]
@@ -690,9 +691,11 @@ fn the_bridge_between_the_homes_carries_only_ciphertext() {
 /// the other side to find its old connection dead.
 const BACK_WITHIN: Duration = Duration::from_secs(10);
 
-/// Starts `home`'s peer again by name and waits for its connection to `other`.
-fn restarted_and_reconnected(home: &Home, relay: &Relay, other: &str) -> Peer {
-    let mut peer = Peer::spawn(&home.workdir, &over_relay(home, relay, &["--peer", other]));
+/// Starts `home`'s peer again by name, through `wrapper` (a network namespace, or
+/// nothing), and waits for its connection to `other`.
+fn restarted_and_reconnected(wrapper: &[&str], home: &Home, relay: &Relay, other: &str) -> Peer {
+    let args = over_relay(home, relay, &["--peer", other]);
+    let mut peer = Peer::spawn_in(wrapper, &home.workdir, &args);
     peer.expect_where(Stream::Stderr, "the first line", |_| true);
     let started = std::time::Instant::now();
     let connected = peer.expect_within(
@@ -728,7 +731,7 @@ fn either_side_restarted_by_name_resumes_the_session_and_its_transfer() {
     inviter.send("while you were away");
     // One of the two restarts below is of the side that dials (the smaller endpoint
     // ID does), the other of the side that accepts: each must be back at once.
-    let mut bob_again = restarted_and_reconnected(&bob, &relay, "alice");
+    let mut bob_again = restarted_and_reconnected(&[], &bob, &relay, "alice");
     bob_again.expect(Stream::Stderr, "Receiving film.bin: resuming at");
     bob_again.expect(Stream::Stderr, "Saved ./film.bin (verified");
     assert_eq!(std::fs::read(bob.workdir.join("film.bin")).unwrap(), data);
@@ -739,9 +742,188 @@ fn either_side_restarted_by_name_resumes_the_session_and_its_transfer() {
     inviter.expect(Stream::Stdout, "bob: still here");
     drop(inviter);
     bob_again.send("typed while alice restarts");
-    let mut alice_again = restarted_and_reconnected(&alice, &relay, "bob");
+    let mut alice_again = restarted_and_reconnected(&[], &alice, &relay, "bob");
     alice_again.expect(Stream::Stdout, "bob: typed while alice restarts");
     finish(alice_again, bob_again);
+}
+
+/// How many times `peer` showed `line` on standard output.
+fn times_shown(peer: &Peer, line: &str) -> usize {
+    (peer.lines_on(Stream::Stdout).into_iter())
+        .filter(|shown| *shown == line)
+        .count()
+}
+
+/// `sender` sends `size` bytes as `name` to `receiver`, which is killed once it has
+/// kept part of the file, while `sender` types `line`. Returns the file.
+fn killed_mid_transfer(
+    sender: (&mut Peer, &Home),
+    receiver: (Peer, &Home),
+    name: &str,
+    line: &str,
+) -> Vec<u8> {
+    let data = pseudo_random(64 << 20, name.len() as u64);
+    std::fs::write(sender.1.workdir.join(name), &data).unwrap();
+    sender.0.send(&format!("transfer {name}"));
+    crate::common::wait_for_kept_part(&receiver.1.workdir, 8 << 20);
+    drop(receiver.0);
+    sender.0.send(line);
+    data
+}
+
+/// Waits for `peer`'s session with `other` to go direct, through both routers, as
+/// `two_homes_behind_home_routers_meet_by_code_and_punch_a_direct_path` expects;
+/// leaves the cursors alone.
+fn goes_direct(peer: &mut Peer, other: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let direct = peer.wait_for(0, deadline, Stream::Stderr, |line| {
+        line.starts_with(&format!("Connected to {other} directly at 198.51.100."))
+            || line.starts_with(&format!("Direct path to {other} at 198.51.100."))
+    });
+    assert!(direct, "no direct path within 5 s:\n{}", peer.transcript());
+}
+
+/// `receiver`, back, resumes `name` from its kept part and saves all of `data`.
+fn resumed(receiver: &mut Peer, home: &Home, sender: &mut Peer, name: &str, data: &[u8]) {
+    receiver.expect(Stream::Stderr, &format!("Receiving {name}: resuming at"));
+    receiver.expect(Stream::Stderr, &format!("Saved ./{name} (verified"));
+    sender.expect(
+        Stream::Stderr,
+        &format!("{name} delivered and verified by {}", home.name),
+    );
+    assert!(std::fs::read(home.workdir.join(name)).unwrap() == data);
+}
+
+#[test]
+fn either_side_back_from_another_network_resumes_the_session_and_its_transfer() {
+    let Some(mut net) = two_homes("r", [Router::Home, Router::Home]) else {
+        return;
+    };
+    // Each side comes back from a home of its own, behind another router: a new
+    // address, a new NAT mapping, and the old path leads nowhere.
+    let (cafe, office) = match (net.add_home(Router::Home), net.add_home(Router::Home)) {
+        (Ok(cafe), Ok(office)) => (cafe, office),
+        (Err(reason), _) | (_, Err(reason)) => {
+            println!("SKIPPED two-home test: {reason}");
+            return;
+        }
+    };
+    let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let world = World::new();
+    let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
+    for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        peer.expect(Stream::Stderr, &format!("Connected to {other} "));
+        peer.expect_seen(Stream::Stderr, "to known peers; next time: chat --peer ");
+    }
+    let alice_dials = endpoint_of(&bob_home, "alice") < endpoint_of(&alice_home, "bob");
+    println!(
+        "{} dials, {} accepts",
+        ["bob", "alice"][usize::from(alice_dials)],
+        ["alice", "bob"][usize::from(alice_dials)]
+    );
+
+    // One of the two comes back to the side that dials (the smaller endpoint ID
+    // does), the other to the side that accepts: each must be back at once.
+    let away = "typed while bob was away";
+    let film = killed_mid_transfer(
+        (&mut alice, &alice_home),
+        (bob, &bob_home),
+        "film.bin",
+        away,
+    );
+    let mut bob = restarted_and_reconnected(&net.in_home(cafe), &bob_home, &relay, "alice");
+    goes_direct(&mut bob, "alice");
+    resumed(&mut bob, &bob_home, &mut alice, "film.bin", &film);
+    bob.expect(Stream::Stdout, &format!("alice: {away}"));
+
+    let away = "typed while alice was away";
+    let notes = killed_mid_transfer(
+        (&mut bob, &bob_home),
+        (alice, &alice_home),
+        "notes.bin",
+        away,
+    );
+    let mut alice = restarted_and_reconnected(&net.in_home(office), &alice_home, &relay, "bob");
+    goes_direct(&mut alice, "bob");
+    resumed(&mut alice, &alice_home, &mut bob, "notes.bin", &notes);
+    alice.expect(Stream::Stdout, &format!("bob: {away}"));
+
+    let (alice, bob) = finish(alice, bob);
+    assert_eq!(times_shown(&bob, "alice: typed while bob was away"), 1);
+    assert_eq!(times_shown(&alice, "bob: typed while alice was away"), 1);
+}
+
+/// The endpoint ID (hex) that `seen_by` has saved for `name`.
+fn endpoint_of(seen_by: &Home, name: &str) -> String {
+    let saved = std::fs::read_to_string(seen_by.known_peers()).unwrap();
+    let line = (saved.lines())
+        .find(|line| line.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} is not saved: {saved}"));
+    let id = (line.split_whitespace()).find_map(|field| field.strip_prefix("iroh:"));
+    id.unwrap_or_else(|| panic!("no endpoint ID: {line}"))
+        .to_owned()
+}
+
+/// How long the dialer stays out of reach after the accepting side started again:
+/// longer than the first call may take (it comes 1 s after the start and waits up to
+/// 10 s for an answer), so that it is lost for certain.
+const DIALER_AWAY: Duration = Duration::from_secs(12);
+
+/// How soon after the dialer is back the session must be: well before the dialer's
+/// own idle timeout (30 s from the last packet of the accepting side's previous
+/// run) would find its old connection dead.
+const BACK_AFTER_THE_DIALER: Duration = Duration::from_secs(8);
+
+#[test]
+fn a_wake_up_call_lost_while_the_dialer_is_away_is_made_again() {
+    let relay = Relay::start();
+    let world = World::new();
+    let (alice, bob) = (Home::new(&world, "alice"), Home::new(&world, "bob"));
+    let (mut inviter, mut joiner) = pair_over_relay(&relay, &alice, &bob);
+    for peer in [&mut inviter, &mut joiner] {
+        peer.expect_seen(Stream::Stderr, "to known peers; next time: chat --peer ");
+    }
+    // The smaller endpoint ID dials; the other accepts, and calls when it restarts.
+    let alice_dials = endpoint_of(&bob, "alice") < endpoint_of(&alice, "bob");
+    let ((dialer, dialing_home), (accepting, accepting_home)) = match alice_dials {
+        true => ((inviter, &alice), (joiner, &bob)),
+        false => ((joiner, &bob), (inviter, &alice)),
+    };
+
+    // The accepting side starts again while the dialer is out of reach (stopped, as
+    // a machine put to sleep): its first call is lost.
+    drop(accepting);
+    dialer.signal("STOP");
+    let args = over_relay(accepting_home, &relay, &["--peer", dialing_home.name]);
+    let mut accepting = Peer::spawn(&accepting_home.workdir, &args);
+    // Its endpoint is up and its session started once it says it waits.
+    accepting.expect(
+        Stream::Stderr,
+        &format!("Waiting for {} over iroh", dialing_home.name),
+    );
+    let started = std::time::Instant::now();
+    std::thread::sleep(DIALER_AWAY);
+    dialer.signal("CONT");
+    let back = std::time::Instant::now();
+    let mut dialer = dialer;
+    accepting.expect_within(
+        BACK_AFTER_THE_DIALER,
+        Stream::Stderr,
+        "the connection once the dialer is back",
+        |line| line.starts_with(&format!("Connected to {} ", dialing_home.name)),
+    );
+    println!(
+        "{} (accepting) back in the session {:.1} s after the dialer was back, {:.1} s after it started",
+        accepting_home.name,
+        back.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    accepting.send("after the lost call");
+    dialer.expect(
+        Stream::Stdout,
+        &format!("{}: after the lost call", accepting_home.name),
+    );
+    finish(accepting, dialer);
 }
 
 #[test]

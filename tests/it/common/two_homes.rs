@@ -7,6 +7,9 @@
 //! home b 192.168.20.2 ── router b [NAT] 198.51.100.20 ─┘
 //! ```
 //!
+//! More homes can be added (home c 192.168.30.2 behind 198.51.100.30, and so on),
+//! for a peer that comes back from another network.
+//!
 //! 198.51.100.0/24 is TEST-NET-2 (RFC 5737): routed nowhere, and here it exists only
 //! inside the namespaces. Needs root, iproute2 and nftables; [`TwoHomes::create`]
 //! says why not.
@@ -28,9 +31,12 @@ pub enum Router {
 
 /// The namespaces, removed when dropped.
 pub struct TwoHomes {
-    pub homes: [String; 2],
-    routers: [String; 2],
+    pub homes: Vec<String>,
+    routers: Vec<String>,
     pub internet: String,
+    /// What tells this topology's names apart: the process and the label.
+    tag: u32,
+    label: String,
 }
 
 /// The relay's address on the bridge.
@@ -40,74 +46,93 @@ impl TwoHomes {
     /// `label` (at most 4 characters) tells apart the topologies of one process.
     pub fn create(label: &str, routers: [Router; 2]) -> Result<TwoHomes, String> {
         let tag = std::process::id() % 10_000;
-        let name = |part: &str| format!("ch{tag}{label}{part}");
-        let net = TwoHomes {
-            homes: [name("ha"), name("hb")],
-            routers: [name("ra"), name("rb")],
-            internet: name("in"),
+        let mut net = TwoHomes {
+            homes: Vec::new(),
+            routers: Vec::new(),
+            internet: format!("ch{tag}{label}in"),
+            tag,
+            label: label.to_owned(),
         };
-        net.build(tag, label, routers)
-    }
-
-    fn build(self, tag: u32, label: &str, routers: [Router; 2]) -> Result<TwoHomes, String> {
-        for namespace in self.all_namespaces() {
-            ip(&format!("netns add {namespace}"))?;
-            ip(&format!("-n {namespace} link set lo up"))?;
-        }
-        let internet = self.internet.clone();
+        // Dropped on an error, the namespaces made so far go with it.
+        ip(&format!("netns add {}", net.internet))?;
+        let internet = net.internet.clone();
+        ip(&format!("-n {internet} link set lo up"))?;
         ip(&format!("-n {internet} link add br0 type bridge"))?;
         ip(&format!("-n {internet} link set br0 up"))?;
         ip(&format!("-n {internet} addr add {RELAY_IP}/24 dev br0"))?;
-        for (side, letter) in ["a", "b"].iter().enumerate() {
-            let (home, router) = (self.homes[side].clone(), self.routers[side].clone());
-            let lan = format!("cl{tag}{label}{letter}");
-            let wan = format!("cw{tag}{label}{letter}");
-            ip(&format!("link add {lan}h type veth peer name {lan}r"))?;
-            ip(&format!("link add {wan}r type veth peer name {wan}i"))?;
-            ip(&format!("link set {lan}h netns {home}"))?;
-            ip(&format!("link set {lan}r netns {router}"))?;
-            ip(&format!("link set {wan}r netns {router}"))?;
-            ip(&format!("link set {wan}i netns {internet}"))?;
-            ip(&format!("-n {internet} link set {wan}i master br0 up"))?;
-            let subnet = 10 * (side + 1);
-            let public = format!("198.51.100.{subnet}");
-            ip(&format!(
-                "-n {home} addr add 192.168.{subnet}.2/24 dev {lan}h"
-            ))?;
-            ip(&format!("-n {home} link set {lan}h up"))?;
-            ip(&format!(
-                "-n {home} route add default via 192.168.{subnet}.1"
-            ))?;
-            ip(&format!(
-                "-n {router} addr add 192.168.{subnet}.1/24 dev {lan}r"
-            ))?;
-            ip(&format!("-n {router} link set {lan}r up"))?;
-            ip(&format!("-n {router} addr add {public}/24 dev {wan}r"))?;
-            ip(&format!("-n {router} link set {wan}r up"))?;
-            run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &router,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv4.ip_forward=1",
-                ],
-                None,
-            )?;
-            let rules = nat_rules(&format!("{wan}r"), &public, routers[side]);
-            run(
-                "ip",
-                &["netns", "exec", &router, "nft", "-f", "-"],
-                Some(&rules),
-            )?;
+        for router in routers {
+            net.add_home(router)?;
         }
-        Ok(self)
+        Ok(net)
+    }
+
+    /// One more home behind a router of its own on the bridge, as a laptop carried
+    /// to another network finds: home `n` (from 0) is 192.168.{10(n+1)}.2 behind
+    /// 198.51.100.{10(n+1)}. Returns `n`, for [`TwoHomes::in_home`].
+    pub fn add_home(&mut self, kind: Router) -> Result<usize, String> {
+        let side = self.homes.len();
+        let letter = char::from(b'a' + u8::try_from(side).expect("a few homes"));
+        let (tag, label) = (self.tag, &self.label);
+        let (home, router) = (
+            format!("ch{tag}{label}h{letter}"),
+            format!("ch{tag}{label}r{letter}"),
+        );
+        for namespace in [&home, &router] {
+            ip(&format!("netns add {namespace}"))?;
+            match namespace == &home {
+                true => self.homes.push(namespace.clone()),
+                false => self.routers.push(namespace.clone()),
+            }
+            ip(&format!("-n {namespace} link set lo up"))?;
+        }
+        let internet = &self.internet;
+        let lan = format!("cl{tag}{label}{letter}");
+        let wan = format!("cw{tag}{label}{letter}");
+        ip(&format!("link add {lan}h type veth peer name {lan}r"))?;
+        ip(&format!("link add {wan}r type veth peer name {wan}i"))?;
+        ip(&format!("link set {lan}h netns {home}"))?;
+        ip(&format!("link set {lan}r netns {router}"))?;
+        ip(&format!("link set {wan}r netns {router}"))?;
+        ip(&format!("link set {wan}i netns {internet}"))?;
+        ip(&format!("-n {internet} link set {wan}i master br0 up"))?;
+        let subnet = 10 * (side + 1);
+        let public = format!("198.51.100.{subnet}");
+        ip(&format!(
+            "-n {home} addr add 192.168.{subnet}.2/24 dev {lan}h"
+        ))?;
+        ip(&format!("-n {home} link set {lan}h up"))?;
+        ip(&format!(
+            "-n {home} route add default via 192.168.{subnet}.1"
+        ))?;
+        ip(&format!(
+            "-n {router} addr add 192.168.{subnet}.1/24 dev {lan}r"
+        ))?;
+        ip(&format!("-n {router} link set {lan}r up"))?;
+        ip(&format!("-n {router} addr add {public}/24 dev {wan}r"))?;
+        ip(&format!("-n {router} link set {wan}r up"))?;
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &router,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+            None,
+        )?;
+        let rules = nat_rules(&format!("{wan}r"), &public, kind);
+        run(
+            "ip",
+            &["netns", "exec", &router, "nft", "-f", "-"],
+            Some(&rules),
+        )?;
+        Ok(side)
     }
 
     fn all_namespaces(&self) -> Vec<String> {
-        let mut all = self.homes.to_vec();
+        let mut all = self.homes.clone();
         all.extend(self.routers.iter().cloned());
         all.push(self.internet.clone());
         all
@@ -132,7 +157,7 @@ impl TwoHomes {
         Ok(())
     }
 
-    /// `ip netns exec NS`, to run a program in home `side` (0 or 1).
+    /// `ip netns exec NS`, to run a program in home `side` (0, 1, or one added).
     pub fn in_home(&self, side: usize) -> [&str; 4] {
         ["ip", "netns", "exec", &self.homes[side]]
     }
