@@ -84,6 +84,13 @@ impl Lane {
         (self, retire)
     }
 
+    /// Whether the session has retired this lane (its successor may be waiting).
+    pub fn is_retired(&mut self) -> bool {
+        self.retire
+            .as_mut()
+            .is_some_and(|retired| retired.try_recv().is_ok())
+    }
+
     /// Resolves once the session has retired this lane; never when it cannot.
     pub async fn retired(retire: &mut Option<oneshot::Receiver<()>>) {
         if let Some(retired) = retire

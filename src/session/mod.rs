@@ -242,9 +242,9 @@ pub async fn run(
     };
     let mut receiver: Option<Receiver> = None;
     let mut shared: Option<Shared> = None;
-    // Our direction's own connection, in two-connection mode: retired when one
-    // connection comes to carry both.
-    let mut outbound: Option<oneshot::Sender<()>> = None;
+    // Retires the lane our sending half runs on, for a newer connection: one that
+    // comes to carry both directions, or the peer's again.
+    let mut sending_on: Option<oneshot::Sender<()>> = None;
     let mut come_back_by: Option<tokio::time::Instant> = None;
     let mut one_way = OneWay::new(one_way_target);
     let mut peer_finished = false;
@@ -296,10 +296,8 @@ pub async fn run(
                 if !link.carries_both() {
                     one_way.dialed(&link);
                     connected(&events, &link, Direction::Outbound, again);
-                    let (lane, retire) = Lane::whole(link, Some(on_loss)).retirable();
-                    outbound = Some(retire);
                     if let Some(lanes) = &lanes_tx {
-                        let _ = lanes.send(lane).await;
+                        sending_on = hand_over(lanes, Lane::whole(link, Some(on_loss))).await;
                     }
                     continue;
                 }
@@ -309,13 +307,15 @@ pub async fn run(
                     // now, and the peer stops dialing us.
                     one_connection = true;
                     drop(stop_listening.take());
-                    both_on_one(&mut one_way, &mut outbound, &events, &link, true);
+                    both_on_one(&mut one_way, &events, &link, true);
+                    retire(&mut sending_on);
                 }
                 connected(&events, &link, Direction::Both { dialed: true }, again && !switched);
                 let Some(lanes) = &lanes_tx else { continue };
                 let (send_lane, receive_lane, carrier) = one_connection::split(link, Some(on_loss));
+                // Otherwise the dialer dials again only once the old one was lost.
                 shared = Some(Shared { carrier, lost: None });
-                hand_over(lanes, send_lane).await;
+                sending_on = hand_over(lanes, send_lane).await;
                 peer_finished = false;
                 replace(&mut receiver, receiving.start(receive_lane));
             }
@@ -330,16 +330,18 @@ pub async fn run(
                         one_connection = true;
                         dialing = None;
                         drop(stop_dialing.take());
-                        both_on_one(&mut one_way, &mut outbound, &events, &link, false);
+                        both_on_one(&mut one_way, &events, &link, false);
                     }
                     connected(&events, &link, Direction::Both { dialed: false }, again && !switched);
                     let (on_loss, lost) = oneshot::channel();
                     let (send_lane, receive_lane, carrier) = one_connection::split(link, Some(on_loss));
-                    // The old connection, if any, goes first: its halves see it lost.
+                    // The old connection, if any, goes first: our sending half leaves
+                    // it for this one, its receiving half is replaced below.
+                    retire(&mut sending_on);
                     shared = Some(Shared { carrier, lost: Some(lost) });
                     come_back_by = None;
                     if let Some(lanes) = &lanes_tx {
-                        hand_over(lanes, send_lane).await;
+                        sending_on = hand_over(lanes, send_lane).await;
                     }
                     replace(&mut receiver, receiving.start(receive_lane));
                 } else {
@@ -411,20 +413,16 @@ pub async fn run(
     }
 }
 
-/// From now on one connection carries both directions: the hint is off, our own
-/// connection (if any) retires, and the person is told.
+/// From now on one connection carries both directions: the hint is off, and the
+/// person is told.
 fn both_on_one(
     one_way: &mut OneWay,
-    outbound: &mut Option<oneshot::Sender<()>>,
     events: &mpsc::UnboundedSender<Event>,
     link: &Link,
     we_asked: bool,
 ) {
     let target = one_way.target().unwrap_or_default();
     *one_way = OneWay::settled();
-    if let Some(retire) = outbound.take() {
-        let _ = retire.send(());
-    }
     let _ = events.send(Event::OneConnectionForBoth {
         peer: link.peer_name.clone(),
         we_asked,
@@ -432,11 +430,26 @@ fn both_on_one(
     });
 }
 
-/// Gives the sending half its lane on a new shared connection; once that half has
-/// ended, our direction is ended again on this connection instead.
-async fn hand_over(lanes: &mpsc::Sender<Lane>, send_lane: Lane) {
-    if let Err(mpsc::error::SendError(lane)) = lanes.send(send_lane).await {
-        tokio::spawn(finish_again(lane));
+/// Gives the sending half its lane on a new connection, and returns what retires it
+/// for a newer one. Once that half has ended, our direction is ended again on a
+/// shared connection instead.
+async fn hand_over(lanes: &mpsc::Sender<Lane>, send_lane: Lane) -> Option<oneshot::Sender<()>> {
+    let (send_lane, retire) = send_lane.retirable();
+    match lanes.send(send_lane).await {
+        Ok(()) => Some(retire),
+        Err(mpsc::error::SendError(lane)) if lane.is_shared() => {
+            tokio::spawn(finish_again(lane));
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Lets the sending half leave its lane for the one handed over next, without
+/// reporting a loss.
+fn retire(sending_on: &mut Option<oneshot::Sender<()>>) {
+    if let Some(retire) = sending_on.take() {
+        let _ = retire.send(());
     }
 }
 

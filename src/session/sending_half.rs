@@ -70,8 +70,8 @@ enum LinkError {
     /// may not know that we finished, so the end is delivered again.
     #[error("the peer did not confirm the end of our lines within {}s", CLOSE_TIMEOUT.as_secs())]
     CloseUnconfirmed,
-    /// The session moved our direction to a connection that carries both.
-    #[error("the session moved to one connection for both directions")]
+    /// The session moved our direction to a newer connection.
+    #[error("the session moved to a newer connection")]
     Moved,
 }
 
@@ -209,8 +209,10 @@ pub async fn run(
                 }
                 return end;
             }
-            Err(err @ LinkError::Moved) => {
-                files.connection_lost(&err.to_string());
+            // Retired for a newer connection: what broke, if anything, was the old
+            // connection being let go.
+            Err(err) if matches!(err, LinkError::Moved) || lane.is_retired() => {
+                files.moved_to_a_newer_connection();
                 tokio::spawn(linger(lane));
             }
             Err(err) => {

@@ -572,6 +572,20 @@ impl Sending {
     /// The connection dropped: the file on the wire is offered again after the
     /// reconnect, and the receiver's kept `.part` lets it resume; queued files wait.
     pub fn connection_lost(&mut self, reason: &str) {
+        self.off_the_wire(format!(
+            "connection lost ({reason}); it resumes after reconnecting"
+        ));
+    }
+
+    /// The session moved our direction to a newer connection while the old one
+    /// still stood: what was on the wire is offered again there, at once.
+    pub fn moved_to_a_newer_connection(&mut self) {
+        self.off_the_wire("it goes on over a newer connection".into());
+    }
+
+    /// Takes what was on the wire off it, to be offered again on the next
+    /// connection, and says so in `note`.
+    fn off_the_wire(&mut self, note: String) {
         let on_the_wire = self.head.take_if(|head| {
             matches!(
                 head,
@@ -596,11 +610,7 @@ impl Sending {
             | Head::Streaming { file, .. } => file,
             Head::Hashing(_) | Head::Ready(..) => unreachable!("taken only when on the wire"),
         };
-        self.note(
-            id,
-            &name,
-            format!("connection lost ({reason}); it resumes after reconnecting"),
-        );
+        self.note(id, &name, note);
         self.head = Some(Head::Ready(id, file));
     }
 
