@@ -753,11 +753,23 @@ fn either_side_restarted_by_name_resumes_the_session_and_its_transfer() {
     // Now alice goes and comes back, by name too.
     bob_again.send("still here");
     inviter.expect(Stream::Stdout, "bob: still here");
+    lost_only_before_reconnected(&inviter, "bob");
     drop(inviter);
     bob_again.send("typed while alice restarts");
     let mut alice_again = restarted_and_reconnected(&[], &alice, &relay, "bob");
     alice_again.expect(Stream::Stdout, "bob: typed while alice restarts");
     finish(alice_again, bob_again);
+}
+
+/// `peer` said that its connection to `other` was lost, if it did, before it said
+/// that `other` was back: never "waiting for it to reconnect" after the reconnect.
+fn lost_only_before_reconnected(peer: &Peer, other: &str) {
+    let said = peer.lines_on(Stream::Stderr);
+    let back = (said.iter())
+        .position(|line| line.starts_with(&format!("Reconnected to {other} ")))
+        .unwrap_or_else(|| panic!("never reconnected: {said:#?}"));
+    let late = (said[back..].iter()).find(|line| line.starts_with("Connection to the peer lost"));
+    assert_eq!(late, None, "{said:#?}");
 }
 
 /// How many times `peer` showed `line` on standard output.
