@@ -5,6 +5,7 @@
 mod common;
 
 mod command_line;
+mod credit;
 mod faults;
 mod folders;
 mod fuzz_regressions;
