@@ -115,8 +115,12 @@ pub async fn invite(
                     pairing::wait_for_joiner(&door, identity, code, INVITE_LIFETIME, &mut report)
                         .await;
                 // The code's endpoint is done with, once the joiner has read our last words.
+                // Closing it waits for its connections to drain (about a second), which
+                // the session need not wait for.
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, ours.lingering.finished()).await;
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.close()).await;
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.close()).await;
+                });
                 waited
             }
         };
