@@ -8,6 +8,7 @@
 //! business of the pinned certificate inside.
 
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -20,10 +21,10 @@ use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, RelayUrl, SecretKey, T
 use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 
-use super::online;
 use super::route::{Path, Route};
 use super::stream::{Lingering, QuicStream, Stream};
 use super::wake::{self, WakeUps};
+use super::{mdns, online};
 use crate::link::handshake::Link;
 use crate::session::event::Event;
 
@@ -135,20 +136,39 @@ pub async fn open_endpoint(
         .map_err(|err| IrohError::Bind(format!("{err:#}")))
 }
 
-/// Dials `peer` through every relay in `relays` (and any address iroh knows for it),
-/// and opens the link's stream.
+/// Dials `peer` through every relay in `relays`, at any address the local network
+/// already knows for it (and any other iroh knows), and opens the link's stream.
 pub async fn dial(
     endpoint: &Endpoint,
     peer: EndpointId,
     relays: &[RelayUrl],
     lingering: &Lingering,
 ) -> Result<Stream, IrohError> {
-    let addr = EndpointAddr::from_parts(peer, relays.iter().cloned().map(TransportAddr::Relay));
     let failed = |reason: String| IrohError::Connect {
         peer: peer.fmt_short().to_string(),
         reason,
     };
-    let connection = tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect(addr, ALPN))
+    let connect = |nearby: Vec<SocketAddr>| {
+        let relays = relays.iter().cloned().map(TransportAddr::Relay);
+        let addr = EndpointAddr::from_parts(
+            peer,
+            relays.chain(nearby.into_iter().map(TransportAddr::Ip)),
+        );
+        endpoint.connect(addr, ALPN)
+    };
+    // Through the relays, and straight to the peer once the local network finds it:
+    // the attempt through the relays alone would go there only when QUIC sends again.
+    let connecting = async {
+        let nearby = mdns::already_known(endpoint, peer).await;
+        if !nearby.is_empty() {
+            return connect(nearby).await;
+        }
+        tokio::select! {
+            through_relays = connect(Vec::new()) => through_relays,
+            nearby = mdns::found(endpoint, peer) => connect(nearby).await,
+        }
+    };
+    let connection = tokio::time::timeout(DIAL_TIMEOUT, connecting)
         .await
         .map_err(|_| failed(format!("no answer within {} s", DIAL_TIMEOUT.as_secs())))?
         .map_err(|err: ConnectError| failed(format!("{err:#}")))?;
