@@ -37,8 +37,8 @@ pub enum Relay {
 
 /// Waits until `endpoint`, opened at `opened`, can be found: once it is connected to
 /// a home relay, or it is clear that no relay in `relays` (those it knows) answers,
-/// and at most until [`ONLINE_TIMEOUT`] after `opened`. Called again later, it
-/// returns at once (the deadlines count from `opened`).
+/// and at most until [`ONLINE_TIMEOUT`] after `opened`. Called again later, it does
+/// not wait again for what is settled: the deadlines count from `opened`.
 pub async fn findable(endpoint: &Endpoint, relays: &[RelayUrl], opened: Instant) -> Relay {
     let settled = async {
         match tokio::time::timeout_at(
@@ -52,6 +52,8 @@ pub async fn findable(endpoint: &Endpoint, relays: &[RelayUrl], opened: Instant)
         }
     };
     tokio::select! {
+        // Settled already (called again): nothing to ask the relays.
+        biased;
         relay = settled => relay,
         () = every_relay_refuses(endpoint, relays) => Relay::NoneAnswers,
     }
@@ -99,6 +101,8 @@ async fn every_relay_refuses(endpoint: &Endpoint, relays: &[RelayUrl]) {
     }
     while let Some(refused) = asking.join_next().await {
         if !matches!(refused, Ok(true)) {
+            // One answers: the others need not be asked.
+            drop(asking);
             return std::future::pending().await;
         }
     }
