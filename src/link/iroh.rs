@@ -136,8 +136,9 @@ pub async fn open_endpoint(
         .map_err(|err| IrohError::Bind(format!("{err:#}")))
 }
 
-/// Dials `peer` through every relay in `relays`, at any address the local network
-/// already knows for it (and any other iroh knows), and opens the link's stream.
+/// Dials `peer` through every relay in `relays` (and any address iroh knows for it),
+/// and, when we are on no relay, also straight at the addresses the local network
+/// finds for it; opens the link's stream.
 pub async fn dial(
     endpoint: &Endpoint,
     peer: EndpointId,
@@ -156,9 +157,13 @@ pub async fn dial(
         );
         endpoint.connect(addr, ALPN)
     };
-    // Through the relays, and straight to the peer once the local network finds it:
-    // the attempt through the relays alone would go there only when QUIC sends again.
+    // On a relay, through it: iroh moves to a direct path once it finds one. On none,
+    // straight to where the local network finds the peer, as soon as it does: an
+    // attempt that names only relays would go there only when QUIC sends again.
     let connecting = async {
+        if online::on_a_relay(endpoint) {
+            return connect(Vec::new()).await;
+        }
         let nearby = mdns::already_known(endpoint, peer).await;
         if !nearby.is_empty() {
             return connect(nearby).await;

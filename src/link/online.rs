@@ -59,6 +59,11 @@ pub async fn findable(endpoint: &Endpoint, relays: &[RelayUrl], opened: Instant)
     }
 }
 
+/// Whether `endpoint` is connected to a home relay now.
+pub fn on_a_relay(endpoint: &Endpoint) -> bool {
+    (endpoint.home_relay_status().get().iter()).any(RelayStatus::is_connected)
+}
+
 /// Returns once `endpoint` is connected to a home relay, once every home relay it
 /// has chosen has failed, or once it has chosen none within [`CHOOSING_TIMEOUT`] of
 /// `opened`.

@@ -95,8 +95,8 @@ pub async fn invite(
                     .await
                     .context("cannot open the invite code's endpoint")?;
                 // The joiner dials the code's endpoint once it has the code, and after
-                // the pairing its session meets our long-term one: both wait for their
-                // relay together, and only as long as one answers.
+                // the pairing its session meets our long-term one: both wait for a
+                // relay, together, and no longer than it takes to see that none answers.
                 let relays = settings.relay_urls();
                 let (relay, _) = tokio::join!(
                     online::findable(&endpoint, &relays, opened),

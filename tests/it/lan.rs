@@ -13,10 +13,11 @@ const DEAD_RELAY: &str = "https://10.203.0.1:9";
 /// How long meeting on the network may take: mDNS asks every 0.7 s.
 const MEET_WITHIN: Duration = Duration::from_secs(10);
 
-/// How long the inviter may take to show its code, on a loaded machine: a few tenths
-/// of a second here. Waiting out the relay as though it might still answer takes 3 s
-/// per endpoint.
-const CODE_WITHIN: Duration = Duration::from_secs(3);
+/// How long the inviter may take to show its code: 0.2-0.3 s on a quiet machine, up
+/// to 3.4 s while the whole suite loads both cores (deriving the code's key and
+/// opening its endpoint). Waiting out the relay as though it might still answer took
+/// 3 s for each of the two endpoints, one after the other: over 6 s.
+const CODE_WITHIN: Duration = Duration::from_secs(5);
 
 /// The network, or the reason to skip (printed). Each end routes everything onto
 /// it, as a machine on a home network without internet does through its router: mDNS
@@ -84,7 +85,8 @@ fn with_no_relay_an_invite_and_then_the_names_meet_on_the_local_network() {
     let code_shown = started.elapsed();
     assert!(
         code_shown < CODE_WITHIN,
-        "the code took {code_shown:?} to show, though the only relay refuses at once"
+        "the code took {code_shown:?} to show, though the only relay refuses at once:\n{}",
+        inviter.transcript()
     );
     let no_relay = inviter.expect(Stream::Stderr, "No relay answers");
     assert!(no_relay.contains("only on this network"), "{no_relay}");
