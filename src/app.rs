@@ -20,7 +20,6 @@ use crate::link::addresses;
 use crate::link::dialer::WrongPin;
 use crate::link::iroh as transport;
 use crate::link::portmap::{self, PortMapping};
-use crate::link::stream::Lingering;
 use crate::link::tls::Pin;
 use crate::pairing::invitation::{self, Rendezvous};
 use crate::pairing::{CodeError, InviteCode};
@@ -234,13 +233,11 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
     check_download_folder(&config.download_dir)?;
     // Over iroh, the identity's long-term endpoint, which known peers dial.
     let endpoint = match config.over_iroh {
-        true => Some(transport::Node {
-            endpoint: transport::bind(endpoint_key(&identity.private_key), &config.relays, true)
+        true => Some(
+            transport::Node::open(endpoint_key(&identity.private_key), &config.relays)
                 .await
                 .context("cannot start the iroh endpoint")?,
-            relays: config.relays.relay_urls(),
-            lingering: Lingering::default(),
-        }),
+        ),
         false => None,
     };
     let listener = match config.links {
@@ -434,6 +431,10 @@ async fn peer(config: Config, mapping: &mut Option<PortMapping>) -> Result<Exit>
         events.downgrade(),
     ));
 
+    // Once the session runs, the peer may dial us through our relay.
+    if let Some(endpoint) = &endpoint {
+        endpoint.findable().await;
+    }
     let closing = endpoint.clone();
     let links = match (listener, target) {
         _ if endpoint.is_some() => {

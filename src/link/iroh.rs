@@ -8,6 +8,7 @@
 //! business of the pinned certificate inside.
 
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -23,14 +24,12 @@ use thiserror::Error;
 use super::route::{Path, Route};
 use super::stream::{Lingering, QuicStream, Stream};
 use super::wake::{self, WakeUps};
+use super::{mdns, online};
 use crate::link::handshake::Link;
 use crate::session::event::Event;
 
 /// The ALPN of chat's QUIC connections (not of the TLS inside them).
 pub const ALPN: &[u8] = b"chat-iroh/1";
-
-/// How long a new endpoint waits to reach its home relay before going on without.
-pub const ONLINE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one dial may take to reach the peer's endpoint: through a relay that
 /// takes a few round trips; an endpoint nobody serves (not started yet, or a
@@ -94,11 +93,26 @@ impl Settings {
     }
 }
 
-/// Opens an endpoint with `secret` as its identity. One that `accepts` takes
-/// connections for [`ALPN`]; either kind dials. Waits up to [`ONLINE_TIMEOUT`] for
-/// the home relay, so that a peer dialing through it finds us, unless no relay can
-/// be reached; with `settings.mdns`, it is also found on the local network.
+/// Opens an endpoint with `secret` as its identity, as [`open_endpoint`] does, and
+/// waits until a peer dialing through a relay finds it, unless no relay answers (see
+/// [`online::findable`]).
 pub async fn bind(
+    secret: SecretKey,
+    settings: &Settings,
+    accepts: bool,
+) -> Result<Endpoint, IrohError> {
+    let opened = tokio::time::Instant::now();
+    let endpoint = open_endpoint(secret, settings, accepts).await?;
+    online::findable(&endpoint, &settings.relay_urls(), opened).await;
+    Ok(endpoint)
+}
+
+/// Opens an endpoint with `secret` as its identity. One that `accepts` takes
+/// connections for [`ALPN`]; either kind dials. Returns once its sockets are open,
+/// while it still looks for a home relay: before anyone is told to reach it, wait
+/// with [`online::findable`]. With `settings.mdns`, it is also found on the local
+/// network.
+pub async fn open_endpoint(
     secret: SecretKey,
     settings: &Settings,
     accepts: bool,
@@ -116,32 +130,50 @@ pub async fn bind(
     if accepts {
         builder = builder.alpns(vec![ALPN.to_vec()]);
     }
-    let endpoint = builder
+    builder
         .bind()
         .await
-        .map_err(|err| IrohError::Bind(format!("{err:#}")))?;
-    let _ = tokio::time::timeout(
-        ONLINE_TIMEOUT,
-        super::online::online_or_unreachable(&endpoint),
-    )
-    .await;
-    Ok(endpoint)
+        .map_err(|err| IrohError::Bind(format!("{err:#}")))
 }
 
 /// Dials `peer` through every relay in `relays` (and any address iroh knows for it),
-/// and opens the link's stream.
+/// and, when we are on no relay, also straight at the addresses the local network
+/// finds for it; opens the link's stream.
 pub async fn dial(
     endpoint: &Endpoint,
     peer: EndpointId,
     relays: &[RelayUrl],
     lingering: &Lingering,
 ) -> Result<Stream, IrohError> {
-    let addr = EndpointAddr::from_parts(peer, relays.iter().cloned().map(TransportAddr::Relay));
     let failed = |reason: String| IrohError::Connect {
         peer: peer.fmt_short().to_string(),
         reason,
     };
-    let connection = tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect(addr, ALPN))
+    let connect = |nearby: Vec<SocketAddr>| {
+        let relays = relays.iter().cloned().map(TransportAddr::Relay);
+        let addr = EndpointAddr::from_parts(
+            peer,
+            relays.chain(nearby.into_iter().map(TransportAddr::Ip)),
+        );
+        endpoint.connect(addr, ALPN)
+    };
+    // On a relay, through it: iroh moves to a direct path once it finds one. On none,
+    // straight to where the local network finds the peer, as soon as it does: an
+    // attempt that names only relays would go there only when QUIC sends again.
+    let connecting = async {
+        if online::on_a_relay(endpoint) {
+            return connect(Vec::new()).await;
+        }
+        let nearby = mdns::already_known(endpoint, peer).await;
+        if !nearby.is_empty() {
+            return connect(nearby).await;
+        }
+        tokio::select! {
+            through_relays = connect(Vec::new()) => through_relays,
+            nearby = mdns::found(endpoint, peer) => connect(nearby).await,
+        }
+    };
+    let connection = tokio::time::timeout(DIAL_TIMEOUT, connecting)
         .await
         .map_err(|_| failed(format!("no answer within {} s", DIAL_TIMEOUT.as_secs())))?
         .map_err(|err: ConnectError| failed(format!("{err:#}")))?;
@@ -293,9 +325,29 @@ pub struct Node {
     pub endpoint: Endpoint,
     pub relays: Vec<RelayUrl>,
     pub lingering: Lingering,
+    /// When the endpoint was opened, which the wait for its relay counts from.
+    pub opened: tokio::time::Instant,
 }
 
 impl Node {
+    /// Opens the endpoint with `secret` as its identity, taking connections for
+    /// [`ALPN`], without waiting for a relay (see [`Node::findable`]).
+    pub async fn open(secret: SecretKey, settings: &Settings) -> Result<Node, IrohError> {
+        let opened = tokio::time::Instant::now();
+        Ok(Node {
+            endpoint: open_endpoint(secret, settings, true).await?,
+            relays: settings.relay_urls(),
+            lingering: Lingering::default(),
+            opened,
+        })
+    }
+
+    /// Waits until a peer can find the endpoint: on its home relay, or once no relay
+    /// answers (see [`online::findable`]). Called again, it returns at once.
+    pub async fn findable(&self) -> online::Relay {
+        online::findable(&self.endpoint, &self.relays, self.opened).await
+    }
+
     /// Closes the endpoint once the peer has read what we sent last, each step
     /// bounded: QUIC drops data in flight when a connection closes.
     pub async fn close(&self) {

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use crate::identity::Identity;
 use crate::identity::known_peers::KnownPeers;
 use crate::identity::trust;
 use crate::link::dialer::Refusal;
 use crate::link::iroh as transport;
+use crate::link::online;
 use crate::link::rendezvous::rendezvous_key;
 use crate::link::target::Target;
 use crate::link::tls::PinMismatch;
@@ -88,10 +90,22 @@ pub async fn invite(
                 pairing::wait_for_joiner(&door, identity, code, INVITE_LIFETIME, &mut report).await
             }
             Rendezvous::Iroh { settings, ours } => {
-                let endpoint = transport::bind(rendezvous_key(&code), settings, true)
+                let opened = Instant::now();
+                let endpoint = transport::open_endpoint(rendezvous_key(&code), settings, true)
                     .await
                     .context("cannot open the invite code's endpoint")?;
+                // The joiner dials the code's endpoint once it has the code, and after
+                // the pairing its session meets our long-term one: both wait for a
+                // relay, together, and no longer than it takes to see that none answers.
+                let relays = settings.relay_urls();
+                let (relay, _) = tokio::join!(
+                    online::findable(&endpoint, &relays, opened),
+                    ours.findable()
+                );
                 show_code(&code, &JoinCommand::Iroh(settings));
+                if relay == online::Relay::NoneAnswers {
+                    ui::status(no_relay_answers(settings.mdns));
+                }
                 let door = Door::Iroh {
                     rendezvous: &endpoint,
                     ours: ours.endpoint.id(),
@@ -101,8 +115,12 @@ pub async fn invite(
                     pairing::wait_for_joiner(&door, identity, code, INVITE_LIFETIME, &mut report)
                         .await;
                 // The code's endpoint is done with, once the joiner has read our last words.
+                // Closing it waits for its connections to drain (about a second), which
+                // the session need not wait for.
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, ours.lingering.finished()).await;
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.close()).await;
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.close()).await;
+                });
                 waited
             }
         };
@@ -169,6 +187,20 @@ fn show_code(code: &InviteCode, command: &JoinCommand<'_>) {
     }
 }
 
+/// What the inviter is told when no relay answers: who can use the code now.
+fn no_relay_answers(mdns: bool) -> &'static str {
+    match mdns {
+        true => {
+            "No relay answers, so for now the code works only on this network (chat keeps \
+             trying the relays)"
+        }
+        false => {
+            "No relay answers, and --no-mdns keeps the code off this network: nobody can use \
+             it until a relay answers (chat keeps trying)"
+        }
+    }
+}
+
 /// "2 tries left", "1 try left", "no tries left".
 fn tries_left(left: u32) -> String {
     match left {
@@ -212,6 +244,8 @@ pub async fn join_over_iroh(
     retry_for: Duration,
 ) -> Result<Paired> {
     let retry_for = retry_for.min(INVITE_LIFETIME);
+    // After the pairing, the inviter's session may dial ours through our relay.
+    ours.findable().await;
     let waiting = |reason: &str| {
         ui::status(&format!(
             "Waiting for the inviter: nobody answers for this code yet, so check it if this \

@@ -194,6 +194,7 @@ async fn only_the_peers_endpoint_can_wake_a_dialer() {
             endpoint,
             relays: settings.relay_urls(),
             lingering: Lingering::default(),
+            opened: tokio::time::Instant::now(),
         }
     };
     let (dialer, peer, stranger) = (
