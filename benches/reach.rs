@@ -1,19 +1,28 @@
-//! `make bench` (`cargo bench --bench reach`): what reaching a peer over iroh costs.
-//! For each row, alice and bob pair by invite code (through a real relay,
-//! `examples/relay.rs`, which `make bench` builds), then alice sends a file to bob,
-//! alternating the rows over several rounds:
-//! - TCP on loopback, one connection (`--accept` / `--connect … --no-listen`), for
-//!   comparison;
-//! - iroh on loopback (the path iroh picks: direct, after starting on the relay);
-//! - iroh between two homes behind home routers (network namespaces; direct after
-//!   a hole punched), and behind a symmetric NAT (relayed all the way).
+//! `make bench` (`cargo bench --bench reach`): what reaching a peer over iroh costs,
+//! against TCP on the same topology. Each row sends one file from alice to bob, the
+//! rows alternating over several rounds:
+//! - TCP on loopback, one connection (`--accept` / `--connect … --no-listen`);
+//! - iroh on loopback: the path iroh picks, direct after starting on the relay;
+//! - iroh on loopback through the relay only: both peers and the relay in a network
+//!   namespace that drops every UDP datagram, so QUIC rides the relay's TCP;
+//! - TCP between two homes behind home routers (network namespaces), bob's router
+//!   forwarding his port, alice dialing it with `--connect … --no-listen`: the same
+//!   routers and NAT as the next row, so the fair comparison for it;
+//! - iroh between the same two homes (direct after a hole punched), and behind a
+//!   symmetric NAT (relayed all the way).
 //!
-//! It prints each row's throughput, and for iroh the time from `--join` to
-//! `Paired` and to the direct path. The namespace rows need root, iproute2 and
-//! nftables, and are skipped with the reason otherwise.
+//! For iroh, alice and bob pair by invite code through a real relay
+//! (`examples/relay.rs`, which `make bench` builds) in every run, and the bench
+//! prints the time from starting `chat --join` to `Paired`, to the first chat line
+//! (alice types it as soon as she is connected; bob shows it) and to the direct
+//! path. It also prints the CPU time both peers spent on the transfer. The
+//! namespace rows need root, iproute2 and nftables, and are skipped with the
+//! reason otherwise.
 //!
 //! Settings (environment): `BENCH_REACH_MIB` (the file, default 256), `BENCH_ROUNDS`
-//! (default 3), `BENCH_DIR` (scratch folder, as in the transfer bench).
+//! (default 3), `BENCH_DIR` (scratch folder, as in the transfer bench),
+//! `BENCH_REACH_ROWS` (only the rows whose label holds this text), `BENCH_CHAT`
+//! (another build of `chat` to measure).
 
 mod support;
 
@@ -29,15 +38,23 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use relay::Relay;
-use support::{CHAT, Proc, env_or, make_random_file, median, scratch_dir};
+use support::no_udp::NoUdpLoopback;
+use support::{CHAT, Proc, cpu_seconds, env_or, make_random_file, median, scratch_dir};
 use two_homes::{RELAY_IP, Router, TwoHomes};
 
 /// How long the relay has to start (`relay.rs` waits this long).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Bob's TCP port in the two homes, which his router forwards.
+const TCP_PORT: u16 = 7001;
+
+/// What alice types once connected, timed to bob's screen.
+const FIRST_LINE: &str = "first line after pairing";
+
 /// Where the two peers run.
 enum Place<'a> {
     Loopback,
+    NoUdp(&'a NoUdpLoopback),
     Homes(&'a TwoHomes),
 }
 
@@ -45,37 +62,55 @@ impl Place<'_> {
     fn wrapper(&self, side: usize) -> Vec<&str> {
         match self {
             Place::Loopback => Vec::new(),
+            Place::NoUdp(net) => net.prefix().to_vec(),
             Place::Homes(net) => net.in_home(side).to_vec(),
         }
     }
 }
 
-/// One transfer: its seconds, and for iroh when pairing and the direct path came.
+/// One row: a transport, and where its peers run.
+enum Row<'a> {
+    Tcp(Place<'a>),
+    Iroh(Place<'a>, &'a Relay),
+}
+
+/// One transfer: its seconds and the CPU seconds of both peers meanwhile, and for
+/// iroh when pairing, the first line and the direct path came.
 struct Run {
     seconds: f64,
+    cpu: f64,
     paired: Option<f64>,
+    first_line: Option<f64>,
     direct: Option<f64>,
 }
 
 fn main() {
     let mib: u64 = env_or("BENCH_REACH_MIB", 256);
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let only = std::env::var("BENCH_REACH_ROWS").unwrap_or_default();
     let scratch = scratch_dir();
     println!(
-        "reach: a {mib} MiB file after pairing by code, {rounds} rounds, receiver in {}",
+        "reach: a {mib} MiB file, {rounds} rounds, receiver in {}",
         scratch.display()
     );
     let file = scratch.join("reach.bin");
     make_random_file(&file, mib << 20);
 
     let loopback_relay = Relay::start();
+    let no_udp = match NoUdpLoopback::create("nu") {
+        Ok(net) => {
+            let relay = Relay::start_with(&net.prefix(), relay::fresh_loopback());
+            Some((net, relay))
+        }
+        Err(reason) => {
+            println!("iroh, loopback, relay only: skipped ({reason})");
+            None
+        }
+    };
     let homes = [
+        ("two homes, home routers", [Router::Home, Router::Home]),
         (
-            "iroh, two homes, home routers",
-            [Router::Home, Router::Home],
-        ),
-        (
-            "iroh, two homes, one symmetric NAT",
+            "two homes, one symmetric NAT",
             [Router::Home, Router::Symmetric],
         ),
     ];
@@ -90,28 +125,75 @@ fn main() {
         }
     }
 
-    let mut results: Vec<(String, Vec<Run>)> = Vec::new();
-    let mut record = |label: &str, run: Run| match results.iter_mut().find(|(l, _)| l == label) {
-        Some((_, runs)) => runs.push(run),
-        None => results.push((label.to_owned(), vec![run])),
-    };
+    let mut rows: Vec<(String, Row)> = vec![
+        (
+            "TCP, loopback, one connection".into(),
+            Row::Tcp(Place::Loopback),
+        ),
+        (
+            "iroh, loopback (direct)".into(),
+            Row::Iroh(Place::Loopback, &loopback_relay),
+        ),
+    ];
+    if let Some((net, relay)) = &no_udp {
+        rows.push((
+            "iroh, loopback, relay only (UDP dropped)".into(),
+            Row::Iroh(Place::NoUdp(net), relay),
+        ));
+    }
+    for (label, net, relay) in &nets {
+        if label.contains("home routers") {
+            match net.forward_tcp_port(1, TCP_PORT) {
+                Ok(()) => rows.push((
+                    format!("TCP, {label}, bob's router forwarding his port"),
+                    Row::Tcp(Place::Homes(net)),
+                )),
+                Err(reason) => println!("TCP, {label}: skipped ({reason})"),
+            }
+        }
+        let path = match label.contains("symmetric") {
+            true => "relayed",
+            false => "direct",
+        };
+        rows.push((
+            format!("iroh, {label} ({path})"),
+            Row::Iroh(Place::Homes(net), relay),
+        ));
+    }
+    rows.retain(|(label, _)| label.contains(&only));
+
+    let mut results: Vec<Vec<Run>> = rows.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
         println!("round {round}");
-        record("TCP, loopback, one connection", tcp_run(&scratch, &file));
-        record(
-            "iroh, loopback",
-            iroh_run(&scratch, &file, &Place::Loopback, &loopback_relay),
-        );
-        for (label, net, relay) in &nets {
-            record(label, iroh_run(&scratch, &file, &Place::Homes(net), relay));
+        for ((label, row), runs) in rows.iter().zip(&mut results) {
+            let run = match row {
+                Row::Tcp(place) => tcp_run(&scratch, &file, place),
+                Row::Iroh(place, relay) => iroh_run(&scratch, &file, place, relay),
+            };
+            println!(
+                "  {label}: {:.0} MiB/s, {:.2} CPU s per GiB",
+                mib as f64 / run.seconds,
+                run.cpu * 1024.0 / mib as f64
+            );
+            runs.push(run);
         }
     }
+    print_table(mib, &rows, &results);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
 
+fn print_table(mib: u64, rows: &[(String, Row)], results: &[Vec<Run>]) {
     println!();
-    println!("| path | MiB/s (median) | runs | join to Paired | join to direct path |");
-    println!("|---|---|---|---|---|");
-    for (label, runs) in &results {
+    println!(
+        "| path | MiB/s (median) | runs | CPU s per GiB, both peers | `--join` to `Paired` | to the first line | to the direct path |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for ((label, _), runs) in rows.iter().zip(results) {
         let rates: Vec<f64> = runs.iter().map(|run| mib as f64 / run.seconds).collect();
+        let cpu: Vec<f64> = runs
+            .iter()
+            .map(|run| run.cpu * 1024.0 / mib as f64)
+            .collect();
         let seconds = |pick: fn(&Run) -> Option<f64>| {
             let values: Vec<f64> = runs.iter().filter_map(pick).collect();
             match values.is_empty() {
@@ -121,14 +203,15 @@ fn main() {
         };
         let all: Vec<String> = rates.iter().map(|rate| format!("{rate:.0}")).collect();
         println!(
-            "| {label} | {:.0} | {} | {} | {} |",
+            "| {label} | {:.0} | {} | {:.1} | {} | {} | {} |",
             median(&rates),
             all.join(", "),
+            median(&cpu),
             seconds(|run| run.paired),
+            seconds(|run| run.first_line),
             seconds(|run| run.direct)
         );
     }
-    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 /// The arguments for `name` in `home`, with `extra`.
@@ -172,15 +255,20 @@ fn fresh_homes(scratch: &Path) -> (tempfile::TempDir, std::path::PathBuf, std::p
     (dir, alice, bob)
 }
 
-/// Sends `file` from alice to bob; the seconds from the command to bob's `Saved`.
-fn send(alice: &mut Proc, bob: &mut Proc, file: &Path) -> f64 {
-    let started = Instant::now();
+/// Sends `file` from alice to bob: the seconds from the command to bob's `Saved`,
+/// and the CPU seconds both spent meanwhile.
+fn send(alice: &mut Proc, bob: &mut Proc, file: &Path) -> (f64, f64) {
+    let cpu = |alice: &Proc, bob: &Proc| cpu_seconds(&alice.child) + cpu_seconds(&bob.child);
+    let (started, cpu_before) = (Instant::now(), cpu(alice, bob));
     alice.send(&format!("transfer {}", file.display()));
     bob.wait_line(|line| line.contains("(verified").then_some(()));
-    started.elapsed().as_secs_f64()
+    (
+        started.elapsed().as_secs_f64(),
+        cpu(alice, bob) - cpu_before,
+    )
 }
 
-fn tcp_run(scratch: &Path, file: &Path) -> Run {
+fn tcp_run(scratch: &Path, file: &Path, place: &Place<'_>) -> Run {
     let (_dir, alice_home, bob_home) = fresh_homes(scratch);
     let mut fingerprints = Vec::new();
     for (home, name) in [(&alice_home, "alice"), (&bob_home, "bob")] {
@@ -192,24 +280,31 @@ fn tcp_run(scratch: &Path, file: &Path) -> Run {
         let text = String::from_utf8(output.stdout).unwrap();
         fingerprints.push(text.trim().trim_start_matches("Fingerprint: ").to_owned());
     }
+    let listen = match place {
+        Place::Homes(_) => TCP_PORT.to_string(),
+        _ => "127.0.0.1:0".to_owned(),
+    };
     let mut bob = spawn(
-        &[],
+        &place.wrapper(1),
         &args(
             &bob_home,
             "bob",
             &[
                 "--accept",
                 "--listen",
-                "127.0.0.1:0",
+                &listen,
                 "--peer-fingerprint",
                 &fingerprints[0],
             ],
         ),
     );
     let port: u16 = bob.wait_line(|line| line.strip_prefix("Listening on port ")?.parse().ok());
-    let target = format!("127.0.0.1:{port}");
+    let target = match place {
+        Place::Homes(net) => format!("{}:{port}", net.public_address(1)),
+        _ => format!("127.0.0.1:{port}"),
+    };
     let mut alice = spawn(
-        &[],
+        &place.wrapper(0),
         &args(
             &alice_home,
             "alice",
@@ -223,12 +318,14 @@ fn tcp_run(scratch: &Path, file: &Path) -> Run {
         ),
     );
     alice.wait_line(|line| line.starts_with("Connected to bob").then_some(()));
-    let seconds = send(&mut alice, &mut bob, file);
+    let (seconds, cpu) = send(&mut alice, &mut bob, file);
     alice.finish();
     bob.finish();
     Run {
         seconds,
+        cpu,
         paired: None,
+        first_line: None,
         direct: None,
     }
 }
@@ -257,34 +354,38 @@ fn iroh_run(scratch: &Path, file: &Path, place: &Place<'_>, relay: &Relay) -> Ru
     bob.send(&code);
     bob.wait_line(|line| line.starts_with("Paired with alice").then_some(()));
     let paired = joined.elapsed().as_secs_f64();
-    let connected = bob.wait_line(|line| {
-        line.starts_with("Connected to alice")
-            .then(|| line.to_owned())
-    });
-    // A direct path, if one comes within a few seconds of connecting.
-    let direct = if connected.contains(" directly at ") {
-        Some(joined.elapsed().as_secs_f64())
-    } else {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut found = None;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match bob.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with("Direct path to alice") => {
-                    found = Some(joined.elapsed().as_secs_f64());
-                    break;
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
+    alice.wait_line(|line| line.starts_with("Connected to bob").then_some(()));
+    alice.send(FIRST_LINE);
+    let (mut first_line, mut direct) = (None, None);
+    // Until the first line, and then a direct path if one comes within a few seconds.
+    let mut deadline = Instant::now() + support::WAIT;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(line) = bob.lines.recv_timeout(left) else {
+            break;
+        };
+        let at = joined.elapsed().as_secs_f64();
+        if line.starts_with("Direct path to alice")
+            || line.starts_with("Connected to alice") && line.contains(" directly at ")
+        {
+            direct = Some(at);
         }
-        found
-    };
-    let seconds = send(&mut alice, &mut bob, file);
+        if line.ends_with(&format!("alice: {FIRST_LINE}")) {
+            first_line = Some(at);
+            deadline = Instant::now() + Duration::from_secs(5);
+        }
+        if first_line.is_some() && direct.is_some() {
+            break;
+        }
+    }
+    assert!(first_line.is_some(), "bob never showed alice's first line");
+    let (seconds, cpu) = send(&mut alice, &mut bob, file);
     alice.finish();
     bob.finish();
     Run {
         seconds,
+        cpu,
         paired: Some(paired),
+        first_line,
         direct,
     }
 }

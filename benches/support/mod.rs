@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod no_udp;
 pub mod pair;
 pub mod ssh;
 

@@ -157,6 +157,33 @@ impl TwoHomes {
         Ok(())
     }
 
+    /// The public address of home `side`'s router.
+    pub fn public_address(&self, side: usize) -> String {
+        format!("198.51.100.{}", 10 * (side + 1))
+    }
+
+    /// Makes router `side` forward TCP `port` on its public address to the same port
+    /// of its home, as a user does for a program that listens at home.
+    pub fn forward_tcp_port(&self, side: usize, port: u16) -> Result<(), String> {
+        let (public, home) = (
+            self.public_address(side),
+            format!("192.168.{}.2", 10 * (side + 1)),
+        );
+        let rules = format!(
+            "add chain ip nat prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+add rule ip nat prerouting ip daddr {public} tcp dport {port} dnat to {home}:{port}
+insert rule ip filter forward ct status dnat accept
+"
+        );
+        let router = &self.routers[side];
+        run(
+            "ip",
+            &["netns", "exec", router, "nft", "-f", "-"],
+            Some(&rules),
+        )?;
+        Ok(())
+    }
+
     /// `ip netns exec NS`, to run a program in home `side` (0, 1, or one added).
     pub fn in_home(&self, side: usize) -> [&str; 4] {
         ["ip", "netns", "exec", &self.homes[side]]
