@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures_core::Stream as _;
 use tokio::sync::mpsc;
 
-use iroh::endpoint::{ConnectError, ConnectionError, presets};
+use iroh::endpoint::{ConnectError, Connection, ConnectionError, presets};
 use iroh::tls::CaTlsConfig;
 use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, RelayUrl, SecretKey, TransportAddr};
 use rustls::pki_types::CertificateDer;
@@ -136,9 +136,7 @@ pub async fn open_endpoint(
         .map_err(|err| IrohError::Bind(format!("{err:#}")))
 }
 
-/// Dials `peer` through every relay in `relays` (and any address iroh knows for it),
-/// and, when we are on no relay, also straight at the addresses the local network
-/// finds for it; opens the link's stream.
+/// Dials `peer` as [`connect_to`] does, and opens the link's stream.
 pub async fn dial(
     endpoint: &Endpoint,
     peer: EndpointId,
@@ -149,30 +147,7 @@ pub async fn dial(
         peer: peer.fmt_short().to_string(),
         reason,
     };
-    let connect = |nearby: Vec<SocketAddr>| {
-        let relays = relays.iter().cloned().map(TransportAddr::Relay);
-        let addr = EndpointAddr::from_parts(
-            peer,
-            relays.chain(nearby.into_iter().map(TransportAddr::Ip)),
-        );
-        endpoint.connect(addr, ALPN)
-    };
-    // On a relay, through it: iroh moves to a direct path once it finds one. On none,
-    // straight to where the local network finds the peer, as soon as it does: an
-    // attempt that names only relays would go there only when QUIC sends again.
-    let connecting = async {
-        if online::on_a_relay(endpoint) {
-            return connect(Vec::new()).await;
-        }
-        let nearby = mdns::already_known(endpoint, peer).await;
-        if !nearby.is_empty() {
-            return connect(nearby).await;
-        }
-        tokio::select! {
-            through_relays = connect(Vec::new()) => through_relays,
-            nearby = mdns::found(endpoint, peer) => connect(nearby).await,
-        }
-    };
+    let connecting = connect_to(endpoint, peer, relays, ALPN);
     let connection = tokio::time::timeout(DIAL_TIMEOUT, connecting)
         .await
         .map_err(|_| failed(format!("no answer within {} s", DIAL_TIMEOUT.as_secs())))?
@@ -183,6 +158,37 @@ pub async fn dial(
     Ok(Stream::Quic(QuicStream::new(
         send, recv, connection, lingering,
     )))
+}
+
+/// Connects to `peer` under `alpn`. On a relay, through `relays`: iroh moves to a
+/// direct path once it finds one. On none, straight to where the local network finds
+/// the peer, as soon as it does: an attempt that names only relays would go there
+/// only when QUIC sends again.
+pub(super) async fn connect_to(
+    endpoint: &Endpoint,
+    peer: EndpointId,
+    relays: &[RelayUrl],
+    alpn: &[u8],
+) -> Result<Connection, ConnectError> {
+    let connect = |nearby: Vec<SocketAddr>| {
+        let relays = relays.iter().cloned().map(TransportAddr::Relay);
+        let addr = EndpointAddr::from_parts(
+            peer,
+            relays.chain(nearby.into_iter().map(TransportAddr::Ip)),
+        );
+        endpoint.connect(addr, alpn)
+    };
+    if online::on_a_relay(endpoint) {
+        return connect(Vec::new()).await;
+    }
+    let nearby = mdns::already_known(endpoint, peer).await;
+    if !nearby.is_empty() {
+        return connect(nearby).await;
+    }
+    tokio::select! {
+        through_relays = connect(Vec::new()) => through_relays,
+        nearby = mdns::found(endpoint, peer) => connect(nearby).await,
+    }
 }
 
 /// What an accepting endpoint lets through to our TLS.

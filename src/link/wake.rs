@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use iroh::endpoint::{Connection, ConnectionError, VarInt};
-use iroh::{Endpoint, EndpointAddr, EndpointId, TransportAddr};
+use iroh::{Endpoint, EndpointId};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -60,13 +60,12 @@ pub const STALE: VarInt = VarInt::from_u32(2);
 /// Calls `peer` from `node`'s endpoint and waits until the peer has taken the
 /// call (it closes the connection), or [`ANSWER_TIMEOUT`] has passed.
 pub async fn call(node: &Node, peer: EndpointId) -> Result<(), IrohError> {
-    let addr =
-        EndpointAddr::from_parts(peer, node.relays.iter().cloned().map(TransportAddr::Relay));
     let failed = |reason: String| IrohError::Connect {
         peer: peer.fmt_short().to_string(),
         reason,
     };
-    let connection = tokio::time::timeout(DIAL_TIMEOUT, node.endpoint.connect(addr, WAKE_ALPN))
+    let calling = super::iroh::connect_to(&node.endpoint, peer, &node.relays, WAKE_ALPN);
+    let connection = tokio::time::timeout(DIAL_TIMEOUT, calling)
         .await
         .map_err(|_| failed(format!("no answer within {} s", DIAL_TIMEOUT.as_secs())))?
         .map_err(|err| failed(format!("{err:#}")))?;

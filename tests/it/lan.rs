@@ -123,5 +123,26 @@ fn with_no_relay_an_invite_and_then_the_names_meet_on_the_local_network() {
         let relayed = relayed.iter().find(|line| line.contains("through relay"));
         assert!(relayed.is_none(), "no relay was reachable: {relayed:?}");
     }
+
+    // Each restarted while the other stays: one of them dials, the other accepts and
+    // calls the dialer to dial again, both over the local network alone.
+    let mut peers = [alice_peer, bob_peer];
+    for (side, home, other) in [(0, &alice, "bob"), (1, &bob, "alice")] {
+        drop(std::mem::replace(
+            &mut peers[side],
+            on_the_network(&net, side, home, &["--peer", other]),
+        ));
+        let started = Instant::now();
+        expect_connected_directly(&mut peers[side], other);
+        let [first, second] = &mut peers;
+        let stayed = if side == 0 { second } else { first };
+        stayed.expect(Stream::Stderr, &format!("Reconnected to {} ", home.name));
+        println!(
+            "{} back on the local network in {:.1} s",
+            home.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let [alice_peer, bob_peer] = peers;
     talk_and_finish(alice_peer, bob_peer, ["alice", "bob"]);
 }
