@@ -163,17 +163,8 @@ fn ten_thousand_lines_each_way_arrive_in_order_exactly_once() {
 
 #[test]
 fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
-    let Pair {
-        world,
-        mut alice,
-        mut bob,
-    } = Pair::connect(&[]);
+    let (world, mut alice, mut bob, data) = sending_until_kept("film.bin", 128 << 20, 4 << 20, 11);
     let alice_fp = world.identity_fingerprint("alice");
-    let data = pseudo_random(128 << 20, 11);
-    std::fs::write(alice.workdir.join("film.bin"), &data).unwrap();
-    alice.send("transfer film.bin");
-    bob.expect(Stream::Stderr, "Receiving film.bin");
-    common::wait_for_kept_part(&bob.workdir, 4 << 20);
     let bob_port = bob.port;
     bob.signal("KILL");
     bob.wait();
@@ -196,17 +187,8 @@ fn a_receiver_killed_mid_transfer_and_restarted_gets_the_rest() {
 /// to carry both directions, and the transfer and the line typed meanwhile arrive.
 #[test]
 fn a_receiver_restarted_on_a_new_port_carries_both_directions_on_its_connection() {
-    let Pair {
-        world,
-        mut alice,
-        mut bob,
-    } = Pair::connect(&[]);
+    let (world, mut alice, mut bob, data) = sending_until_kept("film.bin", 64 << 20, 4 << 20, 13);
     let alice_fp = world.identity_fingerprint("alice");
-    let data = pseudo_random(64 << 20, 13);
-    std::fs::write(alice.workdir.join("film.bin"), &data).unwrap();
-    alice.send("transfer film.bin");
-    bob.expect(Stream::Stderr, "Receiving film.bin");
-    common::wait_for_kept_part(&bob.workdir, 4 << 20);
     bob.signal("KILL");
     bob.wait();
     alice.expect(Stream::Stderr, "Sending film.bin: connection lost");
@@ -269,17 +251,8 @@ fn end_without_a_nat_hint(alice: &mut Peer, bob: &mut Peer) {
 /// onto the sender's connection, and repeating `transfer` resumes the file.
 #[test]
 fn a_sender_restarted_on_a_new_port_carries_both_directions_on_its_connection() {
-    let Pair {
-        world,
-        mut alice,
-        mut bob,
-    } = Pair::connect(&[]);
+    let (world, mut alice, mut bob, data) = sending_until_kept("disk.img", 64 << 20, 4 << 20, 14);
     let bob_fp = world.identity_fingerprint("bob");
-    let data = pseudo_random(64 << 20, 14);
-    std::fs::write(alice.workdir.join("disk.img"), &data).unwrap();
-    alice.send("transfer disk.img");
-    bob.expect(Stream::Stderr, "Receiving disk.img");
-    common::wait_for_kept_part(&bob.workdir, 4 << 20);
     alice.signal("KILL");
     alice.wait();
     bob.expect(Stream::Stderr, "Receiving disk.img interrupted");
@@ -295,21 +268,34 @@ fn a_sender_restarted_on_a_new_port_carries_both_directions_on_its_connection() 
     end_without_a_nat_hint(&mut alice, &mut bob);
 }
 
-/// Starts alice sending a `size`-byte file called `name` to bob, kills alice once bob
-/// holds at least `held` bytes of it, and restarts alice on the same port. Returns the
-/// restarted alice, bob (who kept the part), the world and the file's bytes.
-fn interrupt_sender(name: &str, size: usize, held: u64, seed: u64) -> (World, Peer, Peer, Vec<u8>) {
+/// Alice and bob connected, alice sending them a `size`-byte file called `name`,
+/// and bob holding at least `held` bytes of it. Returns the world, alice, bob and
+/// the file's bytes.
+fn sending_until_kept(
+    name: &str,
+    size: usize,
+    held: u64,
+    seed: u64,
+) -> (World, Peer, Peer, Vec<u8>) {
     let Pair {
         world,
         mut alice,
         mut bob,
     } = Pair::connect(&[]);
-    let bob_fp = world.identity_fingerprint("bob");
     let data = pseudo_random(size, seed);
     std::fs::write(alice.workdir.join(name), &data).unwrap();
     alice.send(&format!("transfer {name}"));
     bob.expect(Stream::Stderr, &format!("Receiving {name}"));
     common::wait_for_kept_part(&bob.workdir, held);
+    (world, alice, bob, data)
+}
+
+/// Starts alice sending a `size`-byte file called `name` to bob, kills alice once bob
+/// holds at least `held` bytes of it, and restarts alice on the same port. Returns the
+/// restarted alice, bob (who kept the part), the world and the file's bytes.
+fn interrupt_sender(name: &str, size: usize, held: u64, seed: u64) -> (World, Peer, Peer, Vec<u8>) {
+    let (world, mut alice, mut bob, data) = sending_until_kept(name, size, held, seed);
+    let bob_fp = world.identity_fingerprint("bob");
     let alice_port = alice.port;
     alice.signal("KILL");
     alice.wait();
