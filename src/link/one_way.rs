@@ -61,15 +61,15 @@ impl OneWay {
 
     /// Our connection to the peer is up.
     pub fn dialed(&mut self, link: &Link) {
-        self.first(link, true);
+        self.first(&link.peer_name, true);
     }
 
     /// The peer's connection to us is up.
     pub fn accepted(&mut self, link: &Link) {
-        self.first(link, false);
+        self.first(&link.peer_name, false);
     }
 
-    fn first(&mut self, link: &Link, dialed: bool) {
+    fn first(&mut self, peer: &str, dialed: bool) {
         let before = (self.dialed, self.accepted);
         if dialed {
             self.dialed = true;
@@ -84,7 +84,7 @@ impl OneWay {
             self.ask_at = None;
             self.hint_at = None;
         }
-        self.peer = link.peer_name.clone();
+        self.peer = peer.to_owned();
     }
 
     pub fn is_due(&self) -> bool {
@@ -112,5 +112,63 @@ impl OneWay {
             target,
             after: HINT_AFTER,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watching() -> OneWay {
+        OneWay::new(Some("127.0.0.1:7002".into()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn our_connection_alone_asks_for_one_connection_then_tells_the_user() {
+        let mut one_way = watching();
+        one_way.first("bob", true);
+        let started = Instant::now();
+        one_way.due().await;
+        assert_eq!(started.elapsed(), ASK_AFTER);
+        assert!(matches!(one_way.step(), Some(Step::CarryBoth)));
+        one_way.due().await;
+        assert_eq!(started.elapsed(), HINT_AFTER);
+        let Some(Step::Hint(hint)) = one_way.step() else {
+            panic!("the hint is due");
+        };
+        assert!(matches!(
+            *hint,
+            Event::OnlyOneWay {
+                we_reached_them: true,
+                ..
+            }
+        ));
+        assert!(!one_way.is_due());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_peers_connection_alone_waits_for_its_question_and_only_tells() {
+        let mut one_way = watching();
+        one_way.first("bob", false);
+        let started = Instant::now();
+        one_way.due().await;
+        assert_eq!(started.elapsed(), HINT_AFTER);
+        assert!(matches!(one_way.step(), Some(Step::Hint(_))));
+    }
+
+    #[test]
+    fn both_connections_up_leave_nothing_due() {
+        let mut one_way = watching();
+        one_way.first("bob", true);
+        one_way.first("bob", false);
+        assert!(!one_way.is_due());
+        assert!(one_way.step().is_none());
+    }
+
+    #[test]
+    fn a_session_that_watches_nothing_never_asks() {
+        let mut one_way = OneWay::settled();
+        one_way.first("bob", true);
+        assert!(!one_way.is_due());
     }
 }
