@@ -14,11 +14,12 @@ use crate::frame::{CREDIT_WINDOW, MAX_CHUNK_LEN};
 
 /// The bytes queued at most between a file being read and its connection.
 pub const QUEUE_BYTES: usize = 1 << 20;
-/// The bytes queued at most between a connection and the disk: a whole credit
-/// window, and what its chunks cost beyond their data down to 1 KiB each, so that
-/// a sender that keeps to its credit never finds the queue full.
-pub const ARRIVING_QUEUE_BYTES: usize =
-    CREDIT_WINDOW as usize + CREDIT_WINDOW as usize / 1024 * CHUNK_OVERHEAD;
+/// The bytes queued at most between a connection and the disk: twice a credit
+/// window and what its chunks cost beyond their data (down to 1 KiB each). The
+/// connection takes room half a queue at a time, so it never waits while what is
+/// queued stays within one window, as it does for a sender that keeps to its
+/// credit: what is queued never exceeds that window.
+pub const ARRIVING_QUEUE_BYTES: usize = 2 * (CREDIT_WINDOW as usize + CREDIT_WINDOW as usize / 16);
 
 /// What one queued chunk costs beyond its data (its allocation and its place in the
 /// queue), counted so that a peer's one-byte chunks cannot queue 60 times their size.
@@ -213,6 +214,30 @@ mod tests {
             assert_eq!(receiver.blocking_recv(), Some(vec![n as u8; CHUNK]));
         }
         assert_eq!(poll_once(next.as_mut()), Poll::Ready(Ok(())));
+    }
+
+    /// A sender that keeps to its credit has at most a window of data queued: the
+    /// connection must never wait for room then, whatever the disk takes when.
+    #[test]
+    fn an_arriving_queue_never_holds_up_data_within_a_credit_window() {
+        let (mut sender, mut receiver) = arriving_queue::<Vec<u8>>(Arc::default());
+        let window = CREDIT_WINDOW as usize / MAX_CHUNK_LEN;
+        let mut queued = 0;
+        for taken in [0, 1, window / 2, window - 1, 3] {
+            for _ in 0..taken {
+                assert!(receiver.blocking_recv().is_some());
+                queued -= 1;
+            }
+            while queued < window {
+                let send = pin!(sender.send(vec![0; MAX_CHUNK_LEN]));
+                assert_eq!(
+                    poll_once(send),
+                    Poll::Ready(Ok(())),
+                    "waited with {queued} chunks queued"
+                );
+                queued += 1;
+            }
+        }
     }
 
     #[test]
