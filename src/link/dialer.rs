@@ -167,9 +167,9 @@ pub struct Dialer {
     /// Our certificate's fingerprint, for the knock (a TCP listener only needs it).
     pub own: Fingerprint,
     pub wrong_pin: WrongPin,
-    /// Single-connection mode (`--no-listen`): the connection carries both directions.
-    pub one_connection: bool,
-    /// In two-connection mode, what ties the dialer to the session's listening side.
+    /// In two-connection mode, what ties the dialer to the session's listening side;
+    /// `None` in single-connection mode (`--no-listen`, iroh), where the connection
+    /// carries both directions.
     pub two_connections: Option<TwoConnections>,
 }
 
@@ -292,16 +292,19 @@ impl Dialer {
     async fn carry_both(&mut self) -> Option<Link> {
         let mut two = self.two_connections.take()?;
         std::mem::swap(&mut self.connector, &mut two.one_connection);
-        self.one_connection = true;
         match self.try_dial().await {
             Ok(link) => Some(link),
             Err(_) => {
                 std::mem::swap(&mut self.connector, &mut two.one_connection);
-                self.one_connection = false;
                 self.two_connections = Some(two);
                 None
             }
         }
+    }
+
+    /// Whether our connection carries both directions.
+    fn one_connection(&self) -> bool {
+        self.two_connections.is_none()
     }
 
     async fn try_dial(&self) -> Result<Link, DialFailure> {
@@ -316,7 +319,7 @@ impl Dialer {
                 let target = self.target.to_string();
                 handshake::connect(&self.connector, stream, route, &self.greeting, None)
                     .await
-                    .map_err(|err| classify(&target, err, self.one_connection))
+                    .map_err(|err| classify(&target, err, self.one_connection()))
             }
         }
     }
@@ -344,7 +347,7 @@ impl Dialer {
                 Some(knock::knock(&self.own, &self.pin)),
             )
             .await
-            .map_err(|err| classify(&addr.to_string(), err, self.one_connection));
+            .map_err(|err| classify(&addr.to_string(), err, self.one_connection()));
         }
         Err(DialFailure::Retry(last_error))
     }

@@ -208,7 +208,6 @@ pub async fn run(
                 pin: setup.pin.clone(),
                 own: setup.identity.fingerprint,
                 wrong_pin: setup.wrong_pin,
-                one_connection,
                 two_connections,
             };
             Some(tokio::spawn(dialer::run(dialer, dialed_tx, events.clone())))

@@ -251,17 +251,22 @@ fn names_are_coloured_unless_no_color_is_set() {
     }
 }
 
+/// `fingerprint` with one hex digit typed wrong.
+fn mistyped(fingerprint: &str) -> String {
+    let flipped = if fingerprint.as_bytes()[20] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    format!("{}{flipped}{}", &fingerprint[..20], &fingerprint[21..])
+}
+
 #[test]
 fn a_mistyped_fingerprint_is_entered_again_and_neither_side_exits() {
     let world = World::new();
     let alice_fp = world.identity("alice");
     let bob_fp = world.identity("bob");
-    let flipped = if bob_fp.as_bytes()[20] == b'0' {
-        "1"
-    } else {
-        "0"
-    };
-    let typo = format!("{}{flipped}{}", &bob_fp[..20], &bob_fp[21..]);
+    let typo = mistyped(&bob_fp);
     let start = |name: &str, extra: &[&str]| {
         let (terminal, port, _) = start_peer(&world, name, extra, WIDE);
         (terminal, port)
@@ -734,12 +739,7 @@ fn repeated_rejections_of_one_certificate_are_one_line_with_a_count() {
     let world = World::new();
     let alice_fp = world.identity("alice");
     let bob_fp = world.identity("bob");
-    let flipped = if bob_fp.as_bytes()[20] == b'0' {
-        "1"
-    } else {
-        "0"
-    };
-    let typo = format!("{}{flipped}{}", &bob_fp[..20], &bob_fp[21..]);
+    let typo = mistyped(&bob_fp);
     let start = |name: &str, extra: &[&str]| {
         let (terminal, port, _) = start_peer(&world, name, extra, (100, 24));
         (terminal, port)

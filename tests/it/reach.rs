@@ -780,6 +780,27 @@ fn times_shown(peer: &Peer, line: &str) -> usize {
         .count()
 }
 
+/// `away` is killed while `stayed` sends it `name`, and comes back by name from the
+/// home `wrapper` runs in: it goes direct, resumes the file, and shows the line typed
+/// while it was away.
+fn away_and_back(
+    wrapper: &[&str],
+    relay: &Relay,
+    stayed: (&mut Peer, &Home),
+    away: (Peer, &Home),
+    name: &str,
+) -> Peer {
+    let (stayed, stayed_home) = stayed;
+    let away_home = away.1;
+    let line = format!("typed while {} was away", away_home.name);
+    let data = killed_mid_transfer((&mut *stayed, stayed_home), away, name, &line);
+    let mut back = restarted_and_reconnected(wrapper, away_home, relay, stayed_home.name);
+    goes_direct(&mut back, stayed_home.name);
+    resumed(&mut back, away_home, stayed, name, &data);
+    back.expect(Stream::Stdout, &format!("{}: {line}", stayed_home.name));
+    back
+}
+
 /// `sender` sends `size` bytes as `name` to `receiver`, which is killed once it has
 /// kept part of the file, while `sender` types `line`. Returns the file.
 fn killed_mid_transfer(
@@ -850,29 +871,20 @@ fn either_side_back_from_another_network_resumes_the_session_and_its_transfer() 
 
     // One of the two comes back to the side that dials (the smaller endpoint ID
     // does), the other to the side that accepts: each must be back at once.
-    let away = "typed while bob was away";
-    let film = killed_mid_transfer(
+    let mut bob = away_and_back(
+        &net.in_home(cafe),
+        &relay,
         (&mut alice, &alice_home),
         (bob, &bob_home),
         "film.bin",
-        away,
     );
-    let mut bob = restarted_and_reconnected(&net.in_home(cafe), &bob_home, &relay, "alice");
-    goes_direct(&mut bob, "alice");
-    resumed(&mut bob, &bob_home, &mut alice, "film.bin", &film);
-    bob.expect(Stream::Stdout, &format!("alice: {away}"));
-
-    let away = "typed while alice was away";
-    let notes = killed_mid_transfer(
+    let alice = away_and_back(
+        &net.in_home(office),
+        &relay,
         (&mut bob, &bob_home),
         (alice, &alice_home),
         "notes.bin",
-        away,
     );
-    let mut alice = restarted_and_reconnected(&net.in_home(office), &alice_home, &relay, "bob");
-    goes_direct(&mut alice, "bob");
-    resumed(&mut alice, &alice_home, &mut bob, "notes.bin", &notes);
-    alice.expect(Stream::Stdout, &format!("bob: {away}"));
 
     let (alice, bob) = finish(alice, bob);
     assert_eq!(times_shown(&bob, "alice: typed while bob was away"), 1);

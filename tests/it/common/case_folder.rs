@@ -17,6 +17,18 @@ pub struct CaseInsensitiveFolder {
 }
 
 impl CaseInsensitiveFolder {
+    /// [`CaseInsensitiveFolder::mount`], or `None` once the reason it cannot be
+    /// mounted here is printed: the test that wanted it is skipped.
+    pub fn mount_or_skip(at: &Path) -> Option<CaseInsensitiveFolder> {
+        match CaseInsensitiveFolder::mount(at) {
+            Ok(folder) => Some(folder),
+            Err(reason) => {
+                println!("SKIPPED case-insensitive download folder: {reason}");
+                None
+            }
+        }
+    }
+
     /// Mounts one at `at` (created, and empty), its image beside it; or why not.
     pub fn mount(at: &Path) -> Result<CaseInsensitiveFolder, String> {
         if !cfg!(target_os = "linux") {
