@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chat::frame::{Frame, HEADER_LEN, MAX_FILE_NAME_LEN, PROTOCOL_VERSION};
+use chat::frame::{Frame, HEADER_LEN, MAX_FILE_NAME_LEN, UNHASHED_OFFER_VERSION};
 use chat::session::receiving_half::ReceiveState;
 use chat::transfer::incoming::ReceiveLimits;
 use chat::transfer::manifest::{self, Kind, MAX_DEPTH};
@@ -46,7 +46,8 @@ pub fn check_decoder(input: &[u8]) -> Result<(), String> {
 /// reached too; any other frame the receiver must not get, or a protocol violation,
 /// ends the input. Nothing may appear outside the download folder, and every file
 /// under a final name must be a regular file whose name follows the name rules and
-/// which holds exactly the bytes whose SHA-256 an offer declared.
+/// which holds exactly the bytes whose SHA-256 an offer or a digest declared. The
+/// connections speak version 8, where a file's SHA-256 may follow its data.
 pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<(), String> {
     let root = scratch.join(run.to_string());
     let downloads = root.join("downloads");
@@ -54,7 +55,7 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
     let limits = ReceiveLimits::new(downloads.clone(), Some(1 << 20));
     let state = Arc::new(Mutex::new(ReceiveState::default()));
     let mut session = 7;
-    let mut declared: Vec<(String, [u8; 32])> = Vec::new();
+    let mut declared: Vec<[u8; 32]> = Vec::new();
     // Each connection's reply and event receivers: drained once the input is done, so
     // that a verification still running overlaps the next connection.
     let mut ended = Vec::new();
@@ -65,7 +66,7 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
         let mut files = Receiving::new(
             limits.clone(),
             "fuzz".into(),
-            PROTOCOL_VERSION,
+            UNHASHED_OFFER_VERSION,
             replies,
             events,
         );
@@ -91,11 +92,19 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
                     sha256,
                     name,
                 } => {
-                    declared.push((name.clone(), sha256));
+                    declared.push(sha256);
                     files
-                        .offer(id, &name, size, sha256)
+                        .offer(id, &name, size, Some(sha256))
                         .await
                         .map_err(|e| e.to_string())
+                }
+                Frame::OfferUnhashed { id, size, name } => files
+                    .offer(id, &name, size, None)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Frame::Digest { id, sha256 } => {
+                    declared.push(sha256);
+                    files.digest(id, sha256).map_err(|e| e.to_string())
                 }
                 Frame::Chunk { id, data } => files.chunk(id, data).await.map_err(|e| e.to_string()),
                 Frame::Cancel { id, reason } => {
@@ -146,8 +155,8 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
             return Err(format!("{name:?} was stored under a name the rules refuse"));
         }
         let hash: [u8; 32] = Sha256::digest(std::fs::read(entry.path()).unwrap()).into();
-        if !declared.iter().any(|(_, declared)| *declared == hash) {
-            return Err(format!("{name} holds bytes no offer declared"));
+        if !declared.contains(&hash) {
+            return Err(format!("{name} holds bytes no offer nor digest declared"));
         }
     }
     std::fs::remove_dir_all(&root).unwrap();

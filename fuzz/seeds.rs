@@ -66,6 +66,11 @@ pub fn frame_sequences() -> Vec<Vec<u8>> {
         sha256: sha256(data),
         name: name.into(),
     };
+    let unhashed = |id, name: &str, data: &[u8]| Frame::OfferUnhashed {
+        id,
+        size: data.len() as u64,
+        name: name.into(),
+    };
     let chunk = |id, data: &[u8]| Frame::Chunk {
         id,
         data: data.to_vec(),
@@ -146,6 +151,31 @@ pub fn frame_sequences() -> Vec<Vec<u8>> {
                 seq: 1,
                 text: "again".into(),
             },
+        ],
+        // Hashes after the data: one that verifies, one whose digest is wrong, and
+        // one cut off before its digest and resumed by a hashed offer.
+        vec![
+            unhashed(1, "late.txt", &data),
+            chunk(1, &data),
+            Frame::Digest { id: 1, sha256: sha },
+            unhashed(2, "wrong.txt", b"abc"),
+            chunk(2, b"abc"),
+            Frame::Digest { id: 2, sha256: sha },
+            unhashed(3, "cut.bin", &data),
+            chunk(3, &data),
+            hello(8),
+            offer(1, "cut.bin", &data),
+        ],
+        // A digest too early, and one for a hashed offer.
+        vec![
+            unhashed(1, "early.txt", &data),
+            chunk(1, &data[..2]),
+            Frame::Digest { id: 1, sha256: sha },
+        ],
+        vec![
+            offer(1, "a.txt", &data),
+            chunk(1, &data),
+            Frame::Digest { id: 1, sha256: sha },
         ],
         // Frames a receiver must not get.
         vec![

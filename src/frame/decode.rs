@@ -55,6 +55,23 @@ impl Frame {
                 Frame::Credit { limit }
             }
             TYPE_OFFER => decode_offer(payload)?,
+            TYPE_OFFER_UNHASHED => {
+                const EXPECTED: &str = "at least 16";
+                let (id, rest) = split_u64(payload, "OfferUnhashed", EXPECTED)?;
+                let (size, name) = split_u64(rest, "OfferUnhashed", EXPECTED)
+                    .map_err(|_| bad_length("OfferUnhashed", payload, EXPECTED))?;
+                Frame::OfferUnhashed {
+                    id,
+                    size,
+                    name: decode_text(name, "OfferUnhashed", MAX_FILE_NAME_LEN)?,
+                }
+            }
+            TYPE_DIGEST => {
+                let (id, rest) = split_u64(payload, "Digest", "exactly 40")?;
+                let sha256 = <[u8; 32]>::try_from(rest)
+                    .map_err(|_| bad_length("Digest", payload, "exactly 40"))?;
+                Frame::Digest { id, sha256 }
+            }
             TYPE_ACCEPT => {
                 let (id, rest) = split_u64(payload, "Accept", "exactly 16")?;
                 let (offset, rest) = split_u64(rest, "Accept", "exactly 16")
@@ -113,7 +130,7 @@ fn check_type(kind: u8) -> Result<(), FrameError> {
     match kind {
         TYPE_HELLO | TYPE_MESSAGE | TYPE_ACK | TYPE_LEAVE | TYPE_FINISH | TYPE_FINISH_ACK
         | TYPE_CREDIT | TYPE_OFFER | TYPE_ACCEPT | TYPE_CHUNK | TYPE_VERDICT | TYPE_CANCEL
-        | TYPE_FOLDER | TYPE_MANIFEST => Ok(()),
+        | TYPE_FOLDER | TYPE_MANIFEST | TYPE_OFFER_UNHASHED | TYPE_DIGEST => Ok(()),
         other => Err(FrameError::UnknownType(other)),
     }
 }

@@ -42,6 +42,16 @@ impl Frame {
                 out.extend_from_slice(sha256);
                 out.extend_from_slice(name.as_bytes());
             }
+            Frame::OfferUnhashed { id, size, name } => {
+                assert!(name.len() <= MAX_FILE_NAME_LEN, "Offer name over limit");
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&size.to_be_bytes());
+                out.extend_from_slice(name.as_bytes());
+            }
+            Frame::Digest { id, sha256 } => {
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(sha256);
+            }
             Frame::Accept { id, offset } => {
                 out.extend_from_slice(&id.to_be_bytes());
                 out.extend_from_slice(&offset.to_be_bytes());
@@ -104,6 +114,8 @@ impl Frame {
             Frame::FinishAck => TYPE_FINISH_ACK,
             Frame::Credit { .. } => TYPE_CREDIT,
             Frame::Offer { .. } => TYPE_OFFER,
+            Frame::OfferUnhashed { .. } => TYPE_OFFER_UNHASHED,
+            Frame::Digest { .. } => TYPE_DIGEST,
             Frame::Accept { .. } => TYPE_ACCEPT,
             Frame::Chunk { .. } => TYPE_CHUNK,
             Frame::Verdict { .. } => TYPE_VERDICT,

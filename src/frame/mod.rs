@@ -28,6 +28,11 @@ pub const ONE_CONNECTION_FOLDER_VERSION: u16 = 5;
 pub const CREDIT_VERSION: u16 = 6;
 /// Version 5 with `Credit`, one connection.
 pub const ONE_CONNECTION_CREDIT_VERSION: u16 = 7;
+/// Version 6 with `OfferUnhashed` and `Digest`: a file's bytes go before its
+/// SHA-256 is known, two connections.
+pub const UNHASHED_OFFER_VERSION: u16 = 8;
+/// Version 7 with `OfferUnhashed` and `Digest`, one connection.
+pub const ONE_CONNECTION_UNHASHED_OFFER_VERSION: u16 = 9;
 
 /// Whether a connection of protocol `version` carries folders.
 pub fn takes_folders(version: u16) -> bool {
@@ -38,6 +43,12 @@ pub fn takes_folders(version: u16) -> bool {
 /// the receiver's `Credit`.
 pub fn takes_credit(version: u16) -> bool {
     version >= CREDIT_VERSION
+}
+
+/// Whether a sender on a connection of protocol `version` may offer a file before
+/// hashing it, its SHA-256 following the data.
+pub fn takes_unhashed_offers(version: u16) -> bool {
+    version >= UNHASHED_OFFER_VERSION
 }
 
 const TYPE_HELLO: u8 = 0x01;
@@ -54,6 +65,8 @@ const TYPE_VERDICT: u8 = 0x13;
 const TYPE_CANCEL: u8 = 0x14;
 const TYPE_FOLDER: u8 = 0x15;
 const TYPE_MANIFEST: u8 = 0x16;
+const TYPE_OFFER_UNHASHED: u8 = 0x17;
+const TYPE_DIGEST: u8 = 0x18;
 
 /// One unit of the protocol, as seen after decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +100,11 @@ pub enum Frame {
         sha256: [u8; 32],
         name: String,
     },
+    /// Version 8: an `Offer` whose SHA-256 follows its data, in `Digest`.
+    OfferUnhashed { id: u64, size: u64, name: String },
+    /// Version 8: the SHA-256 of the whole file of an `OfferUnhashed`, after its
+    /// last `Chunk`.
+    Digest { id: u64, sha256: [u8; 32] },
     /// The receiver takes the offer; data starts at byte `offset` (0 in this version).
     Accept { id: u64, offset: u64 },
     /// The next bytes of an accepted file (1 to [`MAX_CHUNK_LEN`] bytes).
@@ -171,6 +189,8 @@ impl Frame {
             Frame::FinishAck => "FinishAck",
             Frame::Credit { .. } => "Credit",
             Frame::Offer { .. } => "Offer",
+            Frame::OfferUnhashed { .. } => "OfferUnhashed",
+            Frame::Digest { .. } => "Digest",
             Frame::Accept { .. } => "Accept",
             Frame::Chunk { .. } => "Chunk",
             Frame::Verdict { .. } => "Verdict",

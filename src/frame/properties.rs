@@ -33,6 +33,12 @@ fn any_frame() -> impl Strategy<Value = Frame> {
                 }
             }
         ),
+        (any::<u64>(), any::<u64>(), text(60)).prop_map(|(id, size, name)| Frame::OfferUnhashed {
+            id,
+            size,
+            name
+        }),
+        (any::<u64>(), any::<[u8; 32]>()).prop_map(|(id, sha256)| Frame::Digest { id, sha256 }),
         (any::<u64>(), any::<u64>()).prop_map(|(id, offset)| Frame::Accept { id, offset }),
         (any::<u64>(), vec(any::<u8>(), 1..2000)).prop_map(|(id, data)| Frame::Chunk { id, data }),
         (any::<u64>(), 0u8..4, text(100)).prop_map(|(id, status, detail)| Frame::Verdict {

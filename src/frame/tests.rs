@@ -54,6 +54,47 @@ fn finish_and_its_answer_are_bare_headers() {
     }
 }
 
+#[test]
+fn an_unhashed_offer_is_id_size_and_name_and_its_digest_id_and_hash() {
+    let offer = Frame::OfferUnhashed {
+        id: 1,
+        size: 2,
+        name: "a".into(),
+    };
+    assert_eq!(
+        encoded(&offer),
+        [
+            0x17, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, b'a'
+        ]
+    );
+    let digest = Frame::Digest {
+        id: 1,
+        sha256: [0xee; 32],
+    };
+    let mut expected = vec![0x18, 0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 1];
+    expected.extend([0xee; 32]);
+    assert_eq!(encoded(&digest), expected);
+    assert_eq!(Frame::decode(&expected), Ok(Some((digest, 45))));
+    let mut short = expected.clone();
+    short[4] = 39;
+    short.pop();
+    let mut long = expected;
+    long[4] = 41;
+    long.push(0);
+    for bad in [
+        short,
+        long,
+        vec![
+            0x17, 0, 0, 0, 15, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    ] {
+        assert!(
+            matches!(Frame::decode(&bad), Err(FrameError::BadLength { .. })),
+            "{bad:?}"
+        );
+    }
+}
+
 fn encoded(frame: &Frame) -> Vec<u8> {
     let mut out = Vec::new();
     frame.encode(&mut out);
@@ -85,6 +126,15 @@ fn samples() -> Vec<Frame> {
             size: 5 << 32,
             sha256: [0xab; 32],
             name: "film (1).mkv".into(),
+        },
+        Frame::OfferUnhashed {
+            id: 5,
+            size: u64::MAX,
+            name: "notes.txt".into(),
+        },
+        Frame::Digest {
+            id: 5,
+            sha256: [0xcd; 32],
         },
         Frame::Accept { id: 3, offset: 0 },
         Frame::Chunk {

@@ -28,19 +28,21 @@ use crate::identity::fingerprint::Fingerprint;
 /// Application protocol names, newest first, so that a `chat` connection cannot be
 /// confused with another protocol and the two peers agree on a version. The listener
 /// picks the first of its own that the dialer offers.
-pub const ALPN: [&[u8]; 4] = [b"chat/6", b"chat/4", b"chat/2", b"chat/1"];
+pub const ALPN: [&[u8]; 5] = [b"chat/8", b"chat/6", b"chat/4", b"chat/2", b"chat/1"];
 
 /// The application protocols of single-connection mode (`--no-listen`, `--accept`),
-/// newest first: version 7 (with credit), version 5 (with folders), version 3. A dialer offers only its own
+/// newest first: version 9 (with unhashed offers), version 7 (with credit), version 5
+/// (with folders), version 3. A dialer offers only its own
 /// mode's names, and an accepting listener takes only these, so a two-connection
 /// dialer is refused by it and never misunderstood.
-pub const ONE_CONNECTION_ALPN: [&[u8]; 3] = [b"chat/7", b"chat/5", b"chat/3"];
+pub const ONE_CONNECTION_ALPN: [&[u8]; 4] = [b"chat/9", b"chat/7", b"chat/5", b"chat/3"];
 
 /// What a two-connection listener takes: its own mode first, then a connection that
 /// carries both directions (a peer that could reach us but that we cannot reach, or
 /// a `--no-listen` dialer). Its dialer never offers names of both modes at once.
-const TWO_CONNECTION_LISTENER_ALPN: [&[u8]; 7] = [
-    b"chat/6", b"chat/4", b"chat/2", b"chat/1", b"chat/7", b"chat/5", b"chat/3",
+const TWO_CONNECTION_LISTENER_ALPN: [&[u8]; 9] = [
+    b"chat/8", b"chat/6", b"chat/4", b"chat/2", b"chat/1", b"chat/9", b"chat/7", b"chat/5",
+    b"chat/3",
 ];
 
 /// The application protocol of a pairing connection (PROTOCOL.md §12): a session
@@ -55,6 +57,8 @@ const CHANNEL_BINDING_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
 /// listener in single-connection mode).
 pub fn negotiated_version(state: &CommonState) -> u16 {
     match state.alpn_protocol() {
+        Some(b"chat/9") => 9,
+        Some(b"chat/8") => 8,
         Some(b"chat/7") => 7,
         Some(b"chat/6") => 6,
         Some(b"chat/5") => 5,
@@ -67,7 +71,7 @@ pub fn negotiated_version(state: &CommonState) -> u16 {
 
 /// Whether a connection of this version carries both directions (section 13).
 pub fn carries_both(version: u16) -> bool {
-    matches!(version, 3 | 5 | 7)
+    matches!(version, 3 | 5 | 7 | 9)
 }
 
 /// The application protocols a dialer offers in one mode or the other.

@@ -226,7 +226,9 @@ impl Reading {
                 Frame::FinishAck => return Err(self.unexpected(&frame)),
                 Frame::Message { .. }
                 | Frame::Offer { .. }
+                | Frame::OfferUnhashed { .. }
                 | Frame::Chunk { .. }
+                | Frame::Digest { .. }
                 | Frame::Cancel { .. }
                 | Frame::Folder { .. }
                 | Frame::Manifest { .. } => (Route::Arrival, Routed::Frame(frame)),

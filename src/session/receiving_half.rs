@@ -274,7 +274,9 @@ impl Incoming<'_> {
                 size,
                 sha256,
                 name,
-            } => files.offer(id, &name, size, sha256).await?,
+            } => files.offer(id, &name, size, Some(sha256)).await?,
+            Frame::OfferUnhashed { id, size, name } => files.offer(id, &name, size, None).await?,
+            Frame::Digest { id, sha256 } => files.digest(id, sha256)?,
             Frame::Chunk { id, data } => files.chunk(id, data).await?,
             Frame::Cancel { id, reason } => files.cancel(id, &reason).await?,
             Frame::Folder {

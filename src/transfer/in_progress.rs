@@ -2,7 +2,8 @@
 //! offer arriving again (on a new connection, after the old one was lost or
 //! replaced) waits for the earlier copy to end instead of racing it. Only then is it
 //! clear whether that copy was stored (answer "already have it") or kept as a part
-//! (resume it).
+//! (resume it). Offers are told apart by name and size alone: an offer whose
+//! SHA-256 follows its data may be the same file as one whose hash is known.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,17 +12,20 @@ use tokio::sync::watch;
 
 use super::parts::Meta;
 
+/// An offer's name and size.
+type Key = (String, u64);
+
 /// Offers in progress, each with a channel that closes when its transfer ends.
 #[derive(Debug, Default, Clone)]
 pub struct InProgress {
-    offers: Arc<Mutex<HashMap<Meta, watch::Receiver<()>>>>,
+    offers: Arc<Mutex<HashMap<Key, watch::Receiver<()>>>>,
 }
 
 /// Held while one transfer of an offer runs; dropping it lets the next one start.
 #[derive(Debug)]
 pub struct Claim {
-    offers: Arc<Mutex<HashMap<Meta, watch::Receiver<()>>>>,
-    meta: Meta,
+    offers: Arc<Mutex<HashMap<Key, watch::Receiver<()>>>>,
+    key: Key,
     _ended: watch::Sender<()>,
 }
 
@@ -42,15 +46,16 @@ impl InProgress {
     /// Claims `meta` if no transfer holds it; otherwise a receiver that closes
     /// when the one that does ends.
     pub fn try_claim(&self, meta: &Meta) -> Result<Claim, watch::Receiver<()>> {
+        let key = (meta.name.clone(), meta.size);
         let mut offers = self.offers.lock().expect("offers in progress poisoned");
-        if let Some(ended) = offers.get(meta) {
+        if let Some(ended) = offers.get(&key) {
             return Err(ended.clone());
         }
         let (ended, watching) = watch::channel(());
-        offers.insert(meta.clone(), watching);
+        offers.insert(key.clone(), watching);
         Ok(Claim {
             offers: self.offers.clone(),
-            meta: meta.clone(),
+            key,
             _ended: ended,
         })
     }
@@ -59,7 +64,7 @@ impl InProgress {
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut offers = self.offers.lock().expect("offers in progress poisoned");
-        offers.remove(&self.meta);
+        offers.remove(&self.key);
     }
 }
 
@@ -72,7 +77,7 @@ mod tests {
         Meta {
             name: "a".into(),
             size: 1,
-            sha256: [tag; 32],
+            sha256: Some([tag; 32]),
         }
     }
 
@@ -81,7 +86,19 @@ mod tests {
         let offers = InProgress::default();
         let first = offers.claim(&meta(1)).await;
         assert!(offers.try_claim(&meta(1)).is_err());
-        let _other = offers.try_claim(&meta(2)).expect("another offer is free");
+        assert!(
+            offers
+                .try_claim(&Meta {
+                    sha256: None,
+                    ..meta(1)
+                })
+                .is_err(),
+            "an offer whose hash follows may be the same file"
+        );
+        let other_size = Meta { size: 2, ..meta(1) };
+        let _other = offers
+            .try_claim(&other_size)
+            .expect("another offer is free");
         let second = tokio::spawn({
             let offers = offers.clone();
             async move { offers.claim(&meta(1)).await }

@@ -4,7 +4,8 @@
 //!
 //! When the data stops coming (a lost connection, a restart), the part is kept, and a
 //! later offer of the same name, size and SHA-256 resumes where it ends. On a wrong
-//! hash, a write error or a cancelled offer, it is removed.
+//! hash, a write error or a cancelled offer, it is removed. The SHA-256 to check is the
+//! offer's, or for an offer whose hash follows its data, the one that follows.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -167,8 +168,13 @@ impl ReceiveLimits {
     }
 }
 
-/// The offer `(offered_name, size, sha256)` with its name made safe to store.
-pub fn validate(offered_name: &str, size: u64, sha256: [u8; 32]) -> Result<Meta, NameError> {
+/// The offer `(offered_name, size, sha256)` with its name made safe to store;
+/// `sha256` is `None` for an offer whose hash follows its data.
+pub fn validate(
+    offered_name: &str,
+    size: u64,
+    sha256: Option<[u8; 32]>,
+) -> Result<Meta, NameError> {
     Ok(Meta {
         name: name::sanitize(offered_name)?,
         size,
@@ -197,6 +203,15 @@ pub enum RefuseReason {
     Io(#[from] io::Error),
 }
 
+/// A `Digest` where none may come: a protocol error.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DigestOutOfPlace {
+    #[error("a Digest with {remaining} bytes of the file still to come")]
+    BeforeTheData { remaining: u64 },
+    #[error("a Digest for an offer that carried its SHA-256, or a second one")]
+    NotAwaited,
+}
+
 /// More bytes arrived than the offer declared: a protocol error.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{got} more bytes arrived for a file with only {remaining} bytes left")]
@@ -210,6 +225,9 @@ pub struct Overflow {
 pub enum Outcome {
     /// Size and hash matched; stored under `path`.
     Saved { path: PathBuf, sha256: [u8; 32] },
+    /// Size and the SHA-256 that followed the data matched a file stored earlier
+    /// for the same offer, still at `path`: the new copy was not kept.
+    AlreadyStored { path: PathBuf },
     /// All bytes arrived, but their hash differs; nothing kept.
     Corrupt {
         expected: [u8; 32],
@@ -239,8 +257,18 @@ pub struct Incoming {
     pub offset: u64,
     received: u64,
     chunks: ChunkSender<Vec<u8>>,
+    /// For an offer whose hash follows its data: where that hash goes, until it came.
+    digest: Option<oneshot::Sender<[u8; 32]>>,
     outcome: oneshot::Receiver<Outcome>,
     keep_partial: Arc<AtomicBool>,
+}
+
+/// The SHA-256 a received file must have.
+#[derive(Debug)]
+enum Expected {
+    Offered([u8; 32]),
+    /// Follows the data; the sender's end closes if the data stops first.
+    Follows(oneshot::Receiver<[u8; 32]>),
 }
 
 impl Incoming {
@@ -275,10 +303,18 @@ impl Incoming {
         let (chunks, chunks_rx) = arriving_queue(backlog);
         let (outcome_tx, outcome) = oneshot::channel();
         let keep_partial = Arc::new(AtomicBool::new(true));
+        let (digest, expected) = match meta.sha256 {
+            Some(sha256) => (None, Expected::Offered(sha256)),
+            None => {
+                let (digest, follows) = oneshot::channel();
+                (Some(digest), Expected::Follows(follows))
+            }
+        };
         let job = DiskJob {
             part,
             dir: limits.dir.clone(),
             meta: meta.clone(),
+            expected,
             offset,
             keep_partial: keep_partial.clone(),
             record: limits.record.clone(),
@@ -295,6 +331,7 @@ impl Incoming {
             offset,
             received: offset,
             chunks,
+            digest,
             outcome,
             keep_partial,
         })
@@ -304,8 +341,29 @@ impl Incoming {
         self.meta.size - self.received
     }
 
+    /// Every byte and the SHA-256 to check them against are here.
     pub fn is_complete(&self) -> bool {
-        self.received == self.meta.size
+        self.received == self.meta.size && self.digest.is_none()
+    }
+
+    /// Its SHA-256 follows the data and has not come yet.
+    pub fn awaits_digest(&self) -> bool {
+        self.digest.is_some()
+    }
+
+    /// Hands over the SHA-256 that followed the data: only once, and only after
+    /// every byte.
+    pub fn digest(&mut self, sha256: [u8; 32]) -> Result<(), DigestOutOfPlace> {
+        if self.received != self.meta.size {
+            return Err(DigestOutOfPlace::BeforeTheData {
+                remaining: self.remaining(),
+            });
+        }
+        let digest = self.digest.take().ok_or(DigestOutOfPlace::NotAwaited)?;
+        // The disk thread reads it once the data is written; if it stopped, its
+        // outcome says why.
+        let _ = digest.send(sha256);
+        Ok(())
     }
 
     /// Queues the next chunk for the disk. Refuses bytes beyond the declared size.
@@ -329,12 +387,13 @@ impl Incoming {
     pub async fn finish(self, keep_partial: bool) -> Outcome {
         let Incoming {
             chunks,
+            digest,
             outcome,
             keep_partial: keep,
             ..
         } = self;
         keep.store(keep_partial, Ordering::SeqCst);
-        drop(chunks);
+        drop((chunks, digest));
         outcome
             .await
             .unwrap_or_else(|_| Outcome::Failed("the disk thread stopped".into()))
@@ -354,6 +413,7 @@ struct DiskJob {
     part: OwnedPart,
     dir: PathBuf,
     meta: Meta,
+    expected: Expected,
     offset: u64,
     keep_partial: Arc<AtomicBool>,
     record: Option<Arc<StoredRecord>>,
@@ -383,34 +443,42 @@ impl DiskJob {
             }
             progress(written);
         }
-        let Meta { name, size, sha256 } = &self.meta;
-        if written != *size {
-            if self.keep_partial.load(Ordering::SeqCst) && self.part.file.sync_data().is_ok() {
-                return Outcome::Interrupted {
-                    part: self.part.path.clone(),
-                    received: written,
-                };
-            }
-            self.part.discard();
-            return Outcome::Failed(format!(
-                "incomplete: {} of {} arrived",
-                human_bytes(written),
-                human_bytes(*size)
-            ));
+        let size = self.meta.size;
+        if written != size {
+            return stopped(self.part, &self.keep_partial, written, size, "incomplete");
         }
+        let expected = match self.expected {
+            Expected::Offered(sha256) => sha256,
+            Expected::Follows(digest) => match digest.blocking_recv() {
+                Ok(sha256) => sha256,
+                Err(_) => {
+                    let why = "its SHA-256 never came";
+                    return stopped(self.part, &self.keep_partial, written, size, why);
+                }
+            },
+        };
         let actual: [u8; 32] = hasher.finalize().into();
-        if actual != *sha256 {
+        if actual != expected {
             self.part.discard();
-            return Outcome::Corrupt {
-                expected: *sha256,
-                actual,
-            };
+            return Outcome::Corrupt { expected, actual };
+        }
+        let verified = Meta {
+            sha256: Some(actual),
+            ..self.meta.clone()
+        };
+        // Had the offer carried its hash, this would have been asked before any data.
+        if self.meta.sha256.is_none()
+            && let Some(path) =
+                (self.record.as_ref()).and_then(|record| record.find(&self.dir, &verified))
+        {
+            self.part.discard();
+            return Outcome::AlreadyStored { path };
         }
         if let Err(err) = self.part.file.sync_all() {
             self.part.discard();
             return Outcome::Failed(format!("storing the file failed: {err}"));
         }
-        let (dir, meta, record) = (&self.dir, &self.meta, &self.record);
+        let (dir, meta, record) = (&self.dir, &verified, &self.record);
         // Noted before the rename: a receiver killed right after it still knows the
         // file as its own. A note that cannot be written costs only a second copy
         // should the same file be offered again.
@@ -419,10 +487,10 @@ impl DiskJob {
                 let _ = record.remember(dir, meta, target, file);
             }
         };
-        match self.part.place(dir, name, remember) {
+        match self.part.place(dir, &verified.name, remember) {
             Ok(path) => Outcome::Saved {
                 path,
-                sha256: *sha256,
+                sha256: actual,
             },
             Err(err) => Outcome::Failed(format!("storing the file failed: {err}")),
         }
@@ -445,6 +513,30 @@ impl DiskJob {
     }
 }
 
+/// The data stopped after `written` of `size` bytes, or before the SHA-256 that
+/// follows it: the part is kept for a resume, unless it may not be or cannot be
+/// synced.
+fn stopped(
+    part: OwnedPart,
+    keep_partial: &AtomicBool,
+    written: u64,
+    size: u64,
+    why: &str,
+) -> Outcome {
+    if keep_partial.load(Ordering::SeqCst) && part.file.sync_data().is_ok() {
+        return Outcome::Interrupted {
+            part: part.path.clone(),
+            received: written,
+        };
+    }
+    part.discard();
+    Outcome::Failed(format!(
+        "{why}: {} of {} arrived",
+        human_bytes(written),
+        human_bytes(size)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,9 +551,9 @@ mod tests {
         limits: &ReceiveLimits,
         name: &str,
         size: u64,
-        sha256: [u8; 32],
+        sha256: impl Into<Option<[u8; 32]>>,
     ) -> Result<Incoming, RefuseReason> {
-        let meta = validate(name, size, sha256)?;
+        let meta = validate(name, size, sha256.into())?;
         let reservation = limits.reserve(&meta).await.expect("a free slot");
         Incoming::start(limits, meta, reservation, Arc::default(), |_| {})
     }
@@ -557,7 +649,7 @@ mod tests {
         let data = b"hello fuzz".to_vec();
         let mut first = start(&limits, "a.txt", 10, sha(&data)).await.unwrap();
         first.write(data.clone()).await.unwrap();
-        let meta = validate("a.txt", 10, sha(&data)).unwrap();
+        let meta = validate("a.txt", 10, Some(sha(&data))).unwrap();
         let mut again = std::pin::pin!(limits.reserve(&meta));
         assert!(
             !is_ready(again.as_mut()),
@@ -578,7 +670,7 @@ mod tests {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 249) as u8).collect();
         let mut first = start(&limits, "r.bin", 50_000, sha(&data)).await.unwrap();
         first.write(data[..20_000].to_vec()).await.unwrap();
-        let meta = validate("r.bin", 50_000, sha(&data)).unwrap();
+        let meta = validate("r.bin", 50_000, Some(sha(&data))).unwrap();
         let mut again = std::pin::pin!(limits.reserve(&meta));
         assert!(
             !is_ready(again.as_mut()),
@@ -597,6 +689,71 @@ mod tests {
             Incoming::start(&limits, meta.clone(), reservation, Arc::default(), |_| {}).unwrap();
         assert_eq!(resumed.offset, 20_000);
         resumed.write(data[20_000..].to_vec()).await.unwrap();
+        assert!(matches!(resumed.finish(true).await, Outcome::Saved { .. }));
+        assert_eq!(std::fs::read(dir.path().join("r.bin")).unwrap(), data);
+        assert_eq!(names_in(dir.path()), ["r.bin"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_whose_hash_follows_is_checked_against_the_digest_after_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = limits(dir.path());
+        let data = b"hash after data".to_vec();
+        let size = data.len() as u64;
+
+        let mut incoming = start(&limits, "a.txt", size, None).await.unwrap();
+        assert_eq!(
+            incoming.digest(sha(&data)),
+            Err(DigestOutOfPlace::BeforeTheData { remaining: size })
+        );
+        incoming.write(data.clone()).await.unwrap();
+        assert!(!incoming.is_complete(), "complete before its SHA-256 came");
+        assert_eq!(incoming.digest(sha(&data)), Ok(()));
+        assert!(incoming.is_complete());
+        assert_eq!(
+            incoming.digest(sha(&data)),
+            Err(DigestOutOfPlace::NotAwaited)
+        );
+        let Outcome::Saved { path, sha256 } = incoming.finish(true).await else {
+            panic!("not saved");
+        };
+        assert_eq!(
+            (std::fs::read(path).unwrap(), sha256),
+            (data.clone(), sha(&data))
+        );
+
+        let mut wrong = start(&limits, "b.txt", size, None).await.unwrap();
+        wrong.write(data.clone()).await.unwrap();
+        wrong.digest(sha(b"something else")).unwrap();
+        assert!(matches!(wrong.finish(true).await, Outcome::Corrupt { .. }));
+        assert_eq!(names_in(dir.path()), ["a.txt"]);
+
+        let mut offered = start(&limits, "c.txt", size, sha(&data)).await.unwrap();
+        offered.write(data.clone()).await.unwrap();
+        assert_eq!(
+            offered.digest(sha(&data)),
+            Err(DigestOutOfPlace::NotAwaited)
+        );
+        offered.finish(false).await;
+    }
+
+    #[tokio::test]
+    async fn every_byte_without_the_digest_is_kept_and_resumed_by_the_hashed_offer() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = limits(dir.path());
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
+        let mut first = start(&limits, "r.bin", 70_000, None).await.unwrap();
+        first.write(data.clone()).await.unwrap();
+        assert!(matches!(
+            first.finish(true).await,
+            Outcome::Interrupted {
+                received: 70_000,
+                ..
+            }
+        ));
+        let resumed = start(&limits, "r.bin", 70_000, sha(&data)).await.unwrap();
+        assert_eq!(resumed.offset, 70_000);
+        assert!(resumed.is_complete());
         assert!(matches!(resumed.finish(true).await, Outcome::Saved { .. }));
         assert_eq!(std::fs::read(dir.path().join("r.bin")).unwrap(), data);
         assert_eq!(names_in(dir.path()), ["r.bin"]);
@@ -676,7 +833,7 @@ mod tests {
         for i in 0..MAX_ACTIVE_TRANSFERS {
             held.push(start(&limits, &format!("f{i}"), 0, sha(b"")).await.unwrap());
         }
-        let one_more = validate("g", 0, sha(b"")).unwrap();
+        let one_more = validate("g", 0, Some(sha(b""))).unwrap();
         assert!(
             limits.reserve(&one_more).await.is_none(),
             "empty files count too"

@@ -55,7 +55,7 @@ pub fn folder_meta(name: &str, size: u64, manifest: &[u8]) -> Meta {
     Meta {
         name: format!("{name}/"),
         size,
-        sha256: Sha256::digest(manifest).into(),
+        sha256: Some(Sha256::digest(manifest).into()),
     }
 }
 

@@ -53,6 +53,11 @@ pub enum TransferViolation {
     NotInVersion(&'static str),
     #[error("a Credit of {limit} bytes after one of {before}: credit never shrinks")]
     CreditShrank { limit: u64, before: u64 },
+    #[error("transfer {id}: {misplaced}")]
+    MisplacedDigest {
+        id: u64,
+        misplaced: incoming::DigestOutOfPlace,
+    },
 }
 
 /// Files at least this big are read on a thread of their own while hashed.

@@ -1,5 +1,6 @@
-//! Sending one file: hash it first (the offer carries the SHA-256), then stream it in
-//! chunks from a thread of its own, refusing to send bytes that no longer match the
+//! Sending one file: stream it in chunks from a thread of its own, hashed first (for
+//! an `Offer`, which carries the SHA-256) or as it is sent (for an `OfferUnhashed`,
+//! whose `Digest` follows the data), refusing to send bytes that no longer match the
 //! offer because the file changed in between.
 
 use std::fs::File;
@@ -7,7 +8,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
+use tokio::sync::oneshot;
 
 use super::CacheUse;
 use super::chunk_queue::{ChunkReceiver, ChunkSender, chunk_queue};
@@ -15,14 +18,19 @@ use super::hash_cache::SharedHashCache;
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
 use crate::platform;
 
-/// A file measured and hashed, ready to offer.
+/// The chunks of a file or folder being read, in order, or the failure that
+/// stopped them.
+pub type ReadChunks = ChunkReceiver<Result<Vec<u8>, SendError>>;
+
+/// A file measured, and perhaps hashed, ready to offer.
 #[derive(Debug, Clone)]
 pub struct PreparedFile {
     pub path: PathBuf,
     /// The base name that goes on the wire.
     pub name: String,
     pub size: u64,
-    pub sha256: [u8; 32],
+    /// `None` until the file has been read: it is then hashed as it is sent.
+    pub sha256: Option<[u8; 32]>,
     /// The SHA-256 came from the hash cache: the file was not read to offer it.
     pub hash_was_cached: bool,
     modified: Option<SystemTime>,
@@ -86,16 +94,43 @@ impl PreparedFile {
         Self::prepare_using(path, cache, CacheUse::Refresh, progress)
     }
 
+    /// Checks that `path` is a readable regular file, and takes its SHA-256 from
+    /// `cache` if it knows the file as it is, without reading it. Blocking: run it
+    /// off the async threads.
+    pub fn measure(
+        path: &Path,
+        cache: Option<&SharedHashCache>,
+    ) -> Result<PreparedFile, SendError> {
+        let (mut prepared, file) = Self::open(path)?;
+        prepared.sha256 = platform::file_stamp(&file)
+            .ok()
+            .and_then(|stamp| cache?.lock().ok()?.get(&stamp));
+        prepared.hash_was_cached = prepared.sha256.is_some();
+        Ok(prepared)
+    }
+
     fn prepare_using(
         path: &Path,
         cache: Option<&SharedHashCache>,
         using: CacheUse,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<PreparedFile, SendError> {
-        let io_error = |source| SendError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        let (mut prepared, file) = Self::open(path)?;
+        let size = prepared.size;
+        let hash = super::sha256_of(&file, size, cache, using, |hashed| progress(hashed, size))
+            .map_err(|source| SendError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| SendError::Changed(path.to_owned()))?;
+        prepared.sha256 = Some(hash.sha256);
+        prepared.hash_was_cached = hash.cached;
+        Ok(prepared)
+    }
+
+    /// Opens `path`, which must be a regular file with a name that can go on the
+    /// wire: the file measured, not yet hashed.
+    fn open(path: &Path) -> Result<(PreparedFile, File), SendError> {
         let name = path
             .file_name()
             .and_then(|name| name.to_str())
@@ -104,47 +139,103 @@ impl PreparedFile {
             .to_owned();
         let file =
             platform::open_to_send(path).map_err(|source| SendError::opening(path, source))?;
-        let metadata = file.metadata().map_err(io_error)?;
+        let metadata = file.metadata().map_err(|source| SendError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         if !metadata.is_file() {
             return Err(SendError::NotAFile(path.to_owned()));
         }
-        let size = metadata.len();
-        let hash = super::sha256_of(&file, size, cache, using, |hashed| progress(hashed, size))
-            .map_err(io_error)?
-            .ok_or_else(|| SendError::Changed(path.to_owned()))?;
-        Ok(PreparedFile {
+        let prepared = PreparedFile {
             path: path.to_owned(),
             name,
-            size,
-            sha256: hash.sha256,
-            hash_was_cached: hash.cached,
+            size: metadata.len(),
+            sha256: None,
+            hash_was_cached: false,
             modified: metadata.modified().ok(),
-        })
+        };
+        Ok((prepared, file))
     }
 
     /// Streams the file's bytes from `offset` on a thread of its own. The queue
     /// ends after the last chunk; an `Err` instead means: stop and cancel.
-    pub fn stream(&self, offset: u64) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
+    pub fn stream(&self, offset: u64) -> ReadChunks {
         let prepared = self.clone();
         read_on_thread(&self.path, move |chunks| {
-            prepared.send_chunks(offset, chunks)
+            let mut file = prepared.open_unchanged()?;
+            prepared.send_chunks(&mut file, offset, chunks, None)?;
+            Ok(())
         })
     }
 
-    fn send_chunks(
+    /// Streams the file's bytes from `offset` as [`PreparedFile::stream`] does, and
+    /// hashes the whole file meanwhile (first the bytes before `offset`): its
+    /// SHA-256 comes once the last chunk is queued, and is kept in `cache`. The
+    /// queue ends with an `Err` instead if the file changed, even after the last
+    /// chunk: its `Digest` must not vouch for bytes that are no longer the file's.
+    pub fn stream_hashing(
         &self,
         offset: u64,
+        cache: Option<SharedHashCache>,
+    ) -> (ReadChunks, oneshot::Receiver<[u8; 32]>) {
+        let (digest, hashed) = oneshot::channel();
+        let prepared = self.clone();
+        let chunks = read_on_thread(&self.path, move |chunks| {
+            let io_error = |source| SendError::Io {
+                path: prepared.path.clone(),
+                source,
+            };
+            let mut file = prepared.open_unchanged()?;
+            let stamp = platform::file_stamp(&file).map_err(io_error)?;
+            let hashed_at = std::time::SystemTime::now();
+            let mut hasher = Sha256::new();
+            if super::hash_into(&mut hasher, (&file).take(offset), |_| {}).map_err(io_error)?
+                != offset
+            {
+                return Err(SendError::Changed(prepared.path.clone()));
+            }
+            if !prepared.send_chunks(&mut file, offset, chunks, Some(&mut hasher))? {
+                return Ok(());
+            }
+            if platform::file_stamp(&file).map_err(io_error)? != stamp {
+                return Err(SendError::Changed(prepared.path.clone()));
+            }
+            let sha256: [u8; 32] = hasher.finalize().into();
+            if let Some(mut cache) = cache.as_ref().and_then(|cache| cache.lock().ok()) {
+                cache.insert(stamp, sha256, hashed_at);
+            }
+            let _ = digest.send(sha256);
+            Ok(())
+        });
+        (chunks, hashed)
+    }
+
+    /// The file, opened again to be sent, if it still looks as it did when measured.
+    fn open_unchanged(&self) -> Result<File, SendError> {
+        let file = platform::open_to_send(&self.path).map_err(|source| SendError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        if !self.unchanged(&file) {
+            return Err(SendError::Changed(self.path.clone()));
+        }
+        Ok(file)
+    }
+
+    /// Queues the bytes of `file` from `offset` on, each also fed to `hasher` if
+    /// there is one. False if the queue's other end went away first.
+    fn send_chunks(
+        &self,
+        file: &mut File,
+        offset: u64,
         chunks: &mut ChunkSender<Result<Vec<u8>, SendError>>,
-    ) -> Result<(), SendError> {
+        mut hasher: Option<&mut Sha256>,
+    ) -> Result<bool, SendError> {
         let io_error = |source| SendError::Io {
             path: self.path.clone(),
             source,
         };
-        let mut file = platform::open_to_send(&self.path).map_err(io_error)?;
-        if !self.unchanged(&file) {
-            return Err(SendError::Changed(self.path.clone()));
-        }
-        io::Seek::seek(&mut file, io::SeekFrom::Start(offset)).map_err(io_error)?;
+        io::Seek::seek(file, io::SeekFrom::Start(offset)).map_err(io_error)?;
         let mut remaining = self.size - offset.min(self.size);
         while remaining > 0 {
             let want = MAX_CHUNK_LEN.min(remaining as usize);
@@ -156,14 +247,17 @@ impl PreparedFile {
                 });
             }
             remaining -= want as u64;
-            if remaining == 0 && !self.unchanged(&file) {
+            if remaining == 0 && !self.unchanged(file) {
                 return Err(SendError::Changed(self.path.clone()));
             }
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk);
+            }
             if chunks.blocking_send(Ok(chunk)).is_err() {
-                return Ok(());
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Size and modification time as when hashed: cheap, and enough to catch an
@@ -181,7 +275,7 @@ pub(super) fn read_on_thread(
     read: impl FnOnce(&mut ChunkSender<Result<Vec<u8>, SendError>>) -> Result<(), SendError>
     + Send
     + 'static,
-) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
+) -> ReadChunks {
     let (mut chunks, rx) = chunk_queue();
     let started = std::thread::Builder::new()
         .name("chat-read".into())
@@ -204,9 +298,7 @@ mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
 
-    async fn collect(
-        mut rx: ChunkReceiver<Result<Vec<u8>, SendError>>,
-    ) -> Result<Vec<u8>, SendError> {
+    async fn collect(mut rx: ReadChunks) -> Result<Vec<u8>, SendError> {
         let mut all = Vec::new();
         while let Some(chunk) = rx.recv().await {
             let chunk = chunk?;
@@ -227,7 +319,7 @@ mod tests {
             PreparedFile::prepare(&path, None, |done, total| last = (done, total)).unwrap();
         assert_eq!(last, (200_000, 200_000));
         assert_eq!(prepared.name, "data.bin");
-        assert_eq!(prepared.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
+        assert_eq!(prepared.sha256, Some(Sha256::digest(&data).into()));
         assert_eq!(collect(prepared.stream(0)).await.unwrap(), data);
     }
 

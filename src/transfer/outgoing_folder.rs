@@ -7,10 +7,10 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::chunk_queue::{ChunkReceiver, ChunkSender};
+use super::chunk_queue::ChunkSender;
 use super::hash_cache::SharedHashCache;
 use super::manifest::{self, Kind};
-use super::outgoing::{SendError, read_on_thread};
+use super::outgoing::{ReadChunks, SendError, read_on_thread};
 use super::progress::FileList;
 use super::source_tree::{Opener, Walk, walk};
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
@@ -172,7 +172,7 @@ impl PreparedFolder {
 
     /// Streams the files' bytes, as one sequence in manifest order, from `offset`.
     /// The queue ends after the last chunk; an `Err` instead means: cancel.
-    pub fn stream(&self, offset: u64) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
+    pub fn stream(&self, offset: u64) -> ReadChunks {
         let (root_id, path, sources) = (self.root, self.path.clone(), self.sources.clone());
         read_on_thread(&self.path, move |chunks| {
             let root = reopen(&path, root_id)?;
@@ -277,9 +277,7 @@ mod tests {
     use crate::transfer::name::NameRules;
 
     /// Everything a stream sent, in order, its end included.
-    async fn everything_sent(
-        mut rx: ChunkReceiver<Result<Vec<u8>, SendError>>,
-    ) -> Vec<Result<Vec<u8>, SendError>> {
+    async fn everything_sent(mut rx: ReadChunks) -> Vec<Result<Vec<u8>, SendError>> {
         let mut all = Vec::new();
         while let Some(chunk) = rx.recv().await {
             all.push(chunk);
@@ -288,7 +286,7 @@ mod tests {
     }
 
     /// The bytes of a stream that must succeed, every chunk checked for its size.
-    async fn collect(rx: ChunkReceiver<Result<Vec<u8>, SendError>>) -> Vec<u8> {
+    async fn collect(rx: ReadChunks) -> Vec<u8> {
         let mut all = Vec::new();
         for chunk in everything_sent(rx).await {
             let chunk = chunk.unwrap();

@@ -45,17 +45,29 @@ const MAX_NAME_NUMBER: u32 = 100_000;
 pub struct Meta {
     pub name: String,
     pub size: u64,
-    pub sha256: [u8; 32],
+    /// `None` for an offer whose SHA-256 follows its data (`OfferUnhashed`).
+    pub sha256: Option<[u8; 32]>,
 }
+
+/// What a meta says in place of a SHA-256 that follows the data.
+const HASH_FOLLOWS: &str = "follows";
 
 impl Meta {
     fn encode(&self) -> String {
+        let sha256 = self.sha256.map_or(HASH_FOLLOWS.to_owned(), hex::encode);
         format!(
-            "{META_HEADER}\nsize {}\nsha256 {}\nname {}\n",
-            self.size,
-            hex::encode(self.sha256),
-            self.name
+            "{META_HEADER}\nsize {}\nsha256 {sha256}\nname {}\n",
+            self.size, self.name
         )
+    }
+
+    /// Whether a part kept for `self` may be resumed for `offer`: the same name and
+    /// size, and the same SHA-256, or none yet for the part. A part whose hash is
+    /// unknown is resumed by either kind of offer, as the final check alone decides.
+    pub fn resumes(&self, offer: &Meta) -> bool {
+        self.name == offer.name
+            && self.size == offer.size
+            && (self.sha256.is_none() || self.sha256 == offer.sha256)
     }
 
     /// The exact format [`Meta::encode`] writes, or nothing.
@@ -70,12 +82,18 @@ impl Meta {
         if lines.next().is_some() || size.starts_with('+') {
             return None;
         }
-        let mut digest = [0u8; 32];
-        hex::decode_to_slice(sha256, &mut digest).ok()?;
+        let sha256 = match sha256 {
+            HASH_FOLLOWS => None,
+            hex => {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(hex, &mut digest).ok()?;
+                Some(digest)
+            }
+        };
         Some(Meta {
             name: name.to_owned(),
             size: size.parse().ok()?,
-            sha256: digest,
+            sha256,
         })
     }
 }
@@ -181,9 +199,9 @@ pub fn find_resumable(dir: &Path, meta: &Meta) -> io::Result<Option<OwnedPart>> 
     Ok(None)
 }
 
-/// Kept parts whose meta names this offer, opened without following links. A part
-/// or meta we did not create (another owner, a link, a FIFO, a second hard link, an
-/// oversized meta) is passed over.
+/// Kept parts that this offer may resume ([`Meta::resumes`]), opened without
+/// following links. A part or meta we did not create (another owner, a link, a
+/// FIFO, a second hard link, an oversized meta) is passed over.
 pub fn candidates(dir: &Path, meta: &Meta) -> io::Result<Vec<Candidate>> {
     let parts = dir.join(PARTS_DIR);
     let entries = match std::fs::read_dir(&parts) {
@@ -204,7 +222,7 @@ pub fn candidates(dir: &Path, meta: &Meta) -> io::Result<Vec<Candidate>> {
         if meta_file.extension().is_none_or(|ext| ext != "meta") {
             continue;
         }
-        if read_meta(&meta_file).ok().as_ref() != Some(meta) {
+        if !read_meta(&meta_file).is_ok_and(|kept| kept.resumes(meta)) {
             continue;
         }
         let path = meta_file.with_extension("part");
@@ -451,7 +469,7 @@ mod tests {
         Meta {
             name: name.into(),
             size,
-            sha256: [tag; 32],
+            sha256: Some([tag; 32]),
         }
     }
 
@@ -470,6 +488,9 @@ mod tests {
         assert_eq!(Meta::parse(&format!("{text}extra\n")), None);
         assert_eq!(Meta::parse(&text.replace("size 7", "size +7")), None);
         assert_eq!(Meta::parse(&text.replace("v2", "v1")), None);
+        let unhashed = Meta { sha256: None, ..m };
+        assert!(unhashed.encode().contains("\nsha256 follows\n"));
+        assert_eq!(Meta::parse(&unhashed.encode()), Some(unhashed));
     }
 
     #[test]
@@ -515,6 +536,33 @@ mod tests {
         );
         let resumed = find_resumable(dir.path(), &offer).unwrap().unwrap();
         assert_eq!((resumed.path, resumed.held), (path, 4));
+    }
+
+    #[test]
+    fn a_part_kept_before_its_hash_was_known_resumes_for_either_kind_of_offer() {
+        let dir = tempfile::tempdir().unwrap();
+        let hashed = meta("r.bin", 10, 1);
+        let unhashed = Meta {
+            sha256: None,
+            ..hashed.clone()
+        };
+        kept(dir.path(), &unhashed, b"abcd");
+        for offer in [&unhashed, &hashed] {
+            let resumed = find_resumable(dir.path(), offer).unwrap().unwrap();
+            assert_eq!(resumed.held, 4);
+        }
+        let other_size = Meta {
+            size: 11,
+            ..unhashed.clone()
+        };
+        assert!(find_resumable(dir.path(), &other_size).unwrap().is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        kept(dir.path(), &hashed, b"abcd");
+        assert!(
+            find_resumable(dir.path(), &unhashed).unwrap().is_none(),
+            "a part of a known SHA-256 is not resumed by an offer that may be another file"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::name;
 use super::parts;
 use super::progress::ProgressReporter;
 use super::{CANCELLED_BY_RECEIVER, CANCELLED_BY_SENDER, TransferViolation, human_bytes, truncate};
-use crate::frame::{Frame, VerdictStatus, takes_folders};
+use crate::frame::{Frame, VerdictStatus, takes_folders, takes_unhashed_offers};
 use crate::session::event::{Event, Phase, Verified};
 
 /// A file or a folder whose data is arriving.
@@ -51,8 +51,21 @@ impl Arriving {
         }
     }
 
+    /// Every byte is here, and for a file whose SHA-256 follows its data, that too.
     fn is_complete(&self) -> bool {
-        self.remaining() == 0
+        match self {
+            Arriving::File(file) => file.is_complete(),
+            Arriving::Folder(folder) => folder.remaining() == 0,
+        }
+    }
+
+    /// Dropped part way: what may still come for it and is to be dropped too.
+    fn rest(&self) -> Option<Discarded> {
+        let awaits_digest = matches!(self, Arriving::File(file) if file.awaits_digest());
+        (self.remaining() > 0 || awaits_digest).then(|| Discarded {
+            remaining: self.remaining(),
+            awaits_digest,
+        })
     }
 
     async fn write(&mut self, data: Vec<u8>) -> Result<Option<Outcome>, Overflow> {
@@ -68,6 +81,14 @@ impl Arriving {
             Arriving::Folder(folder) => folder.finish(keep_partial).await,
         }
     }
+}
+
+/// A transfer that failed part way, whose data may still be on its way.
+#[derive(Debug)]
+struct Discarded {
+    remaining: u64,
+    /// Its SHA-256 follows the data, in a `Digest` also to be dropped.
+    awaits_digest: bool,
 }
 
 /// A folder whose manifest is still arriving.
@@ -98,8 +119,8 @@ pub struct Receiving {
     limits: ReceiveLimits,
     peer: String,
     active: HashMap<u64, Arriving>,
-    /// Transfers that failed part way: their remaining in-flight bytes are dropped.
-    discarding: HashMap<u64, u64>,
+    /// Transfers that failed part way: what is still in flight for them is dropped.
+    discarding: HashMap<u64, Discarded>,
     /// Folders whose manifests are arriving.
     manifests: HashMap<u64, PendingManifest>,
     /// Refused folders: the rest of their manifests is dropped.
@@ -112,8 +133,10 @@ pub struct Receiving {
     /// newer connection): manifests being checked stop at their next entry, and give
     /// back the memory they hold.
     stop_checks: Arc<AtomicBool>,
-    /// Whether the sender may offer folders (protocol version 4 and 5).
+    /// Whether the sender may offer folders (protocol version 4 on).
     takes_folders: bool,
+    /// Whether the sender may offer a file before hashing it (version 8 on).
+    takes_unhashed_offers: bool,
     replies: mpsc::Sender<Frame>,
     events: mpsc::UnboundedSender<Event>,
     /// Whether the sender understands "already stored" (protocol version 2).
@@ -145,6 +168,7 @@ impl Receiving {
             ended: watch::Sender::new(false),
             stop_checks: Arc::default(),
             takes_folders: takes_folders(version),
+            takes_unhashed_offers: takes_unhashed_offers(version),
             replies,
             events,
             answers_stored: version >= 2,
@@ -157,16 +181,19 @@ impl Receiving {
         self.backlog.clone()
     }
 
-    /// Handles an `Offer`: accept it, or refuse it with a `Verdict` and a message on both
-    /// sides. The disk work runs off the async runtime, and reading from the
-    /// connection waits for it.
+    /// Handles an `Offer`, or with no `sha256` an `OfferUnhashed`: accept it, or
+    /// refuse it with a `Verdict` and a message on both sides. The disk work runs off
+    /// the async runtime, and reading from the connection waits for it.
     pub async fn offer(
         &mut self,
         id: u64,
         name: &str,
         size: u64,
-        sha256: [u8; 32],
+        sha256: Option<[u8; 32]>,
     ) -> Result<(), TransferViolation> {
+        if sha256.is_none() && !self.takes_unhashed_offers {
+            return Err(TransferViolation::NotInVersion("OfferUnhashed"));
+        }
         if self.in_use(id) {
             return Err(TransferViolation::ReusedId(id));
         }
@@ -177,10 +204,14 @@ impl Receiving {
                 return Ok(());
             }
         };
+        // By name and size, as the session tells offers apart (one whose hash
+        // follows may be this very file): waiting for it here would wait for
+        // ourselves.
+        let same = |file: &Incoming| file.meta.name == meta.name && file.meta.size == meta.size;
         if let Some((earlier, _)) = self
             .active
             .iter()
-            .find(|(_, arriving)| matches!(arriving, Arriving::File(file) if file.meta == meta))
+            .find(|(_, arriving)| matches!(arriving, Arriving::File(file) if same(file)))
         {
             let reason = format!("the same file is already arriving (transfer {earlier})");
             self.refuse(id, name, reason).await;
@@ -475,15 +506,14 @@ impl Receiving {
     }
 
     async fn take_chunk(&mut self, id: u64, data: Vec<u8>) -> Result<(), TransferViolation> {
-        if let Some(remaining) = self.discarding.get_mut(&id) {
-            *remaining =
-                remaining
-                    .checked_sub(data.len() as u64)
-                    .ok_or(TransferViolation::Overflow {
-                        id,
-                        detail: "more bytes than the offer declared".into(),
-                    })?;
-            if *remaining == 0 {
+        if let Some(dropped) = self.discarding.get_mut(&id) {
+            dropped.remaining = dropped.remaining.checked_sub(data.len() as u64).ok_or(
+                TransferViolation::Overflow {
+                    id,
+                    detail: "more bytes than the offer declared".into(),
+                },
+            )?;
+            if dropped.remaining == 0 && !dropped.awaits_digest {
                 self.discarding.remove(&id);
             }
             return Ok(());
@@ -502,14 +532,37 @@ impl Receiving {
                 })?;
         if let Some(outcome) = early_failure {
             let incoming = self.active.remove(&id).expect("present above");
-            if incoming.remaining() > 0 {
-                self.discarding.insert(id, incoming.remaining());
+            if let Some(rest) = incoming.rest() {
+                self.discarding.insert(id, rest);
             }
             self.report(id, incoming.name().to_owned(), outcome).await;
         } else if incoming.is_complete() {
             let incoming = self.active.remove(&id).expect("present above");
             self.judge(id, incoming);
         }
+        Ok(())
+    }
+
+    /// Handles a `Digest`: the SHA-256 of an `OfferUnhashed` whose data is all here,
+    /// which it is now checked against.
+    pub fn digest(&mut self, id: u64, sha256: [u8; 32]) -> Result<(), TransferViolation> {
+        if self
+            .discarding
+            .remove_entry(&id)
+            .is_some_and(|(_, dropped)| dropped.awaits_digest)
+        {
+            return Ok(());
+        }
+        let Some(Arriving::File(file)) = self.active.get_mut(&id) else {
+            return Err(TransferViolation::UnknownId {
+                frame: "Digest",
+                id,
+            });
+        };
+        file.digest(sha256)
+            .map_err(|misplaced| TransferViolation::MisplacedDigest { id, misplaced })?;
+        let arriving = self.active.remove(&id).expect("present above");
+        self.judge(id, arriving);
         Ok(())
     }
 
@@ -550,8 +603,8 @@ impl Receiving {
                 "no file is arriving as transfer {id} (a file that has fully arrived is being verified)"
             ));
         };
-        if incoming.remaining() > 0 {
-            self.discarding.insert(id, incoming.remaining());
+        if let Some(rest) = incoming.rest() {
+            self.discarding.insert(id, rest);
         }
         let (name, size) = (incoming.name().to_owned(), incoming.size());
         let kept = match incoming.finish(keep).await {
@@ -626,14 +679,15 @@ impl Receiving {
 
     /// All bytes are in: verify on the disk thread, then report on both sides.
     fn judge(&self, id: u64, incoming: Arriving) {
-        let (replies, events, name) = (
+        let (replies, events, name, peer) = (
             self.replies.clone(),
             self.events.clone(),
             incoming.name().to_owned(),
+            self.peer.clone(),
         );
         tokio::spawn(async move {
             let outcome = incoming.finish(true).await;
-            let (event, verdict) = describe(id, name, outcome);
+            let (event, verdict) = describe(id, name, outcome, &peer);
             let _ = events.send(event);
             let _ = replies.send(verdict).await;
         });
@@ -641,7 +695,7 @@ impl Receiving {
 
     /// Reports an outcome on both sides; waits while the peer is not reading replies.
     async fn report(&self, id: u64, name: String, outcome: Outcome) {
-        let (event, verdict) = describe(id, name, outcome);
+        let (event, verdict) = describe(id, name, outcome, &self.peer);
         let _ = self.events.send(event);
         let _ = self.replies.send(verdict).await;
     }
@@ -649,7 +703,7 @@ impl Receiving {
     /// Reports an outcome while the connection is ending: the verdict goes out only
     /// if there is room for it, because nobody may be writing any more.
     fn report_now(&self, id: u64, name: String, outcome: Outcome) {
-        let (event, verdict) = describe(id, name, outcome);
+        let (event, verdict) = describe(id, name, outcome, &self.peer);
         let _ = self.events.send(event);
         let _ = self.replies.try_send(verdict);
     }
@@ -667,18 +721,8 @@ impl Receiving {
     /// The offer is a file the download folder holds already, typically offered
     /// again because its verdict was lost: say so on both sides, store nothing.
     async fn already_stored(&self, id: u64, offered: &str, path: &std::path::Path) {
-        let _ = self.events.send(Event::TransferAlreadyReceived {
-            id,
-            name: offered.to_owned(),
-            path: path.to_owned(),
-            from: self.peer.clone(),
-        });
-        let stored_as = path.file_name().unwrap_or_default().to_string_lossy();
-        let verdict = Frame::Verdict {
-            id,
-            status: VerdictStatus::Verified,
-            detail: truncate(format!("already saved as {stored_as}")),
-        };
+        let (event, verdict) = already_received(id, offered, path, &self.peer);
+        let _ = self.events.send(event);
         let _ = self.replies.send(verdict).await;
     }
 
@@ -795,8 +839,9 @@ enum Start {
 }
 
 /// The local event and the verdict frame for an outcome.
-fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
+fn describe(id: u64, name: String, outcome: Outcome, from: &str) -> (Event, Frame) {
     match outcome {
+        Outcome::AlreadyStored { path } => already_received(id, &name, &path, from),
         Outcome::Saved { path, sha256 } => (
             Event::TransferSaved {
                 id,
@@ -892,10 +937,28 @@ fn describe(id: u64, name: String, outcome: Outcome) -> (Event, Frame) {
     }
 }
 
+/// What is said, here and to the sender, of offer `id` of `offered`, stored
+/// earlier as `path`.
+fn already_received(id: u64, offered: &str, path: &std::path::Path, from: &str) -> (Event, Frame) {
+    let stored_as = path.file_name().unwrap_or_default().to_string_lossy();
+    let verdict = Frame::Verdict {
+        id,
+        status: VerdictStatus::Verified,
+        detail: truncate(format!("already saved as {stored_as}")),
+    };
+    let event = Event::TransferAlreadyReceived {
+        id,
+        name: offered.to_owned(),
+        path: path.to_owned(),
+        from: from.to_owned(),
+    };
+    (event, verdict)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{FOLDER_VERSION, PROTOCOL_VERSION};
+    use crate::frame::{CREDIT_VERSION, FOLDER_VERSION, PROTOCOL_VERSION, UNHASHED_OFFER_VERSION};
     use crate::transfer::names_in;
     use crate::transfer::stored::StoredRecord;
     use sha2::{Digest, Sha256};
@@ -1143,7 +1206,7 @@ mod tests {
         let (mut files, mut replies) = connection_at(&limits, FOLDER_VERSION);
         offer_folder(&mut files, 1, b"folder data").await;
         files
-            .offer(2, "b.bin", 10, sha(b"0123456789"))
+            .offer(2, "b.bin", 10, Some(sha(b"0123456789")))
             .await
             .unwrap();
         assert_eq!(
@@ -1204,12 +1267,16 @@ mod tests {
         let limits = remembering(dir.path(), home.path());
         let data = vec![7u8; 300_000];
         let (mut old, _old_replies) = connection(&limits);
-        old.offer(1, "b.bin", 300_000, sha(&data)).await.unwrap();
+        old.offer(1, "b.bin", 300_000, Some(sha(&data)))
+            .await
+            .unwrap();
         for chunk in data.chunks(65_536) {
             old.chunk(1, chunk.to_vec()).await.unwrap();
         }
         let (mut new, mut replies) = connection(&limits);
-        new.offer(1, "b.bin", 300_000, sha(&data)).await.unwrap();
+        new.offer(1, "b.bin", 300_000, Some(sha(&data)))
+            .await
+            .unwrap();
         let Frame::Verdict { status, detail, .. } = answer(&mut replies).await else {
             panic!("the repeated offer is answered with a verdict");
         };
@@ -1230,7 +1297,7 @@ mod tests {
         {
             let last_run = remembering(dir.path(), home.path());
             let (mut files, mut replies) = connection(&last_run);
-            files.offer(1, "b.bin", 22, sha256).await.unwrap();
+            files.offer(1, "b.bin", 22, Some(sha256)).await.unwrap();
             answer(&mut replies).await;
             files.chunk(1, data.to_vec()).await.unwrap();
             assert!(matches!(
@@ -1243,7 +1310,7 @@ mod tests {
         }
         let restarted = remembering(dir.path(), home.path());
         let (mut files, mut replies) = connection(&restarted);
-        files.offer(4, "b.bin", 22, sha256).await.unwrap();
+        files.offer(4, "b.bin", 22, Some(sha256)).await.unwrap();
         assert!(matches!(
             answer(&mut replies).await,
             Frame::Verdict {
@@ -1253,7 +1320,7 @@ mod tests {
             }
         ));
         files
-            .offer(5, "b.bin", 22, sha(b"different bytes, same size!"))
+            .offer(5, "b.bin", 22, Some(sha(b"different bytes, same size!")))
             .await
             .unwrap();
         assert_eq!(
@@ -1272,7 +1339,7 @@ mod tests {
         let limits = remembering(dir.path(), home.path());
         let (mut files, mut replies) = connection(&limits);
         files
-            .offer(1, "b.bin", 16, sha(b"put here by hand"))
+            .offer(1, "b.bin", 16, Some(sha(b"put here by hand")))
             .await
             .unwrap();
         assert_eq!(
@@ -1290,12 +1357,98 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_offered_before_its_hash_is_judged_once_its_digest_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (mut older, _) = connection_at(&limits, CREDIT_VERSION);
+        assert!(matches!(
+            older.offer(1, "late.txt", 4, None).await,
+            Err(TransferViolation::NotInVersion("OfferUnhashed"))
+        ));
+
+        let (mut files, mut replies) = connection_at(&limits, UNHASHED_OFFER_VERSION);
+        files.offer(1, "late.txt", 4, None).await.unwrap();
+        assert_eq!(
+            answer(&mut replies).await,
+            Frame::Accept { id: 1, offset: 0 }
+        );
+        files.chunk(1, b"data".to_vec()).await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), replies.recv())
+                .await
+                .is_err(),
+            "judged before its SHA-256 came"
+        );
+        assert!(matches!(
+            files.digest(2, sha(b"data")),
+            Err(TransferViolation::UnknownId {
+                frame: "Digest",
+                id: 2
+            })
+        ));
+        files.digest(1, sha(b"data")).unwrap();
+        assert_eq!(
+            answer(&mut replies).await,
+            Frame::Verdict {
+                id: 1,
+                status: VerdictStatus::Verified,
+                detail: "saved as late.txt".into(),
+            }
+        );
+        assert_eq!(std::fs::read(dir.path().join("late.txt")).unwrap(), b"data");
+        assert!(matches!(
+            files.digest(1, sha(b"data")),
+            Err(TransferViolation::UnknownId {
+                frame: "Digest",
+                id: 1
+            })
+        ));
+
+        files.offer(2, "early.txt", 4, None).await.unwrap();
+        answer(&mut replies).await;
+        files.chunk(2, b"da".to_vec()).await.unwrap();
+        assert!(matches!(
+            files.digest(2, sha(b"data")),
+            Err(TransferViolation::MisplacedDigest { id: 2, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_digest_of_a_file_cancelled_here_is_dropped_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (mut files, mut replies) = connection_at(&limits, UNHASHED_OFFER_VERSION);
+        files.offer(1, "late.txt", 4, None).await.unwrap();
+        answer(&mut replies).await;
+        files.chunk(1, b"da".to_vec()).await.unwrap();
+        files.cancel_here(1, false).await.unwrap();
+        assert!(matches!(
+            answer(&mut replies).await,
+            Frame::Verdict {
+                status: VerdictStatus::Failed,
+                ..
+            }
+        ));
+        // What the sender wrote before it read the verdict.
+        files.chunk(1, b"ta".to_vec()).await.unwrap();
+        files.digest(1, sha(b"data")).unwrap();
+        assert!(matches!(
+            files.chunk(1, b"x".to_vec()).await,
+            Err(TransferViolation::UnknownId {
+                frame: "Chunk",
+                id: 1
+            })
+        ));
+        assert_eq!(names_in(dir.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
     async fn the_same_file_twice_at_once_on_one_connection_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let limits = ReceiveLimits::new(dir.path().to_owned(), None);
         let (mut files, mut replies) = connection(&limits);
         files
-            .offer(1, "b.bin", 10, sha(b"0123456789"))
+            .offer(1, "b.bin", 10, Some(sha(b"0123456789")))
             .await
             .unwrap();
         assert_eq!(
@@ -1303,7 +1456,7 @@ mod tests {
             Frame::Accept { id: 1, offset: 0 }
         );
         files
-            .offer(2, "b.bin", 10, sha(b"0123456789"))
+            .offer(2, "b.bin", 10, Some(sha(b"0123456789")))
             .await
             .unwrap();
         let Frame::Verdict {

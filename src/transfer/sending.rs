@@ -1,21 +1,24 @@
-//! The sender's side of transfers: a queue of files, hashed in order a few at a
-//! time while earlier ones stream, then offered, streamed and judged one at a time.
+//! The sender's side of transfers: a queue of files and folders, offered, streamed
+//! and judged one at a time. A file goes before it is hashed where the receiver
+//! takes an `OfferUnhashed` (protocol version 8 on), and is hashed as it streams;
+//! folders, and files for older receivers, are hashed first, a few at a time while
+//! earlier ones stream.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::chunk_queue::ChunkReceiver;
 use super::hash_cache::SharedHashCache;
-use super::outgoing::{PreparedFile, SendError};
+use super::outgoing::{PreparedFile, ReadChunks, SendError};
 use super::outgoing_folder::{Listing, PreparedFolder};
 use super::progress::ProgressReporter;
 use super::{CANCELLED_BY_RECEIVER, CANCELLED_BY_SENDER, TransferViolation, human_bytes, truncate};
 use crate::frame::{
     CREDIT_WINDOW, Frame, MAX_CHUNK_LEN, VerdictStatus, takes_credit, takes_folders,
+    takes_unhashed_offers,
 };
 use crate::session::event::{Event, Phase};
 
@@ -41,21 +44,52 @@ impl Prepared {
         }
     }
 
-    fn stream(&self, offset: u64) -> ChunkReceiver<Result<Vec<u8>, SendError>> {
+    /// Its bytes from `offset` on, and for a file not yet hashed, the SHA-256 that
+    /// comes after them (kept in `cache`).
+    fn stream(
+        &self,
+        offset: u64,
+        cache: Option<SharedHashCache>,
+    ) -> (ReadChunks, Option<oneshot::Receiver<[u8; 32]>>) {
         match self {
-            Prepared::File(file) => file.stream(offset),
-            Prepared::Folder(folder) => folder.stream(offset),
+            Prepared::File(file) if file.sha256.is_none() => {
+                let (chunks, digest) = file.stream_hashing(offset, cache);
+                (chunks, Some(digest))
+            }
+            Prepared::File(file) => (file.stream(offset), None),
+            Prepared::Folder(folder) => (folder.stream(offset), None),
         }
     }
 
-    /// The frames that offer it: an `Offer`, or a `Folder` and its manifest.
+    /// The SHA-256 computed as the file was sent: from now on it is offered with it.
+    fn hashed_as_sent(&mut self, sha256: [u8; 32]) {
+        if let Prepared::File(file) = self {
+            file.sha256 = Some(sha256);
+            file.hash_was_cached = false;
+        }
+    }
+
+    /// A file offered before it was hashed, whose SHA-256 is not known yet.
+    fn is_unhashed(&self) -> bool {
+        matches!(self, Prepared::File(file) if file.sha256.is_none())
+    }
+
+    /// The frames that offer it: an `Offer` or `OfferUnhashed`, or a `Folder` and
+    /// its manifest.
     fn offer(&self, id: u64) -> VecDeque<Frame> {
         match self {
-            Prepared::File(file) => VecDeque::from([Frame::Offer {
-                id,
-                size: file.size,
-                sha256: file.sha256,
-                name: file.name.clone(),
+            Prepared::File(file) => VecDeque::from([match file.sha256 {
+                Some(sha256) => Frame::Offer {
+                    id,
+                    size: file.size,
+                    sha256,
+                    name: file.name.clone(),
+                },
+                None => Frame::OfferUnhashed {
+                    id,
+                    size: file.size,
+                    name: file.name.clone(),
+                },
             }]),
             Prepared::Folder(folder) => {
                 let header = Frame::Folder {
@@ -79,7 +113,8 @@ impl Prepared {
     }
 }
 
-/// A file waiting its turn; its hash is computed meanwhile, once a slot is free.
+/// A file or folder waiting its turn, measured meanwhile and, unless it is a file
+/// that goes before its hash, hashed, once a slot is free.
 struct Queued {
     id: u64,
     name: String,
@@ -95,7 +130,10 @@ enum Head {
     Streaming {
         id: u64,
         file: Prepared,
-        chunks: ChunkReceiver<Result<Vec<u8>, SendError>>,
+        chunks: ReadChunks,
+        /// For a file offered before it was hashed: its SHA-256, for the `Digest`
+        /// after the last chunk, until that is sent.
+        digest: Option<oneshot::Receiver<[u8; 32]>>,
         progress: ProgressReporter,
         sent: u64,
     },
@@ -205,7 +243,8 @@ impl Sending {
         Ok(())
     }
 
-    /// Queues `path` and starts hashing it on a blocking thread.
+    /// Queues `path` and starts measuring it (and hashing it, if it is a folder) on
+    /// a blocking thread.
     pub fn enqueue(&mut self, path: PathBuf) {
         let id = self.next_id;
         self.next_id += 1;
@@ -250,9 +289,7 @@ impl Sending {
                     name: queued_name,
                     size,
                 });
-                let mut progress = ProgressReporter::new(events, id, Phase::Hashing, size);
-                PreparedFile::prepare(&path, hash_cache.as_ref(), |done, _| progress.update(done))
-                    .map(Prepared::File)
+                PreparedFile::measure(&path, hash_cache.as_ref()).map(Prepared::File)
             });
             hashed
                 .await
@@ -297,16 +334,20 @@ impl Sending {
                         }
                     }
                 }
-                Some(Head::Streaming { .. }) if self.credit.as_ref().is_some_and(Credit::spent) => {
-                    // Until the receiver's `Credit`, which ends this wait.
+                Some(Head::Streaming { file, sent, .. })
+                    if *sent < file.size() && self.credit.as_ref().is_some_and(Credit::spent) =>
+                {
+                    // Until the receiver's `Credit`, which ends this wait. Only data
+                    // waits for it: a `Digest` after the last chunk does not.
                     return std::future::pending().await;
                 }
                 Some(Head::Streaming {
                     id,
+                    file,
                     chunks,
+                    digest,
                     progress,
                     sent,
-                    ..
                 }) => match chunks.recv().await {
                     Some(Ok(data)) => {
                         if let Some(credit) = &mut self.credit {
@@ -326,6 +367,19 @@ impl Sending {
                         };
                     }
                     None => {
+                        // Sent by the reading thread before its queue ended.
+                        if let Some(hashed) = digest {
+                            let hashed = hashed.await;
+                            *digest = None;
+                            if let Ok(sha256) = hashed {
+                                file.hashed_as_sent(sha256);
+                                return Frame::Digest { id: *id, sha256 };
+                            }
+                            let (id, reason) = (*id, "its SHA-256 was not computed".to_owned());
+                            let name = self.head.take().map(|head| head.name()).unwrap_or_default();
+                            self.fail(id, &name, reason.clone());
+                            return Frame::Cancel { id, reason };
+                        }
                         let Some(Head::Streaming { id, file, .. }) = self.head.take() else {
                             unreachable!("head checked above");
                         };
@@ -339,6 +393,14 @@ impl Sending {
                     if matches!(file, Prepared::Folder(_)) && !takes_folders(self.version) {
                         let err = SendError::FoldersUnsupported(self.version);
                         self.fail(id, file.name(), err.to_string());
+                        continue;
+                    }
+                    if let Prepared::File(unhashed @ PreparedFile { sha256: None, .. }) = &file
+                        && !takes_unhashed_offers(self.version)
+                    {
+                        // An older receiver needs the SHA-256 in the offer.
+                        let queued = self.hash_first(id, unhashed, false);
+                        self.head = Some(Head::Hashing(queued));
                         continue;
                     }
                     self.offering = file.offer(id);
@@ -395,9 +457,11 @@ impl Sending {
             progress = progress.with_files(folder.file_list());
         }
         progress.update(offset);
+        let (chunks, digest) = file.stream(offset, self.hash_cache.clone());
         self.head = Some(Head::Streaming {
             id: offered,
-            chunks: file.stream(offset),
+            chunks,
+            digest,
             file,
             progress,
             sent: offset,
@@ -501,18 +565,14 @@ impl Sending {
             (VerdictStatus::Verified, Head::Offered(_, Prepared::File(file)))
                 if self.version >= 2 && file.hash_was_cached =>
             {
-                let path = file.path.clone();
                 self.note(id, &name, RECHECKING_CACHED_HASH.into());
-                let hash_cache = self.hash_cache.clone();
-                let hashing = tokio::spawn(async move {
-                    tokio::task::spawn_blocking(move || {
-                        PreparedFile::prepare_afresh(&path, hash_cache.as_ref(), |_, _| {})
-                            .map(Prepared::File)
-                    })
-                    .await
-                    .unwrap_or_else(|err| Err(SendError::Stopped(err.to_string())))
-                });
-                self.head = Some(Head::Hashing(Queued { id, name, hashing }));
+                let queued = self.hash_first(id, file, true);
+                self.head = Some(Head::Hashing(queued));
+            }
+            // No receiver can hold a file by a SHA-256 it was not told.
+            (VerdictStatus::Verified, Head::Offered(_, file)) if file.is_unhashed() => {
+                self.head = Some(head);
+                return Err(TransferViolation::EarlyVerdict(id));
             }
             // Version 2: the receiver stored this very file before and its verdict
             // was lost with a connection; nothing more needs to be sent.
@@ -653,6 +713,28 @@ impl Sending {
         }
     }
 
+    /// Hashes `file` on a blocking thread (`afresh`: even if the cache knows it),
+    /// showing its progress, before it is offered.
+    fn hash_first(&self, id: u64, file: &PreparedFile, afresh: bool) -> Queued {
+        let (path, name) = (file.path.clone(), file.name.clone());
+        let hash_cache = self.hash_cache.clone();
+        let mut progress =
+            ProgressReporter::new(self.events.clone(), id, Phase::Hashing, file.size);
+        let hashing = tokio::spawn(async move {
+            tokio::task::spawn_blocking(move || {
+                let progress = |done, _| progress.update(done);
+                match afresh {
+                    true => PreparedFile::prepare_afresh(&path, hash_cache.as_ref(), progress),
+                    false => PreparedFile::prepare(&path, hash_cache.as_ref(), progress),
+                }
+                .map(Prepared::File)
+            })
+            .await
+            .unwrap_or_else(|err| Err(SendError::Stopped(err.to_string())))
+        });
+        Queued { id, name, hashing }
+    }
+
     /// Says what preparing a transfer found: a cached hash, files left out.
     fn note_preparation(&self, id: u64, prepared: &Prepared) {
         match prepared {
@@ -709,11 +791,14 @@ impl Sending {
 }
 
 impl Head {
-    /// Whether every byte is on the wire (the reading thread may not have said so yet).
+    /// Whether every byte, and the SHA-256 that follows them if any, is on the wire
+    /// (the reading thread may not have said so yet).
     fn all_sent(&self) -> bool {
         match self {
             Head::AwaitingVerdict(..) => true,
-            Head::Streaming { file, sent, .. } => *sent == file.size(),
+            Head::Streaming {
+                file, sent, digest, ..
+            } => *sent == file.size() && digest.is_none(),
             _ => false,
         }
     }
@@ -742,6 +827,7 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_folder_cut_off_inside_its_manifest_is_offered_whole_again() {
@@ -767,6 +853,157 @@ mod tests {
             sending.next_frame().await,
             Frame::Manifest { id: 1, .. }
         ));
+    }
+
+    /// `data.bin` in `dir`, of `len` bytes.
+    fn test_file(dir: &std::path::Path, len: u32) -> (PathBuf, Vec<u8>) {
+        let path = dir.join("data.bin");
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        (path, data)
+    }
+
+    /// The `Chunk`s after an `Accept`, and the frame that follows them.
+    async fn data_then(sending: &mut Sending) -> (Vec<u8>, Frame) {
+        let mut data = Vec::new();
+        loop {
+            match sending.next_frame().await {
+                Frame::Chunk { data: chunk, .. } => data.extend(chunk),
+                other => return (data, other),
+            }
+        }
+    }
+
+    fn sha(data: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(data).into()
+    }
+
+    #[tokio::test]
+    async fn a_first_send_goes_before_its_hash_which_follows_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = test_file(dir.path(), 300_000);
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let mut sending = Sending::new(events, None);
+        sending.connected(crate::frame::UNHASHED_OFFER_VERSION);
+        sending.enqueue(path.clone());
+        assert_eq!(
+            sending.next_frame().await,
+            Frame::OfferUnhashed {
+                id: 1,
+                size: 300_000,
+                name: "data.bin".into()
+            }
+        );
+        sending.accepted(1, 0).unwrap();
+        let (sent, after) = data_then(&mut sending).await;
+        assert_eq!(sent, data);
+        assert_eq!(
+            after,
+            Frame::Digest {
+                id: 1,
+                sha256: sha(&data)
+            }
+        );
+        sending
+            .verdict(1, VerdictStatus::Verified, "saved as data.bin", "bob")
+            .unwrap();
+        assert!(sending.is_idle());
+    }
+
+    #[tokio::test]
+    async fn a_resumed_file_whose_hash_follows_hashes_the_bytes_the_receiver_kept_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = test_file(dir.path(), 300_000);
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let mut sending = Sending::new(events, None);
+        sending.connected(crate::frame::ONE_CONNECTION_UNHASHED_OFFER_VERSION);
+        sending.enqueue(path);
+        assert!(matches!(
+            sending.next_frame().await,
+            Frame::OfferUnhashed { id: 1, .. }
+        ));
+        sending.accepted(1, 100_000).unwrap();
+        let (sent, after) = data_then(&mut sending).await;
+        assert_eq!(sent, data[100_000..]);
+        assert_eq!(
+            after,
+            Frame::Digest {
+                id: 1,
+                sha256: sha(&data)
+            }
+        );
+        // Lost before the verdict: offered again with the hash now known.
+        sending.connection_lost("cut");
+        sending.connected(crate::frame::ONE_CONNECTION_UNHASHED_OFFER_VERSION);
+        assert!(matches!(
+            sending.next_frame().await,
+            Frame::Offer { id: 1, sha256, .. } if sha256 == sha(&data)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_file_cut_off_before_its_digest_is_offered_unhashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = test_file(dir.path(), 300_000);
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let mut sending = Sending::new(events, None);
+        sending.connected(crate::frame::UNHASHED_OFFER_VERSION);
+        sending.enqueue(path);
+        sending.next_frame().await;
+        sending.accepted(1, 0).unwrap();
+        assert!(matches!(sending.next_frame().await, Frame::Chunk { .. }));
+        sending.connection_lost("cut");
+        sending.connected(crate::frame::UNHASHED_OFFER_VERSION);
+        assert!(matches!(
+            sending.next_frame().await,
+            Frame::OfferUnhashed { id: 1, .. }
+        ));
+        // No receiver can say it holds a file by a hash it was not told.
+        assert!(matches!(
+            sending.verdict(1, VerdictStatus::Verified, "already saved as x", "bob"),
+            Err(TransferViolation::EarlyVerdict(1))
+        ));
+        sending.accepted(1, 0).unwrap();
+        let (sent, after) = data_then(&mut sending).await;
+        assert_eq!(
+            (sent, after),
+            (
+                data.clone(),
+                Frame::Digest {
+                    id: 1,
+                    sha256: sha(&data)
+                }
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn an_older_receiver_gets_the_hash_in_the_offer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = test_file(dir.path(), 1000);
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let mut sending = Sending::new(events, None);
+        sending.connected(crate::frame::CREDIT_VERSION);
+        sending.enqueue(path);
+        assert!(matches!(
+            sending.next_frame().await,
+            Frame::Offer { id: 1, sha256, .. } if sha256 == sha(&data)
+        ));
+        sending.accepted(1, 0).unwrap();
+        let mut sent = Vec::new();
+        while sent.len() < data.len() {
+            let Frame::Chunk { data: chunk, .. } = sending.next_frame().await else {
+                panic!("data comes first");
+            };
+            sent.extend(chunk);
+        }
+        assert_eq!(sent, data);
+        let after = tokio::time::timeout(Duration::from_millis(300), sending.next_frame()).await;
+        assert!(
+            after.is_err(),
+            "no Digest after a hashed offer's data: {after:?}"
+        );
     }
 
     #[tokio::test]

@@ -114,6 +114,9 @@ impl StoredRecord {
     /// renamed to `target` in the download folder `dir`. Synced before it returns,
     /// so it outlives the process as soon as the rename can.
     pub fn remember(&self, dir: &Path, meta: &Meta, target: &Path, file: &File) -> io::Result<()> {
+        if meta.sha256.is_none() {
+            return Err(io::Error::other("a file is recorded only with its SHA-256"));
+        }
         let name = target
             .file_name()
             .ok_or_else(|| io::Error::other("the stored file has no name"))?;
@@ -219,7 +222,7 @@ fn holds(entry: &Entry, meta: &Meta) -> bool {
     }
     let mut hasher = Sha256::new();
     super::hash_into(&mut hasher, (&file).take(meta.size), |_| {}).ok() == Some(meta.size)
-        && <[u8; 32]>::from(hasher.finalize()) == meta.sha256
+        && Some(<[u8; 32]>::from(hasher.finalize())) == meta.sha256
 }
 
 /// The line for `entry`, or nothing for a path too long or not UTF-8.
@@ -234,7 +237,7 @@ fn format_line(entry: &Entry) -> Option<String> {
         entry.id.inode,
         entry.modified_ns,
         entry.meta.size,
-        hex::encode(entry.meta.sha256),
+        hex::encode(entry.meta.sha256?),
         hex::encode(&entry.meta.name),
         hex::encode(path),
     ))
@@ -270,7 +273,11 @@ fn parse_line(line: &str) -> Option<Entry> {
         return None;
     }
     Some(Entry {
-        meta: Meta { name, size, sha256 },
+        meta: Meta {
+            name,
+            size,
+            sha256: Some(sha256),
+        },
         path: PathBuf::from(path),
         id: FileId { device, inode },
         modified_ns,
@@ -285,7 +292,7 @@ mod tests {
         Meta {
             name: name.into(),
             size: data.len() as u64,
-            sha256: Sha256::digest(data).into(),
+            sha256: Some(Sha256::digest(data).into()),
         }
     }
 

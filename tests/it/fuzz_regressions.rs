@@ -48,6 +48,17 @@ async fn every_saved_fuzz_input_now_passes() {
     }
 }
 
+/// The receiver target's seeds, each a connection's frames (verified files, a hash
+/// after the data, a digest out of place, a resume), keep the check's invariants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_seeds_pass() {
+    let scratch = tempfile::tempdir().unwrap();
+    for (run, input) in seeds::frame_sequences().iter().enumerate() {
+        let result = checks::check_receiver(input, scratch.path(), run as u64).await;
+        assert_eq!(result, Ok(()), "seed {run}");
+    }
+}
+
 /// The manifest target's seeds hold what its check claims, and the check is not
 /// vacuous: the sender's own tree is accepted by both systems' rules, names that
 /// differ only in case by Unix's alone, and every hostile tree by neither.
