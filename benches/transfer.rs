@@ -47,6 +47,8 @@ const SIEGE_HANDSHAKES: usize = 20;
 #[derive(Default)]
 struct Row {
     chat: Vec<f64>,
+    /// CPU seconds of the sender and the receiver, first send and again.
+    first_cpu: Vec<(f64, f64)>,
     repeat: Vec<f64>,
     repeat_cpu: Vec<(f64, f64)>,
     /// Per contender: its times, and what a `sync -f` right after it took.
@@ -117,6 +119,7 @@ fn main() {
                 run.latencies_ms.iter().cloned().fold(0.0, f64::max)
             );
             row.chat.push(run.seconds);
+            row.first_cpu.push((run.cpu_sender, run.cpu_receiver));
             row.latencies.extend(run.latencies_ms);
             row.rss_sender = row.rss_sender.max(run.rss_sender_kib);
             row.rss_receiver = row.rss_receiver.max(run.rss_receiver_kib);
@@ -230,15 +233,15 @@ fn report(place: &Place, row: &Row, mib: f64) {
             100.0 * dd / repeat
         );
     }
-    let (cpu_sender, cpu_receiver): (Vec<f64>, Vec<f64>) = row.repeat_cpu.iter().copied().unzip();
-    let (cpu_sender, cpu_receiver) = (median(&cpu_sender), median(&cpu_receiver));
-    println!("    chat again, CPU seconds: sender {cpu_sender:.2} s, receiver {cpu_receiver:.2} s");
     let gcm = row
         .contenders
         .iter()
         .find(|(name, ..)| name.contains(AES128_GCM))
         .map(|(_, times, _)| median(times));
-    report_first_send_floor(chat, repeat, cpu_sender + cpu_receiver, gcm);
+    for (label, cpu) in [("first", &row.first_cpu), ("again", &row.repeat_cpu)] {
+        let (sender, receiver): (Vec<f64>, Vec<f64>) = cpu.iter().copied().unzip();
+        report_cpu_floor(label, median(&sender), median(&receiver), gcm);
+    }
     println!(
         "    chat peak RSS: sender {} MiB, receiver {} MiB",
         row.rss_sender / 1024,
@@ -413,17 +416,14 @@ fn real_peer_handshakes(
     (times, failed)
 }
 
-/// OpenSSL's tools doing the same work: hash, then mutual TLS 1.3 through
-/// s_server/s_client, the receiver teeing to a file and into `openssl dgst`.
-/// A first send is the sender's hash pass, which must end before the offer and so
-/// before any byte goes, then the transfer. With both peers on this machine, the
-/// transfer cannot take less than its CPU time spread over every core.
-fn report_first_send_floor(first: f64, again: f64, transfer_cpu: f64, scp_gcm: Option<f64>) {
+/// What one send cost in CPU, and the least time that cost allows with both peers
+/// sharing this machine's cores: a first send hashes the file as it goes (protocol
+/// version 8), so its floor is its CPU time spread over every core, as a repeat's is.
+fn report_cpu_floor(label: &str, sender: f64, receiver: f64, scp_gcm: Option<f64>) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let hash_pass = (first - again).max(0.0);
-    let floor = hash_pass + transfer_cpu / cores as f64;
+    let floor = (sender + receiver) / cores as f64;
     print!(
-        "    first send: hash pass {hash_pass:.2} s (first - again) + transfer; at this CPU cost, \
+        "    chat {label}, CPU seconds: sender {sender:.2} s, receiver {receiver:.2} s; \
          on {cores} cores shared by both peers, at least {floor:.2} s"
     );
     match scp_gcm {
@@ -432,6 +432,8 @@ fn report_first_send_floor(first: f64, again: f64, transfer_cpu: f64, scp_gcm: O
     }
 }
 
+/// OpenSSL's tools doing the same work: hash, then mutual TLS 1.3 through
+/// s_server/s_client, the receiver teeing to a file and into `openssl dgst`.
 fn openssl_round(scratch: &Path, file: &Path, into: &Path) -> f64 {
     let certs = scratch.join("certs");
     let out = into.join("openssl-received.bin");
