@@ -66,6 +66,7 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
         let mut files = Receiving::new(
             limits.clone(),
             "fuzz".into(),
+            "f0".repeat(32).parse().unwrap(),
             UNHASHED_OFFER_VERSION,
             replies,
             events,

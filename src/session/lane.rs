@@ -6,6 +6,7 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::frame::Frame;
+use crate::identity::fingerprint::Fingerprint;
 use crate::link::connection::{ConnectionError, FrameReader, FrameWriter};
 use crate::link::handshake::{Link, Tls};
 
@@ -16,6 +17,8 @@ pub struct Lane {
     pub writer: LaneWriter,
     /// The common name in the peer's pinned certificate (untrusted text).
     pub peer_name: String,
+    /// That certificate's fingerprint.
+    pub peer_fingerprint: Fingerprint,
     /// The peer's per-run session id from its `Hello`.
     pub peer_session: u64,
     pub version: u16,
@@ -68,6 +71,7 @@ impl Lane {
             reader: LaneReader::Own(reader),
             writer: LaneWriter::Own(writer),
             peer_name: link.peer_name,
+            peer_fingerprint: link.peer_fingerprint,
             peer_session: link.peer_session,
             version: link.version,
             dialed,

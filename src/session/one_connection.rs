@@ -67,6 +67,7 @@ pub fn split(link: Link, on_loss: Option<oneshot::Sender<()>>) -> (Lane, Lane, C
         reader: LaneReader::Shared(reader),
         writer: LaneWriter::Shared(writer),
         peer_name: link.peer_name.clone(),
+        peer_fingerprint: link.peer_fingerprint,
         peer_session: link.peer_session,
         version: link.version,
         dialed,

@@ -142,7 +142,15 @@ pub async fn receive(
         session,
         shown: shown.subscribe(),
     };
-    let mut files = Receiving::new(limits, peer.clone(), version, replies, events.clone());
+    let sender = lane.peer_fingerprint;
+    let mut files = Receiving::new(
+        limits,
+        peer.clone(),
+        sender,
+        version,
+        replies,
+        events.clone(),
+    );
     let credits = takes_credit(version).then(|| files.backlog().drained_counts());
     let answering = Answering(tokio::spawn(answer(writer, acks, credits, replies_rx)));
     let incoming = Incoming {

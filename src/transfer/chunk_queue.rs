@@ -114,6 +114,11 @@ pub struct ChunkReceiver<T: Chunk> {
 pub struct Closed;
 
 impl<T: Chunk> ChunkSender<T> {
+    /// The consuming end is gone: nothing queued from now on would be taken.
+    pub fn is_closed(&self) -> bool {
+        self.chunks.is_closed()
+    }
+
     /// Queues `chunk`, first waiting for room if the queue is full.
     pub async fn send(&mut self, chunk: T) -> Result<(), Closed> {
         let (bytes, data_len) = (chunk.bytes(), chunk.data_len() as u64);

@@ -78,6 +78,7 @@ mod tests {
             name: "a".into(),
             size: 1,
             sha256: Some([tag; 32]),
+            sender: None,
         }
     }
 

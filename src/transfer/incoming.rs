@@ -24,6 +24,7 @@ use super::manifest::{self, MEMORY_BUDGET};
 use super::name::{self, NameError};
 use super::parts::{self, Meta, OwnedPart};
 use super::stored::StoredRecord;
+use crate::identity::fingerprint::Fingerprint;
 use crate::platform;
 
 /// Files being received or verified at once, across every connection of a session.
@@ -168,17 +169,19 @@ impl ReceiveLimits {
     }
 }
 
-/// The offer `(offered_name, size, sha256)` with its name made safe to store;
-/// `sha256` is `None` for an offer whose hash follows its data.
+/// The offer `(offered_name, size, sha256)` from `sender` with its name made safe
+/// to store; `sha256` is `None` for an offer whose hash follows its data.
 pub fn validate(
     offered_name: &str,
     size: u64,
     sha256: Option<[u8; 32]>,
+    sender: Fingerprint,
 ) -> Result<Meta, NameError> {
     Ok(Meta {
         name: name::sanitize(offered_name)?,
         size,
         sha256,
+        sender: Some(sender),
     })
 }
 
@@ -553,7 +556,7 @@ mod tests {
         size: u64,
         sha256: impl Into<Option<[u8; 32]>>,
     ) -> Result<Incoming, RefuseReason> {
-        let meta = validate(name, size, sha256.into())?;
+        let meta = validate(name, size, sha256.into(), alice())?;
         let reservation = limits.reserve(&meta).await.expect("a free slot");
         Incoming::start(limits, meta, reservation, Arc::default(), |_| {})
     }
@@ -566,6 +569,11 @@ mod tests {
 
     fn sha(data: &[u8]) -> [u8; 32] {
         Sha256::digest(data).into()
+    }
+
+    /// The peer that sends every offer of these tests.
+    fn alice() -> Fingerprint {
+        hex::encode([0xa1; 32]).parse().unwrap()
     }
 
     #[tokio::test]
@@ -649,7 +657,7 @@ mod tests {
         let data = b"hello fuzz".to_vec();
         let mut first = start(&limits, "a.txt", 10, sha(&data)).await.unwrap();
         first.write(data.clone()).await.unwrap();
-        let meta = validate("a.txt", 10, Some(sha(&data))).unwrap();
+        let meta = validate("a.txt", 10, Some(sha(&data)), alice()).unwrap();
         let mut again = std::pin::pin!(limits.reserve(&meta));
         assert!(
             !is_ready(again.as_mut()),
@@ -670,7 +678,7 @@ mod tests {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 249) as u8).collect();
         let mut first = start(&limits, "r.bin", 50_000, sha(&data)).await.unwrap();
         first.write(data[..20_000].to_vec()).await.unwrap();
-        let meta = validate("r.bin", 50_000, Some(sha(&data))).unwrap();
+        let meta = validate("r.bin", 50_000, Some(sha(&data)), alice()).unwrap();
         let mut again = std::pin::pin!(limits.reserve(&meta));
         assert!(
             !is_ready(again.as_mut()),
@@ -833,7 +841,7 @@ mod tests {
         for i in 0..MAX_ACTIVE_TRANSFERS {
             held.push(start(&limits, &format!("f{i}"), 0, sha(b"")).await.unwrap());
         }
-        let one_more = validate("g", 0, Some(sha(b""))).unwrap();
+        let one_more = validate("g", 0, Some(sha(b"")), alice()).unwrap();
         assert!(
             limits.reserve(&one_more).await.is_none(),
             "empty files count too"

@@ -56,6 +56,7 @@ pub fn folder_meta(name: &str, size: u64, manifest: &[u8]) -> Meta {
         name: format!("{name}/"),
         size,
         sha256: Some(Sha256::digest(manifest).into()),
+        sender: None,
     }
 }
 

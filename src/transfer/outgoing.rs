@@ -18,6 +18,9 @@ use super::hash_cache::SharedHashCache;
 use crate::frame::{MAX_CHUNK_LEN, MAX_FILE_NAME_LEN};
 use crate::platform;
 
+/// The bytes a resumed file's hash takes in at a time before its first chunk.
+const PREFIX_STEP: u64 = 8 << 20;
+
 /// The chunks of a file or folder being read, in order, or the failure that
 /// stopped them.
 pub type ReadChunks = ChunkReceiver<Result<Vec<u8>, SendError>>;
@@ -189,10 +192,15 @@ impl PreparedFile {
             let stamp = platform::file_stamp(&file).map_err(io_error)?;
             let hashed_at = std::time::SystemTime::now();
             let mut hasher = Sha256::new();
-            if super::hash_into(&mut hasher, (&file).take(offset), |_| {}).map_err(io_error)?
-                != offset
-            {
-                return Err(SendError::Changed(prepared.path.clone()));
+            // In steps, so that a connection lost meanwhile stops it.
+            let mut prefix = (&file).take(offset);
+            let mut hashed = 0;
+            while hashed < offset && !chunks.is_closed() {
+                let step = (&mut prefix).take(PREFIX_STEP);
+                match super::hash_into(&mut hasher, step, |_| {}).map_err(io_error)? {
+                    0 => return Err(SendError::Changed(prepared.path.clone())),
+                    read => hashed += read,
+                }
             }
             if !prepared.send_chunks(&mut file, offset, chunks, Some(&mut hasher))? {
                 return Ok(());

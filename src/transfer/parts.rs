@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::name;
+use crate::identity::fingerprint::Fingerprint;
 use crate::platform;
 
 /// The private folder's name. Received names never start with a dot.
@@ -47,6 +48,10 @@ pub struct Meta {
     pub size: u64,
     /// `None` for an offer whose SHA-256 follows its data (`OfferUnhashed`).
     pub sha256: Option<[u8; 32]>,
+    /// The peer whose offer it is (unknown in a part kept by an older `chat`):
+    /// the only one that resumes a part whose hash never came, since nothing else
+    /// ties such a part to a file.
+    pub sender: Option<Fingerprint>,
 }
 
 /// What a meta says in place of a SHA-256 that follows the data.
@@ -55,19 +60,30 @@ const HASH_FOLLOWS: &str = "follows";
 impl Meta {
     fn encode(&self) -> String {
         let sha256 = self.sha256.map_or(HASH_FOLLOWS.to_owned(), hex::encode);
+        let sender = self
+            .sender
+            .map_or(String::new(), |sender| format!("from {sender}\n"));
         format!(
-            "{META_HEADER}\nsize {}\nsha256 {sha256}\nname {}\n",
+            "{META_HEADER}\nsize {}\nsha256 {sha256}\n{sender}name {}\n",
             self.size, self.name
         )
     }
 
+    /// The same offer as `other`: name, size and SHA-256, whoever sent it.
+    pub fn same_offer(&self, other: &Meta) -> bool {
+        self.name == other.name && self.size == other.size && self.sha256 == other.sha256
+    }
+
     /// Whether a part kept for `self` may be resumed for `offer`: the same name and
-    /// size, and the same SHA-256, or none yet for the part. A part whose hash is
-    /// unknown is resumed by either kind of offer, as the final check alone decides.
+    /// size, and the same SHA-256; or, for a part whose hash never came, an offer of
+    /// either kind from the same peer (the final check alone decides, as after every
+    /// resume). No other peer learns what such a part holds, nor spoils it.
     pub fn resumes(&self, offer: &Meta) -> bool {
-        self.name == offer.name
-            && self.size == offer.size
-            && (self.sha256.is_none() || self.sha256 == offer.sha256)
+        let same_file = match self.sha256 {
+            Some(sha256) => offer.sha256 == Some(sha256),
+            None => self.sender.is_some() && self.sender == offer.sender,
+        };
+        self.name == offer.name && self.size == offer.size && same_file
     }
 
     /// The exact format [`Meta::encode`] writes, or nothing.
@@ -78,7 +94,15 @@ impl Meta {
         }
         let size = lines.next()?.strip_prefix("size ")?;
         let sha256 = lines.next()?.strip_prefix("sha256 ")?;
-        let name = lines.next()?.strip_prefix("name ")?;
+        let mut line = lines.next()?;
+        let sender = match line.strip_prefix("from ") {
+            Some(sender) => {
+                line = lines.next()?;
+                Some(sender.parse().ok()?)
+            }
+            None => None,
+        };
+        let name = line.strip_prefix("name ")?;
         if lines.next().is_some() || size.starts_with('+') {
             return None;
         }
@@ -94,6 +118,7 @@ impl Meta {
             name: name.to_owned(),
             size: size.parse().ok()?,
             sha256,
+            sender,
         })
     }
 }
@@ -199,8 +224,8 @@ pub fn find_resumable(dir: &Path, meta: &Meta) -> io::Result<Option<OwnedPart>> 
     Ok(None)
 }
 
-/// Kept parts that this offer may resume ([`Meta::resumes`]), opened without
-/// following links. A part or meta we did not create (another owner, a link, a
+/// Kept parts that this offer may resume ([`Meta::resumes`]), those of its very
+/// SHA-256 first, opened without following links. A part or meta we did not create (another owner, a link, a
 /// FIFO, a second hard link, an oversized meta) is passed over.
 pub fn candidates(dir: &Path, meta: &Meta) -> io::Result<Vec<Candidate>> {
     let parts = dir.join(PARTS_DIR);
@@ -222,12 +247,16 @@ pub fn candidates(dir: &Path, meta: &Meta) -> io::Result<Vec<Candidate>> {
         if meta_file.extension().is_none_or(|ext| ext != "meta") {
             continue;
         }
-        if !read_meta(&meta_file).is_ok_and(|kept| kept.resumes(meta)) {
+        let Some(kept) = read_meta(&meta_file).ok().filter(|kept| kept.resumes(meta)) else {
             continue;
-        }
+        };
         let path = meta_file.with_extension("part");
         if let Ok(file) = platform::open_private_file(&path, true) {
-            found.push(Candidate { file, path });
+            // A part of the very same SHA-256 before one whose hash never came.
+            match kept.sha256 {
+                Some(_) => found.insert(0, Candidate { file, path }),
+                None => found.push(Candidate { file, path }),
+            }
         }
     }
     Ok(found)
@@ -470,7 +499,12 @@ mod tests {
             name: name.into(),
             size,
             sha256: Some([tag; 32]),
+            sender: None,
         }
+    }
+
+    fn fingerprint(tag: u8) -> Fingerprint {
+        hex::encode([tag; 32]).parse().unwrap()
     }
 
     fn kept(dir: &Path, meta: &Meta, bytes: &[u8]) -> PathBuf {
@@ -488,9 +522,19 @@ mod tests {
         assert_eq!(Meta::parse(&format!("{text}extra\n")), None);
         assert_eq!(Meta::parse(&text.replace("size 7", "size +7")), None);
         assert_eq!(Meta::parse(&text.replace("v2", "v1")), None);
-        let unhashed = Meta { sha256: None, ..m };
-        assert!(unhashed.encode().contains("\nsha256 follows\n"));
-        assert_eq!(Meta::parse(&unhashed.encode()), Some(unhashed));
+        let unhashed = Meta {
+            sha256: None,
+            sender: Some(fingerprint(7)),
+            ..m
+        };
+        let text = unhashed.encode();
+        assert!(text.contains("\nsha256 follows\nfrom 0707"), "{text}");
+        assert_eq!(Meta::parse(&text), Some(unhashed));
+        let without_sender = text.replace(&format!("from {}\n", fingerprint(7)), "");
+        assert_eq!(
+            Meta::parse(&without_sender).map(|meta| meta.sender),
+            Some(None)
+        );
     }
 
     #[test]
@@ -541,21 +585,37 @@ mod tests {
     #[test]
     fn a_part_kept_before_its_hash_was_known_resumes_for_either_kind_of_offer() {
         let dir = tempfile::tempdir().unwrap();
-        let hashed = meta("r.bin", 10, 1);
         let unhashed = Meta {
             sha256: None,
-            ..hashed.clone()
+            sender: Some(fingerprint(1)),
+            ..meta("r.bin", 10, 1)
+        };
+        let hashed = |sender| Meta {
+            sender,
+            ..meta("r.bin", 10, 1)
         };
         kept(dir.path(), &unhashed, b"abcd");
-        for offer in [&unhashed, &hashed] {
-            let resumed = find_resumable(dir.path(), offer).unwrap().unwrap();
+        for offer in [unhashed.clone(), hashed(Some(fingerprint(1)))] {
+            let resumed = find_resumable(dir.path(), &offer).unwrap().unwrap();
             assert_eq!(resumed.held, 4);
         }
-        let other_size = Meta {
-            size: 11,
-            ..unhashed.clone()
-        };
-        assert!(find_resumable(dir.path(), &other_size).unwrap().is_none());
+        for other in [
+            Meta {
+                size: 11,
+                ..unhashed.clone()
+            },
+            Meta {
+                sender: Some(fingerprint(2)),
+                ..unhashed.clone()
+            },
+            hashed(Some(fingerprint(2))),
+        ] {
+            assert!(
+                find_resumable(dir.path(), &other).unwrap().is_none(),
+                "{other:?} resumed a part whose hash never came from another peer"
+            );
+        }
+        let hashed = hashed(None);
 
         let dir = tempfile::tempdir().unwrap();
         kept(dir.path(), &hashed, b"abcd");

@@ -20,6 +20,7 @@ use super::parts;
 use super::progress::ProgressReporter;
 use super::{CANCELLED_BY_RECEIVER, CANCELLED_BY_SENDER, TransferViolation, human_bytes, truncate};
 use crate::frame::{Frame, VerdictStatus, takes_folders, takes_unhashed_offers};
+use crate::identity::fingerprint::Fingerprint;
 use crate::session::event::{Event, Phase, Verified};
 
 /// A file or a folder whose data is arriving.
@@ -118,6 +119,8 @@ type Prepared = (u64, Result<IncomingFolder, String>);
 pub struct Receiving {
     limits: ReceiveLimits,
     peer: String,
+    /// The peer's pinned certificate: whose offers these are.
+    sender: Fingerprint,
     active: HashMap<u64, Arriving>,
     /// Transfers that failed part way: what is still in flight for them is dropped.
     discarding: HashMap<u64, Discarded>,
@@ -152,6 +155,7 @@ impl Receiving {
     pub fn new(
         limits: ReceiveLimits,
         peer: String,
+        sender: Fingerprint,
         version: u16,
         replies: mpsc::Sender<Frame>,
         events: mpsc::UnboundedSender<Event>,
@@ -159,6 +163,7 @@ impl Receiving {
         Receiving {
             limits,
             peer,
+            sender,
             active: HashMap::new(),
             discarding: HashMap::new(),
             manifests: HashMap::new(),
@@ -197,7 +202,7 @@ impl Receiving {
         if self.in_use(id) {
             return Err(TransferViolation::ReusedId(id));
         }
-        let meta = match incoming::validate(name, size, sha256) {
+        let meta = match incoming::validate(name, size, sha256, self.sender) {
             Ok(meta) => meta,
             Err(bad_name) => {
                 self.refuse(id, name, bad_name.to_string()).await;
@@ -546,11 +551,15 @@ impl Receiving {
     /// Handles a `Digest`: the SHA-256 of an `OfferUnhashed` whose data is all here,
     /// which it is now checked against.
     pub fn digest(&mut self, id: u64, sha256: [u8; 32]) -> Result<(), TransferViolation> {
-        if self
-            .discarding
-            .remove_entry(&id)
-            .is_some_and(|(_, dropped)| dropped.awaits_digest)
+        if let Some(dropped) = self.discarding.get(&id)
+            && dropped.awaits_digest
         {
+            if dropped.remaining > 0 {
+                let remaining = dropped.remaining;
+                let misplaced = incoming::DigestOutOfPlace::BeforeTheData { remaining };
+                return Err(TransferViolation::MisplacedDigest { id, misplaced });
+            }
+            self.discarding.remove(&id);
             return Ok(());
         }
         let Some(Arriving::File(file)) = self.active.get_mut(&id) else {
@@ -973,7 +982,15 @@ mod tests {
     fn connection_at(limits: &ReceiveLimits, version: u16) -> (Receiving, mpsc::Receiver<Frame>) {
         let (replies, replies_rx) = mpsc::channel(64);
         let (events, _) = mpsc::unbounded_channel();
-        let files = Receiving::new(limits.clone(), "alice".into(), version, replies, events);
+        let alice = hex::encode([0xa1; 32]).parse().unwrap();
+        let files = Receiving::new(
+            limits.clone(),
+            "alice".into(),
+            alice,
+            version,
+            replies,
+            events,
+        );
         (files, replies_rx)
     }
 
@@ -1429,7 +1446,11 @@ mod tests {
                 ..
             }
         ));
-        // What the sender wrote before it read the verdict.
+        // What the sender wrote before it read the verdict; not its digest yet.
+        assert!(matches!(
+            files.digest(1, sha(b"data")),
+            Err(TransferViolation::MisplacedDigest { id: 1, .. })
+        ));
         files.chunk(1, b"ta".to_vec()).await.unwrap();
         files.digest(1, sha(b"data")).unwrap();
         assert!(matches!(

@@ -2,7 +2,8 @@
 //! and judged one at a time. A file goes before it is hashed where the receiver
 //! takes an `OfferUnhashed` (protocol version 8 on), and is hashed as it streams;
 //! folders, and files for older receivers, are hashed first, a few at a time while
-//! earlier ones stream.
+//! earlier ones stream (a file queued before such a receiver was met, when it
+//! reaches the head).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -149,6 +150,9 @@ pub struct Sending {
     head_offset: u64,
     /// The protocol version of the current connection.
     version: u16,
+    /// The peer we are connected to needs every file's SHA-256 in its offer (an
+    /// older `chat`): files are hashed as soon as they are queued.
+    hash_ahead: bool,
     /// On a connection of a version with `Credit`: how much file data it carried
     /// and how much the receiver lets it carry.
     credit: Option<Credit>,
@@ -211,6 +215,7 @@ impl Sending {
             head_offset: 0,
             credit: None,
             version: 1,
+            hash_ahead: false,
             cancel_on_accept: None,
             pending_cancel: None,
             offering: VecDeque::new(),
@@ -224,6 +229,7 @@ impl Sending {
     /// A new connection carries the transfers from now on.
     pub fn connected(&mut self, version: u16) {
         self.version = version;
+        self.hash_ahead = !takes_unhashed_offers(version);
         self.credit = takes_credit(version).then(Credit::default);
     }
 
@@ -243,8 +249,8 @@ impl Sending {
         Ok(())
     }
 
-    /// Queues `path` and starts measuring it (and hashing it, if it is a folder) on
-    /// a blocking thread.
+    /// Queues `path` and starts measuring it on a blocking thread, and hashing it if
+    /// it is a folder or the peer needs the hash in the offer.
     pub fn enqueue(&mut self, path: PathBuf) {
         let id = self.next_id;
         self.next_id += 1;
@@ -255,6 +261,7 @@ impl Sending {
         let (events, queued_name) = (self.events.clone(), name.clone());
         let hash_cache = self.hash_cache.clone();
         let slots = self.hashing_slots.clone();
+        let hash_ahead = self.hash_ahead;
         let hashing = tokio::spawn(async move {
             // Files are hashed in the order queued, a few at a time; the slot is
             // held by the thread itself, so an aborted wait never frees it early.
@@ -289,7 +296,12 @@ impl Sending {
                     name: queued_name,
                     size,
                 });
-                PreparedFile::measure(&path, hash_cache.as_ref()).map(Prepared::File)
+                if !hash_ahead {
+                    return PreparedFile::measure(&path, hash_cache.as_ref()).map(Prepared::File);
+                }
+                let mut progress = ProgressReporter::new(events, id, Phase::Hashing, size);
+                PreparedFile::prepare(&path, hash_cache.as_ref(), |done, _| progress.update(done))
+                    .map(Prepared::File)
             });
             hashed
                 .await
@@ -358,13 +370,8 @@ impl Sending {
                         return Frame::Chunk { id: *id, data };
                     }
                     Some(Err(err)) => {
-                        let (id, reason) = (*id, err.to_string());
-                        let name = self.head.take().map(|head| head.name()).unwrap_or_default();
-                        self.fail(id, &name, reason.clone());
-                        return Frame::Cancel {
-                            id,
-                            reason: truncate(reason),
-                        };
+                        let id = *id;
+                        return self.give_up(id, err.to_string());
                     }
                     None => {
                         // Sent by the reading thread before its queue ended.
@@ -375,10 +382,8 @@ impl Sending {
                                 file.hashed_as_sent(sha256);
                                 return Frame::Digest { id: *id, sha256 };
                             }
-                            let (id, reason) = (*id, "its SHA-256 was not computed".to_owned());
-                            let name = self.head.take().map(|head| head.name()).unwrap_or_default();
-                            self.fail(id, &name, reason.clone());
-                            return Frame::Cancel { id, reason };
+                            let id = *id;
+                            return self.give_up(id, "its SHA-256 was not computed".into());
                         }
                         let Some(Head::Streaming { id, file, .. }) = self.head.take() else {
                             unreachable!("head checked above");
@@ -445,7 +450,9 @@ impl Sending {
                 format!("resuming at {}", human_bytes(offset)),
             );
         }
-        if self.cancel_on_accept.take() == Some(id) && offset < file.size() {
+        // Too late only once every byte is held, and the hash too if it follows.
+        if self.cancel_on_accept.take() == Some(id) && (offset < file.size() || file.is_unhashed())
+        {
             self.cancelled_here(id, file.name());
             self.cancel_on_the_wire(id);
             return Ok(());
@@ -521,6 +528,22 @@ impl Sending {
             id,
             reason: CANCELLED_BY_SENDER.into(),
         });
+        self.remember_cancelled(id);
+    }
+
+    /// The head, `id`, cannot be sent on: it fails here, and the `Cancel` that
+    /// tells the receiver is returned, remembered for a crossing `Verdict`.
+    fn give_up(&mut self, id: u64, reason: String) -> Frame {
+        let name = self.head.take().map(|head| head.name()).unwrap_or_default();
+        self.fail(id, &name, reason.clone());
+        self.remember_cancelled(id);
+        Frame::Cancel {
+            id,
+            reason: truncate(reason),
+        }
+    }
+
+    fn remember_cancelled(&mut self, id: u64) {
         if self.cancelled.len() == MAX_CANCELLED_REMEMBERED {
             self.cancelled.pop_front();
         }
@@ -976,6 +999,46 @@ mod tests {
                 }
             )
         );
+    }
+
+    #[tokio::test]
+    async fn a_file_that_changed_is_cancelled_and_a_verdict_crossing_that_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = test_file(dir.path(), 1000);
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let mut sending = Sending::new(events, None);
+        sending.connected(crate::frame::UNHASHED_OFFER_VERSION);
+        sending.enqueue(path.clone());
+        sending.next_frame().await;
+        std::fs::write(&path, b"now shorter").unwrap();
+        sending.accepted(1, 0).unwrap();
+        assert!(matches!(
+            sending.next_frame().await,
+            Frame::Cancel { id: 1, reason } if reason.contains("changed while it was being sent")
+        ));
+        let crossing = sending.verdict(1, VerdictStatus::Failed, "disk full", "bob");
+        assert!(crossing.is_ok(), "{crossing:?}");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_waits_for_an_accept_of_every_byte_while_the_digest_is_unsent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = test_file(dir.path(), 1000);
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let mut sending = Sending::new(events, None);
+        sending.connected(crate::frame::UNHASHED_OFFER_VERSION);
+        sending.enqueue(path);
+        sending.next_frame().await;
+        sending.cancel(1);
+        sending.accepted(1, 1000).unwrap();
+        assert_eq!(
+            sending.next_frame().await,
+            Frame::Cancel {
+                id: 1,
+                reason: CANCELLED_BY_SENDER.into()
+            }
+        );
+        assert!(sending.is_idle());
     }
 
     #[tokio::test]

@@ -151,7 +151,7 @@ impl StoredRecord {
         let candidates: Vec<Entry> = {
             let state = self.state.lock().ok()?;
             (state.entries.iter().rev())
-                .filter(|entry| entry.meta == *meta && entry.path.parent() == Some(&folder))
+                .filter(|entry| entry.meta.same_offer(meta) && entry.path.parent() == Some(&folder))
                 .take(MAX_CHECKED)
                 .cloned()
                 .collect()
@@ -277,6 +277,7 @@ fn parse_line(line: &str) -> Option<Entry> {
             name,
             size,
             sha256: Some(sha256),
+            sender: None,
         },
         path: PathBuf::from(path),
         id: FileId { device, inode },
@@ -293,6 +294,7 @@ mod tests {
             name: name.into(),
             size: data.len() as u64,
             sha256: Some(Sha256::digest(data).into()),
+            sender: None,
         }
     }
 
