@@ -886,6 +886,17 @@ mod tests {
         (path, data)
     }
 
+    /// A sender on a connection of `version`, with `data.bin` of `len` bytes queued.
+    async fn queued(version: u16, len: u32) -> (tempfile::TempDir, PathBuf, Vec<u8>, Sending) {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = test_file(dir.path(), len);
+        let (events, _) = mpsc::unbounded_channel();
+        let mut sending = Sending::new(events, None);
+        sending.connected(version);
+        sending.enqueue(path.clone());
+        (dir, path, data, sending)
+    }
+
     /// The `Chunk`s after an `Accept`, and the frame that follows them.
     async fn data_then(sending: &mut Sending) -> (Vec<u8>, Frame) {
         let mut data = Vec::new();
@@ -904,12 +915,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_first_send_goes_before_its_hash_which_follows_the_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, data) = test_file(dir.path(), 300_000);
-        let (events, _events_rx) = mpsc::unbounded_channel();
-        let mut sending = Sending::new(events, None);
-        sending.connected(crate::frame::UNHASHED_OFFER_VERSION);
-        sending.enqueue(path.clone());
+        let (_dir, _, data, mut sending) =
+            queued(crate::frame::UNHASHED_OFFER_VERSION, 300_000).await;
         assert_eq!(
             sending.next_frame().await,
             Frame::OfferUnhashed {
@@ -936,12 +943,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_resumed_file_whose_hash_follows_hashes_the_bytes_the_receiver_kept_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, data) = test_file(dir.path(), 300_000);
-        let (events, _events_rx) = mpsc::unbounded_channel();
-        let mut sending = Sending::new(events, None);
-        sending.connected(crate::frame::ONE_CONNECTION_UNHASHED_OFFER_VERSION);
-        sending.enqueue(path);
+        let (_dir, _, data, mut sending) =
+            queued(crate::frame::ONE_CONNECTION_UNHASHED_OFFER_VERSION, 300_000).await;
         assert!(matches!(
             sending.next_frame().await,
             Frame::OfferUnhashed { id: 1, .. }
@@ -967,12 +970,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_cut_off_before_its_digest_is_offered_unhashed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, data) = test_file(dir.path(), 300_000);
-        let (events, _events_rx) = mpsc::unbounded_channel();
-        let mut sending = Sending::new(events, None);
-        sending.connected(crate::frame::UNHASHED_OFFER_VERSION);
-        sending.enqueue(path);
+        let (_dir, _, data, mut sending) =
+            queued(crate::frame::UNHASHED_OFFER_VERSION, 300_000).await;
         sending.next_frame().await;
         sending.accepted(1, 0).unwrap();
         assert!(matches!(sending.next_frame().await, Frame::Chunk { .. }));
@@ -1003,12 +1002,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_that_changed_is_cancelled_and_a_verdict_crossing_that_is_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, _) = test_file(dir.path(), 1000);
-        let (events, _events_rx) = mpsc::unbounded_channel();
-        let mut sending = Sending::new(events, None);
-        sending.connected(crate::frame::UNHASHED_OFFER_VERSION);
-        sending.enqueue(path.clone());
+        let (_dir, path, _, mut sending) = queued(crate::frame::UNHASHED_OFFER_VERSION, 1000).await;
         sending.next_frame().await;
         std::fs::write(&path, b"now shorter").unwrap();
         sending.accepted(1, 0).unwrap();
@@ -1022,12 +1016,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancel_waits_for_an_accept_of_every_byte_while_the_digest_is_unsent() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, _) = test_file(dir.path(), 1000);
-        let (events, _events_rx) = mpsc::unbounded_channel();
-        let mut sending = Sending::new(events, None);
-        sending.connected(crate::frame::UNHASHED_OFFER_VERSION);
-        sending.enqueue(path);
+        let (_dir, _, _, mut sending) = queued(crate::frame::UNHASHED_OFFER_VERSION, 1000).await;
         sending.next_frame().await;
         sending.cancel(1);
         sending.accepted(1, 1000).unwrap();
@@ -1043,12 +1032,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_older_receiver_gets_the_hash_in_the_offer() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, data) = test_file(dir.path(), 1000);
-        let (events, _events_rx) = mpsc::unbounded_channel();
-        let mut sending = Sending::new(events, None);
-        sending.connected(crate::frame::CREDIT_VERSION);
-        sending.enqueue(path);
+        let (_dir, _, data, mut sending) = queued(crate::frame::CREDIT_VERSION, 1000).await;
         assert!(matches!(
             sending.next_frame().await,
             Frame::Offer { id: 1, sha256, .. } if sha256 == sha(&data)
