@@ -669,16 +669,19 @@ impl Receiving {
             let size = incoming.size();
             match incoming.finish(keep_partial).await {
                 Outcome::Interrupted { part, received } => {
+                    let held = match received == size {
+                        true => format!("every byte but not its SHA-256 arrived, {reason}"),
+                        false => format!(
+                            "incomplete ({} of {}), {reason}",
+                            human_bytes(received),
+                            human_bytes(size)
+                        ),
+                    };
                     let _ = self.events.send(Event::TransferInterrupted {
                         id,
                         name,
                         receiving: true,
-                        reason: format!(
-                            "incomplete ({} of {}), {reason}; kept {} to resume",
-                            human_bytes(received),
-                            human_bytes(size),
-                            part.display()
-                        ),
+                        reason: format!("{held}; kept {} to resume", part.display()),
                     });
                 }
                 outcome => self.report_now(id, name, outcome),
@@ -1428,6 +1431,38 @@ mod tests {
             files.digest(2, sha(b"data")),
             Err(TransferViolation::MisplacedDigest { id: 2, .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_file_whose_digest_never_came_is_kept_and_said_to_lack_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReceiveLimits::new(dir.path().to_owned(), None);
+        let (replies, mut replies_rx) = mpsc::channel(64);
+        let (events, mut events_rx) = mpsc::unbounded_channel();
+        let alice = hex::encode([0xa1; 32]).parse().unwrap();
+        let mut files = Receiving::new(
+            limits,
+            "alice".into(),
+            alice,
+            UNHASHED_OFFER_VERSION,
+            replies,
+            events,
+        );
+        files.offer(1, "late.txt", 4, None).await.unwrap();
+        answer(&mut replies_rx).await;
+        files.chunk(1, b"data".to_vec()).await.unwrap();
+        files.abandon("the connection was lost", true).await;
+        let said = std::iter::from_fn(|| events_rx.try_recv().ok()).find_map(|event| match event {
+            Event::TransferInterrupted { reason, .. } => Some(reason),
+            _ => None,
+        });
+        let said = said.expect("the user is told");
+        assert!(
+            said.starts_with(
+                "every byte but not its SHA-256 arrived, the connection was lost; kept "
+            ),
+            "{said}"
+        );
     }
 
     #[tokio::test]
