@@ -40,10 +40,13 @@ TEST_THREADS ?= 8
 # so each dependency compiles once. The Windows build is linted too
 # (tests/support/windows-clippy installs the target and MinGW, or says why it skips);
 # it cannot be run here.
+# The fuzz crate's own Cargo.lock must follow the crate's dependencies, or make fuzz
+# stops at its first step: checked here, where nothing else would notice.
 test:
 	@tests/support/install-nat-tools $(NAT_PACKAGES)
 	@tests/support/install-ntfs-3g
 	$(CARGO) fmt --check
+	$(CARGO) metadata --locked --manifest-path fuzz/Cargo.toml --format-version 1 >/dev/null
 	@tests/support/audit
 	tests/support/linted $(CARGO) test --locked --all-targets --no-run
 	@CARGO="$(CARGO)" tests/support/windows-clippy
