@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use relay::Relay;
 use support::no_udp::NoUdpLoopback;
 use support::{CHAT, Proc, cpu_seconds, env_or, make_random_file, median, scratch_dir};
-use two_homes::{RELAY_IP, Router, TwoHomes};
+use two_homes::{Router, TwoHomes};
 
 /// How long the relay has to start (`relay.rs` waits this long).
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -118,7 +118,7 @@ fn main() {
     for (label, routers) in homes {
         match TwoHomes::create(&format!("b{}", nets.len()), routers) {
             Ok(net) => {
-                let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+                let relay = net.start_relay();
                 nets.push((label, net, relay));
             }
             Err(reason) => println!("{label}: skipped ({reason})"),

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chat::frame::{Frame, HEADER_LEN, MAX_FILE_NAME_LEN, UNHASHED_OFFER_VERSION};
+use chat::identity::fingerprint::Fingerprint;
 use chat::session::receiving_half::ReceiveState;
 use chat::transfer::incoming::ReceiveLimits;
 use chat::transfer::manifest::{self, Kind, MAX_DEPTH};
@@ -66,7 +67,7 @@ pub async fn check_receiver(input: &[u8], scratch: &Path, run: u64) -> Result<()
         let mut files = Receiving::new(
             limits.clone(),
             "fuzz".into(),
-            "f0".repeat(32).parse().unwrap(),
+            Fingerprint::of(b"fuzz"),
             UNHASHED_OFFER_VERSION,
             replies,
             events,

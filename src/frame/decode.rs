@@ -54,18 +54,8 @@ impl Frame {
                 }
                 Frame::Credit { limit }
             }
-            TYPE_OFFER => decode_offer(payload)?,
-            TYPE_OFFER_UNHASHED => {
-                const EXPECTED: &str = "at least 16";
-                let (id, rest) = split_u64(payload, "OfferUnhashed", EXPECTED)?;
-                let (size, name) = split_u64(rest, "OfferUnhashed", EXPECTED)
-                    .map_err(|_| bad_length("OfferUnhashed", payload, EXPECTED))?;
-                Frame::OfferUnhashed {
-                    id,
-                    size,
-                    name: decode_text(name, "OfferUnhashed", MAX_FILE_NAME_LEN)?,
-                }
-            }
+            TYPE_OFFER => decode_offer(payload, true)?,
+            TYPE_OFFER_UNHASHED => decode_offer(payload, false)?,
             TYPE_DIGEST => {
                 let (id, rest) = split_u64(payload, "Digest", "exactly 40")?;
                 let sha256 = <[u8; 32]>::try_from(rest)
@@ -147,17 +137,26 @@ impl VerdictStatus {
     }
 }
 
-fn decode_offer(payload: &[u8]) -> Result<Frame, FrameError> {
-    const EXPECTED: &str = "at least 48";
-    let short = || bad_length("Offer", payload, EXPECTED);
+/// An `Offer`, or unless `hashed` an `OfferUnhashed`: the same fields but its SHA-256.
+fn decode_offer(payload: &[u8], hashed: bool) -> Result<Frame, FrameError> {
+    let (frame, expected) = match hashed {
+        true => ("Offer", "at least 48"),
+        false => ("OfferUnhashed", "at least 16"),
+    };
+    let short = || bad_length(frame, payload, expected);
     let (id, rest) = payload.split_first_chunk::<8>().ok_or_else(short)?;
     let (size, rest) = rest.split_first_chunk::<8>().ok_or_else(short)?;
+    let (id, size) = (u64::from_be_bytes(*id), u64::from_be_bytes(*size));
+    if !hashed {
+        let name = decode_text(rest, frame, MAX_FILE_NAME_LEN)?;
+        return Ok(Frame::OfferUnhashed { id, size, name });
+    }
     let (sha256, name) = rest.split_first_chunk::<32>().ok_or_else(short)?;
     Ok(Frame::Offer {
-        id: u64::from_be_bytes(*id),
-        size: u64::from_be_bytes(*size),
+        id,
+        size,
         sha256: *sha256,
-        name: decode_text(name, "Offer", MAX_FILE_NAME_LEN)?,
+        name: decode_text(name, frame, MAX_FILE_NAME_LEN)?,
     })
 }
 

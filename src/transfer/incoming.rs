@@ -573,7 +573,7 @@ mod tests {
 
     /// The peer that sends every offer of these tests.
     fn alice() -> Fingerprint {
-        hex::encode([0xa1; 32]).parse().unwrap()
+        Fingerprint::of(b"alice")
     }
 
     #[tokio::test]

@@ -65,6 +65,14 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// For `map_err`: an I/O failure on `path`, which is copied only if one comes.
+    pub(super) fn io_at(path: &Path) -> impl Fn(io::Error) -> SendError + Copy + '_ {
+        move |source| SendError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
     /// Opening `path`, the user's own, failed: missing, or otherwise unreadable.
     pub(super) fn opening(path: &Path, source: io::Error) -> SendError {
         let path = path.to_owned();
@@ -121,10 +129,7 @@ impl PreparedFile {
         let (mut prepared, file) = Self::open(path)?;
         let size = prepared.size;
         let hash = super::sha256_of(&file, size, cache, using, |hashed| progress(hashed, size))
-            .map_err(|source| SendError::Io {
-                path: path.to_owned(),
-                source,
-            })?
+            .map_err(SendError::io_at(path))?
             .ok_or_else(|| SendError::Changed(path.to_owned()))?;
         prepared.sha256 = Some(hash.sha256);
         prepared.hash_was_cached = hash.cached;
@@ -142,10 +147,7 @@ impl PreparedFile {
             .to_owned();
         let file =
             platform::open_to_send(path).map_err(|source| SendError::opening(path, source))?;
-        let metadata = file.metadata().map_err(|source| SendError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let metadata = file.metadata().map_err(SendError::io_at(path))?;
         if !metadata.is_file() {
             return Err(SendError::NotAFile(path.to_owned()));
         }
@@ -184,10 +186,7 @@ impl PreparedFile {
         let (digest, hashed) = oneshot::channel();
         let prepared = self.clone();
         let chunks = read_on_thread(&self.path, move |chunks| {
-            let io_error = |source| SendError::Io {
-                path: prepared.path.clone(),
-                source,
-            };
+            let io_error = SendError::io_at(&prepared.path);
             let mut file = prepared.open_unchanged()?;
             let stamp = platform::file_stamp(&file).map_err(io_error)?;
             let hashed_at = std::time::SystemTime::now();
@@ -220,10 +219,7 @@ impl PreparedFile {
 
     /// The file, opened again to be sent, if it still looks as it did when measured.
     fn open_unchanged(&self) -> Result<File, SendError> {
-        let file = platform::open_to_send(&self.path).map_err(|source| SendError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let file = platform::open_to_send(&self.path).map_err(SendError::io_at(&self.path))?;
         if !self.unchanged(&file) {
             return Err(SendError::Changed(self.path.clone()));
         }
@@ -239,10 +235,7 @@ impl PreparedFile {
         chunks: &mut ChunkSender<Result<Vec<u8>, SendError>>,
         mut hasher: Option<&mut Sha256>,
     ) -> Result<bool, SendError> {
-        let io_error = |source| SendError::Io {
-            path: self.path.clone(),
-            source,
-        };
+        let io_error = SendError::io_at(&self.path);
         io::Seek::seek(file, io::SeekFrom::Start(offset)).map_err(io_error)?;
         let mut remaining = self.size - offset.min(self.size);
         while remaining > 0 {

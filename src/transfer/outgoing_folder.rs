@@ -144,10 +144,7 @@ impl Listing {
             sent.push(entry);
         }
         drop(opener);
-        let root_id = root.id().map_err(|source| SendError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let root_id = root.id().map_err(SendError::io_at(&self.path))?;
         progress(total);
         Ok(PreparedFolder {
             path: self.path,
@@ -183,10 +180,7 @@ impl PreparedFolder {
 
 /// Opens the folder at `path` again, if it is still the folder `id`.
 fn reopen(path: &Path, id: FileId) -> Result<Folder, SendError> {
-    let io_error = |source| SendError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io_error = SendError::io_at(path);
     let changed = || SendError::Changed(path.to_owned());
     let root = Folder::open(path).map_err(io_error)?.ok_or_else(changed)?;
     if root.id().map_err(io_error)? != id {

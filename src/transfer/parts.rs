@@ -504,7 +504,7 @@ mod tests {
     }
 
     fn fingerprint(tag: u8) -> Fingerprint {
-        hex::encode([tag; 32]).parse().unwrap()
+        Fingerprint::of(&[tag])
     }
 
     fn kept(dir: &Path, meta: &Meta, bytes: &[u8]) -> PathBuf {
@@ -528,7 +528,8 @@ mod tests {
             ..m
         };
         let text = unhashed.encode();
-        assert!(text.contains("\nsha256 follows\nfrom 0707"), "{text}");
+        let follows = format!("\nsha256 follows\nfrom {}\nname ", fingerprint(7));
+        assert!(text.contains(&follows), "{text}");
         assert_eq!(Meta::parse(&text), Some(unhashed));
         let without_sender = text.replace(&format!("from {}\n", fingerprint(7)), "");
         assert_eq!(

@@ -236,7 +236,11 @@ impl Receiving {
         let answers_stored = self.answers_stored;
         let (events, backlog) = (self.events.clone(), self.backlog());
         let started = tokio::task::spawn_blocking(move || -> Result<_, incoming::RefuseReason> {
-            if answers_stored && let Some(path) = limits.already_stored(&meta) {
+            // Only a hash in the offer can name a file already here.
+            if answers_stored
+                && meta.sha256.is_some()
+                && let Some(path) = limits.already_stored(&meta)
+            {
                 return Ok(Start::AlreadyStored(path));
             }
             let incoming = Incoming::start(&limits, meta, reservation, backlog, move |done| {
@@ -983,9 +987,22 @@ mod tests {
     }
 
     fn connection_at(limits: &ReceiveLimits, version: u16) -> (Receiving, mpsc::Receiver<Frame>) {
+        let (files, replies, _) = connection_told(limits, version);
+        (files, replies)
+    }
+
+    /// A connection as [`connection_at`] makes it, and what it tells the user.
+    fn connection_told(
+        limits: &ReceiveLimits,
+        version: u16,
+    ) -> (
+        Receiving,
+        mpsc::Receiver<Frame>,
+        mpsc::UnboundedReceiver<Event>,
+    ) {
         let (replies, replies_rx) = mpsc::channel(64);
-        let (events, _) = mpsc::unbounded_channel();
-        let alice = hex::encode([0xa1; 32]).parse().unwrap();
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let alice = Fingerprint::of(b"alice");
         let files = Receiving::new(
             limits.clone(),
             "alice".into(),
@@ -994,7 +1011,7 @@ mod tests {
             replies,
             events,
         );
-        (files, replies_rx)
+        (files, replies_rx, events_rx)
     }
 
     async fn answer(replies: &mut mpsc::Receiver<Frame>) -> Frame {
@@ -1437,17 +1454,8 @@ mod tests {
     async fn a_file_whose_digest_never_came_is_kept_and_said_to_lack_only_that() {
         let dir = tempfile::tempdir().unwrap();
         let limits = ReceiveLimits::new(dir.path().to_owned(), None);
-        let (replies, mut replies_rx) = mpsc::channel(64);
-        let (events, mut events_rx) = mpsc::unbounded_channel();
-        let alice = hex::encode([0xa1; 32]).parse().unwrap();
-        let mut files = Receiving::new(
-            limits,
-            "alice".into(),
-            alice,
-            UNHASHED_OFFER_VERSION,
-            replies,
-            events,
-        );
+        let (mut files, mut replies_rx, mut events_rx) =
+            connection_told(&limits, UNHASHED_OFFER_VERSION);
         files.offer(1, "late.txt", 4, None).await.unwrap();
         answer(&mut replies_rx).await;
         files.chunk(1, b"data".to_vec()).await.unwrap();

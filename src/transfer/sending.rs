@@ -6,7 +6,7 @@
 //! reaches the head).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -299,9 +299,8 @@ impl Sending {
                 if !hash_ahead {
                     return PreparedFile::measure(&path, hash_cache.as_ref()).map(Prepared::File);
                 }
-                let mut progress = ProgressReporter::new(events, id, Phase::Hashing, size);
-                PreparedFile::prepare(&path, hash_cache.as_ref(), |done, _| progress.update(done))
-                    .map(Prepared::File)
+                let progress = ProgressReporter::new(events, id, Phase::Hashing, size);
+                hash_file(&path, hash_cache.as_ref(), progress, false)
             });
             hashed
                 .await
@@ -741,16 +740,10 @@ impl Sending {
     fn hash_first(&self, id: u64, file: &PreparedFile, afresh: bool) -> Queued {
         let (path, name) = (file.path.clone(), file.name.clone());
         let hash_cache = self.hash_cache.clone();
-        let mut progress =
-            ProgressReporter::new(self.events.clone(), id, Phase::Hashing, file.size);
+        let progress = ProgressReporter::new(self.events.clone(), id, Phase::Hashing, file.size);
         let hashing = tokio::spawn(async move {
             tokio::task::spawn_blocking(move || {
-                let progress = |done, _| progress.update(done);
-                match afresh {
-                    true => PreparedFile::prepare_afresh(&path, hash_cache.as_ref(), progress),
-                    false => PreparedFile::prepare(&path, hash_cache.as_ref(), progress),
-                }
-                .map(Prepared::File)
+                hash_file(&path, hash_cache.as_ref(), progress, afresh)
             })
             .await
             .unwrap_or_else(|err| Err(SendError::Stopped(err.to_string())))
@@ -811,6 +804,22 @@ impl Sending {
             reason,
         });
     }
+}
+
+/// Reads and hashes the file at `path` to offer it with its SHA-256 (`afresh`: even
+/// if `cache` knows it), showing how far it got through `progress`. Blocking.
+fn hash_file(
+    path: &Path,
+    cache: Option<&SharedHashCache>,
+    mut progress: ProgressReporter,
+    afresh: bool,
+) -> Result<Prepared, SendError> {
+    let update = |done, _| progress.update(done);
+    match afresh {
+        true => PreparedFile::prepare_afresh(path, cache, update),
+        false => PreparedFile::prepare(path, cache, update),
+    }
+    .map(Prepared::File)
 }
 
 impl Head {

@@ -438,7 +438,7 @@ fn two_homes_behind_home_routers_meet_by_code_and_punch_a_direct_path() {
     let Some(net) = two_homes("d", [Router::Home, Router::Home]) else {
         return;
     };
-    let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let relay = net.start_relay();
     let world = World::new();
     let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
     for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
@@ -472,7 +472,7 @@ fn behind_a_symmetric_nat_the_session_stays_on_the_relay() {
         let Some(net) = two_homes(label, routers) else {
             return;
         };
-        let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+        let relay = net.start_relay();
         let world = World::new();
         let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
         for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
@@ -580,7 +580,7 @@ fn a_direct_path_cut_mid_transfer_goes_on_over_the_relay() {
     let Some(net) = two_homes("c", [Router::Home, Router::Home]) else {
         return;
     };
-    let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let relay = net.start_relay();
     let world = World::new();
     let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
     for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
@@ -662,7 +662,7 @@ fn the_bridge_between_the_homes_carries_only_ciphertext() {
     std::io::BufRead::read_line(&mut told, &mut line).unwrap();
     assert!(line.contains("listening on br0"), "{line}");
 
-    let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let relay = net.start_relay();
     let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
     bob.expect(Stream::Stderr, "Connected to alice ");
     let marker = b"plaintext-marker-4c1d-who-reads-this";
@@ -855,7 +855,7 @@ fn either_side_back_from_another_network_resumes_the_session_and_its_transfer() 
             return;
         }
     };
-    let relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let relay = net.start_relay();
     let world = World::new();
     let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
     for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
@@ -970,7 +970,7 @@ fn the_relay_lost_while_direct_changes_nothing_and_when_it_is_back_a_relayed_ses
     let Some(net) = two_homes("k", [Router::Home, Router::Home]) else {
         return;
     };
-    let mut relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let mut relay = net.start_relay();
     let world = World::new();
     let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
     for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
@@ -990,7 +990,7 @@ fn the_relay_lost_while_direct_changes_nothing_and_when_it_is_back_a_relayed_ses
     let Some(net) = two_homes("l", [Router::Home, Router::Symmetric]) else {
         return;
     };
-    let mut relay = Relay::start_with(&net.on_internet(), RELAY_IP.parse().unwrap());
+    let mut relay = net.start_relay();
     let world = World::new();
     let (mut alice, mut bob, alice_home, bob_home) = pair_across(&net, &relay, &world);
     for (peer, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {

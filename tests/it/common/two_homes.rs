@@ -17,6 +17,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use super::relay::Relay;
+
 /// How a home router translates and filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Router {
@@ -192,6 +194,11 @@ insert rule ip filter forward ct status dnat accept
     /// `ip netns exec NS`, to run a program on the internet bridge.
     pub fn on_internet(&self) -> [&str; 4] {
         ["ip", "netns", "exec", &self.internet]
+    }
+
+    /// A relay on the internet bridge, at [`RELAY_IP`].
+    pub fn start_relay(&self) -> Relay {
+        Relay::start_with(&self.on_internet(), RELAY_IP.parse().unwrap())
     }
 }
 
