@@ -39,8 +39,10 @@ fn quick_start() -> Vec<(String, Vec<String>)> {
     steps
 }
 
-/// What may differ from run to run: the code, fingerprints, the relay; and the
-/// join command names our relay, since it is not the public one.
+/// What may differ from run to run: the code, fingerprints, and the path of the
+/// connection (through which relay, or, where the peers can reach each other at
+/// once, directly at which address: peers on one host may do either); and the join
+/// command names our relay, since it is not the public one.
 fn shape(line: &str) -> String {
     let mut words = Vec::new();
     for word in line.split(' ') {
@@ -55,10 +57,11 @@ fn shape(line: &str) -> String {
         words.push(word);
     }
     let line = words.join(" ");
-    let line = match line.split_once(" through relay ") {
+    let path = (line.split_once(" through relay ")).or_else(|| line.split_once(" directly at "));
+    let line = match path {
         Some((before, after)) => {
             let rest = after.split_once(' ').map_or("", |(_, rest)| rest);
-            format!("{before} through relay RELAY {rest}")
+            format!("{before} PATH {rest}")
         }
         None => line,
     };
